@@ -1,0 +1,256 @@
+//! warren's virtual filesystem layer ("fops").
+//!
+//! The web server never touches `std::fs` directly: it asks a [`Fops`] to
+//! open a sanitised relative path ([`VPath`]) and gets back a
+//! [`FileHandle`] it can read, seek and (where the filesystem supports it)
+//! hand to `sendfile(2)`. This is the Rust shape of libwebsockets'
+//! `lws_plat_file_ops`:
+//!
+//! | lws                              | here                                   |
+//! |----------------------------------|----------------------------------------|
+//! | `open(fops, path, &flags)`       | [`Fops::open`] with [`OpenFlags`]      |
+//! | `close`                          | [`FileHandle::close`] (or drop)        |
+//! | `read`, `write`                  | [`FileHandle::read`], [`FileHandle::write`] |
+//! | `seek_cur`, `seek_set`, `seek_end` | [`FileHandle::seek`] with [`std::io::SeekFrom`] |
+//! | `lws_vfs_tell`, `_get_length`    | [`FileHandle::pos`], [`FileInfo::len`] |
+//! | `mod_time` + `MOD_TIME_VALID`    | [`FileInfo::mod_time`] (`Some` = valid) |
+//! | `LWS_FOP_FLAG_VIRTUAL`           | [`FileFlags::VIRTUAL`]                 |
+//! | `COMPR_ACCEPTABLE_GZIP`          | [`OpenFlags::ACCEPT_GZIP`]             |
+//! | `COMPR_IS_GZIP`                  | [`FileInfo::encoding`] = [`ContentEncoding::Gzip`] |
+//!
+//! # From the top
+//!
+//! - [`VPath`]: a path that has been checked once, at the edge, to contain
+//!   no `..`, no empty or `.` segments, no NUL and no leading `/`. Every
+//!   filesystem receives only these, so a traversal bug in one cannot
+//!   exist.
+//! - [`Fops`]: the filesystem. [`PlainFops`] serves a directory and is
+//!   confined to it by the kernel (`openat2(RESOLVE_BENEATH)`).
+//! - [`FileHandle`]: an open file: bounded reads, seeks, and an optional
+//!   [`FdSpan`] telling the server which bytes it may send with
+//!   `sendfile(2)` instead of reading them.
+//!
+//! # Blocking
+//!
+//! `Fops` is synchronous and is called from the server's event loop. Reads
+//! of regular files are the accepted exception to "never block the loop";
+//! implementations must keep every call bounded (one chunk per `read`, no
+//! `read_to_end`) and do slow work (indexing an archive) ahead of time.
+#![deny(missing_docs)]
+
+mod path;
+mod plain;
+
+pub use path::{PathError, VPath};
+pub use plain::PlainFops;
+
+use std::fmt::Debug;
+use std::io::{self, SeekFrom};
+use std::ops::BitOr;
+use std::os::fd::BorrowedFd;
+use std::time::SystemTime;
+
+/// A filesystem: something that opens paths.
+///
+/// Implementations must be cheap to call from an event loop: `open` may
+/// touch the disk, but must not wait on anything else (network, locks held
+/// by other threads for long, child processes).
+pub trait Fops: Send + Sync + Debug {
+    /// Opens `path`, relative to this filesystem's root.
+    ///
+    /// # Errors
+    ///
+    /// - [`io::ErrorKind::NotFound`]: nothing there (the server answers 404);
+    /// - [`io::ErrorKind::IsADirectory`]: `path` names a directory (the
+    ///   server then redirects or tries the default document);
+    /// - [`io::ErrorKind::PermissionDenied`]: it exists but may not be
+    ///   served, e.g. a symlink leading outside the root (403);
+    /// - anything else is reported as a server error (500).
+    fn open(&self, path: &VPath, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>>;
+}
+
+/// An open file of some [`Fops`].
+///
+/// Dropping the handle closes it; [`close`](Self::close) does the same but
+/// reports errors.
+pub trait FileHandle: Send + Debug {
+    /// What is known about the file since it was opened.
+    fn info(&self) -> &FileInfo;
+
+    /// The current position, in bytes from the start of the content as
+    /// served (for a gzip view of an entry, of the gzip stream).
+    fn pos(&self) -> u64;
+
+    /// Reads up to `buf.len()` bytes at the current position and advances
+    /// it. Returns 0 only at the end of the content.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Moves the position; returns the new position from the start.
+    ///
+    /// Seeking before the start is an error; seeking past the end is
+    /// allowed and reads there return 0.
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64>;
+
+    /// Writes at the current position. Read-only filesystems keep the
+    /// default, which refuses.
+    fn write(&mut self, _buf: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "read-only file"))
+    }
+
+    /// Which bytes from the current position the server may copy straight
+    /// from a file descriptor with `sendfile(2)`, if any.
+    ///
+    /// After sending `n` of them the server calls
+    /// [`advance`](Self::advance)`(n)`. `None` (the default) means: use
+    /// [`read`](Self::read).
+    fn sendfile_span(&self) -> Option<FdSpan<'_>> {
+        None
+    }
+
+    /// Moves the position forward by `n` bytes that were sent by other
+    /// means (see [`sendfile_span`](Self::sendfile_span)).
+    fn advance(&mut self, n: u64) -> io::Result<()> {
+        let delta = i64::try_from(n).map_err(|_| io::ErrorKind::InvalidInput)?;
+        self.seek(SeekFrom::Current(delta)).map(drop)
+    }
+
+    /// Closes the handle, reporting any error the filesystem has.
+    fn close(self: Box<Self>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes of a file descriptor that stand for the handle's next bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct FdSpan<'a> {
+    /// The descriptor to read from.
+    pub fd: BorrowedFd<'a>,
+    /// Offset in `fd` of the handle's current position.
+    pub offset: u64,
+    /// How many bytes from there are the handle's, in order.
+    pub len: u64,
+}
+
+/// Metadata of an open file, fixed at open time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Length of the content as it will be read (for a gzip view of a zip
+    /// entry: of the gzip stream).
+    pub len: u64,
+    /// Last modification time, if the filesystem knows it (lws's
+    /// `MOD_TIME_VALID`).
+    pub mod_time: Option<SystemTime>,
+    /// Properties of the file.
+    pub flags: FileFlags,
+    /// How the bytes read are encoded.
+    pub encoding: ContentEncoding,
+    /// A value that changes whenever the content does (a hash of inode,
+    /// size and mtime for a plain file; CRC-32 and size for a zip entry).
+    /// The server builds the ETag from it. `None`: no validator.
+    pub version: Option<u64>,
+}
+
+/// The content coding of the bytes a handle returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ContentEncoding {
+    /// The file's own bytes.
+    #[default]
+    Identity,
+    /// A gzip stream of the file's bytes (the server adds
+    /// `Content-Encoding: gzip`).
+    Gzip,
+}
+
+/// Flags the caller passes to [`Fops::open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpenFlags(u32);
+
+impl OpenFlags {
+    /// Read only: the default.
+    pub const READ: OpenFlags = OpenFlags(0);
+    /// The client accepts a gzip-encoded body, so a filesystem that holds
+    /// gzip bytes may return them as they are.
+    pub const ACCEPT_GZIP: OpenFlags = OpenFlags(1 << 0);
+    /// Open for writing as well as reading.
+    pub const WRITE: OpenFlags = OpenFlags(1 << 1);
+
+    /// Whether every flag of `other` is set in `self`.
+    pub fn contains(self, other: OpenFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl BitOr for OpenFlags {
+    type Output = OpenFlags;
+    fn bitor(self, rhs: OpenFlags) -> OpenFlags {
+        OpenFlags(self.0 | rhs.0)
+    }
+}
+
+/// Properties of an open file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileFlags(u32);
+
+impl FileFlags {
+    /// No flags.
+    pub const NONE: FileFlags = FileFlags(0);
+    /// Not a file of the operating system (inside an archive, in memory,
+    /// made up by user code): the server must not `stat` it.
+    pub const VIRTUAL: FileFlags = FileFlags(1 << 0);
+
+    /// Whether every flag of `other` is set in `self`.
+    pub fn contains(self, other: FileFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl BitOr for FileFlags {
+    type Output = FileFlags;
+    fn bitor(self, rhs: FileFlags) -> FileFlags {
+        FileFlags(self.0 | rhs.0)
+    }
+}
+
+/// Moves `pos` as `seek` asks, within `0..=u64::MAX`, for content of
+/// length `len`. A helper for [`FileHandle::seek`] implementations.
+pub fn seek_target(pos: u64, len: u64, seek: SeekFrom) -> io::Result<u64> {
+    let (base, delta) = match seek {
+        SeekFrom::Start(n) => return Ok(n),
+        SeekFrom::End(d) => (len, d),
+        SeekFrom::Current(d) => (pos, d),
+    };
+    base.checked_add_signed(delta).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seek_target_moves_and_refuses_negative() {
+        assert_eq!(seek_target(5, 10, SeekFrom::Start(3)).ok(), Some(3));
+        assert_eq!(seek_target(5, 10, SeekFrom::Current(2)).ok(), Some(7));
+        assert_eq!(seek_target(5, 10, SeekFrom::End(-4)).ok(), Some(6));
+        assert!(seek_target(5, 10, SeekFrom::Current(-6)).is_err());
+        assert!(seek_target(5, 10, SeekFrom::End(-11)).is_err());
+    }
+
+    #[test]
+    fn flags_combine() {
+        let f = OpenFlags::ACCEPT_GZIP | OpenFlags::WRITE;
+        assert!(f.contains(OpenFlags::ACCEPT_GZIP));
+        assert!(f.contains(OpenFlags::WRITE));
+        assert!(!OpenFlags::READ.contains(OpenFlags::WRITE));
+        assert!(FileFlags::VIRTUAL.contains(FileFlags::NONE));
+    }
+
+    #[test]
+    fn handles_are_send() {
+        fn assert_send<T: Send + ?Sized>() {}
+        assert_send::<dyn FileHandle>();
+        assert_send::<dyn Fops>();
+    }
+}

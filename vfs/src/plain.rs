@@ -1,0 +1,289 @@
+//! [`PlainFops`]: a directory of the real filesystem, confined to itself.
+
+use crate::{seek_target, ContentEncoding, FdSpan, FileFlags, FileHandle, FileInfo, Fops, OpenFlags, VPath};
+use std::ffi::CString;
+use std::fs::File;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{self, SeekFrom};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// Serves the files below one directory, the *origin*.
+///
+/// SECURITY: nothing outside the origin can be opened. Paths are
+/// [`VPath`]s (no `..`), and the kernel resolves them with
+/// `openat2(..., RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` relative to a
+/// descriptor of the origin held open for the life of the `PlainFops`, so
+/// a symlink whose target leaves the origin (and any absolute symlink)
+/// fails with `PermissionDenied`, while relative symlinks that stay inside
+/// work. Where `openat2` is unavailable (kernels before 5.6, or a seccomp
+/// filter), the opened file's real path is read back from
+/// `/proc/self/fd` and checked to lie under the origin's canonical path.
+///
+/// Only regular files are served; devices, FIFOs and sockets inside the
+/// origin are refused (`PermissionDenied`), and files are opened
+/// non-blocking so a FIFO can never stall the caller.
+#[derive(Debug)]
+pub struct PlainFops {
+    root: OwnedFd,
+    canonical: PathBuf,
+}
+
+impl PlainFops {
+    /// Opens `origin`, which must be a directory.
+    pub fn new(origin: impl AsRef<Path>) -> io::Result<PlainFops> {
+        let origin = origin.as_ref();
+        let canonical = origin.canonicalize()?;
+        let c = CString::new(canonical.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in origin path"))?;
+        // SAFETY: `c` is a valid NUL-terminated string; the flags are plain
+        // integers; on success the returned fd is owned by us alone.
+        let fd = unsafe {
+            libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by open(2) and is not owned elsewhere.
+        let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(PlainFops { root, canonical })
+    }
+
+    /// The origin directory, canonicalised.
+    pub fn origin(&self) -> &Path {
+        &self.canonical
+    }
+
+    fn open_beneath(&self, path: &VPath) -> io::Result<File> {
+        let rel = if path.is_root() { "." } else { path.as_str() };
+        let c = CString::new(rel).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+        static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+        if !NO_OPENAT2.load(Ordering::Relaxed) {
+            match openat2_beneath(&self.root, &c, flags) {
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                    NO_OPENAT2.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(map_confinement_error(e)),
+                Ok(file) => return Ok(file),
+            }
+        }
+        // Fallback: open relative to the origin, then check where we landed.
+        // SAFETY: valid fd and C string; ownership of the result is taken below.
+        let fd = unsafe { libc::openat(self.root.as_raw_fd(), c.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by openat(2).
+        let file = unsafe { File::from_raw_fd(fd) };
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        if real == self.canonical || real.starts_with(&self.canonical) {
+            Ok(file)
+        } else {
+            Err(io::Error::new(io::ErrorKind::PermissionDenied, "path leaves the origin"))
+        }
+    }
+}
+
+impl Fops for PlainFops {
+    fn open(&self, path: &VPath, _flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {
+        let file = self.open_beneath(path)?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory"));
+        }
+        if !meta.is_file() {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "not a regular file"));
+        }
+        let mod_time = meta.modified().ok();
+        let mut h = DefaultHasher::new();
+        (meta.dev(), meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()).hash(&mut h);
+        let info = FileInfo {
+            len: meta.len(),
+            mod_time: mod_time.map(whole_seconds),
+            flags: FileFlags::NONE,
+            encoding: ContentEncoding::Identity,
+            version: Some(h.finish()),
+        };
+        Ok(Box::new(PlainHandle { file, info, pos: 0 }))
+    }
+}
+
+/// HTTP dates have whole seconds; keep mod_time comparable with them.
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => SystemTime::UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+        Err(_) => t,
+    }
+}
+
+fn openat2_beneath(root: &OwnedFd, path: &CString, flags: i32) -> io::Result<File> {
+    /// `struct open_how` of openat2(2) (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: flags as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 reads `how` (of the size passed) and the C string;
+    // both outlive the call. The result is an fd we own, or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the syscall returned a new fd; it fits in i32 by contract.
+    Ok(unsafe { File::from_raw_fd(fd as i32) })
+}
+
+/// EXDEV: resolution would leave the origin; ELOOP: too many or forbidden
+/// links. Both are "not yours to read", not "missing".
+fn map_confinement_error(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::EXDEV | libc::ELOOP) => {
+            io::Error::new(io::ErrorKind::PermissionDenied, "path leaves the origin")
+        }
+        _ => e,
+    }
+}
+
+#[derive(Debug)]
+struct PlainHandle {
+    file: File,
+    info: FileInfo,
+    pos: u64,
+}
+
+impl FileHandle for PlainHandle {
+    fn info(&self) -> &FileInfo {
+        &self.info
+    }
+
+    fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.info.len {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(self.info.len - self.pos).unwrap_or(usize::MAX));
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.pos = seek_target(self.pos, self.info.len, pos)?;
+        Ok(self.pos)
+    }
+
+    fn sendfile_span(&self) -> Option<FdSpan<'_>> {
+        Some(FdSpan {
+            fd: self.file.as_fd(),
+            offset: self.pos,
+            len: self.info.len.saturating_sub(self.pos),
+        })
+    }
+
+    fn advance(&mut self, n: u64) -> io::Result<()> {
+        self.pos = self.pos.saturating_add(n);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn site() -> (tempfile::TempDir, PlainFops) {
+        let outer = tempfile::tempdir().expect("tempdir");
+        let root = outer.path().join("root");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("a.txt"), b"hello").expect("write");
+        std::fs::write(root.join("sub/b.txt"), b"inner").expect("write");
+        std::fs::write(outer.path().join("secret"), b"secret").expect("write");
+        symlink("../secret", root.join("escape")).expect("symlink");
+        symlink(outer.path().join("secret"), root.join("abs-escape")).expect("symlink");
+        symlink("sub/b.txt", root.join("inside")).expect("symlink");
+        let fops = PlainFops::new(&root).expect("fops");
+        (outer, fops)
+    }
+
+    fn read_all(fops: &PlainFops, p: &str) -> io::Result<Vec<u8>> {
+        let path = VPath::new(p).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let mut h = fops.open(&path, OpenFlags::READ)?;
+        let mut out = vec![0; h.info().len as usize];
+        let mut got = 0;
+        while got < out.len() {
+            let n = h.read(&mut out[got..])?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        out.truncate(got);
+        Ok(out)
+    }
+
+    #[test]
+    fn reads_files_and_inside_symlinks() {
+        let (_t, fops) = site();
+        assert_eq!(read_all(&fops, "a.txt").ok(), Some(b"hello".to_vec()));
+        assert_eq!(read_all(&fops, "sub/b.txt").ok(), Some(b"inner".to_vec()));
+        assert_eq!(read_all(&fops, "inside").ok(), Some(b"inner".to_vec()));
+    }
+
+    #[test]
+    fn refuses_symlinks_out() {
+        let (_t, fops) = site();
+        for p in ["escape", "abs-escape"] {
+            let e = read_all(&fops, p).expect_err(p);
+            assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{p}: {e}");
+        }
+    }
+
+    #[test]
+    fn directories_and_missing() {
+        let (_t, fops) = site();
+        let e = read_all(&fops, "sub").expect_err("dir");
+        assert_eq!(e.kind(), io::ErrorKind::IsADirectory);
+        let e = read_all(&fops, "").expect_err("root");
+        assert_eq!(e.kind(), io::ErrorKind::IsADirectory);
+        let e = read_all(&fops, "nope").expect_err("missing");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn seek_and_span() {
+        let (_t, fops) = site();
+        let path = VPath::new("a.txt").expect("path");
+        let mut h = fops.open(&path, OpenFlags::READ).expect("open");
+        assert_eq!(h.seek(SeekFrom::End(-2)).ok(), Some(3));
+        let span = h.sendfile_span().expect("span");
+        assert_eq!((span.offset, span.len), (3, 2));
+        let mut b = [0u8; 8];
+        assert_eq!(h.read(&mut b).ok(), Some(2));
+        assert_eq!(&b[..2], b"lo");
+        assert_eq!(h.read(&mut b).ok(), Some(0));
+        assert!(h.info().mod_time.is_some());
+        assert!(h.info().version.is_some());
+    }
+}
