@@ -1,0 +1,264 @@
+//! [`Context`]: what a server is made of, and the handle other threads use.
+
+use crate::mount::Mount;
+use crate::protocol::{AnyProtocol, Protocol};
+use crate::service::Service;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Timeouts and size limits that apply to every connection.
+///
+/// Every value has a default chosen for a public server; each says why.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// From the first byte of a request head to its end (absolute, not
+    /// refreshed by trickling bytes, so slowloris cannot hold a slot).
+    /// Also the time a new connection has to send its first byte.
+    /// Default 10 s (lws's `timeout_secs_ah_idle`).
+    pub header_timeout: Duration,
+    /// Progress timeout while a body is read or a response written: each
+    /// chunk that moves re-arms it. Default 15 s (lws's `timeout-secs`).
+    pub io_timeout: Duration,
+    /// How long a closing connection may still send us bytes, which we
+    /// read and drop so its last response is not reset. Default 2 s.
+    pub linger: Duration,
+    /// The largest request head. Default 8 KiB (lws: 4 KiB; nginx: 8 KiB).
+    pub max_head: usize,
+    /// The longest request-target. Default 4 KiB.
+    pub max_uri: usize,
+    /// Connections served at once; more are refused. `None` (the default):
+    /// from RLIMIT_NOFILE at start, see [`Context::max_connections`].
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(15),
+            linger: Duration::from_secs(2),
+            max_head: 8192,
+            max_uri: 4096,
+            max_connections: None,
+        }
+    }
+}
+
+/// One virtual host: a name, where it listens, its mounts and protocols.
+#[derive(Debug)]
+pub struct VhostInfo {
+    pub(crate) name: String,
+    pub(crate) listen: SocketAddr,
+    pub(crate) mounts: Vec<Mount>,
+    pub(crate) protocols: Vec<Box<dyn AnyProtocol>>,
+    pub(crate) error_document_404: Option<String>,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) server_string: Option<String>,
+}
+
+impl VhostInfo {
+    /// A vhost called `name` listening on `listen` (port 0: any free port,
+    /// see [`Context::local_addr`]). Vhosts on the same address share its
+    /// socket and are told apart by the Host header.
+    pub fn new(name: impl Into<String>, listen: SocketAddr) -> VhostInfo {
+        VhostInfo {
+            name: name.into(),
+            listen,
+            mounts: Vec::new(),
+            protocols: Vec::new(),
+            error_document_404: None,
+            keepalive_timeout: Duration::from_secs(5),
+            headers: Vec::new(),
+            server_string: None,
+        }
+    }
+
+    /// Adds a mount.
+    pub fn mount(mut self, mount: Mount) -> VhostInfo {
+        self.mounts.push(mount);
+        self
+    }
+
+    /// Adds a protocol, which `callback://` mounts can name.
+    pub fn protocol<P: Protocol>(mut self, protocol: P) -> VhostInfo {
+        self.protocols.push(Box::new(protocol));
+        self
+    }
+
+    /// 404s become a `302` to this path, which is then served with status
+    /// 404 (lws `error-document-404`, spec ERR-4).
+    pub fn error_document_404(mut self, path: impl Into<String>) -> VhostInfo {
+        self.error_document_404 = Some(path.into());
+        self
+    }
+
+    /// How long an idle keep-alive connection waits for its next request.
+    /// Default 5 s (lws's `keepalive_timeout`).
+    pub fn keepalive_timeout(mut self, t: Duration) -> VhostInfo {
+        self.keepalive_timeout = t;
+        self
+    }
+
+    /// Adds a header to every response of this vhost (spec HDR-3).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> VhostInfo {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The `Server` header value; none is sent unless set.
+    pub fn server_string(mut self, s: impl Into<String>) -> VhostInfo {
+        self.server_string = Some(s.into());
+        self
+    }
+}
+
+/// Everything a [`Context`] is built from.
+#[derive(Debug, Default)]
+pub struct ContextInfo {
+    pub(crate) vhosts: Vec<VhostInfo>,
+    pub(crate) limits: Limits,
+}
+
+impl ContextInfo {
+    /// An empty description; add at least one vhost.
+    pub fn new() -> ContextInfo {
+        ContextInfo::default()
+    }
+
+    /// Adds a vhost.
+    pub fn vhost(mut self, vhost: VhostInfo) -> ContextInfo {
+        self.vhosts.push(vhost);
+        self
+    }
+
+    /// Replaces the limits.
+    pub fn limits(mut self, limits: Limits) -> ContextInfo {
+        self.limits = limits;
+        self
+    }
+}
+
+/// Counters kept by the loop, readable from any thread.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) open: AtomicU64,
+    pub(crate) requests: AtomicU64,
+}
+
+/// A snapshot of a context's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections accepted and served.
+    pub accepted: u64,
+    /// Connections refused because the connection limit was reached.
+    pub refused: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Request heads parsed.
+    pub requests: u64,
+}
+
+pub(crate) struct HandleInner {
+    pub(crate) waker: mio::Waker,
+    pub(crate) stop: AtomicBool,
+    pub(crate) cancels: AtomicU64,
+    pub(crate) counters: Counters,
+}
+
+/// The one way to reach a running loop from another thread. Cheap to
+/// clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct ContextHandle {
+    pub(crate) inner: Arc<HandleInner>,
+}
+
+impl fmt::Debug for ContextHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextHandle").field("stats", &self.stats()).finish()
+    }
+}
+
+impl ContextHandle {
+    /// Wakes the loop, which then delivers
+    /// [`Event::EventWaitCancelled`](crate::protocol::Event::EventWaitCancelled)
+    /// once to every protocol of every vhost. Safe from any thread, any
+    /// number of times (wakes may coalesce).
+    pub fn cancel_service(&self) {
+        self.inner.cancels.fetch_add(1, Ordering::Release);
+        self.wake();
+    }
+
+    /// Asks the loop to stop; [`Context::run`] then returns.
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Err(e) = self.inner.waker.wake() {
+            log::error!("cannot wake the service loop: {e}");
+        }
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            accepted: c.accepted.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            open: c.open.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A server: listening sockets bound, ready to [`run`](Context::run).
+#[derive(Debug)]
+pub struct Context {
+    service: Service,
+    handle: ContextHandle,
+}
+
+impl Context {
+    /// Binds every vhost's address and prepares the loop.
+    ///
+    /// # Errors
+    ///
+    /// No vhost, a `callback://` mount naming a protocol its vhost lacks,
+    /// or an address that cannot be bound (the message names it).
+    pub fn new(info: ContextInfo) -> io::Result<Context> {
+        let (service, handle) = Service::new(info)?;
+        Ok(Context { service, handle })
+    }
+
+    /// The address vhost number `index` (in creation order) listens on.
+    pub fn local_addr(&self, index: usize) -> Option<SocketAddr> {
+        self.service.local_addr(index)
+    }
+
+    /// The most connections served at once: RLIMIT_NOFILE at start (raised
+    /// to its hard limit), less a reserve for listeners, files being
+    /// served and the process's own descriptors, unless
+    /// [`Limits::max_connections`] says otherwise.
+    pub fn max_connections(&self) -> usize {
+        self.service.max_connections()
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> ContextHandle {
+        self.handle.clone()
+    }
+
+    /// Runs the loop on this thread until [`ContextHandle::stop`].
+    pub fn run(self) -> io::Result<()> {
+        self.service.run()
+    }
+}

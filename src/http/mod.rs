@@ -1,0 +1,50 @@
+//! HTTP/1 codec pieces, free of I/O: request heads, body decoding, response
+//! heads, the error page, URL paths. The h1 role feeds them bytes.
+
+pub mod body;
+pub mod encode;
+pub mod error_page;
+pub mod request;
+pub mod uri;
+
+pub use body::{BodyDecoder, BodyError};
+pub use encode::ResponseHead;
+pub use request::{Method, Request, Version};
+
+/// The standard reason phrase of `status` (RFC 9110 §15), or `""`.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}

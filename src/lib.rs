@@ -1,0 +1,53 @@
+//! warren: an event-driven web server library and serving appliance in
+//! the spirit of libwebsockets and its generic server lwsws.
+//!
+//! # From the top
+//!
+//! - [`Context`]: built from a [`ContextInfo`] (vhosts, mounts, protocols,
+//!   limits); binds its sockets in [`Context::new`] and serves in
+//!   [`Context::run`], one event loop on the calling thread.
+//! - [`Mount`]: an area of a vhost's URL space and what serves it: files
+//!   through a [`warren_vfs::Fops`], or a [`Protocol`] of your own.
+//! - [`Protocol`]: your code, called with [`protocol::Event`]s. It writes
+//!   only when the connection can take data, once per writeable event,
+//!   which the types enforce (see [`protocol`]).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use warren::{Context, ContextInfo, Mount, VhostInfo};
+//! use warren_vfs::PlainFops;
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let site = Arc::new(PlainFops::new("webroot")?);
+//! let vhost = VhostInfo::new("localhost", "127.0.0.1:7681".parse().unwrap())
+//!     .mount(Mount::files("/", site));
+//! let context = Context::new(ContextInfo::new().vhost(vhost))?;
+//! context.run()
+//! # }
+//! ```
+//!
+//! # The loop
+//!
+//! One `mio::Poll` per loop, connections in a slab, timeouts on a timer
+//! wheel. Readiness is edge-triggered and tracked per connection; a
+//! connection that still has work after its turn goes on a forced-service
+//! list so a busy one cannot starve the rest. Idle connections own no
+//! buffers: reads go through one receive buffer per loop, and the only
+//! per-connection output buffer is the remainder of a write the kernel
+//! took in part.
+#![deny(missing_docs)]
+#![cfg_attr(test, deny(warnings))]
+
+mod context;
+pub mod http;
+mod mount;
+pub mod protocol;
+mod roles;
+mod service;
+mod timer;
+mod wsi;
+
+pub use context::{Context, ContextHandle, ContextInfo, Limits, Stats, VhostInfo};
+pub use mount::{Mount, Origin};
+pub use protocol::{Action, Protocol};
+pub use warren_vfs as vfs;

@@ -1,0 +1,134 @@
+//! Mounts: areas of a vhost's URL space and what serves them.
+
+use std::fmt;
+use std::sync::Arc;
+use warren_vfs::Fops;
+
+/// What serves a mount's area (lws's `origin_protocol`).
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Origin {
+    /// Files from a filesystem (`file://`): a directory through
+    /// [`PlainFops`](warren_vfs::PlainFops), or any user [`Fops`].
+    File(Arc<dyn Fops>),
+    /// The named protocol of the vhost handles every request in the area
+    /// (`callback://NAME`).
+    Callback(String),
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(fops) => write!(f, "File({fops:?})"),
+            Origin::Callback(name) => write!(f, "Callback({name:?})"),
+        }
+    }
+}
+
+/// A mountpoint and its origin.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// `/` or a path without a trailing `/`, e.g. `/app`.
+    pub(crate) mountpoint: String,
+    pub(crate) origin: Origin,
+    pub(crate) default: String,
+}
+
+impl Mount {
+    /// Mounts `origin` at `mountpoint` (a trailing `/` is ignored, a
+    /// missing leading one added).
+    pub fn new(mountpoint: &str, origin: Origin) -> Mount {
+        let trimmed = mountpoint.trim_end_matches('/');
+        let mountpoint = if trimmed.is_empty() {
+            "/".to_string()
+        } else if trimmed.starts_with('/') {
+            trimmed.to_string()
+        } else {
+            format!("/{trimmed}")
+        };
+        Mount { mountpoint, origin, default: "index.html".to_string() }
+    }
+
+    /// Serves files from `fops` at `mountpoint`.
+    pub fn files(mountpoint: &str, fops: Arc<dyn Fops>) -> Mount {
+        Mount::new(mountpoint, Origin::File(fops))
+    }
+
+    /// Hands `mountpoint` to the vhost's protocol `name`.
+    pub fn callback(mountpoint: &str, name: &str) -> Mount {
+        Mount::new(mountpoint, Origin::Callback(name.to_string()))
+    }
+
+    /// The document served for a directory URL. Default `index.html`.
+    pub fn default_document(mut self, name: impl Into<String>) -> Mount {
+        self.default = name.into();
+        self
+    }
+
+    /// The normalised mountpoint.
+    pub fn mountpoint(&self) -> &str {
+        &self.mountpoint
+    }
+
+    /// Whether this mount covers `path` (decoded, normalised): equal, or a
+    /// prefix ending at a `/` boundary (spec MNT-1).
+    pub fn matches(&self, path: &str) -> bool {
+        let m = &self.mountpoint;
+        m == "/" || path == m || (path.starts_with(m.as_str()) && path.as_bytes().get(m.len()) == Some(&b'/'))
+    }
+
+    /// The part of `path` below the mountpoint, starting with `/` (or
+    /// empty when `path` is the mountpoint itself).
+    pub fn remainder<'p>(&self, path: &'p str) -> &'p str {
+        if self.mountpoint == "/" {
+            path
+        } else {
+            &path[self.mountpoint.len().min(path.len())..]
+        }
+    }
+}
+
+/// The longest mount covering `path`; on equal length the earlier (MNT-2).
+pub(crate) fn find<'m>(mounts: &'m [Mount], path: &str) -> Option<(usize, &'m Mount)> {
+    let mut best: Option<(usize, &Mount)> = None;
+    for (i, m) in mounts.iter().enumerate() {
+        if m.matches(path) && best.is_none_or(|(_, b)| m.mountpoint.len() > b.mountpoint.len()) {
+            best = Some((i, m));
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cb(mp: &str) -> Mount {
+        Mount::callback(mp, "x")
+    }
+
+    #[test]
+    fn whole_segments() {
+        let m = cb("/a/");
+        assert_eq!(m.mountpoint(), "/a");
+        assert!(m.matches("/a"));
+        assert!(m.matches("/a/"));
+        assert!(m.matches("/a/b"));
+        assert!(!m.matches("/ab"));
+        assert!(!m.matches("/"));
+        assert_eq!(m.remainder("/a/b"), "/b");
+        assert_eq!(m.remainder("/a"), "");
+        assert!(cb("/").matches("/anything"));
+        assert_eq!(cb("/").remainder("/x"), "/x");
+        assert_eq!(cb("x").mountpoint(), "/x");
+    }
+
+    #[test]
+    fn longest_wins_then_first() {
+        let mounts = [cb("/"), cb("/a"), cb("/a/b"), cb("/a")];
+        assert_eq!(find(&mounts, "/a/b/c").map(|(i, _)| i), Some(2));
+        assert_eq!(find(&mounts, "/a/bc").map(|(i, _)| i), Some(1));
+        assert_eq!(find(&mounts, "/z").map(|(i, _)| i), Some(0));
+        assert_eq!(find(&mounts[1..], "/z").map(|(i, _)| i), None);
+    }
+}

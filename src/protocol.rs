@@ -1,0 +1,286 @@
+//! What user code implements: a [`Protocol`] with one callback.
+//!
+//! A protocol is told what happens through [`Event`]s and answers with an
+//! [`Action`]. It never writes on its own initiative: it asks for a
+//! writeable callback with [`Cx::callback_on_writable`], and when the
+//! connection can take data the loop delivers [`Event::HttpWriteable`],
+//! carrying a [`Writer`] that can be used for exactly one write.
+//!
+//! # The one-write rule is a type
+//!
+//! Every write method of [`Writer`] takes `self` by value, so a second
+//! write in the same callback does not compile:
+//!
+//! ```compile_fail
+//! use warren::protocol::{Action, Cx, Event, Protocol};
+//! struct Twice;
+//! impl Protocol for Twice {
+//!     type Session = ();
+//!     fn name(&self) -> &str { "twice" }
+//!     fn callback(&mut self, _cx: &mut Cx<'_>, event: Event<'_, ()>) -> Action {
+//!         if let Event::HttpWriteable(_, writer) = event {
+//!             let _ = writer.body(b"one", false);
+//!             let _ = writer.body(b"two", true); // error[E0382]: use of moved value
+//!         }
+//!         Action::Continue
+//!     }
+//! }
+//! ```
+//!
+//! A write the kernel takes only in part is kept by the connection (its one
+//! pending remainder) and sent before any further writeable event is
+//! delivered; memory per connection stays bounded by one write whatever
+//! the peer does. Writeable events may also arrive when nothing was asked
+//! for (after such a remainder drains, say): dropping the `Writer` unused is
+//! always fine.
+
+use crate::http::request::Request;
+use crate::wsi::ResponseWriter;
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What a callback asks the loop to do with the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Action {
+    /// Carry on.
+    Continue,
+    /// Close the connection (lws: return -1).
+    Close,
+}
+
+/// A protocol: named, with one callback and per-connection session data.
+///
+/// `Session` is created (with `Default`) when a connection is bound to the
+/// protocol ([`Event::HttpBindProtocol`]) and dropped when it is unbound
+/// ([`Event::HttpDropProtocol`]); the core owns it, the protocol sees it in
+/// every event about that connection.
+pub trait Protocol: Send + 'static {
+    /// Per-connection state.
+    type Session: Default + Send + 'static;
+
+    /// The name mounts and clients use to pick this protocol.
+    fn name(&self) -> &str;
+
+    /// Handles one event.
+    fn callback(&mut self, cx: &mut Cx<'_>, event: Event<'_, Self::Session>) -> Action;
+}
+
+/// The reasons a protocol is called (lws's callback reasons that matter).
+#[non_exhaustive]
+pub enum Event<'a, S> {
+    /// The vhost the protocol is on has been created.
+    ProtocolInit,
+    /// The context is going away.
+    ProtocolDestroy,
+    /// Some thread called [`ContextHandle::cancel_service`](crate::ContextHandle::cancel_service):
+    /// look at whatever shared state that thread changed.
+    EventWaitCancelled,
+    /// A connection enters this protocol's area; its session was just made.
+    HttpBindProtocol(Wsi<'a, S>),
+    /// A connection leaves this protocol's area or closes; its session is
+    /// dropped after this.
+    HttpDropProtocol(Wsi<'a, S>),
+    /// A request head has arrived.
+    Http(Wsi<'a, S>, &'a Request),
+    /// A piece of the request body (decoded from chunked if need be).
+    HttpBody(Wsi<'a, S>, &'a [u8]),
+    /// The request body is complete.
+    HttpBodyCompletion(Wsi<'a, S>),
+    /// The connection can take one write.
+    HttpWriteable(Wsi<'a, S>, Writer<'a>),
+    /// The connection closed (then [`Event::HttpDropProtocol`] follows).
+    ClosedHttp(Wsi<'a, S>),
+}
+
+impl<S> fmt::Debug for Event<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Event::ProtocolInit => "ProtocolInit",
+            Event::ProtocolDestroy => "ProtocolDestroy",
+            Event::EventWaitCancelled => "EventWaitCancelled",
+            Event::HttpBindProtocol(..) => "HttpBindProtocol",
+            Event::HttpDropProtocol(..) => "HttpDropProtocol",
+            Event::Http(..) => "Http",
+            Event::HttpBody(..) => "HttpBody",
+            Event::HttpBodyCompletion(..) => "HttpBodyCompletion",
+            Event::HttpWriteable(..) => "HttpWriteable",
+            Event::ClosedHttp(..) => "ClosedHttp",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Names a connection across callbacks. Stale ids (of a connection that
+/// has closed) are ignored by every call that takes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WsiId {
+    pub(crate) key: u32,
+    pub(crate) generation: u32,
+}
+
+/// The connection an event is about, with the protocol's session for it.
+#[derive(Debug)]
+pub struct Wsi<'a, S> {
+    /// The connection's id, to use with [`Cx`] later.
+    pub id: WsiId,
+    /// The protocol's state for this connection.
+    pub session: &'a mut S,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+/// The single write a writeable callback may make.
+///
+/// Each method consumes the writer; see the [module docs](self).
+#[derive(Debug)]
+pub struct Writer<'a> {
+    pub(crate) inner: ResponseWriter<'a>,
+}
+
+impl Writer<'_> {
+    /// Sends the response head. `length` is the body's length if known;
+    /// without one the body is sent chunked (HTTP/1.1) or delimited by
+    /// closing the connection (HTTP/1.0). Headers the server owns
+    /// (`Date`, `Content-Length`, `Transfer-Encoding`, `Connection`) are
+    /// added for you and must not be in `headers`.
+    pub fn head(self, status: u16, headers: &[(&str, &str)], length: Option<u64>) -> io::Result<()> {
+        self.inner.head(status, headers, length)
+    }
+
+    /// Sends a piece of the body; `last` ends the response.
+    pub fn body(self, data: &[u8], last: bool) -> io::Result<()> {
+        self.inner.body(data, last)
+    }
+
+    /// Sends a whole response, head and body, in one write.
+    pub fn respond(self, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {
+        self.inner.respond(status, content_type, body)
+    }
+
+    /// Sends the server's error page for `status` (what
+    /// `lws_return_http_status()` does); `message` is an HTML fragment.
+    pub fn status(self, status: u16, message: &str) -> io::Result<()> {
+        self.inner.status(status, message)
+    }
+}
+
+/// A request made from inside a callback, applied when it returns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Command {
+    Writable(WsiId),
+    WritableAllProtocol { vhost: usize, protocol: usize },
+    RxFlow(WsiId, bool),
+    Timeout(WsiId, Option<Duration>),
+}
+
+/// The loop, as a callback sees it.
+///
+/// Requests made through `Cx` take effect when the callback returns
+/// (lws: "a change requested inside a callback is applied when the
+/// callback returns").
+#[derive(Debug)]
+pub struct Cx<'a> {
+    pub(crate) commands: &'a mut Vec<Command>,
+    pub(crate) vhost: usize,
+    pub(crate) protocol: usize,
+    pub(crate) handle: &'a crate::ContextHandle,
+}
+
+impl Cx<'_> {
+    /// Asks for one [`Event::HttpWriteable`] on `wsi` when it can take data.
+    pub fn callback_on_writable(&mut self, wsi: WsiId) {
+        self.commands.push(Command::Writable(wsi));
+    }
+
+    /// Asks for a writeable callback on every connection bound to the
+    /// calling protocol on this vhost.
+    pub fn callback_on_writable_all_protocol(&mut self) {
+        self.commands.push(Command::WritableAllProtocol { vhost: self.vhost, protocol: self.protocol });
+    }
+
+    /// Stops (`false`) or resumes (`true`) reading from `wsi`. While
+    /// stopped nothing more is read from the socket, so TCP pushes back on
+    /// the sender; bytes already read are held and delivered on resume.
+    pub fn rx_flow_control(&mut self, wsi: WsiId, enable: bool) {
+        self.commands.push(Command::RxFlow(wsi, enable));
+    }
+
+    /// Closes `wsi` if it has not finished its business within `after`
+    /// (`None` cancels a timeout set this way).
+    pub fn set_timeout(&mut self, wsi: WsiId, after: Option<Duration>) {
+        self.commands.push(Command::Timeout(wsi, after));
+    }
+
+    /// A handle other threads can use to wake this loop.
+    pub fn handle(&self) -> crate::ContextHandle {
+        self.handle.clone()
+    }
+}
+
+/// The events of [`Event`] without the session type, as the core makes them.
+pub(crate) enum RawEvent<'a> {
+    ProtocolInit,
+    ProtocolDestroy,
+    EventWaitCancelled,
+    Bind(WsiId, SocketAddr),
+    Drop(WsiId, SocketAddr),
+    Http(WsiId, SocketAddr, &'a Request),
+    Body(WsiId, SocketAddr, &'a [u8]),
+    BodyCompletion(WsiId, SocketAddr),
+    Writeable(WsiId, SocketAddr, Writer<'a>),
+    Closed(WsiId, SocketAddr),
+}
+
+/// A session as the core stores it.
+pub(crate) type Session = Box<dyn Any + Send>;
+
+/// [`Protocol`] with its session type erased, so the core can keep many.
+pub(crate) trait AnyProtocol: Send {
+    fn name(&self) -> &str;
+    fn new_session(&self) -> Session;
+    fn dispatch(&mut self, cx: &mut Cx<'_>, event: RawEvent<'_>, session: Option<&mut Session>) -> Action;
+}
+
+impl<P: Protocol> AnyProtocol for P {
+    fn name(&self) -> &str {
+        Protocol::name(self)
+    }
+
+    fn new_session(&self) -> Session {
+        Box::new(P::Session::default())
+    }
+
+    fn dispatch(&mut self, cx: &mut Cx<'_>, event: RawEvent<'_>, session: Option<&mut Session>) -> Action {
+        let session = session.and_then(|s| s.downcast_mut::<P::Session>());
+        let event = match (event, session) {
+            (RawEvent::ProtocolInit, _) => Event::ProtocolInit,
+            (RawEvent::ProtocolDestroy, _) => Event::ProtocolDestroy,
+            (RawEvent::EventWaitCancelled, _) => Event::EventWaitCancelled,
+            (RawEvent::Bind(id, peer), Some(session)) => Event::HttpBindProtocol(Wsi { id, session, peer }),
+            (RawEvent::Drop(id, peer), Some(session)) => Event::HttpDropProtocol(Wsi { id, session, peer }),
+            (RawEvent::Http(id, peer, r), Some(session)) => Event::Http(Wsi { id, session, peer }, r),
+            (RawEvent::Body(id, peer, b), Some(session)) => Event::HttpBody(Wsi { id, session, peer }, b),
+            (RawEvent::BodyCompletion(id, peer), Some(session)) => {
+                Event::HttpBodyCompletion(Wsi { id, session, peer })
+            }
+            (RawEvent::Writeable(id, peer, w), Some(session)) => {
+                Event::HttpWriteable(Wsi { id, session, peer }, w)
+            }
+            (RawEvent::Closed(id, peer), Some(session)) => Event::ClosedHttp(Wsi { id, session, peer }),
+            // A connection event without this protocol's session: the
+            // binding is inconsistent, which is our bug; drop the connection.
+            (_, None) => return Action::Close,
+        };
+        self.callback(cx, event)
+    }
+}
+
+impl fmt::Debug for dyn AnyProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Protocol({:?})", self.name())
+    }
+}

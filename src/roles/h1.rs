@@ -1,0 +1,844 @@
+//! The HTTP/1.1 server role: reads request heads and bodies, dispatches to
+//! mounts, and writes responses one step per writeable moment.
+//!
+//! A connection is two state machines side by side: [`Reading`] (head,
+//! body, done, lingering) and [`Writing`] (idle, streaming a file, a
+//! protocol's response, complete, shutting down). A transaction ends when
+//! the response is complete and its bytes have left; then the connection
+//! either waits for the next request (keep-alive; pipelined bytes already
+//! read are parsed at once) or closes.
+
+use crate::context::VhostInfo;
+use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Method, Request};
+use crate::http::{uri, BodyDecoder, Version};
+use crate::mount::{self, Origin};
+use crate::protocol::{Action, Command, Cx, RawEvent, Session, WsiId, Writer};
+use crate::service::Shared;
+use crate::wsi::{begin_head, end_head, error_response, BodyFraming, CbResp, HeadEnv, Out, ResponseWriter, Transport, TxInfo};
+use mio::net::TcpStream;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use warren_vfs::{ContentEncoding, FileHandle, OpenFlags, VPath};
+
+/// Steps a connection may take per service call before others get a turn.
+const BUDGET: usize = 16;
+/// The most bytes one `sendfile` is asked for (nginx's default
+/// `sendfile_max_chunk`); the kernel sends what fits in the socket.
+const SENDFILE_CHUNK: u64 = 2 << 20;
+/// The most bytes one read-and-write step moves for a file that cannot be
+/// sent with `sendfile`.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What the service should do with a connection after serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Keep,
+    Close,
+}
+
+/// Why a connection is being closed (for the debug log).
+#[derive(Debug)]
+pub(crate) struct Close(String);
+
+impl From<io::Error> for Close {
+    fn from(e: io::Error) -> Close {
+        Close(e.to_string())
+    }
+}
+
+#[derive(Debug)]
+enum Reading {
+    /// Waiting for a request head; `started`: some of it has arrived and
+    /// the absolute header deadline runs.
+    Head { started: bool },
+    /// Reading the body; `to_protocol`: deliver it, else drop it.
+    Body { decoder: BodyDecoder, to_protocol: bool },
+    /// The request is read; the response is under way.
+    Done,
+    /// Closing: read and drop whatever comes until EOF or the deadline.
+    Linger,
+}
+
+#[derive(Debug)]
+enum Writing {
+    /// No response started.
+    Idle,
+    /// A file body is streaming.
+    File { file: Box<dyn FileHandle>, remaining: u64 },
+    /// A protocol writes the response.
+    Callback(CbResp),
+    /// The response is complete once the pending remainder drains.
+    Complete,
+    /// Close after the remainder drains.
+    Shutdown,
+    /// Our side is shut down.
+    Closed,
+}
+
+#[derive(Debug)]
+struct Binding {
+    vhost: usize,
+    protocol: usize,
+    session: Session,
+}
+
+/// An HTTP/1 connection.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) key: usize,
+    pub(crate) generation: u32,
+    pub(crate) out: Out,
+    /// The socket may have bytes for us (cleared at `WouldBlock`).
+    pub(crate) readable: bool,
+    /// Queued on the forced-service list.
+    pub(crate) forced: bool,
+    /// A protocol asked for a writeable callback.
+    pub(crate) want_writable: bool,
+    rx_paused: bool,
+    peer: SocketAddr,
+    listener: usize,
+    vhost: usize,
+    /// Bytes read but not yet consumed: a partial head, or pipelined
+    /// requests. Empty (no allocation) on an idle connection.
+    input: Vec<u8>,
+    reading: Reading,
+    writing: Writing,
+    tx: TxInfo,
+    binding: Option<Binding>,
+}
+
+impl Conn {
+    pub(crate) fn new(key: usize, generation: u32, stream: TcpStream, peer: SocketAddr, listener: usize, vhost: usize) -> Conn {
+        let mut out = Out::new(Transport::Plain(stream));
+        // A new socket has an empty send buffer.
+        out.writable = true;
+        Conn {
+            key,
+            generation,
+            out,
+            readable: false,
+            forced: false,
+            want_writable: false,
+            rx_paused: false,
+            peer,
+            listener,
+            vhost,
+            input: Vec::new(),
+            reading: Reading::Head { started: false },
+            writing: Writing::Idle,
+            tx: TxInfo::default(),
+            binding: None,
+        }
+    }
+
+    pub(crate) fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// A word for logs: what the connection was doing.
+    pub(crate) fn phase(&self) -> &'static str {
+        match (&self.reading, &self.writing) {
+            (Reading::Head { started: false }, _) => "keep-alive idle",
+            (Reading::Head { started: true }, _) => "request head",
+            (Reading::Body { .. }, _) => "request body",
+            (Reading::Linger, _) => "close",
+            (Reading::Done, Writing::File { .. }) => "file response",
+            (Reading::Done, Writing::Callback(_)) => "protocol response",
+            (Reading::Done, _) => "response",
+        }
+    }
+
+    /// The (vhost, protocol) this connection is bound to.
+    pub(crate) fn bound_to(&self) -> Option<(usize, usize)> {
+        self.binding.as_ref().map(|b| (b.vhost, b.protocol))
+    }
+
+    fn id(&self) -> WsiId {
+        WsiId { key: self.key as u32, generation: self.generation }
+    }
+
+    /// Serves the connection as far as it can go now.
+    pub(crate) fn service(&mut self, sh: &mut Shared) -> Step {
+        for _ in 0..BUDGET {
+            match self.step(sh) {
+                Ok(true) => {}
+                Ok(false) => return Step::Keep,
+                Err(Close(why)) => {
+                    log::debug!("{}: closing: {why}", self.peer);
+                    return Step::Close;
+                }
+            }
+        }
+        sh.force(self);
+        Step::Keep
+    }
+
+    fn step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        let mut progress = false;
+        if self.out.writable {
+            progress |= self.write_step(sh)?;
+        }
+        if !self.rx_paused {
+            progress |= self.read_step(sh)?;
+        }
+        Ok(progress)
+    }
+
+    // ---- writing ----------------------------------------------------------
+
+    fn write_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        let mut progress = false;
+        if self.out.has_pending() {
+            progress = self.out.flush()?;
+            if self.out.has_pending() {
+                return Ok(progress);
+            }
+        }
+        match &mut self.writing {
+            Writing::Idle | Writing::Closed => Ok(progress),
+            Writing::Complete | Writing::Callback(CbResp::Done) => {
+                self.finish_transaction(sh);
+                Ok(true)
+            }
+            Writing::File { .. } => Ok(self.send_file_chunk(sh)? || progress),
+            Writing::Callback(_) => {
+                if !self.want_writable {
+                    return Ok(progress);
+                }
+                self.want_writable = false;
+                self.deliver_writeable(sh)?;
+                Ok(true)
+            }
+            Writing::Shutdown => {
+                if let Err(e) = self.out.sock.stream().shutdown(std::net::Shutdown::Write) {
+                    return Err(e.into());
+                }
+                self.writing = Writing::Closed;
+                self.reading = Reading::Linger;
+                self.rx_paused = false;
+                self.input = Vec::new();
+                sh.timers.set(self.key, sh.now + sh.limits.linger);
+                Ok(true)
+            }
+        }
+    }
+
+    fn send_file_chunk(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        let Conn { writing, out, key, .. } = self;
+        let Writing::File { file, remaining } = writing else { return Ok(false) };
+        if *remaining == 0 {
+            *writing = Writing::Complete;
+            return Ok(true);
+        }
+        let want = (*remaining).min(SENDFILE_CHUNK);
+        if let Some(span) = file.sendfile_span().filter(|s| s.len > 0) {
+            let len = want.min(span.len) as usize;
+            if let Some(r) = out.sendfile(span.fd, span.offset, len) {
+                return match r? {
+                    None => Ok(false),
+                    Some(0) => Err(Close("file shrank while being sent".into())),
+                    Some(n) => {
+                        file.advance(n as u64)?;
+                        *remaining -= n as u64;
+                        sh.timers.set(*key, sh.now + sh.limits.io_timeout);
+                        Ok(true)
+                    }
+                };
+            }
+        }
+        let buf = &mut sh.tx;
+        buf.resize(READ_CHUNK.min(want as usize), 0);
+        let n = file.read(buf)?;
+        if n == 0 {
+            return Err(Close("file shrank while being sent".into()));
+        }
+        *remaining -= n as u64;
+        out.write(&buf[..n], *remaining > 0)?;
+        sh.timers.set(*key, sh.now + sh.limits.io_timeout);
+        Ok(true)
+    }
+
+    fn deliver_writeable(&mut self, sh: &mut Shared) -> Result<(), Close> {
+        let id = self.id();
+        let Conn { out, writing, tx, binding, peer, .. } = self;
+        let (Some(b), Writing::Callback(state)) = (binding.as_mut(), writing) else { return Ok(()) };
+        let Shared { vhosts, date, tx: scratch, commands, handle, .. } = sh;
+        let VhostInfo { protocols, headers, server_string, .. } = &mut vhosts[b.vhost];
+        let env = HeadEnv { date: date.now(), headers, server: server_string.as_deref() };
+        let writer = Writer { inner: ResponseWriter { out, state, tx, scratch, env } };
+        let mut cx = Cx { commands, vhost: b.vhost, protocol: b.protocol, handle };
+        let action = protocols[b.protocol].dispatch(&mut cx, RawEvent::Writeable(id, *peer, writer), Some(&mut b.session));
+        self.after_callback(sh, action)
+    }
+
+    /// Ends a transaction whose response has fully left.
+    fn finish_transaction(&mut self, sh: &mut Shared) {
+        self.want_writable = false;
+        if self.tx.keep_alive && matches!(self.reading, Reading::Done) {
+            self.writing = Writing::Idle;
+            self.reading = Reading::Head { started: false };
+            let keepalive = sh.vhosts[self.vhost].keepalive_timeout;
+            sh.timers.set(self.key, sh.now + keepalive);
+        } else {
+            self.writing = Writing::Shutdown;
+        }
+    }
+
+    // ---- reading ----------------------------------------------------------
+
+    fn read_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        if matches!(self.reading, Reading::Done) {
+            return Ok(false);
+        }
+        if !self.input.is_empty() && !matches!(self.reading, Reading::Linger) {
+            let input = std::mem::take(&mut self.input);
+            let used = self.consume(sh, &input)?;
+            if used > 0 {
+                self.input = input;
+                self.input.drain(..used);
+                if self.input.is_empty() {
+                    self.input = Vec::new();
+                }
+                return Ok(true);
+            }
+            self.input = input;
+        }
+        if !self.readable {
+            return Ok(false);
+        }
+        let mut rx = std::mem::take(&mut sh.rx);
+        let r = self.read_into(sh, &mut rx);
+        sh.rx = rx;
+        r
+    }
+
+    fn read_into(&mut self, sh: &mut Shared, rx: &mut [u8]) -> Result<bool, Close> {
+        let n = match self.out.read(rx)? {
+            None => {
+                self.readable = false;
+                return Ok(false);
+            }
+            Some(0) => {
+                return Err(Close(match self.reading {
+                    Reading::Linger => "done".into(),
+                    _ => "peer closed".into(),
+                }))
+            }
+            Some(n) => n,
+        };
+        if n < rx.len() {
+            // A short read means the socket is drained (edge-triggered: a
+            // new edge comes with new data), saving the WouldBlock read.
+            self.readable = false;
+        }
+        if matches!(self.reading, Reading::Linger) {
+            return Ok(true);
+        }
+        if self.input.is_empty() {
+            let used = self.consume(sh, &rx[..n])?;
+            if used < n {
+                self.input.extend_from_slice(&rx[used..n]);
+            }
+        } else {
+            self.input.extend_from_slice(&rx[..n]);
+            let input = std::mem::take(&mut self.input);
+            let used = self.consume(sh, &input)?;
+            self.input = input;
+            self.input.drain(..used);
+        }
+        Ok(true)
+    }
+
+    /// Consumes what the reading state can take from `input`.
+    fn consume(&mut self, sh: &mut Shared, input: &[u8]) -> Result<usize, Close> {
+        let mut used = 0;
+        while used < input.len() && !self.rx_paused {
+            match &mut self.reading {
+                Reading::Head { started } => {
+                    let limits = HeadLimits { max_head: sh.limits.max_head, max_uri: sh.limits.max_uri };
+                    match request::parse(&input[used..], limits) {
+                        Ok(None) => {
+                            if !*started {
+                                *started = true;
+                                sh.timers.set(self.key, sh.now + sh.limits.header_timeout);
+                            }
+                            break;
+                        }
+                        Ok(Some((req, n))) => {
+                            used += n;
+                            self.on_request(sh, req)?;
+                        }
+                        Err(e) => {
+                            self.refuse_head(sh, e);
+                            return Ok(input.len());
+                        }
+                    }
+                }
+                Reading::Body { decoder, to_protocol } => {
+                    let to_protocol = *to_protocol;
+                    let (n, data) = match decoder.decode(&input[used..]) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            log::debug!("{}: bad request body: {e:?}", self.peer);
+                            if matches!(self.writing, Writing::Callback(CbResp::AwaitHead) | Writing::Idle) {
+                                self.tx.keep_alive = false;
+                                self.reading = Reading::Done;
+                                self.send_error(sh, 400, None);
+                                return Ok(input.len());
+                            }
+                            return Err(Close("bad request body".into()));
+                        }
+                    };
+                    used += n;
+                    let done = decoder.is_done();
+                    if done {
+                        self.reading = Reading::Done;
+                    }
+                    if let (Some(data), true) = (data, to_protocol) {
+                        let (id, peer) = (self.id(), self.peer);
+                        self.dispatch(sh, RawEvent::Body(id, peer, data))?;
+                    }
+                    if done {
+                        if to_protocol {
+                            let (id, peer) = (self.id(), self.peer);
+                            self.dispatch(sh, RawEvent::BodyCompletion(id, peer))?;
+                        }
+                    } else {
+                        sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                }
+                Reading::Done | Reading::Linger => break,
+            }
+        }
+        Ok(used)
+    }
+
+    /// Answers a head we could not accept, then closes.
+    fn refuse_head(&mut self, sh: &mut Shared, e: HeadError) {
+        log::debug!("{}: bad request head: {e:?}", self.peer);
+        self.tx = TxInfo { version: Version::Http11, keep_alive: false, head_only: false, status: 0 };
+        self.reading = Reading::Done;
+        self.send_error(sh, e.status(), None);
+    }
+
+    // ---- requests ---------------------------------------------------------
+
+    fn on_request(&mut self, sh: &mut Shared, req: Request) -> Result<(), Close> {
+        sh.handle.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.tx = TxInfo {
+            version: req.version(),
+            keep_alive: req.keep_alive(),
+            head_only: req.method() == Method::Head,
+            status: 0,
+        };
+        sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+        self.reading = Reading::Done;
+        self.vhost = select_vhost(&sh.vhosts, &sh.listeners[self.listener], req.host());
+        if req.path() == "*" {
+            self.send_simple(sh, 200, &[("Allow", "GET, HEAD, OPTIONS")]);
+            return Ok(());
+        }
+        let found = mount::find(&sh.vhosts[self.vhost].mounts, req.path()).map(|(i, m)| (i, m.origin.clone()));
+        match found {
+            Some((_, Origin::Callback(name))) => return self.serve_callback(sh, req, &name),
+            Some((mi, Origin::File(_))) => {
+                self.unbind(sh);
+                self.skip_body(&req);
+                self.serve_file(sh, &req, mi);
+            }
+            None => {
+                self.unbind(sh);
+                self.skip_body(&req);
+                self.send_error(sh, 404, Some(&req));
+            }
+        }
+        Ok(())
+    }
+
+    /// A request body nobody will read: rather than read and drop an
+    /// unbounded amount, answer and close.
+    fn skip_body(&mut self, req: &Request) {
+        if req.framing() != Framing::None {
+            self.tx.keep_alive = false;
+        }
+    }
+
+    fn serve_file(&mut self, sh: &mut Shared, req: &Request, mount_index: usize) {
+        if !matches!(req.method(), Method::Get | Method::Head) {
+            self.send_simple_error(sh, 405, &[("Allow", "GET, HEAD")]);
+            return;
+        }
+        let vh = &sh.vhosts[self.vhost];
+        let m = &vh.mounts[mount_index];
+        let Origin::File(fops) = &m.origin else { return };
+        let rem = m.remainder(req.path());
+        if rem.is_empty() {
+            let to = format!("{}/", raw_path(req));
+            self.redirect(sh, 301, &to, req);
+            return;
+        }
+        let Ok(vpath) = VPath::new(rem) else {
+            self.send_error(sh, 403, Some(req));
+            return;
+        };
+        let flags = if accepts_gzip(req) { OpenFlags::ACCEPT_GZIP } else { OpenFlags::READ };
+        let dir_url = rem.ends_with('/');
+        let target = if dir_url { vpath.join(&m.default) } else { Ok(vpath) };
+        let opened = match target {
+            Ok(p) => fops.open(&p, flags).map(|h| (h, p)),
+            Err(_) => Err(io::ErrorKind::PermissionDenied.into()),
+        };
+        let (file, path) = match opened {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::IsADirectory && !dir_url => {
+                let to = format!("{}/", raw_path(req));
+                self.redirect(sh, 301, &to, req);
+                return;
+            }
+            Err(e) => {
+                let status = match e.kind() {
+                    io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory => 404,
+                    io::ErrorKind::PermissionDenied => 403,
+                    io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => 404,
+                    _ => {
+                        log::error!("{}: open {:?}: {e}", self.peer, req.path());
+                        500
+                    }
+                };
+                self.send_error(sh, status, Some(req));
+                return;
+            }
+        };
+        let status = if vh.error_document_404.as_deref() == Some(req.path()) { 404 } else { 200 };
+        let info = file.info().clone();
+        let Shared { vhosts, date, tx: buf, .. } = sh;
+        let vh = &vhosts[self.vhost];
+        let env = HeadEnv { date: date.now(), headers: &vh.headers, server: vh.server_string.as_deref() };
+        buf.clear();
+        let mut head = begin_head(buf, &mut self.tx, status, env);
+        let name = path.file_name().unwrap_or("");
+        if let Some(ct) = mime_guess::from_path(name).first_raw() {
+            head.header("Content-Type", ct);
+        } else {
+            head.header("Content-Type", "application/octet-stream");
+        }
+        if info.encoding == ContentEncoding::Gzip {
+            head.header("Content-Encoding", "gzip");
+        }
+        if flags.contains(OpenFlags::ACCEPT_GZIP) || info.encoding == ContentEncoding::Gzip {
+            head.header("Vary", "Accept-Encoding");
+        }
+        if let Some(t) = info.mod_time {
+            head.header("Last-Modified", &httpdate::fmt_http_date(t));
+        }
+        if let Some(v) = info.version {
+            let gz = if info.encoding == ContentEncoding::Gzip { "-gz" } else { "" };
+            head.header("ETag", &format!("\"{v:016x}{gz}\""));
+        }
+        end_head(head, &mut self.tx, BodyFraming::Length(info.len));
+        if self.tx.head_only || info.len == 0 {
+            self.send_buffered_from(buf);
+            return;
+        }
+        let r = self.out.write(buf, true);
+        self.writing = Writing::File { file, remaining: info.len };
+        if let Err(e) = r {
+            log::debug!("{}: write: {e}", self.peer);
+            self.writing = Writing::Shutdown;
+        }
+    }
+
+    fn serve_callback(&mut self, sh: &mut Shared, req: Request, name: &str) -> Result<(), Close> {
+        let vi = self.vhost;
+        let Some(pi) = sh.vhosts[vi].protocols.iter().position(|p| p.name() == name) else {
+            // Context::new checked every callback mount's protocol exists.
+            self.send_error(sh, 500, Some(&req));
+            return Ok(());
+        };
+        if self.bound_to() != Some((vi, pi)) {
+            self.unbind(sh);
+            let session = sh.vhosts[vi].protocols[pi].new_session();
+            self.binding = Some(Binding { vhost: vi, protocol: pi, session });
+            let (id, peer) = (self.id(), self.peer);
+            self.dispatch(sh, RawEvent::Bind(id, peer))?;
+        }
+        self.writing = Writing::Callback(CbResp::AwaitHead);
+        let framing = req.framing();
+        self.reading = match framing {
+            Framing::None => Reading::Done,
+            Framing::Length(n) => Reading::Body { decoder: BodyDecoder::Length(n), to_protocol: true },
+            Framing::Chunked => Reading::Body { decoder: BodyDecoder::chunked(), to_protocol: true },
+        };
+        if req.expects_continue() && framing != Framing::None && framing != Framing::Length(0) {
+            self.out.write(b"HTTP/1.1 100 Continue\r\n\r\n", false)?;
+        }
+        let (id, peer) = (self.id(), self.peer);
+        self.dispatch(sh, RawEvent::Http(id, peer, &req))?;
+        if framing == Framing::Length(0) {
+            self.reading = Reading::Done;
+            self.dispatch(sh, RawEvent::BodyCompletion(id, peer))?;
+        }
+        Ok(())
+    }
+
+    // ---- responses made here ----------------------------------------------
+
+    /// Sends `sh.tx`'s bytes as the whole response.
+    fn send_buffered_from(&mut self, buf: &[u8]) {
+        self.writing = Writing::Complete;
+        if let Err(e) = self.out.write(buf, false) {
+            log::debug!("{}: write: {e}", self.peer);
+            self.writing = Writing::Shutdown;
+        }
+    }
+
+    fn env<'a>(sh: &'a mut Shared, vhost: usize) -> (HeadEnv<'a>, &'a mut Vec<u8>) {
+        let Shared { vhosts, date, tx, .. } = sh;
+        let vh = &vhosts[vhost];
+        tx.clear();
+        (HeadEnv { date: date.now(), headers: &vh.headers, server: vh.server_string.as_deref() }, tx)
+    }
+
+    /// The error page for `status` (ERR-1), or for a 404 on a vhost with
+    /// `error_document_404`, a 302 there (ERR-4).
+    fn send_error(&mut self, sh: &mut Shared, status: u16, req: Option<&Request>) {
+        if status == 404 {
+            let doc = sh.vhosts[self.vhost].error_document_404.clone();
+            if let (Some(doc), Some(req)) = (doc, req) {
+                if req.path() != doc {
+                    self.redirect(sh, 302, &doc, req);
+                    return;
+                }
+            }
+        }
+        self.send_simple_error(sh, status, &[]);
+    }
+
+    fn send_simple_error(&mut self, sh: &mut Shared, status: u16, extra: &[(&str, &str)]) {
+        let (env, buf) = Self::env(sh, self.vhost);
+        error_response(buf, &mut self.tx, status, crate::http::reason(status), extra, env);
+        let bytes = std::mem::take(buf);
+        self.send_buffered_from(&bytes);
+        sh.tx = bytes;
+    }
+
+    fn send_simple(&mut self, sh: &mut Shared, status: u16, extra: &[(&str, &str)]) {
+        let (env, buf) = Self::env(sh, self.vhost);
+        let mut head = begin_head(buf, &mut self.tx, status, env);
+        for (k, v) in extra {
+            head.header(k, v);
+        }
+        end_head(head, &mut self.tx, BodyFraming::Length(0));
+        let bytes = std::mem::take(buf);
+        self.send_buffered_from(&bytes);
+        sh.tx = bytes;
+    }
+
+    /// A redirect (REDIR-4 shape) to `to`: a path, made absolute with the
+    /// request's Host when it is a plain host name, with the query kept.
+    fn redirect(&mut self, sh: &mut Shared, status: u16, to: &str, req: &Request) {
+        let mut location = String::with_capacity(to.len() + 64);
+        if to.starts_with('/') {
+            if let Some(host) = req.host().filter(|h| plain_host(h)) {
+                location.push_str("http://");
+                location.push_str(host);
+            }
+        }
+        location.push_str(to);
+        if let (Some(q), true) = (req.query(), status == 301) {
+            location.push('?');
+            location.push_str(q);
+        }
+        self.send_simple(sh, status, &[("Location", &location), ("Content-Type", "text/html")]);
+    }
+
+    // ---- protocols --------------------------------------------------------
+
+    fn dispatch(&mut self, sh: &mut Shared, event: RawEvent<'_>) -> Result<(), Close> {
+        let Some(b) = self.binding.as_mut() else { return Ok(()) };
+        let Shared { vhosts, commands, handle, .. } = sh;
+        let mut cx = Cx { commands, vhost: b.vhost, protocol: b.protocol, handle };
+        let action = vhosts[b.vhost].protocols[b.protocol].dispatch(&mut cx, event, Some(&mut b.session));
+        self.after_callback(sh, action)
+    }
+
+    /// Applies the callback's requests about this connection now (so a
+    /// pause of rx takes effect before the next byte is delivered); the
+    /// service applies the rest when we return.
+    fn after_callback(&mut self, sh: &mut Shared, action: Action) -> Result<(), Close> {
+        let id = self.id();
+        let mut i = 0;
+        while i < sh.commands.len() {
+            let cmd = sh.commands[i];
+            let mine = matches!(cmd, Command::Writable(x) | Command::RxFlow(x, _) | Command::Timeout(x, _) if x == id);
+            if mine {
+                sh.commands.swap_remove(i);
+                self.apply(cmd, sh);
+            } else {
+                i += 1;
+            }
+        }
+        match action {
+            Action::Continue => Ok(()),
+            Action::Close => Err(Close("protocol asked to close".into())),
+        }
+    }
+
+    /// Applies one callback request to this connection.
+    pub(crate) fn apply(&mut self, cmd: Command, sh: &mut Shared) {
+        match cmd {
+            Command::Writable(_) => {
+                self.want_writable = true;
+                sh.force(self);
+            }
+            Command::RxFlow(_, enable) => {
+                self.rx_paused = !enable;
+                if enable {
+                    sh.force(self);
+                }
+            }
+            Command::Timeout(_, Some(after)) => sh.timers.set(self.key, sh.now + after),
+            Command::Timeout(_, None) => sh.timers.clear(self.key),
+            Command::WritableAllProtocol { .. } => {}
+        }
+    }
+
+    fn unbind(&mut self, sh: &mut Shared) {
+        if self.binding.is_some() {
+            let (id, peer) = (self.id(), self.peer);
+            let _ = self.dispatch(sh, RawEvent::Drop(id, peer));
+            self.binding = None;
+        }
+    }
+
+    /// The connection is going away: tell its protocol.
+    pub(crate) fn on_close(&mut self, sh: &mut Shared) {
+        if self.binding.is_some() {
+            let (id, peer) = (self.id(), self.peer);
+            let _ = self.dispatch(sh, RawEvent::Closed(id, peer));
+            self.unbind(sh);
+        }
+    }
+}
+
+impl fmt::Display for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.peer, self.phase())
+    }
+}
+
+/// VH-1: among the vhosts of a listener, the one named by `host` (port
+/// stripped, case-insensitive), else the nearest wildcard parent
+/// (`a.b.example.com` → `example.com`), else the first.
+fn select_vhost(vhosts: &[VhostInfo], candidates: &[usize], host: Option<&str>) -> usize {
+    let first = candidates.first().copied().unwrap_or(0);
+    let Some(host) = host.map(strip_port) else { return first };
+    if candidates.len() == 1 {
+        return first;
+    }
+    if let Some(&v) = candidates.iter().find(|&&v| vhosts[v].name.eq_ignore_ascii_case(host)) {
+        return v;
+    }
+    let parent = candidates
+        .iter()
+        .filter(|&&v| {
+            let name = vhosts[v].name.as_bytes();
+            let h = host.as_bytes();
+            h.len() > name.len() + 1
+                && h[h.len() - name.len() - 1] == b'.'
+                && h[h.len() - name.len()..].eq_ignore_ascii_case(name)
+        })
+        .max_by_key(|&&v| vhosts[v].name.len());
+    parent.copied().unwrap_or(first)
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// A Host value we are willing to echo into a Location header.
+fn plain_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+}
+
+/// The path as the client sent it (still percent-encoded), for Location.
+fn raw_path(req: &Request) -> &str {
+    uri::split_target(req.target()).map_or("/", |t| t.path)
+}
+
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3, q-values).
+fn accepts_gzip(req: &Request) -> bool {
+    let Some(v) = req.header_str("accept-encoding") else { return false };
+    let mut star = None;
+    for item in v.split(',') {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            return q > 0.0;
+        }
+        if coding == "*" {
+            star = Some(q > 0.0);
+        }
+    }
+    star.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    fn vhosts(names: &[&str]) -> Vec<VhostInfo> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        names.iter().map(|n| VhostInfo::new(*n, addr)).collect()
+    }
+
+    #[test]
+    fn vhost_selection() {
+        let v = vhosts(&["first", "abc.com", "x.abc.com", "abc"]);
+        let all = [0, 1, 2, 3];
+        assert_eq!(select_vhost(&v, &all, Some("ABC.com:8080")), 1);
+        assert_eq!(select_vhost(&v, &all, Some("cats.abc.com")), 1);
+        assert_eq!(select_vhost(&v, &all, Some("y.x.abc.com")), 2);
+        assert_eq!(select_vhost(&v, &all, Some("abc")), 3, "no prefix-match bug");
+        assert_eq!(select_vhost(&v, &all, Some("ab")), 0);
+        assert_eq!(select_vhost(&v, &all, None), 0);
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("h:x"), "h:x");
+    }
+
+    #[test]
+    fn gzip_acceptance() {
+        let req = |ae: &str| {
+            let raw = format!("GET / HTTP/1.1\r\nHost: h\r\nAccept-Encoding: {ae}\r\n\r\n");
+            let limits = HeadLimits { max_head: 8192, max_uri: 4096 };
+            match request::parse(raw.as_bytes(), limits) {
+                Ok(Some((r, _))) => r,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(accepts_gzip(&req("gzip, deflate")));
+        assert!(accepts_gzip(&req("br;q=1.0, gzip;q=0.5")));
+        assert!(!accepts_gzip(&req("gzip;q=0")));
+        assert!(!accepts_gzip(&req("identity")));
+        assert!(accepts_gzip(&req("*")));
+        assert!(!accepts_gzip(&req("*;q=0")));
+    }
+}

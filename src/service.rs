@@ -1,0 +1,376 @@
+//! The event loop: one mio `Poll`, a slab of wsi keyed by token, a timer
+//! wheel, a waker, and the forced-service list. The only module that
+//! polls or registers.
+
+use crate::context::{ContextHandle, ContextInfo, HandleInner, Limits, VhostInfo};
+use crate::http::encode::DateCache;
+use crate::mount::Origin;
+use crate::protocol::{Command, Cx, RawEvent};
+use crate::roles::h1::{Conn, Step};
+use crate::timer::TimerWheel;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAKER: Token = Token(usize::MAX - 1);
+/// Connections accepted per readiness event before others get a turn.
+const ACCEPT_BUDGET: usize = 64;
+/// Descriptors kept back from the connection limit: listeners, epoll,
+/// the waker, stdio, logs.
+const FD_RESERVE: usize = 32;
+/// The per-loop receive buffer every connection borrows while it works.
+pub(crate) const RX_BUF: usize = 16 * 1024;
+/// How long accepting pauses when the process is out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A wsi: a listening socket or a connection.
+#[derive(Debug)]
+enum Wsi {
+    Listen(Listen),
+    Http(Box<Conn>),
+}
+
+#[derive(Debug)]
+struct Listen {
+    sock: TcpListener,
+    index: usize,
+}
+
+/// What every connection of the loop shares: vhosts, buffers, timers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) vhosts: Vec<VhostInfo>,
+    /// For each listening socket, its vhosts in creation order.
+    pub(crate) listeners: Vec<Vec<usize>>,
+    pub(crate) limits: Limits,
+    pub(crate) rx: Vec<u8>,
+    pub(crate) tx: Vec<u8>,
+    pub(crate) date: DateCache,
+    pub(crate) commands: Vec<Command>,
+    pub(crate) handle: ContextHandle,
+    pub(crate) timers: TimerWheel,
+    pub(crate) forced: Vec<usize>,
+    pub(crate) now: Instant,
+}
+
+impl Shared {
+    /// Queues `conn` for service without waiting for an event.
+    pub(crate) fn force(&mut self, conn: &mut Conn) {
+        if !conn.forced {
+            conn.forced = true;
+            self.forced.push(conn.key);
+        }
+    }
+}
+
+/// One service loop.
+#[derive(Debug)]
+pub(crate) struct Service {
+    poll: Poll,
+    wsis: Slab<Wsi>,
+    sh: Shared,
+    addrs: Vec<SocketAddr>,
+    vhost_listener: Vec<usize>,
+    max_conns: usize,
+    open_conns: usize,
+    generation: u32,
+}
+
+impl Service {
+    pub(crate) fn new(info: ContextInfo) -> io::Result<(Service, ContextHandle)> {
+        if info.vhosts.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no vhost to serve"));
+        }
+        for v in &info.vhosts {
+            for m in &v.mounts {
+                if let Origin::Callback(name) = &m.origin {
+                    if !v.protocols.iter().any(|p| p.name() == name) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!(
+                                "vhost {:?}: mount {} names protocol {name:?}, which the vhost does not have",
+                                v.name, m.mountpoint
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let handle = ContextHandle {
+            inner: Arc::new(HandleInner {
+                waker,
+                stop: Default::default(),
+                cancels: Default::default(),
+                counters: Default::default(),
+            }),
+        };
+        let mut wsis = Slab::new();
+        let mut listeners: Vec<Vec<usize>> = Vec::new();
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        let mut wanted: Vec<SocketAddr> = Vec::new();
+        let mut vhost_listener = Vec::new();
+        for (vi, v) in info.vhosts.iter().enumerate() {
+            if let Some(li) = wanted.iter().position(|a| *a == v.listen) {
+                listeners[li].push(vi);
+                vhost_listener.push(li);
+                continue;
+            }
+            let mut sock = TcpListener::bind(v.listen)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", v.listen)))?;
+            let index = listeners.len();
+            let entry = wsis.vacant_entry();
+            poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE)?;
+            addrs.push(sock.local_addr()?);
+            entry.insert(Wsi::Listen(Listen { sock, index }));
+            wanted.push(v.listen);
+            listeners.push(vec![vi]);
+            vhost_listener.push(index);
+        }
+        let max_conns = match info.limits.max_connections {
+            Some(n) => n,
+            None => fd_limit().saturating_sub(FD_RESERVE) / 2,
+        };
+        let now = Instant::now();
+        let sh = Shared {
+            vhosts: info.vhosts,
+            listeners,
+            limits: info.limits,
+            rx: vec![0; RX_BUF],
+            tx: Vec::with_capacity(RX_BUF),
+            date: DateCache::default(),
+            commands: Vec::new(),
+            handle: handle.clone(),
+            timers: TimerWheel::new(now),
+            forced: Vec::new(),
+            now,
+        };
+        let service = Service { poll, wsis, sh, addrs, vhost_listener, max_conns, open_conns: 0, generation: 0 };
+        Ok((service, handle))
+    }
+
+    pub(crate) fn local_addr(&self, vhost: usize) -> Option<SocketAddr> {
+        self.vhost_listener.get(vhost).and_then(|&l| self.addrs.get(l)).copied()
+    }
+
+    pub(crate) fn max_connections(&self) -> usize {
+        self.max_conns
+    }
+
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        self.broadcast(|| RawEvent::ProtocolInit);
+        let mut events = Events::with_capacity(1024);
+        let mut forced = Vec::new();
+        let mut expired = Vec::new();
+        log::info!("serving on {:?}, up to {} connections", self.addrs, self.max_conns);
+        loop {
+            let timeout = if self.sh.forced.is_empty() {
+                self.sh.timers.next_timeout(Instant::now())
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.sh.now = Instant::now();
+            let mut woken = false;
+            for ev in events.iter() {
+                let key = ev.token().0;
+                if ev.token() == WAKER {
+                    woken = true;
+                    continue;
+                }
+                match self.wsis.get_mut(key) {
+                    Some(Wsi::Http(c)) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            c.readable = true;
+                        }
+                        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                            c.out.writable = true;
+                        }
+                        self.service_conn(key);
+                    }
+                    Some(Wsi::Listen(_)) => self.accept(key),
+                    // Sporadic events for a closed wsi happen; ignore them.
+                    None => {}
+                }
+            }
+            std::mem::swap(&mut forced, &mut self.sh.forced);
+            for key in forced.drain(..) {
+                if let Some(Wsi::Http(c)) = self.wsis.get_mut(key) {
+                    c.forced = false;
+                    self.service_conn(key);
+                }
+            }
+            self.sh.timers.expire(self.sh.now, &mut expired);
+            for key in expired.drain(..) {
+                match self.wsis.get(key) {
+                    Some(Wsi::Http(c)) => {
+                        log::debug!("{}: timed out in {}", c.peer_addr(), c.phase());
+                        self.close(key);
+                    }
+                    Some(Wsi::Listen(_)) => self.accept(key),
+                    None => {}
+                }
+            }
+            if woken {
+                let inner = Arc::clone(&self.sh.handle.inner);
+                if inner.cancels.swap(0, Ordering::AcqRel) > 0 {
+                    self.broadcast(|| RawEvent::EventWaitCancelled);
+                }
+                if inner.stop.load(Ordering::Acquire) {
+                    break;
+                }
+            }
+        }
+        let keys: Vec<usize> = self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Http(_))).map(|(k, _)| k).collect();
+        for key in keys {
+            self.close(key);
+        }
+        self.broadcast(|| RawEvent::ProtocolDestroy);
+        Ok(())
+    }
+
+    /// Delivers a wsi-less event to every protocol of every vhost.
+    fn broadcast(&mut self, event: impl Fn() -> RawEvent<'static>) {
+        let Shared { vhosts, commands, handle, .. } = &mut self.sh;
+        for (vi, v) in vhosts.iter_mut().enumerate() {
+            for (pi, p) in v.protocols.iter_mut().enumerate() {
+                let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
+                let _ = p.dispatch(&mut cx, event(), None);
+            }
+        }
+        self.apply_commands();
+    }
+
+    fn accept(&mut self, key: usize) {
+        for _ in 0..ACCEPT_BUDGET {
+            let Some(Wsi::Listen(l)) = self.wsis.get(key) else { return };
+            let index = l.index;
+            let (stream, peer) = match l.sock.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+                    // Out of descriptors: the listener stays readable, so
+                    // retry from a timer rather than spin.
+                    log::warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.sh.timers.set(key, self.sh.now + ACCEPT_BACKOFF);
+                    return;
+                }
+                Err(e) => {
+                    log::debug!("accept: {e}");
+                    continue;
+                }
+            };
+            let counters = &self.sh.handle.inner.counters;
+            if self.open_conns >= self.max_conns {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                refuse(stream);
+                continue;
+            }
+            if let Err(e) = self.adopt(stream, peer, index) {
+                log::warn!("{peer}: cannot adopt connection: {e}");
+            }
+        }
+        // More may be waiting; come back after others had a turn.
+        self.sh.timers.set(key, self.sh.now);
+    }
+
+    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, listener: usize) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let entry = self.wsis.vacant_entry();
+        let key = entry.key();
+        self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)?;
+        self.generation = self.generation.wrapping_add(1);
+        let vhost = self.sh.listeners[listener][0];
+        entry.insert(Wsi::Http(Box::new(Conn::new(key, self.generation, stream, peer, listener, vhost))));
+        self.sh.timers.set(key, self.sh.now + self.sh.limits.header_timeout);
+        self.open_conns += 1;
+        let counters = &self.sh.handle.inner.counters;
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+        counters.open.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn service_conn(&mut self, key: usize) {
+        let Some(Wsi::Http(conn)) = self.wsis.get_mut(key) else { return };
+        if conn.service(&mut self.sh) == Step::Close {
+            self.close(key);
+        }
+        self.apply_commands();
+    }
+
+    fn close(&mut self, key: usize) {
+        let Some(Wsi::Http(mut conn)) = self.wsis.try_remove(key) else { return };
+        conn.on_close(&mut self.sh);
+        if let Err(e) = self.poll.registry().deregister(conn.out.sock.stream_mut()) {
+            log::debug!("deregister: {e}");
+        }
+        self.sh.timers.clear(key);
+        self.open_conns -= 1;
+        self.sh.handle.inner.counters.open.fetch_sub(1, Ordering::Relaxed);
+        self.apply_commands();
+    }
+
+    /// Applies what callbacks asked for about other connections.
+    fn apply_commands(&mut self) {
+        while let Some(cmd) = self.sh.commands.pop() {
+            match cmd {
+                Command::WritableAllProtocol { vhost, protocol } => {
+                    for (_, w) in self.wsis.iter_mut() {
+                        if let Wsi::Http(c) = w {
+                            if c.bound_to() == Some((vhost, protocol)) {
+                                c.want_writable = true;
+                                self.sh.force(c);
+                            }
+                        }
+                    }
+                }
+                Command::Writable(id) | Command::RxFlow(id, _) | Command::Timeout(id, _) => {
+                    let Some(Wsi::Http(c)) = self.wsis.get_mut(id.key as usize) else { continue };
+                    if c.generation != id.generation {
+                        continue;
+                    }
+                    c.apply(cmd, &mut self.sh);
+                }
+            }
+        }
+    }
+}
+
+/// Tells a connection over the limit why it is being dropped, if its
+/// socket takes the few bytes at once; never waits.
+fn refuse(stream: TcpStream) {
+    use std::io::Write;
+    let mut stream = stream;
+    let _ = stream.write(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
+    );
+}
+
+/// RLIMIT_NOFILE, after raising the soft limit to the hard one.
+fn fd_limit() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the local struct only.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX).min(1 << 24)
+}
