@@ -21,8 +21,8 @@ const WAKER: Token = Token(usize::MAX - 1);
 /// Connections accepted per readiness event before others get a turn.
 const ACCEPT_BUDGET: usize = 64;
 /// Descriptors kept back from the connection limit: listeners, epoll,
-/// the waker, stdio, logs.
-const FD_RESERVE: usize = 32;
+/// the waker, stdio, logs, and an open-file cache of a few hundred.
+const FD_RESERVE: usize = 512;
 /// The per-loop receive buffer every connection borrows while it works.
 pub(crate) const RX_BUF: usize = 16 * 1024;
 /// How long accepting pauses when the process is out of descriptors.

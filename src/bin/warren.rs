@@ -32,6 +32,12 @@ OPTIONS:
 /// `webroot/` as it was at build time.
 const DEFAULT_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/webroot");
 
+/// How long an opened file is reused without looking at the disk again
+/// (lighttpd's stat cache keeps 1 s too).
+const OPEN_CACHE_TTL: Duration = Duration::from_secs(1);
+/// How many files are kept open at most.
+const OPEN_CACHE_FILES: usize = 256;
+
 struct Options {
     root: Option<PathBuf>,
     port: u16,
@@ -94,7 +100,9 @@ fn run(o: Options) -> Result<(), String> {
     if !root.is_dir() {
         return Err(format!("--root: {} is not a directory", root.display()));
     }
-    let fops = PlainFops::new(&root).map_err(|e| format!("--root: {}: {e}", root.display()))?;
+    let fops = PlainFops::new(&root)
+        .map_err(|e| format!("--root: {}: {e}", root.display()))?
+        .with_open_cache(OPEN_CACHE_TTL, OPEN_CACHE_FILES);
     let addr = SocketAddr::new(o.bind, o.port);
     let vhost = VhostInfo::new("default", addr)
         .keepalive_timeout(o.keepalive)

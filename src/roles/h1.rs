@@ -30,6 +30,8 @@ const SENDFILE_CHUNK: u64 = 2 << 20;
 /// The most bytes one read-and-write step moves for a file that cannot be
 /// sent with `sendfile`.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bodies up to this size go out in the same write as the head.
+const SMALL_BODY: usize = 16 * 1024;
 
 /// What the service should do with a connection after serving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -542,6 +544,27 @@ impl Conn {
         }
         end_head(head, &mut self.tx, BodyFraming::Length(info.len));
         if self.tx.head_only || info.len == 0 {
+            self.send_buffered_from(buf);
+            return;
+        }
+        if info.len <= SMALL_BODY as u64 {
+            // PERF: a small body costs one read into the head's buffer and
+            // one send, instead of a send plus a sendfile.
+            let mut file = file;
+            let start = buf.len();
+            buf.resize(start + info.len as usize, 0);
+            let mut got = 0;
+            while start + got < buf.len() {
+                match file.read(&mut buf[start + got..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            if got as u64 != info.len {
+                log::warn!("{}: {:?} shrank while being read", self.peer, req.path());
+                buf.truncate(start);
+                self.tx.keep_alive = false;
+            }
             self.send_buffered_from(buf);
             return;
         }

@@ -9,8 +9,10 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Serves the files below one directory, the *origin*.
 ///
@@ -27,10 +29,35 @@ use std::time::{Duration, SystemTime};
 /// Only regular files are served; devices, FIFOs and sockets inside the
 /// origin are refused (`PermissionDenied`), and files are opened
 /// non-blocking so a FIFO can never stall the caller.
+///
+/// # Open-file cache
+///
+/// [`with_open_cache`](Self::with_open_cache) keeps recently opened files
+/// open, with their metadata, for a short time (as lighttpd's stat cache
+/// and nginx's `open_file_cache` do), so a busy file costs no
+/// `open`/`stat`/`close` per request. Within the time to live a change on
+/// disk may go unseen: a replaced file (new inode) is still served from
+/// the old one, and a file rewritten in place is served with its old
+/// length. Off by default.
 #[derive(Debug)]
 pub struct PlainFops {
     root: OwnedFd,
     canonical: PathBuf,
+    cache: Option<OpenCache>,
+}
+
+#[derive(Debug)]
+struct OpenCache {
+    ttl: Duration,
+    max: usize,
+    entries: Mutex<HashMap<String, Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    file: Arc<File>,
+    info: FileInfo,
+    at: Instant,
 }
 
 impl PlainFops {
@@ -50,7 +77,36 @@ impl PlainFops {
         }
         // SAFETY: `fd` was just returned by open(2) and is not owned elsewhere.
         let root = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(PlainFops { root, canonical })
+        Ok(PlainFops { root, canonical, cache: None })
+    }
+
+    /// Keeps up to `max` files open for `ttl` after they were opened (see
+    /// the type's docs). Each cached file holds a descriptor.
+    pub fn with_open_cache(mut self, ttl: Duration, max: usize) -> PlainFops {
+        self.cache = (!ttl.is_zero() && max > 0).then(|| OpenCache { ttl, max, entries: Mutex::default() });
+        self
+    }
+
+    fn open_uncached(&self, path: &VPath) -> io::Result<(File, FileInfo)> {
+        let file = self.open_beneath(path)?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory"));
+        }
+        if !meta.is_file() {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "not a regular file"));
+        }
+        let mod_time = meta.modified().ok();
+        let mut h = DefaultHasher::new();
+        (meta.dev(), meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()).hash(&mut h);
+        let info = FileInfo {
+            len: meta.len(),
+            mod_time: mod_time.map(whole_seconds),
+            flags: FileFlags::NONE,
+            encoding: ContentEncoding::Identity,
+            version: Some(h.finish()),
+        };
+        Ok((file, info))
     }
 
     /// The origin directory, canonicalised.
@@ -91,24 +147,30 @@ impl PlainFops {
 
 impl Fops for PlainFops {
     fn open(&self, path: &VPath, _flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {
-        let file = self.open_beneath(path)?;
-        let meta = file.metadata()?;
-        if meta.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory"));
-        }
-        if !meta.is_file() {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "not a regular file"));
-        }
-        let mod_time = meta.modified().ok();
-        let mut h = DefaultHasher::new();
-        (meta.dev(), meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()).hash(&mut h);
-        let info = FileInfo {
-            len: meta.len(),
-            mod_time: mod_time.map(whole_seconds),
-            flags: FileFlags::NONE,
-            encoding: ContentEncoding::Identity,
-            version: Some(h.finish()),
+        let Some(cache) = &self.cache else {
+            let (file, info) = self.open_uncached(path)?;
+            return Ok(Box::new(PlainHandle { file: Arc::new(file), info, pos: 0 }));
         };
+        let now = Instant::now();
+        let mut entries = cache.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = entries.get(path.as_str()).filter(|c| now.duration_since(c.at) < cache.ttl) {
+            return Ok(Box::new(PlainHandle { file: c.file.clone(), info: c.info.clone(), pos: 0 }));
+        }
+        let (file, info) = match self.open_uncached(path) {
+            Ok(x) => x,
+            Err(e) => {
+                entries.remove(path.as_str());
+                return Err(e);
+            }
+        };
+        let file = Arc::new(file);
+        if entries.len() >= cache.max {
+            entries.retain(|_, c| now.duration_since(c.at) < cache.ttl);
+            if entries.len() >= cache.max {
+                entries.clear();
+            }
+        }
+        entries.insert(path.as_str().to_string(), Cached { file: file.clone(), info: info.clone(), at: now });
         Ok(Box::new(PlainHandle { file, info, pos: 0 }))
     }
 }
@@ -165,7 +227,7 @@ fn map_confinement_error(e: io::Error) -> io::Error {
 
 #[derive(Debug)]
 struct PlainHandle {
-    file: File,
+    file: Arc<File>,
     info: FileInfo,
     pos: u64,
 }
@@ -269,6 +331,27 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::IsADirectory);
         let e = read_all(&fops, "nope").expect_err("missing");
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn open_cache_reuses_then_expires() {
+        let (_t, fops) = site();
+        let root = fops.origin().to_path_buf();
+        let fops = fops.with_open_cache(Duration::from_millis(200), 2);
+        assert_eq!(read_all(&fops, "a.txt").ok(), Some(b"hello".to_vec()));
+        // Replaced on disk: within the TTL the old file is still served.
+        std::fs::write(root.join("new"), b"HELLO!").expect("write");
+        std::fs::rename(root.join("new"), root.join("a.txt")).expect("rename");
+        assert_eq!(read_all(&fops, "a.txt").ok(), Some(b"hello".to_vec()));
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(read_all(&fops, "a.txt").ok(), Some(b"HELLO!".to_vec()));
+        // Confinement and errors are the same through the cache.
+        assert_eq!(read_all(&fops, "escape").map_err(|e| e.kind()).err(), Some(io::ErrorKind::PermissionDenied));
+        for p in ["sub/b.txt", "inside", "a.txt"] {
+            assert!(read_all(&fops, p).is_ok(), "{p}");
+        }
+        let n = fops.cache.as_ref().map_or(0, |c| c.entries.lock().map_or(0, |e| e.len()));
+        assert!(n <= 2, "cache bounded: {n}");
     }
 
     #[test]
