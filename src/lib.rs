@@ -51,3 +51,8 @@ pub use context::{Context, ContextHandle, ContextInfo, Limits, Stats, VhostInfo}
 pub use mount::{Mount, Origin};
 pub use protocol::{Action, Protocol};
 pub use warren_vfs as vfs;
+
+/// The README's code blocks, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

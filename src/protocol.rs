@@ -264,12 +264,8 @@ impl<P: Protocol> AnyProtocol for P {
             (RawEvent::Drop(id, peer), Some(session)) => Event::HttpDropProtocol(Wsi { id, session, peer }),
             (RawEvent::Http(id, peer, r), Some(session)) => Event::Http(Wsi { id, session, peer }, r),
             (RawEvent::Body(id, peer, b), Some(session)) => Event::HttpBody(Wsi { id, session, peer }, b),
-            (RawEvent::BodyCompletion(id, peer), Some(session)) => {
-                Event::HttpBodyCompletion(Wsi { id, session, peer })
-            }
-            (RawEvent::Writeable(id, peer, w), Some(session)) => {
-                Event::HttpWriteable(Wsi { id, session, peer }, w)
-            }
+            (RawEvent::BodyCompletion(id, peer), Some(session)) => Event::HttpBodyCompletion(Wsi { id, session, peer }),
+            (RawEvent::Writeable(id, peer, w), Some(session)) => Event::HttpWriteable(Wsi { id, session, peer }, w),
             (RawEvent::Closed(id, peer), Some(session)) => Event::ClosedHttp(Wsi { id, session, peer }),
             // A connection event without this protocol's session: the
             // binding is inconsistent, which is our bug; drop the connection.

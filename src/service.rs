@@ -259,7 +259,9 @@ impl Service {
             let (stream, peer) = match l.sock.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) =>
+                {
                     // Out of descriptors: the listener stays readable, so
                     // retry from a timer rather than spin.
                     log::warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
@@ -352,9 +354,8 @@ impl Service {
 fn refuse(stream: TcpStream) {
     use std::io::Write;
     let mut stream = stream;
-    let _ = stream.write(
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
-    );
+    let _ = stream
+        .write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n");
 }
 
 /// RLIMIT_NOFILE, after raising the soft limit to the hard one.

@@ -151,20 +151,22 @@ impl Out {
     }
 
     /// `sendfile` of up to `len` bytes; `Ok(None)` when the socket is full.
-    pub(crate) fn sendfile(&mut self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> Option<io::Result<Option<usize>>> {
+    pub(crate) fn sendfile(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> Option<io::Result<Option<usize>>> {
         debug_assert!(!self.has_pending());
         let r = self.sock.sendfile(fd, offset, len)?;
-        Some(no_block(r).map(|n| {
-            match n {
-                Some(n) => {
-                    self.sent += n as u64;
-                    if n < len {
-                        self.writable = false;
-                    }
+        Some(no_block(r).inspect(|n| match n {
+            Some(n) => {
+                self.sent += *n as u64;
+                if *n < len {
+                    self.writable = false;
                 }
-                None => self.writable = false,
             }
-            n
+            None => self.writable = false,
         }))
     }
 
@@ -244,7 +246,14 @@ pub(crate) fn end_head(mut head: ResponseHead<'_>, tx: &mut TxInfo, framing: Bod
 }
 
 /// Appends a complete error response (head and, unless HEAD, the page).
-pub(crate) fn error_response(buf: &mut Vec<u8>, tx: &mut TxInfo, status: u16, message: &str, extra: &[(&str, &str)], env: HeadEnv<'_>) {
+pub(crate) fn error_response(
+    buf: &mut Vec<u8>,
+    tx: &mut TxInfo,
+    status: u16,
+    message: &str,
+    extra: &[(&str, &str)],
+    env: HeadEnv<'_>,
+) {
     let mut body = Vec::with_capacity(320);
     error_page::write_body(&mut body, status, message);
     let mut head = begin_head(buf, tx, status, env);
@@ -304,11 +313,12 @@ impl ResponseWriter<'_> {
         }
         end_head(head, self.tx, framing);
         let left = if let BodyFraming::Length(n) = framing { n } else { 0 };
-        *self.state = if self.tx.head_only || left == 0 && framing != BodyFraming::Chunked && framing != BodyFraming::Close {
-            CbResp::Done
-        } else {
-            CbResp::Body { framing, left }
-        };
+        *self.state =
+            if self.tx.head_only || left == 0 && framing != BodyFraming::Chunked && framing != BodyFraming::Close {
+                CbResp::Done
+            } else {
+                CbResp::Body { framing, left }
+            };
         self.out.write(self.scratch, false)
     }
 

@@ -191,12 +191,10 @@ impl Protocol for Recorder {
                 wsi.session.complete = true;
                 cx.callback_on_writable(wsi.id);
             }
-            Event::HttpWriteable(wsi, writer) => {
-                if wsi.session.complete {
-                    let text = format!("{} {} {}", wsi.session.path, wsi.session.len, wsi.session.sum);
-                    if writer.respond(200, "text/plain", text.as_bytes()).is_err() {
-                        return Action::Close;
-                    }
+            Event::HttpWriteable(wsi, writer) if wsi.session.complete => {
+                let text = format!("{} {} {}", wsi.session.path, wsi.session.len, wsi.session.sum);
+                if writer.respond(200, "text/plain", text.as_bytes()).is_err() {
+                    return Action::Close;
                 }
             }
             Event::EventWaitCancelled => {
@@ -274,8 +272,7 @@ fn curl_posts_reach_the_protocol() {
     let (ok, out) = curl(&["--data-binary", &at, &server.url("/rec/up")]);
     assert!(ok);
     assert_eq!(String::from_utf8_lossy(&out), format!("/rec/up {} {}", body.len(), checksum(&body)));
-    let (ok, out) =
-        curl(&["-H", "Transfer-Encoding: chunked", "--data-binary", &at, &server.url("/rec/chunk")]);
+    let (ok, out) = curl(&["-H", "Transfer-Encoding: chunked", "--data-binary", &at, &server.url("/rec/chunk")]);
     assert!(ok);
     assert_eq!(String::from_utf8_lossy(&out), format!("/rec/chunk {} {}", body.len(), checksum(&body)));
     let (ok, out) = curl(&[&server.url("/rec/get")]);
@@ -400,4 +397,177 @@ fn stale_bytes_after_close_do_not_reset_the_answer() {
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).expect("read");
     assert!(buf.starts_with(b"HTTP/1.1 405"), "{}", String::from_utf8_lossy(&buf[..buf.len().min(80)]));
+}
+
+/// Holds every request until `cancel_service`, then answers all of them
+/// through `callback_on_writable_all_protocol`.
+struct Broadcaster {
+    released: bool,
+}
+
+impl Protocol for Broadcaster {
+    type Session = ();
+
+    fn name(&self) -> &str {
+        "broadcaster"
+    }
+
+    fn callback(&mut self, cx: &mut Cx<'_>, event: Event<'_, ()>) -> Action {
+        match event {
+            Event::EventWaitCancelled => {
+                self.released = true;
+                cx.callback_on_writable_all_protocol();
+            }
+            Event::HttpWriteable(wsi, writer) if self.released => {
+                let text = format!("released {}", wsi.peer.port());
+                if writer.respond(200, "text/plain", text.as_bytes()).is_err() {
+                    return Action::Close;
+                }
+            }
+            _ => {}
+        }
+        Action::Continue
+    }
+}
+
+#[test]
+fn writable_all_protocol_reaches_every_bound_connection() {
+    let server = Server::start(
+        ContextInfo::new()
+            .vhost(vhost().mount(Mount::callback("/", "broadcaster")).protocol(Broadcaster { released: false })),
+    );
+    let mut readers: Vec<Reader> = (0..3)
+        .map(|_| {
+            let mut s = server.connect();
+            s.write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+            Reader::new(s)
+        })
+        .collect();
+    // Nothing is answered before the release.
+    std::thread::sleep(Duration::from_millis(200));
+    for rd in readers.iter_mut() {
+        rd.stream.set_nonblocking(true).expect("nonblocking");
+        let mut b = [0u8; 1];
+        assert!(matches!(rd.stream.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+        rd.stream.set_nonblocking(false).expect("blocking");
+    }
+    server.handle.cancel_service();
+    for rd in readers.iter_mut() {
+        let port = rd.stream.local_addr().expect("addr").port();
+        assert_eq!(rd.response(false).expect("response").text(), format!("released {port}"));
+    }
+}
+
+/// Streams a numbered byte pattern forever, one 1 MiB write per writeable
+/// callback, counting the callbacks.
+struct Firehose {
+    callbacks: Arc<Mutex<usize>>,
+}
+
+#[derive(Default)]
+struct Offset(u64);
+
+const HOSE_CHUNK: usize = 1 << 20;
+
+fn hose_byte(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+impl Protocol for Firehose {
+    type Session = Offset;
+
+    fn name(&self) -> &str {
+        "firehose"
+    }
+
+    fn callback(&mut self, cx: &mut Cx<'_>, event: Event<'_, Offset>) -> Action {
+        match event {
+            Event::Http(wsi, _) => cx.callback_on_writable(wsi.id),
+            Event::HttpWriteable(wsi, writer) => {
+                if let Ok(mut n) = self.callbacks.lock() {
+                    *n += 1;
+                }
+                let r = if wsi.session.0 == 0 && self.callbacks.lock().map_or(0, |n| *n) == 1 {
+                    writer.head(200, &[("Content-Type", "application/octet-stream")], None)
+                } else {
+                    let start = wsi.session.0;
+                    let chunk: Vec<u8> = (start..start + HOSE_CHUNK as u64).map(hose_byte).collect();
+                    wsi.session.0 += HOSE_CHUNK as u64;
+                    writer.body(&chunk, false)
+                };
+                if r.is_err() {
+                    return Action::Close;
+                }
+                cx.callback_on_writable(wsi.id);
+            }
+            _ => {}
+        }
+        Action::Continue
+    }
+}
+
+#[test]
+fn a_reader_that_stops_gets_no_more_writeable_callbacks() {
+    // CORE-2: a partial write is kept and no writeable event is delivered
+    // until it has drained, so a stalled reader costs one remainder and no
+    // spinning.
+    let callbacks = Arc::new(Mutex::new(0));
+    let server = Server::start(
+        ContextInfo::new()
+            .vhost(vhost().mount(Mount::callback("/", "firehose")).protocol(Firehose { callbacks: callbacks.clone() })),
+    );
+    let mut s = server.connect();
+    s.write_all(b"GET /hose HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    std::thread::sleep(Duration::from_millis(500));
+    let stalled = callbacks.lock().map_or(0, |n| *n);
+    std::thread::sleep(Duration::from_millis(500));
+    let later = callbacks.lock().map_or(0, |n| *n);
+    assert_eq!(stalled, later, "callbacks kept coming while the reader was stalled");
+    assert!(stalled < 64, "{stalled} MiB accepted by a reader that reads nothing");
+    // Now read 24 MiB of body and check every byte: remainders went out in order.
+    let mut rd = Reader::new(s);
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        rd.stream.read_exact(&mut b).expect("head");
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    // Chunked framing: collect 24 MiB of payload.
+    let mut payload = Vec::new();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while payload.len() < 24 << 20 {
+        let n = rd.stream.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early");
+        raw.extend_from_slice(&buf[..n]);
+        // Decode complete chunks from `raw`.
+        loop {
+            let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else { break };
+            let size = usize::from_str_radix(std::str::from_utf8(&raw[..eol]).expect("hex"), 16).expect("size");
+            if raw.len() < eol + 2 + size + 2 {
+                break;
+            }
+            payload.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
+            raw.drain(..eol + 2 + size + 2);
+        }
+    }
+    for (i, &byte) in payload.iter().enumerate() {
+        assert_eq!(byte, hose_byte(i as u64), "byte {i}");
+    }
+}
+
+#[test]
+fn the_connection_limit_comes_from_rlimit_nofile() {
+    // CORE-7
+    let (_t, root) = site();
+    let context =
+        warren::Context::new(ContextInfo::new().vhost(vhost().mount(files_mount("/", &root)))).expect("context");
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a plain syscall on a local struct.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    // The context raised the soft limit to the hard one.
+    assert_eq!(lim.rlim_cur, lim.rlim_max);
+    let want = (lim.rlim_cur as usize).min(1 << 24).saturating_sub(512) / 2;
+    assert_eq!(context.max_connections(), want);
 }

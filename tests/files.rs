@@ -228,11 +228,10 @@ fn error_document_404_redirects_then_serves_404() {
 fn vhost_headers_on_every_response() {
     // HDR-3
     let (_t, root) = site();
-    let server = Server::start(
-        ContextInfo::new().vhost(
+    let server =
+        Server::start(ContextInfo::new().vhost(
             vhost().mount(files_mount("/", &root)).header("X-Frame-Options", "deny").server_string("warren-test"),
-        ),
-    );
+        ));
     for path in ["/index.html", "/missing", "/sub"] {
         let r = get(&server, path);
         assert_eq!(r.header("x-frame-options"), Some("deny"), "{path}");

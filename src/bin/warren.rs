@@ -65,9 +65,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let mut value = |name: &str| {
-            inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value =
+            |name: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"));
         match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::Exit(USAGE)),
             "--version" => return Ok(Parsed::Exit(concat!("warren ", env!("CARGO_PKG_VERSION"), "\n"))),
@@ -82,12 +81,15 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             }
             "--keepalive-timeout" => {
                 let v = value("--keepalive-timeout")?;
-                let secs: u64 = v.parse().map_err(|_| format!("--keepalive-timeout: {v:?} is not a number of seconds"))?;
+                let secs: u64 =
+                    v.parse().map_err(|_| format!("--keepalive-timeout: {v:?} is not a number of seconds"))?;
                 o.keepalive = Duration::from_secs(secs);
             }
             "-d" | "--log-level" => {
                 let v = value("--log-level")?;
-                o.level = v.parse().map_err(|_| format!("--log-level: {v:?} is not one of error, warn, info, debug, trace"))?;
+                o.level = v
+                    .parse()
+                    .map_err(|_| format!("--log-level: {v:?} is not one of error, warn, info, debug, trace"))?;
             }
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
@@ -104,9 +106,7 @@ fn run(o: Options) -> Result<(), String> {
         .map_err(|e| format!("--root: {}: {e}", root.display()))?
         .with_open_cache(OPEN_CACHE_TTL, OPEN_CACHE_FILES);
     let addr = SocketAddr::new(o.bind, o.port);
-    let vhost = VhostInfo::new("default", addr)
-        .keepalive_timeout(o.keepalive)
-        .mount(Mount::files("/", Arc::new(fops)));
+    let vhost = VhostInfo::new("default", addr).keepalive_timeout(o.keepalive).mount(Mount::files("/", Arc::new(fops)));
     let context = Context::new(ContextInfo::new().vhost(vhost)).map_err(|e| e.to_string())?;
     let local = context.local_addr(0).unwrap_or(addr);
     log::info!("warren {} serving {} on http://{local}/", env!("CARGO_PKG_VERSION"), root.display());

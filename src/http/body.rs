@@ -122,9 +122,8 @@ impl Chunked {
                     }
                     None if *digits == 0 => return Err(BodyError::ChunkSize),
                     None if b == b'\r' => *self = Chunked::SizeLf { size: *size },
-                    None if b == b';' || b == b' ' || b == b'\t' => {
-                        *self = Chunked::Extension { size: *size, len: 0 }
-                    }
+                    None if b == b'\n' => return Err(BodyError::Framing),
+                    None if b == b';' || b == b' ' || b == b'\t' => *self = Chunked::Extension { size: *size, len: 0 },
                     None => return Err(BodyError::ChunkSize),
                 },
                 Chunked::Extension { size, len } => {
@@ -255,14 +254,8 @@ mod tests {
             assert_eq!(run(BodyDecoder::chunked(), wire, 64).err(), Some(want));
         }
         let long_ext = format!("1;{}\r\n", "e".repeat(CHUNK_EXTENSION_LIMIT + 1));
-        assert_eq!(
-            run(BodyDecoder::chunked(), long_ext.as_bytes(), 64).err(),
-            Some(BodyError::ExtensionTooLong)
-        );
+        assert_eq!(run(BodyDecoder::chunked(), long_ext.as_bytes(), 64).err(), Some(BodyError::ExtensionTooLong));
         let long_trailer = format!("0\r\nX: {}\r\n\r\n", "t".repeat(TRAILER_LIMIT));
-        assert_eq!(
-            run(BodyDecoder::chunked(), long_trailer.as_bytes(), 64).err(),
-            Some(BodyError::TrailersTooLong)
-        );
+        assert_eq!(run(BodyDecoder::chunked(), long_trailer.as_bytes(), 64).err(), Some(BodyError::TrailersTooLong));
     }
 }

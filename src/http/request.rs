@@ -221,8 +221,12 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Option<(Request, usize)>, H
     let n = match req.parse(bytes) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            let line_done = bytes.contains(&b'\n');
+            let line = bytes.iter().position(|&b| b == b'\n').map(|i| &bytes[..i]);
+            let line_done = line.is_some();
             if !line_done && bytes.len() > limits.max_uri {
+                return Err(HeadError::UriTooLong);
+            }
+            if line.and_then(|l| l.split(|&b| b == b' ').nth(1)).is_some_and(|t| t.len() > limits.max_uri) {
                 return Err(HeadError::UriTooLong);
             }
             if bytes.len() > limits.max_head {
@@ -268,10 +272,7 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Option<(Request, usize)>, H
                 if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
                     return Err(HeadError::Malformed);
                 }
-                let n: u64 = std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or(HeadError::Malformed)?;
+                let n: u64 = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).ok_or(HeadError::Malformed)?;
                 if length.is_some_and(|l| l != n) {
                     return Err(HeadError::Malformed);
                 }
@@ -387,7 +388,7 @@ mod tests {
     #[test]
     fn simple_get() {
         let (r, n) = ok(b"GET /a%20b?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\nrest");
-        assert_eq!(n, 45);
+        assert_eq!(n, 44);
         assert_eq!(r.method(), Method::Get);
         assert_eq!(r.path(), "/a b");
         assert_eq!(r.query(), Some("x=1"));

@@ -85,10 +85,8 @@ pub fn decode_path(raw: &str) -> Result<String, UriError> {
         let b = bytes[i];
         if b == b'%' {
             let hex = |c: u8| (c as char).to_digit(16);
-            let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|&c| hex(c)),
-                bytes.get(i + 2).and_then(|&c| hex(c)),
-            ) else {
+            let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|&c| hex(c)), bytes.get(i + 2).and_then(|&c| hex(c)))
+            else {
                 return Err(UriError::BadEscape);
             };
             let d = (h * 16 + l) as u8;

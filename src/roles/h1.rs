@@ -12,9 +12,11 @@ use crate::context::VhostInfo;
 use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Method, Request};
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
-use crate::protocol::{Action, Command, Cx, RawEvent, Session, WsiId, Writer};
+use crate::protocol::{Action, Command, Cx, RawEvent, Session, Writer, WsiId};
 use crate::service::Shared;
-use crate::wsi::{begin_head, end_head, error_response, BodyFraming, CbResp, HeadEnv, Out, ResponseWriter, Transport, TxInfo};
+use crate::wsi::{
+    begin_head, end_head, error_response, BodyFraming, CbResp, HeadEnv, Out, ResponseWriter, Transport, TxInfo,
+};
 use mio::net::TcpStream;
 use std::fmt;
 use std::io;
@@ -112,7 +114,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(key: usize, generation: u32, stream: TcpStream, peer: SocketAddr, listener: usize, vhost: usize) -> Conn {
+    pub(crate) fn new(
+        key: usize,
+        generation: u32,
+        stream: TcpStream,
+        peer: SocketAddr,
+        listener: usize,
+        vhost: usize,
+    ) -> Conn {
         let mut out = Out::new(Transport::Plain(stream));
         // A new socket has an empty send buffer.
         out.writable = true;
@@ -271,7 +280,8 @@ impl Conn {
         let env = HeadEnv { date: date.now(), headers, server: server_string.as_deref() };
         let writer = Writer { inner: ResponseWriter { out, state, tx, scratch, env } };
         let mut cx = Cx { commands, vhost: b.vhost, protocol: b.protocol, handle };
-        let action = protocols[b.protocol].dispatch(&mut cx, RawEvent::Writeable(id, *peer, writer), Some(&mut b.session));
+        let action =
+            protocols[b.protocol].dispatch(&mut cx, RawEvent::Writeable(id, *peer, writer), Some(&mut b.session));
         self.after_callback(sh, action)
     }
 

@@ -220,9 +220,7 @@ pub fn seek_target(pos: u64, len: u64, seek: SeekFrom) -> io::Result<u64> {
         SeekFrom::End(d) => (len, d),
         SeekFrom::Current(d) => (pos, d),
     };
-    base.checked_add_signed(delta).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
-    })
+    base.checked_add_signed(delta).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))
 }
 
 #[cfg(test)]

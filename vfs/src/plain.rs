@@ -1,6 +1,7 @@
 //! [`PlainFops`]: a directory of the real filesystem, confined to itself.
 
 use crate::{seek_target, ContentEncoding, FdSpan, FileFlags, FileHandle, FileInfo, Fops, OpenFlags, VPath};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -9,7 +10,6 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -69,9 +69,7 @@ impl PlainFops {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in origin path"))?;
         // SAFETY: `c` is a valid NUL-terminated string; the flags are plain
         // integers; on success the returned fd is owned by us alone.
-        let fd = unsafe {
-            libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        };
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -191,11 +189,7 @@ fn openat2_beneath(root: &OwnedFd, path: &CString, flags: i32) -> io::Result<Fil
         mode: u64,
         resolve: u64,
     }
-    let how = OpenHow {
-        flags: flags as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
-    };
+    let how = OpenHow { flags: flags as u64, mode: 0, resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS };
     // SAFETY: openat2 reads `how` (of the size passed) and the C string;
     // both outlive the call. The result is an fd we own, or -1.
     let fd = unsafe {
@@ -218,9 +212,7 @@ fn openat2_beneath(root: &OwnedFd, path: &CString, flags: i32) -> io::Result<Fil
 /// links. Both are "not yours to read", not "missing".
 fn map_confinement_error(e: io::Error) -> io::Error {
     match e.raw_os_error() {
-        Some(libc::EXDEV | libc::ELOOP) => {
-            io::Error::new(io::ErrorKind::PermissionDenied, "path leaves the origin")
-        }
+        Some(libc::EXDEV | libc::ELOOP) => io::Error::new(io::ErrorKind::PermissionDenied, "path leaves the origin"),
         _ => e,
     }
 }
@@ -257,11 +249,7 @@ impl FileHandle for PlainHandle {
     }
 
     fn sendfile_span(&self) -> Option<FdSpan<'_>> {
-        Some(FdSpan {
-            fd: self.file.as_fd(),
-            offset: self.pos,
-            len: self.info.len.saturating_sub(self.pos),
-        })
+        Some(FdSpan { fd: self.file.as_fd(), offset: self.pos, len: self.info.len.saturating_sub(self.pos) })
     }
 
     fn advance(&mut self, n: u64) -> io::Result<()> {

@@ -1,0 +1,109 @@
+//! The `warren` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_warren");
+
+/// Kills and reaps the child when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts warren with `args` on a port of its choosing (`--port 0`) and
+/// returns it with that port, read from its "serving" log line. (Picking a
+/// free port here and passing it would race with other tests binding
+/// ephemeral ports.)
+fn start(args: &[&str]) -> (Running, u16) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--port", "0", "--log-level", "info"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warren");
+    let stderr = child.stderr.take().expect("stderr");
+    let running = Running(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("http://127.0.0.1:").nth(1).and_then(|r| r.trim_end_matches('/').parse().ok()))
+        .expect("warren exited before serving");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (running, port)
+}
+
+fn curl(url: &str) -> (String, String) {
+    let out =
+        Command::new("curl").args(["-s", "--max-time", "10", "-w", "\n%{http_code}", url]).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (body.to_string(), code.to_string())
+}
+
+#[test]
+fn default_site_is_served() {
+    let (_w, port) = start(&[]);
+    let (body, code) = curl(&format!("http://127.0.0.1:{port}/"));
+    assert_eq!(code, "200");
+    assert!(body.contains("warren"), "{body}");
+    let (css, code) = curl(&format!("http://127.0.0.1:{port}/error.css"));
+    assert_eq!(code, "200");
+    assert!(!css.is_empty());
+    let (page, code) = curl(&format!("http://127.0.0.1:{port}/no-such-page"));
+    assert_eq!(code, "404");
+    assert!(page.contains("/error.css"));
+}
+
+#[test]
+fn root_and_bind_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("index.html"), "mine\n").expect("write");
+    let root = dir.path().to_string_lossy().into_owned();
+    let (_w, port) = start(&["--root", &root, "--bind", "127.0.0.1", "--keepalive-timeout", "3"]);
+    let (body, code) = curl(&format!("http://127.0.0.1:{port}/"));
+    assert_eq!((body.as_str(), code.as_str()), ("mine\n", "200"));
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    fails_with(&["--frobnicate"], "--frobnicate");
+    fails_with(&["--port", "70000"], "--port");
+    fails_with(&["--port"], "--port needs a value");
+    fails_with(&["--bind", "localhost:x"], "--bind");
+    fails_with(&["--root", "/no/such/dir"], "/no/such/dir");
+    fails_with(&["--log-level", "loud"], "--log-level");
+    // A port already taken.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    fails_with(&["--port", &port], &port);
+}
+
+#[test]
+fn help_and_version() {
+    let out = Command::new(BIN).arg("--help").output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--root", "--port", "--bind", "--version"] {
+        assert!(text.contains(flag), "{flag}");
+    }
+    let out = Command::new(BIN).arg("--version").output().expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), concat!("warren ", env!("CARGO_PKG_VERSION")));
+}
