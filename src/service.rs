@@ -39,6 +39,8 @@ enum Wsi {
 struct Listen {
     sock: TcpListener,
     index: usize,
+    /// Queued on the forced-service list (more connections are waiting).
+    forced: bool,
 }
 
 /// What every connection of the loop shares: vhosts, buffers, timers.
@@ -128,7 +130,7 @@ impl Service {
             let entry = wsis.vacant_entry();
             poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE)?;
             addrs.push(sock.local_addr()?);
-            entry.insert(Wsi::Listen(Listen { sock, index }));
+            entry.insert(Wsi::Listen(Listen { sock, index, forced: false }));
             wanted.push(v.listen);
             listeners.push(vec![vi]);
             vhost_listener.push(index);
@@ -206,9 +208,16 @@ impl Service {
             }
             std::mem::swap(&mut forced, &mut self.sh.forced);
             for key in forced.drain(..) {
-                if let Some(Wsi::Http(c)) = self.wsis.get_mut(key) {
-                    c.forced = false;
-                    self.service_conn(key);
+                match self.wsis.get_mut(key) {
+                    Some(Wsi::Http(c)) => {
+                        c.forced = false;
+                        self.service_conn(key);
+                    }
+                    Some(Wsi::Listen(l)) => {
+                        l.forced = false;
+                        self.accept(key);
+                    }
+                    None => {}
                 }
             }
             self.sh.timers.expire(self.sh.now, &mut expired);
@@ -284,7 +293,12 @@ impl Service {
             }
         }
         // More may be waiting; come back after others had a turn.
-        self.sh.timers.set(key, self.sh.now);
+        if let Some(Wsi::Listen(l)) = self.wsis.get_mut(key) {
+            if !l.forced {
+                l.forced = true;
+                self.sh.forced.push(key);
+            }
+        }
     }
 
     fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, listener: usize) -> io::Result<()> {

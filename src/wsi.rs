@@ -312,13 +312,11 @@ impl ResponseWriter<'_> {
             head.header(k, v);
         }
         end_head(head, self.tx, framing);
-        let left = if let BodyFraming::Length(n) = framing { n } else { 0 };
-        *self.state =
-            if self.tx.head_only || left == 0 && framing != BodyFraming::Chunked && framing != BodyFraming::Close {
-                CbResp::Done
-            } else {
-                CbResp::Body { framing, left }
-            };
+        *self.state = match framing {
+            BodyFraming::Length(0) => CbResp::Done,
+            BodyFraming::Length(left) => CbResp::Body { framing, left },
+            _ => CbResp::Body { framing, left: 0 },
+        };
         self.out.write(self.scratch, false)
     }
 
@@ -331,6 +329,14 @@ impl ResponseWriter<'_> {
             }));
         };
         self.scratch.clear();
+        if self.tx.head_only {
+            // HEAD: the protocol may produce the body as for GET; none of
+            // it is sent.
+            let left = left.saturating_sub(data.len() as u64);
+            let done = last || matches!(framing, BodyFraming::Length(_)) && left == 0;
+            *self.state = if done { CbResp::Done } else { CbResp::Body { framing, left } };
+            return Ok(());
+        }
         match framing {
             BodyFraming::Length(_) => {
                 if data.len() as u64 > left {

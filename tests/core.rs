@@ -278,6 +278,9 @@ fn curl_posts_reach_the_protocol() {
     let (ok, out) = curl(&[&server.url("/rec/get")]);
     assert!(ok);
     assert_eq!(String::from_utf8_lossy(&out), "/rec/get 0 0");
+    // HEAD through a protocol: the same head, no body.
+    let r = request(&server, "HEAD /rec/get HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.header("content-length"), r.body.len()), (200, Some("12"), 0));
     let events = seen.lock().map(|s| s.events.clone()).unwrap_or_default();
     assert!(events.contains(&"closed".to_string()), "{events:?}");
 }
