@@ -172,7 +172,7 @@ impl Protocol for Recorder {
                     cx.rx_flow_control(wsi.id, false);
                     seen.paused = Some(wsi.id);
                 }
-                if req.method_str() == "GET" {
+                if req.framing() == warren::http::request::Framing::None {
                     wsi.session.complete = true;
                     cx.callback_on_writable(wsi.id);
                 }
@@ -545,8 +545,7 @@ fn a_reader_that_stops_gets_no_more_writeable_callbacks() {
         assert!(n > 0, "closed early");
         raw.extend_from_slice(&buf[..n]);
         // Decode complete chunks from `raw`.
-        loop {
-            let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else { break };
+        while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
             let size = usize::from_str_radix(std::str::from_utf8(&raw[..eol]).expect("hex"), 16).expect("size");
             if raw.len() < eol + 2 + size + 2 {
                 break;
