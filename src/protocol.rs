@@ -177,6 +177,16 @@ pub(crate) enum Command {
     Timeout(WsiId, Option<Duration>),
 }
 
+impl Command {
+    /// The connection a command is about, if it is about one.
+    pub(crate) fn target(&self) -> Option<WsiId> {
+        match *self {
+            Command::Writable(id) | Command::RxFlow(id, _) | Command::Timeout(id, _) => Some(id),
+            Command::WritableAllProtocol { .. } => None,
+        }
+    }
+}
+
 /// The loop, as a callback sees it.
 ///
 /// Requests made through `Cx` take effect when the callback returns

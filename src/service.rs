@@ -103,6 +103,7 @@ impl Service {
                 }
             }
         }
+        ignore_sigpipe();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let handle = ContextHandle {
@@ -195,6 +196,9 @@ impl Service {
                     Some(Wsi::Http(c)) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             c.readable = true;
+                        }
+                        if ev.is_read_closed() || ev.is_error() {
+                            c.hup = true;
                         }
                         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                             c.out.writable = true;
@@ -339,7 +343,12 @@ impl Service {
 
     /// Applies what callbacks asked for about other connections.
     fn apply_commands(&mut self) {
-        while let Some(cmd) = self.sh.commands.pop() {
+        if self.sh.commands.is_empty() {
+            return;
+        }
+        // In the order the callbacks made them.
+        let mut commands = std::mem::take(&mut self.sh.commands);
+        for cmd in commands.drain(..) {
             match cmd {
                 Command::WritableAllProtocol { vhost, protocol } => {
                     for (_, w) in self.wsis.iter_mut() {
@@ -360,6 +369,10 @@ impl Service {
                 }
             }
         }
+        // Keep the allocation; applying never queues new commands.
+        if self.sh.commands.is_empty() {
+            self.sh.commands = commands;
+        }
     }
 }
 
@@ -370,6 +383,21 @@ fn refuse(stream: TcpStream) {
     let mut stream = stream;
     let _ = stream
         .write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n");
+}
+
+/// A peer that resets while `sendfile(2)` writes to it (which, unlike
+/// `send`, has no MSG_NOSIGNAL) must not kill the process: ignore SIGPIPE
+/// unless the host program installed a handler of its own. Rust programs
+/// ignore it already; this covers embedding in others.
+fn ignore_sigpipe() {
+    // SAFETY: querying and setting a signal disposition; SIG_IGN is a
+    // valid disposition and no handler code runs.
+    unsafe {
+        let old = libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        if old != libc::SIG_DFL && old != libc::SIG_ERR {
+            libc::signal(libc::SIGPIPE, old);
+        }
+    }
 }
 
 /// RLIMIT_NOFILE, after raising the soft limit to the hard one.

@@ -89,11 +89,15 @@ pub(crate) struct Out {
     pub(crate) writable: bool,
     /// Bytes written on this connection (for logs and stats).
     pub(crate) sent: u64,
+    /// The first write error: once the socket has failed, every later
+    /// write fails too, and the connection closes after the callback that
+    /// met it (so a protocol that ignores the error cannot spin).
+    pub(crate) failed: Option<io::ErrorKind>,
 }
 
 impl Out {
     pub(crate) fn new(sock: Transport) -> Out {
-        Out { sock, pending: Vec::new(), pending_off: 0, writable: false, sent: 0 }
+        Out { sock, pending: Vec::new(), pending_off: 0, writable: false, sent: 0, failed: None }
     }
 
     pub(crate) fn has_pending(&self) -> bool {
@@ -101,14 +105,19 @@ impl Out {
     }
 
     /// Writes `data` now as far as the socket takes it; the rest becomes
-    /// the pending remainder. Must only be called with nothing pending.
+    /// the pending remainder. Refused while a remainder is pending: there
+    /// is one per connection.
     pub(crate) fn write(&mut self, data: &[u8], more: bool) -> io::Result<()> {
-        debug_assert!(!self.has_pending(), "one pending write per connection");
+        if let Some(kind) = self.failed {
+            return Err(kind.into());
+        }
+        if self.has_pending() {
+            return Err(io::Error::other("a write is already pending"));
+        }
         let mut done = 0;
         if self.writable {
             while done < data.len() {
-                match no_block(self.sock.send(&data[done..], more))? {
-                    Some(0) => return Err(io::ErrorKind::WriteZero.into()),
+                match self.no_block(|sock| sock.send(&data[done..], more))? {
                     Some(n) => done += n,
                     None => {
                         self.writable = false;
@@ -127,12 +136,27 @@ impl Out {
         Ok(())
     }
 
+    /// Runs one socket operation: `WouldBlock` becomes `Ok(None)`, a
+    /// zero-length write an error, and any error is latched in `failed`.
+    fn no_block(&mut self, op: impl FnOnce(&mut Transport) -> io::Result<usize>) -> io::Result<Option<usize>> {
+        let r = match no_block(op(&mut self.sock)) {
+            Ok(Some(0)) => Err(io::ErrorKind::WriteZero.into()),
+            other => other,
+        };
+        if let Err(e) = &r {
+            self.failed = Some(e.kind());
+        }
+        r
+    }
+
     /// Sends what it can of the remainder. Returns whether anything moved.
     pub(crate) fn flush(&mut self) -> io::Result<bool> {
         let mut moved = false;
         while self.has_pending() {
-            match no_block(self.sock.send(&self.pending[self.pending_off..], false))? {
-                Some(0) => return Err(io::ErrorKind::WriteZero.into()),
+            let (pending, off) = (std::mem::take(&mut self.pending), self.pending_off);
+            let r = self.no_block(|sock| sock.send(&pending[off..], false));
+            self.pending = pending;
+            match r? {
                 Some(n) => {
                     self.pending_off += n;
                     self.sent += n as u64;
@@ -150,19 +174,32 @@ impl Out {
         Ok(moved)
     }
 
-    /// `sendfile` of up to `len` bytes; `Ok(None)` when the socket is full.
+    /// `sendfile` of up to `len` bytes; `Ok(None)` when the socket is full,
+    /// `Ok(Some(0))` at the end of the file.
     pub(crate) fn sendfile(
         &mut self,
         fd: BorrowedFd<'_>,
         offset: u64,
         len: usize,
     ) -> Option<io::Result<Option<usize>>> {
-        debug_assert!(!self.has_pending());
-        let r = self.sock.sendfile(fd, offset, len)?;
-        Some(no_block(r).inspect(|n| match n {
+        if let Some(kind) = self.failed {
+            return Some(Err(kind.into()));
+        }
+        if self.has_pending() {
+            return Some(Err(io::Error::other("a write is already pending")));
+        }
+        let r = no_block(self.sock.sendfile(fd, offset, len)?);
+        if let Err(e) = &r {
+            self.failed = Some(e.kind());
+        }
+        Some(r.inspect(|n| match n {
             Some(n) => {
                 self.sent += *n as u64;
-                if *n < len {
+                // PERF: a short count almost always means the socket buffer
+                // is full; treating it so saves a sendfile that would only
+                // say EAGAIN. (A file that shrank since it was opened then
+                // waits for the io timeout instead of failing at once.)
+                if *n < len && *n > 0 {
                     self.writable = false;
                 }
             }
@@ -182,12 +219,11 @@ pub(crate) struct TxInfo {
     pub(crate) version: Version,
     pub(crate) keep_alive: bool,
     pub(crate) head_only: bool,
-    pub(crate) status: u16,
 }
 
 impl Default for TxInfo {
     fn default() -> Self {
-        TxInfo { version: Version::Http11, keep_alive: false, head_only: false, status: 0 }
+        TxInfo { version: Version::Http11, keep_alive: false, head_only: false }
     }
 }
 
@@ -202,6 +238,8 @@ pub(crate) struct HeadEnv<'a> {
 /// How the body of the response being written is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BodyFraming {
+    /// No content at all (1xx, 204, 304): no length field either.
+    None,
     Length(u64),
     Chunked,
     /// HTTP/1.0 without a length: the end of the body is the close.
@@ -210,7 +248,6 @@ pub(crate) enum BodyFraming {
 
 /// Starts a head with the fields every response has.
 pub(crate) fn begin_head<'b>(buf: &'b mut Vec<u8>, tx: &mut TxInfo, status: u16, env: HeadEnv<'_>) -> ResponseHead<'b> {
-    tx.status = status;
     let mut head = ResponseHead::new(buf, tx.version, status);
     head.header("Date", env.date);
     if let Some(s) = env.server {
@@ -225,6 +262,7 @@ pub(crate) fn begin_head<'b>(buf: &'b mut Vec<u8>, tx: &mut TxInfo, status: u16,
 /// Adds the framing and `Connection` fields and ends the head.
 pub(crate) fn end_head(mut head: ResponseHead<'_>, tx: &mut TxInfo, framing: BodyFraming) {
     match framing {
+        BodyFraming::None => {}
         BodyFraming::Length(n) => {
             head.header_u64("Content-Length", n);
         }
@@ -286,34 +324,68 @@ pub(crate) struct ResponseWriter<'a> {
     pub(crate) tx: &'a mut TxInfo,
     pub(crate) scratch: &'a mut Vec<u8>,
     pub(crate) env: HeadEnv<'a>,
+    /// The request body has not been read to its end: answering now means
+    /// closing afterwards, so the head must say `Connection: close`.
+    pub(crate) body_unread: bool,
 }
 
 fn misuse(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
 }
 
+/// Fields a protocol may not set: the server owns the framing.
+const RESERVED: [&str; 5] = ["content-length", "transfer-encoding", "connection", "date", "upgrade"];
+
+/// Checks a protocol-supplied field: a token name, not one the server
+/// owns, and a value without CR, LF or NUL (no response splitting).
+fn check_header(name: &str, value: &str) -> io::Result<()> {
+    let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token || RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(misuse("header name not allowed"));
+    }
+    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(misuse("header value has CR, LF or NUL"));
+    }
+    Ok(())
+}
+
 impl ResponseWriter<'_> {
-    fn framing_for(&self, length: Option<u64>) -> BodyFraming {
+    fn framing_for(&self, status: u16, length: Option<u64>) -> BodyFraming {
         match (length, self.tx.version) {
+            // RFC 9110 §6.4.1: these never have content.
+            _ if status < 200 || status == 204 || status == 304 => BodyFraming::None,
             (Some(n), _) => BodyFraming::Length(n),
             (None, Version::Http11) => BodyFraming::Chunked,
             (None, Version::Http10) => BodyFraming::Close,
         }
     }
 
-    pub(crate) fn head(self, status: u16, headers: &[(&str, &str)], length: Option<u64>) -> io::Result<()> {
+    /// Refuses a second head; a response that leaves the body unread ends
+    /// the connection.
+    fn begin(&mut self) -> io::Result<()> {
         if *self.state != CbResp::AwaitHead {
             return Err(misuse("response head already sent"));
         }
-        let framing = self.framing_for(length);
+        if self.body_unread {
+            self.tx.keep_alive = false;
+        }
         self.scratch.clear();
+        Ok(())
+    }
+
+    pub(crate) fn head(mut self, status: u16, headers: &[(&str, &str)], length: Option<u64>) -> io::Result<()> {
+        for (k, v) in headers {
+            check_header(k, v)?;
+        }
+        self.begin()?;
+        let framing = self.framing_for(status, length);
         let mut head = begin_head(self.scratch, self.tx, status, self.env);
         for (k, v) in headers {
             head.header(k, v);
         }
         end_head(head, self.tx, framing);
         *self.state = match framing {
-            BodyFraming::Length(0) => CbResp::Done,
+            BodyFraming::None | BodyFraming::Length(0) => CbResp::Done,
             BodyFraming::Length(left) => CbResp::Body { framing, left },
             _ => CbResp::Body { framing, left: 0 },
         };
@@ -338,6 +410,7 @@ impl ResponseWriter<'_> {
             return Ok(());
         }
         match framing {
+            BodyFraming::None => return Err(misuse("this status has no body")),
             BodyFraming::Length(_) => {
                 if data.len() as u64 > left {
                     return Err(misuse("body longer than its Content-Length"));
@@ -370,11 +443,9 @@ impl ResponseWriter<'_> {
         self.out.write(self.scratch, false)
     }
 
-    pub(crate) fn respond(self, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {
-        if *self.state != CbResp::AwaitHead {
-            return Err(misuse("response head already sent"));
-        }
-        self.scratch.clear();
+    pub(crate) fn respond(mut self, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {
+        check_header("Content-Type", content_type)?;
+        self.begin()?;
         let mut head = begin_head(self.scratch, self.tx, status, self.env);
         head.header("Content-Type", content_type);
         end_head(head, self.tx, BodyFraming::Length(body.len() as u64));
@@ -385,11 +456,8 @@ impl ResponseWriter<'_> {
         self.out.write(self.scratch, false)
     }
 
-    pub(crate) fn status(self, status: u16, message: &str) -> io::Result<()> {
-        if *self.state != CbResp::AwaitHead {
-            return Err(misuse("response head already sent"));
-        }
-        self.scratch.clear();
+    pub(crate) fn status(mut self, status: u16, message: &str) -> io::Result<()> {
+        self.begin()?;
         error_response(self.scratch, self.tx, status, message, &[], self.env);
         *self.state = CbResp::Done;
         self.out.write(self.scratch, false)

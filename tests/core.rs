@@ -355,8 +355,10 @@ impl Protocol for Misuser {
                 *wsi.session += 1;
                 let r = match *wsi.session {
                     1 => writer.body(b"too early", false),
-                    2 => writer.head(200, &[("Content-Type", "text/plain")], Some(2)),
-                    3 => writer.head(200, &[], Some(2)),
+                    2 => writer.head(200, &[("Content-Length", "5")], Some(2)),
+                    3 => writer.head(200, &[("X-Split", "a\r\nSet-Cookie: evil")], Some(2)),
+                    4 => writer.head(200, &[("Content-Type", "text/plain")], Some(2)),
+                    5 => writer.head(200, &[], Some(2)),
                     _ => writer.body(b"ok", true),
                 };
                 if let Err(e) = r {
@@ -385,7 +387,10 @@ fn writer_misuse_is_an_error_value() {
     let r = get(&server, "/x");
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
     let errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
-    assert_eq!(errors, ["body before head", "response head already sent"]);
+    assert_eq!(
+        errors,
+        ["body before head", "header name not allowed", "header value has CR, LF or NUL", "response head already sent"]
+    );
 }
 
 #[test]
@@ -572,4 +577,137 @@ fn the_connection_limit_comes_from_rlimit_nofile() {
     assert_eq!(lim.rlim_cur, lim.rlim_max);
     let want = (lim.rlim_cur as usize).min(1 << 24).saturating_sub(512) / 2;
     assert_eq!(context.max_connections(), want);
+}
+
+#[test]
+fn a_streaming_response_is_not_cut_by_the_io_timeout() {
+    // The io timeout is a progress timeout: each write that moves re-arms it.
+    let callbacks = Arc::new(Mutex::new(0));
+    let limits = Limits { io_timeout: Duration::from_millis(300), ..Limits::default() };
+    let server =
+        Server::start(ContextInfo::new().limits(limits).vhost(
+            vhost().mount(Mount::callback("/", "firehose")).protocol(Firehose { callbacks: callbacks.clone() }),
+        ));
+    let mut s = server.connect();
+    s.write_all(b"GET /hose HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    // Read slowly for well over the timeout: 1.5 s at ~20 MiB/s.
+    let mut buf = vec![0u8; 1 << 20];
+    let started = Instant::now();
+    let mut total = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed after {:?} and {total} bytes", started.elapsed());
+        total += n;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(total > 4 << 20, "{total}");
+}
+
+/// Ignores every write error and keeps asking for more.
+struct Stubborn;
+
+impl Protocol for Stubborn {
+    type Session = bool;
+
+    fn name(&self) -> &str {
+        "stubborn"
+    }
+
+    fn callback(&mut self, cx: &mut Cx<'_>, event: Event<'_, bool>) -> Action {
+        match event {
+            Event::Http(wsi, _) => cx.callback_on_writable(wsi.id),
+            Event::HttpWriteable(wsi, writer) => {
+                // A head, then body chunks forever; errors ignored.
+                if !std::mem::replace(wsi.session, true) {
+                    let _ = writer.head(200, &[], None);
+                } else {
+                    let _ = writer.body(&[b'x'; 100_000], false);
+                }
+                cx.callback_on_writable(wsi.id);
+            }
+            _ => {}
+        }
+        Action::Continue
+    }
+}
+
+#[test]
+fn a_failed_write_closes_even_if_the_protocol_ignores_it() {
+    let server =
+        Server::start(ContextInfo::new().vhost(vhost().mount(Mount::callback("/", "stubborn")).protocol(Stubborn)));
+    {
+        let mut s = server.connect();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        let mut b = [0u8; 16];
+        let _ = s.read(&mut b);
+        // Reset, not FIN: the next write fails at once.
+        let _ = socket2_linger_zero(&s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.handle.stats().open > 0 {
+        assert!(Instant::now() < deadline, "connection kept after its write failed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SO_LINGER 0 so that close sends RST.
+fn socket2_linger_zero(s: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt with a valid fd and a correctly sized struct.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn close_on_error(r: std::io::Result<()>) -> Action {
+    if r.is_err() {
+        Action::Close
+    } else {
+        Action::Continue
+    }
+}
+
+/// Refuses uploads before reading them.
+struct Refuser;
+
+impl Protocol for Refuser {
+    type Session = ();
+
+    fn name(&self) -> &str {
+        "refuser"
+    }
+
+    fn callback(&mut self, cx: &mut Cx<'_>, event: Event<'_, ()>) -> Action {
+        match event {
+            Event::Http(wsi, _) => cx.callback_on_writable(wsi.id),
+            Event::HttpWriteable(_, writer) => return close_on_error(writer.status(413, "too big")),
+            _ => {}
+        }
+        Action::Continue
+    }
+}
+
+#[test]
+fn answering_before_the_body_is_read_says_connection_close() {
+    let server =
+        Server::start(ContextInfo::new().vhost(vhost().mount(Mount::callback("/", "refuser")).protocol(Refuser)));
+    let mut s = server.connect();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n").expect("write");
+    s.write_all(&[b'a'; 1000]).expect("write");
+    let mut rd = Reader::new(s);
+    let r = rd.response(false).expect("response");
+    assert_eq!((r.status, r.header("connection")), (413, Some("close")));
+    assert!(rd.closed_within(Duration::from_secs(5)));
 }

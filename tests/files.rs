@@ -238,3 +238,30 @@ fn vhost_headers_on_every_response() {
         assert_eq!(r.header("server"), Some("warren-test"), "{path}");
     }
 }
+
+#[test]
+fn an_empty_body_keeps_the_connection() {
+    // Some clients send Content-Length: 0 on GET.
+    let (_t, root) = site();
+    let server = Server::files(&root);
+    let mut s = server.connect();
+    s.write_all(
+        b"GET /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\nGET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .expect("write");
+    let mut rd = Reader::new(s);
+    let first = rd.response(false).expect("first");
+    assert_eq!((first.status, first.header("connection")), (200, None));
+    assert_eq!(rd.response(false).expect("second").text(), "<p>sub index</p>\n");
+}
+
+#[test]
+fn redirects_never_become_scheme_relative() {
+    // Without a usable Host, Location is a path; leading slashes collapse.
+    let (_t, root) = site();
+    let server = Server::files(&root);
+    let r = request(&server, "GET //sub HTTP/1.0\r\n\r\n");
+    assert_eq!((r.status, r.header("location")), (301, Some("/sub/")));
+    let r = request(&server, "GET ///sub HTTP/1.1\r\nHost: a/b\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.header("location")), (301, Some("/sub/")));
+}

@@ -57,8 +57,8 @@ enum Reading {
     /// Waiting for a request head; `started`: some of it has arrived and
     /// the absolute header deadline runs.
     Head { started: bool },
-    /// Reading the body; `to_protocol`: deliver it, else drop it.
-    Body { decoder: BodyDecoder, to_protocol: bool },
+    /// Reading the body, which goes to the bound protocol.
+    Body(BodyDecoder),
     /// The request is read; the response is under way.
     Done,
     /// Closing: read and drop whatever comes until EOF or the deadline.
@@ -100,6 +100,9 @@ pub(crate) struct Conn {
     pub(crate) forced: bool,
     /// A protocol asked for a writeable callback.
     pub(crate) want_writable: bool,
+    /// The peer has shut down its side (EPOLLRDHUP): a short read no
+    /// longer means "drained", since no new edge will announce the EOF.
+    pub(crate) hup: bool,
     rx_paused: bool,
     peer: SocketAddr,
     listener: usize,
@@ -132,6 +135,7 @@ impl Conn {
             readable: false,
             forced: false,
             want_writable: false,
+            hup: false,
             rx_paused: false,
             peer,
             listener,
@@ -153,12 +157,16 @@ impl Conn {
         match (&self.reading, &self.writing) {
             (Reading::Head { started: false }, _) => "keep-alive idle",
             (Reading::Head { started: true }, _) => "request head",
-            (Reading::Body { .. }, _) => "request body",
+            (Reading::Body(_), _) => "request body",
             (Reading::Linger, _) => "close",
             (Reading::Done, Writing::File { .. }) => "file response",
             (Reading::Done, Writing::Callback(_)) => "protocol response",
             (Reading::Done, _) => "response",
         }
+    }
+
+    fn writing_is(&self, state: CbResp) -> bool {
+        matches!(&self.writing, Writing::Callback(s) if *s == state)
     }
 
     /// The (vhost, protocol) this connection is bound to.
@@ -203,6 +211,9 @@ impl Conn {
         let mut progress = false;
         if self.out.has_pending() {
             progress = self.out.flush()?;
+            if progress {
+                sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+            }
             if self.out.has_pending() {
                 return Ok(progress);
             }
@@ -219,7 +230,14 @@ impl Conn {
                     return Ok(progress);
                 }
                 self.want_writable = false;
+                let sent = self.out.sent;
                 self.deliver_writeable(sh)?;
+                if let Some(kind) = self.out.failed {
+                    return Err(Close(format!("write failed: {}", io::Error::from(kind))));
+                }
+                if self.out.sent != sent {
+                    sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+                }
                 Ok(true)
             }
             Writing::Shutdown => {
@@ -273,12 +291,13 @@ impl Conn {
 
     fn deliver_writeable(&mut self, sh: &mut Shared) -> Result<(), Close> {
         let id = self.id();
+        let body_unread = !matches!(self.reading, Reading::Done);
         let Conn { out, writing, tx, binding, peer, .. } = self;
         let (Some(b), Writing::Callback(state)) = (binding.as_mut(), writing) else { return Ok(()) };
         let Shared { vhosts, date, tx: scratch, commands, handle, .. } = sh;
         let VhostInfo { protocols, headers, server_string, .. } = &mut vhosts[b.vhost];
         let env = HeadEnv { date: date.now(), headers, server: server_string.as_deref() };
-        let writer = Writer { inner: ResponseWriter { out, state, tx, scratch, env } };
+        let writer = Writer { inner: ResponseWriter { out, state, tx, scratch, env, body_unread } };
         let mut cx = Cx { commands, vhost: b.vhost, protocol: b.protocol, handle };
         let action =
             protocols[b.protocol].dispatch(&mut cx, RawEvent::Writeable(id, *peer, writer), Some(&mut b.session));
@@ -289,6 +308,8 @@ impl Conn {
     fn finish_transaction(&mut self, sh: &mut Shared) {
         self.want_writable = false;
         if self.tx.keep_alive && matches!(self.reading, Reading::Done) {
+            // A pause of rx was about the request that just ended.
+            self.rx_paused = false;
             self.writing = Writing::Idle;
             self.reading = Reading::Head { started: false };
             let keepalive = sh.vhosts[self.vhost].keepalive_timeout;
@@ -340,7 +361,7 @@ impl Conn {
             }
             Some(n) => n,
         };
-        if n < rx.len() {
+        if n < rx.len() && !self.hup {
             // A short read means the socket is drained (edge-triggered: a
             // new edge comes with new data), saving the WouldBlock read.
             self.readable = false;
@@ -355,10 +376,19 @@ impl Conn {
             }
         } else {
             self.input.extend_from_slice(&rx[..n]);
+            // PERF: a head can only complete with a new line; while a
+            // trickling client sends none, do not re-parse what we have.
+            let head = matches!(self.reading, Reading::Head { .. });
+            if head && !rx[..n].contains(&b'\n') && self.input.len() <= sh.limits.max_head {
+                return Ok(true);
+            }
             let input = std::mem::take(&mut self.input);
             let used = self.consume(sh, &input)?;
             self.input = input;
             self.input.drain(..used);
+            if self.input.is_empty() {
+                self.input = Vec::new();
+            }
         }
         Ok(true)
     }
@@ -388,13 +418,12 @@ impl Conn {
                         }
                     }
                 }
-                Reading::Body { decoder, to_protocol } => {
-                    let to_protocol = *to_protocol;
+                Reading::Body(decoder) => {
                     let (n, data) = match decoder.decode(&input[used..]) {
                         Ok(r) => r,
                         Err(e) => {
                             log::debug!("{}: bad request body: {e:?}", self.peer);
-                            if matches!(self.writing, Writing::Callback(CbResp::AwaitHead) | Writing::Idle) {
+                            if self.writing_is(CbResp::AwaitHead) && !self.out.has_pending() {
                                 self.tx.keep_alive = false;
                                 self.reading = Reading::Done;
                                 self.send_error(sh, 400, None);
@@ -408,15 +437,13 @@ impl Conn {
                     if done {
                         self.reading = Reading::Done;
                     }
-                    if let (Some(data), true) = (data, to_protocol) {
+                    if let Some(data) = data {
                         let (id, peer) = (self.id(), self.peer);
                         self.dispatch(sh, RawEvent::Body(id, peer, data))?;
                     }
                     if done {
-                        if to_protocol {
-                            let (id, peer) = (self.id(), self.peer);
-                            self.dispatch(sh, RawEvent::BodyCompletion(id, peer))?;
-                        }
+                        let (id, peer) = (self.id(), self.peer);
+                        self.dispatch(sh, RawEvent::BodyCompletion(id, peer))?;
                     } else {
                         sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
                     }
@@ -433,7 +460,7 @@ impl Conn {
     /// Answers a head we could not accept, then closes.
     fn refuse_head(&mut self, sh: &mut Shared, e: HeadError) {
         log::debug!("{}: bad request head: {e:?}", self.peer);
-        self.tx = TxInfo { version: Version::Http11, keep_alive: false, head_only: false, status: 0 };
+        self.tx = TxInfo { version: Version::Http11, keep_alive: false, head_only: false };
         self.reading = Reading::Done;
         self.send_error(sh, e.status(), None);
     }
@@ -442,17 +469,13 @@ impl Conn {
 
     fn on_request(&mut self, sh: &mut Shared, req: Request) -> Result<(), Close> {
         sh.handle.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
-        self.tx = TxInfo {
-            version: req.version(),
-            keep_alive: req.keep_alive(),
-            head_only: req.method() == Method::Head,
-            status: 0,
-        };
+        self.tx =
+            TxInfo { version: req.version(), keep_alive: req.keep_alive(), head_only: req.method() == Method::Head };
         sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
         self.reading = Reading::Done;
         self.vhost = select_vhost(&sh.vhosts, &sh.listeners[self.listener], req.host());
         if req.path() == "*" {
-            self.send_simple(sh, 200, &[("Allow", "GET, HEAD, OPTIONS")]);
+            self.send_simple(sh, 200, &[("Allow", "GET, HEAD, OPTIONS")], false);
             return Ok(());
         }
         let found = mount::find(&sh.vhosts[self.vhost].mounts, req.path()).map(|(i, m)| (i, m.origin.clone()));
@@ -475,14 +498,14 @@ impl Conn {
     /// A request body nobody will read: rather than read and drop an
     /// unbounded amount, answer and close.
     fn skip_body(&mut self, req: &Request) {
-        if req.framing() != Framing::None {
+        if !matches!(req.framing(), Framing::None | Framing::Length(0)) {
             self.tx.keep_alive = false;
         }
     }
 
     fn serve_file(&mut self, sh: &mut Shared, req: &Request, mount_index: usize) {
         if !matches!(req.method(), Method::Get | Method::Head) {
-            self.send_simple_error(sh, 405, &[("Allow", "GET, HEAD")]);
+            self.send_simple(sh, 405, &[("Allow", "GET, HEAD")], true);
             return;
         }
         let vh = &sh.vhosts[self.vhost];
@@ -528,10 +551,7 @@ impl Conn {
         };
         let status = if vh.error_document_404.as_deref() == Some(req.path()) { 404 } else { 200 };
         let info = file.info().clone();
-        let Shared { vhosts, date, tx: buf, .. } = sh;
-        let vh = &vhosts[self.vhost];
-        let env = HeadEnv { date: date.now(), headers: &vh.headers, server: vh.server_string.as_deref() };
-        buf.clear();
+        let (env, buf) = Self::env(sh, self.vhost);
         let mut head = begin_head(buf, &mut self.tx, status, env);
         let name = path.file_name().unwrap_or("");
         if let Some(ct) = mime_guess::from_path(name).first_raw() {
@@ -604,8 +624,8 @@ impl Conn {
         let framing = req.framing();
         self.reading = match framing {
             Framing::None => Reading::Done,
-            Framing::Length(n) => Reading::Body { decoder: BodyDecoder::Length(n), to_protocol: true },
-            Framing::Chunked => Reading::Body { decoder: BodyDecoder::chunked(), to_protocol: true },
+            Framing::Length(n) => Reading::Body(BodyDecoder::Length(n)),
+            Framing::Chunked => Reading::Body(BodyDecoder::chunked()),
         };
         if req.expects_continue() && framing != Framing::None && framing != Framing::Length(0) {
             self.out.write(b"HTTP/1.1 100 Continue\r\n\r\n", false)?;
@@ -649,24 +669,22 @@ impl Conn {
                 }
             }
         }
-        self.send_simple_error(sh, status, &[]);
+        self.send_simple(sh, status, &[], true);
     }
 
-    fn send_simple_error(&mut self, sh: &mut Shared, status: u16, extra: &[(&str, &str)]) {
+    /// A response made here: the error page for `status` when `page`,
+    /// else an empty body; `extra` fields added.
+    fn send_simple(&mut self, sh: &mut Shared, status: u16, extra: &[(&str, &str)], page: bool) {
         let (env, buf) = Self::env(sh, self.vhost);
-        error_response(buf, &mut self.tx, status, crate::http::reason(status), extra, env);
-        let bytes = std::mem::take(buf);
-        self.send_buffered_from(&bytes);
-        sh.tx = bytes;
-    }
-
-    fn send_simple(&mut self, sh: &mut Shared, status: u16, extra: &[(&str, &str)]) {
-        let (env, buf) = Self::env(sh, self.vhost);
-        let mut head = begin_head(buf, &mut self.tx, status, env);
-        for (k, v) in extra {
-            head.header(k, v);
+        if page {
+            error_response(buf, &mut self.tx, status, crate::http::reason(status), extra, env);
+        } else {
+            let mut head = begin_head(buf, &mut self.tx, status, env);
+            for (k, v) in extra {
+                head.header(k, v);
+            }
+            end_head(head, &mut self.tx, BodyFraming::Length(0));
         }
-        end_head(head, &mut self.tx, BodyFraming::Length(0));
         let bytes = std::mem::take(buf);
         self.send_buffered_from(&bytes);
         sh.tx = bytes;
@@ -687,7 +705,7 @@ impl Conn {
             location.push('?');
             location.push_str(q);
         }
-        self.send_simple(sh, status, &[("Location", &location), ("Content-Type", "text/html")]);
+        self.send_simple(sh, status, &[("Location", &location), ("Content-Type", "text/html")], false);
     }
 
     // ---- protocols --------------------------------------------------------
@@ -705,15 +723,15 @@ impl Conn {
     /// service applies the rest when we return.
     fn after_callback(&mut self, sh: &mut Shared, action: Action) -> Result<(), Close> {
         let id = self.id();
-        let mut i = 0;
-        while i < sh.commands.len() {
-            let cmd = sh.commands[i];
-            let mine = matches!(cmd, Command::Writable(x) | Command::RxFlow(x, _) | Command::Timeout(x, _) if x == id);
-            if mine {
-                sh.commands.swap_remove(i);
-                self.apply(cmd, sh);
-            } else {
-                i += 1;
+        if sh.commands.iter().any(|c| c.target() == Some(id)) {
+            // In the order they were made; the others stay queued, in order.
+            let commands = std::mem::take(&mut sh.commands);
+            for cmd in commands {
+                if cmd.target() == Some(id) {
+                    self.apply(cmd, sh);
+                } else {
+                    sh.commands.push(cmd);
+                }
             }
         }
         match action {
@@ -808,8 +826,12 @@ fn plain_host(h: &str) -> bool {
 }
 
 /// The path as the client sent it (still percent-encoded), for Location.
+/// Leading `/` runs are collapsed so the result can never read as a
+/// scheme-relative `//host` reference.
 fn raw_path(req: &Request) -> &str {
-    uri::split_target(req.target()).map_or("/", |t| t.path)
+    let path = uri::split_target(req.target()).map_or("/", |t| t.path);
+    let trimmed = path.trim_start_matches('/');
+    &path[path.len() - trimmed.len() - 1..]
 }
 
 /// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3, q-values).

@@ -10,7 +10,6 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,6 +42,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct PlainFops {
     root: OwnedFd,
     canonical: PathBuf,
+    /// Whether this kernel (and seccomp policy) lets us use openat2;
+    /// probed once, when the origin is opened.
+    openat2: bool,
     cache: Option<OpenCache>,
 }
 
@@ -75,7 +77,16 @@ impl PlainFops {
         }
         // SAFETY: `fd` was just returned by open(2) and is not owned elsewhere.
         let root = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(PlainFops { root, canonical, cache: None })
+        let dot = CString::new(".").map_err(|_| io::ErrorKind::InvalidInput)?;
+        let openat2 = match openat2_beneath(&root, &dot, libc::O_RDONLY | libc::O_CLOEXEC | libc::O_DIRECTORY) {
+            Ok(_) => true,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                log_fallback(&canonical);
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(PlainFops { root, canonical, openat2, cache: None })
     }
 
     /// Keeps up to `max` files open for `ttl` after they were opened (see
@@ -116,17 +127,13 @@ impl PlainFops {
         let rel = if path.is_root() { "." } else { path.as_str() };
         let c = CString::new(rel).map_err(|_| io::ErrorKind::InvalidInput)?;
         let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
-        static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
-        if !NO_OPENAT2.load(Ordering::Relaxed) {
-            match openat2_beneath(&self.root, &c, flags) {
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
-                    NO_OPENAT2.store(true, Ordering::Relaxed);
-                }
-                Err(e) => return Err(map_confinement_error(e)),
-                Ok(file) => return Ok(file),
-            }
+        if self.openat2 {
+            return openat2_beneath(&self.root, &c, flags).map_err(map_confinement_error);
         }
         // Fallback: open relative to the origin, then check where we landed.
+        // Symlinks are followed before the check, so a FIFO or device
+        // outside may be opened (non-blocking) before it is refused; no
+        // byte of it is ever read.
         // SAFETY: valid fd and C string; ownership of the result is taken below.
         let fd = unsafe { libc::openat(self.root.as_raw_fd(), c.as_ptr(), flags) };
         if fd < 0 {
@@ -206,6 +213,11 @@ fn openat2_beneath(root: &OwnedFd, path: &CString, flags: i32) -> io::Result<Fil
     }
     // SAFETY: the syscall returned a new fd; it fits in i32 by contract.
     Ok(unsafe { File::from_raw_fd(fd as i32) })
+}
+
+/// Says once per origin that the weaker check is in use.
+fn log_fallback(origin: &Path) {
+    eprintln!("warren-vfs: openat2 unavailable; confining {} by checking /proc/self/fd after open", origin.display());
 }
 
 /// EXDEV: resolution would leave the origin; ELOOP: too many or forbidden
