@@ -6,9 +6,11 @@ use crate::service::Service;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use warren_vfs::Fops;
 
 /// Timeouts and size limits that apply to every connection.
 ///
@@ -117,11 +119,25 @@ impl VhostInfo {
     }
 }
 
+/// Turns a mount's path into its filesystem (see [`ContextInfo::fops_factory`]).
+pub type FopsFactory = Box<dyn Fn(&Path) -> io::Result<Arc<dyn Fops>> + Send>;
+
 /// Everything a [`Context`] is built from.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ContextInfo {
     pub(crate) vhosts: Vec<VhostInfo>,
     pub(crate) limits: Limits,
+    pub(crate) fops_factory: Option<FopsFactory>,
+}
+
+impl fmt::Debug for ContextInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextInfo")
+            .field("vhosts", &self.vhosts)
+            .field("limits", &self.limits)
+            .field("fops_factory", &self.fops_factory.is_some())
+            .finish()
+    }
 }
 
 impl ContextInfo {
@@ -139,6 +155,16 @@ impl ContextInfo {
     /// Replaces the limits.
     pub fn limits(mut self, limits: Limits) -> ContextInfo {
         self.limits = limits;
+        self
+    }
+
+    /// Replaces how mounts made with [`Mount::dir`](crate::Mount::dir)
+    /// get their filesystem: the context-wide fops chain. The factory can
+    /// wrap [`default_fops`](crate::default_fops) (to log, rewrite or add
+    /// virtual files) or replace it. A single mount can instead be given
+    /// its own filesystem with [`Mount::files`](crate::Mount::files).
+    pub fn fops_factory(mut self, f: impl Fn(&Path) -> io::Result<Arc<dyn Fops>> + Send + 'static) -> ContextInfo {
+        self.fops_factory = Some(Box::new(f));
         self
     }
 }

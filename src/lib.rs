@@ -41,14 +41,15 @@
 mod context;
 pub mod http;
 mod mount;
+pub mod pack;
 pub mod protocol;
 mod roles;
 mod service;
 mod timer;
 mod wsi;
 
-pub use context::{Context, ContextHandle, ContextInfo, Limits, Stats, VhostInfo};
-pub use mount::{Mount, Origin};
+pub use context::{Context, ContextHandle, ContextInfo, FopsFactory, Limits, Stats, VhostInfo};
+pub use mount::{default_fops, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
 pub use protocol::{Action, Protocol};
 pub use warren_vfs as vfs;
 

@@ -1,16 +1,24 @@
 //! Mounts: areas of a vhost's URL space and what serves them.
 
 use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use warren_vfs::Fops;
+use std::time::Duration;
+use warren_vfs::{Fops, OpenFlags, PlainFops, VPath, ZipFops};
 
 /// What serves a mount's area (lws's `origin_protocol`).
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum Origin {
-    /// Files from a filesystem (`file://`): a directory through
-    /// [`PlainFops`](warren_vfs::PlainFops), or any user [`Fops`].
+    /// Files from a filesystem: a directory through
+    /// [`PlainFops`](warren_vfs::PlainFops), an archive through
+    /// [`ZipFops`], or any user [`Fops`].
     File(Arc<dyn Fops>),
+    /// Files from a path (`file://`): turned into a filesystem when the
+    /// context is built, by [`default_fops`] or the context's own
+    /// [`ContextInfo::fops_factory`](crate::ContextInfo::fops_factory).
+    Path(PathBuf),
     /// The named protocol of the vhost handles every request in the area
     /// (`callback://NAME`).
     Callback(String),
@@ -20,6 +28,7 @@ impl fmt::Debug for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::File(fops) => write!(f, "File({fops:?})"),
+            Origin::Path(p) => write!(f, "Path({})", p.display()),
             Origin::Callback(name) => write!(f, "Callback({name:?})"),
         }
     }
@@ -54,6 +63,12 @@ impl Mount {
         Mount::new(mountpoint, Origin::File(fops))
     }
 
+    /// Serves the directory or `.zip` archive at `path`, through the
+    /// context's fops factory ([`default_fops`] unless replaced).
+    pub fn dir(mountpoint: &str, path: impl Into<PathBuf>) -> Mount {
+        Mount::new(mountpoint, Origin::Path(path.into()))
+    }
+
     /// Hands `mountpoint` to the vhost's protocol `name`.
     pub fn callback(mountpoint: &str, name: &str) -> Mount {
         Mount::new(mountpoint, Origin::Callback(name.to_string()))
@@ -85,6 +100,45 @@ impl Mount {
         } else {
             &path[self.mountpoint.len().min(path.len())..]
         }
+    }
+}
+
+/// How long [`default_fops`] keeps files open (lighttpd's stat cache
+/// keeps 1 s too).
+pub const OPEN_CACHE_TTL: Duration = Duration::from_secs(1);
+/// How many files [`default_fops`] keeps open at most.
+pub const OPEN_CACHE_FILES: usize = 256;
+
+/// The filesystem warren uses for a path, unless told otherwise:
+///
+/// - a directory: [`PlainFops`] with its open-file cache, wrapped in
+///   [`ZipFops::over`], so `/docs.zip/index.html` serves from inside
+///   `docs.zip`;
+/// - a `.zip` file: that archive as the whole tree ([`ZipFops::archive`]);
+///   its central directory is read here, so a broken archive is an error
+///   now rather than a 500 later.
+pub fn default_fops(path: &Path) -> io::Result<Arc<dyn Fops>> {
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let plain = |dir: &Path| -> io::Result<Arc<dyn Fops>> {
+        Ok(Arc::new(PlainFops::new(dir)?.with_open_cache(OPEN_CACHE_TTL, OPEN_CACHE_FILES)))
+    };
+    let meta = std::fs::metadata(path).map_err(named)?;
+    if meta.is_dir() {
+        return Ok(Arc::new(ZipFops::over(plain(path).map_err(named)?)));
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !meta.is_file() || !name.to_ascii_lowercase().ends_with(".zip") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: neither a directory nor a .zip archive", path.display()),
+        ));
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let archive = VPath::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let zip = ZipFops::archive(plain(parent).map_err(named)?, archive);
+    match zip.open(&VPath::root(), OpenFlags::READ) {
+        Err(e) if e.kind() != io::ErrorKind::IsADirectory => Err(named(e)),
+        _ => Ok(Arc::new(zip)),
     }
 }
 

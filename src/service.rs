@@ -88,6 +88,21 @@ impl Service {
         if info.vhosts.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no vhost to serve"));
         }
+        let mut info = info;
+        let factory = info.fops_factory.take();
+        for v in info.vhosts.iter_mut() {
+            for m in v.mounts.iter_mut() {
+                if let Origin::Path(path) = &m.origin {
+                    let fops = match &factory {
+                        Some(f) => f(path),
+                        None => crate::mount::default_fops(path),
+                    };
+                    m.origin = Origin::File(fops.map_err(|e| {
+                        io::Error::new(e.kind(), format!("vhost {:?}: mount {}: {e}", v.name, m.mountpoint))
+                    })?);
+                }
+            }
+        }
         for v in &info.vhosts {
             for m in &v.mounts {
                 if let Origin::Callback(name) = &m.origin {

@@ -62,6 +62,53 @@ fn default_site_is_served() {
     let (page, code) = curl(&format!("http://127.0.0.1:{port}/no-such-page"));
     assert_eq!(code, "404");
     assert!(page.contains("/error.css"));
+    // The built-in site is a zip in the binary: gzip passes through.
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip"])
+        .arg(format!("http://127.0.0.1:{port}/index.html"))
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let (page, code) = curl(&format!("http://127.0.0.1:{port}/about.html"));
+    assert_eq!(code, "200");
+    assert!(page.contains("</html>"));
+}
+
+#[test]
+fn pack_then_serve_the_archive() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let site = t.path().join("site");
+    std::fs::create_dir_all(site.join("img")).expect("mkdir");
+    let html = "<p>packed</p>\n".repeat(200);
+    std::fs::write(site.join("index.html"), &html).expect("write");
+    std::fs::write(site.join("img/dot.bin"), [7u8, 1, 250, 3]).expect("write");
+    let zip = t.path().join("site.zip");
+    let out = Command::new(BIN).arg("pack").arg(&site).arg(&zip).output().expect("pack");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("deflated  index.html"), "{listing}");
+    assert!(listing.contains("stored    img/dot.bin"), "{listing}");
+    assert!(listing.contains("packed 2 files"), "{listing}");
+    let (_w, port) = start(&["--root", &zip.to_string_lossy()]);
+    let (body, code) = curl(&format!("http://127.0.0.1:{port}/"));
+    assert_eq!((code.as_str(), body.len()), ("200", html.len()));
+    let out = Command::new("curl")
+        .args(["-s", "--compressed", "-w", "\n%{size_download}"])
+        .arg(format!("http://127.0.0.1:{port}/index.html"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, wire) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    assert_eq!(body, html);
+    assert!(wire.parse::<usize>().unwrap_or(usize::MAX) < html.len() / 4, "gzip on the wire: {wire}");
+    fails_with(&["pack", "/no/such/dir", "x.zip"], "/no/such/dir");
+    fails_with(&["pack", "onlyone"], "two arguments");
+    let notzip = t.path().join("notzip.txt");
+    std::fs::write(&notzip, "x").expect("write");
+    fails_with(&["--root", &notzip.to_string_lossy()], "neither a directory nor a .zip");
+    std::fs::write(t.path().join("broken.zip"), "PK\x03\x04 garbage").expect("write");
+    fails_with(&["--root", &t.path().join("broken.zip").to_string_lossy()], "broken.zip");
 }
 
 #[test]

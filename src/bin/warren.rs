@@ -3,11 +3,11 @@
 //! Run `warren --help` for the flags.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use warren::vfs::PlainFops;
+use warren::vfs::{Fops, ZipFops};
 use warren::{Context, ContextInfo, Mount, VhostInfo};
 
 const USAGE: &str = "\
@@ -15,11 +15,16 @@ warren - serve a site over HTTP
 
 USAGE:
     warren [OPTIONS]
+    warren pack DIR OUT.zip
 
 With no options, serves the built-in default site on http://127.0.0.1:7681/.
+`warren pack` writes the files below DIR into a zip archive made for
+serving with --root OUT.zip.
 
 OPTIONS:
-    --root DIR                 serve the files below DIR at /
+    --root PATH                serve PATH at /: a directory (zip archives in it
+                               are served from inside: /a.zip/x.html), or a
+                               .zip archive served as the whole site
     --port N                   listen on port N (default 7681; 0 = any free port)
     --bind ADDR                listen on IP address ADDR (default 127.0.0.1)
     --keepalive-timeout SECS   idle keep-alive timeout (default 5)
@@ -29,14 +34,8 @@ OPTIONS:
 ";
 
 /// The site `warren` serves when given no `--root`: the project's
-/// `webroot/` as it was at build time.
-const DEFAULT_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/webroot");
-
-/// How long an opened file is reused without looking at the disk again
-/// (lighttpd's stat cache keeps 1 s too).
-const OPEN_CACHE_TTL: Duration = Duration::from_secs(1);
-/// How many files are kept open at most.
-const OPEN_CACHE_FILES: usize = 256;
+/// `webroot/`, packed into a zip by build.rs and compiled in.
+static DEFAULT_SITE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/webroot.zip"));
 
 struct Options {
     root: Option<PathBuf>,
@@ -97,24 +96,87 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     Ok(Parsed::Run(o))
 }
 
-fn run(o: Options) -> Result<(), String> {
-    let root = o.root.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
-    if !root.is_dir() {
-        return Err(format!("--root: {} is not a directory", root.display()));
+/// The filesystem for `--root PATH`, or the built-in site.
+fn site(root: Option<&Path>) -> Result<(Arc<dyn Fops>, String), String> {
+    match root {
+        None => {
+            let fops = ZipFops::from_bytes("webroot.zip (built in)", DEFAULT_SITE).map_err(|e| e.to_string())?;
+            Ok((Arc::new(fops), "the built-in site".into()))
+        }
+        Some(root) => {
+            let fops = warren::default_fops(root).map_err(|e| format!("--root: {e}"))?;
+            Ok((fops, root.display().to_string()))
+        }
     }
-    let fops = PlainFops::new(&root)
-        .map_err(|e| format!("--root: {}: {e}", root.display()))?
-        .with_open_cache(OPEN_CACHE_TTL, OPEN_CACHE_FILES);
+}
+
+fn run(o: Options) -> Result<(), String> {
+    let (fops, what) = site(o.root.as_deref())?;
     let addr = SocketAddr::new(o.bind, o.port);
-    let vhost = VhostInfo::new("default", addr).keepalive_timeout(o.keepalive).mount(Mount::files("/", Arc::new(fops)));
+    let vhost = VhostInfo::new("default", addr).keepalive_timeout(o.keepalive).mount(Mount::files("/", fops));
     let context = Context::new(ContextInfo::new().vhost(vhost)).map_err(|e| e.to_string())?;
     let local = context.local_addr(0).unwrap_or(addr);
-    log::info!("warren {} serving {} on http://{local}/", env!("CARGO_PKG_VERSION"), root.display());
+    log::info!("warren {} serving {what} on http://{local}/", env!("CARGO_PKG_VERSION"));
     context.run().map_err(|e| format!("service loop failed: {e}"))
 }
 
+/// `warren pack DIR OUT.zip`: prints each file and the totals.
+fn pack(args: &[String]) -> Result<(), String> {
+    let [dir, out] = args else {
+        return Err("pack needs two arguments: DIR OUT.zip".into());
+    };
+    let dir = Path::new(dir);
+    if !dir.is_dir() {
+        return Err(format!("pack: {} is not a directory", dir.display()));
+    }
+    // Write beside the target, then rename: a half-written archive is
+    // never served.
+    let out = Path::new(out);
+    let tmp = out.with_extension("zip.partial");
+    let file = std::fs::File::create(&tmp).map_err(|e| format!("pack: {}: {e}", tmp.display()))?;
+    let report = match warren::pack::pack_dir(dir, std::io::BufWriter::new(file)) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("pack: {e}"));
+        }
+    };
+    std::fs::rename(&tmp, out).map_err(|e| format!("pack: {}: {e}", out.display()))?;
+    let (mut size, mut packed) = (0u64, 0u64);
+    for p in &report {
+        let how = if p.deflated { "deflated" } else { "stored" };
+        println!("{:>10} -> {:>10}  {:>4}  {how:<8}  {}", p.size, p.packed, percent(p.packed, p.size), p.name);
+        size += p.size;
+        packed += p.packed;
+    }
+    println!(
+        "packed {} files: {size} -> {packed} bytes ({}) into {}",
+        report.len(),
+        percent(packed, size),
+        out.display()
+    );
+    Ok(())
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".into();
+    }
+    format!("{}%", part * 100 / whole)
+}
+
 fn main() -> ExitCode {
-    let parsed = match parse(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("pack") {
+        return match pack(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("warren: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let parsed = match parse(args) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("warren: {e}");

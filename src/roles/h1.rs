@@ -22,7 +22,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use warren_vfs::{ContentEncoding, FileHandle, OpenFlags, VPath};
+use warren_vfs::{ContentEncoding, FileFlags, FileHandle, OpenFlags, VPath};
 
 /// Steps a connection may take per service call before others get a turn.
 const BUDGET: usize = 16;
@@ -279,6 +279,8 @@ impl Conn {
         }
         let buf = &mut sh.tx;
         buf.resize(READ_CHUNK.min(want as usize), 0);
+        // A failure here (a CRC mismatch, say) comes after the head: all
+        // that is left is to abort the connection. The fops logged it.
         let n = file.read(buf)?;
         if n == 0 {
             return Err(Close("file shrank while being sent".into()));
@@ -478,10 +480,11 @@ impl Conn {
             self.send_simple(sh, 200, &[("Allow", "GET, HEAD, OPTIONS")], false);
             return Ok(());
         }
-        let found = mount::find(&sh.vhosts[self.vhost].mounts, req.path()).map(|(i, m)| (i, m.origin.clone()));
+        let found = mount::find(&sh.vhosts[self.vhost].mounts, req.path())
+            .map(|(i, m)| (i, matches!(m.origin, Origin::Callback(_))));
         match found {
-            Some((_, Origin::Callback(name))) => return self.serve_callback(sh, req, &name),
-            Some((mi, Origin::File(_))) => {
+            Some((mi, true)) => return self.serve_callback(sh, req, mi),
+            Some((mi, false)) => {
                 self.unbind(sh);
                 self.skip_body(&req);
                 self.serve_file(sh, &req, mi);
@@ -536,41 +539,45 @@ impl Conn {
                 return;
             }
             Err(e) => {
-                let status = match e.kind() {
-                    io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory => 404,
-                    io::ErrorKind::PermissionDenied => 403,
-                    io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => 404,
-                    _ => {
-                        log::error!("{}: open {:?}: {e}", self.peer, req.path());
-                        500
-                    }
-                };
+                let status = open_error_status(&e);
+                if status >= 500 {
+                    log::error!("{}: open {:?}: {e}", self.peer, req.path());
+                }
                 self.send_error(sh, status, Some(req));
                 return;
             }
         };
         let status = if vh.error_document_404.as_deref() == Some(req.path()) { 404 } else { 200 };
         let info = file.info().clone();
+        let etag = info.version.map(|v| {
+            let gz = if info.encoding == ContentEncoding::Gzip { "-gz" } else { "" };
+            format!("\"{v:016x}{gz}\"")
+        });
+        let last_modified = info.mod_time.map(httpdate::fmt_http_date);
+        let fresh = status == 200 && not_modified(req, etag.as_deref(), info.mod_time);
         let (env, buf) = Self::env(sh, self.vhost);
-        let mut head = begin_head(buf, &mut self.tx, status, env);
-        let name = path.file_name().unwrap_or("");
-        if let Some(ct) = mime_guess::from_path(name).first_raw() {
-            head.header("Content-Type", ct);
-        } else {
-            head.header("Content-Type", "application/octet-stream");
+        let mut head = begin_head(buf, &mut self.tx, if fresh { 304 } else { status }, env);
+        if !fresh {
+            let name = path.file_name().unwrap_or("");
+            head.header("Content-Type", mime_guess::from_path(name).first_raw().unwrap_or("application/octet-stream"));
+            if info.encoding == ContentEncoding::Gzip {
+                head.header("Content-Encoding", "gzip");
+            }
         }
-        if info.encoding == ContentEncoding::Gzip {
-            head.header("Content-Encoding", "gzip");
-        }
-        if flags.contains(OpenFlags::ACCEPT_GZIP) || info.encoding == ContentEncoding::Gzip {
+        if info.flags.contains(FileFlags::NEGOTIATED) {
             head.header("Vary", "Accept-Encoding");
         }
-        if let Some(t) = info.mod_time {
-            head.header("Last-Modified", &httpdate::fmt_http_date(t));
+        if let Some(t) = &last_modified {
+            head.header("Last-Modified", t);
         }
-        if let Some(v) = info.version {
-            let gz = if info.encoding == ContentEncoding::Gzip { "-gz" } else { "" };
-            head.header("ETag", &format!("\"{v:016x}{gz}\""));
+        if let Some(e) = &etag {
+            head.header("ETag", e);
+        }
+        if fresh {
+            // RFC 9110 §15.4.5: validators and Vary, no content.
+            end_head(head, &mut self.tx, BodyFraming::None);
+            self.send_buffered_from(buf);
+            return;
         }
         end_head(head, &mut self.tx, BodyFraming::Length(info.len));
         if self.tx.head_only || info.len == 0 {
@@ -584,16 +591,28 @@ impl Conn {
             let start = buf.len();
             buf.resize(start + info.len as usize, 0);
             let mut got = 0;
+            let mut failure = None;
             while start + got < buf.len() {
                 match file.read(&mut buf[start + got..]) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => break,
                     Ok(n) => got += n,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 }
             }
-            if got as u64 != info.len {
-                log::warn!("{}: {:?} shrank while being read", self.peer, req.path());
-                buf.truncate(start);
+            if failure.is_some() || got as u64 != info.len {
+                // Nothing has been sent yet: say so with a status.
+                log::error!(
+                    "{}: reading {:?} failed: {}",
+                    self.peer,
+                    req.path(),
+                    failure.map_or("it shrank".into(), |e| e.to_string())
+                );
                 self.tx.keep_alive = false;
+                self.send_simple(sh, 500, &[], true);
+                return;
             }
             self.send_buffered_from(buf);
             return;
@@ -606,9 +625,14 @@ impl Conn {
         }
     }
 
-    fn serve_callback(&mut self, sh: &mut Shared, req: Request, name: &str) -> Result<(), Close> {
+    fn serve_callback(&mut self, sh: &mut Shared, req: Request, mount_index: usize) -> Result<(), Close> {
         let vi = self.vhost;
-        let Some(pi) = sh.vhosts[vi].protocols.iter().position(|p| p.name() == name) else {
+        let vh = &sh.vhosts[vi];
+        let name = match &vh.mounts[mount_index].origin {
+            Origin::Callback(name) => name.as_str(),
+            _ => "",
+        };
+        let Some(pi) = vh.protocols.iter().position(|p| p.name() == name) else {
             // Context::new checked every callback mount's protocol exists.
             self.send_error(sh, 500, Some(&req));
             return Ok(());
@@ -780,6 +804,34 @@ impl Conn {
 impl fmt::Display for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.peer, self.phase())
+    }
+}
+
+/// The status for a file that could not be opened.
+fn open_error_status(e: &io::Error) -> u16 {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory => 404,
+        io::ErrorKind::InvalidInput => 404,
+        io::ErrorKind::PermissionDenied => 403,
+        // An archive entry in a compression method we do not implement.
+        io::ErrorKind::Unsupported => 501,
+        // A corrupt or truncated archive: our data is broken, not the request.
+        _ => 500,
+    }
+}
+
+/// Whether the client's copy is current (RFC 9110 §13.1.2, §13.1.3):
+/// If-None-Match, compared weakly against our tag (or `*`), decides when
+/// present; otherwise If-Modified-Since against the modification time.
+fn not_modified(req: &Request, etag: Option<&str>, mod_time: Option<std::time::SystemTime>) -> bool {
+    if let Some(inm) = req.header_str("if-none-match") {
+        let Some(ours) = etag else { return false };
+        let ours = ours.trim_start_matches("W/");
+        return inm.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == ours);
+    }
+    match (req.header_str("if-modified-since").and_then(|v| httpdate::parse_http_date(v).ok()), mod_time) {
+        (Some(since), Some(modified)) => modified <= since,
+        _ => false,
     }
 }
 

@@ -29,6 +29,10 @@
 //! - [`FileHandle`]: an open file: bounded reads, seeks, and an optional
 //!   [`FdSpan`] telling the server which bytes it may send with
 //!   `sendfile(2)` instead of reading them.
+//! - [`ZipFops`]: entries of zip archives, with gzip passthrough of
+//!   deflated entries and bounded-memory inflation for other clients.
+//! - [`MemoryFile`]: a handle over bytes in memory, for filesystems of
+//!   your own.
 //!
 //! # Blocking
 //!
@@ -38,9 +42,13 @@
 //! `read_to_end`) and do slow work (indexing an archive) ahead of time.
 #![deny(missing_docs)]
 
+mod memory;
 mod path;
 mod plain;
+mod zip;
 
+pub use crate::zip::{ZipFops, GZIP_HEADER, INFLATE_MEMORY};
+pub use memory::MemoryFile;
 pub use path::{PathError, VPath};
 pub use plain::PlainFops;
 
@@ -198,6 +206,10 @@ impl FileFlags {
     /// Not a file of the operating system (inside an archive, in memory,
     /// made up by user code): the server must not `stat` it.
     pub const VIRTUAL: FileFlags = FileFlags(1 << 0);
+    /// The bytes depend on [`OpenFlags::ACCEPT_GZIP`] (a deflated zip
+    /// entry comes as gzip or inflated): responses carry
+    /// `Vary: Accept-Encoding`.
+    pub const NEGOTIATED: FileFlags = FileFlags(1 << 1);
 
     /// Whether every flag of `other` is set in `self`.
     pub fn contains(self, other: FileFlags) -> bool {

@@ -1,0 +1,401 @@
+//! Sites served from zip archives, over a real socket (spec ZIP-*, VFS-*,
+//! CACHE-3/4): gzip passthrough, inflation, stored entries, HEAD, ETags,
+//! directories, atomic replacement, and every kind of bad archive.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use support::*;
+use warren::vfs::{PlainFops, VPath, ZipFops, GZIP_HEADER};
+use warren::{ContextInfo, Mount};
+use zip::write::SimpleFileOptions;
+use zip::CompressionMethod;
+
+/// Log lines, captured so tests can check what the server said.
+static LOG: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Warn
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            if let Some(l) = LOG.get() {
+                l.lock().unwrap_or_else(|e| e.into_inner()).push(r.args().to_string());
+            }
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn capture_log() {
+    static CAPTURE: Capture = Capture;
+    LOG.get_or_init(Mutex::default);
+    if log::set_logger(&CAPTURE).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+}
+
+fn logged(needles: &[&str]) -> bool {
+    LOG.get()
+        .map(|l| {
+            l.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|line| needles.iter().all(|n| line.contains(n)))
+        })
+        .unwrap_or(false)
+}
+
+/// Text that deflates well but not trivially.
+fn page(n: usize) -> Vec<u8> {
+    let words = ["warren", "serves", "zip", "archives", "with", "gzip", "passthrough", "and", "care", "<p>", "</p>\n"];
+    let mut out = Vec::with_capacity(n + 16);
+    let mut i = 0usize;
+    while out.len() < n {
+        out.extend_from_slice(words[(i * 7 + i / 13) % words.len()].as_bytes());
+        out.extend_from_slice(format!(" {} ", i % 1000).as_bytes());
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+fn write_zip(path: &Path, files: &[(&str, &[u8], CompressionMethod)]) {
+    let mut w = zip::ZipWriter::new(std::fs::File::create(path).expect("create"));
+    for (name, data, method) in files {
+        w.start_file(*name, SimpleFileOptions::default().compression_method(*method)).expect("start");
+        w.write_all(data).expect("write");
+    }
+    w.finish().expect("finish");
+}
+
+/// The raw (still compressed) bytes of an entry, as the archive holds them.
+fn raw_entry(zip_path: &Path, name: &str) -> Vec<u8> {
+    let mut a = zip::ZipArchive::new(std::fs::File::open(zip_path).expect("open")).expect("zip");
+    let mut f = a.by_name_raw(name.as_bytes()).expect("entry");
+    let mut raw = Vec::new();
+    f.read_to_end(&mut raw).expect("read");
+    raw
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut child = std::process::Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip must be installed");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("gzip output");
+    writer.join().expect("join").expect("write to gzip");
+    assert!(out.status.success(), "gzip -d failed");
+    out.stdout
+}
+
+const GZ: &str = "Accept-Encoding: gzip, deflate\r\n";
+
+fn fetch(server: &Server, method: &str, path: &str, extra: &str) -> Response {
+    request(server, &format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"))
+}
+
+struct Site {
+    _t: tempfile::TempDir,
+    dir: PathBuf,
+    zip: PathBuf,
+    page: Vec<u8>,
+    big: Vec<u8>,
+}
+
+/// site.zip with page.html (100 KiB, deflated), big.txt (5 MiB,
+/// deflated), docs/index.html (deflated), logo.png (stored) and
+/// tiny.txt (deflated, 5 bytes).
+fn site_zip() -> Site {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().to_path_buf();
+    let zip = dir.join("site.zip");
+    let page = page(100 * 1024);
+    let big: Vec<u8> = page.iter().cycle().take(5 << 20).enumerate().map(|(i, b)| b ^ ((i >> 16) as u8 & 3)).collect();
+    write_zip(
+        &zip,
+        &[
+            ("page.html", &page, CompressionMethod::Deflated),
+            ("big.txt", &big, CompressionMethod::Deflated),
+            ("docs/index.html", b"<p>docs</p>\n", CompressionMethod::Deflated),
+            ("logo.png", b"\x89PNG not really", CompressionMethod::Stored),
+            ("tiny.txt", b"tiny\n", CompressionMethod::Deflated),
+        ],
+    );
+    Site { _t: t, dir, zip, page, big }
+}
+
+fn serve_zip(s: &Site) -> Server {
+    Server::start(ContextInfo::new().vhost(vhost().mount(Mount::dir("/", &s.zip))))
+}
+
+#[test]
+fn gzip_passthrough_sends_the_stored_deflate_stream() {
+    // ZIP-5
+    let s = site_zip();
+    let server = serve_zip(&s);
+    let r = fetch(&server, "GET", "/page.html", GZ);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    let raw = raw_entry(&s.zip, "page.html");
+    let mut want = GZIP_HEADER.to_vec();
+    want.extend_from_slice(&raw);
+    want.extend_from_slice(&crc32fast::hash(&s.page).to_le_bytes());
+    want.extend_from_slice(&(s.page.len() as u32).to_le_bytes());
+    assert_eq!(r.header("content-length"), Some(want.len().to_string().as_str()));
+    assert!(r.body == want, "body is not header + raw deflate + trailer");
+    assert_eq!(gunzip(&r.body), s.page);
+    // curl decodes it too.
+    let (ok, body) = curl(&["--compressed", &server.url("/page.html")]);
+    assert!(ok);
+    assert_eq!(body, s.page);
+}
+
+#[test]
+fn other_clients_get_the_entry_inflated() {
+    // ZIP-6
+    let s = site_zip();
+    let server = serve_zip(&s);
+    for (path, want) in [("/page.html", &s.page), ("/big.txt", &s.big)] {
+        let r = fetch(&server, "GET", path, "");
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-encoding"), None);
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+        assert_eq!(r.header("content-length"), Some(want.len().to_string().as_str()));
+        assert!(r.body == *want, "{path}: inflated body differs");
+    }
+    // gzip;q=0 is a refusal.
+    let r = fetch(&server, "GET", "/page.html", "Accept-Encoding: gzip;q=0, br\r\n");
+    assert_eq!((r.header("content-encoding"), r.body.len()), (None, s.page.len()));
+    let r = fetch(&server, "GET", "/tiny.txt", "");
+    assert_eq!(r.text(), "tiny\n");
+}
+
+#[test]
+fn stored_entries_head_and_directories() {
+    // ZIP-4, FILE-8, ZIP-9 [REC]
+    let s = site_zip();
+    let server = serve_zip(&s);
+    let r = fetch(&server, "GET", "/logo.png", GZ);
+    assert_eq!((r.status, r.header("content-encoding")), (200, None));
+    assert_eq!(r.body, b"\x89PNG not really");
+    assert_eq!(r.header("content-type"), Some("image/png"));
+
+    let get = fetch(&server, "GET", "/big.txt", GZ);
+    let head = fetch(&server, "HEAD", "/big.txt", GZ);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    for h in ["content-length", "content-encoding", "etag", "last-modified", "vary"] {
+        assert_eq!(head.header(h), get.header(h), "{h}");
+    }
+
+    let r = fetch(&server, "GET", "/docs", "");
+    assert_eq!((r.status, r.header("location")), (301, Some("http://x/docs/")));
+    assert_eq!(fetch(&server, "GET", "/docs/", "").text(), "<p>docs</p>\n");
+    assert_eq!(fetch(&server, "GET", "/nope.html", "").status, 404);
+}
+
+#[test]
+fn etags_and_304() {
+    // CACHE-3 [REC], CACHE-4 [REC]
+    let s = site_zip();
+    let server = serve_zip(&s);
+    let gz = fetch(&server, "GET", "/page.html", GZ);
+    let plain = fetch(&server, "GET", "/page.html", "");
+    let (Some(gz_tag), Some(plain_tag)) = (gz.header("etag"), plain.header("etag")) else {
+        panic!("no ETag");
+    };
+    assert_ne!(gz_tag, plain_tag, "the two forms need different ETags");
+    let inm = |tag: &str, ae: &str| fetch(&server, "GET", "/page.html", &format!("{ae}If-None-Match: {tag}\r\n"));
+    let r = inm(gz_tag, GZ);
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("etag"), Some(gz_tag));
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    assert!(r.header("content-length").is_none() && r.body.is_empty());
+    assert_eq!(inm(plain_tag, "").status, 304);
+    assert_eq!(inm(&format!("\"nope\", W/{plain_tag}"), "").status, 304, "weak comparison, lists");
+    assert_eq!(inm("*", "").status, 304);
+    assert_eq!(inm(plain_tag, GZ).status, 200, "identity tag does not validate the gzip form");
+    let lm = plain.header("last-modified").unwrap_or_default();
+    let r = fetch(&server, "GET", "/page.html", &format!("If-Modified-Since: {lm}\r\n"));
+    assert_eq!(r.status, 304);
+    let r = fetch(&server, "GET", "/page.html", "If-Modified-Since: Wed, 01 Jan 1975 00:00:00 GMT\r\n");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn zips_inside_a_directory_root() {
+    // ZIP-1
+    let s = site_zip();
+    std::fs::write(s.dir.join("plain.txt"), b"plain\n").expect("write");
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(Mount::dir("/", &s.dir))));
+    assert_eq!(fetch(&server, "GET", "/plain.txt", "").text(), "plain\n");
+    let r = fetch(&server, "GET", "/site.zip/page.html", "");
+    assert!(r.body == s.page);
+    assert_eq!(fetch(&server, "GET", "/site.zip/docs/", "").text(), "<p>docs</p>\n");
+    let r = fetch(&server, "GET", "/site.zip/", "");
+    assert_eq!(r.status, 404, "no index.html in the archive");
+    // The archive itself downloads as a file.
+    let r = fetch(&server, "GET", "/site.zip", "");
+    assert_eq!(r.body, std::fs::read(&s.zip).expect("read"));
+}
+
+#[test]
+fn replacing_the_archive_is_atomic() {
+    let s = site_zip();
+    // No open-file cache: every request looks at the file on disk.
+    let fops = ZipFops::archive(Arc::new(PlainFops::new(&s.dir).expect("fops")), VPath::new("site.zip").expect("path"));
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(Mount::files("/", Arc::new(fops)))));
+    // Start a large download and read only its beginning.
+    let mut slow = server.connect();
+    slow.write_all(b"GET /big.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    let mut first = vec![0u8; 4096];
+    slow.read_exact(&mut first).expect("start of download");
+    // Deploy a new archive: write beside, rename over.
+    let next = s.dir.join("next.zip");
+    write_zip(&next, &[("page.html", b"version two\n", CompressionMethod::Deflated)]);
+    std::fs::rename(&next, &s.zip).expect("rename");
+    assert_eq!(fetch(&server, "GET", "/page.html", "").text(), "version two\n");
+    assert_eq!(fetch(&server, "GET", "/big.txt", "").status, 404);
+    // The download in flight finishes intact, from the old archive.
+    let mut rest = Vec::new();
+    slow.read_to_end(&mut rest).expect("rest");
+    let mut all = first;
+    all.extend(rest);
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+    assert!(all[split..] == s.big[..], "old download corrupted by the swap");
+}
+
+// ---- bad archives -----------------------------------------------------------
+
+/// Offsets of an entry's central and local headers.
+fn headers_of(bytes: &[u8], name: &str) -> (usize, usize) {
+    let mut i = 0;
+    while i + 46 <= bytes.len() {
+        if bytes[i..i + 4] == [0x50, 0x4b, 0x01, 0x02] {
+            let n = u16::from_le_bytes([bytes[i + 28], bytes[i + 29]]) as usize;
+            if &bytes[i + 46..i + 46 + n] == name.as_bytes() {
+                let local = u32::from_le_bytes([bytes[i + 42], bytes[i + 43], bytes[i + 44], bytes[i + 45]]);
+                return (i, local as usize);
+            }
+        }
+        i += 1;
+    }
+    panic!("{name} not in archive");
+}
+
+fn patch(bytes: &mut [u8], at: usize, value: &[u8]) {
+    bytes[at..at + value.len()].copy_from_slice(value);
+}
+
+#[test]
+fn bad_archives_get_clear_errors_and_the_server_goes_on() {
+    capture_log();
+    let s = site_zip();
+    let good = std::fs::read(&s.zip).expect("read");
+    let dir = &s.dir;
+    let make = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = good.clone();
+        f(&mut b);
+        std::fs::write(dir.join(name), b).expect("write");
+    };
+    make("truncated.zip", &|b| b.truncate(b.len() * 6 / 10));
+    make("cd.zip", &|b| {
+        let (cd, _) = headers_of(b, "page.html");
+        let end = b.len() - 22;
+        for x in &mut b[cd..end] {
+            *x ^= 0x5a;
+        }
+    });
+    make("crc.zip", &|b| {
+        let (cd, _) = headers_of(b, "tiny.txt");
+        patch(b, cd + 16, &0xdead_beef_u32.to_le_bytes());
+        let (cd, _) = headers_of(b, "big.txt");
+        patch(b, cd + 16, &0xdead_beef_u32.to_le_bytes());
+    });
+    make("encrypted.zip", &|b| {
+        let (cd, local) = headers_of(b, "page.html");
+        b[cd + 8] |= 1;
+        b[local + 6] |= 1;
+    });
+    make("method.zip", &|b| {
+        let (cd, local) = headers_of(b, "page.html");
+        patch(b, cd + 10, &12u16.to_le_bytes());
+        patch(b, local + 8, &12u16.to_le_bytes());
+    });
+    make("huge.zip", &|b| {
+        let (cd, _) = headers_of(b, "tiny.txt");
+        patch(b, cd + 20, &0xffff_fff0_u32.to_le_bytes()); // compressed size
+        let (cd, _) = headers_of(b, "page.html");
+        patch(b, cd + 24, &0xffff_fff0_u32.to_le_bytes()); // uncompressed size
+    });
+    {
+        let mut w = zip::ZipWriter::new(std::fs::File::create(dir.join("names.zip")).expect("create"));
+        for name in ["../evil.txt", "/abs.txt", "ok.txt"] {
+            w.start_file(name, SimpleFileOptions::default()).expect("start");
+            w.write_all(b"payload\n").expect("write");
+        }
+        w.finish().expect("finish");
+    }
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(Mount::dir("/", dir))));
+
+    let cases: &[(&str, &str, u16, &[&str])] = &[
+        ("/truncated.zip/page.html", "", 500, &["truncated.zip"]),
+        ("/cd.zip/page.html", "", 500, &["cd.zip"]),
+        ("/crc.zip/tiny.txt", "", 500, &["crc.zip", "tiny.txt", "CRC"]),
+        ("/encrypted.zip/page.html", "", 403, &["encrypted.zip", "page.html", "encrypted"]),
+        ("/method.zip/page.html", GZ, 501, &["method.zip", "page.html", "compression method"]),
+        ("/huge.zip/tiny.txt", "", 500, &["huge.zip", "tiny.txt"]),
+        ("/names.zip/abs.txt", "", 403, &["names.zip", "/abs.txt"]),
+        ("/names.zip/evil.txt", "", 404, &["names.zip", "../evil.txt"]),
+    ];
+    for (path, extra, status, log_words) in cases {
+        let r = fetch(&server, "GET", path, extra);
+        assert_eq!(r.status, *status, "{path}");
+        assert!(r.text().contains(&format!("<h1>{status}</h1>")), "{path}: styled page");
+        assert!(logged(log_words), "{path}: no log line with {log_words:?}");
+        // Everyone else is still served.
+        assert_eq!(fetch(&server, "GET", "/site.zip/tiny.txt", "").text(), "tiny\n");
+    }
+    assert_eq!(fetch(&server, "GET", "/names.zip/ok.txt", "").text(), "payload\n");
+
+    // Failures after the head: the connection is cut short, not padded.
+    for (path, entry) in [("/crc.zip/big.txt", "big.txt"), ("/huge.zip/page.html", "page.html")] {
+        let mut c = server.connect();
+        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        let mut all = Vec::new();
+        let _ = c.read_to_end(&mut all);
+        let text = String::from_utf8_lossy(&all[..all.len().min(400)]).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+        let split = all.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+        let declared: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(all.len() - split < declared, "{path}: a bad body must not complete");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(logged(&[entry]), "{path}: not logged");
+    }
+    assert_eq!(fetch(&server, "GET", "/site.zip/page.html", GZ).status, 200);
+}
+
+#[test]
+fn a_broken_archive_root_fails_at_start() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let bad = t.path().join("bad.zip");
+    std::fs::write(&bad, b"PK\x03\x04 this is not a zip").expect("write");
+    let e = warren::Context::new(ContextInfo::new().vhost(vhost().mount(Mount::dir("/", &bad))))
+        .expect_err("broken archive accepted");
+    assert!(e.to_string().contains("bad.zip"), "{e}");
+}
