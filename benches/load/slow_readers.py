@@ -15,7 +15,8 @@ one line on stdout:
   open          connections still open and mid-body at the end (all should be)
   completed     connections whose whole body arrived (none should, with the
                 default sizes: 10 MiB at 80 KB/s takes over two minutes)
-  closed_early  the server closed (EOF) or reset before the body ended
+  closed_early  the server closed (EOF, reset, or a FIN still queued behind
+                unread data, seen from the TCP state) before the body ended
   bad_status    responses whose status was not 200
   encoded       responses that carried a Content-Encoding header
   bytes         everything received (headers included); body_bytes: after
@@ -36,11 +37,14 @@ usage: slow_readers.py PORT N SECS [--host 127.0.0.1] [--path /big.bin]
 """
 
 import argparse
+import fcntl
 import heapq
 import resource
 import selectors
 import socket
+import struct
 import sys
+import termios
 import time
 
 
@@ -56,6 +60,25 @@ def raise_nofile(need):
         except (ValueError, OSError):
             want = hard
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+TCP_ESTABLISHED = 1
+
+
+def tcp_state(sock):
+    """The socket's TCP state (Linux TCP_INFO), or None where unavailable."""
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def unread_bytes(sock):
+    """Bytes waiting in the socket's receive queue (FIONREAD)."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 class Conn:
@@ -215,17 +238,29 @@ def main():
                 heapq.heappush(heap, (time.monotonic() + args.interval, c.idx))
         elapsed = time.monotonic() - t0
 
-        # Which of the connections still reading are really still open?
+        # Which of the connections still reading are really still open?  A FIN
+        # queues behind unread data, so besides peeking ask the kernel for the
+        # TCP state: past ESTABLISHED means the server has closed its side.
         for c in conns:
             if c.state != "reading":
                 continue
             try:
                 if c.sock.recv(1, socket.MSG_PEEK) == b"":
                     c.state, c.why = "closed", "EOF after %d body bytes" % c.body
+                    continue
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as e:
                 c.state, c.why = "closed", str(e)
+                continue
+            st = tcp_state(c.sock)
+            if st is not None and st != TCP_ESTABLISHED:
+                queued = unread_bytes(c.sock)
+                if c.length is not None and c.body + queued >= c.length:
+                    c.state = "completed"  # all sent, then closed: not early
+                else:
+                    c.state, c.why = "closed", ("server closed its side (TCP state %d) after %d body "
+                                                "bytes read + %d unread" % (st, c.body, queued))
 
         states = [c.state for c in conns]
         open_ = states.count("reading")

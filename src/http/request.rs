@@ -169,7 +169,10 @@ impl Request {
     }
     /// The value of the first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.headers
+            .iter()
+            .find(|(n, _)| self.buf[range(n)].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| &self.buf[range(v)])
     }
     /// The value of header `name` if present and UTF-8, trimmed.
     pub fn header_str(&self, name: &str) -> Option<&str> {

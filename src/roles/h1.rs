@@ -33,7 +33,7 @@ const SENDFILE_CHUNK: u64 = 2 << 20;
 /// sent with `sendfile`.
 const READ_CHUNK: usize = 16 * 1024;
 /// Bodies up to this size go out in the same write as the head.
-const SMALL_BODY: usize = 16 * 1024;
+const SMALL_BODY: usize = 32 * 1024;
 
 /// What the service should do with a connection after serving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -559,7 +559,7 @@ impl Conn {
         let mut head = begin_head(buf, &mut self.tx, if fresh { 304 } else { status }, env);
         if !fresh {
             let name = path.file_name().unwrap_or("");
-            head.header("Content-Type", mime_guess::from_path(name).first_raw().unwrap_or("application/octet-stream"));
+            head.header("Content-Type", content_type(name));
             if info.encoding == ContentEncoding::Gzip {
                 head.header("Content-Encoding", "gzip");
             }
@@ -617,8 +617,29 @@ impl Conn {
             self.send_buffered_from(buf);
             return;
         }
-        let r = self.out.write(buf, true);
-        self.writing = Writing::File { file, remaining: info.len };
+        // Bytes that cannot go by sendfile before the first ones that can
+        // (a gzip header before the deflate stream, or a handle with no
+        // descriptor) ride in the head's write.
+        let mut file = file;
+        let mut remaining = info.len;
+        let head_len = buf.len();
+        while remaining > 0 && buf.len() - head_len < READ_CHUNK && file.sendfile_span().is_none_or(|s| s.len == 0) {
+            let at = buf.len();
+            buf.resize(at + (READ_CHUNK - (at - head_len)).min(remaining as usize), 0);
+            match file.read(&mut buf[at..]) {
+                Ok(n) if n > 0 => {
+                    buf.truncate(at + n);
+                    remaining -= n as u64;
+                }
+                Ok(_) | Err(_) => {
+                    // Reported when the body step reads again.
+                    buf.truncate(at);
+                    break;
+                }
+            }
+        }
+        let r = self.out.write(buf, remaining > 0);
+        self.writing = if remaining > 0 { Writing::File { file, remaining } } else { Writing::Complete };
         if let Err(e) = r {
             log::debug!("{}: write: {e}", self.peer);
             self.writing = Writing::Shutdown;
@@ -805,6 +826,29 @@ impl fmt::Display for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.peer, self.phase())
     }
+}
+
+/// The media type for a file name: the common web types by a quick
+/// match, the rest from mime_guess; unknown is `application/octet-stream`.
+fn content_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
+    let quick = match ext {
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "js" | "mjs" => "text/javascript",
+        "json" => "application/json",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "svg" => "image/svg+xml",
+        "txt" => "text/plain",
+        "woff2" => "font/woff2",
+        "wasm" => "application/wasm",
+        _ => "",
+    };
+    if !quick.is_empty() {
+        return quick;
+    }
+    mime_guess::from_path(name).first_raw().unwrap_or("application/octet-stream")
 }
 
 /// The status for a file that could not be opened.

@@ -182,6 +182,8 @@ impl OpenFlags {
     pub const ACCEPT_GZIP: OpenFlags = OpenFlags(1 << 0);
     /// Open for writing as well as reading.
     pub const WRITE: OpenFlags = OpenFlags(1 << 1);
+    /// With [`WRITE`](Self::WRITE): create the file if it does not exist.
+    pub const CREATE: OpenFlags = OpenFlags(1 << 2);
 
     /// Whether every flag of `other` is set in `self`.
     pub fn contains(self, other: OpenFlags) -> bool {
@@ -222,6 +224,58 @@ impl BitOr for FileFlags {
     fn bitor(self, rhs: FileFlags) -> FileFlags {
         FileFlags(self.0 | rhs.0)
     }
+}
+
+/// Helpers over any [`FileHandle`], named as lws names them
+/// (`lws_vfs_tell`, `lws_vfs_get_length`, `lws_vfs_file_seek_set`, …).
+pub trait HandleExt: FileHandle {
+    /// The current position (`lws_vfs_tell`).
+    fn tell(&self) -> u64 {
+        self.pos()
+    }
+    /// The length of the content (`lws_vfs_get_length`).
+    fn length(&self) -> u64 {
+        self.info().len
+    }
+    /// The modification time if valid (`lws_vfs_get_mod_time`).
+    fn mod_time(&self) -> Option<SystemTime> {
+        self.info().mod_time
+    }
+    /// Moves to `offset` from the start (`lws_vfs_file_seek_set`).
+    fn seek_set(&mut self, offset: u64) -> io::Result<u64> {
+        self.seek(SeekFrom::Start(offset))
+    }
+    /// Moves to `offset` from the end (`lws_vfs_file_seek_end`).
+    fn seek_end(&mut self, offset: i64) -> io::Result<u64> {
+        self.seek(SeekFrom::End(offset))
+    }
+    /// Moves by `offset` from here (`lws_vfs_file_seek_cur`).
+    fn seek_cur(&mut self, offset: i64) -> io::Result<u64> {
+        self.seek(SeekFrom::Current(offset))
+    }
+}
+
+impl<T: FileHandle + ?Sized> HandleExt for T {}
+
+/// Reads a whole file of any [`Fops`], refusing one longer than `max`
+/// bytes: for small files a server reads itself (password lists, error
+/// pages), never for bodies it serves.
+pub fn read_to_vec(fops: &dyn Fops, path: &VPath, max: u64) -> io::Result<Vec<u8>> {
+    let mut h = fops.open(path, OpenFlags::READ)?;
+    let len = h.info().len;
+    if len > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {len} bytes, over {max}")));
+    }
+    let mut out = vec![0; len as usize];
+    let mut got = 0;
+    while got < out.len() {
+        match h.read(&mut out[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    out.truncate(got);
+    Ok(out)
 }
 
 /// Moves `pos` as `seek` asks, within `0..=u64::MAX`, for content of

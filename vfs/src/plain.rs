@@ -96,8 +96,8 @@ impl PlainFops {
         self
     }
 
-    fn open_uncached(&self, path: &VPath) -> io::Result<(File, FileInfo)> {
-        let file = self.open_beneath(path)?;
+    fn open_uncached(&self, path: &VPath, flags: OpenFlags) -> io::Result<(File, FileInfo)> {
+        let file = self.open_beneath(path, flags)?;
         let meta = file.metadata()?;
         if meta.is_dir() {
             return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory"));
@@ -123,12 +123,23 @@ impl PlainFops {
         &self.canonical
     }
 
-    fn open_beneath(&self, path: &VPath) -> io::Result<File> {
+    fn open_beneath(&self, path: &VPath, open: OpenFlags) -> io::Result<File> {
         let rel = if path.is_root() { "." } else { path.as_str() };
         let c = CString::new(rel).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+        let mut flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+        if open.contains(OpenFlags::WRITE) {
+            flags = flags & !libc::O_RDONLY | libc::O_RDWR;
+            if open.contains(OpenFlags::CREATE) {
+                flags |= libc::O_CREAT;
+            }
+        }
         if self.openat2 {
             return openat2_beneath(&self.root, &c, flags).map_err(map_confinement_error);
+        }
+        if flags & libc::O_CREAT != 0 {
+            // Without openat2 a created file could land outside through a
+            // symlinked directory before the check below could refuse it.
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "creating files needs openat2"));
         }
         // Fallback: open relative to the origin, then check where we landed.
         // Symlinks are followed before the check, so a FIFO or device
@@ -151,9 +162,9 @@ impl PlainFops {
 }
 
 impl Fops for PlainFops {
-    fn open(&self, path: &VPath, _flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {
-        let Some(cache) = &self.cache else {
-            let (file, info) = self.open_uncached(path)?;
+    fn open(&self, path: &VPath, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {
+        let Some(cache) = self.cache.as_ref().filter(|_| !flags.contains(OpenFlags::WRITE)) else {
+            let (file, info) = self.open_uncached(path, flags)?;
             return Ok(Box::new(PlainHandle { file: Arc::new(file), info, pos: 0 }));
         };
         let now = Instant::now();
@@ -161,7 +172,7 @@ impl Fops for PlainFops {
         if let Some(c) = entries.get(path.as_str()).filter(|c| now.duration_since(c.at) < cache.ttl) {
             return Ok(Box::new(PlainHandle { file: c.file.clone(), info: c.info.clone(), pos: 0 }));
         }
-        let (file, info) = match self.open_uncached(path) {
+        let (file, info) = match self.open_uncached(path, flags) {
             Ok(x) => x,
             Err(e) => {
                 entries.remove(path.as_str());
@@ -268,6 +279,15 @@ impl FileHandle for PlainHandle {
         self.pos = self.pos.saturating_add(n);
         Ok(())
     }
+
+    /// Writes at the position (files opened with [`OpenFlags::WRITE`];
+    /// others fail with the OS's `EBADF`).
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write_at(buf, self.pos)?;
+        self.pos += n as u64;
+        self.info.len = self.info.len.max(self.pos);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -352,6 +372,29 @@ mod tests {
         }
         let n = fops.cache.as_ref().map_or(0, |c| c.entries.lock().map_or(0, |e| e.len()));
         assert!(n <= 2, "cache bounded: {n}");
+    }
+
+    #[test]
+    fn write_create_and_helpers() {
+        use crate::HandleExt;
+        let (_t, fops) = site();
+        let path = VPath::new("sub/new.txt").expect("path");
+        assert!(fops.open(&path, OpenFlags::WRITE).is_err(), "no CREATE, no file");
+        let mut h = fops.open(&path, OpenFlags::WRITE | OpenFlags::CREATE).expect("create");
+        assert_eq!(h.write(b"abcdef").ok(), Some(6));
+        assert_eq!(h.length(), 6);
+        assert_eq!(h.seek_set(2).ok(), Some(2));
+        assert_eq!(h.write(b"XY").ok(), Some(2));
+        assert_eq!(h.seek_end(-1).ok(), Some(5));
+        assert_eq!(h.tell(), 5);
+        drop(h);
+        assert_eq!(crate::read_to_vec(&fops, &path, 100).ok(), Some(b"abXYef".to_vec()));
+        assert!(crate::read_to_vec(&fops, &path, 3).is_err(), "over the limit");
+        // Read-only handles refuse writes; writes stay inside the origin.
+        let mut ro = fops.open(&VPath::new("a.txt").expect("path"), OpenFlags::READ).expect("open");
+        assert!(ro.write(b"x").is_err());
+        let out = VPath::new("escape").expect("path");
+        assert!(fops.open(&out, OpenFlags::WRITE).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// The gzip member header sent before a deflate stream (RFC 1952): magic,
@@ -249,6 +249,8 @@ struct Entry {
     size: u64,
     header: u64,
     mod_time: Option<SystemTime>,
+    /// Where the data begins, once the local header has been read.
+    data_start: OnceLock<u64>,
 }
 
 /// One archive's central directory, and its bytes.
@@ -315,6 +317,7 @@ impl Archive {
                 size: e.size(),
                 header: e.header_start(),
                 mod_time: e.last_modified().and_then(dos_time),
+                data_start: OnceLock::new(),
             };
             entries.insert(normal.as_str().to_string(), entry);
         }
@@ -384,8 +387,12 @@ impl Archive {
         }))
     }
 
-    /// Where an entry's data begins: after its local header.
+    /// Where an entry's data begins: after its local header, which is
+    /// read on the first open of the entry only.
     fn data_start(&self, e: &Entry) -> Result<u64, String> {
+        if let Some(&start) = e.data_start.get() {
+            return Ok(start);
+        }
         let mut local = [0u8; 30];
         let n = self.source.read_at(&mut local, e.header).map_err(|err| err.to_string())?;
         if n < local.len() || local[..4] != [0x50, 0x4b, 0x03, 0x04] {
@@ -395,7 +402,7 @@ impl Archive {
         let extra_len = u64::from(u16::from_le_bytes([local[28], local[29]]));
         let start = e.header + 30 + name_len + extra_len;
         match start.checked_add(e.csize) {
-            Some(end) if end <= self.source.len() => Ok(start),
+            Some(end) if end <= self.source.len() => Ok(*e.data_start.get_or_init(|| start)),
             _ => Err("entry data runs past the end of the archive (truncated?)".into()),
         }
     }

@@ -1,0 +1,54 @@
+//! Code-path benchmarks for serving from zip archives: inflating an entry
+//! (the path for clients without gzip) and reading its gzip view (the
+//! passthrough path, when sendfile cannot be used). `cargo bench --bench zip`.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::io::Write;
+use warren::vfs::{Fops, OpenFlags, VPath, ZipFops};
+
+/// 4 MiB of HTML-like text, deflated in a zip held in memory.
+fn archive() -> (ZipFops, usize) {
+    let mut text = Vec::new();
+    let mut i = 0u32;
+    while text.len() < 4 << 20 {
+        writeln!(text, "<tr><td>row {i}</td><td>{}</td><td>warren</td></tr>", i.wrapping_mul(2_654_435_761) % 9973)
+            .ok();
+        i += 1;
+    }
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    w.start_file("table.html", opts).ok();
+    w.write_all(&text).ok();
+    let bytes = w.finish().map(|c| c.into_inner()).unwrap_or_default();
+    let fops = ZipFops::from_bytes("bench.zip", bytes).unwrap_or_else(|e| panic!("archive: {e}"));
+    (fops, text.len())
+}
+
+fn read_entry(fops: &ZipFops, flags: OpenFlags) -> usize {
+    let path = VPath::new("table.html").unwrap_or_else(|e| panic!("{e}"));
+    let mut h = fops.open(&path, flags).unwrap_or_else(|e| panic!("open: {e}"));
+    let mut buf = [0u8; 16 * 1024];
+    let mut total = 0;
+    loop {
+        match h.read(&mut buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+fn zip_paths(c: &mut Criterion) {
+    let (fops, len) = archive();
+    let mut g = c.benchmark_group("zip_entry_4MiB");
+    g.throughput(Throughput::Bytes(len as u64));
+    g.sample_size(20);
+    g.bench_function("inflate", |b| b.iter(|| read_entry(&fops, OpenFlags::READ)));
+    // The gzip view is the compressed bytes plus 18: count those.
+    g.throughput(Throughput::Bytes(read_entry(&fops, OpenFlags::ACCEPT_GZIP) as u64));
+    g.bench_function("gzip_view_read", |b| b.iter(|| read_entry(&fops, OpenFlags::ACCEPT_GZIP)));
+    g.finish();
+}
+
+criterion_group!(benches, zip_paths);
+criterion_main!(benches);
