@@ -265,3 +265,41 @@ fn redirects_never_become_scheme_relative() {
     let r = request(&server, "GET ///sub HTTP/1.1\r\nHost: a/b\r\nConnection: close\r\n\r\n");
     assert_eq!((r.status, r.header("location")), (301, Some("/sub/")));
 }
+
+/// Wraps another filesystem: counts opens, adds one virtual file.
+#[derive(Debug)]
+struct Counting {
+    inner: std::sync::Arc<dyn warren::vfs::Fops>,
+    opens: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl warren::vfs::Fops for Counting {
+    fn open(
+        &self,
+        path: &warren::vfs::VPath,
+        flags: warren::vfs::OpenFlags,
+    ) -> std::io::Result<Box<dyn warren::vfs::FileHandle>> {
+        self.opens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if path.as_str() == "virtual.txt" {
+            return Ok(Box::new(warren::vfs::MemoryFile::new(b"made up\n".to_vec(), None)));
+        }
+        self.inner.open(path, flags)
+    }
+}
+
+#[test]
+fn a_context_fops_factory_wraps_the_default_chain() {
+    // VFS-4: user fops on the context, wrapping the default chain.
+    let (_t, root) = site();
+    let opens = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = opens.clone();
+    let info = ContextInfo::new().vhost(vhost().mount(warren::Mount::dir("/", &root))).fops_factory(move |path| {
+        let inner = warren::default_fops(path)?;
+        Ok(std::sync::Arc::new(Counting { inner, opens: counter.clone() }) as std::sync::Arc<dyn warren::vfs::Fops>)
+    });
+    let server = Server::start(info);
+    assert_eq!(get(&server, "/virtual.txt").text(), "made up\n");
+    assert_eq!(get(&server, "/index.html").text(), "<h1>root index</h1>\n");
+    assert_eq!(get(&server, "/missing").status, 404);
+    assert_eq!(opens.load(std::sync::atomic::Ordering::Relaxed), 3);
+}
