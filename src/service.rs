@@ -43,6 +43,9 @@ struct Listen {
     forced: bool,
 }
 
+/// A file's version, whether gzip-encoded, and its mtime in seconds.
+pub(crate) type ValidatorKey = (u64, bool, u64);
+
 /// What every connection of the loop shares: vhosts, buffers, timers.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -53,6 +56,9 @@ pub(crate) struct Shared {
     pub(crate) rx: Vec<u8>,
     pub(crate) tx: Vec<u8>,
     pub(crate) date: DateCache,
+    /// `ETag` and `Last-Modified` values already formatted, by file
+    /// version and time (cleared when it reaches `VALIDATOR_CACHE`).
+    pub(crate) validators: std::collections::HashMap<ValidatorKey, (Box<str>, Box<str>)>,
     pub(crate) commands: Vec<Command>,
     pub(crate) handle: ContextHandle,
     pub(crate) timers: TimerWheel,
@@ -163,6 +169,7 @@ impl Service {
             rx: vec![0; RX_BUF],
             tx: Vec::with_capacity(RX_BUF),
             date: DateCache::default(),
+            validators: Default::default(),
             commands: Vec::new(),
             handle: handle.clone(),
             timers: TimerWheel::new(now),
@@ -200,6 +207,7 @@ impl Service {
                 return Err(e);
             }
             self.sh.now = Instant::now();
+            self.sh.date.refresh();
             let mut woken = false;
             for ev in events.iter() {
                 let key = ev.token().0;

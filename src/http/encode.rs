@@ -69,14 +69,25 @@ impl Default for DateCache {
 }
 
 impl DateCache {
-    /// The date for now.
-    pub fn now(&mut self) -> &str {
+    /// Reads the clock; the loop calls this once per turn, not per
+    /// response.
+    pub fn refresh(&mut self) {
         let now = SystemTime::now();
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.secs {
             self.secs = secs;
             self.text = httpdate::fmt_http_date(now);
         }
+    }
+
+    /// The date as of the last [`refresh`](Self::refresh).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Refreshes, then returns the date.
+    pub fn now(&mut self) -> &str {
+        self.refresh();
         &self.text
     }
 }

@@ -32,6 +32,8 @@ const SENDFILE_CHUNK: u64 = 2 << 20;
 /// The most bytes one read-and-write step moves for a file that cannot be
 /// sent with `sendfile`.
 const READ_CHUNK: usize = 16 * 1024;
+/// Formatted validators kept at most (see `Shared::validators`).
+const VALIDATOR_CACHE: usize = 4096;
 /// Bodies up to this size go out in the same write as the head.
 const SMALL_BODY: usize = 32 * 1024;
 
@@ -298,7 +300,7 @@ impl Conn {
         let (Some(b), Writing::Callback(state)) = (binding.as_mut(), writing) else { return Ok(()) };
         let Shared { vhosts, date, tx: scratch, commands, handle, .. } = sh;
         let VhostInfo { protocols, headers, server_string, .. } = &mut vhosts[b.vhost];
-        let env = HeadEnv { date: date.now(), headers, server: server_string.as_deref() };
+        let env = HeadEnv { date: date.text(), headers, server: server_string.as_deref() };
         let writer = Writer { inner: ResponseWriter { out, state, tx, scratch, env, body_unread } };
         let mut cx = Cx { commands, vhost: b.vhost, protocol: b.protocol, handle };
         let action =
@@ -549,13 +551,25 @@ impl Conn {
         };
         let status = if vh.error_document_404.as_deref() == Some(req.path()) { 404 } else { 200 };
         let info = file.info().clone();
-        let etag = info.version.map(|v| {
-            let gz = if info.encoding == ContentEncoding::Gzip { "-gz" } else { "" };
-            format!("\"{v:016x}{gz}\"")
+        let gz = info.encoding == ContentEncoding::Gzip;
+        let stamp = info.mod_time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+        let key = (info.version.unwrap_or(0), gz, stamp);
+        if sh.validators.len() >= VALIDATOR_CACHE {
+            sh.validators.clear();
+        }
+        // PERF: formatting dates and hex per request shows in profiles.
+        let (etag, last_modified) = &*sh.validators.entry(key).or_insert_with(|| {
+            let etag = info.version.map_or(String::new(), |v| format!("\"{v:016x}{}\"", if gz { "-gz" } else { "" }));
+            let lm = info.mod_time.map_or(String::new(), httpdate::fmt_http_date);
+            (etag.into(), lm.into())
         });
-        let last_modified = info.mod_time.map(httpdate::fmt_http_date);
-        let fresh = status == 200 && not_modified(req, etag.as_deref(), info.mod_time);
-        let (env, buf) = Self::env(sh, self.vhost);
+        let etag = (!etag.is_empty()).then_some(&**etag);
+        let last_modified = (!last_modified.is_empty()).then_some(&**last_modified);
+        let fresh = status == 200 && not_modified(req, etag, info.mod_time);
+        let Shared { vhosts, date, tx: buf, validators: _, .. } = sh;
+        let vh = &vhosts[self.vhost];
+        buf.clear();
+        let env = HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
         let mut head = begin_head(buf, &mut self.tx, if fresh { 304 } else { status }, env);
         if !fresh {
             let name = path.file_name().unwrap_or("");
@@ -567,10 +581,10 @@ impl Conn {
         if info.flags.contains(FileFlags::NEGOTIATED) {
             head.header("Vary", "Accept-Encoding");
         }
-        if let Some(t) = &last_modified {
+        if let Some(t) = last_modified {
             head.header("Last-Modified", t);
         }
-        if let Some(e) = &etag {
+        if let Some(e) = etag {
             head.header("ETag", e);
         }
         if fresh {
@@ -699,7 +713,7 @@ impl Conn {
         let Shared { vhosts, date, tx, .. } = sh;
         let vh = &vhosts[vhost];
         tx.clear();
-        (HeadEnv { date: date.now(), headers: &vh.headers, server: vh.server_string.as_deref() }, tx)
+        (HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() }, tx)
     }
 
     /// The error page for `status` (ERR-1), or for a 404 on a vhost with
@@ -843,6 +857,12 @@ fn content_type(name: &str) -> &'static str {
         "txt" => "text/plain",
         "woff2" => "font/woff2",
         "wasm" => "application/wasm",
+        "ico" => "image/x-icon",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "xml" => "text/xml",
+        "pdf" => "application/pdf",
+        "bin" => "application/octet-stream",
         _ => "",
     };
     if !quick.is_empty() {
