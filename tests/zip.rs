@@ -399,3 +399,59 @@ fn a_broken_archive_root_fails_at_start() {
         .expect_err("broken archive accepted");
     assert!(e.to_string().contains("bad.zip"), "{e}");
 }
+
+#[test]
+fn the_crc_is_checked_even_when_the_stream_ends_after_the_last_byte() {
+    // A non-final stored block of 4091 bytes filling exactly the first
+    // 4 KiB of input, then an empty final block in the next read: every
+    // declared byte is out before the stream's end is seen.
+    capture_log();
+    let t = tempfile::tempdir().expect("tempdir");
+    let data = page(4091);
+    let mut raw = vec![0x00, 0xfb, 0x0f, 0x04, 0xf0];
+    raw.extend_from_slice(&data);
+    raw.extend_from_slice(&[0x03, 0x00]);
+    assert_eq!(raw.len(), 4098);
+    let zip_path = t.path().join("edge.zip");
+    write_zip(
+        &zip_path,
+        &[("good.txt", &raw, CompressionMethod::Stored), ("bad.txt", &raw, CompressionMethod::Stored)],
+    );
+    let mut b = std::fs::read(&zip_path).expect("read");
+    for (name, crc) in [("good.txt", crc32fast::hash(&data)), ("bad.txt", 0x1234_5678)] {
+        let (cd, local) = headers_of(&b, name);
+        for (at, m) in [(cd + 10, 8u16), (local + 8, 8u16)] {
+            patch(&mut b, at, &m.to_le_bytes());
+        }
+        patch(&mut b, cd + 16, &crc.to_le_bytes());
+        patch(&mut b, local + 14, &crc.to_le_bytes());
+        patch(&mut b, cd + 24, &4091u32.to_le_bytes());
+        patch(&mut b, local + 22, &4091u32.to_le_bytes());
+    }
+    std::fs::write(&zip_path, &b).expect("write");
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(Mount::dir("/", t.path()))));
+    let r = fetch(&server, "GET", "/edge.zip/good.txt", "");
+    assert_eq!(r.status, 200);
+    assert!(r.body == data);
+    let r = fetch(&server, "GET", "/edge.zip/bad.txt", "");
+    assert_eq!(r.status, 500, "a CRC mismatch must not pass as 200");
+    assert!(logged(&["edge.zip", "bad.txt", "CRC"]));
+}
+
+#[test]
+fn odd_names_never_break_the_server() {
+    let t = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(t.path().join("real.zip")).expect("mkdir");
+    std::fs::write(t.path().join("real.zip/page.html"), b"in a directory\n").expect("write");
+    std::fs::write(t.path().join("日本.txt"), b"nihon\n").expect("write");
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(Mount::dir("/", t.path()))));
+    // A directory called *.zip is a directory.
+    assert_eq!(fetch(&server, "GET", "/real.zip/page.html", "").text(), "in a directory\n");
+    // Multi-byte names, including ones whose last bytes split a character
+    // where ".zip" would be.
+    assert_eq!(fetch(&server, "GET", "/%E6%97%A5%E6%9C%AC.txt", "").text(), "nihon\n");
+    for path in ["/%E6%97%A5%E6%9C%AC", "/%E2%82%AC%E2%82%AC/x", "/a%C3%A9zip/x", "/x.%E2%82%ACzip/y"] {
+        assert_eq!(fetch(&server, "GET", path, "").status, 404, "{path}");
+    }
+    assert_eq!(fetch(&server, "GET", "/real.zip/page.html", "").status, 200);
+}

@@ -108,6 +108,9 @@ pub trait FileHandle: Send + Debug {
     /// Which bytes from the current position the server may copy straight
     /// from a file descriptor with `sendfile(2)`, if any.
     ///
+    /// The descriptor must stay open, and keep mapping the handle's bytes,
+    /// for as long as the handle lives (archives keep using it).
+    ///
     /// After sending `n` of them the server calls
     /// [`advance`](Self::advance)`(n)`. `None` (the default) means: use
     /// [`read`](Self::read).

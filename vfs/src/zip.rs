@@ -60,9 +60,27 @@ pub struct ZipFops {
 }
 
 enum Mode {
-    Chain { base: Arc<dyn Fops>, prefix: Option<VPath>, archives: Mutex<HashMap<String, Arc<Archive>>> },
+    Chain { base: Arc<dyn Fops>, prefix: Option<VPath>, archives: Mutex<ArchiveCache> },
     Fixed(Arc<Archive>),
 }
+
+/// Loaded archives (and failed loads, so a broken archive is not parsed
+/// again on every request), by path; the least recently used goes first.
+#[derive(Default)]
+struct ArchiveCache {
+    clock: u64,
+    entries: HashMap<String, CachedArchive>,
+}
+
+struct CachedArchive {
+    version: Option<u64>,
+    used: u64,
+    archive: Result<Arc<Archive>, (io::ErrorKind, String)>,
+}
+
+/// The most entries an archive may have: its directory is parsed on the
+/// event loop, so its size is bounded.
+const MAX_ENTRIES: usize = 200_000;
 
 impl fmt::Debug for ZipFops {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,29 +108,43 @@ impl ZipFops {
     /// `name` is used in log lines and errors.
     pub fn from_bytes(name: &str, bytes: impl AsRef<[u8]> + Send + Sync + 'static) -> io::Result<ZipFops> {
         let source = Source::Memory(Box::new(bytes));
-        let archive = Archive::load(name.to_string(), source, None)?;
+        let archive = Archive::load(name.to_string(), source)?;
         Ok(ZipFops { mode: Mode::Fixed(Arc::new(archive)) })
     }
 
-    fn cached_archive(
-        base: &dyn Fops,
-        archives: &Mutex<HashMap<String, Arc<Archive>>>,
-        path: &VPath,
-    ) -> io::Result<Arc<Archive>> {
+    /// The archive at `path` of `base`, parsed once per version. (A base
+    /// whose handles have no version gets its archives parsed once.)
+    fn cached_archive(base: &dyn Fops, archives: &Mutex<ArchiveCache>, path: &VPath) -> io::Result<Arc<Archive>> {
         let handle = base.open(path, OpenFlags::READ)?;
         let version = handle.info().version;
         let mut cache = archives.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(a) = cache.get(path.as_str()) {
-            if version.is_some() && a.version == version {
-                return Ok(a.clone());
+        cache.clock += 1;
+        let now = cache.clock;
+        let found = match cache.entries.get_mut(path.as_str()) {
+            Some(c) if c.version == version => {
+                c.used = now;
+                Some(c.archive.clone())
             }
-        }
-        let archive = Arc::new(Archive::load(path.to_string(), Source::handle(handle), version)?);
-        if cache.len() >= MAX_ARCHIVES {
-            cache.clear();
-        }
-        cache.insert(path.as_str().to_string(), archive.clone());
-        Ok(archive)
+            _ => None,
+        };
+        let result = match found {
+            Some(r) => r,
+            None => {
+                let loaded = Archive::load(path.to_string(), Source::handle(handle))
+                    .map(Arc::new)
+                    .map_err(|e| (e.kind(), e.to_string()));
+                if cache.entries.len() >= MAX_ARCHIVES && !cache.entries.contains_key(path.as_str()) {
+                    let oldest = cache.entries.iter().min_by_key(|(_, c)| c.used).map(|(k, _)| k.clone());
+                    if let Some(k) = oldest {
+                        cache.entries.remove(&k);
+                    }
+                }
+                let entry = CachedArchive { version, used: now, archive: loaded.clone() };
+                cache.entries.insert(path.as_str().to_string(), entry);
+                loaded
+            }
+        };
+        result.map_err(|(kind, msg)| io::Error::new(kind, msg))
     }
 }
 
@@ -122,20 +154,27 @@ impl Fops for ZipFops {
             Mode::Fixed(a) => return a.open_entry(path.as_str(), flags),
             Mode::Chain { base, prefix, archives } => (base, prefix, archives),
         };
-        let full = match prefix {
-            Some(p) if path.is_root() => p.clone(),
-            Some(p) => p.join(path.as_str()).map_err(invalid_path)?,
-            None => path.clone(),
-        };
-        let segments: Vec<&str> = full.as_str().split('/').collect();
-        let split = segments.iter().position(|s| s.len() > 4 && s[s.len() - 4..].eq_ignore_ascii_case(".zip"));
-        let Some(i) = split.filter(|&i| prefix.is_some() || i + 1 < segments.len()) else {
+        if let Some(p) = prefix {
+            // One archive is the whole tree, whatever its name.
+            return ZipFops::cached_archive(base.as_ref(), archives, p)?.open_entry(path.as_str(), flags);
+        }
+        let segments: Vec<&str> = path.as_str().split('/').collect();
+        // Bytes, not a str slice: the segment may end inside a multi-byte
+        // character.
+        let is_zip = |s: &&str| s.len() > 4 && s.as_bytes()[s.len() - 4..].eq_ignore_ascii_case(b".zip");
+        let Some(i) = segments.iter().position(is_zip).filter(|&i| i + 1 < segments.len()) else {
             // No archive on the way (or the archive file itself): the base's.
-            return base.open(&full, flags);
+            return base.open(path, flags);
         };
         let archive_path = VPath::new(&segments[..=i].join("/")).map_err(invalid_path)?;
-        let archive = ZipFops::cached_archive(base.as_ref(), archives, &archive_path)?;
-        archive.open_entry(&segments[i + 1..].join("/"), flags)
+        match ZipFops::cached_archive(base.as_ref(), archives, &archive_path) {
+            Ok(archive) => archive.open_entry(&segments[i + 1..].join("/"), flags),
+            // A real directory that happens to be called `something.zip`.
+            Err(e) if matches!(e.kind(), io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory) => {
+                base.open(path, flags)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -159,7 +198,7 @@ impl Source {
     fn handle(mut handle: Box<dyn FileHandle>) -> Source {
         let len = handle.info().len;
         let fd = match handle.seek(SeekFrom::Start(0)) {
-            Ok(_) => handle.sendfile_span().filter(|s| s.offset == 0).map(|s| {
+            Ok(_) => handle.sendfile_span().filter(|s| s.offset == 0 && s.len == len).map(|s| {
                 use std::os::fd::AsRawFd;
                 s.fd.as_raw_fd()
             }),
@@ -204,8 +243,9 @@ impl Source {
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
             // SAFETY: the descriptor belongs to `handle`, which lives as
-            // long as `self` and is never replaced; the borrow is tied to
-            // `&self`.
+            // long as `self`; the `sendfile_span` contract says it stays
+            // open and maps the handle's bytes for the handle's life. The
+            // borrow is tied to `&self`.
             Source::Handle { fd: Some(fd), .. } => Some(unsafe { BorrowedFd::borrow_raw(*fd) }),
             _ => None,
         }
@@ -257,7 +297,6 @@ struct Entry {
 struct Archive {
     name: String,
     source: Source,
-    version: Option<u64>,
     entries: HashMap<String, Entry>,
     dirs: HashSet<String>,
     /// Entries refused at load (absolute names, `..`), by normalised name.
@@ -265,7 +304,7 @@ struct Archive {
 }
 
 impl Archive {
-    fn load(name: String, source: Source, version: Option<u64>) -> io::Result<Archive> {
+    fn load(name: String, source: Source) -> io::Result<Archive> {
         // Returned, not logged: the caller reports it (the server logs
         // every 5xx with the request).
         let corrupt = |e: zip::result::ZipError| {
@@ -273,6 +312,12 @@ impl Archive {
         };
         let reader = SourceReader { source: &source, pos: 0 };
         let zip = zip::ZipArchive::new(reader).map_err(corrupt)?;
+        if zip.len() > MAX_ENTRIES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{name}: {} entries, over the limit of {MAX_ENTRIES}", zip.len()),
+            ));
+        }
         let mut entries = HashMap::new();
         let mut dirs = HashSet::new();
         let mut refused = HashSet::new();
@@ -322,7 +367,7 @@ impl Archive {
             entries.insert(normal.as_str().to_string(), entry);
         }
         drop(zip);
-        Ok(Archive { name, source, version, entries, dirs, refused })
+        Ok(Archive { name, source, entries, dirs, refused })
     }
 
     fn open_entry(self: &Arc<Self>, name: &str, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {
@@ -502,6 +547,12 @@ impl ZipHandle {
         let Kind::Inflate(slot) = &mut self.kind else { return Ok(0) };
         let z = slot.get_or_insert_with(Inflater::new);
         loop {
+            if z.produced == self.info.len && !z.done {
+                // Every declared byte is out: the stream must end here, and
+                // its CRC must match, before the last bytes are handed on.
+                self.finish_inflate()?;
+                return self.read_inflated(buf);
+            }
             if z.ready.0 < z.ready.1 {
                 let n = buf.len().min(z.ready.1 - z.ready.0);
                 buf[..n].copy_from_slice(&z.window[z.ready.0..z.ready.0 + n]);
@@ -555,6 +606,42 @@ impl ZipHandle {
     }
 }
 
+impl ZipHandle {
+    /// Drives the inflate to its end once all declared bytes have been
+    /// produced, checking that nothing more comes out and the CRC holds.
+    fn finish_inflate(&mut self) -> io::Result<()> {
+        let Kind::Inflate(Some(z)) = &mut self.kind else { return Ok(()) };
+        while !z.done {
+            if z.in_start == z.in_end && z.consumed < self.csize {
+                let want = (self.csize - z.consumed).min(INFLATE_INPUT as u64) as usize;
+                let n = self.archive.source.read_at(&mut z.input[..want], self.start + z.consumed)?;
+                if n == 0 {
+                    return Err(self.broken("archive ended inside the entry"));
+                }
+                z.consumed += n as u64;
+                z.in_start = 0;
+                z.in_end = n;
+            }
+            let more = if z.consumed < self.csize { inflate_flags::TINFL_FLAG_HAS_MORE_INPUT } else { 0 };
+            let (status, used, made) =
+                decompress(&mut z.state, &z.input[z.in_start..z.in_end], &mut z.window, z.out_pos, more);
+            z.in_start += used;
+            if made > 0 {
+                return Err(self.broken("entry inflates past its declared size"));
+            }
+            match status {
+                TINFLStatus::Done => z.done = true,
+                TINFLStatus::NeedsMoreInput if z.consumed < self.csize => {}
+                _ => return Err(self.broken("deflate stream does not end where the entry does")),
+            }
+        }
+        if std::mem::take(&mut z.crc).finalize() != self.crc {
+            return Err(self.broken("CRC-32 mismatch"));
+        }
+        Ok(())
+    }
+}
+
 impl FileHandle for ZipHandle {
     fn info(&self) -> &FileInfo {
         &self.info
@@ -568,6 +655,10 @@ impl FileHandle for ZipHandle {
         let left = self.info.len.saturating_sub(self.pos);
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         if want == 0 {
+            if matches!(self.kind, Kind::Inflate(_)) && self.pos >= self.info.len {
+                // Even an empty entry's stream must end and check out.
+                let _ = self.read_inflated(&mut [])?;
+            }
             return Ok(0);
         }
         let buf = &mut buf[..want];
@@ -624,7 +715,8 @@ impl FileHandle for ZipHandle {
     fn sendfile_span(&self) -> Option<FdSpan<'_>> {
         let fd = self.archive.source.fd()?;
         let (offset, len) = match &self.kind {
-            Kind::Stored => (self.start + self.pos, self.info.len.saturating_sub(self.pos)),
+            Kind::Stored if self.pos < self.info.len => (self.start + self.pos, self.info.len - self.pos),
+            Kind::Stored => return None,
             Kind::Gzip { .. } => {
                 let head = GZIP_HEADER.len() as u64;
                 if self.pos < head || self.pos >= head + self.csize {
