@@ -41,6 +41,7 @@ pub struct Mount {
     pub(crate) mountpoint: String,
     pub(crate) origin: Origin,
     pub(crate) default: String,
+    pub(crate) cache: Option<crate::http::CachePolicy>,
 }
 
 impl Mount {
@@ -55,7 +56,7 @@ impl Mount {
         } else {
             format!("/{trimmed}")
         };
-        Mount { mountpoint, origin, default: "index.html".to_string() }
+        Mount { mountpoint, origin, default: "index.html".to_string(), cache: None }
     }
 
     /// Serves files from `fops` at `mountpoint`.
@@ -77,6 +78,13 @@ impl Mount {
     /// The document served for a directory URL. Default `index.html`.
     pub fn default_document(mut self, name: impl Into<String>) -> Mount {
         self.default = name.into();
+        self
+    }
+
+    /// Sends `Cache-Control` on this mount's file responses (200, 206 and
+    /// 304) as `policy` says (spec CACHE-1). Without one, none is sent.
+    pub fn cache(mut self, policy: crate::http::CachePolicy) -> Mount {
+        self.cache = Some(policy);
         self
     }
 

@@ -13,6 +13,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -346,7 +347,15 @@ impl Service {
 
     fn service_conn(&mut self, key: usize) {
         let Some(Wsi::Http(conn)) = self.wsis.get_mut(key) else { return };
-        if conn.service(&mut self.sh) == Step::Close {
+        // A bug (ours, a dependency's, a protocol's) that panics on some
+        // input costs that connection, not the server: the connection is
+        // dropped, whatever state it was in.
+        let sh = &mut self.sh;
+        let step = std::panic::catch_unwind(AssertUnwindSafe(|| conn.service(sh))).unwrap_or_else(|_| {
+            log::error!("{}: panic while serving; connection dropped", conn.peer_addr());
+            Step::Close
+        });
+        if step == Step::Close {
             self.close(key);
         }
         self.apply_commands();
@@ -354,7 +363,10 @@ impl Service {
 
     fn close(&mut self, key: usize) {
         let Some(Wsi::Http(mut conn)) = self.wsis.try_remove(key) else { return };
-        conn.on_close(&mut self.sh);
+        let sh = &mut self.sh;
+        if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
+            log::error!("{}: panic in close callbacks", conn.peer_addr());
+        }
         if let Err(e) = self.poll.registry().deregister(conn.out.sock.stream_mut()) {
             log::debug!("deregister: {e}");
         }

@@ -2,12 +2,15 @@
 //! heads, the error page, URL paths. The h1 role feeds them bytes.
 
 pub mod body;
+pub mod cache;
 pub mod encode;
 pub mod error_page;
+pub mod range;
 pub mod request;
 pub mod uri;
 
 pub use body::{BodyDecoder, BodyError};
+pub use cache::CachePolicy;
 pub use encode::ResponseHead;
 pub use request::{Method, Request, Version};
 

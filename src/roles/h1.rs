@@ -9,6 +9,7 @@
 //! read are parsed at once) or closes.
 
 use crate::context::VhostInfo;
+use crate::http::range::{self, Ranges};
 use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Method, Request};
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
@@ -20,6 +21,7 @@ use crate::wsi::{
 use mio::net::TcpStream;
 use std::fmt;
 use std::io;
+use std::io::SeekFrom;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use warren_vfs::{ContentEncoding, FileFlags, FileHandle, OpenFlags, VPath};
@@ -73,6 +75,8 @@ enum Writing {
     Idle,
     /// A file body is streaming.
     File { file: Box<dyn FileHandle>, remaining: u64 },
+    /// A multipart/byteranges body is streaming.
+    Multipart(Box<MultipartSend>),
     /// A protocol writes the response.
     Callback(CbResp),
     /// The response is complete once the pending remainder drains.
@@ -227,6 +231,7 @@ impl Conn {
                 Ok(true)
             }
             Writing::File { .. } => Ok(self.send_file_chunk(sh)? || progress),
+            Writing::Multipart(_) => Ok(self.send_multipart_step(sh)? || progress),
             Writing::Callback(_) => {
                 if !self.want_writable {
                     return Ok(progress);
@@ -263,6 +268,47 @@ impl Conn {
             *writing = Writing::Complete;
             return Ok(true);
         }
+        send_chunk(out, file.as_mut(), remaining, sh, *key)
+    }
+
+    /// One step of a multipart/byteranges body: a part's header, a chunk
+    /// of its bytes, or the closing boundary.
+    fn send_multipart_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        let Conn { writing, out, key, .. } = self;
+        let Writing::Multipart(m) = writing else { return Ok(false) };
+        if m.in_part > 0 {
+            return send_chunk(out, m.file.as_mut(), &mut m.in_part, sh, *key);
+        }
+        let buf = &mut sh.tx;
+        buf.clear();
+        match m.plan.parts.get(m.next) {
+            Some(&(a, b)) => {
+                m.plan.part_header(buf, m.next);
+                m.file.seek(SeekFrom::Start(a))?;
+                m.in_part = b - a + 1;
+                m.next += 1;
+                out.write(buf, true)?;
+            }
+            None => {
+                m.plan.closing(buf);
+                out.write(buf, false)?;
+                *writing = Writing::Complete;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Sends the next chunk of `file` (up to `remaining` bytes): by
+/// `sendfile` when the handle offers a descriptor, else one bounded read.
+fn send_chunk(
+    out: &mut Out,
+    file: &mut dyn FileHandle,
+    remaining: &mut u64,
+    sh: &mut Shared,
+    key: usize,
+) -> Result<bool, Close> {
+    {
         let want = (*remaining).min(SENDFILE_CHUNK);
         if let Some(span) = file.sendfile_span().filter(|s| s.len > 0) {
             let len = want.min(span.len) as usize;
@@ -273,7 +319,7 @@ impl Conn {
                     Some(n) => {
                         file.advance(n as u64)?;
                         *remaining -= n as u64;
-                        sh.timers.set(*key, sh.now + sh.limits.io_timeout);
+                        sh.timers.set(key, sh.now + sh.limits.io_timeout);
                         Ok(true)
                     }
                 };
@@ -289,10 +335,12 @@ impl Conn {
         }
         *remaining -= n as u64;
         out.write(&buf[..n], *remaining > 0)?;
-        sh.timers.set(*key, sh.now + sh.limits.io_timeout);
+        sh.timers.set(key, sh.now + sh.limits.io_timeout);
         Ok(true)
     }
+}
 
+impl Conn {
     fn deliver_writeable(&mut self, sh: &mut Shared) -> Result<(), Close> {
         let id = self.id();
         let body_unread = !matches!(self.reading, Reading::Done);
@@ -566,16 +614,51 @@ impl Conn {
         let etag = (!etag.is_empty()).then_some(&**etag);
         let last_modified = (!last_modified.is_empty()).then_some(&**last_modified);
         let fresh = status == 200 && not_modified(req, etag, info.mod_time);
+        // Ranges apply to GETs of files whose bytes do not depend on the
+        // client: not to gzip/inflated zip entries (RANGE-5 [REC]).
+        let rangeable = status == 200 && !info.flags.contains(FileFlags::NEGOTIATED);
+        let ranges = match req.header_str("range") {
+            Some(v)
+                if rangeable && !fresh && req.method() == Method::Get && if_range_holds(req, etag, last_modified) =>
+            {
+                range::parse(v, info.len)
+            }
+            _ => Ranges::Ignore,
+        };
+        let cache = sh.vhosts[self.vhost].mounts[mount_index].cache.map(|c| c.header_value());
+        if ranges == Ranges::Unsatisfiable {
+            let all = format!("bytes */{}", info.len);
+            self.send_simple(sh, 416, &[("Content-Range", &all)], true);
+            return;
+        }
+        let mut file = file;
+        let (status, body_start, body_len, parts) = match ranges {
+            Ranges::Satisfiable(parts) if parts.len() == 1 => (206, parts[0].0, parts[0].1 - parts[0].0 + 1, None),
+            Ranges::Satisfiable(parts) => (206, 0, 0, Some(parts)),
+            _ => (if fresh { 304 } else { status }, 0, info.len, None),
+        };
+        let name = path.file_name().unwrap_or("");
+        let ctype = content_type(name);
+        let multipart = parts.map(|parts| Multipart::new(parts, ctype, info.len, info.version.unwrap_or(0)));
         let Shared { vhosts, date, tx: buf, validators: _, .. } = sh;
         let vh = &vhosts[self.vhost];
         buf.clear();
         let env = HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
-        let mut head = begin_head(buf, &mut self.tx, if fresh { 304 } else { status }, env);
+        let mut head = begin_head(buf, &mut self.tx, status, env);
         if !fresh {
-            let name = path.file_name().unwrap_or("");
-            head.header("Content-Type", content_type(name));
+            match &multipart {
+                Some(m) => head.header("Content-Type", &m.content_type()),
+                None => head.header("Content-Type", ctype),
+            };
             if info.encoding == ContentEncoding::Gzip {
                 head.header("Content-Encoding", "gzip");
+            }
+            if rangeable {
+                head.header("Accept-Ranges", "bytes");
+            }
+            if status == 206 && multipart.is_none() {
+                let r = format!("bytes {}-{}/{}", body_start, body_start + body_len - 1, info.len);
+                head.header("Content-Range", &r);
             }
         }
         if info.flags.contains(FileFlags::NEGOTIATED) {
@@ -587,23 +670,40 @@ impl Conn {
         if let Some(e) = etag {
             head.header("ETag", e);
         }
+        if let Some(c) = &cache {
+            head.header("Cache-Control", c);
+        }
         if fresh {
             // RFC 9110 §15.4.5: validators and Vary, no content.
             end_head(head, &mut self.tx, BodyFraming::None);
             self.send_buffered_from(buf);
             return;
         }
-        end_head(head, &mut self.tx, BodyFraming::Length(info.len));
-        if self.tx.head_only || info.len == 0 {
+        if let Some(m) = multipart {
+            end_head(head, &mut self.tx, BodyFraming::Length(m.body_len()));
+            let r = self.out.write(buf, true);
+            self.writing = Writing::Multipart(Box::new(MultipartSend { file, plan: m, next: 0, in_part: 0 }));
+            if let Err(e) = r {
+                log::debug!("{}: write: {e}", self.peer);
+                self.writing = Writing::Shutdown;
+            }
+            return;
+        }
+        end_head(head, &mut self.tx, BodyFraming::Length(body_len));
+        if self.tx.head_only || body_len == 0 {
             self.send_buffered_from(buf);
             return;
         }
-        if info.len <= SMALL_BODY as u64 {
+        if body_start > 0 && file.seek(SeekFrom::Start(body_start)).is_err() {
+            self.tx.keep_alive = false;
+            self.send_simple(sh, 500, &[], true);
+            return;
+        }
+        if body_len <= SMALL_BODY as u64 {
             // PERF: a small body costs one read into the head's buffer and
             // one send, instead of a send plus a sendfile.
-            let mut file = file;
             let start = buf.len();
-            buf.resize(start + info.len as usize, 0);
+            buf.resize(start + body_len as usize, 0);
             let mut got = 0;
             let mut failure = None;
             while start + got < buf.len() {
@@ -616,7 +716,7 @@ impl Conn {
                     }
                 }
             }
-            if failure.is_some() || got as u64 != info.len {
+            if failure.is_some() || got as u64 != body_len {
                 // Nothing has been sent yet: say so with a status.
                 log::error!(
                     "{}: reading {:?} failed: {}",
@@ -634,8 +734,7 @@ impl Conn {
         // Bytes that cannot go by sendfile before the first ones that can
         // (a gzip header before the deflate stream, or a handle with no
         // descriptor) ride in the head's write.
-        let mut file = file;
-        let mut remaining = info.len;
+        let mut remaining = body_len;
         let head_len = buf.len();
         while remaining > 0 && buf.len() - head_len < READ_CHUNK && file.sendfile_span().is_none_or(|s| s.len == 0) {
             let at = buf.len();
@@ -869,6 +968,80 @@ fn content_type(name: &str) -> &'static str {
         return quick;
     }
     mime_guess::from_path(name).first_raw().unwrap_or("application/octet-stream")
+}
+
+/// A multipart/byteranges body being sent (RFC 9110 §14.6).
+#[derive(Debug)]
+struct MultipartSend {
+    file: Box<dyn FileHandle>,
+    plan: Multipart,
+    /// The next part to start.
+    next: usize,
+    /// Bytes of the current part still to send.
+    in_part: u64,
+}
+
+/// The parts and framing of a multipart/byteranges body.
+#[derive(Debug)]
+struct Multipart {
+    parts: Vec<(u64, u64)>,
+    boundary: String,
+    ctype: &'static str,
+    len: u64,
+}
+
+impl Multipart {
+    fn new(parts: Vec<(u64, u64)>, ctype: &'static str, len: u64, version: u64) -> Multipart {
+        // A boundary that cannot occur in the file's bytes by accident.
+        let boundary = format!("warren-{version:016x}-{:08x}", parts.len() as u64 ^ len);
+        Multipart { parts, boundary, ctype, len }
+    }
+
+    fn content_type(&self) -> String {
+        format!("multipart/byteranges; boundary={}", self.boundary)
+    }
+
+    fn part_header(&self, buf: &mut Vec<u8>, i: usize) {
+        use std::io::Write;
+        let (a, b) = self.parts[i];
+        let _ = write!(
+            buf,
+            "\r\n--{}\r\nContent-Type: {}\r\nContent-Range: bytes {a}-{b}/{}\r\n\r\n",
+            self.boundary, self.ctype, self.len
+        );
+    }
+
+    fn closing(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(b"\r\n--");
+        buf.extend_from_slice(self.boundary.as_bytes());
+        buf.extend_from_slice(b"--\r\n");
+    }
+
+    /// The exact length of the body: every part header and its bytes,
+    /// and the closing boundary.
+    fn body_len(&self) -> u64 {
+        let mut scratch = Vec::with_capacity(160);
+        let mut total = 0;
+        for (i, &(a, b)) in self.parts.iter().enumerate() {
+            scratch.clear();
+            self.part_header(&mut scratch, i);
+            total += scratch.len() as u64 + (b - a + 1);
+        }
+        scratch.clear();
+        self.closing(&mut scratch);
+        total + scratch.len() as u64
+    }
+}
+
+/// If-Range (RFC 9110 §13.1.5): the range applies only if the validator
+/// matches: an ETag strongly, or a date exactly. No If-Range: it applies.
+fn if_range_holds(req: &Request, etag: Option<&str>, last_modified: Option<&str>) -> bool {
+    match req.header_str("if-range") {
+        None => true,
+        Some(v) if v.starts_with('"') => etag.is_some_and(|e| e == v),
+        Some(v) if v.starts_with("W/") => false,
+        Some(v) => last_modified.is_some_and(|lm| lm == v),
+    }
 }
 
 /// The status for a file that could not be opened.
