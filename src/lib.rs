@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, deny(warnings))]
 
+mod auth;
 mod context;
 pub mod http;
 mod mount;

@@ -22,6 +22,15 @@ pub enum Origin {
     /// The named protocol of the vhost handles every request in the area
     /// (`callback://NAME`).
     Callback(String),
+    /// Every request gets `301` to this absolute URL (`>http://…`,
+    /// `>https://…`; spec REDIR-2), with the path below the mountpoint
+    /// appended when `append_path` (lws v5's `append-path`).
+    Redirect {
+        /// `http://host/path` or `https://host/path`.
+        to: String,
+        /// Whether to append the request's path below the mountpoint.
+        append_path: bool,
+    },
 }
 
 impl fmt::Debug for Origin {
@@ -30,6 +39,7 @@ impl fmt::Debug for Origin {
             Origin::File(fops) => write!(f, "File({fops:?})"),
             Origin::Path(p) => write!(f, "Path({})", p.display()),
             Origin::Callback(name) => write!(f, "Callback({name:?})"),
+            Origin::Redirect { to, append_path } => write!(f, "Redirect({to:?}, append_path: {append_path})"),
         }
     }
 }
@@ -42,6 +52,7 @@ pub struct Mount {
     pub(crate) origin: Origin,
     pub(crate) default: String,
     pub(crate) cache: Option<crate::http::CachePolicy>,
+    pub(crate) basic_auth: Option<std::path::PathBuf>,
 }
 
 impl Mount {
@@ -56,7 +67,7 @@ impl Mount {
         } else {
             format!("/{trimmed}")
         };
-        Mount { mountpoint, origin, default: "index.html".to_string(), cache: None }
+        Mount { mountpoint, origin, default: "index.html".to_string(), cache: None, basic_auth: None }
     }
 
     /// Serves files from `fops` at `mountpoint`.
@@ -68,6 +79,21 @@ impl Mount {
     /// context's fops factory ([`default_fops`] unless replaced).
     pub fn dir(mountpoint: &str, path: impl Into<PathBuf>) -> Mount {
         Mount::new(mountpoint, Origin::Path(path.into()))
+    }
+
+    /// Redirects every request under `mountpoint` to `to` (an absolute
+    /// `http://` or `https://` URL) with `301` (spec REDIR-2, REDIR-4).
+    pub fn redirect(mountpoint: &str, to: &str, append_path: bool) -> Mount {
+        Mount::new(mountpoint, Origin::Redirect { to: to.to_string(), append_path })
+    }
+
+    /// Requires HTTP basic authentication for the mount: `file` holds one
+    /// `user:password` per line (spec AUTH-1..3). It is read for each
+    /// request that carries credentials (it is small, and edits take
+    /// effect at once); an unreadable file refuses everyone.
+    pub fn basic_auth(mut self, file: impl Into<std::path::PathBuf>) -> Mount {
+        self.basic_auth = Some(file.into());
+        self
     }
 
     /// Hands `mountpoint` to the vhost's protocol `name`.

@@ -179,3 +179,51 @@ fn cache_control_per_mount() {
     let server = Server::files(&root);
     assert_eq!(fetch(&server, "/data.bin", "").header("cache-control"), None, "no policy, no header");
 }
+
+#[test]
+fn redirect_mounts() {
+    // REDIR-2, REDIR-4; append-path [v5]
+    let (_t, root) = site();
+    let server = Server::start(
+        ContextInfo::new().vhost(
+            vhost()
+                .mount(files_mount("/", &root))
+                .mount(Mount::redirect("/old", "https://example.com/new", false))
+                .mount(Mount::redirect("/moved", "https://example.com/here", true)),
+        ),
+    );
+    let r = fetch(&server, "/old/a/b?q=1", "");
+    assert_eq!((r.status, r.header("location")), (301, Some("https://example.com/new")));
+    assert_eq!(r.header("content-length"), Some("0"));
+    let r = fetch(&server, "/moved/a%20b/c", "");
+    assert_eq!((r.status, r.header("location")), (301, Some("https://example.com/here/a%20b/c")));
+    // Decoded CR/LF never reaches the header raw.
+    let r = fetch(&server, "/moved/x%0D%0ASet-Cookie:%20evil", "");
+    assert_eq!(r.header("location"), Some("https://example.com/here/x%0D%0ASet-Cookie:%20evil"));
+    assert!(r.header("set-cookie").is_none());
+    assert_eq!(fetch(&server, "/index.html", "").status, 200);
+}
+
+#[test]
+fn basic_auth_mounts() {
+    // AUTH-1, AUTH-2
+    let (t, root) = site();
+    let pw = t.path().join("passwords");
+    std::fs::write(&pw, "alice:wonderland\nbob:builder\n").expect("write");
+    let server = Server::start(
+        ContextInfo::new()
+            .vhost(vhost().mount(files_mount("/", &root)).mount(files_mount("/private", &root).basic_auth(&pw))),
+    );
+    let r = fetch(&server, "/private/index.html", "");
+    assert_eq!((r.status, r.header("www-authenticate")), (401, Some("Basic realm=\"lwsws\"")));
+    assert_eq!((r.header("content-length"), r.body.len()), (Some("0"), 0));
+    // curl -u sends Basic credentials.
+    let (ok, body) = curl(&["-u", "alice:wonderland", &server.url("/private/index.html")]);
+    assert!(ok);
+    assert_eq!(body, b"<h1>root index</h1>\n");
+    let (_, code) = curl(&["-u", "alice:wrong", "-o", "/dev/null", "-w", "%{http_code}", &server.url("/private/")]);
+    assert_eq!(code, b"401");
+    let r = fetch(&server, "/private/index.html", "Authorization: Bearer xyz\r\n");
+    assert_eq!(r.status, 403);
+    assert_eq!(fetch(&server, "/index.html", "").status, 200, "other mounts are open");
+}

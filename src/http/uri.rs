@@ -123,6 +123,21 @@ pub fn decode_path(raw: &str) -> Result<String, UriError> {
     Ok(norm)
 }
 
+/// Percent-encodes a decoded path for use in a header (a `Location`):
+/// everything but unreserved characters, sub-delims, `:`, `@` and `/`.
+/// So CR, LF, spaces and non-ASCII can never reach a header raw.
+pub fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +165,12 @@ mod tests {
         assert_eq!(ok("/.well-known/x"), "/.well-known/x");
         assert_eq!(ok("/..x/y.."), "/..x/y..");
         assert_eq!(ok("/caf%C3%A9"), "/café");
+    }
+
+    #[test]
+    fn encodes_for_headers() {
+        assert_eq!(encode_path("/a b/\r\nX: y/café"), "/a%20b/%0D%0AX:%20y/caf%C3%A9");
+        assert_eq!(encode_path("/plain-path_1.html"), "/plain-path_1.html");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! either waits for the next request (keep-alive; pipelined bytes already
 //! read are parsed at once) or closes.
 
+use crate::auth;
 use crate::context::VhostInfo;
 use crate::http::range::{self, Ranges};
 use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Method, Request};
@@ -530,14 +531,37 @@ impl Conn {
             self.send_simple(sh, 200, &[("Allow", "GET, HEAD, OPTIONS")], false);
             return Ok(());
         }
-        let found = mount::find(&sh.vhosts[self.vhost].mounts, req.path())
-            .map(|(i, m)| (i, matches!(m.origin, Origin::Callback(_))));
+        let found = mount::find(&sh.vhosts[self.vhost].mounts, req.path()).map(|(i, m)| {
+            let verdict = m.basic_auth.as_deref().map(|f| auth::check(req.header("authorization"), f));
+            (i, matches!(m.origin, Origin::Callback(_)), verdict)
+        });
         match found {
-            Some((mi, true)) => return self.serve_callback(sh, req, mi),
-            Some((mi, false)) => {
+            Some((_, _, Some(verdict))) if verdict != auth::Verdict::Allowed => {
+                // AUTH-2: a challenge without a body, or 403 for nonsense.
                 self.unbind(sh);
                 self.skip_body(&req);
-                self.serve_file(sh, &req, mi);
+                match verdict {
+                    auth::Verdict::Malformed => self.send_simple(sh, 403, &[], true),
+                    _ => self.send_simple(sh, 401, &[("WWW-Authenticate", "Basic realm=\"lwsws\"")], false),
+                }
+            }
+            Some((mi, true, _)) => return self.serve_callback(sh, req, mi),
+            Some((mi, false, _)) => {
+                self.unbind(sh);
+                self.skip_body(&req);
+                let redirect = match &sh.vhosts[self.vhost].mounts[mi].origin {
+                    Origin::Redirect { to, append_path } => {
+                        let m = &sh.vhosts[self.vhost].mounts[mi];
+                        let rest = if *append_path { uri::encode_path(m.remainder(req.path())) } else { String::new() };
+                        Some(format!("{to}{rest}"))
+                    }
+                    _ => None,
+                };
+                match redirect {
+                    // REDIR-2/4: 301, Location exactly the target.
+                    Some(to) => self.send_simple(sh, 301, &[("Location", &to), ("Content-Type", "text/html")], false),
+                    None => self.serve_file(sh, &req, mi),
+                }
             }
             None => {
                 self.unbind(sh);
