@@ -39,6 +39,7 @@
 #![cfg_attr(test, deny(warnings))]
 
 mod auth;
+pub mod config;
 mod context;
 pub mod http;
 mod mount;

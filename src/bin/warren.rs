@@ -22,6 +22,8 @@ With no options, serves the built-in default site on http://127.0.0.1:7681/.
 serving with --root OUT.zip.
 
 OPTIONS:
+    --config DIR               serve what the lwsws-style configuration in DIR
+                               (DIR/conf and DIR/conf.d/*) describes
     --root PATH                serve PATH at /: a directory (zip archives in it
                                are served from inside: /a.zip/x.html), or a
                                .zip archive served as the whole site
@@ -38,6 +40,7 @@ OPTIONS:
 static DEFAULT_SITE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/webroot.zip"));
 
 struct Options {
+    config: Option<PathBuf>,
     root: Option<PathBuf>,
     port: u16,
     bind: IpAddr,
@@ -52,6 +55,7 @@ enum Parsed {
 
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut o = Options {
+        config: None,
         root: None,
         port: 7681,
         bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -70,6 +74,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "-h" | "--help" => return Ok(Parsed::Exit(USAGE)),
             "--version" => return Ok(Parsed::Exit(concat!("warren ", env!("CARGO_PKG_VERSION"), "\n"))),
             "--root" => o.root = Some(PathBuf::from(value("--root")?)),
+            "--config" => o.config = Some(PathBuf::from(value("--config")?)),
             "--port" => {
                 let v = value("--port")?;
                 o.port = v.parse().map_err(|_| format!("--port: {v:?} is not a port number (0-65535)"))?;
@@ -111,6 +116,16 @@ fn site(root: Option<&Path>) -> Result<(Arc<dyn Fops>, String), String> {
 }
 
 fn run(o: Options) -> Result<(), String> {
+    if let Some(dir) = &o.config {
+        if o.root.is_some() {
+            return Err("--config and --root cannot be used together".into());
+        }
+        let info = warren::config::load_dir(dir).map_err(|e| e.to_string())?;
+        let context = Context::new(info).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let addrs: Vec<String> = (0..).map_while(|i| context.local_addr(i)).map(|a| a.to_string()).collect();
+        log::info!("warren {} serving {} on {}", env!("CARGO_PKG_VERSION"), dir.display(), addrs.join(", "));
+        return context.run().map_err(|e| format!("service loop failed: {e}"));
+    }
     let (fops, what) = site(o.root.as_deref())?;
     let addr = SocketAddr::new(o.bind, o.port);
     let vhost = VhostInfo::new("default", addr).keepalive_timeout(o.keepalive).mount(Mount::files("/", fops));

@@ -1,0 +1,508 @@
+//! The lwsws-style JSON configuration (spec CFG-*): a directory holding
+//! `conf` (global settings) and `conf.d/*` (vhosts), read with lwsws's key
+//! names, so an lwsws configuration serves the same on warren.
+//!
+//! Unlike lwsws, which ignores what it does not know (CFG-5), every
+//! unknown key and every wrong type is an error naming the file, line,
+//! column and key, with the nearest known key as a suggestion. Keys lwsws
+//! has but warren does not implement yet are refused with a message that
+//! says so, rather than silently doing nothing.
+
+use crate::http::CachePolicy;
+use crate::{ContextInfo, Limits, Mount, VhostInfo};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration that cannot be used, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file at fault.
+    pub file: PathBuf,
+    /// Line and column (1-based), when the parser knows them.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads `dir/conf` and every regular file of `dir/conf.d` (in name
+/// order) into a [`ContextInfo`].
+pub fn load_dir(dir: &Path) -> Result<ContextInfo, ConfigError> {
+    let mut files = vec![dir.join("conf")];
+    let confd = dir.join("conf.d");
+    if let Ok(rd) = std::fs::read_dir(&confd) {
+        let mut more: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
+        more.sort();
+        files.extend(more);
+    }
+    let mut global = Global::default();
+    let mut vhosts = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.clone(),
+            position: None,
+            message: e.to_string(),
+        })?;
+        let parsed = parse_file(file, &text)?;
+        if let Some(g) = parsed.global {
+            global = g;
+            check_unsupported(file, "global", &global)?;
+        }
+        for (i, v) in parsed.vhosts.unwrap_or_default().into_iter().enumerate() {
+            vhosts.push((file.clone(), i, v));
+        }
+    }
+    if vhosts.is_empty() {
+        let file = dir.to_path_buf();
+        return Err(ConfigError { file, position: None, message: "no vhost configured (CFG-7)".into() });
+    }
+    let mut limits = Limits::default();
+    if let Some(t) = &global.timeout_secs {
+        limits.io_timeout = Duration::from_secs(number(&files[0], "global.timeout-secs", t)?);
+    }
+    if let Some(n) = &global.count_threads {
+        if number(&files[0], "global.count-threads", n)? != 1 {
+            return Err(unsupported(&files[0], "global.count-threads", "more than one service thread"));
+        }
+    }
+    let mut info = ContextInfo::new().limits(limits);
+    for (file, i, v) in vhosts {
+        info = info.vhost(build_vhost(&file, i, v, global.server_string.as_ref())?);
+    }
+    Ok(info)
+}
+
+/// One file: `global` and/or `vhosts`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConf {
+    global: Option<Global>,
+    vhosts: Option<Vec<Vhost>>,
+}
+
+/// A value written as a JSON string (lwsws writes numbers and booleans
+/// as strings too, CFG-2); plain numbers and booleans are accepted.
+#[derive(Clone, Debug)]
+enum Scalar {
+    Str(String),
+    Num(u64),
+    Bool(bool),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string (lwsws writes every value as a string)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Num(v))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::Str(s) => s.clone(),
+            Scalar::Num(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+
+    /// CFG-4: a non-zero integer or on/yes/true is true.
+    fn truthy(&self) -> bool {
+        match self {
+            Scalar::Bool(b) => *b,
+            Scalar::Num(n) => *n != 0,
+            Scalar::Str(s) => {
+                let s = s.trim();
+                s.parse::<i64>().map(|n| n != 0).unwrap_or(false)
+                    || ["on", "yes", "true"].iter().any(|w| s.eq_ignore_ascii_case(w))
+            }
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Global {
+    server_string: Option<Scalar>,
+    timeout_secs: Option<Scalar>,
+    count_threads: Option<Scalar>,
+    /// Deprecated in lws and ignored there too.
+    #[allow(dead_code)]
+    ws_pingpong_secs: Option<Scalar>,
+    // Known lwsws keys warren does not implement yet:
+    uid: Option<serde_json::Value>,
+    gid: Option<serde_json::Value>,
+    username: Option<serde_json::Value>,
+    groupname: Option<serde_json::Value>,
+    init_ssl: Option<serde_json::Value>,
+    plugin_dir: Option<serde_json::Value>,
+    count_async_threads: Option<serde_json::Value>,
+    reject_service_keywords: Option<serde_json::Value>,
+    default_alpn: Option<serde_json::Value>,
+    ip_limit_ah: Option<serde_json::Value>,
+    ip_limit_wsi: Option<serde_json::Value>,
+    rlimit_nofile: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Vhost {
+    name: Option<Scalar>,
+    port: Option<Scalar>,
+    interface: Option<Scalar>,
+    #[serde(rename = "keepalive_timeout")]
+    keepalive_timeout: Option<Scalar>,
+    headers: Option<Vec<BTreeMap<String, Scalar>>>,
+    error_document_404: Option<Scalar>,
+    mounts: Option<Vec<MountConf>>,
+    // Known lwsws keys warren does not implement yet:
+    access_log: Option<serde_json::Value>,
+    ws_protocols: Option<serde_json::Value>,
+    unix_socket: Option<serde_json::Value>,
+    unix_socket_perms: Option<serde_json::Value>,
+    sts: Option<serde_json::Value>,
+    host_ssl_key: Option<serde_json::Value>,
+    host_ssl_cert: Option<serde_json::Value>,
+    host_ssl_ca: Option<serde_json::Value>,
+    client_ssl_key: Option<serde_json::Value>,
+    client_ssl_cert: Option<serde_json::Value>,
+    client_ssl_ca: Option<serde_json::Value>,
+    client_ssl_ciphers: Option<serde_json::Value>,
+    enable_client_ssl: Option<serde_json::Value>,
+    ciphers: Option<serde_json::Value>,
+    client_cert_required: Option<serde_json::Value>,
+    ignore_missing_cert: Option<serde_json::Value>,
+    alpn: Option<serde_json::Value>,
+    noipv6: Option<serde_json::Value>,
+    ipv6only: Option<serde_json::Value>,
+    strict_host_check: Option<serde_json::Value>,
+    disable_no_protocol_ws_upgrades: Option<serde_json::Value>,
+    listen_accept_role: Option<serde_json::Value>,
+    listen_accept_protocol: Option<serde_json::Value>,
+    apply_listen_accept: Option<serde_json::Value>,
+    onlyraw: Option<serde_json::Value>,
+    fallback_listen_accept: Option<serde_json::Value>,
+    allow_non_tls: Option<serde_json::Value>,
+    redirect_http: Option<serde_json::Value>,
+    allow_http_on_https: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct MountConf {
+    mountpoint: Option<Scalar>,
+    origin: Option<Scalar>,
+    default: Option<Scalar>,
+    cache_max_age: Option<Scalar>,
+    cache_reuse: Option<Scalar>,
+    cache_revalidate: Option<Scalar>,
+    cache_intermediaries: Option<Scalar>,
+    cache_no: Option<Scalar>,
+    basic_auth: Option<Scalar>,
+    append_path: Option<Scalar>,
+    // Known lwsws keys warren does not implement yet:
+    extra_mimetypes: Option<serde_json::Value>,
+    interpret: Option<serde_json::Value>,
+    protocol: Option<serde_json::Value>,
+    auth_mask: Option<serde_json::Value>,
+    cgi_timeout: Option<serde_json::Value>,
+    cgi_env: Option<serde_json::Value>,
+    pmo: Option<serde_json::Value>,
+    cgi_chroot: Option<serde_json::Value>,
+    cgi_chdir: Option<serde_json::Value>,
+    headers: Option<serde_json::Value>,
+    keepalive_timeout: Option<serde_json::Value>,
+    exact_match: Option<serde_json::Value>,
+    no_ws_upgrades: Option<serde_json::Value>,
+    interceptor_path: Option<serde_json::Value>,
+}
+
+trait Present {
+    fn present(&self) -> Vec<&'static str>;
+}
+
+macro_rules! present {
+    ($t:ty { $($field:ident => $key:literal),* $(,)? }) => {
+        impl Present for $t {
+            fn present(&self) -> Vec<&'static str> {
+                let mut v = Vec::new();
+                $(if self.$field.is_some() { v.push($key); })*
+                v
+            }
+        }
+    };
+}
+
+present!(Global { uid => "uid", gid => "gid", username => "username", groupname => "groupname",
+    init_ssl => "init-ssl", plugin_dir => "plugin-dir", count_async_threads => "count-async-threads",
+    reject_service_keywords => "reject-service-keywords", default_alpn => "default-alpn",
+    ip_limit_ah => "ip-limit-ah", ip_limit_wsi => "ip-limit-wsi", rlimit_nofile => "rlimit-nofile" });
+present!(Vhost { access_log => "access-log", ws_protocols => "ws-protocols", unix_socket => "unix-socket",
+    unix_socket_perms => "unix-socket-perms", sts => "sts", host_ssl_key => "host-ssl-key",
+    host_ssl_cert => "host-ssl-cert", host_ssl_ca => "host-ssl-ca", client_ssl_key => "client-ssl-key",
+    client_ssl_cert => "client-ssl-cert", client_ssl_ca => "client-ssl-ca",
+    client_ssl_ciphers => "client-ssl-ciphers", enable_client_ssl => "enable-client-ssl",
+    ciphers => "ciphers", client_cert_required => "client-cert-required",
+    ignore_missing_cert => "ignore-missing-cert", alpn => "alpn", noipv6 => "noipv6",
+    ipv6only => "ipv6only", strict_host_check => "strict-host-check",
+    disable_no_protocol_ws_upgrades => "disable-no-protocol-ws-upgrades",
+    listen_accept_role => "listen-accept-role", listen_accept_protocol => "listen-accept-protocol",
+    apply_listen_accept => "apply-listen-accept", onlyraw => "onlyraw",
+    fallback_listen_accept => "fallback-listen-accept", allow_non_tls => "allow-non-tls",
+    redirect_http => "redirect-http", allow_http_on_https => "allow-http-on-https" });
+present!(MountConf { extra_mimetypes => "extra-mimetypes", interpret => "interpret", protocol => "protocol",
+    auth_mask => "auth-mask", cgi_timeout => "cgi-timeout", cgi_env => "cgi-env", pmo => "pmo",
+    cgi_chroot => "cgi-chroot", cgi_chdir => "cgi-chdir", headers => "headers",
+    keepalive_timeout => "keepalive-timeout", exact_match => "exact-match",
+    no_ws_upgrades => "no-ws-upgrades", interceptor_path => "interceptor-path" });
+
+fn check_unsupported<T: Present>(file: &Path, at: &str, u: &T) -> Result<(), ConfigError> {
+    match u.present().first() {
+        Some(key) => Err(unsupported(file, &format!("{at}.{key}"), "this lwsws key")),
+        None => Ok(()),
+    }
+}
+
+fn unsupported(file: &Path, key: &str, what: &str) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        position: None,
+        message: format!("{key}: {what} is not supported by warren yet"),
+    }
+}
+
+fn bad(file: &Path, key: &str, message: String) -> ConfigError {
+    ConfigError { file: file.to_path_buf(), position: None, message: format!("{key}: {message}") }
+}
+
+fn number(file: &Path, key: &str, v: &Scalar) -> Result<u64, ConfigError> {
+    v.text().trim().parse().map_err(|_| bad(file, key, format!("expected a number, found {:?}", v.text())))
+}
+
+/// Parses one file, turning `#` comments (CFG-2) into spaces so that
+/// positions stay true, and serde's errors into ones with a suggestion.
+fn parse_file(file: &Path, text: &str) -> Result<FileConf, ConfigError> {
+    let mut clean = String::with_capacity(text.len());
+    let (mut in_string, mut escaped, mut in_comment) = (false, false, false);
+    for c in text.chars() {
+        if in_comment {
+            if c == '\n' {
+                in_comment = false;
+                clean.push('\n');
+            } else {
+                clean.push(' ');
+            }
+            continue;
+        }
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == '#' {
+            in_comment = true;
+            clean.push(' ');
+            continue;
+        }
+        clean.push(c);
+    }
+    serde_json::from_str(&clean).map_err(|e| {
+        let mut message = e.to_string();
+        // "... at line L column C" is in the position instead.
+        if let Some(i) = message.rfind(" at line ") {
+            message.truncate(i);
+        }
+        if let Some(s) = suggestion(&message) {
+            // The whole list of known keys is noise when one is near.
+            let unknown = message.split('`').nth(1).unwrap_or("").to_string();
+            message = format!("unknown key `{unknown}` (did you mean `{s}`?)");
+        }
+        ConfigError { file: file.to_path_buf(), position: Some((e.line(), e.column())), message }
+    })
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`", the known
+/// key nearest to `x`, if it is near enough to be a typo.
+fn suggestion(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| (edit_distance(unknown, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min()
+        .map(|(_, k)| k.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn build_vhost(file: &Path, index: usize, v: Vhost, server: Option<&Scalar>) -> Result<VhostInfo, ConfigError> {
+    let at = format!("vhosts[{index}]");
+    check_unsupported(file, &at, &v)?;
+    let port = v.port.as_ref().ok_or_else(|| bad(file, &at, "\"port\" is required (CFG-7)".into()))?;
+    let port = u16::try_from(number(file, &format!("{at}.port"), port)?)
+        .map_err(|_| bad(file, &format!("{at}.port"), "expected a port number (0-65535)".into()))?;
+    let ip = match &v.interface {
+        None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        Some(s) => s.text().trim().parse().map_err(|_| {
+            bad(
+                file,
+                &format!("{at}.interface"),
+                format!("expected an IP address, found {:?} (interface names are not supported yet)", s.text()),
+            )
+        })?,
+    };
+    let name = v.name.map_or_else(|| "default".to_string(), |n| n.text());
+    let mut vhost = VhostInfo::new(name, SocketAddr::new(ip, port));
+    if let Some(s) = server {
+        vhost = vhost.server_string(s.text());
+    }
+    if let Some(k) = &v.keepalive_timeout {
+        vhost = vhost.keepalive_timeout(Duration::from_secs(number(file, &format!("{at}.keepalive_timeout"), k)?));
+    }
+    for map in v.headers.unwrap_or_default() {
+        for (k, val) in map {
+            vhost = vhost.header(k, val.text());
+        }
+    }
+    if let Some(doc) = v.error_document_404 {
+        vhost = vhost.error_document_404(doc.text());
+    }
+    for (i, m) in v.mounts.unwrap_or_default().into_iter().enumerate() {
+        vhost = vhost.mount(build_mount(file, &format!("{at}.mounts[{i}]"), m)?);
+    }
+    Ok(vhost)
+}
+
+fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError> {
+    check_unsupported(file, at, &m)?;
+    let (Some(mountpoint), Some(origin)) = (&m.mountpoint, &m.origin) else {
+        return Err(bad(file, at, "\"mountpoint\" and \"origin\" are required (CFG-8)".into()));
+    };
+    let (mountpoint, origin) = (mountpoint.text(), origin.text());
+    let key = format!("{at}.origin");
+    let flag = |v: &Option<Scalar>| v.as_ref().is_some_and(Scalar::truthy);
+    let mut mount = if let Some(path) = origin.strip_prefix("file://") {
+        Mount::dir(&mountpoint, path)
+    } else if let Some(rest) = origin.strip_prefix(">http://") {
+        Mount::redirect(&mountpoint, &format!("http://{rest}"), flag(&m.append_path))
+    } else if let Some(rest) = origin.strip_prefix(">https://") {
+        Mount::redirect(&mountpoint, &format!("https://{rest}"), flag(&m.append_path))
+    } else if origin.starts_with("http://") || origin.starts_with("https://") {
+        return Err(unsupported(file, &key, "a reverse-proxy origin"));
+    } else if origin.starts_with("cgi://") {
+        return Err(unsupported(file, &key, "a cgi:// origin"));
+    } else if origin.starts_with("callback://") {
+        return Err(unsupported(file, &key, "a callback:// origin (no protocol plugins are built in yet)"));
+    } else if origin.starts_with("gzip://") {
+        return Err(unsupported(file, &key, "a gzip:// origin"));
+    } else {
+        return Err(bad(
+            file,
+            &key,
+            format!(
+                "{origin:?}: expected file://, >http://, >https://, http://, https://, cgi:// or callback:// (ORG-1)"
+            ),
+        ));
+    };
+    if let Some(d) = &m.default {
+        mount = mount.default_document(d.text());
+    }
+    if let Some(b) = &m.basic_auth {
+        mount = mount.basic_auth(b.text());
+    }
+    let cache_keys = [&m.cache_max_age, &m.cache_reuse, &m.cache_revalidate, &m.cache_intermediaries, &m.cache_no];
+    if cache_keys.iter().any(|k| k.is_some()) {
+        let max_age = match &m.cache_max_age {
+            Some(v) => u32::try_from(number(file, &format!("{at}.cache-max-age"), v)?).unwrap_or(u32::MAX),
+            None => 0,
+        };
+        mount = mount.cache(CachePolicy {
+            max_age,
+            reuse: flag(&m.cache_reuse),
+            revalidate: flag(&m.cache_revalidate),
+            intermediaries: flag(&m.cache_intermediaries),
+            no_cache: flag(&m.cache_no),
+        });
+    } else {
+        // CACHE-1: a mount without cache keys sends no-store, as lwsws does.
+        mount = mount.cache(CachePolicy::default());
+    }
+    Ok(mount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        let m = "unknown field `mountpont`, expected one of `mountpoint`, `origin`, `default`";
+        assert_eq!(suggestion(m).as_deref(), Some("mountpoint"));
+        let m = "unknown field `zzzzzz`, expected one of `mountpoint`, `origin`";
+        assert_eq!(suggestion(m), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn comments_keep_positions() {
+        let text = "{ # comment with \"quote\n  \"vhosts\": [ { \"name\": \"a#b\", \"bogus\": \"1\" } ] }";
+        let e = parse_file(Path::new("f"), text).err().expect("error");
+        assert_eq!(e.position.map(|p| p.0), Some(2));
+        assert!(e.message.contains("bogus"), "{}", e.message);
+    }
+
+    #[test]
+    fn truthiness() {
+        for (v, want) in
+            [("1", true), ("0", false), ("on", true), ("YES", true), ("true", true), ("off", false), ("2", true)]
+        {
+            assert_eq!(Scalar::Str(v.into()).truthy(), want, "{v}");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The lwsws-style configuration (spec CFG-*, VH-*, MNT-*, CACHE-1),
+//! loaded from files and served over a real socket.
+
+mod support;
+
+use std::path::Path;
+use support::*;
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(path, text).expect("write");
+}
+
+fn load_err(dir: &Path) -> String {
+    match warren::config::load_dir(dir) {
+        Ok(_) => panic!("config accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn an_lwsws_configuration_serves() {
+    let (t, root) = site();
+    let other = t.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("index.html"), b"other site\n").expect("write");
+    let cfg = t.path().join("cfg");
+    write(
+        &cfg,
+        "conf",
+        r#"# global settings, lwsws style
+{ "global": { "server-string": "warren-conf", "timeout-secs": "20" } }"#,
+    );
+    write(
+        &cfg,
+        "conf.d/sites",
+        &format!(
+            r#"{{
+  "vhosts": [ {{
+      "name": "a.example", "port": "0", "interface": "127.0.0.1",
+      "keepalive_timeout": "30",
+      "headers": [{{ "X-Site": "a" }}],
+      "mounts": [
+        {{ "mountpoint": "/", "origin": "file://{root}", "default": "index.html",
+           "cache-max-age": "60", "cache-reuse": "1", "cache-intermediaries": "on" }},
+        {{ "mountpoint": "/go", "origin": ">https://example.org/there", "append-path": "1" }}
+      ]
+    }}, {{
+      "name": "b.example", "port": "0", "interface": "127.0.0.1",
+      "mounts": [ {{ "mountpoint": "/", "origin": "file://{other}" }} ]
+  }} ]
+}}"#,
+            root = root.display(),
+            other = other.display()
+        ),
+    );
+    let info = warren::config::load_dir(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(info);
+    let get_host = |host: &str, path: &str| {
+        request(&server, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"))
+    };
+    // VH-1: both vhosts share the port; Host picks.
+    let r = get_host("a.example", "/");
+    assert_eq!(r.text(), "<h1>root index</h1>\n");
+    assert_eq!(r.header("x-site"), Some("a"));
+    assert_eq!(r.header("server"), Some("warren-conf"));
+    assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
+    let r = get_host("b.example:1234", "/");
+    assert_eq!(r.text(), "other site\n");
+    assert_eq!(r.header("cache-control"), Some("no-store"), "no cache keys: lwsws's no-store");
+    assert_eq!(get_host("sub.a.example", "/").header("x-site"), Some("a"), "wildcard parent");
+    assert_eq!(get_host("unknown.test", "/").header("x-site"), Some("a"), "first vhost of the port");
+    let r = get_host("a.example", "/go/x/y");
+    assert_eq!((r.status, r.header("location")), (301, Some("https://example.org/there/x/y")));
+}
+
+#[test]
+fn mistakes_name_the_file_line_column_and_key() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let cfg = t.path();
+    write(cfg, "conf", r#"{ "global": {} }"#);
+    write(
+        cfg,
+        "conf.d/bad",
+        "{ \"vhosts\": [ {\n  \"name\": \"x\", \"port\": \"0\",\n  \"mounts\": [ { \"mountpont\": \"/\", \"origin\": \"file:///tmp\" } ]\n} ] }",
+    );
+    let e = load_err(cfg);
+    assert!(e.contains("conf.d/bad:3:"), "{e}");
+    assert!(e.contains("unknown key `mountpont`"), "{e}");
+    assert!(e.contains("did you mean `mountpoint`?"), "{e}");
+
+    write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x", "port": { "no": 1 } } ] }"#);
+    let e = load_err(cfg);
+    assert!(e.contains("conf.d/bad:1:") && e.contains("expected a string"), "{e}");
+
+    write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x", "port": "0", "access-log": "/tmp/log" } ] }"#);
+    let e = load_err(cfg);
+    assert!(e.contains("vhosts[0].access-log") && e.contains("not supported by warren yet"), "{e}");
+
+    write(
+        cfg,
+        "conf.d/bad",
+        r#"{ "vhosts": [ { "name": "x", "port": "0", "mounts": [ { "mountpoint": "/", "origin": "ftp://x" } ] } ] }"#,
+    );
+    let e = load_err(cfg);
+    assert!(e.contains("vhosts[0].mounts[0].origin") && e.contains("expected file://"), "{e}");
+
+    write(
+        cfg,
+        "conf.d/bad",
+        r#"{ "vhosts": [ { "name": "x", "port": "0", "mounts": [ { "mountpoint": "/", "origin": "cgi:///bin/x" } ] } ] }"#,
+    );
+    assert!(load_err(cfg).contains("cgi:// origin is not supported by warren yet"));
+
+    write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x" } ] }"#);
+    assert!(load_err(cfg).contains("\"port\" is required"));
+
+    write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x", "port": "0" } ] "#);
+    assert!(load_err(cfg).contains("conf.d/bad:1:"), "syntax errors have positions too");
+
+    write(cfg, "conf.d/bad", r#"{ "global": { "count-threads": "1" } }"#);
+    assert!(load_err(cfg).contains("no vhost configured"));
+}
+
+#[test]
+fn the_binary_takes_config() {
+    let t = tempfile::tempdir().expect("tempdir");
+    write(t.path(), "conf", r#"{ "vhosts": [ { "name": "x", "port": "0", "mountz": [] } ] }"#);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["--config"])
+        .arg(t.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("did you mean `mounts`?"), "{err}");
+}
