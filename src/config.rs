@@ -265,7 +265,7 @@ present!(Global { uid => "uid", gid => "gid", username => "username", groupname 
     init_ssl => "init-ssl", plugin_dir => "plugin-dir", count_async_threads => "count-async-threads",
     reject_service_keywords => "reject-service-keywords", default_alpn => "default-alpn",
     ip_limit_ah => "ip-limit-ah", ip_limit_wsi => "ip-limit-wsi", rlimit_nofile => "rlimit-nofile" });
-present!(Vhost { access_log => "access-log", ws_protocols => "ws-protocols", unix_socket => "unix-socket",
+present!(Vhost { ws_protocols => "ws-protocols", unix_socket => "unix-socket",
     unix_socket_perms => "unix-socket-perms", sts => "sts", host_ssl_key => "host-ssl-key",
     host_ssl_cert => "host-ssl-cert", host_ssl_ca => "host-ssl-ca", client_ssl_key => "client-ssl-key",
     client_ssl_cert => "client-ssl-cert", client_ssl_ca => "client-ssl-ca",
@@ -412,6 +412,15 @@ fn build_vhost(file: &Path, index: usize, v: Vhost, server: Option<&Scalar>) -> 
     }
     if let Some(doc) = v.error_document_404 {
         vhost = vhost.error_document_404(doc.text());
+    }
+    if let Some(log) = &v.access_log {
+        let path = match log {
+            serde_json::Value::String(s) => s.clone(),
+            other => {
+                return Err(bad(file, &format!("{at}.access-log"), format!("expected a file path, found {other}")))
+            }
+        };
+        vhost = vhost.access_log(path);
     }
     for (i, m) in v.mounts.unwrap_or_default().into_iter().enumerate() {
         vhost = vhost.mount(build_mount(file, &format!("{at}.mounts[{i}]"), m)?);

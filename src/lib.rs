@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, deny(warnings))]
 
+mod access_log;
 mod auth;
 pub mod config;
 mod context;

@@ -51,6 +51,8 @@ pub(crate) type ValidatorKey = (u64, bool, u64);
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) vhosts: Vec<VhostInfo>,
+    /// Each vhost's access log, if it has one.
+    pub(crate) access_logs: Vec<Option<crate::access_log::AccessLog>>,
     /// For each listening socket, its vhosts in creation order.
     pub(crate) listeners: Vec<Vec<usize>>,
     pub(crate) limits: Limits,
@@ -163,7 +165,13 @@ impl Service {
             None => fd_limit().saturating_sub(FD_RESERVE) / 2,
         };
         let now = Instant::now();
+        let access_logs = info
+            .vhosts
+            .iter()
+            .map(|v| v.access_log.as_deref().map(crate::access_log::AccessLog::open).transpose())
+            .collect::<io::Result<Vec<_>>>()?;
         let sh = Shared {
+            access_logs,
             vhosts: info.vhosts,
             listeners,
             limits: info.limits,

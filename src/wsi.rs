@@ -219,11 +219,13 @@ pub(crate) struct TxInfo {
     pub(crate) version: Version,
     pub(crate) keep_alive: bool,
     pub(crate) head_only: bool,
+    /// The status of the response head sent (for the access log).
+    pub(crate) status: u16,
 }
 
 impl Default for TxInfo {
     fn default() -> Self {
-        TxInfo { version: Version::Http11, keep_alive: false, head_only: false }
+        TxInfo { version: Version::Http11, keep_alive: false, head_only: false, status: 0 }
     }
 }
 
@@ -248,6 +250,7 @@ pub(crate) enum BodyFraming {
 
 /// Starts a head with the fields every response has.
 pub(crate) fn begin_head<'b>(buf: &'b mut Vec<u8>, tx: &mut TxInfo, status: u16, env: HeadEnv<'_>) -> ResponseHead<'b> {
+    tx.status = status;
     let mut head = ResponseHead::new(buf, tx.version, status);
     head.header("Date", env.date);
     if let Some(s) = env.server {

@@ -96,9 +96,9 @@ fn mistakes_name_the_file_line_column_and_key() {
     let e = load_err(cfg);
     assert!(e.contains("conf.d/bad:1:") && e.contains("expected a string"), "{e}");
 
-    write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x", "port": "0", "access-log": "/tmp/log" } ] }"#);
+    write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x", "port": "0", "ws-protocols": [] } ] }"#);
     let e = load_err(cfg);
-    assert!(e.contains("vhosts[0].access-log") && e.contains("not supported by warren yet"), "{e}");
+    assert!(e.contains("vhosts[0].ws-protocols") && e.contains("not supported by warren yet"), "{e}");
 
     write(
         cfg,
@@ -138,4 +138,49 @@ fn the_binary_takes_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("did you mean `mounts`?"), "{err}");
+}
+
+#[test]
+fn access_log_in_combined_format() {
+    // LOG-1
+    let (t, root) = site();
+    let log = t.path().join("access.log");
+    let cfg = t.path().join("cfg");
+    write(
+        &cfg,
+        "conf",
+        &format!(
+            r#"{{ "vhosts": [ {{ "name": "x", "port": "0", "interface": "127.0.0.1", "access-log": "{}",
+               "mounts": [ {{ "mountpoint": "/", "origin": "file://{}" }} ] }} ] }}"#,
+            log.display(),
+            root.display()
+        ),
+    );
+    let server = Server::start(warren::config::load_dir(&cfg).unwrap_or_else(|e| panic!("{e}")));
+    let ok = request(
+        &server,
+        "GET /index.html?q=1 HTTP/1.1\r\nHost: x\r\nReferer: http://r/\r\nUser-Agent: t\"ua\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(ok.status, 200);
+    assert_eq!(get(&server, "/missing").status, 404);
+    let _ = request(&server, "garbage\r\n\r\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 3 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let first = lines.iter().find(|l| l.contains("/index.html")).expect("index line");
+    assert!(first.starts_with("127.0.0.1 - - ["), "{first}");
+    assert!(first.contains(" +0000] \"GET /index.html HTTP/1.1\" 200 "), "{first}");
+    assert!(first.ends_with(" \"http://r/\" \"t'ua\""), "quotes become ': {first}");
+    let bytes: u64 =
+        first.split("\" 200 ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(bytes > 20, "bytes include the head: {first}");
+    assert!(lines.iter().any(|l| l.contains("\"GET /missing HTTP/1.1\" 404 ")), "{text}");
+    assert!(lines.iter().any(|l| l.contains("\"- - HTTP/1.1\" 400 ")), "{text}");
 }

@@ -121,6 +121,9 @@ pub(crate) struct Conn {
     writing: Writing,
     tx: TxInfo,
     binding: Option<Binding>,
+    /// The request being answered, for the access log (only when the
+    /// vhost has one), and the byte count when its response began.
+    logging: Option<Box<(crate::access_log::Entry, u64)>>,
 }
 
 impl Conn {
@@ -152,6 +155,7 @@ impl Conn {
             writing: Writing::Idle,
             tx: TxInfo::default(),
             binding: None,
+            logging: None,
         }
     }
 
@@ -360,6 +364,7 @@ impl Conn {
     /// Ends a transaction whose response has fully left.
     fn finish_transaction(&mut self, sh: &mut Shared) {
         self.want_writable = false;
+        self.log_transaction(sh);
         if self.tx.keep_alive && matches!(self.reading, Reading::Done) {
             // A pause of rx was about the request that just ended.
             self.rx_paused = false;
@@ -513,8 +518,18 @@ impl Conn {
     /// Answers a head we could not accept, then closes.
     fn refuse_head(&mut self, sh: &mut Shared, e: HeadError) {
         log::debug!("{}: bad request head: {e:?}", self.peer);
-        self.tx = TxInfo { version: Version::Http11, keep_alive: false, head_only: false };
+        self.tx = TxInfo { version: Version::Http11, keep_alive: false, head_only: false, status: 0 };
         self.reading = Reading::Done;
+        if sh.access_logs.get(self.vhost).is_some_and(Option::is_some) {
+            let entry = crate::access_log::Entry {
+                method: "-".into(),
+                path: "-".into(),
+                proto: "HTTP/1.1",
+                referer: String::new(),
+                user_agent: String::new(),
+            };
+            self.logging = Some(Box::new((entry, self.out.sent)));
+        }
         self.send_error(sh, e.status(), None);
     }
 
@@ -522,11 +537,25 @@ impl Conn {
 
     fn on_request(&mut self, sh: &mut Shared, req: Request) -> Result<(), Close> {
         sh.handle.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
-        self.tx =
-            TxInfo { version: req.version(), keep_alive: req.keep_alive(), head_only: req.method() == Method::Head };
+        self.tx = TxInfo {
+            version: req.version(),
+            keep_alive: req.keep_alive(),
+            head_only: req.method() == Method::Head,
+            status: 0,
+        };
         sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
         self.reading = Reading::Done;
         self.vhost = select_vhost(&sh.vhosts, &sh.listeners[self.listener], req.host());
+        if sh.access_logs.get(self.vhost).is_some_and(Option::is_some) {
+            let entry = crate::access_log::Entry {
+                method: req.method_str().to_string(),
+                path: req.path().to_string(),
+                proto: req.version().as_str(),
+                referer: req.header_str("referer").unwrap_or("").to_string(),
+                user_agent: req.header_str("user-agent").unwrap_or("").to_string(),
+            };
+            self.logging = Some(Box::new((entry, self.out.sent)));
+        }
         if req.path() == "*" {
             self.send_simple(sh, 200, &[("Allow", "GET, HEAD, OPTIONS")], false);
             return Ok(());
@@ -950,7 +979,18 @@ impl Conn {
     }
 
     /// The connection is going away: tell its protocol.
+    /// Writes the access-log line of the transaction that just ended.
+    fn log_transaction(&mut self, sh: &mut Shared) {
+        let Some(entry) = self.logging.take() else { return };
+        if let Some(Some(log)) = sh.access_logs.get(self.vhost) {
+            let (entry, start) = *entry;
+            log.log(self.peer, &entry, self.tx.status, self.out.sent - start);
+        }
+    }
+
     pub(crate) fn on_close(&mut self, sh: &mut Shared) {
+        // A transaction cut short is logged with what was sent.
+        self.log_transaction(sh);
         if self.binding.is_some() {
             let (id, peer) = (self.id(), self.peer);
             let _ = self.dispatch(sh, RawEvent::Closed(id, peer));
