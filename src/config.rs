@@ -278,7 +278,7 @@ present!(Vhost { ws_protocols => "ws-protocols", unix_socket => "unix-socket",
     apply_listen_accept => "apply-listen-accept", onlyraw => "onlyraw",
     fallback_listen_accept => "fallback-listen-accept", allow_non_tls => "allow-non-tls",
     redirect_http => "redirect-http", allow_http_on_https => "allow-http-on-https" });
-present!(MountConf { extra_mimetypes => "extra-mimetypes", interpret => "interpret", protocol => "protocol",
+present!(MountConf { interpret => "interpret", protocol => "protocol",
     auth_mask => "auth-mask", cgi_timeout => "cgi-timeout", cgi_env => "cgi-env", pmo => "pmo",
     cgi_chroot => "cgi-chroot", cgi_chdir => "cgi-chdir", headers => "headers",
     keepalive_timeout => "keepalive-timeout", exact_match => "exact-match",
@@ -464,6 +464,19 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
     }
     if let Some(b) = &m.basic_auth {
         mount = mount.basic_auth(b.text());
+    }
+    if let Some(types) = &m.extra_mimetypes {
+        let serde_json::Value::Object(map) = types else {
+            return Err(bad(file, &format!("{at}.extra-mimetypes"), "expected an object {\".ext\": \"type\"}".into()));
+        };
+        let mut list = Vec::new();
+        for (suffix, ty) in map {
+            let serde_json::Value::String(ty) = ty else {
+                return Err(bad(file, &format!("{at}.extra-mimetypes.{suffix}"), "expected a string".into()));
+            };
+            list.push((suffix.clone(), ty.clone()));
+        }
+        mount = mount.extra_mimetypes(list);
     }
     let cache_keys = [&m.cache_max_age, &m.cache_reuse, &m.cache_revalidate, &m.cache_intermediaries, &m.cache_no];
     if cache_keys.iter().any(|k| k.is_some()) {

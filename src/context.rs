@@ -62,6 +62,7 @@ pub struct VhostInfo {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) server_string: Option<String>,
     pub(crate) access_log: Option<std::path::PathBuf>,
+    pub(crate) error_pages: Vec<(u16, String)>,
 }
 
 impl VhostInfo {
@@ -79,7 +80,16 @@ impl VhostInfo {
             headers: Vec::new(),
             server_string: None,
             access_log: None,
+            error_pages: Vec::new(),
         }
+    }
+
+    /// Answers errors of `status` with the file at URL `path` of this
+    /// vhost's file mounts, served in place with that status (no
+    /// redirect). If the page cannot be read, the built-in page is sent.
+    pub fn error_page(mut self, status: u16, path: impl Into<String>) -> VhostInfo {
+        self.error_pages.push((status, path.into()));
+        self
     }
 
     /// Logs every transaction of this vhost to `path`, in Apache's

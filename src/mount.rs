@@ -53,6 +53,7 @@ pub struct Mount {
     pub(crate) default: String,
     pub(crate) cache: Option<crate::http::CachePolicy>,
     pub(crate) basic_auth: Option<std::path::PathBuf>,
+    pub(crate) extra_mimetypes: Vec<(String, String)>,
 }
 
 impl Mount {
@@ -67,7 +68,14 @@ impl Mount {
         } else {
             format!("/{trimmed}")
         };
-        Mount { mountpoint, origin, default: "index.html".to_string(), cache: None, basic_auth: None }
+        Mount {
+            mountpoint,
+            origin,
+            default: "index.html".to_string(),
+            cache: None,
+            basic_auth: None,
+            extra_mimetypes: Vec::new(),
+        }
     }
 
     /// Serves files from `fops` at `mountpoint`.
@@ -94,6 +102,39 @@ impl Mount {
     pub fn basic_auth(mut self, file: impl Into<std::path::PathBuf>) -> Mount {
         self.basic_auth = Some(file.into());
         self
+    }
+
+    /// Content types by file suffix for this mount, looked at before the
+    /// built-in table (spec FILE-6, lwsws `extra-mimetypes`): `(".ext",
+    /// "type/subtype")`, matched case-insensitively. The suffix `"*"`
+    /// sets the type for everything the table does not know; an empty
+    /// type there means no `Content-Type` at all.
+    pub fn extra_mimetypes(mut self, types: impl IntoIterator<Item = (String, String)>) -> Mount {
+        self.extra_mimetypes.extend(types);
+        self
+    }
+
+    /// The content type this mount gives `name`: its own list first,
+    /// then the built-in table, then its `"*"` entry. `None`: send none.
+    pub(crate) fn content_type_for<'a>(
+        &'a self,
+        name: &str,
+        builtin: impl Fn(&str) -> Option<&'static str>,
+    ) -> Option<&'a str> {
+        let lower = name.to_ascii_lowercase();
+        for (suffix, ty) in &self.extra_mimetypes {
+            if suffix != "*" && lower.ends_with(&suffix.to_ascii_lowercase()) {
+                return Some(ty);
+            }
+        }
+        if let Some(t) = builtin(name) {
+            return Some(t);
+        }
+        match self.extra_mimetypes.iter().find(|(s, _)| s == "*") {
+            Some((_, t)) if t.is_empty() => None,
+            Some((_, t)) => Some(t),
+            None => Some("application/octet-stream"),
+        }
     }
 
     /// Hands `mountpoint` to the vhost's protocol `name`.

@@ -227,3 +227,28 @@ fn basic_auth_mounts() {
     assert_eq!(r.status, 403);
     assert_eq!(fetch(&server, "/index.html", "").status, 200, "other mounts are open");
 }
+
+#[test]
+fn extra_mimetypes_and_error_pages() {
+    // FILE-6 (extra-mimetypes with "*"), per-status error pages in place.
+    let (_t, root) = site();
+    std::fs::write(root.join("app.properties"), b"k=v\n").expect("write");
+    std::fs::write(root.join("x.unknownext"), b"?\n").expect("write");
+    std::fs::write(root.join("oops.html"), b"<p>our own 404</p>\n").expect("write");
+    let types =
+        vec![(".properties".to_string(), "text/x-java-properties".to_string()), ("*".to_string(), String::new())];
+    let server = Server::start(
+        ContextInfo::new()
+            .vhost(vhost().mount(files_mount("/", &root).extra_mimetypes(types)).error_page(404, "/oops.html")),
+    );
+    assert_eq!(fetch(&server, "/app.properties", "").header("content-type"), Some("text/x-java-properties"));
+    assert_eq!(fetch(&server, "/APP.PROPERTIES", "").status, 404, "paths stay case-sensitive");
+    assert_eq!(fetch(&server, "/x.unknownext", "").header("content-type"), None, "\"*\": \"\" sends none");
+    assert_eq!(fetch(&server, "/index.html", "").header("content-type"), Some("text/html"));
+    let r = fetch(&server, "/missing", "");
+    assert_eq!((r.status, r.text().as_str()), (404, "<p>our own 404</p>\n"));
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    // Without extra types, unknown suffixes are octet-stream.
+    let plain = Server::files(&root);
+    assert_eq!(fetch(&plain, "/x.unknownext", "").header("content-type"), Some("application/octet-stream"));
+}

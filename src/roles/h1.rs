@@ -691,8 +691,17 @@ impl Conn {
             _ => (if fresh { 304 } else { status }, 0, info.len, None),
         };
         let name = path.file_name().unwrap_or("");
-        let ctype = content_type(name);
-        let multipart = parts.map(|parts| Multipart::new(parts, ctype, info.len, info.version.unwrap_or(0)));
+        let ctype: Option<String> = {
+            let m = &sh.vhosts[self.vhost].mounts[mount_index];
+            if m.extra_mimetypes.is_empty() {
+                Some(content_type(name).to_string())
+            } else {
+                m.content_type_for(name, known_type).map(str::to_string)
+            }
+        };
+        let ctype_str = ctype.as_deref().unwrap_or("application/octet-stream");
+        let multipart =
+            parts.map(|parts| Multipart::new(parts, ctype_str.to_string(), info.len, info.version.unwrap_or(0)));
         let Shared { vhosts, date, tx: buf, validators: _, .. } = sh;
         let vh = &vhosts[self.vhost];
         buf.clear();
@@ -701,7 +710,10 @@ impl Conn {
         if !fresh {
             match &multipart {
                 Some(m) => head.header("Content-Type", &m.content_type()),
-                None => head.header("Content-Type", ctype),
+                None => match &ctype {
+                    Some(t) => head.header("Content-Type", t),
+                    None => &mut head,
+                },
             };
             if info.encoding == ContentEncoding::Gzip {
                 head.header("Content-Encoding", "gzip");
@@ -880,7 +892,37 @@ impl Conn {
                 }
             }
         }
+        if let Some(body) = self.custom_error_page(sh, status) {
+            let (env, buf) = Self::env(sh, self.vhost);
+            let mut head = begin_head(buf, &mut self.tx, status, env);
+            head.header("Content-Type", &body.1);
+            end_head(head, &mut self.tx, BodyFraming::Length(body.0.len() as u64));
+            if !self.tx.head_only {
+                buf.extend_from_slice(&body.0);
+            }
+            let bytes = std::mem::take(buf);
+            self.send_buffered_from(&bytes);
+            sh.tx = bytes;
+            return;
+        }
         self.send_simple(sh, status, &[], true);
+    }
+
+    /// The vhost's own page for `status`, read from its file mounts (a
+    /// small file: at most 64 KiB), with its content type.
+    fn custom_error_page(&self, sh: &Shared, status: u16) -> Option<(Vec<u8>, String)> {
+        let vh = &sh.vhosts[self.vhost];
+        let path = vh.error_pages.iter().find(|(s, _)| *s == status).map(|(_, p)| p.as_str())?;
+        let (_, m) = mount::find(&vh.mounts, path)?;
+        let Origin::File(fops) = &m.origin else { return None };
+        let vpath = VPath::new(m.remainder(path)).ok()?;
+        match warren_vfs::read_to_vec(fops.as_ref(), &vpath, 64 * 1024) {
+            Ok(body) => Some((body, content_type(vpath.file_name().unwrap_or("")).to_string())),
+            Err(e) => {
+                log::warn!("error page {path} for {status}: {e}; sending the built-in one");
+                None
+            }
+        }
     }
 
     /// A response made here: the error page for `status` when `page`,
@@ -1005,6 +1047,14 @@ impl fmt::Display for Conn {
     }
 }
 
+/// The media type for a file name if known (quick match, then mime_guess).
+fn known_type(name: &str) -> Option<&'static str> {
+    match content_type(name) {
+        "application/octet-stream" if !name.to_ascii_lowercase().ends_with(".bin") => None,
+        t => Some(t),
+    }
+}
+
 /// The media type for a file name: the common web types by a quick
 /// match, the rest from mime_guess; unknown is `application/octet-stream`.
 fn content_type(name: &str) -> &'static str {
@@ -1050,12 +1100,12 @@ struct MultipartSend {
 struct Multipart {
     parts: Vec<(u64, u64)>,
     boundary: String,
-    ctype: &'static str,
+    ctype: String,
     len: u64,
 }
 
 impl Multipart {
-    fn new(parts: Vec<(u64, u64)>, ctype: &'static str, len: u64, version: u64) -> Multipart {
+    fn new(parts: Vec<(u64, u64)>, ctype: String, len: u64, version: u64) -> Multipart {
         // A boundary that cannot occur in the file's bytes by accident.
         let boundary = format!("warren-{version:016x}-{:08x}", parts.len() as u64 ^ len);
         Multipart { parts, boundary, ctype, len }
