@@ -423,7 +423,13 @@ fn build_vhost(file: &Path, index: usize, v: Vhost, server: Option<&Scalar>) -> 
         vhost = vhost.access_log(path);
     }
     for (i, m) in v.mounts.unwrap_or_default().into_iter().enumerate() {
-        vhost = vhost.mount(build_mount(file, &format!("{at}.mounts[{i}]"), m)?);
+        let mount = build_mount(file, &format!("{at}.mounts[{i}]"), m)?;
+        if let crate::Origin::Callback(name) = &mount.origin {
+            // Checked against plugins::NAMES when the mount was read.
+            let name = name.clone();
+            vhost.plugin(&name);
+        }
+        vhost = vhost.mount(mount);
     }
     Ok(vhost)
 }
@@ -446,8 +452,15 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
         return Err(unsupported(file, &key, "a reverse-proxy origin"));
     } else if origin.starts_with("cgi://") {
         return Err(unsupported(file, &key, "a cgi:// origin"));
-    } else if origin.starts_with("callback://") {
-        return Err(unsupported(file, &key, "a callback:// origin (no protocol plugins are built in yet)"));
+    } else if let Some(name) = origin.strip_prefix("callback://") {
+        if !crate::plugins::NAMES.contains(&name) {
+            return Err(bad(
+                file,
+                &key,
+                format!("no protocol plugin called {name:?}; built in: {}", crate::plugins::NAMES.join(", ")),
+            ));
+        }
+        Mount::callback(&mountpoint, name)
     } else if origin.starts_with("gzip://") {
         return Err(unsupported(file, &key, "a gzip:// origin"));
     } else {

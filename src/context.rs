@@ -106,6 +106,21 @@ impl VhostInfo {
         self
     }
 
+    /// Adds a built-in plugin by name (see [`crate::plugins`]), unless the
+    /// vhost already has a protocol of that name. `false`: no such plugin.
+    pub fn plugin(&mut self, name: &str) -> bool {
+        if self.protocols.iter().any(|p| p.name() == name) {
+            return true;
+        }
+        match crate::plugins::by_name(name) {
+            Some(p) => {
+                self.protocols.push(p);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Adds a protocol, which `callback://` mounts can name.
     pub fn protocol<P: Protocol>(mut self, protocol: P) -> VhostInfo {
         self.protocols.push(Box::new(protocol));

@@ -45,6 +45,7 @@ mod context;
 pub mod http;
 mod mount;
 pub mod pack;
+pub mod plugins;
 pub mod protocol;
 mod roles;
 mod service;

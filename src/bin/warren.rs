@@ -128,7 +128,11 @@ fn run(o: Options) -> Result<(), String> {
     }
     let (fops, what) = site(o.root.as_deref())?;
     let addr = SocketAddr::new(o.bind, o.port);
-    let vhost = VhostInfo::new("default", addr).keepalive_timeout(o.keepalive).mount(Mount::files("/", fops));
+    let mut vhost = VhostInfo::new("default", addr)
+        .keepalive_timeout(o.keepalive)
+        .mount(Mount::files("/", fops))
+        .mount(Mount::callback("/formtest", warren::plugins::post_demo::NAME));
+    vhost.plugin(warren::plugins::post_demo::NAME);
     let context = Context::new(ContextInfo::new().vhost(vhost)).map_err(|e| e.to_string())?;
     let local = context.local_addr(0).unwrap_or(addr);
     log::info!("warren {} serving {what} on http://{local}/", env!("CARGO_PKG_VERSION"));
