@@ -227,11 +227,15 @@ pub struct Stats {
     pub requests: u64,
 }
 
+/// A vhost handed to a running loop, and where to say how it went.
+pub(crate) type NewVhost = (VhostInfo, std::sync::mpsc::Sender<io::Result<SocketAddr>>);
+
 pub(crate) struct HandleInner {
     pub(crate) waker: mio::Waker,
     pub(crate) stop: AtomicBool,
     pub(crate) cancels: AtomicU64,
     pub(crate) counters: Counters,
+    pub(crate) new_vhosts: std::sync::Mutex<Vec<NewVhost>>,
 }
 
 /// The one way to reach a running loop from another thread. Cheap to
@@ -255,6 +259,18 @@ impl ContextHandle {
     pub fn cancel_service(&self) {
         self.inner.cancels.fetch_add(1, Ordering::Release);
         self.wake();
+    }
+
+    /// Adds a vhost to the running loop (lws `lws_create_vhost` after
+    /// start). It shares an existing listener when its address matches
+    /// one, else binds its own (VH-4, VH-5). The answer, the address it
+    /// listens on, arrives on the returned receiver once the loop has
+    /// done it; do not wait on it from a callback of the same loop.
+    pub fn add_vhost(&self, vhost: VhostInfo) -> std::sync::mpsc::Receiver<io::Result<SocketAddr>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner()).push((vhost, tx));
+        self.wake();
+        rx
     }
 
     /// Asks the loop to stop; [`Context::run`] then returns.

@@ -80,16 +80,24 @@ impl Shared {
 }
 
 /// One service loop.
-#[derive(Debug)]
 pub(crate) struct Service {
     poll: Poll,
     wsis: Slab<Wsi>,
     sh: Shared,
+    /// Bound address of each listener, and the address it was asked for.
     addrs: Vec<SocketAddr>,
+    wanted: Vec<SocketAddr>,
     vhost_listener: Vec<usize>,
     max_conns: usize,
     open_conns: usize,
     generation: u32,
+    factory: Option<crate::context::FopsFactory>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("addrs", &self.addrs).field("open_conns", &self.open_conns).finish()
+    }
 }
 
 impl Service {
@@ -98,35 +106,6 @@ impl Service {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no vhost to serve"));
         }
         let mut info = info;
-        let factory = info.fops_factory.take();
-        for v in info.vhosts.iter_mut() {
-            for m in v.mounts.iter_mut() {
-                if let Origin::Path(path) = &m.origin {
-                    let fops = match &factory {
-                        Some(f) => f(path),
-                        None => crate::mount::default_fops(path),
-                    };
-                    m.origin = Origin::File(fops.map_err(|e| {
-                        io::Error::new(e.kind(), format!("vhost {:?}: mount {}: {e}", v.name, m.mountpoint))
-                    })?);
-                }
-            }
-        }
-        for v in &info.vhosts {
-            for m in &v.mounts {
-                if let Origin::Callback(name) = &m.origin {
-                    if !v.protocols.iter().any(|p| p.name() == name) {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            format!(
-                                "vhost {:?}: mount {} names protocol {name:?}, which the vhost does not have",
-                                v.name, m.mountpoint
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
         ignore_sigpipe();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
@@ -136,44 +115,18 @@ impl Service {
                 stop: Default::default(),
                 cancels: Default::default(),
                 counters: Default::default(),
+                new_vhosts: Default::default(),
             }),
         };
-        let mut wsis = Slab::new();
-        let mut listeners: Vec<Vec<usize>> = Vec::new();
-        let mut addrs: Vec<SocketAddr> = Vec::new();
-        let mut wanted: Vec<SocketAddr> = Vec::new();
-        let mut vhost_listener = Vec::new();
-        for (vi, v) in info.vhosts.iter().enumerate() {
-            if let Some(li) = wanted.iter().position(|a| *a == v.listen) {
-                listeners[li].push(vi);
-                vhost_listener.push(li);
-                continue;
-            }
-            let mut sock = TcpListener::bind(v.listen)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", v.listen)))?;
-            let index = listeners.len();
-            let entry = wsis.vacant_entry();
-            poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE)?;
-            addrs.push(sock.local_addr()?);
-            entry.insert(Wsi::Listen(Listen { sock, index, forced: false }));
-            wanted.push(v.listen);
-            listeners.push(vec![vi]);
-            vhost_listener.push(index);
-        }
         let max_conns = match info.limits.max_connections {
             Some(n) => n,
             None => fd_limit().saturating_sub(FD_RESERVE) / 2,
         };
         let now = Instant::now();
-        let access_logs = info
-            .vhosts
-            .iter()
-            .map(|v| v.access_log.as_deref().map(crate::access_log::AccessLog::open).transpose())
-            .collect::<io::Result<Vec<_>>>()?;
         let sh = Shared {
-            access_logs,
-            vhosts: info.vhosts,
-            listeners,
+            access_logs: Vec::new(),
+            vhosts: Vec::new(),
+            listeners: Vec::new(),
             limits: info.limits,
             rx: vec![0; RX_BUF],
             tx: Vec::with_capacity(RX_BUF),
@@ -185,8 +138,93 @@ impl Service {
             forced: Vec::new(),
             now,
         };
-        let service = Service { poll, wsis, sh, addrs, vhost_listener, max_conns, open_conns: 0, generation: 0 };
+        let mut service = Service {
+            poll,
+            wsis: Slab::new(),
+            sh,
+            addrs: Vec::new(),
+            wanted: Vec::new(),
+            vhost_listener: Vec::new(),
+            max_conns,
+            open_conns: 0,
+            generation: 0,
+            factory: info.fops_factory.take(),
+        };
+        for v in std::mem::take(&mut info.vhosts) {
+            service.attach_vhost(v)?;
+        }
         Ok((service, handle))
+    }
+
+    /// Resolves a vhost's mounts, checks its protocols, opens its access
+    /// log, and binds its address unless a vhost already listens there.
+    /// Returns the address it listens on.
+    fn attach_vhost(&mut self, mut v: VhostInfo) -> io::Result<SocketAddr> {
+        for m in v.mounts.iter_mut() {
+            if let Origin::Path(path) = &m.origin {
+                let fops = match &self.factory {
+                    Some(f) => f(path),
+                    None => crate::mount::default_fops(path),
+                };
+                m.origin = Origin::File(fops.map_err(|e| {
+                    io::Error::new(e.kind(), format!("vhost {:?}: mount {}: {e}", v.name, m.mountpoint))
+                })?);
+            }
+            if let Origin::Callback(name) = &m.origin {
+                if !v.protocols.iter().any(|p| p.name() == name) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "vhost {:?}: mount {} names protocol {name:?}, which the vhost does not have",
+                            v.name, m.mountpoint
+                        ),
+                    ));
+                }
+            }
+        }
+        let log = v.access_log.as_deref().map(crate::access_log::AccessLog::open).transpose()?;
+        let vi = self.sh.vhosts.len();
+        let li = match self.wanted.iter().position(|a| *a == v.listen) {
+            Some(li) => li,
+            None => {
+                let mut sock = TcpListener::bind(v.listen)
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", v.listen)))?;
+                let index = self.sh.listeners.len();
+                let entry = self.wsis.vacant_entry();
+                self.poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE)?;
+                self.addrs.push(sock.local_addr()?);
+                entry.insert(Wsi::Listen(Listen { sock, index, forced: false }));
+                self.wanted.push(v.listen);
+                self.sh.listeners.push(Vec::new());
+                index
+            }
+        };
+        self.sh.listeners[li].push(vi);
+        self.vhost_listener.push(li);
+        self.sh.access_logs.push(log);
+        self.sh.vhosts.push(v);
+        Ok(self.addrs[li])
+    }
+
+    /// Vhosts handed over by [`ContextHandle::add_vhost`]: attach each,
+    /// say how it went, and initialise its protocols.
+    fn attach_new_vhosts(&mut self) {
+        let pending = std::mem::take(&mut *self.sh.handle.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner()));
+        for (v, reply) in pending {
+            let name = v.name.clone();
+            let result = self.attach_vhost(v);
+            if result.is_ok() {
+                let vi = self.sh.vhosts.len() - 1;
+                let Shared { vhosts, commands, handle, .. } = &mut self.sh;
+                for (pi, p) in vhosts[vi].protocols.iter_mut().enumerate() {
+                    let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
+                    let _ = p.dispatch(&mut cx, RawEvent::ProtocolInit, None);
+                }
+                self.apply_commands();
+                log::info!("vhost {name:?} added on {:?}", result.as_ref().ok());
+            }
+            let _ = reply.send(result);
+        }
     }
 
     pub(crate) fn local_addr(&self, vhost: usize) -> Option<SocketAddr> {
@@ -275,6 +313,7 @@ impl Service {
                 if inner.stop.load(Ordering::Acquire) {
                     break;
                 }
+                self.attach_new_vhosts();
             }
         }
         let keys: Vec<usize> = self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Http(_))).map(|(k, _)| k).collect();

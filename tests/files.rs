@@ -303,3 +303,41 @@ fn a_context_fops_factory_wraps_the_default_chain() {
     assert_eq!(get(&server, "/missing").status, 404);
     assert_eq!(opens.load(std::sync::atomic::Ordering::Relaxed), 3);
 }
+
+#[test]
+fn vhosts_can_be_added_to_a_running_server() {
+    // VH-4, VH-5: later vhosts share a port's socket or open their own.
+    let (t, root) = site();
+    let other = t.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("index.html"), b"added\n").expect("write");
+    let server = Server::files(&root);
+    let wait = |rx: std::sync::mpsc::Receiver<std::io::Result<std::net::SocketAddr>>| {
+        rx.recv_timeout(Duration::from_secs(5)).expect("the loop answers")
+    };
+    // Same address as the first vhost: shares its socket, chosen by Host.
+    let shared = wait(server.handle.add_vhost(
+        warren::VhostInfo::new("added.example", "127.0.0.1:0".parse().expect("addr")).mount(files_mount("/", &other)),
+    ))
+    .expect("added");
+    assert_eq!(shared, server.addr);
+    let r = request(&server, "GET / HTTP/1.1\r\nHost: added.example\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.text(), "added\n");
+    assert_eq!(get(&server, "/").text(), "<h1>root index</h1>\n", "unknown host: the first vhost");
+    // A new address: its own listener.
+    let own = wait(server.handle.add_vhost(
+        warren::VhostInfo::new("own", "127.0.0.2:0".parse().expect("addr")).mount(files_mount("/", &other)),
+    ))
+    .expect("added");
+    assert_ne!(own.port(), server.addr.port());
+    let mut s = std::net::TcpStream::connect(own).expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    assert_eq!(Reader::new(s).response(false).expect("response").text(), "added\n");
+    // A broken one is refused with a reason; the server goes on.
+    let e = wait(server.handle.add_vhost(
+        warren::VhostInfo::new("bad", "127.0.0.1:0".parse().expect("addr")).mount(warren::Mount::callback("/", "nope")),
+    ))
+    .expect_err("refused");
+    assert!(e.to_string().contains("nope"), "{e}");
+    assert_eq!(get(&server, "/index.html").status, 200);
+}
