@@ -261,3 +261,83 @@ mod tests {
         assert_eq!(find(&mounts[1..], "/z").map(|(i, _)| i), None);
     }
 }
+
+/// Where a `cgi://` mount's request goes (RFC 3875 §4.1.5, §4.1.13): the
+/// program to run, the `SCRIPT_NAME` (URL path of the program) and the
+/// `PATH_INFO` (the rest). Ready for the CGI role; no request reaches it
+/// yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgiTarget {
+    /// The executable to run.
+    pub program: PathBuf,
+    /// The URL path naming the program.
+    pub script_name: String,
+    /// What follows it (empty or starting with `/`).
+    pub path_info: String,
+}
+
+/// Resolves `remainder` (the request path below `mountpoint`) against a
+/// `cgi://` origin: a program, which gets the whole remainder as
+/// PATH_INFO, or a directory, whose first path segment naming an
+/// executable regular file is the script (lws issue 1602) and the rest
+/// PATH_INFO. Segments are checked by [`VPath`], so nothing outside the
+/// directory can be named. `None`: no such script.
+pub fn cgi_resolve(origin: &Path, mountpoint: &str, remainder: &str) -> Option<CgiTarget> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let base = if mountpoint == "/" { "" } else { mountpoint };
+    if executable(origin) {
+        return Some(CgiTarget {
+            program: origin.to_path_buf(),
+            script_name: base.to_string(),
+            path_info: remainder.to_string(),
+        });
+    }
+    if !origin.is_dir() {
+        return None;
+    }
+    let rel = VPath::new(remainder).ok()?;
+    let mut script = origin.to_path_buf();
+    let mut consumed = String::new();
+    for seg in rel.as_str().split('/').filter(|s| !s.is_empty()) {
+        script.push(seg);
+        consumed.push('/');
+        consumed.push_str(seg);
+        if executable(&script) {
+            let path_info = remainder.strip_prefix(consumed.as_str()).unwrap_or("").to_string();
+            return Some(CgiTarget { program: script, script_name: format!("{base}{consumed}"), path_info });
+        }
+        if !script.is_dir() {
+            return None;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod cgi_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn resolves_programs_and_directories() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let bin = t.path().join("cgi-bin");
+        std::fs::create_dir_all(bin.join("sub")).expect("mkdir");
+        for (name, mode) in [("run.sh", 0o755), ("data.txt", 0o644), ("sub/deep.py", 0o755)] {
+            let p = bin.join(name);
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        let r = cgi_resolve(&bin, "/cgi", "/run.sh/extra/path").expect("run.sh");
+        assert_eq!((r.script_name.as_str(), r.path_info.as_str()), ("/cgi/run.sh", "/extra/path"));
+        assert_eq!(r.program, bin.join("run.sh"));
+        let r = cgi_resolve(&bin, "/cgi", "/sub/deep.py").expect("deep");
+        assert_eq!((r.script_name.as_str(), r.path_info.as_str()), ("/cgi/sub/deep.py", ""));
+        assert_eq!(cgi_resolve(&bin, "/cgi", "/data.txt"), None, "not executable");
+        assert_eq!(cgi_resolve(&bin, "/cgi", "/missing/x"), None);
+        assert_eq!(cgi_resolve(&bin, "/cgi", "/../cgi-bin/run.sh"), None, "no escape");
+        let r = cgi_resolve(&bin.join("run.sh"), "/git", "/repo/info").expect("program");
+        assert_eq!((r.script_name.as_str(), r.path_info.as_str()), ("/git", "/repo/info"));
+    }
+}

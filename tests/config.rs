@@ -184,3 +184,39 @@ fn access_log_in_combined_format() {
     assert!(lines.iter().any(|l| l.contains("\"GET /missing HTTP/1.1\" 404 ")), "{text}");
     assert!(lines.iter().any(|l| l.contains("\"- - HTTP/1.1\" 400 ")), "{text}");
 }
+
+#[test]
+fn mount_precedence_from_configuration() {
+    // MNT-1, MNT-2: whole segments, longest match, whatever the order.
+    let t = tempfile::tempdir().expect("tempdir");
+    let mut origins = Vec::new();
+    for name in ["root", "a", "ab", "a_b"] {
+        let d = t.path().join(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("which.txt"), format!("{name}\n")).expect("write");
+        origins.push(d);
+    }
+    let cfg = t.path().join("cfg");
+    write(
+        &cfg,
+        "conf",
+        &format!(
+            r#"{{ "vhosts": [ {{ "name": "x", "port": "0", "interface": "127.0.0.1", "mounts": [
+              {{ "mountpoint": "/a/b", "origin": "file://{}" }},
+              {{ "mountpoint": "/", "origin": "file://{}" }},
+              {{ "mountpoint": "/a", "origin": "file://{}" }},
+              {{ "mountpoint": "/ab", "origin": "file://{}" }} ] }} ] }}"#,
+            origins[3].display(),
+            origins[0].display(),
+            origins[1].display(),
+            origins[2].display()
+        ),
+    );
+    let server = Server::start(warren::config::load_dir(&cfg).unwrap_or_else(|e| panic!("{e}")));
+    for (path, want) in
+        [("/which.txt", "root"), ("/a/which.txt", "a"), ("/ab/which.txt", "ab"), ("/a/b/which.txt", "a_b")]
+    {
+        assert_eq!(get(&server, path).text(), format!("{want}\n"), "{path}");
+    }
+    assert_eq!(get(&server, "/abc/which.txt").status, 404, "/abc is under / only");
+}
