@@ -521,6 +521,29 @@ impl Inflater {
     }
 }
 
+impl Inflater {
+    /// Refills the input from the archive if it is used up, then inflates
+    /// once into the window. Returns the status and how many bytes came
+    /// out (at `out_pos`, which the caller advances).
+    fn step(&mut self, archive: &Archive, name: &str, start: u64, csize: u64) -> io::Result<(TINFLStatus, usize)> {
+        if self.in_start == self.in_end && self.consumed < csize {
+            let want = (csize - self.consumed).min(INFLATE_INPUT as u64) as usize;
+            let n = archive.source.read_at(&mut self.input[..want], start + self.consumed)?;
+            if n == 0 {
+                return Err(archive.fail(io::ErrorKind::InvalidData, name, "archive ended inside the entry"));
+            }
+            self.consumed += n as u64;
+            self.in_start = 0;
+            self.in_end = n;
+        }
+        let more = if self.consumed < csize { inflate_flags::TINFL_FLAG_HAS_MORE_INPUT } else { 0 };
+        let (status, used, made) =
+            decompress(&mut self.state, &self.input[self.in_start..self.in_end], &mut self.window, self.out_pos, more);
+        self.in_start += used;
+        Ok((status, made))
+    }
+}
+
 struct ZipHandle {
     archive: Arc<Archive>,
     name: String,
@@ -563,21 +586,7 @@ impl ZipHandle {
             if z.done {
                 return Ok(0);
             }
-            if z.in_start == z.in_end && z.consumed < self.csize {
-                let want = (self.csize - z.consumed).min(INFLATE_INPUT as u64) as usize;
-                let n = self.archive.source.read_at(&mut z.input[..want], self.start + z.consumed)?;
-                if n == 0 {
-                    let e = self.archive.fail(io::ErrorKind::InvalidData, &self.name, "archive ended inside the entry");
-                    return Err(e);
-                }
-                z.consumed += n as u64;
-                z.in_start = 0;
-                z.in_end = n;
-            }
-            let more = if z.consumed < self.csize { inflate_flags::TINFL_FLAG_HAS_MORE_INPUT } else { 0 };
-            let (status, used, made) =
-                decompress(&mut z.state, &z.input[z.in_start..z.in_end], &mut z.window, z.out_pos, more);
-            z.in_start += used;
+            let (status, made) = z.step(&self.archive, &self.name, self.start, self.csize)?;
             z.crc.update(&z.window[z.out_pos..z.out_pos + made]);
             z.ready = (z.out_pos, z.out_pos + made);
             z.out_pos = (z.out_pos + made) & (TINFL_LZ_DICT_SIZE - 1);
@@ -612,20 +621,7 @@ impl ZipHandle {
     fn finish_inflate(&mut self) -> io::Result<()> {
         let Kind::Inflate(Some(z)) = &mut self.kind else { return Ok(()) };
         while !z.done {
-            if z.in_start == z.in_end && z.consumed < self.csize {
-                let want = (self.csize - z.consumed).min(INFLATE_INPUT as u64) as usize;
-                let n = self.archive.source.read_at(&mut z.input[..want], self.start + z.consumed)?;
-                if n == 0 {
-                    return Err(self.broken("archive ended inside the entry"));
-                }
-                z.consumed += n as u64;
-                z.in_start = 0;
-                z.in_end = n;
-            }
-            let more = if z.consumed < self.csize { inflate_flags::TINFL_FLAG_HAS_MORE_INPUT } else { 0 };
-            let (status, used, made) =
-                decompress(&mut z.state, &z.input[z.in_start..z.in_end], &mut z.window, z.out_pos, more);
-            z.in_start += used;
+            let (status, made) = z.step(&self.archive, &self.name, self.start, self.csize)?;
             if made > 0 {
                 return Err(self.broken("entry inflates past its declared size"));
             }
