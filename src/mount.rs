@@ -212,7 +212,12 @@ pub fn default_fops(path: &Path) -> io::Result<Arc<dyn Fops>> {
     let archive = VPath::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let zip = ZipFops::archive(plain(parent).map_err(named)?, archive);
     match zip.open(&VPath::root(), OpenFlags::READ) {
-        Err(e) if e.kind() != io::ErrorKind::IsADirectory => Err(named(e)),
+        Err(e) if e.kind() != io::ErrorKind::IsADirectory => {
+            // The archive's own error starts with its name inside `parent`.
+            let msg = e.to_string();
+            let inner = msg.strip_prefix(&format!("/{name}: ")).unwrap_or(&msg);
+            Err(io::Error::new(e.kind(), format!("{}: {inner}", path.display())))
+        }
         _ => Ok(Arc::new(zip)),
     }
 }

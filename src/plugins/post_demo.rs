@@ -95,7 +95,12 @@ fn answer(f: &Form, req: &Request) -> (u16, String) {
 }
 
 const FORM: &str = "<!doctype html><html><head><meta charset=utf-8><title>post demo</title>\
-<link rel=stylesheet href=/warren.css></head><body><main><h1>protocol-post-demo</h1>\
+<link rel=stylesheet href=/warren.css></head><body><header class=bar><a class=brand href=/>warren</a>\
+<nav><a href=/>Home</a><a href=/about.html>About</a></nav></header><main><h1>Form demo</h1>\
+<p>These forms post to <code>protocol-post-demo</code>, a protocol plugin on a \
+<code>callback://</code> mount, which answers with the fields it received. \
+The first sends <code>multipart/form-data</code> (a file is counted, not kept); \
+the second <code>application/x-www-form-urlencoded</code>.</p>\
 <form method=post action=\"ACTION\" enctype=multipart/form-data>\
 <p><label>text <input name=text></label></p><p><label>file <input type=file name=file></label></p>\
 <p><input type=submit name=send value=send></p></form>\
@@ -114,7 +119,8 @@ struct Field {
 fn table(fields: &[Field]) -> String {
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=utf-8><title>post demo</title>\
-<link rel=stylesheet href=/warren.css></head><body><main><h1>Form fields</h1>\
+<link rel=stylesheet href=/warren.css></head><body><header class=bar><a class=brand href=/>warren</a>\
+<nav><a href=/>Home</a><a href=/formtest>Form demo</a></nav></header><main><h1>Form fields</h1>\
 <table><tr><th>name</th><th>length</th><th>value</th></tr>",
     );
     for f in fields {
