@@ -1,0 +1,190 @@
+//! The CGI environment (RFC 3875 §4.1), plus lws's names (spec CGI-2).
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+
+/// `PATH` for scripts unless the mount says otherwise.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// What the server knows about a request that a CGI script is told.
+#[derive(Debug, Clone, Default)]
+pub struct CgiRequest {
+    /// `REQUEST_METHOD`.
+    pub method: String,
+    /// `SCRIPT_NAME`: the URL path of the script.
+    pub script_name: String,
+    /// `PATH_INFO`: the URL path after the script, decoded.
+    pub path_info: String,
+    /// `PATH_TRANSLATED`: `PATH_INFO` mapped through the file mounts.
+    pub path_translated: Option<String>,
+    /// `QUERY_STRING`: the raw query, as sent (RFC 3875; lws rebuilds it).
+    pub query: String,
+    /// `REQUEST_URI`: the request-target's path, as sent.
+    pub request_uri: String,
+    /// The client's address (`REMOTE_ADDR`, `REMOTE_PORT`).
+    pub remote: Option<SocketAddr>,
+    /// `SERVER_NAME` (the Host, without port).
+    pub server_name: String,
+    /// `SERVER_PORT`.
+    pub server_port: u16,
+    /// `SERVER_PROTOCOL` (`HTTP/1.1`).
+    pub protocol: String,
+    /// Whether the connection is TLS (`HTTPS=on`).
+    pub https: bool,
+    /// `DOCUMENT_ROOT`.
+    pub document_root: Option<String>,
+    /// `SCRIPT_FILENAME`: the program's file.
+    pub script_filename: String,
+    /// `CONTENT_TYPE`, if the request has a body.
+    pub content_type: Option<String>,
+    /// `CONTENT_LENGTH`, if known.
+    pub content_length: Option<u64>,
+    /// Request header fields; each becomes `HTTP_NAME` (see
+    /// [`environment`](Self::environment) for the exceptions).
+    pub headers: Vec<(String, String)>,
+    /// `REDIRECT_STATUS` and `REDIRECT_URL`, set when an interpreter
+    /// (php-cgi) runs a script named by `PATH_INFO`, as Apache's `Action`
+    /// does; php-cgi refuses to run without `REDIRECT_STATUS`.
+    pub redirect: Option<(u16, String)>,
+    /// The mount's extra variables (lws `cgi-env`), set last.
+    pub extra: Vec<(String, String)>,
+    /// `PATH` for the script; [`DEFAULT_PATH`] when `None`.
+    pub path: Option<String>,
+}
+
+impl CgiRequest {
+    /// The whole environment of the script: nothing is inherited from the
+    /// server's own.
+    ///
+    /// Request headers become `HTTP_*` (upper case, `-` as `_`), except:
+    /// `Content-Type` and `Content-Length` (they are `CONTENT_*`),
+    /// `Authorization` (RFC 3875 §4.1.18 lets servers keep credentials
+    /// from scripts) and `Proxy`, whose `HTTP_PROXY` would steer the
+    /// script's own HTTP clients ("httpoxy", CVE-2016-5385). Header names
+    /// that are not plain tokens are skipped.
+    pub fn environment(&self) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(String, String)> = vec![
+            ("GATEWAY_INTERFACE".into(), "CGI/1.1".into()),
+            ("SERVER_SOFTWARE".into(), concat!("warren/", env!("CARGO_PKG_VERSION")).into()),
+            ("SERVER_NAME".into(), self.server_name.clone()),
+            ("SERVER_PORT".into(), self.server_port.to_string()),
+            ("SERVER_PROTOCOL".into(), self.protocol.clone()),
+            ("REQUEST_METHOD".into(), self.method.clone()),
+            ("SCRIPT_NAME".into(), self.script_name.clone()),
+            ("PATH_INFO".into(), self.path_info.clone()),
+            ("QUERY_STRING".into(), self.query.clone()),
+            ("REQUEST_URI".into(), self.request_uri.clone()),
+            ("SCRIPT_FILENAME".into(), self.script_filename.clone()),
+            // lws's name for the program (CGI-2), for scripts written for lwsws.
+            ("SCRIPT_PATH".into(), self.script_filename.clone()),
+            ("PATH".into(), self.path.clone().unwrap_or_else(|| DEFAULT_PATH.into())),
+        ];
+        if let Some(t) = &self.path_translated {
+            env.push(("PATH_TRANSLATED".into(), t.clone()));
+        }
+        if let Some(addr) = self.remote {
+            env.push(("REMOTE_ADDR".into(), addr.ip().to_string()));
+            env.push(("REMOTE_PORT".into(), addr.port().to_string()));
+        }
+        if self.https {
+            env.push(("HTTPS".into(), "on".into()));
+        }
+        if let Some(root) = &self.document_root {
+            env.push(("DOCUMENT_ROOT".into(), root.clone()));
+        }
+        if let Some(t) = &self.content_type {
+            env.push(("CONTENT_TYPE".into(), t.clone()));
+        }
+        if let Some(n) = self.content_length {
+            env.push(("CONTENT_LENGTH".into(), n.to_string()));
+        }
+        if let Some((status, url)) = &self.redirect {
+            env.push(("REDIRECT_STATUS".into(), status.to_string()));
+            env.push(("REDIRECT_URL".into(), url.clone()));
+        }
+        for (name, value) in &self.headers {
+            let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let skip = ["content-type", "content-length", "authorization", "proxy"];
+            if !token || skip.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+                continue;
+            }
+            let key = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
+            // Repeated fields are joined, as RFC 9110 §5.3 allows.
+            match env.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => {
+                    v.push_str(", ");
+                    v.push_str(value);
+                }
+                None => env.push((key, value.clone())),
+            }
+        }
+        for (k, v) in &self.extra {
+            match env.iter_mut().find(|(ek, _)| ek == k) {
+                Some((_, ev)) => *ev = v.clone(),
+                None => env.push((k.clone(), v.clone())),
+            }
+        }
+        env.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(env: &'a [(OsString, OsString)], key: &str) -> Option<&'a str> {
+        env.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.to_str())
+    }
+
+    #[test]
+    fn builds_rfc_3875_and_lws_names() {
+        let req = CgiRequest {
+            method: "POST".into(),
+            script_name: "/cgi/env.sh".into(),
+            path_info: "/extra".into(),
+            query: "a=1&b=%20".into(),
+            remote: Some("127.0.0.1:5555".parse().unwrap_or_else(|e| panic!("{e}"))),
+            server_name: "example.com".into(),
+            server_port: 8080,
+            protocol: "HTTP/1.1".into(),
+            script_filename: "/srv/cgi/env.sh".into(),
+            content_type: Some("text/plain".into()),
+            content_length: Some(5),
+            headers: vec![
+                ("User-Agent".into(), "curl".into()),
+                ("X-Multi".into(), "1".into()),
+                ("x-multi".into(), "2".into()),
+                ("Proxy".into(), "http://evil".into()),
+                ("Authorization".into(), "Basic x".into()),
+                ("Content-Type".into(), "text/plain".into()),
+                ("Bad Name".into(), "x".into()),
+            ],
+            extra: vec![("FOO".into(), "bar".into()), ("PATH".into(), "/opt/bin".into())],
+            ..CgiRequest::default()
+        };
+        let env = req.environment();
+        let want = [
+            ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ("REQUEST_METHOD", "POST"),
+            ("SCRIPT_NAME", "/cgi/env.sh"),
+            ("PATH_INFO", "/extra"),
+            ("QUERY_STRING", "a=1&b=%20"),
+            ("REMOTE_ADDR", "127.0.0.1"),
+            ("REMOTE_PORT", "5555"),
+            ("SERVER_PORT", "8080"),
+            ("CONTENT_LENGTH", "5"),
+            ("HTTP_USER_AGENT", "curl"),
+            ("HTTP_X_MULTI", "1, 2"),
+            ("SCRIPT_PATH", "/srv/cgi/env.sh"),
+            ("FOO", "bar"),
+            ("PATH", "/opt/bin"),
+        ];
+        for (k, v) in want {
+            assert_eq!(get(&env, k), Some(v), "{k}");
+        }
+        for k in ["HTTP_PROXY", "HTTP_AUTHORIZATION", "HTTP_CONTENT_TYPE", "HTTPS", "REDIRECT_STATUS"] {
+            assert_eq!(get(&env, k), None, "{k}");
+        }
+        assert!(env.iter().all(|(k, _)| k != "HOME"), "nothing inherited");
+    }
+}
