@@ -24,3 +24,28 @@ need_pkg() {  # need_pkg COMMAND PACKAGE...
   [[ $made_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d
   command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' still missing after installing $*"
 }
+
+# write_wrk_report FILE: a wrk Lua script whose done() prints one
+# WRKRESULT line with exact request and byte counts and latency.
+write_wrk_report() {
+  cat > "$1" <<'EOF'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRKRESULT requests=%.0f bytes=%.0f duration_us=%.0f err_connect=%.0f err_read=%.0f err_write=%.0f err_status=%.0f err_timeout=%.0f p50_us=%.0f p99_us=%.0f\n",
+    summary.requests, summary.bytes, summary.duration, e.connect, e.read, e.write,
+    e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+EOF
+}
+
+# free_ports N: N distinct free TCP ports on 127.0.0.1, space-separated.
+free_ports() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}

@@ -271,25 +271,10 @@ EOF
 ) || die "site.zip check failed: $ZIPINFO"
 log "page.html $PAGE_SIZE B, page.html.gz $PAGE_GZ_SIZE B, big.bin $BIG_SIZE B; zip (deflated/size): $ZIPINFO"
 
-cat > "$T/report.lua" <<'EOF'
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "WRKRESULT requests=%.0f bytes=%.0f duration_us=%.0f err_connect=%.0f err_read=%.0f err_write=%.0f err_status=%.0f err_timeout=%.0f p50_us=%.0f p99_us=%.0f\n",
-    summary.requests, summary.bytes, summary.duration, e.connect, e.read, e.write,
-    e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
-end
-EOF
+write_wrk_report "$T/report.lua"
 
 # --- ports ------------------------------------------------------------------
-read -r -a FREE < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(4):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-)
+read -r -a FREE < <(free_ports 4)
 i=0
 for s in $ALL_SERVERS; do PORT[$s]=${FREE[$i]}; i=$((i + 1)); done
 
