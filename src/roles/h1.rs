@@ -302,50 +302,7 @@ impl Conn {
         }
         Ok(true)
     }
-}
 
-/// Sends the next chunk of `file` (up to `remaining` bytes): by
-/// `sendfile` when the handle offers a descriptor, else one bounded read.
-fn send_chunk(
-    out: &mut Out,
-    file: &mut dyn FileHandle,
-    remaining: &mut u64,
-    sh: &mut Shared,
-    key: usize,
-) -> Result<bool, Close> {
-    {
-        let want = (*remaining).min(SENDFILE_CHUNK);
-        if let Some(span) = file.sendfile_span().filter(|s| s.len > 0) {
-            let len = want.min(span.len) as usize;
-            if let Some(r) = out.sendfile(span.fd, span.offset, len) {
-                return match r? {
-                    None => Ok(false),
-                    Some(0) => Err(Close("file shrank while being sent".into())),
-                    Some(n) => {
-                        file.advance(n as u64)?;
-                        *remaining -= n as u64;
-                        sh.timers.set(key, sh.now + sh.limits.io_timeout);
-                        Ok(true)
-                    }
-                };
-            }
-        }
-        let buf = &mut sh.tx;
-        buf.resize(READ_CHUNK.min(want as usize), 0);
-        // A failure here (a CRC mismatch, say) comes after the head: all
-        // that is left is to abort the connection. The fops logged it.
-        let n = file.read(buf)?;
-        if n == 0 {
-            return Err(Close("file shrank while being sent".into()));
-        }
-        *remaining -= n as u64;
-        out.write(&buf[..n], *remaining > 0)?;
-        sh.timers.set(key, sh.now + sh.limits.io_timeout);
-        Ok(true)
-    }
-}
-
-impl Conn {
     fn deliver_writeable(&mut self, sh: &mut Shared) -> Result<(), Close> {
         let id = self.id();
         let body_unread = !matches!(self.reading, Reading::Done);
@@ -690,27 +647,24 @@ impl Conn {
             Ranges::Satisfiable(parts) => (206, 0, 0, Some(parts)),
             _ => (if fresh { 304 } else { status }, 0, info.len, None),
         };
-        let name = path.file_name().unwrap_or("");
-        let ctype: Option<String> = {
-            let m = &sh.vhosts[self.vhost].mounts[mount_index];
-            if m.extra_mimetypes.is_empty() {
-                Some(content_type(name).to_string())
-            } else {
-                m.content_type_for(name, known_type).map(str::to_string)
-            }
-        };
-        let ctype_str = ctype.as_deref().unwrap_or("application/octet-stream");
-        let multipart =
-            parts.map(|parts| Multipart::new(parts, ctype_str.to_string(), info.len, info.version.unwrap_or(0)));
         let Shared { vhosts, date, tx: buf, validators: _, .. } = sh;
         let vh = &vhosts[self.vhost];
+        // PERF: borrowed, not copied: the content type is on every response.
+        let name = path.file_name().unwrap_or("");
+        let m = &vh.mounts[mount_index];
+        let ctype: Option<&str> =
+            if m.extra_mimetypes.is_empty() { Some(content_type(name)) } else { m.content_type_for(name, known_type) };
+        let multipart = parts.map(|parts| {
+            let t = ctype.unwrap_or("application/octet-stream").to_string();
+            Multipart::new(parts, t, info.len, info.version.unwrap_or(0))
+        });
         buf.clear();
         let env = HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
         let mut head = begin_head(buf, &mut self.tx, status, env);
         if !fresh {
             match &multipart {
                 Some(m) => head.header("Content-Type", &m.content_type()),
-                None => match &ctype {
+                None => match ctype {
                     Some(t) => head.header("Content-Type", t),
                     None => &mut head,
                 },
@@ -1039,6 +993,45 @@ impl Conn {
             self.unbind(sh);
         }
     }
+}
+
+/// Sends the next chunk of `file` (up to `remaining` bytes): by
+/// `sendfile` when the handle offers a descriptor, else one bounded read.
+fn send_chunk(
+    out: &mut Out,
+    file: &mut dyn FileHandle,
+    remaining: &mut u64,
+    sh: &mut Shared,
+    key: usize,
+) -> Result<bool, Close> {
+    let want = (*remaining).min(SENDFILE_CHUNK);
+    if let Some(span) = file.sendfile_span().filter(|s| s.len > 0) {
+        let len = want.min(span.len) as usize;
+        if let Some(r) = out.sendfile(span.fd, span.offset, len) {
+            return match r? {
+                None => Ok(false),
+                Some(0) => Err(Close("file shrank while being sent".into())),
+                Some(n) => {
+                    file.advance(n as u64)?;
+                    *remaining -= n as u64;
+                    sh.timers.set(key, sh.now + sh.limits.io_timeout);
+                    Ok(true)
+                }
+            };
+        }
+    }
+    let buf = &mut sh.tx;
+    buf.resize(READ_CHUNK.min(want as usize), 0);
+    // A failure here (a CRC mismatch, say) comes after the head: all
+    // that is left is to abort the connection. The fops logged it.
+    let n = file.read(buf)?;
+    if n == 0 {
+        return Err(Close("file shrank while being sent".into()));
+    }
+    *remaining -= n as u64;
+    out.write(&buf[..n], *remaining > 0)?;
+    sh.timers.set(key, sh.now + sh.limits.io_timeout);
+    Ok(true)
 }
 
 impl fmt::Display for Conn {
