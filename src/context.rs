@@ -35,6 +35,14 @@ pub struct Limits {
     /// Connections served at once; more are refused. `None` (the default):
     /// from RLIMIT_NOFILE at start, see [`Context::max_connections`].
     pub max_connections: Option<usize>,
+    /// The largest WebSocket message (after inflation) a protocol accepts
+    /// unless it says otherwise ([`Protocol::max_message_size`]); bigger
+    /// closes with 1009. Default 16 MiB. Messages are streamed to the
+    /// protocol, so this bounds what a protocol that assembles them holds.
+    pub ws_max_message: u64,
+    /// How long a WebSocket close handshake we started may take before
+    /// the connection is dropped (WS-7). Default 5 s.
+    pub ws_close_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -46,6 +54,8 @@ impl Default for Limits {
             max_head: 8192,
             max_uri: 4096,
             max_connections: None,
+            ws_max_message: 16 << 20,
+            ws_close_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -63,6 +73,13 @@ pub struct VhostInfo {
     pub(crate) server_string: Option<String>,
     pub(crate) access_log: Option<std::path::PathBuf>,
     pub(crate) error_pages: Vec<(u16, String)>,
+    /// The protocol for WebSocket upgrades that name none.
+    pub(crate) default_protocol: Option<String>,
+    /// WebSocket liveness: ping after this long without valid traffic,
+    /// hang up if nothing valid arrives in the second duration after.
+    pub(crate) ws_keepalive: Option<(Duration, Duration)>,
+    /// Whether upgrades may negotiate permessage-deflate.
+    pub(crate) ws_deflate: bool,
 }
 
 impl VhostInfo {
@@ -81,7 +98,34 @@ impl VhostInfo {
             server_string: None,
             access_log: None,
             error_pages: Vec::new(),
+            default_protocol: None,
+            ws_keepalive: None,
+            ws_deflate: true,
         }
+    }
+
+    /// The protocol WebSocket upgrades that name no subprotocol are bound
+    /// to (lwsws `"default": "1"` in `ws-protocols`, seed "anonprot").
+    /// Without one such upgrades are refused with 400.
+    pub fn default_protocol(mut self, name: impl Into<String>) -> VhostInfo {
+        self.default_protocol = Some(name.into());
+        self
+    }
+
+    /// WebSocket liveness (spec WS-6): after `ping_after` without valid
+    /// traffic from the peer a ping is sent; if nothing valid arrives
+    /// within `hangup_after` more, the connection is closed. Off by
+    /// default: an established WebSocket has no other idle timeout.
+    pub fn ws_keepalive(mut self, ping_after: Duration, hangup_after: Duration) -> VhostInfo {
+        self.ws_keepalive = Some((ping_after, hangup_after));
+        self
+    }
+
+    /// Whether WebSocket upgrades may negotiate permessage-deflate
+    /// (RFC 7692). On by default, as in lwsws.
+    pub fn ws_deflate(mut self, on: bool) -> VhostInfo {
+        self.ws_deflate = on;
+        self
     }
 
     /// Answers errors of `status` with the file at URL `path` of this
@@ -211,6 +255,8 @@ pub(crate) struct Counters {
     pub(crate) refused: AtomicU64,
     pub(crate) open: AtomicU64,
     pub(crate) requests: AtomicU64,
+    pub(crate) ws_upgrades: AtomicU64,
+    pub(crate) ws_open: AtomicU64,
 }
 
 /// A snapshot of a context's counters.
@@ -225,6 +271,10 @@ pub struct Stats {
     pub open: u64,
     /// Request heads parsed.
     pub requests: u64,
+    /// WebSocket upgrades accepted.
+    pub ws_upgrades: u64,
+    /// WebSocket connections open now (also counted in `open`).
+    pub ws_open: u64,
 }
 
 /// A vhost handed to a running loop, and where to say how it went.
@@ -293,6 +343,8 @@ impl ContextHandle {
             refused: c.refused.load(Ordering::Relaxed),
             open: c.open.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
+            ws_upgrades: c.ws_upgrades.load(Ordering::Relaxed),
+            ws_open: c.ws_open.load(Ordering::Relaxed),
         }
     }
 }

@@ -50,6 +50,7 @@ pub mod protocol;
 mod roles;
 mod service;
 mod timer;
+pub mod ws;
 mod wsi;
 
 pub use context::{Context, ContextHandle, ContextInfo, FopsFactory, Limits, Stats, VhostInfo};

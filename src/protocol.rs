@@ -35,6 +35,7 @@
 //! always fine.
 
 use crate::http::request::Request;
+use crate::ws::{CloseCode, Rx, WsWriter};
 use crate::wsi::ResponseWriter;
 use std::any::Any;
 use std::fmt;
@@ -67,6 +68,20 @@ pub trait Protocol: Send + 'static {
 
     /// Handles one event.
     fn callback(&mut self, cx: &mut Cx<'_>, event: Event<'_, Self::Session>) -> Action;
+
+    /// The most WebSocket payload bytes one [`Event::Receive`] carries
+    /// (lws's `rx_buffer_size`); 0 means the loop's receive buffer size.
+    /// A delivery size, not a message limit.
+    fn rx_buffer_size(&self) -> usize {
+        0
+    }
+
+    /// The largest WebSocket message this protocol accepts, in bytes
+    /// (after inflation); a bigger one closes the connection with 1009.
+    /// 0 means [`Limits::ws_max_message`](crate::Limits::ws_max_message).
+    fn max_message_size(&self) -> u64 {
+        0
+    }
 }
 
 /// The reasons a protocol is called (lws's callback reasons that matter).
@@ -79,6 +94,9 @@ pub enum Event<'a, S> {
     /// Some thread called [`ContextHandle::cancel_service`](crate::ContextHandle::cancel_service):
     /// look at whatever shared state that thread changed.
     EventWaitCancelled,
+    /// The time asked for with [`Cx::schedule`] has come (lws's
+    /// `lws_timed_callback_vh_protocol`).
+    Timer,
     /// A connection enters this protocol's area; its session was just made.
     HttpBindProtocol(Wsi<'a, S>),
     /// A connection leaves this protocol's area or closes; its session is
@@ -94,6 +112,20 @@ pub enum Event<'a, S> {
     HttpWriteable(Wsi<'a, S>, Writer<'a>),
     /// The connection closed (then [`Event::HttpDropProtocol`] follows).
     ClosedHttp(Wsi<'a, S>),
+    /// A WebSocket connection to this protocol is open: the 101 answer
+    /// to this request is on its way. The session was just made.
+    Established(Wsi<'a, S>, &'a Request),
+    /// A piece of a WebSocket message (see [`Rx`]).
+    Receive(Wsi<'a, S>, Rx<'a>),
+    /// The WebSocket connection can take one write.
+    ServerWriteable(Wsi<'a, S>, WsWriter<'a>),
+    /// A pong arrived (the payload of our ping, or an unsolicited one).
+    ReceivePong(Wsi<'a, S>, &'a [u8]),
+    /// The peer started the close handshake with this code (1005 when it
+    /// gave none) and reason; the core answers it.
+    PeerInitiatedClose(Wsi<'a, S>, CloseCode, &'a str),
+    /// The WebSocket connection closed; its session is dropped after this.
+    Closed(Wsi<'a, S>),
 }
 
 impl<S> fmt::Debug for Event<'_, S> {
@@ -102,6 +134,7 @@ impl<S> fmt::Debug for Event<'_, S> {
             Event::ProtocolInit => "ProtocolInit",
             Event::ProtocolDestroy => "ProtocolDestroy",
             Event::EventWaitCancelled => "EventWaitCancelled",
+            Event::Timer => "Timer",
             Event::HttpBindProtocol(..) => "HttpBindProtocol",
             Event::HttpDropProtocol(..) => "HttpDropProtocol",
             Event::Http(..) => "Http",
@@ -109,6 +142,12 @@ impl<S> fmt::Debug for Event<'_, S> {
             Event::HttpBodyCompletion(..) => "HttpBodyCompletion",
             Event::HttpWriteable(..) => "HttpWriteable",
             Event::ClosedHttp(..) => "ClosedHttp",
+            Event::Established(..) => "Established",
+            Event::Receive(..) => "Receive",
+            Event::ServerWriteable(..) => "ServerWriteable",
+            Event::ReceivePong(..) => "ReceivePong",
+            Event::PeerInitiatedClose(..) => "PeerInitiatedClose",
+            Event::Closed(..) => "Closed",
         };
         f.write_str(name)
     }
@@ -172,17 +211,30 @@ impl Writer<'_> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Command {
     Writable(WsiId),
-    WritableAllProtocol { vhost: usize, protocol: usize },
+    WritableAllProtocol {
+        vhost: usize,
+        protocol: usize,
+    },
     RxFlow(WsiId, bool),
     Timeout(WsiId, Option<Duration>),
+    /// permessage-deflate's inflate buffer size for a connection.
+    InflateChunk(WsiId, usize),
+    /// An [`Event::Timer`] for a protocol after a delay.
+    Schedule {
+        vhost: usize,
+        protocol: usize,
+        after: Duration,
+    },
 }
 
 impl Command {
     /// The connection a command is about, if it is about one.
     pub(crate) fn target(&self) -> Option<WsiId> {
         match *self {
-            Command::Writable(id) | Command::RxFlow(id, _) | Command::Timeout(id, _) => Some(id),
-            Command::WritableAllProtocol { .. } => None,
+            Command::Writable(id) | Command::RxFlow(id, _) | Command::Timeout(id, _) | Command::InflateChunk(id, _) => {
+                Some(id)
+            }
+            Command::WritableAllProtocol { .. } | Command::Schedule { .. } => None,
         }
     }
 }
@@ -225,6 +277,37 @@ impl Cx<'_> {
         self.commands.push(Command::Timeout(wsi, after));
     }
 
+    /// Asks for one [`Event::Timer`] to this protocol on this vhost after
+    /// `after` (at the loop's timer resolution, 50 ms). Each call asks
+    /// for one more.
+    pub fn schedule(&mut self, after: Duration) {
+        self.commands.push(Command::Schedule { vhost: self.vhost, protocol: self.protocol, after });
+    }
+
+    /// Sets an option of an extension on a WebSocket connection, as lws's
+    /// `lws_set_extension_option()` does; call it from
+    /// [`Event::Established`]. Known: `permessage-deflate` /
+    /// `rx_buf_size`, the inflate buffer as a power of two (`"8"` to
+    /// `"16"`, that is 256 B to 64 KiB), which is also the most inflated
+    /// bytes one [`Event::Receive`] carries.
+    pub fn set_extension_option(&mut self, wsi: WsiId, extension: &str, option: &str, value: &str) -> io::Result<()> {
+        let bad = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+        if extension != "permessage-deflate" {
+            return Err(bad(format!("no extension {extension:?}; known: permessage-deflate")));
+        }
+        if option != "rx_buf_size" {
+            return Err(bad(format!("permessage-deflate has no option {option:?}; known: rx_buf_size")));
+        }
+        let bits: u32 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|b| (8..=16).contains(b))
+            .ok_or_else(|| bad(format!("rx_buf_size: expected a power of two from 8 to 16, found {value:?}")))?;
+        self.commands.push(Command::InflateChunk(wsi, 1 << bits));
+        Ok(())
+    }
+
     /// A handle other threads can use to wake this loop.
     pub fn handle(&self) -> crate::ContextHandle {
         self.handle.clone()
@@ -236,6 +319,7 @@ pub(crate) enum RawEvent<'a> {
     ProtocolInit,
     ProtocolDestroy,
     EventWaitCancelled,
+    Timer,
     Bind(WsiId, SocketAddr),
     Drop(WsiId, SocketAddr),
     Http(WsiId, SocketAddr, &'a Request),
@@ -243,6 +327,12 @@ pub(crate) enum RawEvent<'a> {
     BodyCompletion(WsiId, SocketAddr),
     Writeable(WsiId, SocketAddr, Writer<'a>),
     Closed(WsiId, SocketAddr),
+    Established(WsiId, SocketAddr, &'a Request),
+    Receive(WsiId, SocketAddr, Rx<'a>),
+    WsWriteable(WsiId, SocketAddr, WsWriter<'a>),
+    Pong(WsiId, SocketAddr, &'a [u8]),
+    PeerClose(WsiId, SocketAddr, CloseCode, &'a str),
+    WsClosed(WsiId, SocketAddr),
 }
 
 /// A session as the core stores it.
@@ -253,6 +343,8 @@ pub(crate) trait AnyProtocol: Send {
     fn name(&self) -> &str;
     fn new_session(&self) -> Session;
     fn dispatch(&mut self, cx: &mut Cx<'_>, event: RawEvent<'_>, session: Option<&mut Session>) -> Action;
+    fn rx_buffer_size(&self) -> usize;
+    fn max_message_size(&self) -> u64;
 }
 
 impl<P: Protocol> AnyProtocol for P {
@@ -264,12 +356,21 @@ impl<P: Protocol> AnyProtocol for P {
         Box::new(P::Session::default())
     }
 
+    fn rx_buffer_size(&self) -> usize {
+        Protocol::rx_buffer_size(self)
+    }
+
+    fn max_message_size(&self) -> u64 {
+        Protocol::max_message_size(self)
+    }
+
     fn dispatch(&mut self, cx: &mut Cx<'_>, event: RawEvent<'_>, session: Option<&mut Session>) -> Action {
         let session = session.and_then(|s| s.downcast_mut::<P::Session>());
         let event = match (event, session) {
             (RawEvent::ProtocolInit, _) => Event::ProtocolInit,
             (RawEvent::ProtocolDestroy, _) => Event::ProtocolDestroy,
             (RawEvent::EventWaitCancelled, _) => Event::EventWaitCancelled,
+            (RawEvent::Timer, _) => Event::Timer,
             (RawEvent::Bind(id, peer), Some(session)) => Event::HttpBindProtocol(Wsi { id, session, peer }),
             (RawEvent::Drop(id, peer), Some(session)) => Event::HttpDropProtocol(Wsi { id, session, peer }),
             (RawEvent::Http(id, peer, r), Some(session)) => Event::Http(Wsi { id, session, peer }, r),
@@ -277,6 +378,14 @@ impl<P: Protocol> AnyProtocol for P {
             (RawEvent::BodyCompletion(id, peer), Some(session)) => Event::HttpBodyCompletion(Wsi { id, session, peer }),
             (RawEvent::Writeable(id, peer, w), Some(session)) => Event::HttpWriteable(Wsi { id, session, peer }, w),
             (RawEvent::Closed(id, peer), Some(session)) => Event::ClosedHttp(Wsi { id, session, peer }),
+            (RawEvent::Established(id, peer, r), Some(session)) => Event::Established(Wsi { id, session, peer }, r),
+            (RawEvent::Receive(id, peer, rx), Some(session)) => Event::Receive(Wsi { id, session, peer }, rx),
+            (RawEvent::WsWriteable(id, peer, w), Some(session)) => Event::ServerWriteable(Wsi { id, session, peer }, w),
+            (RawEvent::Pong(id, peer, p), Some(session)) => Event::ReceivePong(Wsi { id, session, peer }, p),
+            (RawEvent::PeerClose(id, peer, code, reason), Some(session)) => {
+                Event::PeerInitiatedClose(Wsi { id, session, peer }, code, reason)
+            }
+            (RawEvent::WsClosed(id, peer), Some(session)) => Event::Closed(Wsi { id, session, peer }),
             // A connection event without this protocol's session: the
             // binding is inconsistent, which is our bug; drop the connection.
             (_, None) => return Action::Close,

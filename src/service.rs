@@ -7,6 +7,7 @@ use crate::http::encode::DateCache;
 use crate::mount::Origin;
 use crate::protocol::{Command, Cx, RawEvent};
 use crate::roles::h1::{Conn, Step};
+use crate::roles::ws::WsConn;
 use crate::timer::TimerWheel;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -34,6 +35,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 enum Wsi {
     Listen(Listen),
     Http(Box<Conn>),
+    Ws(Box<WsConn>),
+    /// Only while an HTTP connection turns into a WebSocket one.
+    Switching,
 }
 
 #[derive(Debug)]
@@ -67,11 +71,21 @@ pub(crate) struct Shared {
     pub(crate) timers: TimerWheel,
     pub(crate) forced: Vec<usize>,
     pub(crate) now: Instant,
+    /// Protocol timers ([`Cx::schedule`]): when, vhost, protocol.
+    pub(crate) protocol_timers: Vec<(Instant, usize, usize)>,
 }
 
 impl Shared {
     /// Queues `conn` for service without waiting for an event.
     pub(crate) fn force(&mut self, conn: &mut Conn) {
+        if !conn.forced {
+            conn.forced = true;
+            self.forced.push(conn.key);
+        }
+    }
+
+    /// [`Shared::force`] for a WebSocket connection.
+    pub(crate) fn force_ws(&mut self, conn: &mut WsConn) {
         if !conn.forced {
             conn.forced = true;
             self.forced.push(conn.key);
@@ -137,6 +151,7 @@ impl Service {
             timers: TimerWheel::new(now),
             forced: Vec::new(),
             now,
+            protocol_timers: Vec::new(),
         };
         let mut service = Service {
             poll,
@@ -243,7 +258,13 @@ impl Service {
         log::info!("serving on {:?}, up to {} connections", self.addrs, self.max_conns);
         loop {
             let timeout = if self.sh.forced.is_empty() {
-                self.sh.timers.next_timeout(Instant::now())
+                let now = Instant::now();
+                let wheel = self.sh.timers.next_timeout(now);
+                let protocol = self.sh.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
+                match (wheel, protocol) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             } else {
                 Some(Duration::ZERO)
             };
@@ -275,9 +296,21 @@ impl Service {
                         }
                         self.service_conn(key);
                     }
+                    Some(Wsi::Ws(c)) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            c.readable = true;
+                        }
+                        if ev.is_read_closed() || ev.is_error() {
+                            c.hup = true;
+                        }
+                        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                            c.out.writable = true;
+                        }
+                        self.service_ws(key);
+                    }
                     Some(Wsi::Listen(_)) => self.accept(key),
                     // Sporadic events for a closed wsi happen; ignore them.
-                    None => {}
+                    Some(Wsi::Switching) | None => {}
                 }
             }
             std::mem::swap(&mut forced, &mut self.sh.forced);
@@ -287,13 +320,18 @@ impl Service {
                         c.forced = false;
                         self.service_conn(key);
                     }
+                    Some(Wsi::Ws(c)) => {
+                        c.forced = false;
+                        self.service_ws(key);
+                    }
                     Some(Wsi::Listen(l)) => {
                         l.forced = false;
                         self.accept(key);
                     }
-                    None => {}
+                    Some(Wsi::Switching) | None => {}
                 }
             }
+            self.fire_protocol_timers();
             self.sh.timers.expire(self.sh.now, &mut expired);
             for key in expired.drain(..) {
                 match self.wsis.get(key) {
@@ -301,8 +339,17 @@ impl Service {
                         log::debug!("{}: timed out in {}", c.peer_addr(), c.phase());
                         self.close(key);
                     }
+                    Some(Wsi::Ws(_)) => {
+                        let Some(Wsi::Ws(c)) = self.wsis.get_mut(key) else { continue };
+                        let sh = &mut self.sh;
+                        let step = std::panic::catch_unwind(AssertUnwindSafe(|| c.on_timer(sh))).unwrap_or(Step::Close);
+                        if step == Step::Close {
+                            self.close(key);
+                        }
+                        self.apply_commands();
+                    }
                     Some(Wsi::Listen(_)) => self.accept(key),
-                    None => {}
+                    Some(Wsi::Switching) | None => {}
                 }
             }
             if woken {
@@ -316,12 +363,29 @@ impl Service {
                 self.attach_new_vhosts();
             }
         }
-        let keys: Vec<usize> = self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Http(_))).map(|(k, _)| k).collect();
+        let keys: Vec<usize> =
+            self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Http(_) | Wsi::Ws(_))).map(|(k, _)| k).collect();
         for key in keys {
             self.close(key);
         }
         self.broadcast(|| RawEvent::ProtocolDestroy);
         Ok(())
+    }
+
+    /// Delivers the protocol timers that are due.
+    fn fire_protocol_timers(&mut self) {
+        let now = self.sh.now;
+        if !self.sh.protocol_timers.iter().any(|t| t.0 <= now) {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = self.sh.protocol_timers.drain(..).partition(|t| t.0 <= now);
+        self.sh.protocol_timers = later;
+        for (_, vi, pi) in due {
+            let Shared { vhosts, commands, handle, .. } = &mut self.sh;
+            let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
+            let _ = vhosts[vi].protocols[pi].dispatch(&mut cx, RawEvent::Timer, None);
+            self.apply_commands();
+        }
     }
 
     /// Delivers a wsi-less event to every protocol of every vhost.
@@ -402,6 +466,43 @@ impl Service {
             log::error!("{}: panic while serving; connection dropped", conn.peer_addr());
             Step::Close
         });
+        match step {
+            Step::Close => self.close(key),
+            Step::Upgrade => self.upgrade(key),
+            Step::Keep => {}
+        }
+        self.apply_commands();
+    }
+
+    /// Turns the HTTP connection at `key` into a WebSocket one, in place
+    /// (same token, same registration), and tells its protocol.
+    fn upgrade(&mut self, key: usize) {
+        let Some(slot) = self.wsis.get_mut(key) else { return };
+        let Wsi::Http(conn) = std::mem::replace(slot, Wsi::Switching) else { return };
+        let Some((ws, request)) = conn.into_ws(&self.sh) else {
+            self.wsis.remove(key);
+            return;
+        };
+        *slot = Wsi::Ws(Box::new(ws));
+        self.sh.timers.clear(key);
+        self.sh.handle.inner.counters.ws_open.fetch_add(1, Ordering::Relaxed);
+        let Some(Wsi::Ws(c)) = self.wsis.get_mut(key) else { return };
+        let sh = &mut self.sh;
+        let step = std::panic::catch_unwind(AssertUnwindSafe(|| c.established(sh, &request))).unwrap_or(Step::Close);
+        if step == Step::Close {
+            self.close(key);
+        } else {
+            self.service_ws(key);
+        }
+    }
+
+    fn service_ws(&mut self, key: usize) {
+        let Some(Wsi::Ws(conn)) = self.wsis.get_mut(key) else { return };
+        let sh = &mut self.sh;
+        let step = std::panic::catch_unwind(AssertUnwindSafe(|| conn.service(sh))).unwrap_or_else(|_| {
+            log::error!("{}: panic while serving a WebSocket; connection dropped", conn.peer_addr());
+            Step::Close
+        });
         if step == Step::Close {
             self.close(key);
         }
@@ -409,12 +510,32 @@ impl Service {
     }
 
     fn close(&mut self, key: usize) {
-        let Some(Wsi::Http(mut conn)) = self.wsis.try_remove(key) else { return };
-        let sh = &mut self.sh;
-        if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
-            log::error!("{}: panic in close callbacks", conn.peer_addr());
-        }
-        if let Err(e) = self.poll.registry().deregister(conn.out.sock.stream_mut()) {
+        let mut out = match self.wsis.try_remove(key) {
+            Some(Wsi::Http(mut conn)) => {
+                let sh = &mut self.sh;
+                if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
+                    log::error!("{}: panic in close callbacks", conn.peer_addr());
+                }
+                conn.out
+            }
+            Some(Wsi::Ws(mut conn)) => {
+                let sh = &mut self.sh;
+                if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
+                    log::error!("{}: panic in close callbacks", conn.peer_addr());
+                }
+                self.sh.handle.inner.counters.ws_open.fetch_sub(1, Ordering::Relaxed);
+                conn.out
+            }
+            Some(other) => {
+                // Not a connection: put it back.
+                let entry = self.wsis.vacant_entry();
+                debug_assert_eq!(entry.key(), key);
+                entry.insert(other);
+                return;
+            }
+            None => return,
+        };
+        if let Err(e) = self.poll.registry().deregister(out.sock.stream_mut()) {
             log::debug!("deregister: {e}");
         }
         self.sh.timers.clear(key);
@@ -434,21 +555,34 @@ impl Service {
             match cmd {
                 Command::WritableAllProtocol { vhost, protocol } => {
                     for (_, w) in self.wsis.iter_mut() {
-                        if let Wsi::Http(c) = w {
-                            if c.bound_to() == Some((vhost, protocol)) {
+                        match w {
+                            Wsi::Http(c) if c.bound_to() == Some((vhost, protocol)) => {
                                 c.want_writable = true;
                                 self.sh.force(c);
                             }
+                            Wsi::Ws(c) if c.bound_to() == (vhost, protocol) => {
+                                c.want_writable = true;
+                                self.sh.force_ws(c);
+                            }
+                            _ => {}
                         }
                     }
                 }
-                Command::Writable(id) | Command::RxFlow(id, _) | Command::Timeout(id, _) => {
-                    let Some(Wsi::Http(c)) = self.wsis.get_mut(id.key as usize) else { continue };
-                    if c.generation != id.generation {
-                        continue;
+                Command::Schedule { vhost, protocol, after } => {
+                    // Bounded: one pending timer per protocol and delay is
+                    // plenty; a protocol asking in a loop gets no more.
+                    if self.sh.protocol_timers.len() < 4096 {
+                        self.sh.protocol_timers.push((self.sh.now + after, vhost, protocol));
                     }
-                    c.apply(cmd, &mut self.sh);
                 }
+                Command::Writable(id)
+                | Command::RxFlow(id, _)
+                | Command::Timeout(id, _)
+                | Command::InflateChunk(id, _) => match self.wsis.get_mut(id.key as usize) {
+                    Some(Wsi::Http(c)) if c.generation == id.generation => c.apply(cmd, &mut self.sh),
+                    Some(Wsi::Ws(c)) if c.generation == id.generation => c.apply(cmd, &mut self.sh),
+                    _ => {}
+                },
             }
         }
         // Keep the allocation; applying never queues new commands.

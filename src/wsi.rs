@@ -51,6 +51,32 @@ impl Transport {
         }
     }
 
+    /// `sendmsg(2)` of `a` then `b` in one call, with MSG_NOSIGNAL: a
+    /// frame header and its payload leave together without being copied
+    /// into one buffer first.
+    fn send2(&mut self, a: &[u8], b: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => {
+                let mut iov = [
+                    libc::iovec { iov_base: a.as_ptr() as *mut libc::c_void, iov_len: a.len() },
+                    libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() },
+                ];
+                // SAFETY: zeroed is a valid msghdr (no name, no control).
+                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+                msg.msg_iov = iov.as_mut_ptr();
+                msg.msg_iovlen = iov.len() as _;
+                // SAFETY: the iovecs describe `a` and `b`, which outlive the
+                // call and are only read; the fd is owned by `s`.
+                let n = unsafe { libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            }
+        }
+    }
+
     /// Copies up to `len` bytes of `fd` from `offset` with `sendfile(2)`.
     /// `None`: this transport cannot (TLS must see the bytes).
     fn sendfile(&mut self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> Option<io::Result<usize>> {
@@ -130,6 +156,48 @@ impl Out {
         if done < data.len() {
             self.pending.clear();
             self.pending.extend_from_slice(&data[done..]);
+            self.pending_off = 0;
+            self.writable = false;
+        }
+        Ok(())
+    }
+
+    /// Like [`Out::write`] for `head` followed by `body`, sent with one
+    /// system call where the transport allows.
+    pub(crate) fn write_parts(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
+        if let Some(kind) = self.failed {
+            return Err(kind.into());
+        }
+        if self.has_pending() {
+            return Err(io::Error::other("a write is already pending"));
+        }
+        let total = head.len() + body.len();
+        let mut done = 0;
+        if self.writable {
+            while done < total {
+                let r = if done < head.len() {
+                    self.no_block(|sock| sock.send2(&head[done..], body))
+                } else {
+                    self.no_block(|sock| sock.send(&body[done - head.len()..], false))
+                };
+                match r? {
+                    Some(n) => done += n,
+                    None => {
+                        self.writable = false;
+                        break;
+                    }
+                }
+            }
+        }
+        self.sent += done as u64;
+        if done < total {
+            self.pending.clear();
+            if done < head.len() {
+                self.pending.extend_from_slice(&head[done..]);
+                self.pending.extend_from_slice(body);
+            } else {
+                self.pending.extend_from_slice(&body[done - head.len()..]);
+            }
             self.pending_off = 0;
             self.writable = false;
         }
@@ -332,7 +400,7 @@ pub(crate) struct ResponseWriter<'a> {
     pub(crate) body_unread: bool,
 }
 
-fn misuse(what: &str) -> io::Error {
+pub(crate) fn misuse(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
 }
 

@@ -131,8 +131,13 @@ fn run(o: Options) -> Result<(), String> {
     let mut vhost = VhostInfo::new("default", addr)
         .keepalive_timeout(o.keepalive)
         .mount(Mount::files("/", fops))
-        .mount(Mount::callback("/formtest", warren::plugins::post_demo::NAME));
-    vhost.plugin(warren::plugins::post_demo::NAME);
+        .mount(Mount::callback("/formtest", warren::plugins::post_demo::NAME))
+        // Upgrades that name no subprotocol get the echo (what the
+        // Autobahn suite and quick tests with a bare client expect).
+        .default_protocol(warren::plugins::echo::NAME);
+    for name in warren::plugins::NAMES {
+        vhost.plugin(name);
+    }
     let context = Context::new(ContextInfo::new().vhost(vhost)).map_err(|e| e.to_string())?;
     let local = context.local_addr(0).unwrap_or(addr);
     log::info!("warren {} serving {what} on http://{local}/", env!("CARGO_PKG_VERSION"));

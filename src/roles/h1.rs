@@ -15,7 +15,9 @@ use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Metho
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
 use crate::protocol::{Action, Command, Cx, RawEvent, Session, Writer, WsiId};
+use crate::roles::ws::{Upgrade, WsConn};
 use crate::service::Shared;
+use crate::ws::handshake::{self, Refusal};
 use crate::wsi::{
     begin_head, end_head, error_response, BodyFraming, CbResp, HeadEnv, Out, ResponseWriter, Transport, TxInfo,
 };
@@ -45,11 +47,13 @@ const SMALL_BODY: usize = 32 * 1024;
 pub(crate) enum Step {
     Keep,
     Close,
+    /// The connection switched protocols: hand it to the ws role.
+    Upgrade,
 }
 
 /// Why a connection is being closed (for the debug log).
 #[derive(Debug)]
-pub(crate) struct Close(String);
+pub(crate) struct Close(pub(crate) String);
 
 impl From<io::Error> for Close {
     fn from(e: io::Error) -> Close {
@@ -124,6 +128,9 @@ pub(crate) struct Conn {
     /// The request being answered, for the access log (only when the
     /// vhost has one), and the byte count when its response began.
     logging: Option<Box<(crate::access_log::Entry, u64)>>,
+    /// A WebSocket upgrade was accepted: the 101 is written (or pending)
+    /// and the connection is to become a ws one.
+    upgrade: Option<Box<Upgrade>>,
 }
 
 impl Conn {
@@ -156,6 +163,7 @@ impl Conn {
             tx: TxInfo::default(),
             binding: None,
             logging: None,
+            upgrade: None,
         }
     }
 
@@ -192,7 +200,11 @@ impl Conn {
     /// Serves the connection as far as it can go now.
     pub(crate) fn service(&mut self, sh: &mut Shared) -> Step {
         for _ in 0..BUDGET {
-            match self.step(sh) {
+            let r = self.step(sh);
+            if self.upgrade.is_some() {
+                return Step::Upgrade;
+            }
+            match r {
                 Ok(true) => {}
                 Ok(false) => return Step::Keep,
                 Err(Close(why)) => {
@@ -517,6 +529,10 @@ impl Conn {
             self.send_simple(sh, 200, &[("Allow", "GET, HEAD, OPTIONS")], false);
             return Ok(());
         }
+        if handshake::is_upgrade(&req) {
+            self.upgrade_to_ws(sh, req);
+            return Ok(());
+        }
         let found = mount::find(&sh.vhosts[self.vhost].mounts, req.path()).map(|(i, m)| {
             let verdict = m.basic_auth.as_deref().map(|f| auth::check(req.header("authorization"), f));
             (i, matches!(m.origin, Origin::Callback(_)), verdict)
@@ -556,6 +572,87 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Answers a WebSocket upgrade (WS-1..4): refused with 400/426 and the
+    /// styled page, or accepted with a 101, after which the service hands
+    /// the connection to the ws role.
+    fn upgrade_to_ws(&mut self, sh: &mut Shared, req: Request) {
+        self.unbind(sh);
+        self.skip_body(&req);
+        let vhost = &sh.vhosts[self.vhost];
+        let chosen = handshake::check(&req).and_then(|o| {
+            let found = if o.named_protocol {
+                // WS-2: the first the client names that the vhost has.
+                o.protocols.iter().find_map(|name| vhost.protocols.iter().position(|p| p.name() == name))
+            } else {
+                vhost.default_protocol.as_deref().and_then(|d| vhost.protocols.iter().position(|p| p.name() == d))
+            };
+            match found {
+                Some(p) => Ok((o, p)),
+                None if o.named_protocol => Err(Refusal::BadRequest("none of the subprotocols offered is served here")),
+                None => Err(Refusal::BadRequest(
+                    "this server has no default WebSocket protocol; name one in Sec-WebSocket-Protocol",
+                )),
+            }
+        });
+        let (offer, protocol) = match chosen {
+            Ok(c) => c,
+            Err(Refusal::Version) => {
+                self.tx.keep_alive = false;
+                return self.send_page(sh, 426, "WebSocket version 13 is required", &[("Sec-WebSocket-Version", "13")]);
+            }
+            Err(Refusal::BadRequest(why)) => {
+                self.tx.keep_alive = false;
+                return self.send_page(sh, 400, why, &[]);
+            }
+        };
+        let name = vhost.protocols[protocol].name().to_string();
+        let deflate = offer.deflate.filter(|_| vhost.ws_deflate);
+        let buf = &mut sh.tx;
+        buf.clear();
+        buf.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
+        buf.extend_from_slice(b"Sec-WebSocket-Accept: ");
+        buf.extend_from_slice(offer.accept.as_bytes());
+        if offer.named_protocol {
+            buf.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
+            buf.extend_from_slice(name.as_bytes());
+        }
+        if let Some(d) = &deflate {
+            buf.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+            buf.extend_from_slice(d.response().as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n\r\n");
+        let bytes = std::mem::take(buf);
+        self.send_buffered_from(&bytes);
+        sh.tx = bytes;
+        // LOG-1: the upgrade is logged as a 101 on "/path (protocol)".
+        self.tx.status = 101;
+        if let Some(entry) = self.logging.as_mut() {
+            entry.0.path = format!("{} ({name})", entry.0.path);
+        }
+        self.log_transaction(sh);
+        sh.handle.inner.counters.ws_upgrades.fetch_add(1, Ordering::Relaxed);
+        self.upgrade = Some(Box::new(Upgrade { protocol, deflate, request: req }));
+    }
+
+    /// Turns this connection into a WebSocket one after an accepted
+    /// upgrade; returns it with the request that asked (for the
+    /// protocol's established event).
+    pub(crate) fn into_ws(mut self, sh: &Shared) -> Option<(WsConn, Request)> {
+        let up = self.upgrade.take()?;
+        let input = std::mem::take(&mut self.input);
+        let ws = WsConn::new(self.key, self.generation, self.out, self.peer, self.vhost, &up, input, sh);
+        Some((ws, up.request))
+    }
+
+    /// An error page with an explanation and extra headers.
+    fn send_page(&mut self, sh: &mut Shared, status: u16, message: &str, extra: &[(&str, &str)]) {
+        let (env, buf) = Self::env(sh, self.vhost);
+        error_response(buf, &mut self.tx, status, message, extra, env);
+        let bytes = std::mem::take(buf);
+        self.send_buffered_from(&bytes);
+        sh.tx = bytes;
     }
 
     /// A request body nobody will read: rather than read and drop an
@@ -962,7 +1059,7 @@ impl Conn {
             }
             Command::Timeout(_, Some(after)) => sh.timers.set(self.key, sh.now + after),
             Command::Timeout(_, None) => sh.timers.clear(self.key),
-            Command::WritableAllProtocol { .. } => {}
+            Command::WritableAllProtocol { .. } | Command::InflateChunk(..) | Command::Schedule { .. } => {}
         }
     }
 

@@ -3,3 +3,4 @@
 //! (`service`, `on_close`); later roles (ws, raw, cgi, h2) sit beside h1.
 
 pub(crate) mod h1;
+pub(crate) mod ws;

@@ -1,0 +1,881 @@
+//! The WebSocket role: a connection after its 101.
+//!
+//! Reading parses frames incrementally from the loop's receive buffer and
+//! hands message data to the protocol as it arrives (unmasked in place,
+//! inflated through one bounded buffer, UTF-8 checked on the way).
+//! Control frames are answered by the core. Writing follows the same
+//! rule as HTTP: the protocol writes once per writeable callback, and a
+//! partial write is the connection's one pending remainder; pongs and
+//! close frames the core owes go out between the protocol's writes.
+
+use super::h1::{Close, Step};
+use crate::protocol::{Action, Command, Cx, RawEvent, Session, WsiId};
+use crate::service::Shared;
+use crate::ws::deflate::{DeflateConfig, Deflater, Inflater, MIN_COMPRESS, TAIL};
+use crate::ws::frame::{encode_header, unmask, Header, HeaderParser, Opcode};
+use crate::ws::utf8::Utf8Stream;
+use crate::ws::{CloseCode, Rx, WriteKind, WsWriter};
+use crate::wsi::{misuse, Out};
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Steps a connection may take per service call before others get a turn.
+const BUDGET: usize = 16;
+/// Longest frame header we send.
+const MAX_HEADER: usize = 10;
+
+/// Where the close handshake stands.
+#[derive(Debug, PartialEq, Eq)]
+enum Closing {
+    Open,
+    /// We owe the peer this close frame (we start the handshake).
+    Send(Vec<u8>),
+    /// The peer closed: echo this, then close the TCP connection.
+    Reply(Vec<u8>),
+    /// Ours is sent; reading on until the peer's arrives (timer-bounded).
+    Sent,
+    /// Nothing left but to flush and close.
+    Done,
+}
+
+/// The frame being read.
+#[derive(Debug)]
+struct FrameRx {
+    opcode: Opcode,
+    fin: bool,
+    remaining: u64,
+    offset: u64,
+    mask: [u8; 4],
+}
+
+/// The message being read.
+#[derive(Debug)]
+struct MsgRx {
+    binary: bool,
+    compressed: bool,
+    size: u64,
+    delivered: bool,
+}
+
+/// What the writer side remembers between writes.
+#[derive(Debug, Default)]
+pub(crate) struct TxState {
+    /// A message begun and not ended: whether it is compressed.
+    in_message: Option<bool>,
+    deflate: Option<DeflateConfig>,
+    deflater: Option<Box<Deflater>>,
+}
+
+/// Inflation state, made with the first compressed message.
+#[derive(Debug)]
+struct InflateRx {
+    inflater: Inflater,
+    buf: Box<[u8]>,
+    filled: usize,
+}
+
+/// What the upgrade settled, handed from h1 to the new connection.
+#[derive(Debug)]
+pub(crate) struct Upgrade {
+    pub(crate) protocol: usize,
+    pub(crate) deflate: Option<DeflateConfig>,
+    pub(crate) request: crate::http::request::Request,
+}
+
+/// A WebSocket connection.
+#[derive(Debug)]
+pub(crate) struct WsConn {
+    pub(crate) key: usize,
+    pub(crate) generation: u32,
+    pub(crate) out: Out,
+    pub(crate) readable: bool,
+    pub(crate) forced: bool,
+    pub(crate) want_writable: bool,
+    pub(crate) hup: bool,
+    rx_paused: bool,
+    peer: SocketAddr,
+    vhost: usize,
+    protocol: usize,
+    session: Session,
+    /// Bytes read but not yet parsed (still masked): left when the
+    /// protocol paused rx in the middle of a read.
+    input: Vec<u8>,
+    header: HeaderParser,
+    frame: Option<FrameRx>,
+    msg: Option<MsgRx>,
+    utf8: Utf8Stream,
+    control: Vec<u8>,
+    /// Reading has failed: bytes are read and dropped until the peer's
+    /// close or EOF.
+    discard: bool,
+    closing: Closing,
+    /// A pong we owe (the latest ping's payload).
+    pong: Option<Vec<u8>>,
+    /// Liveness: a keepalive ping is due / was sent and not yet answered.
+    ping_due: bool,
+    ping_outstanding: bool,
+    keepalive: Option<(Duration, Duration)>,
+    /// The protocol set a timeout ([`Cx::set_timeout`]): the timer means
+    /// "close", whatever liveness would do.
+    user_timeout: bool,
+    /// Our side of the TCP connection is shut down (after our close frame).
+    fin_sent: bool,
+    tx: TxState,
+    inflate: Option<Box<InflateRx>>,
+    inflate_chunk: usize,
+    rx_chunk: usize,
+    max_message: u64,
+}
+
+impl WsConn {
+    /// The connection `out` becomes after its 101 went out (or is pending).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        key: usize,
+        generation: u32,
+        out: Out,
+        peer: SocketAddr,
+        vhost: usize,
+        up: &Upgrade,
+        input: Vec<u8>,
+        sh: &Shared,
+    ) -> WsConn {
+        let p = &sh.vhosts[vhost].protocols[up.protocol];
+        let rx_chunk = match p.rx_buffer_size() {
+            0 => crate::service::RX_BUF,
+            n => n,
+        };
+        let max_message = match p.max_message_size() {
+            0 => sh.limits.ws_max_message,
+            n => n,
+        };
+        WsConn {
+            key,
+            generation,
+            out,
+            readable: true,
+            forced: false,
+            want_writable: false,
+            hup: false,
+            rx_paused: false,
+            peer,
+            vhost,
+            protocol: up.protocol,
+            session: p.new_session(),
+            input,
+            header: HeaderParser::default(),
+            frame: None,
+            msg: None,
+            utf8: Utf8Stream::default(),
+            control: Vec::new(),
+            discard: false,
+            closing: Closing::Open,
+            pong: None,
+            ping_due: false,
+            ping_outstanding: false,
+            keepalive: sh.vhosts[vhost].ws_keepalive,
+            user_timeout: false,
+            fin_sent: false,
+            tx: TxState { in_message: None, deflate: up.deflate, deflater: None },
+            inflate: None,
+            inflate_chunk: rx_chunk.min(crate::service::RX_BUF),
+            rx_chunk,
+            max_message,
+        }
+    }
+
+    pub(crate) fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub(crate) fn bound_to(&self) -> (usize, usize) {
+        (self.vhost, self.protocol)
+    }
+
+    fn id(&self) -> WsiId {
+        WsiId { key: self.key as u32, generation: self.generation }
+    }
+
+    /// Tells the protocol the connection is open.
+    pub(crate) fn established(&mut self, sh: &mut Shared, req: &crate::http::request::Request) -> Step {
+        self.arm_keepalive(sh);
+        let (id, peer) = (self.id(), self.peer);
+        match self.dispatch(sh, RawEvent::Established(id, peer, req)) {
+            Ok(()) => Step::Keep,
+            Err(Close(why)) => {
+                log::debug!("{peer}: closing: {why}");
+                Step::Close
+            }
+        }
+    }
+
+    /// Serves the connection as far as it can go now.
+    pub(crate) fn service(&mut self, sh: &mut Shared) -> Step {
+        for _ in 0..BUDGET {
+            match self.step(sh) {
+                Ok(true) => {}
+                Ok(false) => return Step::Keep,
+                Err(Close(why)) => {
+                    log::debug!("{}: ws closing: {why}", self.peer);
+                    return Step::Close;
+                }
+            }
+        }
+        sh.force_ws(self);
+        Step::Keep
+    }
+
+    fn step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        if self.closing == Closing::Done && !self.out.has_pending() {
+            return Err(Close("close handshake done".into()));
+        }
+        let mut progress = false;
+        if self.out.writable {
+            progress |= self.write_step(sh)?;
+        }
+        if !self.rx_blocked() {
+            progress |= self.read_step(sh)?;
+        }
+        Ok(progress)
+    }
+
+    /// The connection's timer fired.
+    pub(crate) fn on_timer(&mut self, sh: &mut Shared) -> Step {
+        if self.closing != Closing::Open {
+            log::debug!("{}: ws close handshake timed out", self.peer);
+            return Step::Close;
+        }
+        if self.user_timeout {
+            log::debug!("{}: ws timeout set by the protocol", self.peer);
+            return Step::Close;
+        }
+        match self.keepalive {
+            Some((_, hangup)) if !self.ping_outstanding => {
+                self.ping_due = true;
+                self.ping_outstanding = true;
+                sh.timers.set(self.key, sh.now + hangup);
+                sh.force_ws(self);
+                Step::Keep
+            }
+            Some(_) => {
+                log::debug!("{}: ws peer silent after a ping; hanging up", self.peer);
+                Step::Close
+            }
+            // A timeout the protocol set.
+            None => Step::Close,
+        }
+    }
+
+    /// Valid traffic arrived: the peer is alive.
+    fn arm_keepalive(&mut self, sh: &mut Shared) {
+        if self.user_timeout || self.closing != Closing::Open {
+            return;
+        }
+        if let Some((ping_after, _)) = self.keepalive {
+            self.ping_outstanding = false;
+            sh.timers.set(self.key, sh.now + ping_after);
+        }
+    }
+
+    // ---- writing ----------------------------------------------------------
+
+    fn write_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        let mut progress = false;
+        if self.out.has_pending() {
+            progress = self.out.flush()?;
+            if self.out.has_pending() {
+                return Ok(progress);
+            }
+        }
+        if self.closing == Closing::Sent && !self.fin_sent {
+            // Our close frame is out: nothing follows it, so say so at
+            // the TCP level too. The peer answers and closes; we read and
+            // drop until it does (bounded by the close timer).
+            self.fin_sent = true;
+            if let Err(e) = self.out.sock.stream().shutdown(std::net::Shutdown::Write) {
+                return Err(e.into());
+            }
+            return Ok(true);
+        }
+        match std::mem::replace(&mut self.closing, Closing::Open) {
+            Closing::Send(payload) => {
+                self.control_frame(sh, Opcode::Close, &payload)?;
+                self.closing = Closing::Sent;
+                sh.timers.set(self.key, sh.now + sh.limits.ws_close_timeout);
+                return Ok(true);
+            }
+            Closing::Reply(payload) => {
+                self.control_frame(sh, Opcode::Close, &payload)?;
+                self.closing = Closing::Done;
+                return Ok(true);
+            }
+            Closing::Done => {
+                self.closing = Closing::Done;
+                return Ok(progress);
+            }
+            other => self.closing = other,
+        }
+        if let Some(payload) = self.pong.take() {
+            self.control_frame(sh, Opcode::Pong, &payload)?;
+            return Ok(true);
+        }
+        if self.ping_due {
+            self.ping_due = false;
+            self.control_frame(sh, Opcode::Ping, b"")?;
+            return Ok(true);
+        }
+        if self.want_writable && self.closing == Closing::Open {
+            self.want_writable = false;
+            self.deliver_writeable(sh)?;
+            if let Some(kind) = self.out.failed {
+                return Err(Close(format!("write failed: {}", io::Error::from(kind))));
+            }
+            return Ok(true);
+        }
+        Ok(progress)
+    }
+
+    fn control_frame(&mut self, sh: &mut Shared, opcode: Opcode, payload: &[u8]) -> Result<(), Close> {
+        let buf = &mut sh.tx;
+        buf.clear();
+        encode_header(buf, true, false, opcode, payload.len() as u64);
+        buf.extend_from_slice(payload);
+        self.out.write(buf, false)?;
+        Ok(())
+    }
+
+    fn deliver_writeable(&mut self, sh: &mut Shared) -> Result<(), Close> {
+        let id = self.id();
+        let WsConn { out, tx, closing, session, peer, vhost, protocol, .. } = self;
+        let Shared { vhosts, tx: scratch, commands, handle, .. } = sh;
+        let writer = WsWriter { inner: FrameWriter { out, tx, scratch, closing } };
+        let mut cx = Cx { commands, vhost: *vhost, protocol: *protocol, handle };
+        let action = vhosts[*vhost].protocols[*protocol].dispatch(
+            &mut cx,
+            RawEvent::WsWriteable(id, *peer, writer),
+            Some(session),
+        );
+        if self.closing == Closing::Sent {
+            // The protocol wrote a close frame: bound the wait for the answer.
+            sh.timers.set(self.key, sh.now + sh.limits.ws_close_timeout);
+        }
+        self.after_callback(sh, action)
+    }
+
+    // ---- reading ----------------------------------------------------------
+
+    /// Reading waits: the protocol paused it, or a pong is owed (one at a
+    /// time: a peer that pings faster than it reads gets TCP pushback,
+    /// and every ping still gets its pong).
+    fn rx_blocked(&self) -> bool {
+        self.rx_paused || self.pong.is_some()
+    }
+
+    fn reading(&self) -> bool {
+        matches!(self.closing, Closing::Open | Closing::Send(_) | Closing::Sent)
+    }
+
+    fn read_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        if !self.reading() {
+            return Ok(false);
+        }
+        if !self.input.is_empty() {
+            let mut input = std::mem::take(&mut self.input);
+            let used = self.process(sh, &mut input)?;
+            input.drain(..used);
+            if !input.is_empty() {
+                self.input = input;
+            }
+            if used > 0 || self.rx_blocked() {
+                return Ok(used > 0);
+            }
+        }
+        if !self.readable {
+            return Ok(false);
+        }
+        let mut rx = std::mem::take(&mut sh.rx);
+        let r = self.read_into(sh, &mut rx);
+        sh.rx = rx;
+        r
+    }
+
+    fn read_into(&mut self, sh: &mut Shared, rx: &mut [u8]) -> Result<bool, Close> {
+        let n = match self.out.read(rx)? {
+            None => {
+                self.readable = false;
+                return Ok(false);
+            }
+            Some(0) => return Err(Close("peer closed the TCP connection".into())),
+            Some(n) => n,
+        };
+        if n < rx.len() && !self.hup {
+            self.readable = false;
+        }
+        let used = self.process(sh, &mut rx[..n])?;
+        if used < n && self.reading() {
+            self.input.extend_from_slice(&rx[used..n]);
+        }
+        Ok(true)
+    }
+
+    /// Parses and delivers what it can of `data` (masked as it came).
+    /// Returns the bytes used; the rest is still masked.
+    fn process(&mut self, sh: &mut Shared, data: &mut [u8]) -> Result<usize, Close> {
+        let mut used = 0;
+        while used < data.len() && !self.rx_blocked() && self.reading() {
+            if self.discard {
+                // After a failure only the peer's close matters, and we
+                // have already answered: drop the rest.
+                return Ok(data.len());
+            }
+            let Some(frame) = &mut self.frame else {
+                match self.header.feed(&data[used..], self.tx.deflate.is_some()) {
+                    Ok((n, header)) => {
+                        used += n;
+                        if let Some(h) = header {
+                            self.begin_frame(sh, h)?;
+                        }
+                    }
+                    Err(e) => self.fail(e.close_code(), e.reason()),
+                }
+                continue;
+            };
+            let avail = (data.len() - used) as u64;
+            let compressed = self.msg.as_ref().is_some_and(|m| m.compressed) && !frame.opcode.is_control();
+            let mut take = frame.remaining.min(avail) as usize;
+            if !frame.opcode.is_control() && !compressed {
+                take = take.min(self.rx_chunk);
+            }
+            let (mask, offset) = (frame.mask, frame.offset);
+            let piece = &mut data[used..used + take];
+            unmask(piece, mask, offset);
+            let consumed = self.payload(sh, piece)?;
+            if consumed < take {
+                // Paused part-way through a compressed piece: mask the
+                // rest again so it can be read like the bytes after it.
+                unmask(&mut piece[consumed..], mask, offset + consumed as u64);
+            }
+            used += consumed;
+        }
+        Ok(used)
+    }
+
+    /// A header arrived: check it against the message state.
+    fn begin_frame(&mut self, sh: &mut Shared, h: Header) -> Result<(), Close> {
+        match h.opcode {
+            Opcode::Continuation if self.msg.is_none() => {
+                self.fail(CloseCode::PROTOCOL_ERROR, "continuation frame with no message begun");
+                return Ok(());
+            }
+            Opcode::Continuation if h.rsv1 => {
+                self.fail(CloseCode::PROTOCOL_ERROR, "RSV1 set on a continuation frame");
+                return Ok(());
+            }
+            Opcode::Text | Opcode::Binary if self.msg.is_some() => {
+                self.fail(CloseCode::PROTOCOL_ERROR, "new message inside a fragmented one");
+                return Ok(());
+            }
+            Opcode::Text | Opcode::Binary => {
+                self.msg =
+                    Some(MsgRx { binary: h.opcode == Opcode::Binary, compressed: h.rsv1, size: 0, delivered: false });
+                self.utf8.reset();
+            }
+            _ => self.control.clear(),
+        }
+        if let Some(m) = &self.msg {
+            if !h.opcode.is_control() && !m.compressed && m.size.saturating_add(h.len) > self.max_message {
+                {
+                    self.fail(CloseCode::TOO_BIG, "message too big");
+                    return Ok(());
+                };
+            }
+        }
+        self.frame = Some(FrameRx { opcode: h.opcode, fin: h.fin, remaining: h.len, offset: 0, mask: h.mask });
+        if h.len == 0 {
+            self.payload(sh, &mut [])?;
+        }
+        Ok(())
+    }
+
+    /// Takes unmasked payload bytes of the current frame. Returns how many
+    /// it used (fewer only when the protocol paused rx mid-way).
+    fn payload(&mut self, sh: &mut Shared, piece: &mut [u8]) -> Result<usize, Close> {
+        let Some(frame) = self.frame.as_mut() else { return Ok(piece.len()) };
+        if frame.opcode.is_control() {
+            self.control.extend_from_slice(piece);
+            frame.remaining -= piece.len() as u64;
+            frame.offset += piece.len() as u64;
+            if frame.remaining == 0 {
+                let opcode = frame.opcode;
+                self.frame = None;
+                self.control_received(sh, opcode)?;
+            }
+            return Ok(piece.len());
+        }
+        let compressed = self.msg.as_ref().is_some_and(|m| m.compressed);
+        let used = if compressed {
+            let ends = frame.fin && frame.remaining == piece.len() as u64;
+            let used = self.inflate_piece(sh, piece)?;
+            if let Some(f) = self.frame.as_mut() {
+                f.remaining -= used as u64;
+                f.offset += used as u64;
+            }
+            if ends && used == piece.len() && self.msg.is_some() {
+                self.finish_compressed(sh)?;
+            }
+            used
+        } else {
+            frame.remaining -= piece.len() as u64;
+            frame.offset += piece.len() as u64;
+            let last = frame.fin && frame.remaining == 0;
+            if let Some(m) = self.msg.as_mut() {
+                m.size += piece.len() as u64;
+            }
+            self.deliver(sh, piece, last)?;
+            piece.len()
+        };
+        if self.frame.as_ref().is_some_and(|f| f.remaining == 0) {
+            self.frame = None;
+        }
+        if self.frame.is_none() || self.msg.is_none() {
+            self.arm_keepalive(sh);
+        }
+        Ok(used)
+    }
+
+    /// Inflates a piece of a compressed message into the bounded buffer,
+    /// delivering each time it fills.
+    fn inflate_piece(&mut self, sh: &mut Shared, piece: &[u8]) -> Result<usize, Close> {
+        let cfg = self.tx.deflate.unwrap_or(DeflateConfig {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+        });
+        let chunk = self.inflate_chunk;
+        let mut inf = self.inflate.take().unwrap_or_else(|| {
+            Box::new(InflateRx { inflater: Inflater::new(&cfg), buf: vec![0; chunk].into_boxed_slice(), filled: 0 })
+        });
+        let r = self.inflate_into(sh, &mut inf, piece, false);
+        self.inflate = Some(inf);
+        r
+    }
+
+    fn inflate_into(&mut self, sh: &mut Shared, inf: &mut InflateRx, input: &[u8], tail: bool) -> Result<usize, Close> {
+        let mut used = 0;
+        loop {
+            let (c, n) = match inf.inflater.inflate(&input[used..], &mut inf.buf[inf.filled..]) {
+                Ok(r) => r,
+                Err(_) => {
+                    self.fail(CloseCode::INVALID_PAYLOAD, "invalid compressed data");
+                    return Ok(input.len());
+                }
+            };
+            used += c;
+            inf.filled += n;
+            if let Some(m) = self.msg.as_mut() {
+                m.size += n as u64;
+                if m.size > self.max_message {
+                    self.fail(CloseCode::TOO_BIG, "message too big");
+                    return Ok(input.len());
+                }
+            }
+            if inf.filled == inf.buf.len() {
+                let filled = std::mem::replace(&mut inf.filled, 0);
+                self.deliver(sh, &inf.buf[..filled], false)?;
+                if !self.reading() || self.discard || (self.rx_paused && !tail) {
+                    return Ok(used);
+                }
+                continue;
+            }
+            if used == input.len() || (c == 0 && n == 0) {
+                return Ok(used);
+            }
+        }
+    }
+
+    /// The last frame of a compressed message is in: inflate the tail the
+    /// sender stripped and deliver the rest as the final piece.
+    fn finish_compressed(&mut self, sh: &mut Shared) -> Result<(), Close> {
+        let Some(mut inf) = self.inflate.take() else { return Ok(()) };
+        let r = self.inflate_into(sh, &mut inf, &TAIL, true);
+        let filled = std::mem::replace(&mut inf.filled, 0);
+        inf.inflater.end_message();
+        let r = r.and_then(|_| if self.msg.is_some() { self.deliver(sh, &inf.buf[..filled], true) } else { Ok(()) });
+        self.inflate = Some(inf);
+        r
+    }
+
+    /// Hands message bytes to the protocol (text checked as UTF-8 and cut
+    /// at character boundaries). `last` ends the message.
+    fn deliver(&mut self, sh: &mut Shared, bytes: &[u8], last: bool) -> Result<(), Close> {
+        let Some(msg) = self.msg.as_ref() else { return Ok(()) };
+        let (binary, first) = (msg.binary, !msg.delivered);
+        let mut joined = Vec::new();
+        let data: &[u8] = if binary {
+            bytes
+        } else {
+            match self.utf8.feed(bytes) {
+                Err(_) => {
+                    self.fail(CloseCode::INVALID_PAYLOAD, "text message is not UTF-8");
+                    return Ok(());
+                }
+                Ok(p) if p.prefix_len == 0 => p.whole,
+                Ok(p) => {
+                    // A character cut by a frame or read boundary, made
+                    // whole: rare, so a small copy is fine.
+                    joined.extend_from_slice(&p.prefix[..p.prefix_len]);
+                    joined.extend_from_slice(p.whole);
+                    &joined
+                }
+            }
+        };
+        if last && !binary && !self.utf8.at_boundary() {
+            self.fail(CloseCode::INVALID_PAYLOAD, "text message ends inside a character");
+            return Ok(());
+        }
+        if last {
+            self.msg = None;
+        } else if data.is_empty() {
+            return Ok(());
+        } else if let Some(m) = self.msg.as_mut() {
+            m.delivered = true;
+        }
+        if self.closing != Closing::Open {
+            return Ok(());
+        }
+        let remaining = self.frame.as_ref().map_or(0, |f| f.remaining);
+        let rx = Rx { data, binary, first, last, remaining };
+        let (id, peer) = (self.id(), self.peer);
+        self.dispatch(sh, RawEvent::Receive(id, peer, rx))
+    }
+
+    /// A whole control frame is in `self.control`.
+    fn control_received(&mut self, sh: &mut Shared, opcode: Opcode) -> Result<(), Close> {
+        let payload = std::mem::take(&mut self.control);
+        self.arm_keepalive(sh);
+        let open = self.closing == Closing::Open;
+        match opcode {
+            Opcode::Ping if open => {
+                self.pong = Some(payload);
+                sh.force_ws(self);
+            }
+            Opcode::Pong if open => {
+                let (id, peer) = (self.id(), self.peer);
+                self.dispatch(sh, RawEvent::Pong(id, peer, &payload))?;
+            }
+            Opcode::Close => self.peer_closed(sh, &payload)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn peer_closed(&mut self, sh: &mut Shared, payload: &[u8]) -> Result<(), Close> {
+        if self.closing == Closing::Sent {
+            // The answer to ours: done.
+            self.closing = Closing::Done;
+            return Ok(());
+        }
+        let (code, reason) = match payload.len() {
+            0 => (CloseCode::NO_STATUS, ""),
+            1 => {
+                self.fail(CloseCode::PROTOCOL_ERROR, "close frame with a one-byte payload");
+                return Ok(());
+            }
+            _ => {
+                let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+                if !code.is_valid_on_wire() {
+                    self.fail(CloseCode::PROTOCOL_ERROR, "invalid close code");
+                    return Ok(());
+                }
+                let Ok(reason) = std::str::from_utf8(&payload[2..]) else {
+                    self.fail(CloseCode::INVALID_PAYLOAD, "close reason is not UTF-8");
+                    return Ok(());
+                };
+                (code, reason)
+            }
+        };
+        let was_open = self.closing == Closing::Open;
+        // Echo the code (RFC 6455 §5.5.1); no code, no payload.
+        self.closing = Closing::Reply(if code == CloseCode::NO_STATUS { Vec::new() } else { payload[..2].to_vec() });
+        sh.force_ws(self);
+        if was_open {
+            let (id, peer) = (self.id(), self.peer);
+            self.dispatch(sh, RawEvent::PeerClose(id, peer, code, reason))?;
+        }
+        Ok(())
+    }
+
+    /// The peer broke the protocol: close with `code`, read no more data.
+    fn fail(&mut self, code: CloseCode, reason: &str) {
+        log::debug!("{}: ws: {reason}; closing with {code}", self.peer);
+        self.discard = true;
+        self.frame = None;
+        self.msg = None;
+        if self.closing == Closing::Open {
+            self.closing = Closing::Send(close_payload(code, reason));
+        }
+    }
+
+    // ---- protocols --------------------------------------------------------
+
+    fn dispatch(&mut self, sh: &mut Shared, event: RawEvent<'_>) -> Result<(), Close> {
+        let Shared { vhosts, commands, handle, .. } = sh;
+        let mut cx = Cx { commands, vhost: self.vhost, protocol: self.protocol, handle };
+        let action = vhosts[self.vhost].protocols[self.protocol].dispatch(&mut cx, event, Some(&mut self.session));
+        self.after_callback(sh, action)
+    }
+
+    /// Applies the callback's requests about this connection now; the
+    /// service applies the rest when we return.
+    fn after_callback(&mut self, sh: &mut Shared, action: Action) -> Result<(), Close> {
+        let id = self.id();
+        if sh.commands.iter().any(|c| c.target() == Some(id)) {
+            let commands = std::mem::take(&mut sh.commands);
+            for cmd in commands {
+                if cmd.target() == Some(id) {
+                    self.apply(cmd, sh);
+                } else {
+                    sh.commands.push(cmd);
+                }
+            }
+        }
+        if action == Action::Close && self.closing == Closing::Open {
+            // WS-7: a close frame, then wait (bounded) for the answer.
+            self.closing = Closing::Send(close_payload(CloseCode::NORMAL, ""));
+            sh.force_ws(self);
+        }
+        Ok(())
+    }
+
+    /// Applies one callback request to this connection.
+    pub(crate) fn apply(&mut self, cmd: Command, sh: &mut Shared) {
+        match cmd {
+            Command::Writable(_) => {
+                self.want_writable = true;
+                sh.force_ws(self);
+            }
+            Command::RxFlow(_, enable) => {
+                self.rx_paused = !enable;
+                if enable {
+                    sh.force_ws(self);
+                }
+            }
+            Command::Timeout(_, Some(after)) => {
+                self.user_timeout = true;
+                sh.timers.set(self.key, sh.now + after);
+            }
+            Command::Timeout(_, None) => {
+                self.user_timeout = false;
+                sh.timers.clear(self.key);
+                self.arm_keepalive(sh);
+            }
+            Command::InflateChunk(_, size) => {
+                self.inflate_chunk = size;
+                if let Some(inf) = self.inflate.as_mut() {
+                    if inf.filled == 0 {
+                        inf.buf = vec![0; size].into_boxed_slice();
+                    }
+                }
+            }
+            Command::WritableAllProtocol { .. } | Command::Schedule { .. } => {}
+        }
+    }
+
+    /// The connection is going away: tell its protocol.
+    pub(crate) fn on_close(&mut self, sh: &mut Shared) {
+        let (id, peer) = (self.id(), self.peer);
+        let _ = self.dispatch(sh, RawEvent::WsClosed(id, peer));
+    }
+}
+
+/// A close frame's payload: the code, then the reason cut to fit 123
+/// bytes on a character boundary.
+fn close_payload(code: CloseCode, reason: &str) -> Vec<u8> {
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut p = code.0.to_be_bytes().to_vec();
+    p.extend_from_slice(&reason.as_bytes()[..cut]);
+    p
+}
+
+/// The writer behind [`WsWriter`].
+#[derive(Debug)]
+pub(crate) struct FrameWriter<'a> {
+    out: &'a mut Out,
+    tx: &'a mut TxState,
+    scratch: &'a mut Vec<u8>,
+    closing: &'a mut Closing,
+}
+
+impl FrameWriter<'_> {
+    pub(crate) fn data(self, data: &[u8], kind: WriteKind, fin: bool) -> io::Result<()> {
+        if *self.closing != Closing::Open {
+            return Err(misuse("the connection is closing"));
+        }
+        let first = match (kind, self.tx.in_message) {
+            (WriteKind::Continuation, Some(_)) => false,
+            (WriteKind::Continuation, None) => return Err(misuse("a continuation with no message begun")),
+            (_, Some(_)) => return Err(misuse("a new message before the last one ended")),
+            (_, None) => true,
+        };
+        let compressed = match self.tx.in_message {
+            Some(c) => c,
+            None => self.tx.deflate.is_some() && !(fin && data.len() < MIN_COMPRESS),
+        };
+        let opcode = match kind {
+            WriteKind::Text => Opcode::Text,
+            WriteKind::Binary => Opcode::Binary,
+            WriteKind::Continuation => Opcode::Continuation,
+        };
+        let buf = self.scratch;
+        buf.clear();
+        if compressed {
+            let cfg = self.tx.deflate.as_ref().ok_or_else(|| misuse("no deflate"))?;
+            let deflater = self.tx.deflater.get_or_insert_with(|| Box::new(Deflater::new(cfg)));
+            buf.resize(MAX_HEADER, 0);
+            deflater.compress(data, fin, buf).map_err(|e| io::Error::other(format!("deflate failed: {e:?}")))?;
+            let mut head = Vec::with_capacity(MAX_HEADER);
+            encode_header(&mut head, fin, first, opcode, (buf.len() - MAX_HEADER) as u64);
+            let start = MAX_HEADER - head.len();
+            buf[start..MAX_HEADER].copy_from_slice(&head);
+            self.out.write(&buf[start..], false)?;
+        } else {
+            encode_header(buf, fin, false, opcode, data.len() as u64);
+            self.out.write_parts(buf, data)?;
+        }
+        self.tx.in_message = if fin { None } else { Some(compressed) };
+        Ok(())
+    }
+
+    pub(crate) fn ping(self, payload: &[u8]) -> io::Result<()> {
+        if payload.len() > 125 {
+            return Err(misuse("a ping payload is at most 125 bytes"));
+        }
+        if *self.closing != Closing::Open {
+            return Err(misuse("the connection is closing"));
+        }
+        self.scratch.clear();
+        encode_header(self.scratch, true, false, Opcode::Ping, payload.len() as u64);
+        self.scratch.extend_from_slice(payload);
+        self.out.write(self.scratch, false)
+    }
+
+    pub(crate) fn close(self, code: CloseCode, reason: &str) -> io::Result<()> {
+        if !code.is_valid_on_wire() {
+            return Err(misuse("not a close code an endpoint may send"));
+        }
+        if *self.closing != Closing::Open {
+            return Err(misuse("the connection is closing"));
+        }
+        let payload = close_payload(code, reason);
+        self.scratch.clear();
+        encode_header(self.scratch, true, false, Opcode::Close, payload.len() as u64);
+        self.scratch.extend_from_slice(&payload);
+        self.out.write(self.scratch, false)?;
+        *self.closing = Closing::Sent;
+        Ok(())
+    }
+}
