@@ -1,46 +1,11 @@
 //! The `warren` binary as a user runs it.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_warren");
+mod support;
 
-/// Kills and reaps the child when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts warren with `args` on a port of its choosing (`--port 0`) and
-/// returns it with that port, read from its "serving" log line. (Picking a
-/// free port here and passing it would race with other tests binding
-/// ephemeral ports.)
-fn start(args: &[&str]) -> (Running, u16) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .args(["--port", "0", "--log-level", "info"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn warren");
-    let stderr = child.stderr.take().expect("stderr");
-    let running = Running(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let port = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.split("http://127.0.0.1:").nth(1).and_then(|r| r.trim_end_matches('/').parse().ok()))
-        .expect("warren exited before serving");
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (running, port)
-}
+use support::{start_warren as start, BIN};
 
 fn curl(url: &str) -> (String, String) {
     let out =

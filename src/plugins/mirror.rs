@@ -13,7 +13,7 @@
 use crate::protocol::{Action, Cx, Event, Protocol, WsiId};
 use crate::ws::WriteKind;
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The plugin's name.
 pub const NAME: &str = "lws-mirror-protocol";
@@ -45,8 +45,8 @@ struct Instance {
     /// Each member and the sequence number of the next message it gets.
     members: Vec<(WsiId, u64)>,
     paused: bool,
-    /// While paused: the slowest member and where it stood.
-    stalled: Option<(WsiId, u64)>,
+    /// While paused: the slowest member, where it stood, and since when.
+    stalled: Option<(WsiId, u64, Instant)>,
 }
 
 impl Instance {
@@ -70,8 +70,8 @@ impl Instance {
         }
     }
 
-    fn slowest(&self) -> Option<(WsiId, u64)> {
-        self.members.iter().min_by_key(|m| m.1).copied()
+    fn slowest(&self) -> Option<(WsiId, u64, Instant)> {
+        self.members.iter().min_by_key(|m| m.1).map(|m| (m.0, m.1, Instant::now()))
     }
 }
 
@@ -186,16 +186,20 @@ impl Protocol for Mirror {
             }
             Event::Timer => {
                 for inst in self.instances.iter_mut() {
-                    let Some((id, tail)) = inst.stalled else { continue };
+                    let Some((id, tail, since)) = inst.stalled else { continue };
                     if !inst.paused {
                         continue;
                     }
-                    if inst.members.iter().any(|m| m.0 == id && m.1 == tail) {
+                    let stuck = inst.members.iter().any(|m| m.0 == id && m.1 == tail);
+                    if stuck && since.elapsed() >= STALL {
                         // No progress in STALL: let it go, the rest move on.
                         log::info!("{NAME}: a client read nothing for {STALL:?} while the ring was full; closing it");
                         inst.members.retain(|m| m.0 != id);
                         cx.set_timeout(id, Some(Duration::ZERO));
                         inst.trim(cx);
+                    } else if stuck {
+                        // An older timer; this stall has time left.
+                        continue;
                     }
                     if inst.paused {
                         inst.stalled = inst.slowest();

@@ -609,6 +609,7 @@ impl Conn {
         };
         let name = vhost.protocols[protocol].name().to_string();
         let deflate = offer.deflate.filter(|_| vhost.ws_deflate);
+        sh.handle.inner.counters.ws_upgrades.fetch_add(1, Ordering::Relaxed);
         let buf = &mut sh.tx;
         buf.clear();
         buf.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
@@ -632,7 +633,6 @@ impl Conn {
             entry.0.path = format!("{} ({name})", entry.0.path);
         }
         self.log_transaction(sh);
-        sh.handle.inner.counters.ws_upgrades.fetch_add(1, Ordering::Relaxed);
         self.upgrade = Some(Box::new(Upgrade { protocol, deflate, request: req }));
     }
 

@@ -67,6 +67,14 @@ pub(crate) struct TxState {
     deflater: Option<Box<Deflater>>,
 }
 
+/// Where inflation stood when the protocol paused rx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    MidMessage,
+    BeforeTail,
+    AfterTail,
+}
+
 /// Inflation state, made with the first compressed message.
 #[derive(Debug)]
 struct InflateRx {
@@ -123,6 +131,8 @@ pub(crate) struct WsConn {
     fin_sent: bool,
     tx: TxState,
     inflate: Option<Box<InflateRx>>,
+    /// Inflation was cut short by a pause of rx.
+    inflate_resume: Option<Resume>,
     inflate_chunk: usize,
     rx_chunk: usize,
     max_message: u64,
@@ -179,6 +189,7 @@ impl WsConn {
             fin_sent: false,
             tx: TxState { in_message: None, deflate: up.deflate, deflater: None },
             inflate: None,
+            inflate_resume: None,
             inflate_chunk: rx_chunk.min(crate::service::RX_BUF),
             rx_chunk,
             max_message,
@@ -380,6 +391,12 @@ impl WsConn {
         if !self.reading() {
             return Ok(false);
         }
+        if self.inflate_resume.is_some() {
+            self.resume_inflate(sh)?;
+            if self.rx_blocked() {
+                return Ok(true);
+            }
+        }
         if !self.input.is_empty() {
             let mut input = std::mem::take(&mut self.input);
             let used = self.process(sh, &mut input)?;
@@ -521,7 +538,12 @@ impl WsConn {
                 f.remaining -= used as u64;
                 f.offset += used as u64;
             }
-            if ends && used == piece.len() && self.msg.is_some() {
+            let ends = ends && used == piece.len() && self.msg.is_some();
+            if self.rx_paused {
+                // The protocol paused while output may still be waiting
+                // in the inflater: finish when it resumes.
+                self.inflate_resume = Some(if ends { Resume::BeforeTail } else { Resume::MidMessage });
+            } else if ends {
                 self.finish_compressed(sh)?;
             }
             used
@@ -556,12 +578,14 @@ impl WsConn {
         let mut inf = self.inflate.take().unwrap_or_else(|| {
             Box::new(InflateRx { inflater: Inflater::new(&cfg), buf: vec![0; chunk].into_boxed_slice(), filled: 0 })
         });
-        let r = self.inflate_into(sh, &mut inf, piece, false);
+        let r = self.inflate_into(sh, &mut inf, piece);
         self.inflate = Some(inf);
         r
     }
 
-    fn inflate_into(&mut self, sh: &mut Shared, inf: &mut InflateRx, input: &[u8], tail: bool) -> Result<usize, Close> {
+    /// Inflates `input`, delivering each time the buffer fills, until the
+    /// input is used up or the protocol pauses. Returns the bytes used.
+    fn inflate_into(&mut self, sh: &mut Shared, inf: &mut InflateRx, input: &[u8]) -> Result<usize, Close> {
         let mut used = 0;
         loop {
             let (c, n) = match inf.inflater.inflate(&input[used..], &mut inf.buf[inf.filled..]) {
@@ -583,7 +607,7 @@ impl WsConn {
             if inf.filled == inf.buf.len() {
                 let filled = std::mem::replace(&mut inf.filled, 0);
                 self.deliver(sh, &inf.buf[..filled], false)?;
-                if !self.reading() || self.discard || (self.rx_paused && !tail) {
+                if !self.reading() || self.discard || self.rx_paused {
                     return Ok(used);
                 }
                 continue;
@@ -595,15 +619,47 @@ impl WsConn {
     }
 
     /// The last frame of a compressed message is in: inflate the tail the
-    /// sender stripped and deliver the rest as the final piece.
+    /// sender stripped, then deliver the rest as the final piece.
     fn finish_compressed(&mut self, sh: &mut Shared) -> Result<(), Close> {
         let Some(mut inf) = self.inflate.take() else { return Ok(()) };
-        let r = self.inflate_into(sh, &mut inf, &TAIL, true);
+        let r = self.inflate_into(sh, &mut inf, &TAIL);
+        self.inflate = Some(inf);
+        r?;
+        if self.rx_paused {
+            self.inflate_resume = Some(Resume::AfterTail);
+            return Ok(());
+        }
+        self.final_piece(sh)
+    }
+
+    /// Delivers what is left in the inflate buffer as the message's end.
+    fn final_piece(&mut self, sh: &mut Shared) -> Result<(), Close> {
+        let Some(mut inf) = self.inflate.take() else { return Ok(()) };
         let filled = std::mem::replace(&mut inf.filled, 0);
         inf.inflater.end_message();
-        let r = r.and_then(|_| if self.msg.is_some() { self.deliver(sh, &inf.buf[..filled], true) } else { Ok(()) });
+        let r = if self.msg.is_some() { self.deliver(sh, &inf.buf[..filled], true) } else { Ok(()) };
         self.inflate = Some(inf);
         r
+    }
+
+    /// Picks up inflation where a pause left it: drain the inflater, then
+    /// end the message if that is where it stood.
+    fn resume_inflate(&mut self, sh: &mut Shared) -> Result<(), Close> {
+        let Some(at) = self.inflate_resume.take() else { return Ok(()) };
+        if let Some(mut inf) = self.inflate.take() {
+            let r = self.inflate_into(sh, &mut inf, &[]);
+            self.inflate = Some(inf);
+            r?;
+        }
+        if self.rx_paused {
+            self.inflate_resume = Some(at);
+            return Ok(());
+        }
+        match at {
+            Resume::MidMessage => Ok(()),
+            Resume::BeforeTail => self.finish_compressed(sh),
+            Resume::AfterTail => self.final_piece(sh),
+        }
     }
 
     /// Hands message bytes to the protocol (text checked as UTF-8 and cut

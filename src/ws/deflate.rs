@@ -113,8 +113,10 @@ impl std::fmt::Debug for Deflater {
 
 impl Deflater {
     pub(crate) fn new(cfg: &DeflateConfig) -> Deflater {
-        let strategy = if cfg.server_max_window_bits < 15 { STRATEGY_RLE } else { 0 };
-        let flags = create_comp_flags_from_zip_params(LEVEL, -15, strategy);
+        // miniz_oxide's one-probe fast path (level 1) ignores the RLE
+        // flag, so a limited window takes level 2, which honours it.
+        let (level, strategy) = if cfg.server_max_window_bits < 15 { (2, STRATEGY_RLE) } else { (LEVEL, 0) };
+        let flags = create_comp_flags_from_zip_params(level, -15, strategy);
         Deflater { comp: Box::new(CompressorOxide::new(flags)), no_context_takeover: cfg.server_no_context_takeover }
     }
 

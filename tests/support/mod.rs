@@ -3,9 +3,12 @@
 //! response at a time (Content-Length, chunked, or to EOF).
 #![allow(dead_code)]
 
-use std::io::{self, Read, Write};
+pub mod ws;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -247,4 +250,54 @@ pub fn raise_fd_limit() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_warren");
+
+/// Kills and reaps the child when dropped.
+pub struct Running(pub Child);
+
+impl Running {
+    /// The child's VmHWM (peak resident set), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts warren with `args` on a port of its choosing (`--port 0`) and
+/// returns it with that port, read from its "serving" log line. (Picking a
+/// free port here and passing it would race with other tests binding
+/// ephemeral ports.)
+pub fn start_warren(args: &[&str]) -> (Running, u16) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--port", "0", "--log-level", "info"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warren");
+    let stderr = child.stderr.take().expect("stderr");
+    let running = Running(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("http://127.0.0.1:").nth(1).and_then(|r| r.trim_end_matches('/').parse().ok()))
+        .expect("warren exited before serving");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (running, port)
 }
