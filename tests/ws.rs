@@ -41,7 +41,7 @@ impl Protocol for Record {
     }
     fn callback(&mut self, _cx: &mut Cx<'_>, event: Event<'_, ()>) -> Action {
         if let Event::Receive(_, rx) = event {
-            self.0.lock().unwrap().push(Seen {
+            self.0.lock().expect("lock").push(Seen {
                 data: rx.data().to_vec(),
                 first: rx.is_first_fragment(),
                 last: rx.is_final_fragment(),
@@ -86,7 +86,7 @@ impl Protocol for Pause {
                     cx.rx_flow_control(id, true);
                 }
             }
-            Event::Receive(_, rx) => *self.received.lock().unwrap() += rx.data().len() as u64,
+            Event::Receive(_, rx) => *self.received.lock().expect("lock") += rx.data().len() as u64,
             _ => {}
         }
         Action::Continue
@@ -162,17 +162,17 @@ fn bad_upgrades_get_400_or_426() {
 fn echo_returns_text_binary_fragmented_and_large_messages() {
     let server = echo_server();
     let mut c = WsClient::connect(server.addr, "/", &[]).expect("upgrade");
-    c.text("hello").unwrap();
-    assert_eq!(c.recv_message().unwrap(), (TEXT, b"hello".to_vec()));
-    c.send(true, TEXT, b"").unwrap();
-    assert_eq!(c.recv_message().unwrap(), (TEXT, Vec::new()));
-    c.send(false, TEXT, "κό".as_bytes()).unwrap();
-    c.send(false, CONTINUATION, "σ".as_bytes()).unwrap();
-    c.send(true, CONTINUATION, "με".as_bytes()).unwrap();
-    assert_eq!(c.recv_message().unwrap(), (TEXT, "κόσμε".as_bytes().to_vec()));
+    c.text("hello").expect("socket");
+    assert_eq!(c.recv_message().expect("recv message"), (TEXT, b"hello".to_vec()));
+    c.send(true, TEXT, b"").expect("socket");
+    assert_eq!(c.recv_message().expect("recv message"), (TEXT, Vec::new()));
+    c.send(false, TEXT, "κό".as_bytes()).expect("socket");
+    c.send(false, CONTINUATION, "σ".as_bytes()).expect("socket");
+    c.send(true, CONTINUATION, "με".as_bytes()).expect("socket");
+    assert_eq!(c.recv_message().expect("recv message"), (TEXT, "κόσμε".as_bytes().to_vec()));
     let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 31 % 251) as u8).collect();
-    c.send(true, BINARY, &big).unwrap();
-    let (op, got) = c.recv_message().unwrap();
+    c.send(true, BINARY, &big).expect("socket");
+    let (op, got) = c.recv_message().expect("recv message");
     assert_eq!(op, BINARY);
     assert!(got == big, "1 MiB binary message came back different ({} bytes)", got.len());
 }
@@ -185,12 +185,12 @@ fn fragments_arrive_as_they_come_with_the_fragment_api() {
     let server =
         Server::start(ContextInfo::new().vhost(vhost().default_protocol("record").protocol(Record(log.clone()))));
     let mut c = WsClient::connect(server.addr, "/", &[]).expect("upgrade");
-    c.send(false, BINARY, b"0123456789abcde").unwrap();
-    c.send(false, CONTINUATION, b"").unwrap();
-    c.send(true, CONTINUATION, b"fghij").unwrap();
-    c.send(true, PING, b"sync").unwrap();
-    assert_eq!(c.recv().unwrap().opcode, PONG);
-    let seen = log.lock().unwrap().clone();
+    c.send(false, BINARY, b"0123456789abcde").expect("socket");
+    c.send(false, CONTINUATION, b"").expect("socket");
+    c.send(true, CONTINUATION, b"fghij").expect("socket");
+    c.send(true, PING, b"sync").expect("socket");
+    assert_eq!(c.recv().expect("recv frame").opcode, PONG);
+    let seen = log.lock().expect("lock").clone();
     let summary: Vec<(usize, bool, bool, u64)> =
         seen.iter().map(|s| (s.data.len(), s.first, s.last, s.remaining)).collect();
     assert_eq!(summary, vec![(10, true, false, 5), (5, false, false, 0), (5, false, true, 0)]);
@@ -210,23 +210,26 @@ fn text_pieces_are_whole_characters_and_bad_utf8_closes_1007() {
     let text = "€uro €€ and 𝄞 clef";
     let bytes = text.as_bytes();
     // Cut inside the first euro sign and inside the clef.
-    c.send(false, TEXT, &bytes[..1]).unwrap();
-    c.send(false, CONTINUATION, &bytes[1..17]).unwrap();
-    c.send(true, CONTINUATION, &bytes[17..]).unwrap();
-    c.send(true, PING, b"").unwrap();
-    assert_eq!(c.recv().unwrap().opcode, PONG);
-    let seen = log.lock().unwrap().clone();
+    c.send(false, TEXT, &bytes[..1]).expect("socket");
+    c.send(false, CONTINUATION, &bytes[1..17]).expect("socket");
+    c.send(true, CONTINUATION, &bytes[17..]).expect("socket");
+    c.send(true, PING, b"").expect("socket");
+    assert_eq!(c.recv().expect("recv frame").opcode, PONG);
+    let seen = log.lock().expect("lock").clone();
     assert!(seen.iter().all(|s| s.text_ok && !s.binary), "{seen:?}");
     let all: Vec<u8> = seen.iter().flat_map(|s| s.data.clone()).collect();
     assert_eq!(all, bytes);
     // Invalid: the first piece is fine, the bad byte comes in a frame that
     // does not end the message; the close must not wait for the end.
-    c.send(false, TEXT, b"ok so far ").unwrap();
-    c.send(false, CONTINUATION, b"\xc3\x28").unwrap();
-    let f = c.recv().unwrap();
+    c.send(false, TEXT, b"ok so far ").expect("socket");
+    c.send(false, CONTINUATION, b"\xc3\x28").expect("socket");
+    let f = c.recv().expect("recv frame");
     assert_eq!(f.close_code(), Some(1007), "{f:?}");
     assert!(c.closed_within(Duration::from_secs(3)));
 }
+
+/// Builds the bytes a test sends.
+type MakeFrame = Box<dyn Fn(&mut WsClient) -> Vec<u8>>;
 
 /// WS-5: protocol errors close with 1002, a too-big message with 1009.
 #[test]
@@ -234,7 +237,7 @@ fn protocol_errors_close_with_1002_and_too_big_with_1009() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let server = Server::start(ContextInfo::new().vhost(ws_vhost().protocol(Record(log))));
     let unmasked = vec![0x81, 0x02, b'h', b'i'];
-    let cases: Vec<(Box<dyn Fn(&mut WsClient) -> Vec<u8>>, u16, &str)> = vec![
+    let cases: Vec<(MakeFrame, u16, &str)> = vec![
         (Box::new(move |_| unmasked.clone()), 1002, "unmasked frame"),
         (Box::new(|c| c.frame_bytes(true, false, 0x3, b"x")), 1002, "reserved opcode"),
         (Box::new(|c| c.frame_bytes(true, false, CONTINUATION, b"x")), 1002, "continuation first"),
@@ -265,7 +268,7 @@ fn protocol_errors_close_with_1002_and_too_big_with_1009() {
     for (make, want, what) in &cases {
         let mut c = WsClient::connect(server.addr, "/", &[]).expect("upgrade");
         let bytes = make(&mut c);
-        c.send_raw(&bytes).unwrap();
+        c.send_raw(&bytes).expect("socket");
         // Skip what the echo sent back before the error.
         let f = loop {
             let f = c.recv().unwrap_or_else(|e| panic!("{what}: no close frame: {e}"));
@@ -277,8 +280,8 @@ fn protocol_errors_close_with_1002_and_too_big_with_1009() {
         assert!(c.closed_within(Duration::from_secs(3)), "{what}: TCP left open");
     }
     let mut c = WsClient::connect(server.addr, "/", &["Sec-WebSocket-Protocol: record"]).expect("upgrade");
-    c.send(true, BINARY, &[7; 101]).unwrap();
-    assert_eq!(c.recv().unwrap().close_code(), Some(1009));
+    c.send(true, BINARY, &[7; 101]).expect("socket");
+    assert_eq!(c.recv().expect("recv frame").close_code(), Some(1009));
 }
 
 /// RFC 6455 §5.5.1: the server answers a close with the same code and
@@ -287,19 +290,19 @@ fn protocol_errors_close_with_1002_and_too_big_with_1009() {
 fn close_handshake_and_ping() {
     let server = echo_server();
     let mut c = WsClient::connect(server.addr, "/", &[]).expect("upgrade");
-    c.send(true, PING, b"are you there").unwrap();
-    let f = c.recv().unwrap();
+    c.send(true, PING, b"are you there").expect("socket");
+    let f = c.recv().expect("recv frame");
     assert_eq!((f.opcode, f.payload.as_slice()), (PONG, &b"are you there"[..]));
     let mut payload = 4000u16.to_be_bytes().to_vec();
     payload.extend_from_slice("bye ✓".as_bytes());
-    c.send(true, CLOSE, &payload).unwrap();
-    let f = c.recv().unwrap();
+    c.send(true, CLOSE, &payload).expect("socket");
+    let f = c.recv().expect("recv frame");
     assert_eq!(f.close_code(), Some(4000));
     assert!(c.closed_within(Duration::from_secs(2)));
     // A close with no payload is answered with none.
     let mut c = WsClient::connect(server.addr, "/", &[]).expect("upgrade");
-    c.send(true, CLOSE, b"").unwrap();
-    let f = c.recv().unwrap();
+    c.send(true, CLOSE, b"").expect("socket");
+    let f = c.recv().expect("recv frame");
     assert_eq!((f.opcode, f.payload.len()), (CLOSE, 0));
 }
 
@@ -314,7 +317,7 @@ fn rx_flow_control_is_tcp_pushback() {
     let mut c = WsClient::connect(server.addr, "/", &[]).expect("upgrade");
     let total: usize = 64 << 20;
     let frame = c.frame_bytes(true, false, BINARY, &vec![0x5a; total]);
-    c.stream.set_nonblocking(true).unwrap();
+    c.stream.set_nonblocking(true).expect("socket");
     let started = Instant::now();
     let mut sent = 0;
     // Write until the kernel stops taking bytes.
@@ -334,15 +337,15 @@ fn rx_flow_control_is_tcp_pushback() {
     }
     assert!(started.elapsed() < Pause::HOLD, "the test was too slow to observe the pause");
     assert!(sent < frame.len() / 4, "the sender was not pushed back: {sent} of {} bytes taken", frame.len());
-    assert_eq!(*received.lock().unwrap(), 0, "data delivered while paused");
+    assert_eq!(*received.lock().expect("lock"), 0, "data delivered while paused");
     // After the protocol resumes, the rest goes through.
-    c.stream.set_nonblocking(false).unwrap();
-    c.stream.write_all(&frame[sent..]).unwrap();
+    c.stream.set_nonblocking(false).expect("socket");
+    c.stream.write_all(&frame[sent..]).expect("socket");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while *received.lock().unwrap() < total as u64 && Instant::now() < deadline {
+    while *received.lock().expect("lock") < total as u64 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(*received.lock().unwrap(), total as u64);
+    assert_eq!(*received.lock().expect("lock"), total as u64);
 }
 
 /// WS-6: a silent peer gets a ping, then is hung up on; one that answers
@@ -353,21 +356,21 @@ fn keepalive_pings_and_hangs_up_on_a_dead_peer() {
     let server = Server::start(ContextInfo::new().vhost(v));
     let mut dead = WsClient::connect(server.addr, "/", &[]).expect("upgrade");
     let mut alive = WsClient::connect(server.addr, "/", &[]).expect("upgrade");
-    let ping = dead.recv().unwrap();
+    let ping = dead.recv().expect("recv frame");
     assert_eq!(ping.opcode, PING);
     let started = Instant::now();
     let stop = started + Duration::from_millis(1500);
     while Instant::now() < stop {
-        alive.stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        alive.stream.set_read_timeout(Some(Duration::from_millis(100))).expect("socket");
         if let Ok(f) = alive.recv() {
             assert_eq!(f.opcode, PING);
-            alive.send(true, PONG, &f.payload).unwrap();
+            alive.send(true, PONG, &f.payload).expect("socket");
         }
     }
     assert!(dead.closed_within(Duration::from_secs(2)), "the silent peer was not hung up on");
-    alive.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    alive.text("still here").unwrap();
-    assert_eq!(alive.recv_message().unwrap(), (TEXT, b"still here".to_vec()));
+    alive.stream.set_read_timeout(Some(Duration::from_secs(5))).expect("socket");
+    alive.text("still here").expect("socket");
+    assert_eq!(alive.recv_message().expect("recv message"), (TEXT, b"still here".to_vec()));
 }
 
 /// RFC 7692: permessage-deflate is agreed, compressed messages are
@@ -396,9 +399,9 @@ fn permessage_deflate_round_trips() {
     let (a, b) = wire.split_at(wire.len() / 2);
     let mut bytes = c.frame_bytes(false, true, TEXT, a);
     bytes.extend(c.frame_bytes(true, false, CONTINUATION, b));
-    c.send_raw(&bytes).unwrap();
+    c.send_raw(&bytes).expect("socket");
     let mut payload = Vec::new();
-    let first = c.recv().unwrap();
+    let first = c.recv().expect("recv frame");
     assert!(first.rsv1 && first.opcode == TEXT, "echo not compressed: {first:?}");
     let mut f = first;
     loop {
@@ -406,7 +409,7 @@ fn permessage_deflate_round_trips() {
         if f.fin {
             break;
         }
-        f = c.recv().unwrap();
+        f = c.recv().expect("recv frame");
     }
     // The server keeps its compression context between messages (no
     // server_no_context_takeover was asked), so inflate as a stream.
@@ -430,10 +433,10 @@ fn permessage_deflate_round_trips() {
         let r = miniz_oxide::deflate::stream::deflate(&mut comp, &msg, &mut wire, MZFlush::Sync);
         wire.truncate(r.bytes_written - 4);
         let bytes = c.frame_bytes(true, true, BINARY, &wire);
-        c.send_raw(&bytes).unwrap();
+        c.send_raw(&bytes).expect("socket");
         let mut payload = Vec::new();
         loop {
-            let f = c.recv().unwrap();
+            let f = c.recv().expect("recv frame");
             payload.extend_from_slice(&f.payload);
             if f.fin {
                 break;
@@ -442,12 +445,12 @@ fn permessage_deflate_round_trips() {
         assert!(inflate(payload) == msg, "{len}-byte compressed message came back different");
     }
     // Uncompressed messages are still fine.
-    c.text("plain").unwrap();
-    assert_eq!(c.recv_message().unwrap(), (TEXT, b"plain".to_vec()));
+    c.text("plain").expect("socket");
+    assert_eq!(c.recv_message().expect("recv message"), (TEXT, b"plain".to_vec()));
     // A compressed message with garbage closes with 1007.
     let bytes = c.frame_bytes(true, true, BINARY, &[0xff; 20]);
-    c.send_raw(&bytes).unwrap();
-    assert_eq!(c.recv().unwrap().close_code(), Some(1007));
+    c.send_raw(&bytes).expect("socket");
+    assert_eq!(c.recv().expect("recv frame").close_code(), Some(1007));
 }
 
 /// A protocol's `Action::Close` starts the close handshake (WS-7).
@@ -459,23 +462,23 @@ fn dumb_increment_counts_resets_and_says_seeya() {
     let mut c = WsClient::connect(server.addr, "/", &[]).expect("upgrade");
     let mut numbers = Vec::new();
     for _ in 0..5 {
-        let (op, n) = c.recv_message().unwrap();
+        let (op, n) = c.recv_message().expect("recv message");
         assert_eq!(op, TEXT);
-        numbers.push(String::from_utf8(n).unwrap().parse::<u64>().unwrap());
+        numbers.push(String::from_utf8(n).expect("socket").parse::<u64>().expect("socket"));
     }
     assert_eq!(numbers, vec![0, 1, 2, 3, 4]);
-    c.text("reset\n").unwrap();
+    c.text("reset\n").expect("socket");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, n) = c.recv_message().unwrap();
+        let (_, n) = c.recv_message().expect("recv message");
         if n == b"0" {
             break;
         }
         assert!(Instant::now() < deadline, "counter never reset");
     }
-    c.text("closeme\n").unwrap();
+    c.text("closeme\n").expect("socket");
     let close = loop {
-        let f = c.recv().unwrap();
+        let f = c.recv().expect("recv frame");
         if f.opcode == CLOSE {
             break f;
         }
@@ -499,7 +502,7 @@ fn mirror_survives_a_client_that_never_reads() {
     let readers: Vec<_> = (0..11)
         .map(|_| {
             let mut c = WsClient::connect(addr, "/?mirror=t", &[proto]).expect("upgrade");
-            c.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            c.stream.set_read_timeout(Some(Duration::from_secs(20))).expect("socket");
             std::thread::spawn(move || -> Result<u32, String> {
                 let mut next = 0u32;
                 loop {
