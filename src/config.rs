@@ -183,9 +183,11 @@ struct Vhost {
     headers: Option<Vec<BTreeMap<String, Scalar>>>,
     error_document_404: Option<Scalar>,
     mounts: Option<Vec<MountConf>>,
+    /// CFG-9: `[{"protocol-name": {"option": "value", ...}}, ...]`.
+    ws_protocols: Option<Vec<BTreeMap<String, BTreeMap<String, Scalar>>>>,
+    disable_no_protocol_ws_upgrades: Option<Scalar>,
     // Known lwsws keys warren does not implement yet:
     access_log: Option<serde_json::Value>,
-    ws_protocols: Option<serde_json::Value>,
     unix_socket: Option<serde_json::Value>,
     unix_socket_perms: Option<serde_json::Value>,
     sts: Option<serde_json::Value>,
@@ -204,7 +206,6 @@ struct Vhost {
     noipv6: Option<serde_json::Value>,
     ipv6only: Option<serde_json::Value>,
     strict_host_check: Option<serde_json::Value>,
-    disable_no_protocol_ws_upgrades: Option<serde_json::Value>,
     listen_accept_role: Option<serde_json::Value>,
     listen_accept_protocol: Option<serde_json::Value>,
     apply_listen_accept: Option<serde_json::Value>,
@@ -265,7 +266,7 @@ present!(Global { uid => "uid", gid => "gid", username => "username", groupname 
     init_ssl => "init-ssl", plugin_dir => "plugin-dir", count_async_threads => "count-async-threads",
     reject_service_keywords => "reject-service-keywords", default_alpn => "default-alpn",
     ip_limit_ah => "ip-limit-ah", ip_limit_wsi => "ip-limit-wsi", rlimit_nofile => "rlimit-nofile" });
-present!(Vhost { ws_protocols => "ws-protocols", unix_socket => "unix-socket",
+present!(Vhost { unix_socket => "unix-socket",
     unix_socket_perms => "unix-socket-perms", sts => "sts", host_ssl_key => "host-ssl-key",
     host_ssl_cert => "host-ssl-cert", host_ssl_ca => "host-ssl-ca", client_ssl_key => "client-ssl-key",
     client_ssl_cert => "client-ssl-cert", client_ssl_ca => "client-ssl-ca",
@@ -273,7 +274,6 @@ present!(Vhost { ws_protocols => "ws-protocols", unix_socket => "unix-socket",
     ciphers => "ciphers", client_cert_required => "client-cert-required",
     ignore_missing_cert => "ignore-missing-cert", alpn => "alpn", noipv6 => "noipv6",
     ipv6only => "ipv6only", strict_host_check => "strict-host-check",
-    disable_no_protocol_ws_upgrades => "disable-no-protocol-ws-upgrades",
     listen_accept_role => "listen-accept-role", listen_accept_protocol => "listen-accept-protocol",
     apply_listen_accept => "apply-listen-accept", onlyraw => "onlyraw",
     fallback_listen_accept => "fallback-listen-accept", allow_non_tls => "allow-non-tls",
@@ -421,6 +421,26 @@ fn build_vhost(file: &Path, index: usize, v: Vhost, server: Option<&Scalar>) -> 
             }
         };
         vhost = vhost.access_log(path);
+    }
+    for (i, entry) in v.ws_protocols.unwrap_or_default().into_iter().enumerate() {
+        for (name, pvo) in entry {
+            let key = format!("{at}.ws-protocols[{i}].{name}");
+            let mut options = Vec::new();
+            for (k, val) in &pvo {
+                match k.as_str() {
+                    // "status" is informational in lwsws configurations.
+                    "status" => {}
+                    "default" if val.truthy() => vhost = vhost.default_protocol(name.clone()),
+                    "default" => {}
+                    _ => options.push((k.as_str(), val.text())),
+                }
+            }
+            let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            vhost.plugin_with_options(&name, &options).map_err(|e| bad(file, &key, e))?;
+        }
+    }
+    if v.disable_no_protocol_ws_upgrades.as_ref().is_some_and(Scalar::truthy) {
+        vhost = vhost.no_default_protocol();
     }
     for (i, m) in v.mounts.unwrap_or_default().into_iter().enumerate() {
         let mount = build_mount(file, &format!("{at}.mounts[{i}]"), m)?;

@@ -153,16 +153,27 @@ impl VhostInfo {
     /// Adds a built-in plugin by name (see [`crate::plugins`]), unless the
     /// vhost already has a protocol of that name. `false`: no such plugin.
     pub fn plugin(&mut self, name: &str) -> bool {
-        if self.protocols.iter().any(|p| p.name() == name) {
-            return true;
+        self.plugin_with_options(name, &[]).is_ok()
+    }
+
+    /// Adds a built-in plugin with its per-vhost options (lws "pvo"), or
+    /// replaces the instance the vhost has. The error says what is wrong:
+    /// an unknown plugin, or an option it does not take.
+    pub fn plugin_with_options(&mut self, name: &str, options: &[(&str, &str)]) -> Result<(), String> {
+        let p = crate::plugins::with_options(name, options)?;
+        match self.protocols.iter().position(|q| q.name() == name) {
+            Some(i) if !options.is_empty() => self.protocols[i] = p,
+            Some(_) => {}
+            None => self.protocols.push(p),
         }
-        match crate::plugins::by_name(name) {
-            Some(p) => {
-                self.protocols.push(p);
-                true
-            }
-            None => false,
-        }
+        Ok(())
+    }
+
+    /// Forgets the default WebSocket protocol: upgrades must name one
+    /// (lwsws `disable-no-protocol-ws-upgrades`).
+    pub fn no_default_protocol(mut self) -> VhostInfo {
+        self.default_protocol = None;
+        self
     }
 
     /// Adds a protocol, which `callback://` mounts can name.

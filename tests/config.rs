@@ -96,9 +96,32 @@ fn mistakes_name_the_file_line_column_and_key() {
     let e = load_err(cfg);
     assert!(e.contains("conf.d/bad:1:") && e.contains("expected a string"), "{e}");
 
-    write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x", "port": "0", "ws-protocols": [] } ] }"#);
+    write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x", "port": "0", "unix-socket": "1" } ] }"#);
     let e = load_err(cfg);
-    assert!(e.contains("vhosts[0].ws-protocols") && e.contains("not supported by warren yet"), "{e}");
+    assert!(e.contains("vhosts[0].unix-socket") && e.contains("not supported by warren yet"), "{e}");
+
+    // CFG-9: ws-protocols names built-in plugins and their options.
+    write(
+        cfg,
+        "conf.d/bad",
+        r#"{ "vhosts": [ { "name": "x", "port": "0", "ws-protocols": [ { "lws-nope": {} } ] } ] }"#,
+    );
+    let e = load_err(cfg);
+    assert!(e.contains("vhosts[0].ws-protocols[0].lws-nope") && e.contains("built in: "), "{e}");
+    write(
+        cfg,
+        "conf.d/bad",
+        r#"{ "vhosts": [ { "name": "x", "port": "0", "ws-protocols": [ { "dumb-increment-protocol": { "options": "x" } } ] } ] }"#,
+    );
+    let e = load_err(cfg);
+    assert!(e.contains("dumb-increment-protocol") && e.contains("expected an integer"), "{e}");
+    write(
+        cfg,
+        "conf.d/bad",
+        r#"{ "vhosts": [ { "name": "x", "port": "0", "ws-protocols": [ { "lws-mirror-protocol": { "speed": "9" } } ] } ] }"#,
+    );
+    let e = load_err(cfg);
+    assert!(e.contains("lws-mirror-protocol takes no option \"speed\""), "{e}");
 
     write(
         cfg,
@@ -219,4 +242,39 @@ fn mount_precedence_from_configuration() {
         assert_eq!(get(&server, path).text(), format!("{want}\n"), "{path}");
     }
     assert_eq!(get(&server, "/abc/which.txt").status, 404, "/abc is under / only");
+}
+
+/// CFG-9 and seed "anonprot": `ws-protocols` enables plugins per vhost;
+/// `"default": "1"` binds upgrades that name no subprotocol;
+/// `disable-no-protocol-ws-upgrades` refuses those.
+#[test]
+fn ws_protocols_from_configuration() {
+    use support::ws::{raw_upgrade, upgrade_request, WsClient, TEXT};
+    let t = tempfile::tempdir().expect("tempdir");
+    write(
+        t.path(),
+        "conf",
+        r#"{ "vhosts": [ { "name": "localhost", "port": "0", "interface": "127.0.0.1",
+              "ws-protocols": [ { "dumb-increment-protocol": { "status": "ok", "default": "1" } },
+                                { "lws-mirror-protocol": { "status": "ok" } } ] } ] }"#,
+    );
+    let server = Server::start(warren::config::load_dir(t.path()).expect("config"));
+    let mut c = WsClient::connect(server.addr, "/", &[]).expect("default protocol");
+    assert_eq!(c.recv_message().expect("number"), (TEXT, b"0".to_vec()));
+    let mut m = WsClient::connect(server.addr, "/", &["Sec-WebSocket-Protocol: lws-mirror-protocol"]).expect("mirror");
+    m.text("hi").expect("send");
+    assert_eq!(m.recv_message().expect("mirrored"), (TEXT, b"hi".to_vec()));
+    drop(server);
+
+    write(
+        t.path(),
+        "conf",
+        r#"{ "vhosts": [ { "name": "localhost", "port": "0", "interface": "127.0.0.1",
+              "disable-no-protocol-ws-upgrades": "1",
+              "ws-protocols": [ { "dumb-increment-protocol": { "default": "1" } } ] } ] }"#,
+    );
+    let server = Server::start(warren::config::load_dir(t.path()).expect("config"));
+    let (_s, head, _) = raw_upgrade(server.addr, &upgrade_request("/", &[])).expect("answer");
+    assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+    assert!(WsClient::connect(server.addr, "/", &["Sec-WebSocket-Protocol: dumb-increment-protocol"]).is_ok());
 }

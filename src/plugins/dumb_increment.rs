@@ -21,6 +21,23 @@ pub const PERIOD: Duration = Duration::from_millis(50);
 pub struct DumbIncrement {
     clients: usize,
     ticking: bool,
+    /// pvo `options` bit 0: no timer (numbers never come).
+    timer_off: bool,
+}
+
+impl DumbIncrement {
+    /// The plugin with its pvo: `options`, an integer whose bit 0 turns
+    /// the timer off.
+    pub fn with_options(options: &[(&str, &str)]) -> Result<DumbIncrement, String> {
+        let mut d = DumbIncrement::default();
+        for (k, v) in options {
+            if *k == "options" {
+                let bits: u64 = v.trim().parse().map_err(|_| format!("options: expected an integer, found {v:?}"))?;
+                d.timer_off = bits & 1 != 0;
+            }
+        }
+        Ok(d)
+    }
 }
 
 /// One client's counter.
@@ -49,7 +66,7 @@ impl Protocol for DumbIncrement {
         match event {
             Event::Established(..) => {
                 self.clients += 1;
-                if !self.ticking {
+                if !self.ticking && !self.timer_off {
                     self.ticking = true;
                     cx.schedule(PERIOD);
                 }
