@@ -229,9 +229,10 @@ struct MountConf {
     cache_no: Option<Scalar>,
     basic_auth: Option<Scalar>,
     append_path: Option<Scalar>,
+    /// FILE-9: `{".suffix": "protocol-name"}`.
+    interpret: Option<BTreeMap<String, Scalar>>,
     // Known lwsws keys warren does not implement yet:
     extra_mimetypes: Option<serde_json::Value>,
-    interpret: Option<serde_json::Value>,
     protocol: Option<serde_json::Value>,
     auth_mask: Option<serde_json::Value>,
     cgi_timeout: Option<serde_json::Value>,
@@ -278,7 +279,7 @@ present!(Vhost { unix_socket => "unix-socket",
     apply_listen_accept => "apply-listen-accept", onlyraw => "onlyraw",
     fallback_listen_accept => "fallback-listen-accept", allow_non_tls => "allow-non-tls",
     redirect_http => "redirect-http", allow_http_on_https => "allow-http-on-https" });
-present!(MountConf { interpret => "interpret", protocol => "protocol",
+present!(MountConf { protocol => "protocol",
     auth_mask => "auth-mask", cgi_timeout => "cgi-timeout", cgi_env => "cgi-env", pmo => "pmo",
     cgi_chroot => "cgi-chroot", cgi_chdir => "cgi-chdir", headers => "headers",
     keepalive_timeout => "keepalive-timeout", exact_match => "exact-match",
@@ -444,9 +445,12 @@ fn build_vhost(file: &Path, index: usize, v: Vhost, server: Option<&Scalar>) -> 
     }
     for (i, m) in v.mounts.unwrap_or_default().into_iter().enumerate() {
         let mount = build_mount(file, &format!("{at}.mounts[{i}]"), m)?;
-        if let crate::Origin::Callback(name) = &mount.origin {
-            // Checked against plugins::NAMES when the mount was read.
-            let name = name.clone();
+        // Checked against plugins::NAMES when the mount was read.
+        let callback = match &mount.origin {
+            crate::Origin::Callback(name) => Some(name.clone()),
+            _ => None,
+        };
+        for name in callback.into_iter().chain(mount.interpret.iter().map(|(_, p)| p.clone())) {
             vhost.plugin(&name);
         }
         vhost = vhost.mount(mount);
@@ -497,6 +501,17 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
     }
     if let Some(b) = &m.basic_auth {
         mount = mount.basic_auth(b.text());
+    }
+    for (suffix, protocol) in m.interpret.iter().flatten() {
+        let name = protocol.text();
+        if !crate::plugins::NAMES.contains(&name.as_str()) {
+            return Err(bad(
+                file,
+                &format!("{at}.interpret.{suffix}"),
+                format!("no protocol plugin called {name:?}; built in: {}", crate::plugins::NAMES.join(", ")),
+            ));
+        }
+        mount = mount.interpret(suffix.clone(), name);
     }
     if let Some(types) = &m.extra_mimetypes {
         let serde_json::Value::Object(map) = types else {

@@ -54,6 +54,8 @@ pub struct Mount {
     pub(crate) cache: Option<crate::http::CachePolicy>,
     pub(crate) basic_auth: Option<std::path::PathBuf>,
     pub(crate) extra_mimetypes: Vec<(String, String)>,
+    /// FILE-9: file-name suffixes whose files pass through a protocol.
+    pub(crate) interpret: Vec<(String, String)>,
 }
 
 impl Mount {
@@ -75,6 +77,7 @@ impl Mount {
             cache: None,
             basic_auth: None,
             extra_mimetypes: Vec::new(),
+            interpret: Vec::new(),
         }
     }
 
@@ -112,6 +115,20 @@ impl Mount {
     pub fn extra_mimetypes(mut self, types: impl IntoIterator<Item = (String, String)>) -> Mount {
         self.extra_mimetypes.extend(types);
         self
+    }
+
+    /// Files whose names end with `suffix` (`".html"`, say) are sent
+    /// through `protocol`'s [`Event::ProcessHtml`](crate::protocol::Event::ProcessHtml)
+    /// chunk by chunk, chunked, without validators or ranges (lwsws
+    /// `interpret`, spec FILE-9). The vhost must have the protocol.
+    pub fn interpret(mut self, suffix: impl Into<String>, protocol: impl Into<String>) -> Mount {
+        self.interpret.push((suffix.into(), protocol.into()));
+        self
+    }
+
+    /// The protocol that interprets the file `name`, if one does.
+    pub(crate) fn interpreter_for(&self, name: &str) -> Option<&str> {
+        self.interpret.iter().find(|(suffix, _)| name.ends_with(suffix.as_str())).map(|(_, p)| p.as_str())
     }
 
     /// The content type this mount gives `name`: its own list first,

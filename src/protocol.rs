@@ -112,6 +112,11 @@ pub enum Event<'a, S> {
     HttpWriteable(Wsi<'a, S>, Writer<'a>),
     /// The connection closed (then [`Event::HttpDropProtocol`] follows).
     ClosedHttp(Wsi<'a, S>),
+    /// A piece of a file an `interpret` mount sends through this protocol
+    /// (lws `PROCESS_HTML`, spec FILE-9): change it as you like; what is
+    /// left is sent. The connection is bound to the protocol for the
+    /// response, so the session can carry state between pieces.
+    ProcessHtml(Wsi<'a, S>, HtmlChunk<'a>),
     /// A WebSocket connection to this protocol is open: the 101 answer
     /// to this request is on its way. The session was just made.
     Established(Wsi<'a, S>, &'a Request),
@@ -142,6 +147,7 @@ impl<S> fmt::Debug for Event<'_, S> {
             Event::HttpBodyCompletion(..) => "HttpBodyCompletion",
             Event::HttpWriteable(..) => "HttpWriteable",
             Event::ClosedHttp(..) => "ClosedHttp",
+            Event::ProcessHtml(..) => "ProcessHtml",
             Event::Established(..) => "Established",
             Event::Receive(..) => "Receive",
             Event::ServerWriteable(..) => "ServerWriteable",
@@ -151,6 +157,22 @@ impl<S> fmt::Debug for Event<'_, S> {
         };
         f.write_str(name)
     }
+}
+
+/// A piece of an interpreted file ([`Event::ProcessHtml`]).
+#[derive(Debug)]
+pub struct HtmlChunk<'a> {
+    /// The bytes to send; the protocol may rewrite them (at most
+    /// [`HtmlChunk::MAX`] bytes are sent per piece; more closes the
+    /// connection).
+    pub data: &'a mut Vec<u8>,
+    /// The file's last piece.
+    pub last: bool,
+}
+
+impl HtmlChunk<'_> {
+    /// The most bytes one piece may grow to.
+    pub const MAX: usize = 256 * 1024;
 }
 
 /// Names a connection across callbacks. Stale ids (of a connection that
@@ -327,6 +349,7 @@ pub(crate) enum RawEvent<'a> {
     BodyCompletion(WsiId, SocketAddr),
     Writeable(WsiId, SocketAddr, Writer<'a>),
     Closed(WsiId, SocketAddr),
+    ProcessHtml(WsiId, SocketAddr, &'a mut Vec<u8>, bool),
     Established(WsiId, SocketAddr, &'a Request),
     Receive(WsiId, SocketAddr, Rx<'a>),
     WsWriteable(WsiId, SocketAddr, WsWriter<'a>),
@@ -378,6 +401,9 @@ impl<P: Protocol> AnyProtocol for P {
             (RawEvent::BodyCompletion(id, peer), Some(session)) => Event::HttpBodyCompletion(Wsi { id, session, peer }),
             (RawEvent::Writeable(id, peer, w), Some(session)) => Event::HttpWriteable(Wsi { id, session, peer }, w),
             (RawEvent::Closed(id, peer), Some(session)) => Event::ClosedHttp(Wsi { id, session, peer }),
+            (RawEvent::ProcessHtml(id, peer, data, last), Some(session)) => {
+                Event::ProcessHtml(Wsi { id, session, peer }, HtmlChunk { data, last })
+            }
             (RawEvent::Established(id, peer, r), Some(session)) => Event::Established(Wsi { id, session, peer }, r),
             (RawEvent::Receive(id, peer, rx), Some(session)) => Event::Receive(Wsi { id, session, peer }, rx),
             (RawEvent::WsWriteable(id, peer, w), Some(session)) => Event::ServerWriteable(Wsi { id, session, peer }, w),

@@ -185,7 +185,11 @@ impl Service {
                     io::Error::new(e.kind(), format!("vhost {:?}: mount {}: {e}", v.name, m.mountpoint))
                 })?);
             }
-            if let Origin::Callback(name) = &m.origin {
+            let callback = match &m.origin {
+                Origin::Callback(name) => Some(name),
+                _ => None,
+            };
+            for name in callback.into_iter().chain(m.interpret.iter().map(|(_, p)| p)) {
                 if !v.protocols.iter().any(|p| p.name() == name) {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,

@@ -278,3 +278,64 @@ fn ws_protocols_from_configuration() {
     assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
     assert!(WsClient::connect(server.addr, "/", &["Sec-WebSocket-Protocol: dumb-increment-protocol"]).is_ok());
 }
+
+/// FILE-9: `interpret` sends matching files through a protocol's
+/// ProcessHtml, chunked, without validators; other files are untouched.
+#[test]
+fn interpret_runs_files_through_a_protocol() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path().join("site");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    // Big enough for several pieces, with a variable across the first
+    // piece boundary (16 KiB).
+    let mut page = "x".repeat(16384 - 4);
+    page.push_str("${version} and ${hostname}; keep ${other}\n");
+    page.push_str(&"y".repeat(30000));
+    std::fs::write(root.join("page.html"), &page).expect("write");
+    std::fs::write(root.join("plain.txt"), "${version}\n").expect("write");
+    write(
+        t.path(),
+        "conf",
+        &format!(
+            r#"{{ "vhosts": [ {{ "name": "localhost", "port": "0", "interface": "127.0.0.1",
+                  "mounts": [ {{ "mountpoint": "/", "origin": "file://{}",
+                                 "interpret": {{ ".html": "server-vars" }} }} ] }} ] }}"#,
+            root.display()
+        ),
+    );
+    let server = Server::start(warren::config::load_dir(t.path()).expect("config"));
+    let r = get(&server, "/page.html");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert!(r.header("content-length").is_none() && r.header("etag").is_none());
+    let body = r.text();
+    let version = concat!("warren ", env!("CARGO_PKG_VERSION"));
+    assert!(body.contains(&format!("xxxx{version} and ")), "substituted across the boundary");
+    assert!(!body.contains("${version}") && !body.contains("${hostname}") && body.contains("keep ${other}"));
+    assert_eq!(
+        body.len(),
+        page.len() - "${version}".len() + version.len() - "${hostname}".len() + body_hostname_len(&body)
+    );
+    // HTTP/1.0: no chunking, the close ends the body.
+    let r = request(&server, "GET /page.html HTTP/1.0\r\n\r\n");
+    assert!(r.header("transfer-encoding").is_none());
+    assert!(r.text().contains(version));
+    // Files the mount does not interpret are served as they are.
+    let r = get(&server, "/plain.txt");
+    assert_eq!((r.text().as_str(), r.header("etag").is_some()), ("${version}\n", true));
+
+    write(
+        t.path(),
+        "conf",
+        r#"{ "vhosts": [ { "name": "x", "port": "0", "mounts": [ { "mountpoint": "/", "origin": "file:///tmp",
+              "interpret": { ".html": "no-such" } } ] } ] }"#,
+    );
+    let e = load_err(t.path());
+    assert!(e.contains("vhosts[0].mounts[0].interpret..html") && e.contains("no protocol plugin"), "{e}");
+}
+
+/// The length the host name took in a substituted body.
+fn body_hostname_len(body: &str) -> usize {
+    let start = body.find(" and ").expect("marker") + " and ".len();
+    body[start..].find("; keep").expect("marker")
+}

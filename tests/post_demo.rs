@@ -15,7 +15,8 @@ fn example_server() -> (tempfile::TempDir, Server) {
     let log = t.path().join("access.log");
     let site = site
         .replace("\"port\": \"7681\"", "\"port\": \"0\"")
-        .replace("/tmp/warren-example-access.log", &log.to_string_lossy());
+        .replace("/tmp/warren-example-access.log", &log.to_string_lossy())
+        .replace("file://examples/", &format!("file://{}/examples/", env!("CARGO_MANIFEST_DIR")));
     std::fs::write(t.path().join("conf.d/localhost"), site).expect("write");
     let info = warren::config::load_dir(t.path()).unwrap_or_else(|e| panic!("{e}"));
     (t, Server::start(info))
@@ -36,6 +37,16 @@ fn the_example_configuration_serves_every_mount_kind() {
     assert_eq!(r.header("location"), Some("https://libwebsockets.org/git/libwebsockets"));
     let r = get(&server, "/formtest");
     assert!(r.text().contains("<form"), "GET gets the form");
+    let r = get(&server, "/vars/");
+    assert!(r.text().contains(concat!("version: warren ", env!("CARGO_PKG_VERSION"))), "{}", r.text());
+    // ws-protocols: the echo for upgrades naming none, the mirror by name.
+    let mut c = support::ws::WsClient::connect(server.addr, "/", &[]).expect("upgrade");
+    c.text("echo?").expect("send");
+    assert_eq!(c.recv_message().expect("echo"), (support::ws::TEXT, b"echo?".to_vec()));
+    let proto = "Sec-WebSocket-Protocol: lws-mirror-protocol";
+    let mut m = support::ws::WsClient::connect(server.addr, "/", &[proto]).expect("upgrade");
+    m.text("mirrored").expect("send");
+    assert_eq!(m.recv_message().expect("mirror"), (support::ws::TEXT, b"mirrored".to_vec()));
 }
 
 #[test]

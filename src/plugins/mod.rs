@@ -7,11 +7,12 @@ pub mod echo;
 pub mod mirror;
 pub mod post_demo;
 pub mod status;
+pub mod vars;
 
 use crate::protocol::AnyProtocol;
 
 /// The names of the built-in plugins.
-pub const NAMES: &[&str] = &[post_demo::NAME, echo::NAME, dumb_increment::NAME, mirror::NAME, status::NAME];
+pub const NAMES: &[&str] = &[post_demo::NAME, echo::NAME, dumb_increment::NAME, mirror::NAME, status::NAME, vars::NAME];
 
 /// A new instance of the built-in plugin called `name`, configured by
 /// its per-vhost options (lws "pvo"; CFG-9). Unknown plugins and options
@@ -31,6 +32,7 @@ pub(crate) fn with_options(name: &str, options: &[(&str, &str)]) -> Result<Box<d
         dumb_increment::NAME => Box::new(dumb_increment::DumbIncrement::with_options(options)?),
         mirror::NAME => Box::new(mirror::Mirror::default()),
         status::NAME => Box::new(status::Status::default()),
+        vars::NAME => Box::new(vars::Vars),
         _ => return Err(format!("no protocol plugin called {name:?}; built in: {}", NAMES.join(", "))),
     })
 }

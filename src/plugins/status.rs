@@ -99,7 +99,7 @@ impl Protocol for Status {
 }
 
 /// The machine's host name.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer and its length are valid; gethostname writes at
     // most that many bytes.

@@ -84,6 +84,8 @@ enum Writing {
     Multipart(Box<MultipartSend>),
     /// A protocol writes the response.
     Callback(CbResp),
+    /// A file going through a protocol's ProcessHtml (FILE-9).
+    Interpret { file: Box<dyn FileHandle>, remaining: u64 },
     /// The response is complete once the pending remainder drains.
     Complete,
     /// Close after the remainder drains.
@@ -249,6 +251,7 @@ impl Conn {
             }
             Writing::File { .. } => Ok(self.send_file_chunk(sh)? || progress),
             Writing::Multipart(_) => Ok(self.send_multipart_step(sh)? || progress),
+            Writing::Interpret { .. } => Ok(self.interpret_step(sh)? || progress),
             Writing::Callback(_) => {
                 if !self.want_writable {
                     return Ok(progress);
@@ -286,6 +289,60 @@ impl Conn {
             return Ok(true);
         }
         send_chunk(out, file.as_mut(), remaining, sh, *key)
+    }
+
+    /// One piece of an interpreted file: read, hand to the protocol,
+    /// send what it leaves as a chunk (or raw on HTTP/1.0).
+    fn interpret_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        let Writing::Interpret { file, remaining } = &mut self.writing else { return Ok(false) };
+        let mut chunk = std::mem::take(&mut sh.tx);
+        chunk.clear();
+        chunk.resize(READ_CHUNK.min(*remaining as usize), 0);
+        let n = match file.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) => {
+                sh.tx = chunk;
+                return Err(e.into());
+            }
+        };
+        if n == 0 && *remaining > 0 {
+            sh.tx = chunk;
+            return Err(Close("file shrank while being sent".into()));
+        }
+        chunk.truncate(n);
+        *remaining -= n as u64;
+        let last = *remaining == 0;
+        let (id, peer) = (self.id(), self.peer);
+        let r = self.dispatch(sh, RawEvent::ProcessHtml(id, peer, &mut chunk, last));
+        if let Err(e) = r {
+            sh.tx = chunk;
+            return Err(e);
+        }
+        if chunk.len() > crate::protocol::HtmlChunk::MAX {
+            sh.tx = chunk;
+            return Err(Close("an interpreting protocol grew a piece past HtmlChunk::MAX".into()));
+        }
+        let chunked = self.tx.version == Version::Http11;
+        let size = format!("{:x}\r\n", chunk.len());
+        let empty = chunk.is_empty();
+        if chunked && !empty {
+            chunk.extend_from_slice(b"\r\n");
+        }
+        if chunked && last {
+            chunk.extend_from_slice(b"0\r\n\r\n");
+        }
+        let r = if chunked && !empty {
+            self.out.write_parts(size.as_bytes(), &chunk)
+        } else {
+            self.out.write(&chunk, false)
+        };
+        sh.tx = chunk;
+        r?;
+        sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+        if last {
+            self.writing = Writing::Complete;
+        }
+        Ok(true)
     }
 
     /// One step of a multipart/byteranges body: a part's header, a chunk
@@ -681,9 +738,14 @@ impl Conn {
             self.send_error(sh, 403, Some(req));
             return;
         };
-        let flags = if accepts_gzip(req) { OpenFlags::ACCEPT_GZIP } else { OpenFlags::READ };
         let dir_url = rem.ends_with('/');
         let target = if dir_url { vpath.join(&m.default) } else { Ok(vpath) };
+        let interpreter = match &target {
+            Ok(p) => m.interpreter_for(p.file_name().unwrap_or("")).map(str::to_string),
+            Err(_) => None,
+        };
+        // An interpreted file is read as it is stored, never as gzip.
+        let flags = if accepts_gzip(req) && interpreter.is_none() { OpenFlags::ACCEPT_GZIP } else { OpenFlags::READ };
         let opened = match target {
             Ok(p) => fops.open(&p, flags).map(|h| (h, p)),
             Err(_) => Err(io::ErrorKind::PermissionDenied.into()),
@@ -705,6 +767,9 @@ impl Conn {
             }
         };
         let status = if vh.error_document_404.as_deref() == Some(req.path()) { 404 } else { 200 };
+        if let Some(protocol) = interpreter {
+            return self.serve_interpreted(sh, req, file, &path, status, mount_index, &protocol);
+        }
         let info = file.info().clone();
         let gz = info.encoding == ContentEncoding::Gzip;
         let stamp = info.mod_time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
@@ -869,6 +934,67 @@ impl Conn {
         }
         let r = self.out.write(buf, remaining > 0);
         self.writing = if remaining > 0 { Writing::File { file, remaining } } else { Writing::Complete };
+        if let Err(e) = r {
+            log::debug!("{}: write: {e}", self.peer);
+            self.writing = Writing::Shutdown;
+        }
+    }
+
+    /// Starts an interpreted file (FILE-9): bound to the protocol, sent
+    /// chunked through its ProcessHtml, with no validators or ranges (the
+    /// bytes depend on the protocol).
+    #[allow(clippy::too_many_arguments)]
+    fn serve_interpreted(
+        &mut self,
+        sh: &mut Shared,
+        req: &Request,
+        file: Box<dyn FileHandle>,
+        path: &VPath,
+        status: u16,
+        mount_index: usize,
+        protocol: &str,
+    ) {
+        let vi = self.vhost;
+        let Some(pi) = sh.vhosts[vi].protocols.iter().position(|p| p.name() == protocol) else {
+            // Context::new checked every interpret protocol exists.
+            self.send_error(sh, 500, Some(req));
+            return;
+        };
+        if self.bound_to() != Some((vi, pi)) {
+            self.unbind(sh);
+            let session = sh.vhosts[vi].protocols[pi].new_session();
+            self.binding = Some(Binding { vhost: vi, protocol: pi, session });
+            let (id, peer) = (self.id(), self.peer);
+            if self.dispatch(sh, RawEvent::Bind(id, peer)).is_err() {
+                self.tx.keep_alive = false;
+                self.send_simple(sh, 500, &[], true);
+                return;
+            }
+        }
+        let remaining = file.info().len;
+        let framing = if self.tx.version == Version::Http11 { BodyFraming::Chunked } else { BodyFraming::Close };
+        let Shared { vhosts, date, tx: buf, .. } = sh;
+        let vh = &vhosts[vi];
+        let m = &vh.mounts[mount_index];
+        let name = path.file_name().unwrap_or("");
+        let ctype =
+            if m.extra_mimetypes.is_empty() { Some(content_type(name)) } else { m.content_type_for(name, known_type) };
+        buf.clear();
+        let env = HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
+        let mut head = begin_head(buf, &mut self.tx, status, env);
+        if let Some(t) = ctype {
+            head.header("Content-Type", t);
+        }
+        if let Some(c) = m.cache.map(|c| c.header_value()) {
+            head.header("Cache-Control", &c);
+        }
+        end_head(head, &mut self.tx, framing);
+        if self.tx.head_only {
+            self.send_buffered_from(buf);
+            return;
+        }
+        let r = self.out.write(buf, true);
+        self.writing = Writing::Interpret { file, remaining };
         if let Err(e) = r {
             log::debug!("{}: write: {e}", self.peer);
             self.writing = Writing::Shutdown;
