@@ -3,7 +3,7 @@
 //! the counter back to 0; `closeme\n` closes with 1001 "seeya".
 //!
 //! One timer for the whole protocol drives every client (one message per
-//! client per tick, the spec's [REC]); a client that does not read gets
+//! client per tick, the spec's recommendation); a client that does not read gets
 //! no more writeable callbacks until its socket drains, so it costs one
 //! pending write and misses ticks instead of queueing them.
 
