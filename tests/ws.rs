@@ -523,6 +523,8 @@ fn mirror_survives_a_client_that_never_reads() {
         })
         .collect();
     let mut sender = WsClient::connect(addr, "/?mirror=t", &[proto]).expect("upgrade");
+    // A server that stops reading for good fails the test, not hangs it.
+    sender.stream.set_write_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let mut drain = sender.try_clone_reader();
     let drainer = std::thread::spawn(move || while drain.recv().is_ok() {});
     let started = Instant::now();

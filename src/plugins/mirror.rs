@@ -34,6 +34,8 @@ pub const MAX_INSTANCES: usize = 3;
 #[derive(Debug, Default)]
 pub struct Mirror {
     instances: Vec<Instance>,
+    /// A Timer is on its way (one at a time).
+    timer_pending: bool,
 }
 
 #[derive(Debug)]
@@ -163,7 +165,10 @@ impl Protocol for Mirror {
                     for (id, _) in &inst.members {
                         cx.rx_flow_control(*id, false);
                     }
-                    cx.schedule(STALL);
+                    if !self.timer_pending {
+                        self.timer_pending = true;
+                        cx.schedule(STALL);
+                    }
                 }
                 cx.callback_on_writable_all_protocol();
             }
@@ -185,11 +190,10 @@ impl Protocol for Mirror {
                 inst.trim(cx);
             }
             Event::Timer => {
-                for inst in self.instances.iter_mut() {
+                self.timer_pending = false;
+                let mut next: Option<Duration> = None;
+                for inst in self.instances.iter_mut().filter(|i| i.paused) {
                     let Some((id, tail, since)) = inst.stalled else { continue };
-                    if !inst.paused {
-                        continue;
-                    }
                     let stuck = inst.members.iter().any(|m| m.0 == id && m.1 == tail);
                     if stuck && since.elapsed() >= STALL {
                         // No progress in STALL: let it go, the rest move on.
@@ -197,14 +201,18 @@ impl Protocol for Mirror {
                         inst.members.retain(|m| m.0 != id);
                         cx.set_timeout(id, Some(Duration::ZERO));
                         inst.trim(cx);
-                    } else if stuck {
-                        // An older timer; this stall has time left.
-                        continue;
+                    } else if !stuck {
+                        // That one moved: watch whoever is slowest now.
+                        inst.stalled = inst.slowest();
                     }
                     if inst.paused {
-                        inst.stalled = inst.slowest();
-                        cx.schedule(STALL);
+                        let left = inst.stalled.map_or(STALL, |(_, _, since)| STALL.saturating_sub(since.elapsed()));
+                        next = Some(next.map_or(left, |n| n.min(left)));
                     }
+                }
+                if let Some(after) = next {
+                    self.timer_pending = true;
+                    cx.schedule(after.max(Duration::from_millis(50)));
                 }
             }
             Event::Closed(wsi) => {
