@@ -229,14 +229,17 @@ struct MountConf {
     cache_no: Option<Scalar>,
     basic_auth: Option<Scalar>,
     append_path: Option<Scalar>,
+    cgi_timeout: Option<Scalar>,
+    /// `[{"VAR": "value"}, ...]`.
+    cgi_env: Option<Vec<BTreeMap<String, Scalar>>>,
+    /// warren's own: CGI programs of the mount running at once.
+    cgi_max_processes: Option<Scalar>,
     /// FILE-9: `{".suffix": "protocol-name"}`.
     interpret: Option<BTreeMap<String, Scalar>>,
     // Known lwsws keys warren does not implement yet:
     extra_mimetypes: Option<serde_json::Value>,
     protocol: Option<serde_json::Value>,
     auth_mask: Option<serde_json::Value>,
-    cgi_timeout: Option<serde_json::Value>,
-    cgi_env: Option<serde_json::Value>,
     pmo: Option<serde_json::Value>,
     cgi_chroot: Option<serde_json::Value>,
     cgi_chdir: Option<serde_json::Value>,
@@ -280,7 +283,7 @@ present!(Vhost { unix_socket => "unix-socket",
     fallback_listen_accept => "fallback-listen-accept", allow_non_tls => "allow-non-tls",
     redirect_http => "redirect-http", allow_http_on_https => "allow-http-on-https" });
 present!(MountConf { protocol => "protocol",
-    auth_mask => "auth-mask", cgi_timeout => "cgi-timeout", cgi_env => "cgi-env", pmo => "pmo",
+    auth_mask => "auth-mask", pmo => "pmo",
     cgi_chroot => "cgi-chroot", cgi_chdir => "cgi-chdir", headers => "headers",
     keepalive_timeout => "keepalive-timeout", exact_match => "exact-match",
     no_ws_upgrades => "no-ws-upgrades", interceptor_path => "interceptor-path" });
@@ -474,8 +477,28 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
         Mount::redirect(&mountpoint, &format!("https://{rest}"), flag(&m.append_path))
     } else if origin.starts_with("http://") || origin.starts_with("https://") {
         return Err(unsupported(file, &key, "a reverse-proxy origin"));
-    } else if origin.starts_with("cgi://") {
-        return Err(unsupported(file, &key, "a cgi:// origin"));
+    } else if let Some(path) = origin.strip_prefix("cgi://") {
+        let p = Path::new(path);
+        if !p.exists() {
+            return Err(bad(file, &key, format!("{path:?}: no such program or directory")));
+        }
+        let mut mount = Mount::cgi(&mountpoint, p);
+        if let Some(t) = &m.cgi_timeout {
+            mount = mount.cgi_timeout(Duration::from_secs(number(file, &format!("{at}.cgi-timeout"), t)?));
+        }
+        for (i, map) in m.cgi_env.iter().flatten().enumerate() {
+            for (k, v) in map {
+                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                    return Err(bad(file, &format!("{at}.cgi-env[{i}]"), format!("{k:?} is not a variable name")));
+                }
+                mount = mount.cgi_env(k.clone(), v.text());
+            }
+        }
+        if let Some(n) = &m.cgi_max_processes {
+            let n = number(file, &format!("{at}.cgi-max-processes"), n)?;
+            mount = mount.cgi_max_processes(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        mount
     } else if let Some(name) = origin.strip_prefix("callback://") {
         if !crate::plugins::NAMES.contains(&name) {
             return Err(bad(

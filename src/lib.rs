@@ -56,6 +56,7 @@ mod wsi;
 pub use context::{Context, ContextHandle, ContextInfo, FopsFactory, Limits, Stats, VhostInfo};
 pub use mount::{cgi_resolve, default_fops, CgiTarget, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
 pub use protocol::{Action, Protocol};
+pub use warren_cgi::Limits as CgiLimits;
 pub use warren_vfs as vfs;
 
 /// The README's code blocks, compiled as doc tests so they stay true.

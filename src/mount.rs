@@ -31,6 +31,11 @@ pub enum Origin {
         /// Whether to append the request's path below the mountpoint.
         append_path: bool,
     },
+    /// CGI (`cgi://PATH`): one program, which gets the path below the
+    /// mountpoint as `PATH_INFO`, or a directory of programs (the first
+    /// segment naming an executable file is the script); see
+    /// [`cgi_resolve`].
+    Cgi(PathBuf),
 }
 
 impl fmt::Debug for Origin {
@@ -40,6 +45,7 @@ impl fmt::Debug for Origin {
             Origin::Path(p) => write!(f, "Path({})", p.display()),
             Origin::Callback(name) => write!(f, "Callback({name:?})"),
             Origin::Redirect { to, append_path } => write!(f, "Redirect({to:?}, append_path: {append_path})"),
+            Origin::Cgi(p) => write!(f, "Cgi({})", p.display()),
         }
     }
 }
@@ -56,6 +62,34 @@ pub struct Mount {
     pub(crate) extra_mimetypes: Vec<(String, String)>,
     /// FILE-9: file-name suffixes whose files pass through a protocol.
     pub(crate) interpret: Vec<(String, String)>,
+    /// Settings of a `cgi://` mount.
+    pub(crate) cgi: CgiConf,
+}
+
+/// How a `cgi://` mount runs its programs.
+#[derive(Debug, Clone)]
+pub(crate) struct CgiConf {
+    /// No byte moved either way for this long: the program is ended.
+    pub(crate) timeout: std::time::Duration,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) max_processes: usize,
+    pub(crate) limits: warren_cgi::Limits,
+    pub(crate) path: Option<String>,
+    /// Programs of this mount running now.
+    pub(crate) running: usize,
+}
+
+impl Default for CgiConf {
+    fn default() -> CgiConf {
+        CgiConf {
+            timeout: std::time::Duration::from_secs(30),
+            env: Vec::new(),
+            max_processes: 64,
+            limits: warren_cgi::Limits::default(),
+            path: None,
+            running: 0,
+        }
+    }
 }
 
 impl Mount {
@@ -78,6 +112,7 @@ impl Mount {
             basic_auth: None,
             extra_mimetypes: Vec::new(),
             interpret: Vec::new(),
+            cgi: CgiConf::default(),
         }
     }
 
@@ -90,6 +125,50 @@ impl Mount {
     /// context's fops factory ([`default_fops`] unless replaced).
     pub fn dir(mountpoint: &str, path: impl Into<PathBuf>) -> Mount {
         Mount::new(mountpoint, Origin::Path(path.into()))
+    }
+
+    /// Runs CGI programs (RFC 3875): `origin` is one program, which gets
+    /// the path below `mountpoint` as `PATH_INFO` (an interpreter such as
+    /// `php-cgi` then runs the script `PATH_TRANSLATED` names, as with
+    /// Apache's `Action`), or a directory of programs. `docs/cgi.md` in
+    /// the repository tells the environment, limits and timeouts.
+    pub fn cgi(mountpoint: &str, origin: impl Into<PathBuf>) -> Mount {
+        Mount::new(mountpoint, Origin::Cgi(origin.into()))
+    }
+
+    /// A CGI program that moves no byte (no output read, no input taken)
+    /// for `t` is ended: its process group gets SIGTERM, then SIGKILL, and
+    /// the client a `504` if nothing was sent yet. Default 30 s.
+    pub fn cgi_timeout(mut self, t: std::time::Duration) -> Mount {
+        self.cgi.timeout = t;
+        self
+    }
+
+    /// Adds a variable to the environment of this mount's programs (lws
+    /// `cgi-env`); it is set last, so it can override the standard ones.
+    pub fn cgi_env(mut self, name: impl Into<String>, value: impl Into<String>) -> Mount {
+        self.cgi.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// At most `n` programs of this mount run at once; a request over the
+    /// limit waits up to 2 s for a slot, then gets `503`. Default 64.
+    pub fn cgi_max_processes(mut self, n: usize) -> Mount {
+        self.cgi.max_processes = n.max(1);
+        self
+    }
+
+    /// Resource limits set in each program before it starts (setrlimit).
+    pub fn cgi_limits(mut self, limits: warren_cgi::Limits) -> Mount {
+        self.cgi.limits = limits;
+        self
+    }
+
+    /// `PATH` for this mount's programs instead of
+    /// [`warren_cgi::DEFAULT_PATH`].
+    pub fn cgi_path(mut self, path: impl Into<String>) -> Mount {
+        self.cgi.path = Some(path.into());
+        self
     }
 
     /// Redirects every request under `mountpoint` to `to` (an absolute

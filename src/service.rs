@@ -6,6 +6,7 @@ use crate::context::{ContextHandle, ContextInfo, HandleInner, Limits, VhostInfo}
 use crate::http::encode::DateCache;
 use crate::mount::Origin;
 use crate::protocol::{Command, Cx, RawEvent};
+use crate::roles::cgi::{Pipe, Reaper};
 use crate::roles::h1::{Conn, Step};
 use crate::roles::ws::WsConn;
 use crate::timer::TimerWheel;
@@ -27,6 +28,8 @@ const ACCEPT_BUDGET: usize = 64;
 const FD_RESERVE: usize = 512;
 /// The per-loop receive buffer every connection borrows while it works.
 pub(crate) const RX_BUF: usize = 16 * 1024;
+/// How often programs waiting to be reaped are looked at.
+const REAP_POLL: Duration = Duration::from_millis(20);
 /// How long accepting pauses when the process is out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -36,8 +39,17 @@ enum Wsi {
     Listen(Listen),
     Http(Box<Conn>),
     Ws(Box<WsConn>),
-    /// Only while an HTTP connection turns into a WebSocket one.
-    Switching,
+    /// A slot whose wsi is gone (or, briefly, an HTTP connection turning
+    /// into a WebSocket one). Closed slots stay vacated until the end of
+    /// the loop turn, so that events of the turn still queued for the old
+    /// wsi cannot land on a new one that took its token.
+    Vacated,
+    /// A pipe of the CGI program serving connection `conn`.
+    CgiPipe {
+        conn: usize,
+        generation: u32,
+        pipe: Pipe,
+    },
 }
 
 #[derive(Debug)]
@@ -73,6 +85,10 @@ pub(crate) struct Shared {
     pub(crate) now: Instant,
     /// Protocol timers ([`Cx::schedule`]): when, vhost, protocol.
     pub(crate) protocol_timers: Vec<(Instant, usize, usize)>,
+    /// CGI programs whose request is over, until they are reaped.
+    pub(crate) reaper: Reaper,
+    /// Slab tokens of CGI pipes that were closed, to free.
+    pub(crate) dead_pipes: Vec<usize>,
 }
 
 impl Shared {
@@ -104,6 +120,8 @@ pub(crate) struct Service {
     vhost_listener: Vec<usize>,
     max_conns: usize,
     open_conns: usize,
+    /// Slots vacated this turn, freed at its end.
+    vacated: Vec<usize>,
     generation: u32,
     factory: Option<crate::context::FopsFactory>,
 }
@@ -152,6 +170,8 @@ impl Service {
             forced: Vec::new(),
             now,
             protocol_timers: Vec::new(),
+            reaper: Reaper::default(),
+            dead_pipes: Vec::new(),
         };
         let mut service = Service {
             poll,
@@ -162,6 +182,7 @@ impl Service {
             vhost_listener: Vec::new(),
             max_conns,
             open_conns: 0,
+            vacated: Vec::new(),
             generation: 0,
             factory: info.fops_factory.take(),
         };
@@ -264,7 +285,12 @@ impl Service {
             let timeout = if self.sh.forced.is_empty() {
                 let now = Instant::now();
                 let wheel = self.sh.timers.next_timeout(now);
-                let protocol = self.sh.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
+                let mut protocol = self.sh.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
+                if !self.sh.reaper.is_empty() {
+                    // Programs being reaped are polled (no SIGCHLD handler:
+                    // the process may not be ours to take it over).
+                    protocol = Some(protocol.map_or(REAP_POLL, |p| p.min(REAP_POLL)));
+                }
                 match (wheel, protocol) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -313,8 +339,16 @@ impl Service {
                         self.service_ws(key);
                     }
                     Some(Wsi::Listen(_)) => self.accept(key),
+                    Some(&mut Wsi::CgiPipe { conn, generation, pipe }) => {
+                        if let Some(Wsi::Http(c)) = self.wsis.get_mut(conn) {
+                            if c.generation == generation {
+                                c.cgi_ready(pipe);
+                                self.service_conn(conn);
+                            }
+                        }
+                    }
                     // Sporadic events for a closed wsi happen; ignore them.
-                    Some(Wsi::Switching) | None => {}
+                    Some(Wsi::Vacated) | None => {}
                 }
             }
             std::mem::swap(&mut forced, &mut self.sh.forced);
@@ -332,16 +366,22 @@ impl Service {
                         l.forced = false;
                         self.accept(key);
                     }
-                    Some(Wsi::Switching) | None => {}
+                    Some(Wsi::Vacated | Wsi::CgiPipe { .. }) | None => {}
                 }
             }
             self.fire_protocol_timers();
             self.sh.timers.expire(self.sh.now, &mut expired);
             for key in expired.drain(..) {
                 match self.wsis.get(key) {
-                    Some(Wsi::Http(c)) => {
-                        log::debug!("{}: timed out in {}", c.peer_addr(), c.phase());
-                        self.close(key);
+                    Some(Wsi::Http(_)) => {
+                        let Some(Wsi::Http(c)) = self.wsis.get_mut(key) else { continue };
+                        let sh = &mut self.sh;
+                        let step = std::panic::catch_unwind(AssertUnwindSafe(|| c.on_timer(sh))).unwrap_or(Step::Close);
+                        if step == Step::Close {
+                            self.close(key);
+                        } else {
+                            self.after_service(key);
+                        }
                     }
                     Some(Wsi::Ws(_)) => {
                         let Some(Wsi::Ws(c)) = self.wsis.get_mut(key) else { continue };
@@ -353,7 +393,16 @@ impl Service {
                         self.apply_commands();
                     }
                     Some(Wsi::Listen(_)) => self.accept(key),
-                    Some(Wsi::Switching) | None => {}
+                    Some(Wsi::Vacated | Wsi::CgiPipe { .. }) | None => {}
+                }
+            }
+            if !self.sh.reaper.is_empty() {
+                self.sh.reaper.poll(self.sh.now);
+            }
+            self.free_dead_pipes();
+            for key in self.vacated.drain(..) {
+                if matches!(self.wsis.get(key), Some(Wsi::Vacated)) {
+                    self.wsis.remove(key);
                 }
             }
             if woken {
@@ -473,16 +522,59 @@ impl Service {
         match step {
             Step::Close => self.close(key),
             Step::Upgrade => self.upgrade(key),
-            Step::Keep => {}
+            Step::Keep => self.after_service(key),
         }
         self.apply_commands();
+    }
+
+    /// Registers the pipes of a CGI the connection just started, and
+    /// frees the tokens of pipes that were closed.
+    fn after_service(&mut self, key: usize) {
+        self.free_dead_pipes();
+        let Some(Wsi::Http(conn)) = self.wsis.get_mut(key) else { return };
+        let generation = conn.generation;
+        let Some(run) = conn.cgi_to_register() else { return };
+        let mut tokens = [None; 3];
+        let mut failed = None;
+        for (fd, pipe) in run.fds() {
+            let entry = self.wsis.vacant_entry();
+            let token = entry.key();
+            let interest = if pipe == Pipe::Stdin { Interest::WRITABLE } else { Interest::READABLE };
+            match self.poll.registry().register(&mut mio::unix::SourceFd(&fd), Token(token), interest) {
+                Ok(()) => {
+                    entry.insert(Wsi::CgiPipe { conn: key, generation, pipe });
+                    tokens[pipe as usize] = Some(token);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(Wsi::Http(conn)) = self.wsis.get_mut(key) {
+            if let Some(run) = conn.cgi_to_register() {
+                run.tokens = Some(tokens);
+            }
+        }
+        if let Some(e) = failed {
+            log::error!("cannot register a CGI pipe: {e}");
+            self.close(key);
+        }
+    }
+
+    /// Vacates the slots of CGI pipes that were closed (freed at the end
+    /// of the turn, like closed connections').
+    fn free_dead_pipes(&mut self) {
+        for token in std::mem::take(&mut self.sh.dead_pipes) {
+            if let Some(slot @ Wsi::CgiPipe { .. }) = self.wsis.get_mut(token) {
+                *slot = Wsi::Vacated;
+                self.vacated.push(token);
+            }
+        }
     }
 
     /// Turns the HTTP connection at `key` into a WebSocket one, in place
     /// (same token, same registration), and tells its protocol.
     fn upgrade(&mut self, key: usize) {
         let Some(slot) = self.wsis.get_mut(key) else { return };
-        let Wsi::Http(conn) = std::mem::replace(slot, Wsi::Switching) else { return };
+        let Wsi::Http(conn) = std::mem::replace(slot, Wsi::Vacated) else { return };
         let Some((ws, request)) = conn.into_ws(&self.sh) else {
             self.wsis.remove(key);
             return;
@@ -514,15 +606,20 @@ impl Service {
     }
 
     fn close(&mut self, key: usize) {
-        let mut out = match self.wsis.try_remove(key) {
-            Some(Wsi::Http(mut conn)) => {
+        let taken = match self.wsis.get_mut(key) {
+            Some(slot @ (Wsi::Http(_) | Wsi::Ws(_))) => std::mem::replace(slot, Wsi::Vacated),
+            _ => return,
+        };
+        self.vacated.push(key);
+        let mut out = match taken {
+            Wsi::Http(mut conn) => {
                 let sh = &mut self.sh;
                 if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
                     log::error!("{}: panic in close callbacks", conn.peer_addr());
                 }
                 conn.out
             }
-            Some(Wsi::Ws(mut conn)) => {
+            Wsi::Ws(mut conn) => {
                 let sh = &mut self.sh;
                 if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
                     log::error!("{}: panic in close callbacks", conn.peer_addr());
@@ -530,19 +627,13 @@ impl Service {
                 self.sh.handle.inner.counters.ws_open.fetch_sub(1, Ordering::Relaxed);
                 conn.out
             }
-            Some(other) => {
-                // Not a connection: put it back.
-                let entry = self.wsis.vacant_entry();
-                debug_assert_eq!(entry.key(), key);
-                entry.insert(other);
-                return;
-            }
-            None => return,
+            _ => return,
         };
         if let Err(e) = self.poll.registry().deregister(out.sock.stream_mut()) {
             log::debug!("deregister: {e}");
         }
         self.sh.timers.clear(key);
+        self.free_dead_pipes();
         self.open_conns -= 1;
         self.sh.handle.inner.counters.open.fetch_sub(1, Ordering::Relaxed);
         self.apply_commands();

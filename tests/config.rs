@@ -134,9 +134,10 @@ fn mistakes_name_the_file_line_column_and_key() {
     write(
         cfg,
         "conf.d/bad",
-        r#"{ "vhosts": [ { "name": "x", "port": "0", "mounts": [ { "mountpoint": "/", "origin": "cgi:///bin/x" } ] } ] }"#,
+        r#"{ "vhosts": [ { "name": "x", "port": "0", "mounts": [ { "mountpoint": "/", "origin": "cgi:///no/such/x" } ] } ] }"#,
     );
-    assert!(load_err(cfg).contains("cgi:// origin is not supported by warren yet"));
+    let e = load_err(cfg);
+    assert!(e.contains("vhosts[0].mounts[0].origin") && e.contains("no such program or directory"), "{e}");
 
     write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x" } ] }"#);
     assert!(load_err(cfg).contains("\"port\" is required"));

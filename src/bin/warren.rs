@@ -27,6 +27,10 @@ OPTIONS:
     --root PATH                serve PATH at /: a directory (zip archives in it
                                are served from inside: /a.zip/x.html), or a
                                .zip archive served as the whole site
+    --cgi MOUNTPOINT=PATH      run CGI programs at MOUNTPOINT: PATH is a program
+                               (it gets the rest of the URL as PATH_INFO, e.g.
+                               /usr/bin/php-cgi) or a directory of programs;
+                               may be given more than once
     --port N                   listen on port N (default 7681; 0 = any free port)
     --bind ADDR                listen on IP address ADDR (default 127.0.0.1)
     --keepalive-timeout SECS   idle keep-alive timeout (default 5)
@@ -42,6 +46,7 @@ static DEFAULT_SITE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/webroot.z
 struct Options {
     config: Option<PathBuf>,
     root: Option<PathBuf>,
+    cgi: Vec<(String, PathBuf)>,
     port: u16,
     bind: IpAddr,
     keepalive: Duration,
@@ -57,6 +62,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut o = Options {
         config: None,
         root: None,
+        cgi: Vec::new(),
         port: 7681,
         bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         keepalive: Duration::from_secs(5),
@@ -75,6 +81,17 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--version" => return Ok(Parsed::Exit(concat!("warren ", env!("CARGO_PKG_VERSION"), "\n"))),
             "--root" => o.root = Some(PathBuf::from(value("--root")?)),
             "--config" => o.config = Some(PathBuf::from(value("--config")?)),
+            "--cgi" => {
+                let v = value("--cgi")?;
+                let Some((mountpoint, path)) = v.split_once('=').filter(|(m, p)| m.starts_with('/') && !p.is_empty())
+                else {
+                    return Err(format!("--cgi: {v:?} is not MOUNTPOINT=PATH (e.g. /cgi-bin=./cgi-bin)"));
+                };
+                if !Path::new(path).exists() {
+                    return Err(format!("--cgi: {path}: no such program or directory"));
+                }
+                o.cgi.push((mountpoint.to_string(), PathBuf::from(path)));
+            }
             "--port" => {
                 let v = value("--port")?;
                 o.port = v.parse().map_err(|_| format!("--port: {v:?} is not a port number (0-65535)"))?;
@@ -137,6 +154,9 @@ fn run(o: Options) -> Result<(), String> {
         .default_protocol(warren::plugins::echo::NAME);
     for name in warren::plugins::NAMES {
         vhost.plugin(name);
+    }
+    for (mountpoint, path) in &o.cgi {
+        vhost = vhost.mount(Mount::cgi(mountpoint, path));
     }
     let context = Context::new(ContextInfo::new().vhost(vhost)).map_err(|e| e.to_string())?;
     let local = context.local_addr(0).unwrap_or(addr);

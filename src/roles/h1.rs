@@ -15,6 +15,7 @@ use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Metho
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
 use crate::protocol::{Action, Command, Cx, RawEvent, Session, Writer, WsiId};
+use crate::roles::cgi::{CgiRun, OutFraming};
 use crate::roles::ws::{Upgrade, WsConn};
 use crate::service::Shared;
 use crate::ws::handshake::{self, Refusal};
@@ -39,6 +40,12 @@ const SENDFILE_CHUNK: u64 = 2 << 20;
 const READ_CHUNK: usize = 16 * 1024;
 /// Formatted validators kept at most (see `Shared::validators`).
 const VALIDATOR_CACHE: usize = 4096;
+/// How long a request waits for a CGI slot before 503, and how often it
+/// looks.
+const CGI_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const CGI_SLOT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// Local CGI redirects followed for one request.
+const MAX_LOCAL_REDIRECTS: u8 = 3;
 /// Bodies up to this size go out in the same write as the head.
 const SMALL_BODY: usize = 32 * 1024;
 
@@ -86,6 +93,11 @@ enum Writing {
     Callback(CbResp),
     /// A file going through a protocol's ProcessHtml (FILE-9).
     Interpret { file: Box<dyn FileHandle>, remaining: u64 },
+    /// A CGI program is answering.
+    Cgi(Box<CgiRun>),
+    /// A CGI mount is at its process limit: the request waits for a slot
+    /// (rx paused) until `until`, then gets 503.
+    CgiWait { req: Box<Request>, mount: usize, until: std::time::Instant, redirects: u8 },
     /// The response is complete once the pending remainder drains.
     Complete,
     /// Close after the remainder drains.
@@ -133,6 +145,9 @@ pub(crate) struct Conn {
     /// A WebSocket upgrade was accepted: the 101 is written (or pending)
     /// and the connection is to become a ws one.
     upgrade: Option<Box<Upgrade>>,
+    /// rx is paused for a CGI (its stdin is full, or it waits for a slot),
+    /// not by a protocol.
+    cgi_paused_rx: bool,
 }
 
 impl Conn {
@@ -166,6 +181,7 @@ impl Conn {
             binding: None,
             logging: None,
             upgrade: None,
+            cgi_paused_rx: false,
         }
     }
 
@@ -220,6 +236,12 @@ impl Conn {
     }
 
     fn step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        if self.hup && matches!(self.writing, Writing::Cgi(_) | Writing::CgiWait { .. }) {
+            // The client hung up (or half-closed, which we take the same
+            // way, as nginx does for upstreams): end the program now
+            // (CGI-9) rather than when its output meets a dead socket.
+            return Err(Close("client went away during a CGI response".into()));
+        }
         let mut progress = false;
         if self.out.writable {
             progress |= self.write_step(sh)?;
@@ -252,6 +274,8 @@ impl Conn {
             Writing::File { .. } => Ok(self.send_file_chunk(sh)? || progress),
             Writing::Multipart(_) => Ok(self.send_multipart_step(sh)? || progress),
             Writing::Interpret { .. } => Ok(self.interpret_step(sh)? || progress),
+            Writing::Cgi(_) => Ok(self.cgi_step(sh)? || progress),
+            Writing::CgiWait { .. } => Ok(progress),
             Writing::Callback(_) => {
                 if !self.want_writable {
                     return Ok(progress);
@@ -521,15 +545,31 @@ impl Conn {
                     if done {
                         self.reading = Reading::Done;
                     }
-                    if let Some(data) = data {
-                        let (id, peer) = (self.id(), self.peer);
-                        self.dispatch(sh, RawEvent::Body(id, peer, data))?;
-                    }
-                    if done {
-                        let (id, peer) = (self.id(), self.peer);
-                        self.dispatch(sh, RawEvent::BodyCompletion(id, peer))?;
+                    if let Writing::Cgi(run) = &mut self.writing {
+                        // CGI: the body goes to the program's stdin.
+                        if let Some(data) = data {
+                            run.feed(data);
+                        }
+                        if done {
+                            run.body_done = true;
+                            run.flush_stdin();
+                        }
+                        if run.input_blocked() {
+                            self.rx_paused = true;
+                            self.cgi_paused_rx = true;
+                        }
+                        sh.force(self);
                     } else {
-                        sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+                        if let Some(data) = data {
+                            let (id, peer) = (self.id(), self.peer);
+                            self.dispatch(sh, RawEvent::Body(id, peer, data))?;
+                        }
+                        if done {
+                            let (id, peer) = (self.id(), self.peer);
+                            self.dispatch(sh, RawEvent::BodyCompletion(id, peer))?;
+                        } else {
+                            sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+                        }
                     }
                     if n == 0 {
                         break;
@@ -594,6 +634,13 @@ impl Conn {
             let verdict = m.basic_auth.as_deref().map(|f| auth::check(req.header("authorization"), f));
             (i, matches!(m.origin, Origin::Callback(_)), verdict)
         });
+        if let Some((mi, _, None | Some(auth::Verdict::Allowed))) = found {
+            if matches!(sh.vhosts[self.vhost].mounts[mi].origin, Origin::Cgi(_)) {
+                self.unbind(sh);
+                self.serve_cgi(sh, req, mi, 0);
+                return Ok(());
+            }
+        }
         match found {
             Some((_, _, Some(verdict))) if verdict != auth::Verdict::Allowed => {
                 // AUTH-2: a challenge without a body, or 403 for nonsense.
@@ -940,6 +987,388 @@ impl Conn {
         }
     }
 
+    // ---- CGI ----------------------------------------------------------------
+
+    /// Starts the CGI program for `req` on the `cgi://` mount `mi`, or
+    /// makes the request wait for a slot when the mount is at its limit.
+    fn serve_cgi(&mut self, sh: &mut Shared, req: Request, mi: usize, redirects: u8) {
+        let vi = self.vhost;
+        let m = &sh.vhosts[vi].mounts[mi];
+        let Origin::Cgi(origin) = &m.origin else { return };
+        let Some(target) = mount::cgi_resolve(origin, &m.mountpoint, m.remainder(req.path())) else {
+            self.skip_body(&req);
+            self.send_error(sh, 404, Some(&req));
+            return;
+        };
+        let framing = req.framing();
+        self.reading = match framing {
+            Framing::None => Reading::Done,
+            Framing::Length(n) => Reading::Body(BodyDecoder::Length(n)),
+            Framing::Chunked => Reading::Body(BodyDecoder::chunked()),
+        };
+        if m.cgi.running >= m.cgi.max_processes {
+            // CGI-3 [REC]: wait briefly for a slot, reading nothing.
+            self.rx_paused = true;
+            self.cgi_paused_rx = true;
+            let until = sh.now + CGI_SLOT_WAIT;
+            self.writing = Writing::CgiWait { req: Box::new(req), mount: mi, until, redirects };
+            sh.timers.set(self.key, sh.now + CGI_SLOT_POLL);
+            return;
+        }
+        let mounts = &sh.vhosts[vi].mounts;
+        let local = |path: &str| -> Option<String> {
+            let (_, fm) = mount::find(mounts, path)?;
+            let Origin::File(fops) = &fm.origin else { return None };
+            let vpath = VPath::new(fm.remainder(path)).ok()?;
+            fops.local_path(&vpath).map(|p| p.to_string_lossy().into_owned())
+        };
+        let program_mount = origin.is_file();
+        let host = req.host().map(strip_port).filter(|h| !h.is_empty());
+        let cgi_req = warren_cgi::CgiRequest {
+            method: req.method_str().to_string(),
+            script_name: target.script_name.clone(),
+            path_info: target.path_info.clone(),
+            path_translated: if target.path_info.is_empty() { None } else { local(&target.path_info) },
+            query: req.query().unwrap_or("").to_string(),
+            request_uri: req.target().to_string(),
+            remote: Some(self.peer),
+            server_name: host.unwrap_or(&sh.vhosts[vi].name).to_string(),
+            server_port: self.out.sock.stream().local_addr().map_or(0, |a| a.port()),
+            protocol: req.version().as_str().to_string(),
+            https: false,
+            document_root: local("/"),
+            script_filename: target.program.to_string_lossy().into_owned(),
+            content_type: req.header_str("content-type").map(str::to_string),
+            content_length: match framing {
+                Framing::Length(n) => Some(n),
+                _ => None,
+            },
+            headers: req.headers().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned())).collect(),
+            // An interpreter mount (php-cgi): as Apache's Action does.
+            redirect: program_mount.then(|| (200, req.path().to_string())),
+            extra: m.cgi.env.clone(),
+            path: m.cgi.path.clone(),
+        };
+        let cwd = target.program.parent().map_or_else(|| std::path::PathBuf::from("/"), |p| p.to_path_buf());
+        let child = warren_cgi::spawn(&target.program, &[], &cgi_req.environment(), &cwd, m.cgi.limits);
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("cgi {}: cannot start {}: {e}", target.script_name, target.program.display());
+                self.skip_body(&req);
+                self.reading = Reading::Done;
+                let status = if e.kind() == io::ErrorKind::PermissionDenied { 403 } else { 500 };
+                self.send_error(sh, status, Some(&req));
+                return;
+            }
+        };
+        let timeout = m.cgi.timeout;
+        sh.vhosts[vi].mounts[mi].cgi.running += 1;
+        let mut run = CgiRun::new(child, target.script_name, vi, mi, redirects);
+        // How the body will leave is settled by the head; until then,
+        // remember what the request allows.
+        run.framing = if self.tx.head_only {
+            OutFraming::Discard
+        } else if self.tx.version == Version::Http11 {
+            OutFraming::Chunk
+        } else {
+            OutFraming::Close
+        };
+        if self.cgi_paused_rx {
+            self.cgi_paused_rx = false;
+            self.rx_paused = false;
+        }
+        self.writing = Writing::Cgi(Box::new(run));
+        if req.expects_continue() && framing != Framing::None && framing != Framing::Length(0) {
+            if let Err(e) = self.out.write(b"HTTP/1.1 100 Continue\r\n\r\n", false) {
+                log::debug!("{}: write: {e}", self.peer);
+            }
+        }
+        sh.timers.set(self.key, sh.now + timeout);
+        sh.force(self);
+    }
+
+    /// One step of a CGI response: stderr to the log, body to stdin,
+    /// and, when the client can take it, one read of stdout sent on.
+    fn cgi_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        let Writing::Cgi(mut run) = std::mem::replace(&mut self.writing, Writing::Idle) else { return Ok(false) };
+        let mut progress = run.drain_stderr();
+        progress |= run.flush_stdin();
+        if self.cgi_paused_rx && !run.input_blocked() {
+            self.cgi_paused_rx = false;
+            self.rx_paused = false;
+            progress = true;
+        }
+        if !run.stdout_eof && run.stdout_ready && self.out.writable && !self.out.has_pending() {
+            let mut buf = std::mem::take(&mut sh.tx);
+            buf.resize(READ_CHUNK, 0);
+            let r = run.read_stdout(&mut buf);
+            let r = match r {
+                Ok(Some(n)) if n > 0 => {
+                    progress = true;
+                    self.cgi_output(sh, run, &buf[..n])
+                }
+                Ok(_) => Ok(Some(run)),
+                Err(e) => {
+                    log::warn!("cgi {}: stdout: {e}", run.script);
+                    run.stdout_eof = true;
+                    Ok(Some(run))
+                }
+            };
+            sh.tx = buf;
+            run = match r? {
+                Some(run) => run,
+                // The run ended (an error page, a redirect).
+                None => return Ok(true),
+            };
+        }
+        if run.stdout_eof {
+            self.cgi_finish(sh, run);
+            return Ok(true);
+        }
+        if progress {
+            let timeout = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
+            sh.timers.set(self.key, sh.now + timeout);
+        }
+        self.writing = Writing::Cgi(run);
+        Ok(progress)
+    }
+
+    /// Bytes from stdout: the head while it lasts, then the body.
+    /// Returns the run if it goes on.
+    fn cgi_output(&mut self, sh: &mut Shared, mut run: Box<CgiRun>, data: &[u8]) -> Result<Option<Box<CgiRun>>, Close> {
+        let Some(parser) = run.parser.as_mut() else {
+            self.cgi_body(&mut run, data, Vec::new())?;
+            return Ok(Some(run));
+        };
+        let (head, used) = match parser.feed(data) {
+            Ok(None) => return Ok(Some(run)),
+            Ok(Some(h)) => h,
+            Err(e) => {
+                log::warn!("cgi {}: bad response head: {e:?}", run.script);
+                self.cgi_end(sh, *run, true);
+                self.tx.keep_alive = false;
+                self.send_error(sh, 502, None);
+                return Ok(None);
+            }
+        };
+        run.parser = None;
+        if let Some(warren_cgi::Redirect::Local(path)) = &head.redirect {
+            // RFC 3875 §6.2.2: serve that path instead, as a GET.
+            let path = path.clone();
+            let redirects = run.redirects;
+            self.cgi_end(sh, *run, true);
+            self.internal_redirect(sh, &path, redirects + 1);
+            return Ok(None);
+        }
+        let discard = run.framing == OutFraming::Discard || matches!(head.status, 100..=199 | 204 | 304);
+        let framing = if discard {
+            BodyFraming::None
+        } else if head.chunked && self.tx.version == Version::Http11 {
+            BodyFraming::Chunked
+        } else if let Some(n) = head.content_length {
+            BodyFraming::Length(n)
+        } else if self.tx.version == Version::Http11 {
+            BodyFraming::Chunked
+        } else {
+            BodyFraming::Close
+        };
+        run.framing = match framing {
+            _ if discard => OutFraming::Discard,
+            BodyFraming::Chunked if head.chunked => OutFraming::Passthrough,
+            BodyFraming::Chunked => OutFraming::Chunk,
+            BodyFraming::Length(n) => OutFraming::Length(n),
+            _ => OutFraming::Close,
+        };
+        let mut out = Vec::with_capacity(512 + data.len());
+        let vh = &sh.vhosts[self.vhost];
+        let env = HeadEnv { date: sh.date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
+        let mut rh = begin_head(&mut out, &mut self.tx, head.status, env);
+        for (k, v) in &head.headers {
+            // The server owns the framing and these fields.
+            if !["content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"]
+                .iter()
+                .any(|o| k.eq_ignore_ascii_case(o))
+            {
+                rh.header(k, v);
+            }
+        }
+        end_head(rh, &mut self.tx, framing);
+        self.cgi_body(&mut run, &data[used..], out)?;
+        Ok(Some(run))
+    }
+
+    /// Sends body bytes framed as the head said, after `prefix` (the head,
+    /// for the first piece), in one write.
+    fn cgi_body(&mut self, run: &mut CgiRun, data: &[u8], mut prefix: Vec<u8>) -> Result<(), Close> {
+        match run.framing {
+            OutFraming::Discard => {}
+            OutFraming::Chunk if !data.is_empty() => {
+                prefix.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                prefix.extend_from_slice(data);
+                prefix.extend_from_slice(b"\r\n");
+            }
+            OutFraming::Chunk => {}
+            OutFraming::Length(rem) => {
+                // Bytes past the length the script announced are dropped.
+                let n = (data.len() as u64).min(rem) as usize;
+                prefix.extend_from_slice(&data[..n]);
+                run.framing = OutFraming::Length(rem - n as u64);
+            }
+            OutFraming::Passthrough | OutFraming::Close => prefix.extend_from_slice(data),
+        }
+        if prefix.is_empty() {
+            return Ok(());
+        }
+        self.out.write(&prefix, false)?;
+        Ok(())
+    }
+
+    /// stdout reached its end: close the response, retire the program.
+    fn cgi_finish(&mut self, sh: &mut Shared, run: Box<CgiRun>) {
+        if run.parser.is_some() {
+            // It ended (or crashed) before a whole head: CGI-5, 502.
+            log::warn!("cgi {}: ended without a complete response head", run.script);
+            self.cgi_end(sh, *run, false);
+            self.tx.keep_alive = false;
+            self.send_error(sh, 502, None);
+            return;
+        }
+        match run.framing {
+            OutFraming::Chunk => {
+                if let Err(e) = self.out.write(b"0\r\n\r\n", false) {
+                    log::debug!("{}: write: {e}", self.peer);
+                }
+            }
+            // Short of what it announced: only closing can say so.
+            OutFraming::Length(rem) if rem > 0 => self.tx.keep_alive = false,
+            _ => {}
+        }
+        self.cgi_end(sh, *run, false);
+        self.writing = Writing::Complete;
+        sh.force(self);
+    }
+
+    /// The run is over: its program goes to the reaper (`kill`: cut
+    /// short), its slot is free, its pipes' tokens are let go.
+    fn cgi_end(&mut self, sh: &mut Shared, run: CgiRun, kill: bool) {
+        let m = &mut sh.vhosts[run.vhost].mounts[run.mount].cgi;
+        m.running = m.running.saturating_sub(1);
+        let linger = m.timeout;
+        if let Some(tokens) = run.tokens {
+            sh.dead_pipes.extend(tokens.into_iter().flatten());
+        }
+        if self.cgi_paused_rx {
+            self.cgi_paused_rx = false;
+            self.rx_paused = false;
+        }
+        run.retire(&mut sh.reaper, kill, linger, sh.now);
+    }
+
+    /// Serves `path` as a GET in place of the CGI's response (a local
+    /// redirect); a chain of more than a few is an error.
+    fn internal_redirect(&mut self, sh: &mut Shared, path: &str, redirects: u8) {
+        if redirects > MAX_LOCAL_REDIRECTS {
+            log::warn!("{}: more than {MAX_LOCAL_REDIRECTS} local CGI redirects", self.peer);
+            self.tx.keep_alive = false;
+            self.send_error(sh, 500, None);
+            return;
+        }
+        let host = sh.vhosts[self.vhost].name.clone();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let limits = HeadLimits { max_head: sh.limits.max_head, max_uri: sh.limits.max_uri };
+        let keep_alive = self.tx.keep_alive;
+        let version = self.tx.version;
+        match request::parse(head.as_bytes(), limits) {
+            Ok(Some((req, _))) => {
+                let body_pending = !matches!(self.reading, Reading::Done);
+                let reading = std::mem::replace(&mut self.reading, Reading::Done);
+                self.writing = Writing::Idle;
+                if let Err(Close(why)) = self.on_request(sh, req) {
+                    log::debug!("{}: local redirect: {why}", self.peer);
+                }
+                // The client's own request stays what it was.
+                self.tx.keep_alive &= keep_alive && !body_pending;
+                self.tx.version = version;
+                if body_pending {
+                    self.reading = reading;
+                }
+                if let Writing::Cgi(run) = &mut self.writing {
+                    run.redirects = redirects;
+                }
+            }
+            _ => {
+                self.tx.keep_alive = false;
+                self.send_error(sh, 500, None);
+            }
+        }
+    }
+
+    /// The connection's timer fired: the CGI slot wait and the CGI
+    /// timeout are handled here; anything else closes.
+    pub(crate) fn on_timer(&mut self, sh: &mut Shared) -> Step {
+        match std::mem::replace(&mut self.writing, Writing::Idle) {
+            Writing::CgiWait { req, mount, until, redirects } => {
+                let m = &sh.vhosts[self.vhost].mounts[mount].cgi;
+                if m.running < m.max_processes {
+                    self.serve_cgi(sh, *req, mount, redirects);
+                } else if sh.now >= until {
+                    log::warn!("{}: CGI slots of {} all busy; 503", self.peer, req.path());
+                    self.cgi_paused_rx = false;
+                    self.rx_paused = false;
+                    self.tx.keep_alive = false;
+                    self.reading = Reading::Done;
+                    self.send_simple(sh, 503, &[("Retry-After", "1")], true);
+                } else {
+                    self.writing = Writing::CgiWait { req, mount, until, redirects };
+                    sh.timers.set(self.key, sh.now + CGI_SLOT_POLL);
+                    return Step::Keep;
+                }
+                sh.force(self);
+                Step::Keep
+            }
+            Writing::Cgi(run) => {
+                let head_sent = run.parser.is_none();
+                log::warn!("cgi {}: no progress within its timeout; ending it", run.script);
+                self.cgi_end(sh, *run, true);
+                if head_sent || self.out.has_pending() {
+                    return Step::Close;
+                }
+                // CGI-10: 504 when nothing was sent yet.
+                self.tx.keep_alive = false;
+                self.reading = Reading::Done;
+                self.send_error(sh, 504, None);
+                sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+                sh.force(self);
+                Step::Keep
+            }
+            other => {
+                self.writing = other;
+                log::debug!("{}: timed out in {}", self.peer, self.phase());
+                Step::Close
+            }
+        }
+    }
+
+    /// The CGI run, if one needs its pipes registered.
+    pub(crate) fn cgi_to_register(&mut self) -> Option<&mut CgiRun> {
+        match &mut self.writing {
+            Writing::Cgi(run) if run.tokens.is_none() => Some(run),
+            _ => None,
+        }
+    }
+
+    /// A pipe of this connection's CGI is ready.
+    pub(crate) fn cgi_ready(&mut self, pipe: crate::roles::cgi::Pipe) {
+        if let Writing::Cgi(run) = &mut self.writing {
+            match pipe {
+                crate::roles::cgi::Pipe::Stdin => run.stdin_ready = true,
+                crate::roles::cgi::Pipe::Stdout => run.stdout_ready = true,
+                crate::roles::cgi::Pipe::Stderr => run.stderr_ready = true,
+            }
+        }
+    }
+
     /// Starts an interpreted file (FILE-9): bound to the protocol, sent
     /// chunked through its ProcessHtml, with no validators or ranges (the
     /// bytes depend on the protocol).
@@ -1208,6 +1637,10 @@ impl Conn {
     }
 
     pub(crate) fn on_close(&mut self, sh: &mut Shared) {
+        if let Writing::Cgi(run) = std::mem::replace(&mut self.writing, Writing::Closed) {
+            // The client went away: so does the program (CGI-9).
+            self.cgi_end(sh, *run, true);
+        }
         // A transaction cut short is logged with what was sent.
         self.log_transaction(sh);
         if self.binding.is_some() {

@@ -75,6 +75,14 @@ pub trait Fops: Send + Sync + Debug {
     ///   served, e.g. a symlink leading outside the root (403);
     /// - anything else is reported as a server error (500).
     fn open(&self, path: &VPath, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>>;
+
+    /// Where `path` would be on the local disk, if this filesystem is a
+    /// directory of it (for CGI's `PATH_TRANSLATED` and
+    /// `DOCUMENT_ROOT`). The default: nowhere.
+    fn local_path(&self, path: &VPath) -> Option<std::path::PathBuf> {
+        let _ = path;
+        None
+    }
 }
 
 /// An open file of some [`Fops`].

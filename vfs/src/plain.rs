@@ -162,6 +162,10 @@ impl PlainFops {
 }
 
 impl Fops for PlainFops {
+    fn local_path(&self, path: &VPath) -> Option<PathBuf> {
+        Some(self.canonical.join(path.as_str().trim_start_matches('/')))
+    }
+
     fn open(&self, path: &VPath, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {
         let Some(cache) = self.cache.as_ref().filter(|_| !flags.contains(OpenFlags::WRITE)) else {
             let (file, info) = self.open_uncached(path, flags)?;
