@@ -70,7 +70,8 @@ pub trait Protocol: Send + 'static {
     fn callback(&mut self, cx: &mut Cx<'_>, event: Event<'_, Self::Session>) -> Action;
 
     /// The most WebSocket payload bytes one [`Event::Receive`] carries
-    /// (lws's `rx_buffer_size`); 0 means the loop's receive buffer size.
+    /// (lws's `rx_buffer_size`); 0 means the loop's receive buffer size
+    /// (64 KiB).
     /// A delivery size, not a message limit.
     fn rx_buffer_size(&self) -> usize {
         0

@@ -22,6 +22,9 @@ use std::time::Duration;
 
 /// Steps a connection may take per service call before others get a turn.
 const BUDGET: usize = 16;
+/// The default inflate buffer (per connection that receives compressed
+/// messages): the protocol's rx_buffer_size, at most this.
+const INFLATE_CHUNK: usize = 16 * 1024;
 /// Longest frame header we send.
 const MAX_HEADER: usize = 10;
 
@@ -190,7 +193,7 @@ impl WsConn {
             tx: TxState { in_message: None, deflate: up.deflate, deflater: None },
             inflate: None,
             inflate_resume: None,
-            inflate_chunk: rx_chunk.min(crate::service::RX_BUF),
+            inflate_chunk: rx_chunk.min(INFLATE_CHUNK),
             rx_chunk,
             max_message,
         }
