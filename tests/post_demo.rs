@@ -16,7 +16,8 @@ fn example_server() -> (tempfile::TempDir, Server) {
     let site = site
         .replace("\"port\": \"7681\"", "\"port\": \"0\"")
         .replace("/tmp/warren-example-access.log", &log.to_string_lossy())
-        .replace("file://examples/", &format!("file://{}/examples/", env!("CARGO_MANIFEST_DIR")));
+        .replace("file://examples/", &format!("file://{}/examples/", env!("CARGO_MANIFEST_DIR")))
+        .replace("cgi://examples/", &format!("cgi://{}/examples/", env!("CARGO_MANIFEST_DIR")));
     std::fs::write(t.path().join("conf.d/localhost"), site).expect("write");
     let info = warren::config::load_dir(t.path()).unwrap_or_else(|e| panic!("{e}"));
     (t, Server::start(info))
@@ -37,6 +38,18 @@ fn the_example_configuration_serves_every_mount_kind() {
     assert_eq!(r.header("location"), Some("https://libwebsockets.org/git/libwebsockets"));
     let r = get(&server, "/formtest");
     assert!(r.text().contains("<form"), "GET gets the form");
+    // The CGI demos.
+    let r = get(&server, "/cgi-bin/env.sh");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("GATEWAY_INTERFACE"), "{}", r.text());
+    let r = get(&server, "/cgi.html");
+    assert!(r.text().contains("action=\"/cgi-bin/form.py\""), "{}", r.text());
+    let (ok, body) = curl(&["-d", "name=%3Cb%3E", &server.url("/cgi-bin/form.py")]);
+    assert!(
+        ok && String::from_utf8_lossy(&body).contains("<code>&lt;b&gt;</code>"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let r = get(&server, "/vars/");
     assert!(r.text().contains(concat!("version: warren ", env!("CARGO_PKG_VERSION"))), "{}", r.text());
     // ws-protocols: the echo for upgrades naming none, the mirror by name.

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Test CGI: dies of SIGSEGV before writing anything.
+kill -SEGV $$

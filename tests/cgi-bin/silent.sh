@@ -1,0 +1,3 @@
+#!/bin/sh
+# Test CGI: exits successfully without writing anything.
+exit 0

@@ -1,0 +1,1119 @@
+//! CGI mounts (spec CGI-1..CGI-11, issue 5) with real programs over real
+//! sockets: the shell and python3 scripts in `tests/cgi-bin/`, and php-cgi
+//! (which `scripts/test` installs) behind a program mount.
+//!
+//! Most tests run an in-process [`Server`]; those that measure the
+//! server's own memory, or read its log, run the `warren` binary with
+//! `--cgi`. Processes are looked at through `/proc/PID/stat` (state,
+//! parent, process group). Every wait is bounded.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Barrier, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+use support::*;
+use warren::{CgiLimits, ContextInfo, Mount};
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// Tests that count this process's descriptors and zombie children hold
+/// this exclusively; every other test holds it shared, so nothing else
+/// opens sockets or spawns programs while they count.
+static EXCLUSIVE: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    EXCLUSIVE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    EXCLUSIVE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `tests/cgi-bin`, absolute.
+fn cgi_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cgi-bin")
+}
+
+const PHP_CGI: &str = "/usr/bin/php-cgi";
+
+/// An in-process server: [`site`] at `/` and `tests/cgi-bin` at
+/// `/cgi-bin`, that mount shaped by `tweak`.
+struct CgiSite {
+    server: Server,
+    root: PathBuf,
+    _t: tempfile::TempDir,
+}
+
+fn serve(tweak: impl FnOnce(Mount) -> Mount) -> CgiSite {
+    serve_mounts(|_| vec![tweak(Mount::cgi("/cgi-bin", cgi_dir()))])
+}
+
+/// [`site`] at `/` plus the mounts `more(root)` returns.
+fn serve_mounts(more: impl FnOnce(&Path) -> Vec<Mount>) -> CgiSite {
+    let (t, root) = site();
+    let mut vh = vhost().mount(files_mount("/", &root));
+    for m in more(&root) {
+        vh = vh.mount(m);
+    }
+    let server = Server::start(ContextInfo::new().vhost(vh));
+    CgiSite { server, root, _t: t }
+}
+
+/// Sends `req` on a new connection; returns the client's port and the
+/// response.
+fn exchange(addr: SocketAddr, req: &[u8]) -> (u16, Response) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let port = s.local_addr().expect("local addr").port();
+    s.write_all(req).expect("write request");
+    let head = req.starts_with(b"HEAD ");
+    (port, Reader::new(s).response(head).expect("response"))
+}
+
+fn get_at(addr: SocketAddr, path: &str) -> Response {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    exchange(addr, req.as_bytes()).1
+}
+
+fn post_at(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> Response {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    exchange(addr, &req).1
+}
+
+/// Reads until EOF (or an error, or `within`); returns what came.
+fn read_to_close(s: &mut TcpStream, within: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "the server did not close within {within:?}; got {} bytes", out.len());
+        s.set_read_timeout(Some(left)).expect("timeout");
+        match s.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return out,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// `NAME=value` lines (env.sh's output) as a map.
+fn env_map(r: &Response) -> BTreeMap<String, String> {
+    r.text().lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn canonical(p: &str) -> PathBuf {
+    Path::new(p).canonicalize().unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// One line of `/proc/PID/stat`.
+#[derive(Debug, Clone)]
+struct Proc {
+    pid: i32,
+    comm: String,
+    state: char,
+    ppid: i32,
+    pgrp: i32,
+}
+
+fn processes() -> Vec<Proc> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        // The process may be gone by now: skip it.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let mut f = stat[close + 1..].split_whitespace();
+        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let pgrp = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        out.push(Proc { pid, comm: stat[open + 1..close].to_string(), state, ppid, pgrp });
+    }
+    out
+}
+
+/// The members of process group `pgid` that still count: every live
+/// process, and zombies the server (`server_pid`) has not reaped. A zombie
+/// whose parent is someone else (an orphan, which init reaps in its own
+/// time) is not the server's to reap.
+fn group_members(pgid: i32, server_pid: u32) -> Vec<Proc> {
+    let server_pid = server_pid as i32;
+    processes().into_iter().filter(|p| p.pgrp == pgid && (p.state != 'Z' || p.ppid == server_pid)).collect()
+}
+
+/// Waits up to `within` for process group `pgid` to be gone; returns how
+/// long that took, or panics naming what is left.
+fn wait_group_gone(pgid: i32, server_pid: u32, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let left = group_members(pgid, server_pid);
+        if left.is_empty() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "process group {pgid} still has {left:?} after {within:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Zombie children of `parent`.
+fn zombies_of(parent: u32) -> Vec<Proc> {
+    processes().into_iter().filter(|p| p.ppid == parent as i32 && p.state == 'Z').collect()
+}
+
+/// The pid a test script wrote to `path` (`CGI_TEST_PIDFILE`).
+fn read_pid(path: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()) {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {} after 10 s", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits up to 10 s for a child of `parent` to exist; returns its pid.
+fn wait_child_of(parent: u32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(p) = processes().into_iter().find(|p| p.ppid == parent as i32 && p.state != 'Z') {
+            return p.pid;
+        }
+        assert!(Instant::now() < deadline, "warren {parent} started no CGI within 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+}
+
+/// Waits up to 5 s for this process's descriptor count to come down to
+/// `want` (sockets and pipes closed by the service thread); returns the
+/// last count.
+fn settle_fds(want: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = open_fds();
+        if n <= want || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts the binary like [`start_warren`], but keeps its log lines.
+fn start_logged(args: &[&str]) -> (Running, u16, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--port", "0", "--log-level", "info"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warren");
+    let stderr = child.stderr.take().expect("stderr");
+    let running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    let (port_tx, port_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut port_tx = Some(port_tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(port) =
+                line.split("http://127.0.0.1:").nth(1).and_then(|r| r.trim_end_matches('/').parse().ok())
+            {
+                if let Some(p) = port_tx.take() {
+                    let _ = p.send(port);
+                }
+            }
+            let _ = tx.send(line);
+        }
+    });
+    let port: u16 = port_rx.recv_timeout(Duration::from_secs(20)).expect("warren exited before serving");
+    (running, port, rx)
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+// ---------------------------------------------------------------------------
+// The environment
+
+/// CGI-2 (and RFC 3875 §4.1): every meta-variable, one by one, for a POST
+/// with a query, PATH_INFO and request headers; `Proxy` and
+/// `Authorization` are not passed on; nothing of the server's own
+/// environment is.
+#[test]
+fn the_environment_is_rfc_3875_and_nothing_else() {
+    let _g = shared();
+    let s = serve(|m| m.cgi_env("MY_EXTRA", "extra value").cgi_env("ANOTHER", "2"));
+    let req = "POST /cgi-bin/env.sh/extra/path?a=1&b=%20 HTTP/1.1\r\nHost: localhost\r\nX-Custom: hello there\r\n\
+               Proxy: http://evil.example/\r\nAuthorization: Basic Zm9vOmJhcg==\r\nContent-Type: text/x-test\r\n\
+               Content-Length: 5\r\nConnection: close\r\n\r\nhello";
+    let (client_port, r) = exchange(s.server.addr, req.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    let env = env_map(&r);
+    let root = s.root.canonicalize().expect("root");
+    let want: Vec<(&str, String)> = vec![
+        ("GATEWAY_INTERFACE", "CGI/1.1".into()),
+        ("SERVER_NAME", "localhost".into()),
+        ("SERVER_PORT", s.server.addr.port().to_string()),
+        ("SERVER_PROTOCOL", "HTTP/1.1".into()),
+        ("REQUEST_METHOD", "POST".into()),
+        ("SCRIPT_NAME", "/cgi-bin/env.sh".into()),
+        ("PATH_INFO", "/extra/path".into()),
+        ("PATH_TRANSLATED", root.join("extra/path").display().to_string()),
+        ("QUERY_STRING", "a=1&b=%20".into()),
+        ("REMOTE_ADDR", "127.0.0.1".into()),
+        ("REMOTE_PORT", client_port.to_string()),
+        ("CONTENT_TYPE", "text/x-test".into()),
+        ("CONTENT_LENGTH", "5".into()),
+        ("HTTP_X_CUSTOM", "hello there".into()),
+        ("HTTP_HOST", "localhost".into()),
+        ("DOCUMENT_ROOT", root.display().to_string()),
+        // As Apache and PHP have it: the request-target, query included.
+        ("REQUEST_URI", "/cgi-bin/env.sh/extra/path?a=1&b=%20".into()),
+        ("MY_EXTRA", "extra value".into()),
+        ("ANOTHER", "2".into()),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
+    ];
+    for (k, v) in &want {
+        assert_eq!(env.get(*k), Some(v), "{k} in {env:#?}");
+    }
+    let software = env.get("SERVER_SOFTWARE").expect("SERVER_SOFTWARE");
+    assert!(software.starts_with("warren"), "SERVER_SOFTWARE={software}");
+    let filename = env.get("SCRIPT_FILENAME").expect("SCRIPT_FILENAME");
+    assert_eq!(canonical(filename), cgi_dir().join("env.sh").canonicalize().expect("env.sh"));
+    // httpoxy (CVE-2016-5385) and credentials (RFC 3875 §4.1.18).
+    for k in ["HTTP_PROXY", "HTTP_AUTHORIZATION", "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTPS"] {
+        assert_eq!(env.get(k), None, "{k} must not be set");
+    }
+    // Nothing of the server's (this test process's) environment.
+    for k in ["HOME", "USER", "SHELL", "CARGO", "CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "RUST_BACKTRACE", "LANG"] {
+        assert_eq!(env.get(k), None, "{k} leaked from the server's environment");
+    }
+    for (k, _) in std::env::vars() {
+        if !want.iter().any(|(w, _)| *w == k) && k != "PWD" {
+            assert_eq!(env.get(&k), None, "{k} leaked from the server's environment");
+        }
+    }
+    // The script sees exactly the listed names (dash adds PWD itself).
+    let allowed = [
+        "GATEWAY_INTERFACE",
+        "SERVER_SOFTWARE",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "PATH_TRANSLATED",
+        "QUERY_STRING",
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+        "DOCUMENT_ROOT",
+        "REQUEST_URI",
+        "SCRIPT_FILENAME",
+        "SCRIPT_PATH",
+        "REDIRECT_STATUS",
+        "REDIRECT_URL",
+        "PATH",
+        "PWD",
+        "MY_EXTRA",
+        "ANOTHER",
+    ];
+    for k in env.keys() {
+        assert!(allowed.contains(&k.as_str()) || k.starts_with("HTTP_"), "unexpected variable {k}");
+    }
+}
+
+/// CGI-2: PATH_INFO is decoded; a GET has no CONTENT_LENGTH; the lws name
+/// SCRIPT_PATH is kept; the working directory is the script's (CGI-5).
+#[test]
+fn path_info_is_decoded_and_a_get_has_no_body_variables() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let r = get_at(s.server.addr, "/cgi-bin/env.sh/a%20b/c?x=%2F");
+    assert_eq!(r.status, 200);
+    let env = env_map(&r);
+    assert_eq!(env.get("PATH_INFO").map(String::as_str), Some("/a b/c"));
+    assert_eq!(env.get("QUERY_STRING").map(String::as_str), Some("x=%2F"), "the raw query (CGI-3 [REC])");
+    assert_eq!(env.get("REQUEST_METHOD").map(String::as_str), Some("GET"));
+    assert_eq!(env.get("CONTENT_LENGTH"), None);
+    assert_eq!(env.get("CONTENT_TYPE"), None);
+    let script_path = env.get("SCRIPT_PATH").expect("SCRIPT_PATH (lws's name)");
+    assert_eq!(canonical(script_path), cgi_dir().join("env.sh").canonicalize().expect("env.sh"));
+    let pwd = env.get("PWD").expect("PWD");
+    assert_eq!(canonical(pwd), cgi_dir().canonicalize().expect("cgi-bin"), "cwd is the script's directory");
+    // No PATH_INFO at all.
+    let env = env_map(&get_at(s.server.addr, "/cgi-bin/env.sh"));
+    assert_eq!(env.get("PATH_INFO").map(String::as_str), Some(""));
+    assert_eq!(env.get("SCRIPT_NAME").map(String::as_str), Some("/cgi-bin/env.sh"));
+}
+
+/// CGI-1: a mount whose origin is one program gets the whole rest of the
+/// path as PATH_INFO, translated through the file mounts, with
+/// REDIRECT_STATUS as Apache's `Action` sets it.
+#[test]
+fn a_program_mount_works_like_apache_action() {
+    let _g = shared();
+    let s = serve_mounts(|_| vec![Mount::cgi("/run", cgi_dir().join("env.sh"))]);
+    let r = get_at(s.server.addr, "/run/sub/index.html?k=v");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let env = env_map(&r);
+    let root = s.root.canonicalize().expect("root");
+    assert_eq!(env.get("SCRIPT_NAME").map(String::as_str), Some("/run"));
+    assert_eq!(env.get("PATH_INFO").map(String::as_str), Some("/sub/index.html"));
+    assert_eq!(env.get("PATH_TRANSLATED"), Some(&root.join("sub/index.html").display().to_string()));
+    assert_eq!(env.get("REDIRECT_STATUS").map(String::as_str), Some("200"));
+    assert_eq!(env.get("QUERY_STRING").map(String::as_str), Some("k=v"));
+    let filename = env.get("SCRIPT_FILENAME").expect("SCRIPT_FILENAME");
+    assert_eq!(canonical(filename), cgi_dir().join("env.sh").canonicalize().expect("env.sh"));
+}
+
+/// CGI-1 [REC]: in a directory mount, a path naming no executable is 404.
+#[test]
+fn a_missing_script_is_404() {
+    let _g = shared();
+    let s = serve(|m| m);
+    assert_eq!(get_at(s.server.addr, "/cgi-bin/no-such.sh").status, 404);
+    assert_eq!(get_at(s.server.addr, "/cgi-bin/").status, 404);
+    assert_eq!(get_at(s.server.addr, "/cgi-bin/env.sh.bak").status, 404);
+    assert_eq!(get_at(s.server.addr, "/cgi-bin/env.sh").status, 200);
+}
+
+/// Per-mount resource limits, set in the child with setrlimit.
+#[test]
+fn resource_limits_apply_to_the_child() {
+    let _g = shared();
+    let s = serve(|m| m.cgi_limits(CgiLimits { cpu_secs: Some(7), address_space: None, open_files: Some(33) }));
+    let r = get_at(s.server.addr, "/cgi-bin/limits.sh");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "33\n7\n");
+}
+
+// ---------------------------------------------------------------------------
+// The response head
+
+/// CGI-7 [REC]: `Status:` sets the status line and is not passed on; other
+/// fields are.
+#[test]
+fn status_sets_the_status_and_is_not_passed_on() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let r = get_at(s.server.addr, "/cgi-bin/status.sh");
+    assert_eq!(r.status, 418);
+    assert_eq!(r.header("status"), None, "{:?}", r.headers);
+    assert_eq!(r.header("x-cgi"), Some("status"));
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.text(), "short and stout\n");
+}
+
+/// CGI-7 [REC] (RFC 3875 §6.2.2): a local `Location` without a status is
+/// served in place, as a GET of that path.
+#[test]
+fn a_local_location_is_served_in_place() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let r = get_at(s.server.addr, "/cgi-bin/redirect-local.sh");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "<h1>root index</h1>\n");
+    assert_eq!(r.header("location"), None);
+    // Also when the script was POSTed to: the redirect is a GET.
+    let r = post_at(s.server.addr, "/cgi-bin/redirect-local.sh", "text/plain", b"ignored");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "<h1>root index</h1>\n");
+}
+
+/// CGI-7 (RFC 3875 §6.2.3): an absolute `Location` is a 302 to it.
+#[test]
+fn an_absolute_location_is_a_302() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let r = get_at(s.server.addr, "/cgi-bin/redirect-abs.sh");
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("http://example.com/x"));
+}
+
+/// CGI-7: head lines ended by a bare LF are accepted.
+#[test]
+fn a_head_with_bare_lf_line_ends_is_accepted() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let r = get_at(s.server.addr, "/cgi-bin/lf-only.sh");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-lf"), Some("yes"));
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.text(), "lf body\n");
+}
+
+/// CGI-7 [REC], CGI-5 [REC]: a malformed head, a head over 8 KiB, a
+/// program that crashes or exits before a head: 502 each, and the server
+/// goes on.
+#[test]
+fn bad_heads_and_crashes_are_502() {
+    let _g = shared();
+    let s = serve(|m| m);
+    for script in ["garbage.sh", "bighead.sh", "crash.sh", "silent.sh"] {
+        let start = Instant::now();
+        let r = get_at(s.server.addr, &format!("/cgi-bin/{script}"));
+        assert_eq!(r.status, 502, "{script}: {}", r.text());
+        assert!(start.elapsed() < Duration::from_secs(5), "{script}: 502 took {:?}", start.elapsed());
+        assert!(!r.text().contains("SCRIPT-BODY"), "{script}: the script's body must not be sent");
+    }
+    assert_eq!(get_at(s.server.addr, "/cgi-bin/env.sh").status, 200);
+}
+
+/// CGI-8 [REC]: without a Content-Length from the script, HTTP/1.1 gets
+/// chunked and HTTP/1.0 gets the body up to the close; with one, it is
+/// passed on.
+#[test]
+fn framing_without_a_length_is_chunked_on_1_1_and_closed_on_1_0() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let n = 300_000;
+    // 1.1 without a length: chunked.
+    let mut c = s.server.connect();
+    let req = format!("GET /cgi-bin/big.sh?bytes={n}&nolength HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    c.write_all(req.as_bytes()).expect("write");
+    let mut reader = Reader::new(c);
+    let r = reader.response(false).expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.header("content-length"), None);
+    assert_eq!(r.body.len(), n);
+    assert!(r.body.iter().all(|&b| b == 0));
+    // The framing is exact: unless the server said it closes, the
+    // connection carries a next request.
+    if !r.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+        let req = "GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        reader.stream.write_all(req.as_bytes()).expect("write");
+        let r = reader.response(false).expect("second response");
+        assert_eq!((r.status, r.text().as_str()), (200, "<h1>root index</h1>\n"));
+    }
+    // 1.1 with the script's length: passed on.
+    let r = get_at(s.server.addr, &format!("/cgi-bin/big.sh?bytes={n}"));
+    assert_eq!(r.header("content-length"), Some(n.to_string().as_str()));
+    assert_eq!(r.header("transfer-encoding"), None);
+    assert_eq!(r.body.len(), n);
+    // 1.0 without a length: no chunking; the close ends the body.
+    let mut c = s.server.connect();
+    let req = format!("GET /cgi-bin/big.sh?bytes={n}&nolength HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    c.write_all(req.as_bytes()).expect("write");
+    let raw = read_to_close(&mut c, Duration::from_secs(20));
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.") && head.contains(" 200 "), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert_eq!(raw.len() - split - 4, n, "{head}");
+    assert!(raw[split + 4..].iter().all(|&b| b == 0));
+}
+
+/// One keep-alive connection carries CGI responses of every framing (the
+/// script's length, chunked, a HEAD with no body) and then a file.
+#[test]
+fn cgi_responses_keep_the_connection_usable() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let mut r = Reader::new(s.server.connect());
+    let ask = |r: &mut Reader, line: &str, head: bool| {
+        r.stream.write_all(format!("{line} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).expect("write");
+        r.response(head).unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    let a = ask(&mut r, "GET /cgi-bin/big.sh?bytes=1000", false);
+    assert_eq!((a.status, a.body.len()), (200, 1000));
+    let b = ask(&mut r, "GET /cgi-bin/big.sh?bytes=2000&nolength", false);
+    assert_eq!((b.status, b.body.len()), (200, 2000));
+    let h = ask(&mut r, "HEAD /cgi-bin/env.sh", true);
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("content-type"), Some("text/plain"));
+    let t = ask(&mut r, "GET /cgi-bin/status.sh", false);
+    assert_eq!((t.status, t.text().as_str()), (418, "short and stout\n"));
+    let f = ask(&mut r, "GET /index.html", false);
+    assert_eq!((f.status, f.text().as_str()), (200, "<h1>root index</h1>\n"), "the HEAD left no body bytes behind");
+}
+
+/// A script that answers without reading its (large) body: the client
+/// still gets the answer.
+#[test]
+fn a_script_that_ignores_its_body_still_answers() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let body = pattern(8 << 20);
+    let c = s.server.connect();
+    let head = format!(
+        "POST /cgi-bin/status.sh HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let writer = {
+        let mut w = c.try_clone().expect("clone");
+        // The server may stop reading and close: a failed write is fine.
+        std::thread::spawn(move || {
+            let _ = w.write_all(head.as_bytes()).and_then(|_| w.write_all(&body));
+        })
+    };
+    c.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let r = Reader::new(c).response(false).expect("response");
+    assert_eq!((r.status, r.text().as_str()), (418, "short and stout\n"));
+    writer.join().expect("writer");
+    assert_eq!(get_at(s.server.addr, "/cgi-bin/env.sh").status, 200);
+}
+
+/// A script that closes stdout early and lives on: what it sent arrives,
+/// and the response ends at the close, not when the script exits (2 s
+/// later).
+#[test]
+fn a_script_closing_stdout_early_ends_the_response() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let start = Instant::now();
+    let r = get_at(s.server.addr, "/cgi-bin/early-close.sh");
+    let took = start.elapsed();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "early bytes\n");
+    assert!(took < Duration::from_millis(1800), "the response ended only after {took:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Request bodies
+
+/// CGI-6: the body streams into stdin, with a Content-Length and chunked
+/// (de-chunked, stdin closed at the last chunk [REC]).
+#[test]
+fn request_bodies_reach_stdin_sized_and_chunked() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let body = pattern(1 << 20);
+    let r = post_at(s.server.addr, "/cgi-bin/echo-body.py", "application/octet-stream", &body);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("1048576"));
+    assert!(r.body == body, "echoed body differs ({} bytes back)", r.body.len());
+    // Chunked, in uneven pieces.
+    let mut req = b"POST /cgi-bin/echo-body.py HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+                    Connection: close\r\n\r\n"
+        .to_vec();
+    for piece in body.chunks(70_001) {
+        req.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        req.extend_from_slice(piece);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let c = s.server.connect();
+    let writer = {
+        let mut w = c.try_clone().expect("clone");
+        std::thread::spawn(move || w.write_all(&req))
+    };
+    c.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let r = Reader::new(c).response(false).expect("response");
+    writer.join().expect("writer").expect("write body");
+    assert_eq!(r.status, 200);
+    assert!(r.body == body, "chunked echo differs ({} bytes back)", r.body.len());
+}
+
+/// CGI-6, CGI-9: a 50 MiB POST streams through a script that hashes stdin
+/// in 64 KiB reads: the hash matches, and the server's peak RSS stays
+/// under 40 MiB (it never holds the body).
+#[test]
+fn a_50_mib_post_streams_through_with_bounded_memory() {
+    let _g = shared();
+    let t = tempfile::tempdir().expect("tempdir");
+    let n = 50 << 20;
+    let body = pattern(n);
+    let file = t.path().join("body.bin");
+    std::fs::write(&file, &body).expect("write");
+    let out = Command::new("sha256sum").arg(&file).output().expect("sha256sum");
+    let want = String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("digest").to_string();
+    let cgi = format!("/cgi-bin={}", cgi_dir().display());
+    let (w, port) = start_warren(&["--root", &t.path().to_string_lossy(), "--cgi", &cgi]);
+    let c = TcpStream::connect(local(port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let head = format!(
+        "POST /cgi-bin/hash.py HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {n}\r\nConnection: close\r\n\r\n"
+    );
+    let writer = {
+        let mut wr = c.try_clone().expect("clone");
+        std::thread::spawn(move || -> io::Result<()> {
+            wr.write_all(head.as_bytes())?;
+            for piece in body.chunks(256 * 1024) {
+                wr.write_all(piece)?;
+            }
+            Ok(())
+        })
+    };
+    let r = Reader::new(c).response(false).expect("response");
+    writer.join().expect("writer").expect("write body");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), format!("{want} {n}\n"));
+    let peak = w.peak_rss_kib();
+    eprintln!("50 MiB POST: warren peak RSS {peak} KiB");
+    assert!(peak < 40 * 1024, "warren's peak RSS was {peak} KiB for a 50 MiB POST");
+}
+
+// ---------------------------------------------------------------------------
+// Slow clients, disconnects, timeouts
+
+/// CGI-9, CGI-11: a script writing 1 GiB to a client that reads 4 KiB
+/// every 10 ms for about 8 s: the server's peak RSS stays under 40 MiB, and
+/// once the client closes, the script's process group is gone within a
+/// second.
+#[test]
+fn a_1_gib_response_to_a_slow_reader_costs_no_memory() {
+    let _g = shared();
+    let t = tempfile::tempdir().expect("tempdir");
+    let cgi = format!("/cgi-bin={}", cgi_dir().display());
+    let (w, port) = start_warren(&["--root", &t.path().to_string_lossy(), "--cgi", &cgi]);
+    let server_pid = w.0.id();
+    let mut c = TcpStream::connect(local(port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let gib: u64 = 1 << 30;
+    c.write_all(format!("GET /cgi-bin/big.sh?bytes={gib} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .expect("write");
+    let pgid = wait_child_of(server_pid);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) {
+        let n = c.read(&mut buf).expect("read");
+        assert!(n > 0, "the response ended early after {} bytes", got.len());
+        if got.len() < 65536 {
+            got.extend_from_slice(&buf[..n]);
+        } else {
+            assert!(buf[..n].iter().all(|&b| b == 0), "body bytes are zeros");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text:.200}");
+    assert!(text.contains(&format!("content-length: {gib}")), "{text:.300}");
+    assert!(!group_members(pgid, server_pid).is_empty(), "the script must still run while the client reads");
+    let peak = w.peak_rss_kib();
+    eprintln!("1 GiB to a slow reader: warren peak RSS {peak} KiB");
+    assert!(peak < 40 * 1024, "warren's peak RSS was {peak} KiB");
+    drop(c);
+    let took = wait_group_gone(pgid, server_pid, Duration::from_secs(1));
+    eprintln!("slow reader closed: process group {pgid} gone after {took:?}");
+}
+
+/// CGI-11: a client that disconnects mid-response ends the script's
+/// process group (the script and its background child) within a second.
+#[test]
+fn a_client_disconnecting_mid_stream_ends_the_process_group() {
+    let _g = shared();
+    let pidfile = tempfile::tempdir().expect("tempdir");
+    let pidfile = pidfile.path().join("pid");
+    let s = serve(|m| m.cgi_env("CGI_TEST_PIDFILE", pidfile.to_string_lossy().as_ref()));
+    let mut c = s.server.connect();
+    c.write_all(b"GET /cgi-bin/stall.sh HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let pgid = read_pid(&pidfile);
+    // Wait for the head and the first bytes, so the response is under way.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("partial") {
+        let n = c.read(&mut buf).expect("read the partial response");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while group_members(pgid, std::process::id()).len() < 2 {
+        assert!(Instant::now() < deadline, "stall.sh's background sleep never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(c);
+    let took = wait_group_gone(pgid, std::process::id(), Duration::from_secs(1));
+    eprintln!("client gone: process group {pgid} gone after {took:?}");
+    assert_eq!(get_at(s.server.addr, "/cgi-bin/env.sh").status, 200);
+}
+
+/// CGI-10 [REC], CGI-11: a script silent for longer than cgi-timeout: 504,
+/// and the whole process group (the script and its background sleep) is
+/// ended.
+#[test]
+fn a_silent_script_times_out_with_504_and_its_group_ends() {
+    let _g = shared();
+    let pidfile = tempfile::tempdir().expect("tempdir");
+    let pidfile = pidfile.path().join("pid");
+    let s = serve(|m| {
+        m.cgi_timeout(Duration::from_secs(2)).cgi_env("CGI_TEST_PIDFILE", pidfile.to_string_lossy().as_ref())
+    });
+    let addr = s.server.addr;
+    let start = Instant::now();
+    let req = std::thread::spawn(move || get_at(addr, "/cgi-bin/sleep.sh"));
+    let pgid = read_pid(&pidfile);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while group_members(pgid, std::process::id()).len() < 2 {
+        assert!(Instant::now() < deadline, "sleep.sh's background sleep never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = req.join().expect("request thread");
+    let took = start.elapsed();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(6), "504 after {took:?}");
+    let gone = wait_group_gone(pgid, std::process::id(), Duration::from_secs(5));
+    eprintln!("timeout: 504 after {took:?}, group gone {gone:?} later");
+}
+
+/// CGI-11 [REC]: a script that ignores SIGTERM gets SIGKILL after the
+/// grace period; the client still gets its 504.
+#[test]
+fn a_script_ignoring_sigterm_is_killed() {
+    let _g = shared();
+    let pidfile = tempfile::tempdir().expect("tempdir");
+    let pidfile = pidfile.path().join("pid");
+    let s = serve(|m| {
+        m.cgi_timeout(Duration::from_secs(1)).cgi_env("CGI_TEST_PIDFILE", pidfile.to_string_lossy().as_ref())
+    });
+    let r = get_at(s.server.addr, "/cgi-bin/stubborn.sh");
+    assert_eq!(r.status, 504);
+    let pgid = read_pid(&pidfile);
+    let gone = wait_group_gone(pgid, std::process::id(), Duration::from_secs(10));
+    eprintln!("stubborn group gone {gone:?} after the 504");
+}
+
+/// CGI-10: after the head was sent, a timeout cuts the connection (the
+/// chunked body never gets its last chunk) and ends the group.
+#[test]
+fn a_timeout_after_the_head_cuts_the_connection() {
+    let _g = shared();
+    let pidfile = tempfile::tempdir().expect("tempdir");
+    let pidfile = pidfile.path().join("pid");
+    let s = serve(|m| {
+        m.cgi_timeout(Duration::from_secs(1)).cgi_env("CGI_TEST_PIDFILE", pidfile.to_string_lossy().as_ref())
+    });
+    let mut c = s.server.connect();
+    c.write_all(b"GET /cgi-bin/stall.sh HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let raw = read_to_close(&mut c, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("partial\n"), "{text}");
+    assert!(!text.ends_with("0\r\n\r\n"), "a cut response must not look complete: {text}");
+    let pgid = read_pid(&pidfile);
+    wait_group_gone(pgid, std::process::id(), Duration::from_secs(5));
+}
+
+/// CGI-10: the timeout counts silence, not the response's whole length: a
+/// script writing a line every 0.4 s for 2.4 s finishes under a 1 s
+/// timeout.
+#[test]
+fn a_slow_but_steady_script_is_not_timed_out() {
+    let _g = shared();
+    let s = serve(|m| m.cgi_timeout(Duration::from_secs(1)));
+    let r = get_at(s.server.addr, "/cgi-bin/drip.sh");
+    assert_eq!(r.status, 200);
+    let want: String = (1..=6).map(|i| format!("drip {i}\n")).collect();
+    assert_eq!(r.text(), want);
+}
+
+// ---------------------------------------------------------------------------
+// Load, limits, cleanup
+
+fn timed_get(addr: SocketAddr, path: &str) -> (u16, String, Duration) {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .expect("write");
+    let r = Reader::new(s).response(false).expect("response");
+    (r.status, r.text(), start.elapsed())
+}
+
+/// Issue 5: 200 concurrent CGI requests all succeed (or get 503 past the
+/// limit); with a limit of 4, no more than 4 run at once, the excess waits
+/// about 2 s and then gets 503; afterwards there is no zombie child and no
+/// leaked descriptor.
+#[test]
+fn two_hundred_concurrent_requests_leave_no_zombie_and_no_fd() {
+    let _g = exclusive();
+    raise_fd_limit();
+    let me = std::process::id();
+    let fds_before_server = open_fds();
+    let zombies_before: Vec<i32> = zombies_of(me).iter().map(|p| p.pid).collect();
+    let s = serve_mounts(|_| {
+        vec![Mount::cgi("/cgi-bin", cgi_dir()), Mount::cgi("/limited", cgi_dir()).cgi_max_processes(4)]
+    });
+    let addr = s.server.addr;
+    let fds_before = open_fds();
+
+    // 200 at once, default limit (64): every answer is 200 or 503.
+    let barrier = Barrier::new(200);
+    let results: Vec<(u16, String, Duration)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..200)
+            .map(|_| {
+                sc.spawn(|| {
+                    barrier.wait();
+                    timed_get(addr, "/cgi-bin/nap.sh?0.05")
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+    });
+    let ok = results.iter().filter(|(st, body, _)| *st == 200 && body == "napped 0.05\n").count();
+    let busy = results.iter().filter(|(st, _, _)| *st == 503).count();
+    eprintln!("200 concurrent: {ok} ok, {busy} busy");
+    assert_eq!(
+        ok + busy,
+        200,
+        "other answers: {:?}",
+        results.iter().filter(|r| r.0 != 200 && r.0 != 503).collect::<Vec<_>>()
+    );
+    assert!(ok >= 64, "only {ok} of 200 succeeded");
+
+    // 40 at once on a mount limited to 4, each taking 0.5 s.
+    let sampling = std::sync::atomic::AtomicBool::new(true);
+    let barrier = Barrier::new(40);
+    let (results, max_running) = std::thread::scope(|sc| {
+        let sampler = sc.spawn(|| {
+            let mut max = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let n =
+                    processes().iter().filter(|p| p.ppid == me as i32 && p.comm == "nap.sh" && p.state != 'Z').count();
+                max = max.max(n);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            max
+        });
+        let handles: Vec<_> = (0..40)
+            .map(|_| {
+                sc.spawn(|| {
+                    barrier.wait();
+                    timed_get(addr, "/limited/nap.sh?0.5")
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().expect("client thread")).collect();
+        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+        (results, sampler.join().expect("sampler"))
+    });
+    let ok = results.iter().filter(|(st, body, _)| *st == 200 && body == "napped 0.5\n").count();
+    let busy: Vec<Duration> = results.iter().filter(|(st, _, _)| *st == 503).map(|r| r.2).collect();
+    eprintln!("40 on a limit of 4: {ok} ok, {} busy, at most {max_running} running", busy.len());
+    assert_eq!(ok + busy.len(), 40);
+    assert!(ok >= 4, "only {ok} succeeded");
+    assert!(!busy.is_empty(), "40 half-second scripts on 4 slots cannot all start within 2 s");
+    assert!((1..=4).contains(&max_running), "{max_running} ran at once on a limit of 4");
+    for t in &busy {
+        assert!(*t >= Duration::from_millis(1500), "a 503 after only {t:?}: excess requests wait for a slot");
+    }
+
+    // Settled: no zombie, no descriptor left.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let new: Vec<Proc> = zombies_of(me).into_iter().filter(|p| !zombies_before.contains(&p.pid)).collect();
+        if new.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "zombie children after the load: {new:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = settle_fds(fds_before);
+    assert_eq!(after, fds_before, "descriptors leaked with the server running");
+    drop(s);
+    let after = settle_fds(fds_before_server);
+    assert_eq!(after, fds_before_server, "descriptors leaked after the server stopped");
+}
+
+/// A request over the limit that gets a slot within 2 s is served.
+#[test]
+fn a_queued_request_is_served_when_a_slot_frees() {
+    let _g = shared();
+    let s = serve(|m| m.cgi_max_processes(1));
+    let addr = s.server.addr;
+    let start = Instant::now();
+    let results: Vec<_> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..2).map(|_| sc.spawn(|| timed_get(addr, "/cgi-bin/nap.sh?0.5"))).collect();
+        hs.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    for (st, body, _) in &results {
+        assert_eq!((*st, body.as_str()), (200, "napped 0.5\n"));
+    }
+    assert!(start.elapsed() >= Duration::from_millis(1000), "two 0.5 s scripts ran at once on a limit of 1");
+}
+
+// ---------------------------------------------------------------------------
+// The binary, its log, its configuration
+
+/// CGI-5: stderr lines go to the server's log at warn level, tagged with
+/// the script.
+#[test]
+fn stderr_lines_are_logged_with_the_script() {
+    let _g = shared();
+    let t = tempfile::tempdir().expect("tempdir");
+    let cgi = format!("/cgi-bin={}", cgi_dir().display());
+    let (_w, port, log) = start_logged(&["--root", &t.path().to_string_lossy(), "--cgi", &cgi]);
+    let r = get_at(local(port), "/cgi-bin/stderr.sh");
+    assert_eq!((r.status, r.text().as_str()), (200, "logged\n"));
+    let mut found = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while found.len() < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = log.recv_timeout(left).unwrap_or_else(|_| panic!("log lines so far: {found:?}"));
+        if line.contains("complaint") {
+            found.push(line);
+        }
+    }
+    for (line, what) in found.iter().zip(["first complaint", "second complaint"]) {
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains("cgi ") && line.contains("stderr.sh"), "{line}");
+        assert!(line.ends_with(what), "{line}");
+    }
+}
+
+/// `--cgi` with a relative path (to the directory warren was started in,
+/// here the package root, where cargo runs tests): the programs run,
+/// although each runs in its own directory.
+#[test]
+fn a_relative_cgi_path_works() {
+    let _g = shared();
+    let t = tempfile::tempdir().expect("tempdir");
+    assert!(Path::new("tests/cgi-bin/env.sh").exists(), "tests run in the package root");
+    let (_w, port) = start_warren(&["--root", &t.path().to_string_lossy(), "--cgi", "/cgi-bin=tests/cgi-bin"]);
+    let r = get_at(local(port), "/cgi-bin/env.sh/x");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(env_map(&r).get("PATH_INFO").map(String::as_str), Some("/x"));
+}
+
+/// `--cgi` needs MOUNTPOINT=PATH.
+#[test]
+fn a_bad_cgi_flag_is_refused() {
+    let _g = shared();
+    let out = Command::new(BIN).args(["--cgi", "no-equals-sign", "--port", "0"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--cgi"), "{err}");
+}
+
+/// The lwsws keys: `cgi://` origins, `cgi-timeout`, `cgi-env`, and
+/// warren's `cgi-max-processes`.
+#[test]
+fn the_configuration_keys_work() {
+    let _g = shared();
+    let (t, root) = site();
+    let cfg = t.path().join("cfg");
+    std::fs::create_dir_all(cfg.join("conf.d")).expect("mkdir");
+    std::fs::write(cfg.join("conf"), r#"{ "global": { "server-string": "warren-cgi-test" } }"#).expect("write");
+    let pidfile = t.path().join("pid");
+    let site_conf = format!(
+        r#"{{ "vhosts": [ {{
+  "name": "localhost", "port": "0", "interface": "127.0.0.1",
+  "mounts": [
+    {{ "mountpoint": "/", "origin": "file://{root}" }},
+    # a directory of scripts
+    {{ "mountpoint": "/cgi-bin", "origin": "cgi://{cgi}", "cgi-timeout": "1",
+       "cgi-env": [ {{ "FROM_CONFIG": "yes" }}, {{ "CGI_TEST_PIDFILE": "{pidfile}" }} ] }},
+    # the same, one process at a time
+    {{ "mountpoint": "/one", "origin": "cgi://{cgi}", "cgi-max-processes": "1" }},
+    # one program
+    {{ "mountpoint": "/env", "origin": "cgi://{cgi}/env.sh" }}
+  ] }} ] }}"#,
+        root = root.display(),
+        cgi = cgi_dir().display(),
+        pidfile = pidfile.display()
+    );
+    std::fs::write(cfg.join("conf.d/site"), site_conf).expect("write");
+    let info = warren::config::load_dir(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(info);
+    let addr = server.addr;
+    let r = get_at(addr, "/cgi-bin/env.sh");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("server"), Some("warren-cgi-test"));
+    assert_eq!(env_map(&r).get("FROM_CONFIG").map(String::as_str), Some("yes"));
+    let r = get_at(addr, "/env/x/y");
+    assert_eq!(env_map(&r).get("PATH_INFO").map(String::as_str), Some("/x/y"));
+    // cgi-timeout "1".
+    let start = Instant::now();
+    assert_eq!(get_at(addr, "/cgi-bin/sleep.sh").status, 504);
+    assert!(start.elapsed() < Duration::from_secs(4), "504 after {:?}", start.elapsed());
+    wait_group_gone(read_pid(&pidfile), std::process::id(), Duration::from_secs(5));
+    // cgi-max-processes "1", three 1.2 s scripts at once: the second waits
+    // 1.2 s for the slot and is served, the third would wait 2.4 s: 503.
+    let mut results: Vec<(u16, String, Duration)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3).map(|_| sc.spawn(move || timed_get(addr, "/one/nap.sh?1.2"))).collect();
+        hs.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    results.sort_by_key(|r| (r.0, r.2));
+    let statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
+    assert_eq!(statuses, [200, 200, 503], "{results:?}");
+    assert!(results[1].2 >= Duration::from_millis(2300), "the second ran at once: {results:?}");
+    assert!(results[2].2 >= Duration::from_millis(1900), "the 503 came without waiting: {results:?}");
+    drop(server);
+}
+
+// ---------------------------------------------------------------------------
+// php-cgi
+
+const INFO_PHP: &str = r#"<?php
+header("X-Php: yes");
+echo "php ok ", PHP_VERSION, "\n";
+foreach (["GATEWAY_INTERFACE", "REQUEST_METHOD", "QUERY_STRING", "SERVER_PORT", "SERVER_SOFTWARE"] as $k) {
+    echo $k, "=", $_SERVER[$k] ?? "(unset)", "\n";
+}
+echo "q=", $_GET["q"] ?? "", "\n";
+"#;
+
+const FORM_PHP: &str = r#"<?php
+if ($_SERVER["REQUEST_METHOD"] === "POST") {
+    echo "name=", htmlspecialchars($_POST["name"] ?? ""), "\n";
+    echo "count=", count($_POST), "\n";
+} else {
+    echo "<form method=\"post\"><input name=\"name\"><button>send</button></form>\n";
+}
+"#;
+
+/// CGI-1, CGI-2: php-cgi behind a program mount, the scripts named by
+/// PATH_INFO and found through the file mount (PATH_TRANSLATED,
+/// REDIRECT_STATUS): a phpinfo-like page and a form POST.
+#[test]
+fn php_cgi_serves_a_page_and_a_form() {
+    let _g = shared();
+    assert!(Path::new(PHP_CGI).exists(), "{PHP_CGI} is missing: scripts/test installs Debian's php-cgi");
+    let s = serve_mounts(|root| {
+        std::fs::write(root.join("info.php"), INFO_PHP).expect("write");
+        std::fs::write(root.join("form.php"), FORM_PHP).expect("write");
+        vec![Mount::cgi("/php", PHP_CGI)]
+    });
+    let addr = s.server.addr;
+    let r = get_at(addr, "/php/info.php?q=hello");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(text.starts_with("php ok 8."), "{text}");
+    assert_eq!(r.header("x-php"), Some("yes"));
+    assert!(r.header("content-type").is_some_and(|v| v.starts_with("text/html")), "{:?}", r.headers);
+    for line in [
+        "GATEWAY_INTERFACE=CGI/1.1".to_string(),
+        "REQUEST_METHOD=GET".into(),
+        "QUERY_STRING=q=hello".into(),
+        format!("SERVER_PORT={}", addr.port()),
+        "q=hello".into(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+    let r = get_at(addr, "/php/form.php");
+    assert!(r.text().contains("<form method=\"post\">"), "{}", r.text());
+    let r = post_at(addr, "/php/form.php", "application/x-www-form-urlencoded", b"name=Ada+%3CLovelace%3E&x=1");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "name=Ada &lt;Lovelace&gt;\ncount=2\n");
+    // A script that is not there: php-cgi's own 404.
+    let r = get_at(addr, "/php/missing.php");
+    assert_eq!(r.status, 404, "{}", r.text());
+}
