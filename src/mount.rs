@@ -133,7 +133,11 @@ impl Mount {
     /// Apache's `Action`), or a directory of programs. `docs/cgi.md` in
     /// the repository tells the environment, limits and timeouts.
     pub fn cgi(mountpoint: &str, origin: impl Into<PathBuf>) -> Mount {
-        Mount::new(mountpoint, Origin::Cgi(origin.into()))
+        // Programs run in their own directory: a relative origin is made
+        // absolute now, against the server's working directory.
+        let origin = origin.into();
+        let origin = std::path::absolute(&origin).unwrap_or(origin);
+        Mount::new(mountpoint, Origin::Cgi(origin))
     }
 
     /// A CGI program that moves no byte (no output read, no input taken)

@@ -19,7 +19,8 @@ pub struct CgiRequest {
     pub path_translated: Option<String>,
     /// `QUERY_STRING`: the raw query, as sent (RFC 3875; lws rebuilds it).
     pub query: String,
-    /// `REQUEST_URI`: the request-target's path, as sent.
+    /// `REQUEST_URI`: the request-target as sent, path and query (as
+    /// Apache and PHP have it).
     pub request_uri: String,
     /// The client's address (`REMOTE_ADDR`, `REMOTE_PORT`).
     pub remote: Option<SocketAddr>,

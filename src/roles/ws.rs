@@ -18,7 +18,6 @@ use crate::ws::{CloseCode, Rx, WriteKind, WsWriter};
 use crate::wsi::{misuse, Out};
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 /// Steps a connection may take per service call before others get a turn.
 const BUDGET: usize = 16;
@@ -33,9 +32,9 @@ const MAX_HEADER: usize = 10;
 enum Closing {
     Open,
     /// We owe the peer this close frame (we start the handshake).
-    Send(Vec<u8>),
+    Send(Box<[u8]>),
     /// The peer closed: echo this, then close the TCP connection.
-    Reply(Vec<u8>),
+    Reply(Box<[u8]>),
     /// Ours is sent; reading on until the peer's arrives (timer-bounded).
     Sent,
     /// Nothing left but to flush and close.
@@ -59,6 +58,34 @@ struct MsgRx {
     compressed: bool,
     size: u64,
     delivered: bool,
+}
+
+/// What a connection holds only while it is in the middle of something.
+#[derive(Debug, Default)]
+struct Busy {
+    header: HeaderParser,
+    frame: Option<FrameRx>,
+    msg: Option<MsgRx>,
+    utf8: Utf8Stream,
+    /// A control frame's payload as it arrives.
+    control: Vec<u8>,
+    /// Bytes read but not yet parsed (still masked): left when the
+    /// protocol paused rx in the middle of a read.
+    input: Vec<u8>,
+    /// A pong we owe (the latest ping's payload).
+    pong: Option<Vec<u8>>,
+}
+
+impl Busy {
+    fn idle(&self) -> bool {
+        self.header.is_empty()
+            && self.frame.is_none()
+            && self.msg.is_none()
+            && self.utf8.at_boundary()
+            && self.control.is_empty()
+            && self.input.is_empty()
+            && self.pong.is_none()
+    }
 }
 
 /// What the writer side remembers between writes.
@@ -109,24 +136,16 @@ pub(crate) struct WsConn {
     vhost: usize,
     protocol: usize,
     session: Session,
-    /// Bytes read but not yet parsed (still masked): left when the
-    /// protocol paused rx in the middle of a read.
-    input: Vec<u8>,
-    header: HeaderParser,
-    frame: Option<FrameRx>,
-    msg: Option<MsgRx>,
-    utf8: Utf8Stream,
-    control: Vec<u8>,
+    /// Reading state, only while a frame, message or pong is in progress:
+    /// an idle connection holds none.
+    busy: Option<Box<Busy>>,
     /// Reading has failed: bytes are read and dropped until the peer's
     /// close or EOF.
     discard: bool,
     closing: Closing,
-    /// A pong we owe (the latest ping's payload).
-    pong: Option<Vec<u8>>,
     /// Liveness: a keepalive ping is due / was sent and not yet answered.
     ping_due: bool,
     ping_outstanding: bool,
-    keepalive: Option<(Duration, Duration)>,
     /// The protocol set a timeout ([`Cx::set_timeout`]): the timer means
     /// "close", whatever liveness would do.
     user_timeout: bool,
@@ -136,8 +155,8 @@ pub(crate) struct WsConn {
     inflate: Option<Box<InflateRx>>,
     /// Inflation was cut short by a pause of rx.
     inflate_resume: Option<Resume>,
-    inflate_chunk: usize,
-    rx_chunk: usize,
+    inflate_chunk: u32,
+    rx_chunk: u32,
     max_message: u64,
 }
 
@@ -176,25 +195,18 @@ impl WsConn {
             vhost,
             protocol: up.protocol,
             session: p.new_session(),
-            input,
-            header: HeaderParser::default(),
-            frame: None,
-            msg: None,
-            utf8: Utf8Stream::default(),
-            control: Vec::new(),
+            busy: (!input.is_empty()).then(|| Box::new(Busy { input, ..Busy::default() })),
             discard: false,
             closing: Closing::Open,
-            pong: None,
             ping_due: false,
             ping_outstanding: false,
-            keepalive: sh.vhosts[vhost].ws_keepalive,
             user_timeout: false,
             fin_sent: false,
             tx: TxState { in_message: None, deflate: up.deflate, deflater: None },
             inflate: None,
             inflate_resume: None,
-            inflate_chunk: rx_chunk.min(INFLATE_CHUNK),
-            rx_chunk,
+            inflate_chunk: rx_chunk.min(INFLATE_CHUNK) as u32,
+            rx_chunk: rx_chunk.min(u32::MAX as usize) as u32,
             max_message,
         }
     }
@@ -205,6 +217,18 @@ impl WsConn {
 
     pub(crate) fn bound_to(&self) -> (usize, usize) {
         (self.vhost, self.protocol)
+    }
+
+    /// The reading state, made if the connection was idle.
+    fn b(&mut self) -> &mut Busy {
+        self.busy.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the reading state once nothing is in progress.
+    fn settle(&mut self) {
+        if self.busy.as_ref().is_some_and(|b| b.idle()) {
+            self.busy = None;
+        }
     }
 
     fn id(&self) -> WsiId {
@@ -251,6 +275,7 @@ impl WsConn {
         if !self.rx_blocked() {
             progress |= self.read_step(sh)?;
         }
+        self.settle();
         Ok(progress)
     }
 
@@ -264,7 +289,7 @@ impl WsConn {
             log::debug!("{}: ws timeout set by the protocol", self.peer);
             return Step::Close;
         }
-        match self.keepalive {
+        match sh.vhosts[self.vhost].ws_keepalive {
             Some((_, hangup)) if !self.ping_outstanding => {
                 self.ping_due = true;
                 self.ping_outstanding = true;
@@ -286,7 +311,7 @@ impl WsConn {
         if self.user_timeout || self.closing != Closing::Open {
             return;
         }
-        if let Some((ping_after, _)) = self.keepalive {
+        if let Some((ping_after, _)) = sh.vhosts[self.vhost].ws_keepalive {
             self.ping_outstanding = false;
             sh.timers.set(self.key, sh.now + ping_after);
         }
@@ -330,7 +355,7 @@ impl WsConn {
             }
             other => self.closing = other,
         }
-        if let Some(payload) = self.pong.take() {
+        if let Some(payload) = self.busy.as_mut().and_then(|b| b.pong.take()) {
             self.control_frame(sh, Opcode::Pong, &payload)?;
             return Ok(true);
         }
@@ -383,7 +408,7 @@ impl WsConn {
     /// time: a peer that pings faster than it reads gets TCP pushback,
     /// and every ping still gets its pong).
     fn rx_blocked(&self) -> bool {
-        self.rx_paused || self.pong.is_some()
+        self.rx_paused || self.busy.as_ref().is_some_and(|b| b.pong.is_some())
     }
 
     fn reading(&self) -> bool {
@@ -400,12 +425,12 @@ impl WsConn {
                 return Ok(true);
             }
         }
-        if !self.input.is_empty() {
-            let mut input = std::mem::take(&mut self.input);
+        if self.busy.as_ref().is_some_and(|b| !b.input.is_empty()) {
+            let mut input = std::mem::take(&mut self.b().input);
             let used = self.process(sh, &mut input)?;
             input.drain(..used);
             if !input.is_empty() {
-                self.input = input;
+                self.b().input = input;
             }
             if used > 0 || self.rx_blocked() {
                 return Ok(used > 0);
@@ -434,7 +459,7 @@ impl WsConn {
         }
         let used = self.process(sh, &mut rx[..n])?;
         if used < n && self.reading() {
-            self.input.extend_from_slice(&rx[used..n]);
+            self.b().input.extend_from_slice(&rx[used..n]);
         }
         Ok(true)
     }
@@ -449,8 +474,10 @@ impl WsConn {
                 // have already answered: drop the rest.
                 return Ok(data.len());
             }
-            let Some(frame) = &mut self.frame else {
-                match self.header.feed(&data[used..], self.tx.deflate.is_some()) {
+            let (rsv1_ok, rx_chunk) = (self.tx.deflate.is_some(), self.rx_chunk);
+            let b = self.b();
+            let Some(frame) = &b.frame else {
+                match b.header.feed(&data[used..], rsv1_ok) {
                     Ok((n, header)) => {
                         used += n;
                         if let Some(h) = header {
@@ -462,10 +489,10 @@ impl WsConn {
                 continue;
             };
             let avail = (data.len() - used) as u64;
-            let compressed = self.msg.as_ref().is_some_and(|m| m.compressed) && !frame.opcode.is_control();
+            let compressed = b.msg.as_ref().is_some_and(|m| m.compressed) && !frame.opcode.is_control();
             let mut take = frame.remaining.min(avail) as usize;
             if !frame.opcode.is_control() && !compressed {
-                take = take.min(self.rx_chunk);
+                take = take.min(rx_chunk as usize);
             }
             let (mask, offset) = (frame.mask, frame.offset);
             let piece = &mut data[used..used + take];
@@ -484,7 +511,7 @@ impl WsConn {
     /// A header arrived: check it against the message state.
     fn begin_frame(&mut self, sh: &mut Shared, h: Header) -> Result<(), Close> {
         match h.opcode {
-            Opcode::Continuation if self.msg.is_none() => {
+            Opcode::Continuation if self.b().msg.is_none() => {
                 self.fail(CloseCode::PROTOCOL_ERROR, "continuation frame with no message begun");
                 return Ok(());
             }
@@ -492,18 +519,18 @@ impl WsConn {
                 self.fail(CloseCode::PROTOCOL_ERROR, "RSV1 set on a continuation frame");
                 return Ok(());
             }
-            Opcode::Text | Opcode::Binary if self.msg.is_some() => {
+            Opcode::Text | Opcode::Binary if self.b().msg.is_some() => {
                 self.fail(CloseCode::PROTOCOL_ERROR, "new message inside a fragmented one");
                 return Ok(());
             }
             Opcode::Text | Opcode::Binary => {
-                self.msg =
+                self.b().msg =
                     Some(MsgRx { binary: h.opcode == Opcode::Binary, compressed: h.rsv1, size: 0, delivered: false });
-                self.utf8.reset();
+                self.b().utf8.reset();
             }
-            _ => self.control.clear(),
+            _ => self.b().control.clear(),
         }
-        if let Some(m) = &self.msg {
+        if let Some(m) = &self.b().msg {
             if !h.opcode.is_control() && !m.compressed && m.size.saturating_add(h.len) > self.max_message {
                 {
                     self.fail(CloseCode::TOO_BIG, "message too big");
@@ -511,7 +538,7 @@ impl WsConn {
                 };
             }
         }
-        self.frame = Some(FrameRx { opcode: h.opcode, fin: h.fin, remaining: h.len, offset: 0, mask: h.mask });
+        self.b().frame = Some(FrameRx { opcode: h.opcode, fin: h.fin, remaining: h.len, offset: 0, mask: h.mask });
         if h.len == 0 {
             self.payload(sh, &mut [])?;
         }
@@ -521,27 +548,28 @@ impl WsConn {
     /// Takes unmasked payload bytes of the current frame. Returns how many
     /// it used (fewer only when the protocol paused rx mid-way).
     fn payload(&mut self, sh: &mut Shared, piece: &mut [u8]) -> Result<usize, Close> {
-        let Some(frame) = self.frame.as_mut() else { return Ok(piece.len()) };
+        let b = self.b();
+        let Some(frame) = b.frame.as_mut() else { return Ok(piece.len()) };
         if frame.opcode.is_control() {
-            self.control.extend_from_slice(piece);
+            b.control.extend_from_slice(piece);
             frame.remaining -= piece.len() as u64;
             frame.offset += piece.len() as u64;
             if frame.remaining == 0 {
                 let opcode = frame.opcode;
-                self.frame = None;
+                b.frame = None;
                 self.control_received(sh, opcode)?;
             }
             return Ok(piece.len());
         }
-        let compressed = self.msg.as_ref().is_some_and(|m| m.compressed);
+        let compressed = b.msg.as_ref().is_some_and(|m| m.compressed);
         let used = if compressed {
             let ends = frame.fin && frame.remaining == piece.len() as u64;
             let used = self.inflate_piece(sh, piece)?;
-            if let Some(f) = self.frame.as_mut() {
+            if let Some(f) = self.b().frame.as_mut() {
                 f.remaining -= used as u64;
                 f.offset += used as u64;
             }
-            let ends = ends && used == piece.len() && self.msg.is_some();
+            let ends = ends && used == piece.len() && self.b().msg.is_some();
             if self.rx_paused {
                 // The protocol paused while output may still be waiting
                 // in the inflater: finish when it resumes.
@@ -554,16 +582,16 @@ impl WsConn {
             frame.remaining -= piece.len() as u64;
             frame.offset += piece.len() as u64;
             let last = frame.fin && frame.remaining == 0;
-            if let Some(m) = self.msg.as_mut() {
+            if let Some(m) = b.msg.as_mut() {
                 m.size += piece.len() as u64;
             }
             self.deliver(sh, piece, last)?;
             piece.len()
         };
-        if self.frame.as_ref().is_some_and(|f| f.remaining == 0) {
-            self.frame = None;
+        if self.b().frame.as_ref().is_some_and(|f| f.remaining == 0) {
+            self.b().frame = None;
         }
-        if self.frame.is_none() || self.msg.is_none() {
+        if self.b().frame.is_none() || self.b().msg.is_none() {
             self.arm_keepalive(sh);
         }
         Ok(used)
@@ -577,7 +605,7 @@ impl WsConn {
             client_no_context_takeover: false,
             server_max_window_bits: 15,
         });
-        let chunk = self.inflate_chunk;
+        let chunk = self.inflate_chunk as usize;
         let mut inf = self.inflate.take().unwrap_or_else(|| {
             Box::new(InflateRx { inflater: Inflater::new(&cfg), buf: vec![0; chunk].into_boxed_slice(), filled: 0 })
         });
@@ -600,7 +628,7 @@ impl WsConn {
             };
             used += c;
             inf.filled += n;
-            if let Some(m) = self.msg.as_mut() {
+            if let Some(m) = self.b().msg.as_mut() {
                 m.size += n as u64;
                 if m.size > self.max_message {
                     self.fail(CloseCode::TOO_BIG, "message too big");
@@ -640,7 +668,7 @@ impl WsConn {
         let Some(mut inf) = self.inflate.take() else { return Ok(()) };
         let filled = std::mem::replace(&mut inf.filled, 0);
         inf.inflater.end_message();
-        let r = if self.msg.is_some() { self.deliver(sh, &inf.buf[..filled], true) } else { Ok(()) };
+        let r = if self.b().msg.is_some() { self.deliver(sh, &inf.buf[..filled], true) } else { Ok(()) };
         self.inflate = Some(inf);
         r
     }
@@ -668,13 +696,13 @@ impl WsConn {
     /// Hands message bytes to the protocol (text checked as UTF-8 and cut
     /// at character boundaries). `last` ends the message.
     fn deliver(&mut self, sh: &mut Shared, bytes: &[u8], last: bool) -> Result<(), Close> {
-        let Some(msg) = self.msg.as_ref() else { return Ok(()) };
+        let Some(msg) = self.b().msg.as_ref() else { return Ok(()) };
         let (binary, first) = (msg.binary, !msg.delivered);
         let mut joined = Vec::new();
         let data: &[u8] = if binary {
             bytes
         } else {
-            match self.utf8.feed(bytes) {
+            match self.b().utf8.feed(bytes) {
                 Err(_) => {
                     self.fail(CloseCode::INVALID_PAYLOAD, "text message is not UTF-8");
                     return Ok(());
@@ -689,34 +717,34 @@ impl WsConn {
                 }
             }
         };
-        if last && !binary && !self.utf8.at_boundary() {
+        if last && !binary && !self.b().utf8.at_boundary() {
             self.fail(CloseCode::INVALID_PAYLOAD, "text message ends inside a character");
             return Ok(());
         }
         if last {
-            self.msg = None;
+            self.b().msg = None;
         } else if data.is_empty() {
             return Ok(());
-        } else if let Some(m) = self.msg.as_mut() {
+        } else if let Some(m) = self.b().msg.as_mut() {
             m.delivered = true;
         }
         if self.closing != Closing::Open {
             return Ok(());
         }
-        let remaining = self.frame.as_ref().map_or(0, |f| f.remaining);
+        let remaining = self.b().frame.as_ref().map_or(0, |f| f.remaining);
         let rx = Rx { data, binary, first, last, remaining };
         let (id, peer) = (self.id(), self.peer);
         self.dispatch(sh, RawEvent::Receive(id, peer, rx))
     }
 
-    /// A whole control frame is in `self.control`.
+    /// A whole control frame is in `self.b().control`.
     fn control_received(&mut self, sh: &mut Shared, opcode: Opcode) -> Result<(), Close> {
-        let payload = std::mem::take(&mut self.control);
+        let payload = std::mem::take(&mut self.b().control);
         self.arm_keepalive(sh);
         let open = self.closing == Closing::Open;
         match opcode {
             Opcode::Ping if open => {
-                self.pong = Some(payload);
+                self.b().pong = Some(payload);
                 sh.force_ws(self);
             }
             Opcode::Pong if open => {
@@ -756,7 +784,7 @@ impl WsConn {
         };
         let was_open = self.closing == Closing::Open;
         // Echo the code (RFC 6455 §5.5.1); no code, no payload.
-        self.closing = Closing::Reply(if code == CloseCode::NO_STATUS { Vec::new() } else { payload[..2].to_vec() });
+        self.closing = Closing::Reply(if code == CloseCode::NO_STATUS { Box::default() } else { payload[..2].into() });
         sh.force_ws(self);
         if was_open {
             let (id, peer) = (self.id(), self.peer);
@@ -769,8 +797,8 @@ impl WsConn {
     fn fail(&mut self, code: CloseCode, reason: &str) {
         log::debug!("{}: ws: {reason}; closing with {code}", self.peer);
         self.discard = true;
-        self.frame = None;
-        self.msg = None;
+        self.b().frame = None;
+        self.b().msg = None;
         if self.closing == Closing::Open {
             self.closing = Closing::Send(close_payload(code, reason));
         }
@@ -830,7 +858,7 @@ impl WsConn {
                 self.arm_keepalive(sh);
             }
             Command::InflateChunk(_, size) => {
-                self.inflate_chunk = size;
+                self.inflate_chunk = size as u32;
                 if let Some(inf) = self.inflate.as_mut() {
                     if inf.filled == 0 {
                         inf.buf = vec![0; size].into_boxed_slice();
@@ -850,14 +878,14 @@ impl WsConn {
 
 /// A close frame's payload: the code, then the reason cut to fit 123
 /// bytes on a character boundary.
-fn close_payload(code: CloseCode, reason: &str) -> Vec<u8> {
+fn close_payload(code: CloseCode, reason: &str) -> Box<[u8]> {
     let mut cut = reason.len().min(123);
     while !reason.is_char_boundary(cut) {
         cut -= 1;
     }
     let mut p = code.0.to_be_bytes().to_vec();
     p.extend_from_slice(&reason.as_bytes()[..cut]);
-    p
+    p.into_boxed_slice()
 }
 
 /// The writer behind [`WsWriter`].

@@ -92,6 +92,11 @@ pub(crate) struct HeaderParser {
 }
 
 impl HeaderParser {
+    /// No part of a header is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.have == 0
+    }
+
     /// Takes bytes from `input` until a header is complete. Returns the
     /// bytes consumed and the header once it is whole. `rsv1_allowed`:
     /// an extension (permessage-deflate) gave RSV1 a meaning.

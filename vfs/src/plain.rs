@@ -163,7 +163,8 @@ impl PlainFops {
 
 impl Fops for PlainFops {
     fn local_path(&self, path: &VPath) -> Option<PathBuf> {
-        Some(self.canonical.join(path.as_str().trim_start_matches('/')))
+        let rel = path.as_str().trim_start_matches('/');
+        Some(if rel.is_empty() { self.canonical.clone() } else { self.canonical.join(rel) })
     }
 
     fn open(&self, path: &VPath, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {
