@@ -424,6 +424,7 @@ impl Service {
         for key in keys {
             self.close(key);
         }
+        self.sh.reaper.finish();
         self.broadcast(|| RawEvent::ProtocolDestroy);
         Ok(())
     }

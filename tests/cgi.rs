@@ -1117,3 +1117,112 @@ fn php_cgi_serves_a_page_and_a_form() {
     let r = get_at(addr, "/php/missing.php");
     assert_eq!(r.status, 404, "{}", r.text());
 }
+
+/// A program flooding stderr is read a bounded amount per turn: the rest
+/// of the server goes on, and its timeout still ends it (stderr is not
+/// progress).
+#[test]
+fn a_program_flooding_stderr_does_not_hold_the_loop() {
+    let _g = shared();
+    let s = serve(|m| m.cgi_timeout(Duration::from_secs(2)));
+    let addr = s.server.addr;
+    let flood = std::thread::spawn(move || {
+        let started = Instant::now();
+        (get_at(addr, "/cgi-bin/errflood.sh").status, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(get_at(addr, "/index.html").status, 200);
+        assert!(started.elapsed() < Duration::from_secs(1), "a static file took {:?}", started.elapsed());
+    }
+    let (status, took) = flood.join().expect("flood thread");
+    assert_eq!(status, 504, "after {took:?}");
+    assert!(took < Duration::from_secs(8), "the timeout took {took:?}");
+}
+
+/// A request without a body closes the program's stdin at once, so one
+/// that reads its input to the end answers (GET and Content-Length: 0).
+#[test]
+fn a_request_without_a_body_gives_the_program_eof() {
+    let _g = shared();
+    let s = serve(|m| m.cgi_timeout(Duration::from_secs(10)));
+    let started = Instant::now();
+    let r = get_at(s.server.addr, "/cgi-bin/stdin-eof.sh");
+    assert_eq!((r.status, r.text().as_str()), (200, "read 0 bytes\n"));
+    let r = post_at(s.server.addr, "/cgi-bin/stdin-eof.sh", "text/plain", b"");
+    assert_eq!((r.status, r.text().as_str()), (200, "read 0 bytes\n"));
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+/// Clients that reset the connection while output flows: every program is
+/// ended and reaped, and the slots come back (a leak would leave the
+/// mount answering 503).
+#[test]
+fn clients_resetting_mid_output_leak_no_slot_or_child() {
+    let _g = exclusive();
+    let s = serve(|m| m.cgi_max_processes(4));
+    let before = open_fds();
+    for _ in 0..24 {
+        let mut c = s.server.connect();
+        c.write_all(b"GET /cgi-bin/big.sh?bytes=1073741824 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+        let mut buf = vec![0u8; 65536];
+        let mut got = 0;
+        while got < 200_000 {
+            let n = c.read(&mut buf).expect("read");
+            assert!(n > 0, "closed early");
+            got += n;
+        }
+        // SO_LINGER 0: close with a reset.
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: setsockopt on our own socket with a valid linger struct.
+        unsafe {
+            use std::os::fd::AsRawFd;
+            libc::setsockopt(
+                c.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+        drop(c);
+    }
+    assert_eq!(get_at(s.server.addr, "/cgi-bin/env.sh").status, 200, "a slot leaked");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !zombies_of(std::process::id()).is_empty() || wait_for_no_children() {
+        assert!(Instant::now() < deadline, "children left: {:?}", zombies_of(std::process::id()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(settle_fds(before), before, "descriptors leaked");
+}
+
+/// Whether this process still has children (running or not reaped).
+fn wait_for_no_children() -> bool {
+    processes().iter().any(|p| p.ppid == std::process::id() as i32)
+}
+
+/// Header names with `_` are not passed (nginx and Apache drop them):
+/// `X_Forwarded_For` must not merge into `HTTP_X_FORWARDED_FOR`.
+#[test]
+fn header_names_with_underscores_are_not_passed() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let req = b"GET /cgi-bin/env.sh HTTP/1.1\r\nHost: localhost\r\nX_Forwarded_For: evil\r\n\
+        X-Forwarded-For: 10.0.0.1\r\nConnection: close\r\n\r\n";
+    let (_, r) = exchange(s.server.addr, req);
+    let env = env_map(&r);
+    assert_eq!(env.get("HTTP_X_FORWARDED_FOR").map(String::as_str), Some("10.0.0.1"));
+}
+
+/// A program that chunks its own body: passed through to HTTP/1.1, and a
+/// 502 for HTTP/1.0, which cannot take chunks.
+#[test]
+fn a_self_chunked_body_goes_to_1_1_and_is_refused_to_1_0() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let r = get_at(s.server.addr, "/cgi-bin/chunked.sh");
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    let (_, r) = exchange(s.server.addr, b"GET /cgi-bin/chunked.sh HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 502);
+}

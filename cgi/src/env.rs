@@ -104,7 +104,10 @@ impl CgiRequest {
             env.push(("REDIRECT_URL".into(), url.clone()));
         }
         for (name, value) in &self.headers {
-            let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            // Names with `_` are dropped, as nginx and Apache do: both
+            // `X_Real_IP` and `X-Real-IP` would become `HTTP_X_REAL_IP`, and
+            // a client could forge what a script takes from a proxy.
+            let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
             let skip = ["content-type", "content-length", "authorization", "proxy"];
             if !token || skip.iter().any(|s| name.eq_ignore_ascii_case(s)) {
                 continue;

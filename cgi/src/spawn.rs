@@ -99,7 +99,11 @@ pub fn spawn(
         return Err(io::Error::other("child pipes missing"));
     };
     for fd in [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()] {
-        set_nonblocking(fd)?;
+        if let Err(e) = set_nonblocking(fd) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
     }
     Ok(CgiChild { child, stdin: Some(stdin), stdout, stderr })
 }

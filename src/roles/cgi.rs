@@ -26,6 +26,10 @@ use warren_cgi::{CgiChild, HeadParser};
 
 /// The most bytes of one stderr line logged (the rest is cut).
 const MAX_LOG_LINE: usize = 1024;
+/// stderr reads per step: a program flooding stderr cannot hold the loop.
+const STDERR_READS_PER_STEP: usize = 4;
+/// Lines logged per run; the rest are read and dropped (counted).
+const MAX_LOG_LINES: u32 = 1000;
 /// Grace between SIGTERM and SIGKILL for a program being ended.
 pub(crate) const KILL_GRACE: Duration = Duration::from_millis(500);
 
@@ -79,6 +83,7 @@ pub(crate) struct CgiRun {
     pub(crate) stdout_eof: bool,
     stderr_eof: bool,
     stderr_line: Vec<u8>,
+    stderr_lines: u32,
     /// Local redirects followed for this request so far.
     pub(crate) redirects: u8,
 }
@@ -102,6 +107,7 @@ impl CgiRun {
             stdout_eof: false,
             stderr_eof: false,
             stderr_line: Vec::new(),
+            stderr_lines: 0,
             redirects,
         }
     }
@@ -205,7 +211,9 @@ impl CgiRun {
     pub(crate) fn drain_stderr(&mut self) -> bool {
         let mut moved = false;
         let mut buf = [0u8; 4096];
-        while self.stderr_ready && !self.stderr_eof {
+        let mut reads = 0;
+        while self.stderr_ready && !self.stderr_eof && reads < STDERR_READS_PER_STEP {
+            reads += 1;
             match self.child.stderr.read(&mut buf) {
                 Ok(0) => {
                     self.stderr_eof = true;
@@ -233,9 +241,19 @@ impl CgiRun {
         if at_eof && self.stderr_line.is_empty() {
             return;
         }
-        let line = String::from_utf8_lossy(&self.stderr_line);
-        log::warn!("cgi {}: {}", self.script, line.trim_end_matches('\r'));
+        self.stderr_lines = self.stderr_lines.saturating_add(1);
+        if self.stderr_lines <= MAX_LOG_LINES {
+            let line = String::from_utf8_lossy(&self.stderr_line);
+            log::warn!("cgi {}: {}", self.script, line.trim_end_matches('\r'));
+        } else if self.stderr_lines == MAX_LOG_LINES + 1 {
+            log::warn!("cgi {}: more than {MAX_LOG_LINES} lines on stderr; the rest are not logged", self.script);
+        }
         self.stderr_line.clear();
+    }
+
+    /// Whether stderr may have more to read now.
+    pub(crate) fn stderr_pending(&self) -> bool {
+        self.stderr_ready && !self.stderr_eof
     }
 
     /// Ends the run: the program goes to `reaper`, cut short (`kill`: its
@@ -292,6 +310,18 @@ impl Reaper {
     /// Whether anything is waiting (the loop then wakes to poll it).
     pub(crate) fn is_empty(&self) -> bool {
         self.waiting.is_empty()
+    }
+
+    /// The loop is stopping: ends every program still waited for (SIGKILL
+    /// to its group) and reaps it, so an embedding program is left with
+    /// no zombie. Blocks only as long as the kernel takes to kill them.
+    pub(crate) fn finish(&mut self) {
+        for mut r in self.waiting.drain(..) {
+            if !r.exited {
+                signal_group(r.pgid, libc::SIGKILL);
+                let _ = r.child.wait();
+            }
+        }
     }
 
     /// Reaps what has exited and signals what is due.

@@ -1065,6 +1065,12 @@ impl Conn {
         let timeout = m.cgi.timeout;
         sh.vhosts[vi].mounts[mi].cgi.running += 1;
         let mut run = CgiRun::new(child, target.script_name, vi, mi, redirects);
+        if matches!(framing, Framing::None | Framing::Length(0)) {
+            // No body: the program sees the end of its input at once.
+            self.reading = Reading::Done;
+            run.body_done = true;
+            run.flush_stdin();
+        }
         // How the body will leave is settled by the head; until then,
         // remember what the request allows.
         run.framing = if self.tx.head_only {
@@ -1092,8 +1098,14 @@ impl Conn {
     /// and, when the client can take it, one read of stdout sent on.
     fn cgi_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
         let Writing::Cgi(mut run) = std::mem::replace(&mut self.writing, Writing::Idle) else { return Ok(false) };
-        let mut progress = run.drain_stderr();
-        progress |= run.flush_stdin();
+        // stderr is drained a bounded amount per step (and does not count
+        // as progress for the timeout: a program that only talks to its
+        // log is not answering).
+        let logged = run.drain_stderr();
+        if run.stderr_pending() {
+            sh.force(self);
+        }
+        let mut progress = run.flush_stdin();
         if self.cgi_paused_rx && !run.input_blocked() {
             self.cgi_paused_rx = false;
             self.rx_paused = false;
@@ -1131,14 +1143,18 @@ impl Conn {
             sh.timers.set(self.key, sh.now + timeout);
         }
         self.writing = Writing::Cgi(run);
-        Ok(progress)
+        Ok(progress || logged)
     }
 
     /// Bytes from stdout: the head while it lasts, then the body.
     /// Returns the run if it goes on.
     fn cgi_output(&mut self, sh: &mut Shared, mut run: Box<CgiRun>, data: &[u8]) -> Result<Option<Box<CgiRun>>, Close> {
         let Some(parser) = run.parser.as_mut() else {
-            self.cgi_body(&mut run, data, Vec::new())?;
+            if let Err(e) = self.cgi_body(&mut run, data, Vec::new()) {
+                // The client is gone: so is the program.
+                self.cgi_end(sh, *run, true);
+                return Err(e);
+            }
             return Ok(Some(run));
         };
         let (head, used) = match parser.feed(data) {
@@ -1162,9 +1178,18 @@ impl Conn {
             return Ok(None);
         }
         let discard = run.framing == OutFraming::Discard || matches!(head.status, 100..=199 | 204 | 304);
+        if head.chunked && self.tx.version == Version::Http10 && !discard {
+            // An HTTP/1.0 client cannot take chunks, and passing them on
+            // as body bytes would corrupt it.
+            log::warn!("cgi {}: a chunked response for an HTTP/1.0 client", run.script);
+            self.cgi_end(sh, *run, true);
+            self.tx.keep_alive = false;
+            self.send_error(sh, 502, None);
+            return Ok(None);
+        }
         let framing = if discard {
             BodyFraming::None
-        } else if head.chunked && self.tx.version == Version::Http11 {
+        } else if head.chunked {
             BodyFraming::Chunked
         } else if let Some(n) = head.content_length {
             BodyFraming::Length(n)
@@ -1193,8 +1218,16 @@ impl Conn {
                 rh.header(k, v);
             }
         }
+        if run.framing == OutFraming::Passthrough {
+            // The script's own chunking ends the body; if it stops short,
+            // only closing keeps the next response on this connection sane.
+            self.tx.keep_alive = false;
+        }
         end_head(rh, &mut self.tx, framing);
-        self.cgi_body(&mut run, &data[used..], out)?;
+        if let Err(e) = self.cgi_body(&mut run, &data[used..], out) {
+            self.cgi_end(sh, *run, true);
+            return Err(e);
+        }
         Ok(Some(run))
     }
 

@@ -785,6 +785,8 @@ impl WsConn {
         let was_open = self.closing == Closing::Open;
         // Echo the code (RFC 6455 §5.5.1); no code, no payload.
         self.closing = Closing::Reply(if code == CloseCode::NO_STATUS { Box::default() } else { payload[..2].into() });
+        // A peer that closes and then stops reading cannot hold us.
+        sh.timers.set(self.key, sh.now + sh.limits.ws_close_timeout);
         sh.force_ws(self);
         if was_open {
             let (id, peer) = (self.id(), self.peer);
