@@ -186,6 +186,10 @@ struct Vhost {
     /// CFG-9: `[{"protocol-name": {"option": "value", ...}}, ...]`.
     ws_protocols: Option<Vec<BTreeMap<String, BTreeMap<String, Scalar>>>>,
     disable_no_protocol_ws_upgrades: Option<Scalar>,
+    /// warren's own (WS-6): ping a silent WebSocket after this many
+    /// seconds, hang up `ws-hangup-secs` after that (default 10).
+    ws_ping_secs: Option<Scalar>,
+    ws_hangup_secs: Option<Scalar>,
     // Known lwsws keys warren does not implement yet:
     access_log: Option<serde_json::Value>,
     unix_socket: Option<serde_json::Value>,
@@ -442,6 +446,19 @@ fn build_vhost(file: &Path, index: usize, v: Vhost, server: Option<&Scalar>) -> 
             let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
             vhost.plugin_with_options(&name, &options).map_err(|e| bad(file, &key, e))?;
         }
+    }
+    if let Some(p) = &v.ws_ping_secs {
+        let ping = number(file, &format!("{at}.ws-ping-secs"), p)?;
+        let hangup = match &v.ws_hangup_secs {
+            Some(h) => number(file, &format!("{at}.ws-hangup-secs"), h)?,
+            None => 10,
+        };
+        if ping == 0 || hangup == 0 {
+            return Err(bad(file, &format!("{at}.ws-ping-secs"), "expected seconds greater than 0".into()));
+        }
+        vhost = vhost.ws_keepalive(Duration::from_secs(ping), Duration::from_secs(hangup));
+    } else if v.ws_hangup_secs.is_some() {
+        return Err(bad(file, &format!("{at}.ws-hangup-secs"), "needs ws-ping-secs".into()));
     }
     if v.disable_no_protocol_ws_upgrades.as_ref().is_some_and(Scalar::truthy) {
         vhost = vhost.no_default_protocol();

@@ -404,12 +404,18 @@ pub fn cgi_resolve(origin: &Path, mountpoint: &str, remainder: &str) -> Option<C
     let rel = VPath::new(remainder).ok()?;
     let mut script = origin.to_path_buf();
     let mut consumed = String::new();
-    for seg in rel.as_str().split('/').filter(|s| !s.is_empty()) {
+    let segments: Vec<&str> = rel.as_str().split('/').filter(|s| !s.is_empty()).collect();
+    for (i, seg) in segments.iter().enumerate() {
         script.push(seg);
         consumed.push('/');
         consumed.push_str(seg);
         if executable(&script) {
-            let path_info = remainder.strip_prefix(consumed.as_str()).unwrap_or("").to_string();
+            // The rest, from the normalised segments (so `//x.sh/a` and
+            // `/./x.sh/a` give `/a` too), keeping a trailing slash.
+            let mut path_info: String = segments[i + 1..].iter().map(|s| format!("/{s}")).collect();
+            if remainder.ends_with('/') {
+                path_info.push('/');
+            }
             return Some(CgiTarget { program: script, script_name: format!("{base}{consumed}"), path_info });
         }
         if !script.is_dir() {
@@ -436,6 +442,13 @@ mod cgi_tests {
         }
         let r = cgi_resolve(&bin, "/cgi", "/run.sh/extra/path").expect("run.sh");
         assert_eq!((r.script_name.as_str(), r.path_info.as_str()), ("/cgi/run.sh", "/extra/path"));
+        // Doubled slashes and dot segments do not eat PATH_INFO.
+        for odd in ["//run.sh/extra/path", "/./run.sh//extra/path"] {
+            let r = cgi_resolve(&bin, "/cgi", odd).expect("resolves");
+            assert_eq!(r.path_info, "/extra/path", "{odd}");
+        }
+        let r = cgi_resolve(&bin, "/cgi", "/run.sh/a/").expect("resolves");
+        assert_eq!(r.path_info, "/a/");
         assert_eq!(r.program, bin.join("run.sh"));
         let r = cgi_resolve(&bin, "/cgi", "/sub/deep.py").expect("deep");
         assert_eq!((r.script_name.as_str(), r.path_info.as_str()), ("/cgi/sub/deep.py", ""));

@@ -256,6 +256,7 @@ fn ws_protocols_from_configuration() {
         t.path(),
         "conf",
         r#"{ "vhosts": [ { "name": "localhost", "port": "0", "interface": "127.0.0.1",
+              "ws-ping-secs": "1", "ws-hangup-secs": "1",
               "ws-protocols": [ { "dumb-increment-protocol": { "status": "ok", "default": "1" } },
                                 { "lws-mirror-protocol": { "status": "ok" } } ] } ] }"#,
     );
@@ -265,6 +266,9 @@ fn ws_protocols_from_configuration() {
     let mut m = WsClient::connect(server.addr, "/", &["Sec-WebSocket-Protocol: lws-mirror-protocol"]).expect("mirror");
     m.text("hi").expect("send");
     assert_eq!(m.recv_message().expect("mirrored"), (TEXT, b"hi".to_vec()));
+    // ws-ping-secs: the silent mirror client gets a ping within a second or so.
+    let f = m.recv().expect("ping");
+    assert_eq!(f.opcode, support::ws::PING, "{f:?}");
     drop(server);
 
     write(
