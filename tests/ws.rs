@@ -544,3 +544,39 @@ fn mirror_survives_a_client_that_never_reads() {
     let _ = drainer.join();
     eprintln!("mirror: {MESSAGES} messages of {SIZE} B to 12 members in {took:?}; warren peak RSS {peak} KiB");
 }
+
+/// Random bytes after a good handshake, with and without deflate, then
+/// the client's end of TCP: every connection is closed and the server goes
+/// on echoing (no panic, no stuck connection).
+#[test]
+fn random_bytes_after_the_upgrade_close_the_connection_not_the_server() {
+    let server = echo_server();
+    let mut seed = 0x9e37_79b9_u32;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    for i in 0..150 {
+        let ext = if i % 2 == 0 { vec!["Sec-WebSocket-Extensions: permessage-deflate"] } else { Vec::new() };
+        let mut c = WsClient::connect(server.addr, "/", &ext).expect("upgrade");
+        let len = (next() % 3000) as usize + 1;
+        let mut junk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if i % 3 == 0 {
+            // A valid masked header first, then garbage as its payload
+            // and beyond.
+            let mut framed =
+                c.frame_bytes(i % 5 != 0, i % 2 == 0, [TEXT, BINARY, CONTINUATION][i % 3], &junk[..len / 2]);
+            framed.extend_from_slice(&junk[len / 2..]);
+            junk = framed;
+        }
+        let _ = c.send_raw(&junk);
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        assert!(c.closed_within(Duration::from_secs(8)), "connection {i} left open");
+    }
+    let mut c = WsClient::connect(server.addr, "/", &[]).expect("upgrade after the junk");
+    c.text("still echoing").expect("send");
+    assert_eq!(c.recv_message().expect("echo"), (TEXT, b"still echoing".to_vec()));
+    assert_eq!(server.handle.stats().ws_open, 1);
+}
