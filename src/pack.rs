@@ -25,16 +25,20 @@ pub struct Packed {
     pub deflated: bool,
 }
 
-/// Packs every regular file below `dir` (following symlinks; entries in
-/// name order) into a new zip written to `out`. Returns what was packed.
+/// Packs every regular file below `dir` (following symlinks that stay
+/// inside it; entries in name order) into a new zip written to `out`.
+/// Returns what was packed.
 ///
 /// # Errors
 ///
 /// Any file or directory that cannot be read stops the packing, with an
-/// error naming it: nothing is skipped silently.
+/// error naming it: nothing is skipped silently. So does a symbolic link
+/// that leads outside `dir`: serving the directory would refuse it, and
+/// packing must not publish what it points to.
 pub fn pack_dir(dir: &Path, out: impl Write + Seek) -> io::Result<Vec<Packed>> {
     let mut zip = ZipWriter::new(out);
     let mut report = Vec::new();
+    let root = std::fs::canonicalize(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
     let walk = walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name();
     for entry in walk {
         let entry = entry.map_err(|e| {
@@ -43,6 +47,19 @@ pub fn pack_dir(dir: &Path, out: impl Write + Seek) -> io::Result<Vec<Packed>> {
         })?;
         if !entry.file_type().is_file() {
             continue;
+        }
+        let real = std::fs::canonicalize(entry.path())
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", entry.path().display())))?;
+        if !real.starts_with(&root) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{}: a symbolic link leads outside {} (to {}); not packing it",
+                    entry.path().display(),
+                    dir.display(),
+                    real.display()
+                ),
+            ));
         }
         let rel = entry.path().strip_prefix(dir).map_err(io::Error::other)?;
         let name = rel

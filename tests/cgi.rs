@@ -1226,3 +1226,23 @@ fn a_self_chunked_body_goes_to_1_1_and_is_refused_to_1_0() {
     let (_, r) = exchange(s.server.addr, b"GET /cgi-bin/chunked.sh HTTP/1.0\r\n\r\n");
     assert_eq!(r.status, 502);
 }
+
+/// php-cgi through the binary, whose `--root` goes through the default
+/// filesystem (open cache and zip layer): PATH_TRANSLATED and
+/// DOCUMENT_ROOT must still be the site's files.
+#[test]
+fn php_cgi_through_the_binary_finds_the_sites_script() {
+    let _g = shared();
+    let (t, root) = site();
+    std::fs::write(
+        root.join("hello.php"),
+        "<?php echo 'php ', $_SERVER['DOCUMENT_ROOT'], ' ', $_SERVER['SCRIPT_FILENAME'];",
+    )
+    .expect("write");
+    let (_w, port) = start_warren(&["--root", &root.to_string_lossy(), "--cgi", &format!("/php={PHP_CGI}")]);
+    let r = get_at(local(port), "/php/hello.php");
+    let canon = canonical(&root.to_string_lossy());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), format!("php {} {}", canon.display(), canon.join("hello.php").display()));
+    drop(t);
+}

@@ -119,3 +119,28 @@ fn help_and_version() {
     let out = Command::new(BIN).arg("--version").output().expect("run");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), concat!("warren ", env!("CARGO_PKG_VERSION")));
 }
+
+/// `warren pack` follows links that stay inside the site and refuses one
+/// that leads out (serving the directory would refuse it too), naming it;
+/// no archive is left behind.
+#[test]
+fn pack_refuses_symlinks_leading_out_of_the_site() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let site = t.path().join("site");
+    std::fs::create_dir_all(&site).expect("mkdir");
+    std::fs::write(site.join("index.html"), "<p>hi</p>").expect("write");
+    std::os::unix::fs::symlink("index.html", site.join("home.html")).expect("symlink inside");
+    let zip = t.path().join("ok.zip");
+    let out = Command::new(BIN).arg("pack").arg(&site).arg(&zip).output().expect("pack");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("home.html"));
+    let secret = t.path().join("secret.txt");
+    std::fs::write(&secret, "not for the web").expect("write");
+    std::os::unix::fs::symlink(&secret, site.join("leak.txt")).expect("symlink out");
+    let zip = t.path().join("bad.zip");
+    let out = Command::new(BIN).arg("pack").arg(&site).arg(&zip).output().expect("pack");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("leak.txt") && err.contains("leads outside"), "{err}");
+    assert!(!zip.exists(), "a refused pack left {}", zip.display());
+}

@@ -142,6 +142,16 @@ fn mistakes_name_the_file_line_column_and_key() {
     write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x" } ] }"#);
     assert!(load_err(cfg).contains("\"port\" is required"));
 
+    // A password file that is not there is said at start, not as 401s.
+    write(
+        cfg,
+        "conf.d/bad",
+        r#"{ "vhosts": [ { "name": "x", "port": "0", "mounts": [ { "mountpoint": "/", "origin": "file:///tmp",
+              "basic-auth": "/no/such/passwords" } ] } ] }"#,
+    );
+    let e = load_err(cfg);
+    assert!(e.contains("vhosts[0].mounts[0].basic-auth") && e.contains("/no/such/passwords"), "{e}");
+
     write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x", "port": "0" } ] "#);
     assert!(load_err(cfg).contains("conf.d/bad:1:"), "syntax errors have positions too");
 

@@ -83,12 +83,19 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--config" => o.config = Some(PathBuf::from(value("--config")?)),
             "--cgi" => {
                 let v = value("--cgi")?;
-                let Some((mountpoint, path)) = v.split_once('=').filter(|(m, p)| m.starts_with('/') && !p.is_empty())
-                else {
+                let Some((mountpoint, path)) = v.split_once('=').filter(|(_, p)| !p.is_empty()) else {
                     return Err(format!("--cgi: {v:?} is not MOUNTPOINT=PATH (e.g. /cgi-bin=./cgi-bin)"));
                 };
-                if !Path::new(path).exists() {
-                    return Err(format!("--cgi: {path}: no such program or directory"));
+                if !mountpoint.starts_with('/') {
+                    return Err(format!("--cgi: the mountpoint {mountpoint:?} must start with '/' (e.g. /cgi-bin)"));
+                }
+                let meta = std::fs::metadata(path).map_err(|e| format!("--cgi: {path}: {e}"))?;
+                use std::os::unix::fs::PermissionsExt;
+                if meta.is_file() && meta.permissions().mode() & 0o111 == 0 {
+                    return Err(format!("--cgi: {path} is a file but not executable"));
+                }
+                if !meta.is_file() && !meta.is_dir() {
+                    return Err(format!("--cgi: {path} is neither a program nor a directory"));
                 }
                 o.cgi.push((mountpoint.to_string(), PathBuf::from(path)));
             }

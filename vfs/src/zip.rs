@@ -149,6 +149,15 @@ impl ZipFops {
 }
 
 impl Fops for ZipFops {
+    /// Over a directory (not one archive), files outside archives are the
+    /// directory's own: their local path is the base's.
+    fn local_path(&self, path: &VPath) -> Option<std::path::PathBuf> {
+        match &self.mode {
+            Mode::Chain { base, prefix: None, .. } => base.local_path(path),
+            _ => None,
+        }
+    }
+
     fn open(&self, path: &VPath, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {
         let (base, prefix, archives) = match &self.mode {
             Mode::Fixed(a) => return a.open_entry(path.as_str(), flags),
