@@ -9,9 +9,15 @@
 //!
 //! Incoming data is ignored. A client that does not read misses updates
 //! rather than queueing them: each writeable callback sends the newest.
+//! Changes are batched: at most one round of updates per [`BATCH`], with
+//! the report built once per round, so a storm of connects costs the
+//! listeners one message each per period, not one per connect.
 
 use crate::protocol::{Action, Cx, Event, Protocol, WsiId};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The shortest time between two rounds of updates.
+pub const BATCH: Duration = Duration::from_millis(200);
 
 /// The plugin's name.
 pub const NAME: &str = "lws-status";
@@ -24,6 +30,10 @@ pub struct Status {
     conns: Vec<Client>,
     /// Bumped on every change; a session that has sent it is up to date.
     generation: u64,
+    /// A round of updates is scheduled.
+    pending: bool,
+    /// The report of a generation, built once for all listeners.
+    cached: Option<(u64, String)>,
 }
 
 #[derive(Debug)]
@@ -59,7 +69,10 @@ impl Status {
 
     fn changed(&mut self, cx: &mut Cx<'_>) {
         self.generation += 1;
-        cx.callback_on_writable_all_protocol();
+        if !self.pending {
+            self.pending = true;
+            cx.schedule(BATCH);
+        }
     }
 }
 
@@ -86,9 +99,17 @@ impl Protocol for Status {
                 self.conns.retain(|c| c.id != wsi.id);
                 self.changed(cx);
             }
+            Event::Timer => {
+                self.pending = false;
+                cx.callback_on_writable_all_protocol();
+            }
             Event::ServerWriteable(wsi, writer) if wsi.session.sent != self.generation => {
                 wsi.session.sent = self.generation;
-                if writer.text(&self.report()).is_err() {
+                if self.cached.as_ref().is_none_or(|(g, _)| *g != self.generation) {
+                    self.cached = Some((self.generation, self.report()));
+                }
+                let report = self.cached.as_ref().map_or("", |(_, r)| r.as_str());
+                if writer.text(report).is_err() {
                     return Action::Close;
                 }
             }

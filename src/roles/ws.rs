@@ -151,6 +151,8 @@ pub(crate) struct WsConn {
     user_timeout: bool,
     /// Our side of the TCP connection is shut down (after our close frame).
     fin_sent: bool,
+    /// The close timer is armed.
+    close_timer: bool,
     tx: TxState,
     inflate: Option<Box<InflateRx>>,
     /// Inflation was cut short by a pause of rx.
@@ -202,6 +204,7 @@ impl WsConn {
             ping_outstanding: false,
             user_timeout: false,
             fin_sent: false,
+            close_timer: false,
             tx: TxState { in_message: None, deflate: up.deflate, deflater: None },
             inflate: None,
             inflate_resume: None,
@@ -267,6 +270,13 @@ impl WsConn {
     fn step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
         if self.closing == Closing::Done && !self.out.has_pending() {
             return Err(Close("close handshake done".into()));
+        }
+        if self.closing != Closing::Open && !self.close_timer {
+            // However the close began (our failure, the protocol, the
+            // peer), it has ws_close_timeout to finish, even if the peer
+            // reads nothing and our close frame cannot be written.
+            self.close_timer = true;
+            sh.timers.set(self.key, sh.now + sh.limits.ws_close_timeout);
         }
         let mut progress = false;
         if self.out.writable {
@@ -339,6 +349,10 @@ impl WsConn {
         }
         match std::mem::replace(&mut self.closing, Closing::Open) {
             Closing::Send(payload) => {
+                // Nothing but the close goes out from now on.
+                if let Some(b) = self.busy.as_mut() {
+                    b.pong = None;
+                }
                 self.control_frame(sh, Opcode::Close, &payload)?;
                 self.closing = Closing::Sent;
                 sh.timers.set(self.key, sh.now + sh.limits.ws_close_timeout);
@@ -469,11 +483,8 @@ impl WsConn {
     fn process(&mut self, sh: &mut Shared, data: &mut [u8]) -> Result<usize, Close> {
         let mut used = 0;
         while used < data.len() && !self.rx_blocked() && self.reading() {
-            if self.discard {
-                // After a failure only the peer's close matters, and we
-                // have already answered: drop the rest.
-                return Ok(data.len());
-            }
+            // After a failure frames are still parsed (their data dropped)
+            // so that the peer's answering close ends things at once.
             let (rsv1_ok, rx_chunk) = (self.tx.deflate.is_some(), self.rx_chunk);
             let b = self.b();
             let Some(frame) = &b.frame else {
@@ -484,7 +495,13 @@ impl WsConn {
                             self.begin_frame(sh, h)?;
                         }
                     }
-                    Err(e) => self.fail(e.close_code(), e.reason()),
+                    Err(e) => {
+                        // No frame boundary to find again: drop the rest of
+                        // this read; the next one starts afresh.
+                        self.b().header.reset();
+                        self.fail(e.close_code(), e.reason());
+                        return Ok(data.len());
+                    }
                 }
                 continue;
             };
@@ -510,6 +527,14 @@ impl WsConn {
 
     /// A header arrived: check it against the message state.
     fn begin_frame(&mut self, sh: &mut Shared, h: Header) -> Result<(), Close> {
+        if self.discard && !h.opcode.is_control() {
+            // Failed already: skip the frame's payload, deliver nothing.
+            self.b().frame = Some(FrameRx { opcode: h.opcode, fin: h.fin, remaining: h.len, offset: 0, mask: h.mask });
+            if h.len == 0 {
+                self.b().frame = None;
+            }
+            return Ok(());
+        }
         match h.opcode {
             Opcode::Continuation if self.b().msg.is_none() => {
                 self.fail(CloseCode::PROTOCOL_ERROR, "continuation frame with no message begun");
@@ -653,7 +678,8 @@ impl WsConn {
     /// sender stripped, then deliver the rest as the final piece.
     fn finish_compressed(&mut self, sh: &mut Shared) -> Result<(), Close> {
         let Some(mut inf) = self.inflate.take() else { return Ok(()) };
-        let r = self.inflate_into(sh, &mut inf, &TAIL);
+        let tail: &[u8] = if inf.inflater.needs_tail() { &TAIL } else { &[] };
+        let r = self.inflate_into(sh, &mut inf, tail);
         self.inflate = Some(inf);
         r?;
         if self.rx_paused {
@@ -799,7 +825,8 @@ impl WsConn {
     fn fail(&mut self, code: CloseCode, reason: &str) {
         log::debug!("{}: ws: {reason}; closing with {code}", self.peer);
         self.discard = true;
-        self.b().frame = None;
+        // The current frame is still tracked, so its payload is skipped
+        // and the next header is found; the message is abandoned.
         self.b().msg = None;
         if self.closing == Closing::Open {
             self.closing = Closing::Send(close_payload(code, reason));
@@ -850,6 +877,8 @@ impl WsConn {
                     sh.force_ws(self);
                 }
             }
+            // Closing: the close timer is not the protocol's to move.
+            Command::Timeout(..) if self.closing != Closing::Open => {}
             Command::Timeout(_, Some(after)) => {
                 self.user_timeout = true;
                 sh.timers.set(self.key, sh.now + after);

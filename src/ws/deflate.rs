@@ -160,6 +160,11 @@ impl Deflater {
 pub(crate) struct Inflater {
     state: Box<InflateState>,
     no_context_takeover: bool,
+    /// This message has put bytes into the inflater.
+    fed: bool,
+    /// This message ended its deflate stream (a BFINAL block, RFC 7692
+    /// §7.2.3.3): no tail follows, and the next message starts afresh.
+    ended: bool,
 }
 
 impl std::fmt::Debug for Inflater {
@@ -177,30 +182,42 @@ impl Inflater {
         Inflater {
             state: InflateState::new_boxed(DataFormat::Raw),
             no_context_takeover: cfg.client_no_context_takeover,
+            fed: false,
+            ended: false,
         }
     }
 
     /// Inflates from `input` into `out`; returns (consumed, written). Call
     /// again while `written == out.len()`: more output may be waiting.
     pub(crate) fn inflate(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), BadData> {
+        self.fed |= !input.is_empty();
         let r = miniz_oxide::inflate::stream::inflate(&mut self.state, input, out, MZFlush::None);
         match r.status {
             Ok(MZStatus::StreamEnd) => {
-                // The client ended the deflate stream (BFINAL): the next
-                // message starts a new one.
+                // The client ended the deflate stream (BFINAL). Anything
+                // after it in this message starts a new stream.
                 self.state.reset(DataFormat::Raw);
-                Ok((input.len(), r.bytes_written))
+                self.ended = true;
+                Ok((r.bytes_consumed, r.bytes_written))
             }
             Ok(_) | Err(MZError::Buf) => Ok((r.bytes_consumed, r.bytes_written)),
             Err(_) => Err(BadData),
         }
     }
 
-    /// The message ended (after its tail was inflated).
+    /// Whether the message's stripped tail must be fed: not when the
+    /// message sent nothing, nor when it ended its stream itself.
+    pub(crate) fn needs_tail(&self) -> bool {
+        self.fed && !self.ended
+    }
+
+    /// The message ended (after its tail, if any, was inflated).
     pub(crate) fn end_message(&mut self) {
-        if self.no_context_takeover {
+        if self.no_context_takeover && !self.ended {
             self.state.reset(DataFormat::Raw);
         }
+        self.fed = false;
+        self.ended = false;
     }
 }
 

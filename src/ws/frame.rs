@@ -92,6 +92,12 @@ pub(crate) struct HeaderParser {
 }
 
 impl HeaderParser {
+    /// Forgets a partial header (after an error: the next bytes start
+    /// afresh).
+    pub(crate) fn reset(&mut self) {
+        self.have = 0;
+    }
+
     /// No part of a header is held.
     pub(crate) fn is_empty(&self) -> bool {
         self.have == 0
