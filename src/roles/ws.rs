@@ -72,6 +72,10 @@ struct Busy {
     /// Bytes read but not yet parsed (still masked): left when the
     /// protocol paused rx in the middle of a read.
     input: Vec<u8>,
+    /// How much of `input` is used: the front is not shifted out per
+    /// frame (a pause after each small message would move the whole
+    /// remainder each time).
+    input_off: usize,
     /// A pong we owe (the latest ping's payload).
     pong: Option<Vec<u8>>,
 }
@@ -441,10 +445,14 @@ impl WsConn {
         }
         if self.busy.as_ref().is_some_and(|b| !b.input.is_empty()) {
             let mut input = std::mem::take(&mut self.b().input);
-            let used = self.process(sh, &mut input)?;
-            input.drain(..used);
-            if !input.is_empty() {
-                self.b().input = input;
+            let off = self.b().input_off;
+            let used = self.process(sh, &mut input[off..])?;
+            if off + used < input.len() {
+                let b = self.b();
+                b.input = input;
+                b.input_off = off + used;
+            } else {
+                self.b().input_off = 0;
             }
             if used > 0 || self.rx_blocked() {
                 return Ok(used > 0);
