@@ -5,7 +5,7 @@
 use crate::context::{ContextHandle, ContextInfo, HandleInner, Limits, VhostInfo};
 use crate::http::encode::DateCache;
 use crate::mount::Origin;
-use crate::protocol::{Command, Cx, RawEvent};
+use crate::protocol::{Command, Cx, RawEvent, WsiId};
 use crate::roles::cgi::{Pipe, Reaper};
 use crate::roles::h1::{Conn, Step};
 use crate::roles::ws::WsConn;
@@ -94,21 +94,49 @@ pub(crate) struct Shared {
     pub(crate) dead_pipes: Vec<usize>,
 }
 
+/// What the loop tracks of any connection, whatever its role.
+pub(crate) trait Served {
+    /// The slab key, and the flag saying it is on the forced list.
+    fn forced_slot(&mut self) -> (usize, &mut bool);
+    /// Readiness flags: readable, peer hung up, writable.
+    fn readiness(&mut self) -> (&mut bool, &mut bool, &mut bool);
+}
+
 impl Shared {
     /// Queues `conn` for service without waiting for an event.
-    pub(crate) fn force(&mut self, conn: &mut Conn) {
-        if !conn.forced {
-            conn.forced = true;
-            self.forced.push(conn.key);
+    pub(crate) fn force(&mut self, conn: &mut impl Served) {
+        let (key, forced) = conn.forced_slot();
+        if !*forced {
+            *forced = true;
+            self.forced.push(key);
         }
     }
 
-    /// [`Shared::force`] for a WebSocket connection.
-    pub(crate) fn force_ws(&mut self, conn: &mut WsConn) {
-        if !conn.forced {
-            conn.forced = true;
-            self.forced.push(conn.key);
+    /// Applies a callback's requests about connection `id` now (so that a
+    /// pause of rx takes effect before the next byte is delivered),
+    /// returning them in the order they were made; the others stay queued,
+    /// in order, for the service to apply when the connection returns.
+    pub(crate) fn take_commands_for(&mut self, id: WsiId) -> Vec<Command> {
+        if !self.commands.iter().any(|c| c.target() == Some(id)) {
+            return Vec::new();
         }
+        let (mine, others) = std::mem::take(&mut self.commands).into_iter().partition(|c| c.target() == Some(id));
+        self.commands = others;
+        mine
+    }
+}
+
+/// Sets a connection's readiness flags from an event.
+fn note_readiness(ev: &mio::event::Event, conn: &mut impl Served) {
+    let (readable, hup, writable) = conn.readiness();
+    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+        *readable = true;
+    }
+    if ev.is_read_closed() || ev.is_error() {
+        *hup = true;
+    }
+    if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+        *writable = true;
     }
 }
 
@@ -318,27 +346,11 @@ impl Service {
                 }
                 match self.wsis.get_mut(key) {
                     Some(Wsi::Http(c)) => {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            c.readable = true;
-                        }
-                        if ev.is_read_closed() || ev.is_error() {
-                            c.hup = true;
-                        }
-                        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-                            c.out.writable = true;
-                        }
+                        note_readiness(ev, c.as_mut());
                         self.service_conn(key);
                     }
                     Some(Wsi::Ws(c)) => {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            c.readable = true;
-                        }
-                        if ev.is_read_closed() || ev.is_error() {
-                            c.hup = true;
-                        }
-                        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-                            c.out.writable = true;
-                        }
+                        note_readiness(ev, c.as_mut());
                         self.service_ws(key);
                     }
                     Some(Wsi::Listen(_)) => self.accept(key),
@@ -376,25 +388,7 @@ impl Service {
             self.sh.timers.expire(self.sh.now, &mut expired);
             for key in expired.drain(..) {
                 match self.wsis.get(key) {
-                    Some(Wsi::Http(_)) => {
-                        let Some(Wsi::Http(c)) = self.wsis.get_mut(key) else { continue };
-                        let sh = &mut self.sh;
-                        let step = std::panic::catch_unwind(AssertUnwindSafe(|| c.on_timer(sh))).unwrap_or(Step::Close);
-                        if step == Step::Close {
-                            self.close(key);
-                        } else {
-                            self.after_service(key);
-                        }
-                    }
-                    Some(Wsi::Ws(_)) => {
-                        let Some(Wsi::Ws(c)) = self.wsis.get_mut(key) else { continue };
-                        let sh = &mut self.sh;
-                        let step = std::panic::catch_unwind(AssertUnwindSafe(|| c.on_timer(sh))).unwrap_or(Step::Close);
-                        if step == Step::Close {
-                            self.close(key);
-                        }
-                        self.apply_commands();
-                    }
+                    Some(Wsi::Http(_) | Wsi::Ws(_)) => self.conn_timer(key),
                     Some(Wsi::Listen(_)) => self.accept(key),
                     Some(Wsi::Vacated | Wsi::CgiPipe { .. }) | None => {}
                 }
@@ -531,6 +525,21 @@ impl Service {
         self.apply_commands();
     }
 
+    /// A connection's timer fired: its role decides what that means.
+    fn conn_timer(&mut self, key: usize) {
+        let sh = &mut self.sh;
+        let step = match self.wsis.get_mut(key) {
+            Some(Wsi::Http(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| c.on_timer(sh))),
+            Some(Wsi::Ws(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| c.on_timer(sh))),
+            _ => return,
+        };
+        match step.unwrap_or(Step::Close) {
+            Step::Close => self.close(key),
+            _ => self.after_service(key),
+        }
+        self.apply_commands();
+    }
+
     /// Registers the pipes of a CGI the connection just started, and
     /// frees the tokens of pipes that were closed.
     fn after_service(&mut self, key: usize) {
@@ -657,11 +666,11 @@ impl Service {
                         match w {
                             Wsi::Http(c) if c.bound_to() == Some((vhost, protocol)) => {
                                 c.want_writable = true;
-                                self.sh.force(c);
+                                self.sh.force(c.as_mut());
                             }
                             Wsi::Ws(c) if c.bound_to() == (vhost, protocol) => {
                                 c.want_writable = true;
-                                self.sh.force_ws(c);
+                                self.sh.force(c.as_mut());
                             }
                             _ => {}
                         }

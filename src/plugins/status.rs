@@ -34,6 +34,8 @@ pub struct Status {
     pending: bool,
     /// The report of a generation, built once for all listeners.
     cached: Option<(u64, String)>,
+    /// The machine's name, looked up once.
+    hostname: Option<String>,
 }
 
 #[derive(Debug)]
@@ -51,7 +53,8 @@ pub struct StatusSession {
 }
 
 impl Status {
-    fn report(&self) -> String {
+    fn report(&mut self) -> String {
+        let hostname = self.hostname.get_or_insert_with(hostname).clone();
         let conns: Vec<_> = self
             .conns
             .iter()
@@ -60,7 +63,7 @@ impl Status {
             .collect();
         serde_json::json!({
             "version": concat!("warren ", env!("CARGO_PKG_VERSION")),
-            "hostname": hostname(),
+            "hostname": hostname,
             "wsi": self.conns.len().to_string(),
             "conns": conns,
         })

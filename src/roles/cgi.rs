@@ -74,6 +74,9 @@ pub(crate) struct CgiRun {
     /// Until the head is complete.
     pub(crate) parser: Option<HeadParser>,
     pub(crate) framing: OutFraming,
+    /// A chunk's data went out without its closing CRLF, which rides in
+    /// front of the next chunk's size line (so data is never copied).
+    pub(crate) chunk_open: bool,
     /// Body bytes stdin has not taken yet.
     pending_in: Vec<u8>,
     /// The whole request body has arrived.
@@ -101,6 +104,7 @@ impl CgiRun {
             tokens: None,
             parser: Some(HeadParser::new()),
             framing: OutFraming::Chunk,
+            chunk_open: false,
             pending_in: Vec::new(),
             body_done: false,
             stdin_gone: false,

@@ -1001,11 +1001,7 @@ impl Conn {
             return;
         };
         let framing = req.framing();
-        self.reading = match framing {
-            Framing::None => Reading::Done,
-            Framing::Length(n) => Reading::Body(BodyDecoder::Length(n)),
-            Framing::Chunked => Reading::Body(BodyDecoder::chunked()),
-        };
+        self.reading = body_reading(framing);
         if m.cgi.running >= m.cgi.max_processes {
             // CGI-3 [REC]: wait briefly for a slot, reading nothing.
             self.rx_paused = true;
@@ -1085,10 +1081,8 @@ impl Conn {
             self.rx_paused = false;
         }
         self.writing = Writing::Cgi(Box::new(run));
-        if req.expects_continue() && framing != Framing::None && framing != Framing::Length(0) {
-            if let Err(e) = self.out.write(b"HTTP/1.1 100 Continue\r\n\r\n", false) {
-                log::debug!("{}: write: {e}", self.peer);
-            }
+        if let Err(e) = self.continue_if_expected(&req) {
+            log::debug!("{}: write: {e}", self.peer);
         }
         sh.timers.set(self.key, sh.now + timeout);
         sh.force(self);
@@ -1231,29 +1225,42 @@ impl Conn {
         Ok(Some(run))
     }
 
-    /// Sends body bytes framed as the head said, after `prefix` (the head,
-    /// for the first piece), in one write.
-    fn cgi_body(&mut self, run: &mut CgiRun, data: &[u8], mut prefix: Vec<u8>) -> Result<(), Close> {
-        match run.framing {
-            OutFraming::Discard => {}
-            OutFraming::Chunk if !data.is_empty() => {
-                prefix.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                prefix.extend_from_slice(data);
-                prefix.extend_from_slice(b"\r\n");
+    /// Sends body bytes framed as the head said, after `head` (the
+    /// response head, for the first piece), in one write and without
+    /// copying the data.
+    fn cgi_body(&mut self, run: &mut CgiRun, data: &[u8], mut head: Vec<u8>) -> Result<(), Close> {
+        use std::io::Write as _;
+        let mut line = [0u8; 24];
+        let mut line_len = 0;
+        let body: &[u8] = match run.framing {
+            OutFraming::Discard => &[],
+            OutFraming::Chunk if data.is_empty() => &[],
+            OutFraming::Chunk => {
+                let mut c = io::Cursor::new(&mut line[..]);
+                let close = if run.chunk_open { "\r\n" } else { "" };
+                write!(c, "{close}{:x}\r\n", data.len())?;
+                line_len = c.position() as usize;
+                run.chunk_open = true;
+                data
             }
-            OutFraming::Chunk => {}
             OutFraming::Length(rem) => {
                 // Bytes past the length the script announced are dropped.
                 let n = (data.len() as u64).min(rem) as usize;
-                prefix.extend_from_slice(&data[..n]);
                 run.framing = OutFraming::Length(rem - n as u64);
+                &data[..n]
             }
-            OutFraming::Passthrough | OutFraming::Close => prefix.extend_from_slice(data),
-        }
-        if prefix.is_empty() {
+            OutFraming::Passthrough | OutFraming::Close => data,
+        };
+        let prefix: &[u8] = if head.is_empty() {
+            &line[..line_len]
+        } else {
+            head.extend_from_slice(&line[..line_len]);
+            &head
+        };
+        if prefix.is_empty() && body.is_empty() {
             return Ok(());
         }
-        self.out.write(&prefix, false)?;
+        self.out.write_parts(prefix, body)?;
         Ok(())
     }
 
@@ -1269,7 +1276,8 @@ impl Conn {
         }
         match run.framing {
             OutFraming::Chunk => {
-                if let Err(e) = self.out.write(b"0\r\n\r\n", false) {
+                let end: &[u8] = if run.chunk_open { b"\r\n0\r\n\r\n" } else { b"0\r\n\r\n" };
+                if let Err(e) = self.out.write(end, false) {
                     log::debug!("{}: write: {e}", self.peer);
                 }
             }
@@ -1422,16 +1430,10 @@ impl Conn {
             self.send_error(sh, 500, Some(req));
             return;
         };
-        if self.bound_to() != Some((vi, pi)) {
-            self.unbind(sh);
-            let session = sh.vhosts[vi].protocols[pi].new_session();
-            self.binding = Some(Binding { vhost: vi, protocol: pi, session });
-            let (id, peer) = (self.id(), self.peer);
-            if self.dispatch(sh, RawEvent::Bind(id, peer)).is_err() {
-                self.tx.keep_alive = false;
-                self.send_simple(sh, 500, &[], true);
-                return;
-            }
+        if self.bind(sh, vi, pi).is_err() {
+            self.tx.keep_alive = false;
+            self.send_simple(sh, 500, &[], true);
+            return;
         }
         let remaining = file.info().len;
         let framing = if self.tx.version == Version::Http11 { BodyFraming::Chunked } else { BodyFraming::Close };
@@ -1475,23 +1477,11 @@ impl Conn {
             self.send_error(sh, 500, Some(&req));
             return Ok(());
         };
-        if self.bound_to() != Some((vi, pi)) {
-            self.unbind(sh);
-            let session = sh.vhosts[vi].protocols[pi].new_session();
-            self.binding = Some(Binding { vhost: vi, protocol: pi, session });
-            let (id, peer) = (self.id(), self.peer);
-            self.dispatch(sh, RawEvent::Bind(id, peer))?;
-        }
+        self.bind(sh, vi, pi)?;
         self.writing = Writing::Callback(CbResp::AwaitHead);
         let framing = req.framing();
-        self.reading = match framing {
-            Framing::None => Reading::Done,
-            Framing::Length(n) => Reading::Body(BodyDecoder::Length(n)),
-            Framing::Chunked => Reading::Body(BodyDecoder::chunked()),
-        };
-        if req.expects_continue() && framing != Framing::None && framing != Framing::Length(0) {
-            self.out.write(b"HTTP/1.1 100 Continue\r\n\r\n", false)?;
-        }
+        self.reading = body_reading(framing);
+        self.continue_if_expected(&req)?;
         let (id, peer) = (self.id(), self.peer);
         self.dispatch(sh, RawEvent::Http(id, peer, &req))?;
         if framing == Framing::Length(0) {
@@ -1614,17 +1604,8 @@ impl Conn {
     /// pause of rx takes effect before the next byte is delivered); the
     /// service applies the rest when we return.
     fn after_callback(&mut self, sh: &mut Shared, action: Action) -> Result<(), Close> {
-        let id = self.id();
-        if sh.commands.iter().any(|c| c.target() == Some(id)) {
-            // In the order they were made; the others stay queued, in order.
-            let commands = std::mem::take(&mut sh.commands);
-            for cmd in commands {
-                if cmd.target() == Some(id) {
-                    self.apply(cmd, sh);
-                } else {
-                    sh.commands.push(cmd);
-                }
-            }
+        for cmd in sh.take_commands_for(self.id()) {
+            self.apply(cmd, sh);
         }
         match action {
             Action::Continue => Ok(()),
@@ -1649,6 +1630,28 @@ impl Conn {
             Command::Timeout(_, None) => sh.timers.clear(self.key),
             Command::WritableAllProtocol { .. } | Command::InflateChunk(..) | Command::Schedule { .. } => {}
         }
+    }
+
+    /// Binds the connection to protocol `pi` of vhost `vi` (unless it is
+    /// already): the old binding is dropped, a session made, and the
+    /// protocol told.
+    fn bind(&mut self, sh: &mut Shared, vi: usize, pi: usize) -> Result<(), Close> {
+        if self.bound_to() == Some((vi, pi)) {
+            return Ok(());
+        }
+        self.unbind(sh);
+        let session = sh.vhosts[vi].protocols[pi].new_session();
+        self.binding = Some(Binding { vhost: vi, protocol: pi, session });
+        let (id, peer) = (self.id(), self.peer);
+        self.dispatch(sh, RawEvent::Bind(id, peer))
+    }
+
+    /// Answers `Expect: 100-continue` for a request with a body.
+    fn continue_if_expected(&mut self, req: &Request) -> io::Result<()> {
+        if req.expects_continue() && !matches!(req.framing(), Framing::None | Framing::Length(0)) {
+            self.out.write(b"HTTP/1.1 100 Continue\r\n\r\n", false)?;
+        }
+        Ok(())
     }
 
     fn unbind(&mut self, sh: &mut Shared) {
@@ -1681,6 +1684,15 @@ impl Conn {
             let _ = self.dispatch(sh, RawEvent::Closed(id, peer));
             self.unbind(sh);
         }
+    }
+}
+
+/// How a request's body is read, by its framing.
+fn body_reading(framing: Framing) -> Reading {
+    match framing {
+        Framing::None => Reading::Done,
+        Framing::Length(n) => Reading::Body(BodyDecoder::Length(n)),
+        Framing::Chunked => Reading::Body(BodyDecoder::chunked()),
     }
 }
 
@@ -1721,6 +1733,16 @@ fn send_chunk(
     out.write(&buf[..n], *remaining > 0)?;
     sh.timers.set(key, sh.now + sh.limits.io_timeout);
     Ok(true)
+}
+
+impl crate::service::Served for Conn {
+    fn forced_slot(&mut self) -> (usize, &mut bool) {
+        (self.key, &mut self.forced)
+    }
+
+    fn readiness(&mut self) -> (&mut bool, &mut bool, &mut bool) {
+        (&mut self.readable, &mut self.hup, &mut self.out.writable)
+    }
 }
 
 impl fmt::Display for Conn {

@@ -267,7 +267,7 @@ impl WsConn {
                 }
             }
         }
-        sh.force_ws(self);
+        sh.force(self);
         Step::Keep
     }
 
@@ -308,7 +308,7 @@ impl WsConn {
                 self.ping_due = true;
                 self.ping_outstanding = true;
                 sh.timers.set(self.key, sh.now + hangup);
-                sh.force_ws(self);
+                sh.force(self);
                 Step::Keep
             }
             Some(_) => {
@@ -779,7 +779,7 @@ impl WsConn {
         match opcode {
             Opcode::Ping if open => {
                 self.b().pong = Some(payload);
-                sh.force_ws(self);
+                sh.force(self);
             }
             Opcode::Pong if open => {
                 let (id, peer) = (self.id(), self.peer);
@@ -821,7 +821,7 @@ impl WsConn {
         self.closing = Closing::Reply(if code == CloseCode::NO_STATUS { Box::default() } else { payload[..2].into() });
         // A peer that closes and then stops reading cannot hold us.
         sh.timers.set(self.key, sh.now + sh.limits.ws_close_timeout);
-        sh.force_ws(self);
+        sh.force(self);
         if was_open {
             let (id, peer) = (self.id(), self.peer);
             self.dispatch(sh, RawEvent::PeerClose(id, peer, code, reason))?;
@@ -853,21 +853,13 @@ impl WsConn {
     /// Applies the callback's requests about this connection now; the
     /// service applies the rest when we return.
     fn after_callback(&mut self, sh: &mut Shared, action: Action) -> Result<(), Close> {
-        let id = self.id();
-        if sh.commands.iter().any(|c| c.target() == Some(id)) {
-            let commands = std::mem::take(&mut sh.commands);
-            for cmd in commands {
-                if cmd.target() == Some(id) {
-                    self.apply(cmd, sh);
-                } else {
-                    sh.commands.push(cmd);
-                }
-            }
+        for cmd in sh.take_commands_for(self.id()) {
+            self.apply(cmd, sh);
         }
         if action == Action::Close && self.closing == Closing::Open {
             // WS-7: a close frame, then wait (bounded) for the answer.
             self.closing = Closing::Send(close_payload(CloseCode::NORMAL, ""));
-            sh.force_ws(self);
+            sh.force(self);
         }
         Ok(())
     }
@@ -877,12 +869,12 @@ impl WsConn {
         match cmd {
             Command::Writable(_) => {
                 self.want_writable = true;
-                sh.force_ws(self);
+                sh.force(self);
             }
             Command::RxFlow(_, enable) => {
                 self.rx_paused = !enable;
                 if enable {
-                    sh.force_ws(self);
+                    sh.force(self);
                 }
             }
             // Closing: the close timer is not the protocol's to move.
@@ -912,6 +904,16 @@ impl WsConn {
     pub(crate) fn on_close(&mut self, sh: &mut Shared) {
         let (id, peer) = (self.id(), self.peer);
         let _ = self.dispatch(sh, RawEvent::WsClosed(id, peer));
+    }
+}
+
+impl crate::service::Served for WsConn {
+    fn forced_slot(&mut self) -> (usize, &mut bool) {
+        (self.key, &mut self.forced)
+    }
+
+    fn readiness(&mut self) -> (&mut bool, &mut bool, &mut bool) {
+        (&mut self.readable, &mut self.hup, &mut self.out.writable)
     }
 }
 
