@@ -87,14 +87,7 @@ cleanup() {
   local rc=$?
   set +e
   [[ -n $WRKPID ]] && kill "$WRKPID" 2>/dev/null && wait "$WRKPID" 2>/dev/null
-  for s in "${!PID[@]}"; do kill "${PID[$s]}" 2>/dev/null; done
-  for s in "${!PID[@]}"; do
-    for _ in $(seq 50); do kill -0 "${PID[$s]}" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "${PID[$s]}" 2>/dev/null
-    wait "${PID[$s]}" 2>/dev/null
-  done
-  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "temp dir kept: $T" >&2; else rm -rf "$T"; fi
-  exit $rc
+  stop_servers_and_exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -171,18 +164,6 @@ start_server() {
 }
 
 # run_wrk SERVER PATH -> sets W_* variables from the report line
-run_wrk() {
-  local s=$1 path=$2 line
-  timeout $((SECS + 60)) "${PIN_C[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
-    -s "$T/report.lua" "http://127.0.0.1:${PORT[$s]}$path" > "$T/wrk.out" 2>&1 &
-  WRKPID=$!
-  wait "$WRKPID" || true
-  WRKPID=""
-  cat "$T/wrk.out" >> "$T/wrk-$s.log"
-  line=$(grep '^WRKRESULT' "$T/wrk.out" || true)
-  [[ -n $line ]] || die "wrk against $s $path gave no result (see $T/wrk-$s.log; BENCH_KEEP=1 keeps it)"
-  eval "$(echo "${line#WRKRESULT }" | tr ' ' '\n' | sed 's/^/W_/')"
-}
 
 {
   echo "# warren CGI load comparison $(date -u +%Y-%m-%dT%H:%M:%SZ)"

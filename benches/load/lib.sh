@@ -1,4 +1,6 @@
-# Shared by compare.sh and zip.sh (sourced; uses their log and die).
+# shellcheck shell=bash
+# Shared by the load scripts (sourced; uses their log and die, and their
+# globals PID, PORT, T, SECS, CONNS, PIN_C, WRKPID where a helper says so).
 # need_pkg COMMAND PACKAGE...: installs PACKAGE with apt-get unless COMMAND
 # exists, keeping any system service the package would start stopped.
 apt_updated=0
@@ -48,4 +50,45 @@ for _ in range(int(sys.argv[1])):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
+}
+
+# cpu_ticks PID: user+system clock ticks the process has used.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# rss_kib PID: resident set, KiB.
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# stop_servers_and_exit RC: what every script's EXIT trap ends with: each
+# server in PID gets SIGTERM, then SIGKILL after 5 s, and is reaped; the
+# temp dir $T goes unless BENCH_KEEP=1; exits with RC.
+stop_servers_and_exit() {
+  local rc=$1 s
+  for s in "${!PID[@]}"; do kill "${PID[$s]}" 2>/dev/null; done
+  for s in "${!PID[@]}"; do
+    for _ in $(seq 50); do kill -0 "${PID[$s]}" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "${PID[$s]}" 2>/dev/null
+    wait "${PID[$s]}" 2>/dev/null
+  done
+  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "temp dir kept: $T" >&2; else rm -rf "$T"; fi
+  exit "$rc"
+}
+
+# run_wrk SERVER PATH [HEADER]: one wrk run against PORT[SERVER] (client
+# pinned by PIN_C), its WRKRESULT line set as W_* variables, and the
+# server's CPU seconds during the run as W_cpu_s.
+run_wrk() {
+  local s=$1 path=$2 hdr=${3:-} line t0 t1
+  local h=()
+  [[ -n $hdr ]] && h=(-H "$hdr")
+  t0=$(cpu_ticks "${PID[$s]}")
+  timeout $((SECS + 60)) "${PIN_C[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
+    "${h[@]}" -s "$T/report.lua" "http://127.0.0.1:${PORT[$s]}$path" > "$T/wrk.out" 2>&1 &
+  WRKPID=$!
+  wait "$WRKPID" || true
+  WRKPID=""
+  t1=$(cpu_ticks "${PID[$s]}")
+  cat "$T/wrk.out" >> "$T/wrk-$s.log"
+  line=$(grep '^WRKRESULT' "$T/wrk.out" || true)
+  [[ -n $line ]] || die "wrk against $s $path gave no result (see $T/wrk-$s.log; BENCH_KEEP=1 keeps it)"
+  eval "$(echo "${line#WRKRESULT }" | tr ' ' '\n' | sed 's/^/W_/')"
+  W_cpu_s=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}')
 }

@@ -139,20 +139,11 @@ cleanup() {
   set +e
   [[ -n $COPID ]] && kill "$COPID" 2>/dev/null && wait "$COPID" 2>/dev/null
   [[ -n $CLIPID ]] && kill "$CLIPID" 2>/dev/null && wait "$CLIPID" 2>/dev/null
-  for s in "${!PID[@]}"; do kill "${PID[$s]}" 2>/dev/null; done
-  for s in "${!PID[@]}"; do
-    for _ in $(seq 50); do kill -0 "${PID[$s]}" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "${PID[$s]}" 2>/dev/null
-    wait "${PID[$s]}" 2>/dev/null
-  done
-  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "temp dir kept: $T" >&2; else rm -rf "$T"; fi
-  exit $rc
+  stop_servers_and_exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 ws_url() { echo "ws://127.0.0.1:${PORT[$1]}$WS_PATH"; }
 
 # start_server NAME KIND [EXTRA ARGS]: KIND warren or tokio-echo; waits until

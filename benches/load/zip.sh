@@ -153,16 +153,7 @@ cleanup() {
   set +e
   [[ -n $SLOWPID ]] && kill "$SLOWPID" 2>/dev/null && wait "$SLOWPID" 2>/dev/null
   [[ -n $WRKPID ]] && kill "$WRKPID" 2>/dev/null && wait "$WRKPID" 2>/dev/null
-  for s in "${!PID[@]}"; do
-    kill "${PID[$s]}" 2>/dev/null
-  done
-  for s in "${!PID[@]}"; do
-    for _ in $(seq 50); do kill -0 "${PID[$s]}" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "${PID[$s]}" 2>/dev/null
-    wait "${PID[$s]}" 2>/dev/null
-  done
-  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "temp dir kept: $T" >&2; else rm -rf "$T"; fi
-  exit $rc
+  stop_servers_and_exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -398,28 +389,10 @@ verify_identity() {
   cmp -s "$T/v.body" "$file" || die "$s: GET $path without Accept-Encoding differs from $(basename "$file")"
 }
 
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 # run_wrk NAME PATH [HEADER] -> sets W_* variables from the report line, and
 # W_cpu_s (server CPU seconds during the run)
-run_wrk() {
-  local s=$1 path=$2 hdr=${3:-} line t0 t1
-  local h=()
-  [[ -n $hdr ]] && h=(-H "$hdr")
-  t0=$(cpu_ticks "${PID[$s]}")
-  timeout $((SECS + 60)) "${PIN_C[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
-    "${h[@]}" -s "$T/report.lua" "http://127.0.0.1:${PORT[$s]}$path" > "$T/wrk.out" 2>&1 &
-  WRKPID=$!
-  wait "$WRKPID" || true
-  WRKPID=""
-  t1=$(cpu_ticks "${PID[$s]}")
-  cat "$T/wrk.out" >> "$T/wrk-$s.log"
-  line=$(grep '^WRKRESULT' "$T/wrk.out" || true)
-  [[ -n $line ]] || die "wrk against $s $path gave no result (see $T/wrk-$s.log; BENCH_KEEP=1 keeps it)"
-  eval "$(echo "${line#WRKRESULT }" | tr ' ' '\n' | sed 's/^/W_/')"
-  W_cpu_s=$(awk -v t="$((t1 - t0))" -v hz="$TCK" 'BEGIN {printf "%.2f", t / hz}')
-}
 
 # record NAME TEST AE PATH ROUND: one raw line from the W_* variables
 record() {

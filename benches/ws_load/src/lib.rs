@@ -26,6 +26,44 @@ pub fn parse_num<T: std::str::FromStr>(prog: &str, usage: &str, flag: &str, v: O
     v.parse().unwrap_or_else(|_| usage_error(prog, &format!("{flag}: not a valid number: '{v}'"), usage))
 }
 
+/// What the tools' command lines share: `--protocol NAME`, `-h`/`--help`,
+/// and one positional argument.
+#[derive(Debug, Default)]
+pub struct CommonArgs {
+    /// The positional argument (a URL, or a listen address).
+    pub positional: Option<String>,
+    /// `--protocol NAME`.
+    pub protocol: Option<String>,
+}
+
+impl CommonArgs {
+    /// Takes `a` (and its value from `args`), which is none of the tool's
+    /// own flags; `what` names the positional argument in errors.
+    pub fn take(&mut self, prog: &str, usage: &str, what: &str, a: &str, args: &mut impl Iterator<Item = String>) {
+        match a {
+            "--protocol" => {
+                self.protocol =
+                    Some(args.next().unwrap_or_else(|| usage_error(prog, "--protocol needs a value", usage)))
+            }
+            "-h" | "--help" => {
+                println!("usage: {usage}");
+                std::process::exit(0);
+            }
+            s if s.starts_with('-') => usage_error(prog, &format!("unknown option '{s}'"), usage),
+            s => {
+                if self.positional.replace(s.to_string()).is_some() {
+                    usage_error(prog, &format!("more than one {what}"), usage)
+                }
+            }
+        }
+    }
+
+    /// The positional argument, or a usage error saying it is missing.
+    pub fn positional(&mut self, prog: &str, usage: &str, what: &str) -> String {
+        self.positional.take().unwrap_or_else(|| usage_error(prog, &format!("no {what} given"), usage))
+    }
+}
+
 /// Where to connect and what to send for the opening handshake.
 #[derive(Debug, Clone)]
 pub struct Target {

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use ws_load::{parse_num, raise_nofile, usage_error};
+use ws_load::{parse_num, raise_nofile, CommonArgs};
 
 const PROG: &str = "tokio-echo";
 const USAGE: &str = "tokio-echo ADDR:PORT [--protocol NAME] [--read-buffer BYTES] [--write-buffer BYTES]\n  \
@@ -35,31 +35,18 @@ struct Opts {
 }
 
 fn parse_args() -> Opts {
-    let mut addr = None;
-    let mut protocol = None;
+    let mut common = CommonArgs::default();
     let mut config = WebSocketConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--protocol" => {
-                protocol = Some(args.next().unwrap_or_else(|| usage_error(PROG, "--protocol needs a value", USAGE)))
-            }
             "--read-buffer" => config = config.read_buffer_size(parse_num(PROG, USAGE, &a, args.next())),
             "--write-buffer" => config = config.write_buffer_size(parse_num(PROG, USAGE, &a, args.next())),
-            "-h" | "--help" => {
-                println!("usage: {USAGE}");
-                std::process::exit(0);
-            }
-            s if s.starts_with('-') => usage_error(PROG, &format!("unknown option '{s}'"), USAGE),
-            s => {
-                if addr.replace(s.to_string()).is_some() {
-                    usage_error(PROG, "more than one address", USAGE)
-                }
-            }
+            _ => common.take(PROG, USAGE, "address", &a, &mut args),
         }
     }
-    let addr = addr.unwrap_or_else(|| usage_error(PROG, "no listen address given", USAGE));
-    Opts { addr, protocol, config }
+    let addr = common.positional(PROG, USAGE, "listen address");
+    Opts { addr, protocol: common.protocol, config }
 }
 
 /// Selects `want` when the client offered it. (The error type is

@@ -23,7 +23,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
-use ws_load::{parse_num, raise_nofile, usage_error, Target, Ws};
+use ws_load::{parse_num, raise_nofile, usage_error, CommonArgs, Target, Ws};
 
 const PROG: &str = "ws-idle";
 const USAGE: &str = "ws-idle ws://HOST:PORT/PATH [-n CONNS] [-t HOLD_SECS] [--protocol NAME] \
@@ -43,7 +43,7 @@ struct Opts {
 
 fn parse_args() -> Opts {
     let mut o = Opts { url: String::new(), count: 1000, hold: 60.0, protocol: None, echo: true, timeout: 10.0 };
-    let mut url = None;
+    let mut common = CommonArgs::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -51,22 +51,11 @@ fn parse_args() -> Opts {
             "-t" | "--hold" => o.hold = parse_num(PROG, USAGE, &a, args.next()),
             "--timeout" => o.timeout = parse_num(PROG, USAGE, &a, args.next()),
             "--no-echo" => o.echo = false,
-            "--protocol" => {
-                o.protocol = Some(args.next().unwrap_or_else(|| usage_error(PROG, "--protocol needs a value", USAGE)))
-            }
-            "-h" | "--help" => {
-                println!("usage: {USAGE}");
-                std::process::exit(0);
-            }
-            s if s.starts_with('-') => usage_error(PROG, &format!("unknown option '{s}'"), USAGE),
-            s => {
-                if url.replace(s.to_string()).is_some() {
-                    usage_error(PROG, "more than one URL", USAGE)
-                }
-            }
+            _ => common.take(PROG, USAGE, "URL", &a, &mut args),
         }
     }
-    o.url = url.unwrap_or_else(|| usage_error(PROG, "no URL given", USAGE));
+    o.url = common.positional(PROG, USAGE, "URL");
+    o.protocol = common.protocol;
     let ok = |x: f64| (0.0..1e6).contains(&x);
     if o.count == 0 || !ok(o.hold) || !ok(o.timeout) || o.timeout == 0.0 {
         usage_error(PROG, "-n and --timeout must be positive, -t not negative", USAGE);

@@ -28,7 +28,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
-use ws_load::{cpu_seconds, parse_num, raise_nofile, usage_error, Target, Ws};
+use ws_load::{cpu_seconds, parse_num, raise_nofile, usage_error, CommonArgs, Target, Ws};
 
 const PROG: &str = "ws-load";
 const USAGE: &str = "ws-load ws://HOST:PORT/PATH [-c CONNS] [-s BYTES] [-d SECS] [--warmup SECS] \
@@ -50,7 +50,7 @@ struct Opts {
 fn parse_args() -> Opts {
     let mut o =
         Opts { url: String::new(), conns: 100, size: 1024, secs: 10.0, warmup: 1.0, protocol: None, timeout: 10.0 };
-    let mut url = None;
+    let mut common = CommonArgs::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -59,22 +59,11 @@ fn parse_args() -> Opts {
             "-d" | "--duration" => o.secs = parse_num(PROG, USAGE, &a, args.next()),
             "--warmup" => o.warmup = parse_num(PROG, USAGE, &a, args.next()),
             "--timeout" => o.timeout = parse_num(PROG, USAGE, &a, args.next()),
-            "--protocol" => {
-                o.protocol = Some(args.next().unwrap_or_else(|| usage_error(PROG, "--protocol needs a value", USAGE)))
-            }
-            "-h" | "--help" => {
-                println!("usage: {USAGE}");
-                std::process::exit(0);
-            }
-            s if s.starts_with('-') => usage_error(PROG, &format!("unknown option '{s}'"), USAGE),
-            s => {
-                if url.replace(s.to_string()).is_some() {
-                    usage_error(PROG, "more than one URL", USAGE)
-                }
-            }
+            _ => common.take(PROG, USAGE, "URL", &a, &mut args),
         }
     }
-    o.url = url.unwrap_or_else(|| usage_error(PROG, "no URL given", USAGE));
+    o.url = common.positional(PROG, USAGE, "URL");
+    o.protocol = common.protocol;
     if o.conns == 0 || o.size == 0 {
         usage_error(PROG, "-c and -s must be at least 1", USAGE);
     }
