@@ -10,11 +10,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::sync::{Barrier, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 use support::*;
@@ -216,37 +215,6 @@ fn settle_fds(want: usize) -> usize {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Starts the binary like [`start_warren`], but keeps its log lines.
-fn start_logged(args: &[&str]) -> (Running, u16, mpsc::Receiver<String>) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .args(["--port", "0", "--log-level", "info"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn warren");
-    let stderr = child.stderr.take().expect("stderr");
-    let running = Running(child);
-    let (tx, rx) = mpsc::channel();
-    let (port_tx, port_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut port_tx = Some(port_tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(port) =
-                line.split("http://127.0.0.1:").nth(1).and_then(|r| r.trim_end_matches('/').parse().ok())
-            {
-                if let Some(p) = port_tx.take() {
-                    let _ = p.send(port);
-                }
-            }
-            let _ = tx.send(line);
-        }
-    });
-    let port: u16 = port_rx.recv_timeout(Duration::from_secs(20)).expect("warren exited before serving");
-    (running, port, rx)
 }
 
 fn local(port: u16) -> SocketAddr {
@@ -960,7 +928,7 @@ fn stderr_lines_are_logged_with_the_script() {
     let _g = shared();
     let t = tempfile::tempdir().expect("tempdir");
     let cgi = format!("/cgi-bin={}", cgi_dir().display());
-    let (_w, port, log) = start_logged(&["--root", &t.path().to_string_lossy(), "--cgi", &cgi]);
+    let (_w, port, log) = start_warren_logged(&["--root", &t.path().to_string_lossy(), "--cgi", &cgi]);
     let r = get_at(local(port), "/cgi-bin/stderr.sh");
     assert_eq!((r.status, r.text().as_str()), (200, "logged\n"));
     let mut found = Vec::new();

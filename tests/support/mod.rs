@@ -281,6 +281,13 @@ impl Drop for Running {
 /// free port here and passing it would race with other tests binding
 /// ephemeral ports.)
 pub fn start_warren(args: &[&str]) -> (Running, u16) {
+    let (running, port, _log) = start_warren_logged(args);
+    (running, port)
+}
+
+/// [`start_warren`], keeping its log lines (stderr is read to its end by
+/// a thread, so the child never blocks on a full pipe).
+pub fn start_warren_logged(args: &[&str]) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .args(args)
         .args(["--port", "0", "--log-level", "info"])
@@ -291,13 +298,18 @@ pub fn start_warren(args: &[&str]) -> (Running, u16) {
         .expect("spawn warren");
     let stderr = child.stderr.take().expect("stderr");
     let running = Running(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let port = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.split("http://127.0.0.1:").nth(1).and_then(|r| r.trim_end_matches('/').parse().ok()))
-        .expect("warren exited before serving");
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (running, port)
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut port_tx = Some(port_tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let port = line.split("http://127.0.0.1:").nth(1).and_then(|r| r.trim_end_matches('/').parse::<u16>().ok());
+            if let (Some(port), Some(p)) = (port, port_tx.take()) {
+                let _ = p.send(port);
+            }
+            let _ = tx.send(line);
+        }
+    });
+    let port = port_rx.recv_timeout(Duration::from_secs(20)).expect("warren exited before serving");
+    (running, port, rx)
 }
