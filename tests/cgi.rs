@@ -1214,3 +1214,42 @@ fn php_cgi_through_the_binary_finds_the_sites_script() {
     assert_eq!(r.text(), format!("php {} {}", canon.display(), canon.join("hello.php").display()));
     drop(t);
 }
+
+/// Hostile paths under a CGI mount never run anything outside its
+/// directory: each gets a 4xx, and the mount still works afterwards.
+#[test]
+fn hostile_cgi_paths_run_nothing_outside_the_directory() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let paths = [
+        "/cgi-bin/../../../../bin/sh",
+        "/cgi-bin/%2e%2e/%2e%2e/%2e%2e/bin/sh",
+        "/cgi-bin/..%2f..%2f..%2fbin%2fsh",
+        "/cgi-bin/env.sh%00.txt",
+        "/cgi-bin/%00",
+        "/cgi-bin/./../cgi-bin/../../etc/passwd",
+        "/cgi-bin/nonexistent.sh/../../env.sh",
+        "/cgi-bin/\\..\\..\\bin\\sh",
+    ];
+    for p in paths {
+        let r = get_at(s.server.addr, p);
+        assert!((400..500).contains(&r.status), "{p}: {} {}", r.status, r.text());
+        assert!(!r.text().contains("GATEWAY_INTERFACE"), "{p} ran a program");
+    }
+    // Random bytes as the path: never a 5xx, never a crash.
+    let mut seed = 0x2545_f491_u32;
+    for _ in 0..200 {
+        let mut path = String::from("/cgi-bin/");
+        for _ in 0..(seed % 40) {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let c = b"./%2e%00abc.sh\\"[(seed % 15) as usize] as char;
+            path.push(c);
+        }
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let (_, r) = exchange(s.server.addr, req.as_bytes());
+        assert!(r.status < 500, "{path:?}: {}", r.status);
+    }
+    assert_eq!(get_at(s.server.addr, "/cgi-bin/env.sh").status, 200);
+}
