@@ -92,7 +92,6 @@ if [[ $(nproc) -ge 2 ]]; then
 else
   log "note: fewer than 2 CPUs; servers and wrk are not pinned"
 fi
-TCK=$(getconf CLK_TCK)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 # --- temp dir, docroot, cleanup --------------------------------------------
@@ -267,11 +266,9 @@ for r in $(seq "$ROUNDS"); do
     log "round $r $s 1k: $rps req/s (p99 ${W_p99_us} us)"
   done
   for s in $SERVERS; do
-    t0=$(cpu_ticks "${PID[$s]}")
     run_wrk "$s" /10m.bin
-    t1=$(cpu_ticks "${PID[$s]}")
-    read -r cpu_s spg gibps < <(awk -v t="$((t1 - t0))" -v hz="$TCK" -v b="$W_bytes" -v d="$W_duration_us" \
-      'BEGIN {c = t / hz; g = b / 1073741824; printf "%.3f %.3f %.3f\n", c, (g > 0 ? c / g : 0), g / (d / 1e6)}')
+    read -r cpu_s spg gibps < <(awk -v c="$W_cpu_s" -v b="$W_bytes" -v d="$W_duration_us" \
+      'BEGIN {g = b / 1073741824; printf "%.3f %.3f %.3f\n", c, (g > 0 ? c / g : 0), g / (d / 1e6)}')
     echo "server=$s round=$r test=10m cpu_s=$cpu_s s_per_gib=$spg gib_per_s=$gibps requests=$W_requests bytes=$W_bytes duration_us=$W_duration_us errors=$W_err_connect/$W_err_read/$W_err_write/$W_err_status/$W_err_timeout" >> "$OUT"
     log "round $r $s 10m: $gibps GiB/s, server CPU $cpu_s s, $spg s/GiB"
   done

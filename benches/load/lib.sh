@@ -90,5 +90,6 @@ run_wrk() {
   line=$(grep '^WRKRESULT' "$T/wrk.out" || true)
   [[ -n $line ]] || die "wrk against $s $path gave no result (see $T/wrk-$s.log; BENCH_KEEP=1 keeps it)"
   eval "$(echo "${line#WRKRESULT }" | tr ' ' '\n' | sed 's/^/W_/')"
-  W_cpu_s=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}')
+  # shellcheck disable=SC2034  # read by the scripts that source this
+  W_cpu_s=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", t / hz}')
 }
