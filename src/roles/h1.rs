@@ -148,6 +148,10 @@ pub(crate) struct Conn {
     /// rx is paused for a CGI (its stdin is full, or it waits for a slot),
     /// not by a protocol.
     cgi_paused_rx: bool,
+    /// The current request has a body that has not been read to its end.
+    /// Whatever path answered it, the connection is not reused while this
+    /// holds: the unread bytes would be parsed as the next request.
+    body_unread: bool,
 }
 
 impl Conn {
@@ -182,6 +186,7 @@ impl Conn {
             logging: None,
             upgrade: None,
             cgi_paused_rx: false,
+            body_unread: false,
         }
     }
 
@@ -415,7 +420,7 @@ impl Conn {
     fn finish_transaction(&mut self, sh: &mut Shared) {
         self.want_writable = false;
         self.log_transaction(sh);
-        if self.tx.keep_alive && matches!(self.reading, Reading::Done) {
+        if self.tx.keep_alive && matches!(self.reading, Reading::Done) && !self.body_unread {
             // A pause of rx was about the request that just ended.
             self.rx_paused = false;
             self.writing = Writing::Idle;
@@ -544,6 +549,7 @@ impl Conn {
                     let done = decoder.is_done();
                     if done {
                         self.reading = Reading::Done;
+                        self.body_unread = false;
                     }
                     if let Writing::Cgi(run) = &mut self.writing {
                         // CGI: the body goes to the program's stdin.
@@ -611,6 +617,12 @@ impl Conn {
         };
         sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
         self.reading = Reading::Done;
+        self.body_unread = !matches!(req.framing(), Framing::None | Framing::Length(0));
+        if self.body_unread {
+            // Only the paths that read the body (a protocol's, a CGI's)
+            // let the connection be reused; every other answer closes.
+            self.tx.keep_alive = false;
+        }
         self.vhost = select_vhost(&sh.vhosts, &sh.listeners[self.listener], req.host());
         if sh.access_logs.get(self.vhost).is_some_and(Option::is_some) {
             let entry = crate::access_log::Entry {
@@ -623,6 +635,7 @@ impl Conn {
             self.logging = Some(Box::new((entry, self.out.sent)));
         }
         if req.path() == "*" {
+            self.skip_body(&req);
             self.send_simple(sh, 200, &[("Allow", "GET, HEAD, OPTIONS")], false);
             return Ok(());
         }
@@ -685,7 +698,10 @@ impl Conn {
         self.unbind(sh);
         self.skip_body(&req);
         let vhost = &sh.vhosts[self.vhost];
-        let chosen = handshake::check(&req).and_then(|o| {
+        // Bytes after the head would be taken as frames: refuse a body.
+        let body =
+            if self.body_unread { Err(Refusal::BadRequest("a WebSocket upgrade cannot carry a body")) } else { Ok(()) };
+        let chosen = body.and_then(|()| handshake::check(&req)).and_then(|o| {
             let found = if o.named_protocol {
                 // WS-2: the first the client names that the vhost has.
                 o.protocols.iter().find_map(|name| vhost.protocols.iter().position(|p| p.name() == name))
@@ -1002,6 +1018,7 @@ impl Conn {
         };
         let framing = req.framing();
         self.reading = body_reading(framing);
+        self.tx.keep_alive = req.keep_alive();
         if m.cgi.running >= m.cgi.max_processes {
             // CGI-3 [REC]: wait briefly for a slot, reading nothing.
             self.rx_paused = true;
@@ -1481,6 +1498,7 @@ impl Conn {
         self.writing = Writing::Callback(CbResp::AwaitHead);
         let framing = req.framing();
         self.reading = body_reading(framing);
+        self.tx.keep_alive = req.keep_alive();
         self.continue_if_expected(&req)?;
         let (id, peer) = (self.id(), self.peer);
         self.dispatch(sh, RawEvent::Http(id, peer, &req))?;
