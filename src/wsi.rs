@@ -77,6 +77,32 @@ impl Transport {
         }
     }
 
+    /// The count of bytes the peer has acknowledged (`tcpi_bytes_acked`,
+    /// Linux 4.2 and later); `None` where the kernel does not say.
+    fn bytes_acked(&self) -> Option<u64> {
+        match self {
+            Transport::Plain(s) => {
+                // SAFETY: zeroed is a valid tcp_info (plain integers).
+                let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+                let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+                // SAFETY: `info` and `len` are locals of the sizes given;
+                // the fd is owned by `s`.
+                let r = unsafe {
+                    libc::getsockopt(
+                        s.as_raw_fd(),
+                        libc::IPPROTO_TCP,
+                        libc::TCP_INFO,
+                        (&mut info as *mut libc::tcp_info).cast(),
+                        &mut len,
+                    )
+                };
+                // Older kernels fill in less; the field must be there.
+                let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8;
+                (r == 0 && len as usize >= needed).then_some(info.tcpi_bytes_acked)
+            }
+        }
+    }
+
     /// Copies up to `len` bytes of `fd` from `offset` with `sendfile(2)`.
     /// `None`: this transport cannot (TLS must see the bytes).
     fn sendfile(&mut self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> Option<io::Result<usize>> {
@@ -119,11 +145,36 @@ pub(crate) struct Out {
     /// write fails too, and the connection closes after the callback that
     /// met it (so a protocol that ignores the error cannot spin).
     pub(crate) failed: Option<io::ErrorKind>,
+    /// The peer's acknowledged byte count when the socket last filled
+    /// up: a reader that drains slowly is told from a stalled one by it.
+    acked_mark: u64,
 }
 
 impl Out {
     pub(crate) fn new(sock: Transport) -> Out {
-        Out { sock, pending: Vec::new(), pending_off: 0, writable: false, sent: 0, failed: None }
+        Out { sock, pending: Vec::new(), pending_off: 0, writable: false, sent: 0, failed: None, acked_mark: 0 }
+    }
+
+    /// The socket took less than it was given: it is full until the next
+    /// WRITABLE edge. Remembers how much the peer had acknowledged.
+    fn blocked(&mut self) {
+        self.writable = false;
+        self.acked_mark = self.sock.bytes_acked().unwrap_or(0);
+    }
+
+    /// Whether the peer acknowledged more bytes since the socket filled up
+    /// (or since the last call that said so). A slow but steady reader
+    /// makes progress even while no write of ours can, because megabytes
+    /// may sit in the kernel's send queue; a stalled reader acknowledges
+    /// nothing. With no way to know (another transport), `false`.
+    pub(crate) fn peer_progress(&mut self) -> bool {
+        match self.sock.bytes_acked() {
+            Some(acked) if acked > self.acked_mark => {
+                self.acked_mark = acked;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn has_pending(&self) -> bool {
@@ -146,7 +197,7 @@ impl Out {
                 match self.no_block(|sock| sock.send(&data[done..], more))? {
                     Some(n) => done += n,
                     None => {
-                        self.writable = false;
+                        self.blocked();
                         break;
                     }
                 }
@@ -183,7 +234,7 @@ impl Out {
                 match r? {
                     Some(n) => done += n,
                     None => {
-                        self.writable = false;
+                        self.blocked();
                         break;
                     }
                 }
@@ -231,7 +282,7 @@ impl Out {
                     moved = true;
                 }
                 None => {
-                    self.writable = false;
+                    self.blocked();
                     return Ok(moved);
                 }
             }
@@ -268,10 +319,10 @@ impl Out {
                 // say EAGAIN. (A file that shrank since it was opened then
                 // waits for the io timeout instead of failing at once.)
                 if *n < len && *n > 0 {
-                    self.writable = false;
+                    self.blocked();
                 }
             }
-            None => self.writable = false,
+            None => self.blocked(),
         }))
     }
 

@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 use support::*;
 use warren::ContextInfo;
 
@@ -78,4 +79,40 @@ fn keep_alive_still_works_after_a_bodiless_options() {
     let mut rd = Reader::new(s);
     assert_eq!(rd.response(false).expect("options").status, 200);
     assert_eq!(rd.response(false).expect("get").status, 200);
+}
+
+#[test]
+fn a_slow_but_steady_reader_is_not_cut_off() {
+    // Issue 10 item 7: the io timeout counts what the peer drains from
+    // the kernel's send queue, not only our writes. The reader takes
+    // 8 KiB every 50 ms (~160 KB/s): megabytes wait in the send queue and
+    // no write of the server's can move for far longer than the 2 s
+    // timeout, while the peer's window updates (one per 64 KiB read on
+    // loopback) come several times per timeout. (A connection the server drops still delivers what its
+    // send queue holds, so the test asks the server whether it is open.)
+    let (_t, root) = site();
+    std::fs::write(root.join("big.bin"), pattern(48 << 20)).expect("write");
+    let limits = warren::Limits { io_timeout: Duration::from_secs(2), ..warren::Limits::default() };
+    let server = Server::start(ContextInfo::new().limits(limits).vhost(vhost().mount(files_mount("/", &root))));
+    let mut s = server.connect();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let started = Instant::now();
+    let mut buf = [0u8; 8192];
+    while started.elapsed() < Duration::from_secs(8) {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed after {:?}", started.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(server.handle.stats().open, 1, "the server dropped a reader that drains steadily");
+    }
+    // A reader that stops altogether is still dropped.
+    let stalled = server.connect();
+    let mut stalled_w = stalled.try_clone().expect("clone");
+    stalled_w.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    drop(s);
+    let t = Instant::now();
+    while server.handle.stats().open > 0 {
+        assert!(t.elapsed() < Duration::from_secs(60), "a stalled reader stays connected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(stalled);
 }

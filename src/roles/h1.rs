@@ -1402,10 +1402,24 @@ impl Conn {
             }
             other => {
                 self.writing = other;
+                if self.waits_for_reader() && self.out.peer_progress() {
+                    // A slow but steady reader: what it drained from the
+                    // kernel's send queue is progress, though none of our
+                    // writes could move.
+                    sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+                    return Step::Keep;
+                }
                 log::debug!("{}: timed out in {}", self.peer, self.phase());
                 Step::Close
             }
         }
+    }
+
+    /// A response is under way and blocked on the peer taking bytes.
+    fn waits_for_reader(&self) -> bool {
+        !self.out.writable
+            && matches!(self.reading, Reading::Done | Reading::Body(_))
+            && !matches!(self.writing, Writing::Idle | Writing::Closed | Writing::CgiWait { .. })
     }
 
     /// The CGI run, if one needs its pipes registered.
