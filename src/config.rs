@@ -50,6 +50,7 @@ pub fn load_dir(dir: &Path) -> Result<ContextInfo, ConfigError> {
         files.extend(more);
     }
     let mut global = Global::default();
+    let mut global_file = files[0].clone();
     let mut vhosts = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
@@ -60,6 +61,7 @@ pub fn load_dir(dir: &Path) -> Result<ContextInfo, ConfigError> {
         let parsed = parse_file(file, &text)?;
         if let Some(g) = parsed.global {
             global = g;
+            global_file = file.clone();
             check_unsupported(file, "global", &global)?;
         }
         for (i, v) in parsed.vhosts.unwrap_or_default().into_iter().enumerate() {
@@ -72,16 +74,17 @@ pub fn load_dir(dir: &Path) -> Result<ContextInfo, ConfigError> {
     }
     let mut limits = Limits::default();
     if let Some(t) = &global.timeout_secs {
-        limits.io_timeout = Duration::from_secs(number(&files[0], "global.timeout-secs", t)?);
+        limits.io_timeout = seconds(&global_file, "global.timeout-secs", t)?;
     }
     if let Some(n) = &global.count_threads {
-        if number(&files[0], "global.count-threads", n)? != 1 {
-            return Err(unsupported(&files[0], "global.count-threads", "more than one service thread"));
+        if number(&global_file, "global.count-threads", n)? != 1 {
+            return Err(unsupported(&global_file, "global.count-threads", "more than one service thread"));
         }
     }
     let mut info = ContextInfo::new().limits(limits);
     for (file, i, v) in vhosts {
-        info = info.vhost(build_vhost(&file, i, v, global.server_string.as_ref())?);
+        let server = global.server_string.as_ref().map(|s| (global_file.as_path(), s));
+        info = info.vhost(build_vhost(&file, i, v, server)?);
     }
     Ok(info)
 }
@@ -311,6 +314,16 @@ fn bad(file: &Path, key: &str, message: String) -> ConfigError {
     ConfigError { file: file.to_path_buf(), position: None, message: format!("{key}: {message}") }
 }
 
+/// A duration in whole seconds, at most [`crate::MAX_TIMEOUT`].
+fn seconds(file: &Path, key: &str, v: &Scalar) -> Result<Duration, ConfigError> {
+    let n = number(file, key, v)?;
+    let max = crate::MAX_TIMEOUT.as_secs();
+    if n > max {
+        return Err(bad(file, key, format!("expected seconds from 0 to {max} (a year), found {n}")));
+    }
+    Ok(Duration::from_secs(n))
+}
+
 fn number(file: &Path, key: &str, v: &Scalar) -> Result<u64, ConfigError> {
     v.text().trim().parse().map_err(|_| bad(file, key, format!("expected a number, found {:?}", v.text())))
 }
@@ -389,7 +402,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn build_vhost(file: &Path, index: usize, v: Vhost, server: Option<&Scalar>) -> Result<VhostInfo, ConfigError> {
+fn build_vhost(
+    file: &Path,
+    index: usize,
+    v: Vhost,
+    server: Option<(&Path, &Scalar)>,
+) -> Result<VhostInfo, ConfigError> {
     let at = format!("vhosts[{index}]");
     check_unsupported(file, &at, &v)?;
     let port = v.port.as_ref().ok_or_else(|| bad(file, &at, "\"port\" is required (CFG-7)".into()))?;
@@ -407,14 +425,20 @@ fn build_vhost(file: &Path, index: usize, v: Vhost, server: Option<&Scalar>) -> 
     };
     let name = v.name.map_or_else(|| "default".to_string(), |n| n.text());
     let mut vhost = VhostInfo::new(name, SocketAddr::new(ip, port));
-    if let Some(s) = server {
+    if let Some((server_file, s)) = server {
+        if let Some(why) = crate::http::field_problem("Server", &s.text()) {
+            return Err(bad(server_file, "global.server-string", format!("{:?}: {why}", s.text())));
+        }
         vhost = vhost.server_string(s.text());
     }
     if let Some(k) = &v.keepalive_timeout {
-        vhost = vhost.keepalive_timeout(Duration::from_secs(number(file, &format!("{at}.keepalive_timeout"), k)?));
+        vhost = vhost.keepalive_timeout(seconds(file, &format!("{at}.keepalive_timeout"), k)?);
     }
-    for map in v.headers.unwrap_or_default() {
+    for (i, map) in v.headers.unwrap_or_default().into_iter().enumerate() {
         for (k, val) in map {
+            if let Some(why) = crate::http::field_problem(&k, &val.text()) {
+                return Err(bad(file, &format!("{at}.headers[{i}]"), format!("{k:?}: {:?}: {why}", val.text())));
+            }
             vhost = vhost.header(k, val.text());
         }
     }
@@ -448,15 +472,15 @@ fn build_vhost(file: &Path, index: usize, v: Vhost, server: Option<&Scalar>) -> 
         }
     }
     if let Some(p) = &v.ws_ping_secs {
-        let ping = number(file, &format!("{at}.ws-ping-secs"), p)?;
+        let ping = seconds(file, &format!("{at}.ws-ping-secs"), p)?;
         let hangup = match &v.ws_hangup_secs {
-            Some(h) => number(file, &format!("{at}.ws-hangup-secs"), h)?,
-            None => 10,
+            Some(h) => seconds(file, &format!("{at}.ws-hangup-secs"), h)?,
+            None => Duration::from_secs(10),
         };
-        if ping == 0 || hangup == 0 {
+        if ping.is_zero() || hangup.is_zero() {
             return Err(bad(file, &format!("{at}.ws-ping-secs"), "expected seconds greater than 0".into()));
         }
-        vhost = vhost.ws_keepalive(Duration::from_secs(ping), Duration::from_secs(hangup));
+        vhost = vhost.ws_keepalive(ping, hangup);
     } else if v.ws_hangup_secs.is_some() {
         return Err(bad(file, &format!("{at}.ws-hangup-secs"), "needs ws-ping-secs".into()));
     }
@@ -501,7 +525,7 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
         }
         let mut mount = Mount::cgi(&mountpoint, p);
         if let Some(t) = &m.cgi_timeout {
-            mount = mount.cgi_timeout(Duration::from_secs(number(file, &format!("{at}.cgi-timeout"), t)?));
+            mount = mount.cgi_timeout(seconds(file, &format!("{at}.cgi-timeout"), t)?);
         }
         for (i, map) in m.cgi_env.iter().flatten().enumerate() {
             for (k, v) in map {

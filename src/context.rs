@@ -12,6 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use warren_vfs::Fops;
 
+/// The longest timeout or deadline warren accepts anywhere (a year):
+/// configuration asking for more is refused, and longer timeouts a
+/// protocol asks for are cut to it (a deadline past what the clock can
+/// hold would otherwise panic).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// Timeouts and size limits that apply to every connection.
 ///
 /// Every value has a default chosen for a public server; each says why.

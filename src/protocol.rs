@@ -34,6 +34,7 @@
 //! for (after such a remainder drains, say): dropping the `Writer` unused is
 //! always fine.
 
+use crate::context::MAX_TIMEOUT;
 use crate::http::request::Request;
 use crate::ws::{CloseCode, Rx, WsWriter};
 use crate::wsi::ResponseWriter;
@@ -296,14 +297,16 @@ impl Cx<'_> {
 
     /// Closes `wsi` if it has not finished its business within `after`
     /// (`None` cancels a timeout set this way).
+    /// Longer than [`MAX_TIMEOUT`] counts as [`MAX_TIMEOUT`].
     pub fn set_timeout(&mut self, wsi: WsiId, after: Option<Duration>) {
-        self.commands.push(Command::Timeout(wsi, after));
+        self.commands.push(Command::Timeout(wsi, after.map(|a| a.min(MAX_TIMEOUT))));
     }
 
     /// Asks for one [`Event::Timer`] to this protocol on this vhost after
     /// `after` (at the loop's timer resolution, 50 ms). Each call asks
-    /// for one more.
+    /// for one more. Longer than [`MAX_TIMEOUT`] counts as [`MAX_TIMEOUT`].
     pub fn schedule(&mut self, after: Duration) {
+        let after = after.min(MAX_TIMEOUT);
         self.commands.push(Command::Schedule { vhost: self.vhost, protocol: self.protocol, after });
     }
 

@@ -2,7 +2,7 @@
 //! wheel, a waker, and the forced-service list. The only module that
 //! polls or registers.
 
-use crate::context::{ContextHandle, ContextInfo, HandleInner, Limits, VhostInfo};
+use crate::context::{ContextHandle, ContextInfo, HandleInner, Limits, VhostInfo, MAX_TIMEOUT};
 use crate::http::encode::DateCache;
 use crate::mount::Origin;
 use crate::protocol::{Command, Cx, RawEvent, WsiId};
@@ -103,6 +103,18 @@ pub(crate) trait Served {
 }
 
 impl Shared {
+    /// Puts back what a panic may have left taken: a role borrows the
+    /// receive and transmit buffers with `mem::take` while it works, and a
+    /// panic below it (a protocol's callback, a bug) would otherwise leave
+    /// a zero-length receive buffer that makes every later read look like
+    /// a closed peer.
+    pub(crate) fn heal(&mut self) {
+        if self.rx.len() != RX_BUF {
+            self.rx = vec![0; RX_BUF];
+        }
+        self.tx.clear();
+    }
+
     /// Queues `conn` for service without waiting for an event.
     pub(crate) fn force(&mut self, conn: &mut impl Served) {
         let (key, forced) = conn.forced_slot();
@@ -169,6 +181,7 @@ impl Service {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no vhost to serve"));
         }
         let mut info = info;
+        check_limits(&info.limits).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
         ignore_sigpipe();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
@@ -227,6 +240,8 @@ impl Service {
     /// log, and binds its address unless a vhost already listens there.
     /// Returns the address it listens on.
     fn attach_vhost(&mut self, mut v: VhostInfo) -> io::Result<SocketAddr> {
+        check_vhost(&v)
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("vhost {:?}: {why}", v.name)))?;
         for m in v.mounts.iter_mut() {
             if let Origin::Path(path) = &m.origin {
                 let fops = match &self.factory {
@@ -289,7 +304,7 @@ impl Service {
                 let Shared { vhosts, commands, handle, .. } = &mut self.sh;
                 for (pi, p) in vhosts[vi].protocols.iter_mut().enumerate() {
                     let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
-                    let _ = p.dispatch(&mut cx, RawEvent::ProtocolInit, None);
+                    dispatch_guarded(p.as_mut(), &mut cx, RawEvent::ProtocolInit);
                 }
                 self.apply_commands();
                 log::info!("vhost {name:?} added on {:?}", result.as_ref().ok());
@@ -434,7 +449,7 @@ impl Service {
         for (_, vi, pi) in due {
             let Shared { vhosts, commands, handle, .. } = &mut self.sh;
             let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
-            let _ = vhosts[vi].protocols[pi].dispatch(&mut cx, RawEvent::Timer, None);
+            dispatch_guarded(vhosts[vi].protocols[pi].as_mut(), &mut cx, RawEvent::Timer);
             self.apply_commands();
         }
     }
@@ -445,7 +460,7 @@ impl Service {
         for (vi, v) in vhosts.iter_mut().enumerate() {
             for (pi, p) in v.protocols.iter_mut().enumerate() {
                 let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
-                let _ = p.dispatch(&mut cx, event(), None);
+                dispatch_guarded(p.as_mut(), &mut cx, event());
             }
         }
         self.apply_commands();
@@ -515,6 +530,7 @@ impl Service {
         let sh = &mut self.sh;
         let step = std::panic::catch_unwind(AssertUnwindSafe(|| conn.service(sh))).unwrap_or_else(|_| {
             log::error!("{}: panic while serving; connection dropped", conn.peer_addr());
+            sh.heal();
             Step::Close
         });
         match step {
@@ -533,7 +549,12 @@ impl Service {
             Some(Wsi::Ws(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| c.on_timer(sh))),
             _ => return,
         };
-        match step.unwrap_or(Step::Close) {
+        let step = step.unwrap_or_else(|_| {
+            log::error!("panic in a connection's timer; connection dropped");
+            self.sh.heal();
+            Step::Close
+        });
+        match step {
             Step::Close => self.close(key),
             _ => self.after_service(key),
         }
@@ -597,7 +618,11 @@ impl Service {
         self.sh.handle.inner.counters.ws_open.fetch_add(1, Ordering::Relaxed);
         let Some(Wsi::Ws(c)) = self.wsis.get_mut(key) else { return };
         let sh = &mut self.sh;
-        let step = std::panic::catch_unwind(AssertUnwindSafe(|| c.established(sh, &request))).unwrap_or(Step::Close);
+        let step = std::panic::catch_unwind(AssertUnwindSafe(|| c.established(sh, &request))).unwrap_or_else(|_| {
+            log::error!("panic in a WebSocket's established callback; connection dropped");
+            sh.heal();
+            Step::Close
+        });
         if step == Step::Close {
             self.close(key);
         } else {
@@ -610,6 +635,7 @@ impl Service {
         let sh = &mut self.sh;
         let step = std::panic::catch_unwind(AssertUnwindSafe(|| conn.service(sh))).unwrap_or_else(|_| {
             log::error!("{}: panic while serving a WebSocket; connection dropped", conn.peer_addr());
+            sh.heal();
             Step::Close
         });
         if step == Step::Close {
@@ -629,6 +655,7 @@ impl Service {
                 let sh = &mut self.sh;
                 if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
                     log::error!("{}: panic in close callbacks", conn.peer_addr());
+                    sh.heal();
                 }
                 conn.out
             }
@@ -636,6 +663,7 @@ impl Service {
                 let sh = &mut self.sh;
                 if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
                     log::error!("{}: panic in close callbacks", conn.peer_addr());
+                    sh.heal();
                 }
                 self.sh.handle.inner.counters.ws_open.fetch_sub(1, Ordering::Relaxed);
                 conn.out
@@ -700,6 +728,14 @@ impl Service {
     }
 }
 
+/// Delivers an event that concerns no connection. A protocol that panics
+/// on it costs that one event, not the loop.
+fn dispatch_guarded(p: &mut dyn crate::protocol::AnyProtocol, cx: &mut Cx<'_>, event: RawEvent<'_>) {
+    if std::panic::catch_unwind(AssertUnwindSafe(|| p.dispatch(cx, event, None))).is_err() {
+        log::error!("protocol {:?}: panic in a callback with no connection", p.name());
+    }
+}
+
 /// Tells a connection over the limit why it is being dropped, if its
 /// socket takes the few bytes at once; never waits.
 fn refuse(stream: TcpStream) {
@@ -740,4 +776,49 @@ fn fd_limit() -> usize {
         }
     }
     usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX).min(1 << 24)
+}
+
+/// Refuses timeouts past [`MAX_TIMEOUT`] (a deadline the clock cannot
+/// hold would panic later, in the middle of serving).
+fn check_duration(what: &str, d: Duration) -> Result<(), String> {
+    if d > MAX_TIMEOUT {
+        return Err(format!(
+            "{what} of {} s is longer than the most allowed, {} s",
+            d.as_secs(),
+            MAX_TIMEOUT.as_secs()
+        ));
+    }
+    Ok(())
+}
+
+fn check_limits(l: &Limits) -> Result<(), String> {
+    check_duration("the header timeout", l.header_timeout)?;
+    check_duration("the io timeout", l.io_timeout)?;
+    check_duration("the linger time", l.linger)?;
+    check_duration("the WebSocket close timeout", l.ws_close_timeout)
+}
+
+/// What a vhost sends on every response must not be able to split it:
+/// header names are tokens, and values (and the server string) hold no
+/// control characters but tab. Timeouts are in range.
+fn check_vhost(v: &VhostInfo) -> Result<(), String> {
+    check_duration("the keep-alive timeout", v.keepalive_timeout)?;
+    if let Some((ping, hangup)) = v.ws_keepalive {
+        check_duration("the WebSocket ping interval", ping)?;
+        check_duration("the WebSocket hang-up time", hangup)?;
+    }
+    for m in &v.mounts {
+        check_duration(&format!("mount {}: the CGI timeout", m.mountpoint), m.cgi.timeout)?;
+    }
+    for (name, value) in &v.headers {
+        if let Some(why) = crate::http::field_problem(name, value) {
+            return Err(format!("header {name:?}: {why}"));
+        }
+    }
+    if let Some(s) = &v.server_string {
+        if let Some(why) = crate::http::field_problem("Server", s) {
+            return Err(format!("server string {s:?}: {why}"));
+        }
+    }
+    Ok(())
 }

@@ -116,3 +116,132 @@ fn a_slow_but_steady_reader_is_not_cut_off() {
     }
     drop(stalled);
 }
+
+/// Panics in the callbacks it is told to.
+struct Panicky;
+
+impl warren::Protocol for Panicky {
+    type Session = ();
+
+    fn name(&self) -> &str {
+        "panicky"
+    }
+
+    fn callback(
+        &mut self,
+        cx: &mut warren::protocol::Cx<'_>,
+        event: warren::protocol::Event<'_, ()>,
+    ) -> warren::Action {
+        use warren::protocol::Event;
+        match event {
+            Event::ProtocolInit => cx.schedule(Duration::from_millis(100)),
+            Event::Timer => {
+                cx.schedule(Duration::from_millis(100));
+                panic!("a user's timer callback panics");
+            }
+            Event::Http(wsi, req) if req.path().ends_with("/later") => {
+                // Far-future deadlines are not ours to overflow on.
+                cx.set_timeout(wsi.id, Some(Duration::MAX));
+                cx.schedule(Duration::MAX);
+                cx.callback_on_writable(wsi.id);
+            }
+            Event::Http(..) => panic!("a user's request callback panics"),
+            Event::HttpWriteable(_, writer) => {
+                let _ = writer.respond(200, "text/plain", b"survived\n");
+            }
+            _ => {}
+        }
+        warren::Action::Continue
+    }
+}
+
+#[test]
+fn a_panicking_protocol_costs_its_connection_not_the_server() {
+    // Issue 10 item 6: the loop's shared buffers survive a caught panic.
+    let (_t, root) = site();
+    let server = Server::start(ContextInfo::new().vhost(
+        vhost().mount(files_mount("/", &root)).mount(warren::Mount::callback("/boom", "panicky")).protocol(Panicky),
+    ));
+    for round in 0..3 {
+        let got = exchange(&server, b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(status_lines(&got).is_empty(), "round {round}: {got:?}");
+        // Everyone else is still served, on new connections and with
+        // bodies read through the shared buffer.
+        for _ in 0..3 {
+            let r = get(&server, "/index.html");
+            assert_eq!(r.status, 200, "round {round}");
+            assert_eq!(r.text(), "<h1>root index</h1>\n");
+        }
+        let r = get(&server, "/boom/later");
+        assert_eq!((r.status, r.text().as_str()), (200, "survived\n"));
+    }
+    // Timer callbacks panicked meanwhile (every 100 ms); the loop goes on.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(&server, "/index.html").status, 200);
+}
+
+#[test]
+fn durations_past_a_year_are_refused_at_start() {
+    let (_t, root) = site();
+    let limits = warren::Limits { io_timeout: Duration::MAX, ..warren::Limits::default() };
+    let e = warren::Context::new(ContextInfo::new().limits(limits).vhost(vhost().mount(files_mount("/", &root))))
+        .expect_err("accepted an io timeout that overflows the clock");
+    assert!(e.to_string().contains("io timeout"), "{e}");
+    let v = vhost().mount(files_mount("/", &root)).keepalive_timeout(Duration::from_secs(u64::MAX));
+    let e = warren::Context::new(ContextInfo::new().vhost(v)).expect_err("accepted");
+    assert!(e.to_string().contains("keep-alive timeout"), "{e}");
+}
+
+#[test]
+fn config_durations_and_header_values_are_checked_with_file_and_key() {
+    // Issue 10 items 3 and 6: no header injection from configuration, no
+    // timeout that overflows the clock.
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path();
+    let site = dir.join("site");
+    std::fs::create_dir_all(&site).expect("mkdir");
+    let cases = [
+        (r#"{"global": {"server-string": "warren\r\nSet-Cookie: a=b"}}"#, "", "global.server-string"),
+        ("{}", r#""headers": [{"X-Ok": "fine", "X-Bad": "a\r\nSet-Cookie: x=y"}],"#, "vhosts[0].headers[0]"),
+        ("{}", r#""headers": [{"X A:": "v"}],"#, "vhosts[0].headers[0]"),
+        ("{}", r#""keepalive_timeout": "18446744073709551615","#, "vhosts[0].keepalive_timeout"),
+        (r#"{"global": {"timeout-secs": "99999999999"}}"#, "", "global.timeout-secs"),
+    ];
+    for (conf, vhost_extra, key) in cases {
+        std::fs::write(dir.join("conf"), conf).expect("write");
+        std::fs::create_dir_all(dir.join("conf.d")).expect("mkdir");
+        let vh = format!(
+            r#"{{"vhosts": [{{"name": "a", "port": "0", "interface": "127.0.0.1", {vhost_extra}
+               "mounts": [{{"mountpoint": "/", "origin": "file://{}"}}]}}]}}"#,
+            site.display()
+        );
+        std::fs::write(dir.join("conf.d/site"), vh).expect("write");
+        let e = match warren::config::load_dir(dir) {
+            Ok(_) => panic!("accepted: {key}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(key), "{key}: {e}");
+        let file = if key.starts_with("global") { "conf" } else { "conf.d/site" };
+        assert!(e.contains(&dir.join(file).display().to_string()), "{key}: {e}");
+    }
+    // The CGI timeout the probe used.
+    std::fs::write(dir.join("conf"), "{}").expect("write");
+    let vh = format!(
+        r#"{{"vhosts": [{{"name": "a", "port": "0", "interface": "127.0.0.1",
+           "mounts": [{{"mountpoint": "/cgi", "origin": "cgi://{}", "cgi-timeout": "18446744073709551615"}}]}}]}}"#,
+        site.display()
+    );
+    std::fs::write(dir.join("conf.d/site"), vh).expect("write");
+    let e = warren::config::load_dir(dir).map(|_| ()).expect_err("accepted").to_string();
+    assert!(e.contains("vhosts[0].mounts[0].cgi-timeout") && e.contains("a year"), "{e}");
+}
+
+#[test]
+fn a_header_that_would_split_responses_is_refused_by_the_library() {
+    let (_t, root) = site();
+    let v = vhost().mount(files_mount("/", &root)).header("X-A", "1\r\nSet-Cookie: evil=1");
+    let e = warren::Context::new(ContextInfo::new().vhost(v)).expect_err("accepted");
+    assert!(e.to_string().contains("X-A"), "{e}");
+    let v = vhost().mount(files_mount("/", &root)).server_string("w\narren");
+    assert!(warren::Context::new(ContextInfo::new().vhost(v)).is_err());
+}

@@ -67,3 +67,40 @@ pub fn reason(status: u16) -> &'static str {
         _ => "",
     }
 }
+
+/// Why `name: value` cannot go into a response head as it is, if it
+/// cannot: the name must be a token (RFC 9110 §5.1) and the value may hold
+/// no control character but tab (§5.5), so no CR or LF can start another
+/// field or end the head.
+pub fn field_problem(name: &str, value: &str) -> Option<&'static str> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Some("a header name is letters, digits and !#$%&'*+-.^_`|~ only (no spaces, colons or line breaks)");
+    }
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Some("a header value cannot hold line breaks or other control characters");
+    }
+    None
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::field_problem;
+
+    #[test]
+    fn fields_that_could_split_a_response_are_refused() {
+        assert_eq!(field_problem("X-Frame-Options", "DENY"), None);
+        assert_eq!(field_problem("X-A", "tab\tok"), None);
+        for (n, v) in [
+            ("X A", "v"),
+            ("X-A:", "v"),
+            ("", "v"),
+            ("X\r\nY", "v"),
+            ("X", "a\r\nSet-Cookie: x"),
+            ("X", "a\nb"),
+            ("X", "nul\0"),
+        ] {
+            assert!(field_problem(n, v).is_some(), "{n:?}: {v:?}");
+        }
+    }
+}
