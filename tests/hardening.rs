@@ -245,3 +245,27 @@ fn a_header_that_would_split_responses_is_refused_by_the_library() {
     let v = vhost().mount(files_mount("/", &root)).server_string("w\narren");
     assert!(warren::Context::new(ContextInfo::new().vhost(v)).is_err());
 }
+
+#[test]
+fn an_overlong_path_segment_is_404_and_not_an_error() {
+    // Issue 10 item 15: ENAMETOOLONG is the request's fault, and the
+    // error log is not for it.
+    let (_t, root) = site();
+    let (_w, port, log) = start_warren_logged(&["--root", root.to_str().expect("utf-8")]);
+    let long = "a".repeat(4000);
+    for path in [format!("/{long}"), format!("/sub/{long}/x"), format!("/{long}.zip/x")] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).expect("write");
+        let r = Reader::new(s).response(false).expect("response");
+        assert_eq!(r.status, 404, "{}", &path[..20]);
+    }
+    // A request after them is served, and nothing was logged at ERROR.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    assert_eq!(Reader::new(s).response(false).expect("response").status, 200);
+    let lines: Vec<String> = log.try_iter().collect();
+    assert!(!lines.iter().any(|l| l.starts_with("ERROR")), "{lines:?}");
+    assert!(lines.iter().all(|l| l.len() < 1000), "a log line carries the whole path");
+}

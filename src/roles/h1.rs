@@ -823,7 +823,9 @@ impl Conn {
             Err(e) => {
                 let status = open_error_status(&e);
                 if status >= 500 {
-                    log::error!("{}: open {:?}: {e}", self.peer, req.path());
+                    log::error!("{}: open {:?}: {e}", self.peer, log_path(req.path()));
+                } else {
+                    log::debug!("{}: open {:?}: {e}", self.peer, log_path(req.path()));
                 }
                 self.send_error(sh, status, Some(req));
                 return;
@@ -965,7 +967,7 @@ impl Conn {
                 log::error!(
                     "{}: reading {:?} failed: {}",
                     self.peer,
-                    req.path(),
+                    log_path(req.path()),
                     failure.map_or("it shrank".into(), |e| e.to_string())
                 );
                 self.tx.keep_alive = false;
@@ -1371,7 +1373,7 @@ impl Conn {
                 if m.running < m.max_processes {
                     self.serve_cgi(sh, *req, mount, redirects);
                 } else if sh.now >= until {
-                    log::warn!("{}: CGI slots of {} all busy; 503", self.peer, req.path());
+                    log::warn!("{}: CGI slots of {:?} all busy; 503", self.peer, log_path(req.path()));
                     self.cgi_paused_rx = false;
                     self.rx_paused = false;
                     self.tx.keep_alive = false;
@@ -1896,6 +1898,11 @@ fn if_range_holds(req: &Request, etag: Option<&str>, last_modified: Option<&str>
 
 /// The status for a file that could not be opened.
 fn open_error_status(e: &io::Error) -> u16 {
+    // A name too long for the filesystem, or a loop of links, is the
+    // request's fault: nothing by that name can be served.
+    if matches!(e.raw_os_error(), Some(libc::ENAMETOOLONG | libc::ELOOP)) {
+        return 404;
+    }
     match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory => 404,
         io::ErrorKind::InvalidInput => 404,
@@ -1905,6 +1912,21 @@ fn open_error_status(e: &io::Error) -> u16 {
         // A corrupt or truncated archive: our data is broken, not the request.
         _ => 500,
     }
+}
+
+/// A request path as the error log shows it: at most 256 bytes of it,
+/// so one request cannot write kilobytes per line (`{:?}` escapes the
+/// control characters).
+fn log_path(path: &str) -> &str {
+    const MAX: usize = 256;
+    if path.len() <= MAX {
+        return path;
+    }
+    let mut end = MAX;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
 }
 
 /// Whether the client's copy is current (RFC 9110 §13.1.2, §13.1.3):
