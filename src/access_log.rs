@@ -77,19 +77,17 @@ impl AccessLog {
     pub(crate) fn log(&self, peer: SocketAddr, e: &Entry, status: u16, bytes: u64) {
         let mut line = String::with_capacity(200);
         let when = httpdate_clf(SystemTime::now());
-        let path = truncate(&e.path, MAX_PATH);
-        let _ = write!(
-            line,
-            "{} - - [{when}] \"{} {path} {}\" {status} {bytes} \"{}\" \"{}\"",
-            peer.ip(),
-            clean(&e.method),
-            e.proto,
-            clean(&e.referer),
-            clean(&e.user_agent),
-        );
+        let _ = write!(line, "{} - - [{when}] \"", peer.ip());
+        escape_into(&mut line, &e.method, usize::MAX);
+        line.push(' ');
+        escape_into(&mut line, &e.path, MAX_PATH);
+        let _ = write!(line, " {}\" {status} {bytes} \"", e.proto);
+        escape_into(&mut line, &e.referer, usize::MAX);
+        line.push_str("\" \"");
+        escape_into(&mut line, &e.user_agent, usize::MAX);
+        line.push('"');
         if line.len() > MAX_LINE - 1 {
-            let cut = truncate(&line, MAX_LINE - 1).len();
-            line.truncate(cut);
+            line.truncate(escaped_boundary(&line, MAX_LINE - 1));
         }
         line.push('\n');
         if let Err(TrySendError::Full(_)) = self.tx.try_send(line) {
@@ -98,30 +96,53 @@ impl AccessLog {
     }
 }
 
-/// LOG-1: `"` becomes `'`; control characters become `?` (no log forging).
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c == '"' {
-                '\''
-            } else if c.is_control() {
-                '?'
-            } else {
-                c
+/// Appends `s` to `out` escaped as Apache escapes log items, so a field can
+/// neither end its quotes nor start a line (no log forging): `"` and `\`
+/// get a backslash, and every other byte outside printable ASCII (control
+/// bytes, DEL, and each byte of a non-ASCII character) is written `\xhh`.
+/// At most `max` bytes are appended, never half an escape.
+fn escape_into(out: &mut String, s: &str, max: usize) {
+    let start = out.len();
+    for &b in s.as_bytes() {
+        let need = match b {
+            b'"' | b'\\' => 2,
+            0x20..=0x7e => 1,
+            _ => 4,
+        };
+        if out.len() - start + need > max {
+            break;
+        }
+        match need {
+            1 => out.push(char::from(b)),
+            2 => {
+                out.push('\\');
+                out.push(char::from(b));
             }
-        })
-        .collect()
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
+/// The longest prefix of an escaped line, at most `max` bytes, that does
+/// not end inside an escape (the line is ASCII).
+fn escaped_boundary(line: &str, max: usize) -> usize {
+    let bytes = line.as_bytes();
+    let (mut i, mut cut) = (0, 0);
+    while i < bytes.len() {
+        let len = match (bytes[i], bytes.get(i + 1)) {
+            (b'\\', Some(b'x')) => 4,
+            (b'\\', _) => 2,
+            _ => 1,
+        };
+        if i + len > max {
+            break;
+        }
+        i += len;
+        cut = i;
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    cut.min(line.len())
 }
 
 /// `10/Oct/2000:13:55:36 +0000` (UTC; warren does not read time zones).
@@ -140,10 +161,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clf_time_and_cleaning() {
+    fn clf_time() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(971_186_136);
         assert_eq!(httpdate_clf(t), "10/Oct/2000:13:55:36 +0000");
-        assert_eq!(clean("a\"b\nc"), "a'b?c");
-        assert_eq!(truncate("héllo", 2), "h");
+    }
+
+    fn escaped(s: &str, max: usize) -> String {
+        let mut out = String::new();
+        escape_into(&mut out, s, max);
+        out
+    }
+
+    #[test]
+    fn fields_are_escaped_as_apache_does() {
+        // Issue 10 item 4: a decoded %0a in a path wrote a second line.
+        assert_eq!(
+            escaped("/x\n1.2.3.4 - - \"GET /", usize::MAX),
+            r#"/x\x0a1.2.3.4 - - \"GET /"#,
+            "no newline, and quotes cannot end the field"
+        );
+        assert_eq!(escaped("a\\b\r\t\u{7f}\u{0}", usize::MAX), r"a\\b\x0d\x09\x7f\x00");
+        assert_eq!(escaped("é\u{85}\u{2028}", usize::MAX), r"\xc3\xa9\xc2\x85\xe2\x80\xa8");
+        assert_eq!(escaped("plain text", usize::MAX), "plain text");
+        // Caps never cut an escape in half.
+        assert_eq!(escaped("ab\ncd", 4), "ab");
+        assert_eq!(escaped("ab\ncd", 6), r"ab\x0a");
+        assert_eq!(escaped("a\"b", 2), "a");
+        let line = r#"x "a\x0a\"b"#;
+        assert_eq!(&line[..escaped_boundary(line, 7)], r#"x "a"#);
+        assert_eq!(&line[..escaped_boundary(line, 8)], r#"x "a\x0a"#);
+        assert_eq!(&line[..escaped_boundary(line, 9)], r#"x "a\x0a"#);
+        assert_eq!(&line[..escaped_boundary(line, 10)], r#"x "a\x0a\""#);
     }
 }

@@ -36,6 +36,20 @@ pub struct Packed {
 /// that leads outside `dir`: serving the directory would refuse it, and
 /// packing must not publish what it points to.
 pub fn pack_dir(dir: &Path, out: impl Write + Seek) -> io::Result<Vec<Packed>> {
+    pack_dir_except(dir, out, &[])
+}
+
+/// [`pack_dir`], leaving out the files in `except` wherever they are
+/// below `dir` (whatever name or link reaches them): the archive being
+/// written and the one it replaces, when they are inside `dir`. Paths in
+/// `except` that do not exist are ignored.
+///
+/// # Errors
+///
+/// As [`pack_dir`].
+pub fn pack_dir_except(dir: &Path, out: impl Write + Seek, except: &[&Path]) -> io::Result<Vec<Packed>> {
+    // A file is its device and inode, however it is named.
+    let skip: Vec<(u64, u64)> = except.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| file_id(&m)).collect();
     let mut zip = ZipWriter::new(out);
     let mut report = Vec::new();
     let root = std::fs::canonicalize(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
@@ -54,12 +68,15 @@ pub fn pack_dir(dir: &Path, out: impl Write + Seek) -> io::Result<Vec<Packed>> {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!(
-                    "{}: a symbolic link leads outside {} (to {}); not packing it",
+                    "{}: a symbolic link leads outside {} (to {}), which serving the directory would refuse",
                     entry.path().display(),
                     dir.display(),
                     real.display()
                 ),
             ));
+        }
+        if !skip.is_empty() && entry.metadata().is_ok_and(|m| skip.contains(&file_id(&m))) {
+            continue;
         }
         let rel = entry.path().strip_prefix(dir).map_err(io::Error::other)?;
         let name = rel
@@ -90,6 +107,11 @@ pub fn pack_dir(dir: &Path, out: impl Write + Seek) -> io::Result<Vec<Packed>> {
     }
     zip.finish().map_err(io::Error::other)?;
     Ok(report)
+}
+
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
 }
 
 /// The size of `data` deflated at level 9, as the archive will hold it.

@@ -1,11 +1,13 @@
 //! The `warren` binary as a user runs it.
 
-use std::net::TcpListener;
+use std::io::BufRead;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 mod support;
 
-use support::{start_warren as start, BIN};
+use support::{start_warren as start, Running, BIN};
 
 fn curl(url: &str) -> (String, String) {
     let out =
@@ -100,6 +102,8 @@ fn bad_input_exits_2_with_one_line() {
     fails_with(&["--port", "70000"], "--port");
     fails_with(&["--port"], "--port needs a value");
     fails_with(&["--bind", "localhost:x"], "--bind");
+    fails_with(&["--bind", "[zz]"], "--bind");
+    fails_with(&["--bind", "no-such-host.invalid"], "no-such-host.invalid");
     fails_with(&["--root", "/no/such/dir"], "/no/such/dir");
     fails_with(&["--log-level", "loud"], "--log-level");
     // A port already taken.
@@ -116,8 +120,19 @@ fn help_and_version() {
     for flag in ["--root", "--port", "--bind", "--version"] {
         assert!(text.contains(flag), "{flag}");
     }
-    let out = Command::new(BIN).arg("--version").output().expect("run");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), concat!("warren ", env!("CARGO_PKG_VERSION")));
+    for flag in ["--version", "-V"] {
+        let out = Command::new(BIN).arg(flag).output().expect("run");
+        assert!(out.status.success(), "{flag}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), concat!("warren ", env!("CARGO_PKG_VERSION")));
+    }
+    // Issue 11 item 8: `pack --help` was an error ("pack needs two arguments").
+    for args in [&["pack", "--help"][..], &["pack", "-h"], &["pack", "site", "--help"]] {
+        let out = Command::new(BIN).args(args).output().expect("run");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("warren pack DIR OUT.zip"), "{args:?}: {text}");
+        assert!(out.stderr.is_empty(), "{args:?}");
+    }
 }
 
 /// `warren pack` follows links that stay inside the site and refuses one
@@ -143,4 +158,124 @@ fn pack_refuses_symlinks_leading_out_of_the_site() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("leak.txt") && err.contains("leads outside"), "{err}");
     assert!(!zip.exists(), "a refused pack left {}", zip.display());
+    // Issue 11 item 4: the words agree with what happened (it said "not
+    // packing it", as if it had skipped the link and packed the rest).
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("pack refused, no archive written"), "{err}");
+    assert!(!err.contains("not packing it"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing listed as packed");
+    assert!(!t.path().join("bad.zip.partial").exists());
+    // An archive already there is kept as it was.
+    let before = std::fs::read(t.path().join("ok.zip")).expect("ok.zip");
+    let out = Command::new(BIN).arg("pack").arg(&site).arg(t.path().join("ok.zip")).output().expect("pack");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(std::fs::read(t.path().join("ok.zip")).expect("ok.zip") == before);
+}
+
+/// Issue 11 item 3: `warren pack DIR DIR/out.zip` packed its own
+/// `out.zip.partial`, and on a second run the previous `out.zip` too.
+#[test]
+fn pack_leaves_its_own_output_out() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let site = t.path().join("site");
+    std::fs::create_dir_all(site.join("sub")).expect("mkdir");
+    std::fs::write(site.join("index.html"), "<p>hi</p>\n".repeat(50)).expect("write");
+    std::fs::write(site.join("sub/a.txt"), "a\n").expect("write");
+    for out in [site.join("out.zip"), site.join("sub/deeper.zip")] {
+        // Twice: the second run finds the first's archive in place.
+        for run in 0..2 {
+            let res = Command::new(BIN).arg("pack").arg(&site).arg(&out).output().expect("pack");
+            assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+            let listing = String::from_utf8_lossy(&res.stdout);
+            assert!(listing.contains("packed 2 files"), "run {run} of {}: {listing}", out.display());
+            assert!(listing.lines().all(|l| l.starts_with("packed ") || !l.contains(".zip")), "run {run}: {listing}");
+            let archive = zip::ZipArchive::new(std::fs::File::open(&out).expect("archive")).expect("zip");
+            let mut names: Vec<String> = archive.file_names().map(|n| n.expect("name").into_owned()).collect();
+            names.sort_unstable();
+            assert_eq!(names, ["index.html", "sub/a.txt"], "run {run}");
+            assert!(!std::path::Path::new(&format!("{}.partial", out.display())).exists());
+        }
+        std::fs::remove_file(&out).expect("rm");
+    }
+}
+
+/// Starts warren with `args` and `--port 0`, and returns the addresses it
+/// says it serves on, once `count` of them are listening.
+fn start_on(args: &[&str], count: usize) -> (Running, Vec<SocketAddr>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--port", "0", "--log-level", "info"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warren");
+    let stderr = child.stderr.take().expect("stderr");
+    let running = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let addr = line.split(" serving ").nth(1).and_then(|r| r.rsplit_once(" on http://"));
+            let addr = addr.and_then(|(_, a)| a.trim_end_matches('/').parse::<SocketAddr>().ok());
+            let _ = tx.send((line, addr));
+        }
+    });
+    let mut addrs = Vec::new();
+    let mut log = String::new();
+    while addrs.len() < count {
+        let Ok((line, addr)) = rx.recv_timeout(Duration::from_secs(20)) else {
+            panic!("warren did not say it serves on {count} addresses:\n{log}");
+        };
+        log.push_str(&line);
+        log.push('\n');
+        addrs.extend(addr);
+    }
+    (running, addrs)
+}
+
+fn has_ipv6() -> bool {
+    TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// Issue 11 item 6: `--bind localhost` was refused ("not an IP address");
+/// `[::1]` too. A host name means every address it resolves to, one
+/// listener each, on one port.
+#[test]
+fn bind_takes_host_names_and_ipv6_forms() {
+    let mut want: Vec<SocketAddr> = Vec::new();
+    for a in ("localhost", 0).to_socket_addrs().expect("resolve localhost") {
+        if !want.iter().any(|w| w.ip() == a.ip()) && (a.is_ipv4() || has_ipv6()) {
+            want.push(a);
+        }
+    }
+    let (_w, addrs) = start_on(&["--bind", "localhost"], want.len());
+    let port = addrs[0].port();
+    assert!(addrs.iter().all(|a| a.port() == port), "{addrs:?}");
+    let mut got: Vec<_> = addrs.iter().map(SocketAddr::ip).collect();
+    let mut want: Vec<_> = want.iter().map(SocketAddr::ip).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    for a in &addrs {
+        let url = format!("http://{a}/");
+        assert_eq!(curl(&url).1, "200", "{url}");
+    }
+    if !has_ipv6() {
+        eprintln!("no IPv6 on this machine: [::1] and :: not tried");
+        return;
+    }
+    for form in ["[::1]", "::1"] {
+        let (_w, addrs) = start_on(&["--bind", form], 1);
+        assert_eq!(addrs[0].ip().to_string(), "::1", "{form}");
+        assert_eq!(curl(&format!("http://[::1]:{}/", addrs[0].port())).1, "200", "{form}");
+    }
+    // `::` is every address (IPv4 too, where the kernel maps it).
+    let (_w, addrs) = start_on(&["--bind", "::"], 1);
+    assert_eq!(curl(&format!("http://[::1]:{}/", addrs[0].port())).1, "200");
+    // Several --bind, one port: the multi-address path a name with both
+    // families takes.
+    let (_w, addrs) = start_on(&["--bind", "127.0.0.1", "--bind", "[::1]"], 2);
+    assert_eq!(addrs[0].port(), addrs[1].port(), "{addrs:?}");
+    assert_eq!(curl(&format!("http://127.0.0.1:{}/", addrs[0].port())).1, "200");
+    assert_eq!(curl(&format!("http://[::1]:{}/", addrs[0].port())).1, "200");
 }

@@ -211,7 +211,7 @@ fn access_log_in_combined_format() {
     let first = lines.iter().find(|l| l.contains("/index.html")).expect("index line");
     assert!(first.starts_with("127.0.0.1 - - ["), "{first}");
     assert!(first.contains(" +0000] \"GET /index.html HTTP/1.1\" 200 "), "{first}");
-    assert!(first.ends_with(" \"http://r/\" \"t'ua\""), "quotes become ': {first}");
+    assert!(first.ends_with(r#" "http://r/" "t\"ua""#), "quotes are escaped: {first}");
     let bytes: u64 =
         first.split("\" 200 ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(bytes > 20, "bytes include the head: {first}");

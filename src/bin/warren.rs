@@ -2,7 +2,8 @@
 //!
 //! Run `warren --help` for the flags.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,11 +33,35 @@ OPTIONS:
                                /usr/bin/php-cgi) or a directory of programs;
                                may be given more than once
     --port N                   listen on port N (default 7681; 0 = any free port)
-    --bind ADDR                listen on IP address ADDR (default 127.0.0.1)
+    --bind ADDR                listen on ADDR: an IP address (127.0.0.1, ::1 or
+                               [::1], :: for every address), or a host name,
+                               for all the addresses it resolves to; may be
+                               given more than once (default 127.0.0.1)
     --keepalive-timeout SECS   idle keep-alive timeout (default 5)
     -d, --log-level LEVEL      error, warn, info, debug or trace (default info)
-    -h, --help                 print this help
-    --version                  print the version
+    -h, --help                 print this help (`warren pack --help`: pack's)
+    -V, --version              print the version
+";
+
+const PACK_USAGE: &str = "\
+warren pack - pack a directory into a zip archive made for serving
+
+USAGE:
+    warren pack DIR OUT.zip
+
+Writes every file below DIR into OUT.zip, each deflated (level 9) unless
+that does not make it smaller, and prints each file and the totals. Serve
+the archive with `warren --root OUT.zip`: deflated entries go to clients
+that accept gzip as they are stored.
+
+Symbolic links are followed while they stay inside DIR; one that leads
+outside it refuses the whole pack, as serving DIR would refuse the link.
+The archive is written to OUT.zip.partial and renamed when complete, so a
+failed pack leaves no archive and keeps an existing OUT.zip. When OUT.zip
+is inside DIR, it and its .partial are left out of the archive.
+
+OPTIONS:
+    -h, --help    print this help
 ";
 
 /// The site `warren` serves when given no `--root`: the project's
@@ -48,7 +73,7 @@ struct Options {
     root: Option<PathBuf>,
     cgi: Vec<(String, PathBuf)>,
     port: u16,
-    bind: IpAddr,
+    bind: Vec<String>,
     keepalive: Duration,
     level: log::LevelFilter,
 }
@@ -64,7 +89,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         root: None,
         cgi: Vec::new(),
         port: 7681,
-        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        bind: Vec::new(),
         keepalive: Duration::from_secs(5),
         level: log::LevelFilter::Info,
     };
@@ -78,7 +103,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             |name: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"));
         match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::Exit(USAGE)),
-            "--version" => return Ok(Parsed::Exit(concat!("warren ", env!("CARGO_PKG_VERSION"), "\n"))),
+            "-V" | "--version" => return Ok(Parsed::Exit(concat!("warren ", env!("CARGO_PKG_VERSION"), "\n"))),
             "--root" => o.root = Some(PathBuf::from(value("--root")?)),
             "--config" => o.config = Some(PathBuf::from(value("--config")?)),
             "--cgi" => {
@@ -103,10 +128,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 let v = value("--port")?;
                 o.port = v.parse().map_err(|_| format!("--port: {v:?} is not a port number (0-65535)"))?;
             }
-            "--bind" => {
-                let v = value("--bind")?;
-                o.bind = v.parse().map_err(|_| format!("--bind: {v:?} is not an IP address"))?;
-            }
+            "--bind" => o.bind.push(value("--bind")?),
             "--keepalive-timeout" => {
                 let v = value("--keepalive-timeout")?;
                 let secs: u64 =
@@ -139,7 +161,7 @@ fn site(root: Option<&Path>) -> Result<(Arc<dyn Fops>, String), String> {
     }
 }
 
-fn run(o: Options) -> Result<(), String> {
+fn run(mut o: Options) -> Result<(), String> {
     if let Some(dir) = &o.config {
         if o.root.is_some() {
             return Err("--config and --root cannot be used together".into());
@@ -151,24 +173,120 @@ fn run(o: Options) -> Result<(), String> {
         return context.run().map_err(|e| format!("service loop failed: {e}"));
     }
     let (fops, what) = site(o.root.as_deref())?;
-    let addr = SocketAddr::new(o.bind, o.port);
-    let mut vhost = VhostInfo::new("default", addr)
-        .keepalive_timeout(o.keepalive)
-        .mount(Mount::files("/", fops))
-        .mount(Mount::callback("/formtest", warren::plugins::post_demo::NAME))
-        // Upgrades that name no subprotocol get the echo (what the
-        // Autobahn suite and quick tests with a bare client expect).
-        .default_protocol(warren::plugins::echo::NAME);
-    for name in warren::plugins::NAMES {
-        vhost.plugin(name);
+    if o.bind.is_empty() {
+        o.bind.push("127.0.0.1".into());
     }
-    for (mountpoint, path) in &o.cgi {
-        vhost = vhost.mount(Mount::cgi(mountpoint, path));
+    let mut addrs: Vec<(SocketAddr, bool)> = Vec::new();
+    for v in &o.bind {
+        for a in bind_addrs(v, o.port)? {
+            if !addrs.iter().any(|(b, _)| *b == a.0) {
+                addrs.push(a);
+            }
+        }
     }
-    let context = Context::new(ContextInfo::new().vhost(vhost)).map_err(|e| e.to_string())?;
-    let local = context.local_addr(0).unwrap_or(addr);
-    log::info!("warren {} serving {what} on http://{local}/", env!("CARGO_PKG_VERSION"));
-    context.run().map_err(|e| format!("service loop failed: {e}"))
+    let vhost_on = |addr: SocketAddr| {
+        let mut vhost = VhostInfo::new("default", addr)
+            .keepalive_timeout(o.keepalive)
+            .mount(Mount::files("/", fops.clone()))
+            .mount(Mount::callback("/formtest", warren::plugins::post_demo::NAME))
+            // Upgrades that name no subprotocol get the echo (what the
+            // Autobahn suite and quick tests with a bare client expect).
+            .default_protocol(warren::plugins::echo::NAME);
+        for name in warren::plugins::NAMES {
+            vhost.plugin(name);
+        }
+        for (mountpoint, path) in &o.cgi {
+            vhost = vhost.mount(Mount::cgi(mountpoint, path));
+        }
+        vhost
+    };
+    // An address a host name resolves to but the machine lacks (::1 with
+    // IPv6 off) is skipped with a warning, if another one is bound.
+    let skippable =
+        |e: &std::io::Error, named: bool, left: usize| named && left > 0 && e.kind() == ErrorKind::AddrNotAvailable;
+    let mut pending = addrs.into_iter();
+    let (context, first) = loop {
+        let Some((addr, named)) = pending.next() else { return Err("--bind: no address to listen on".into()) };
+        match Context::new(ContextInfo::new().vhost(vhost_on(addr))) {
+            Ok(c) => break (c, addr),
+            Err(e) if skippable(&e, named, pending.len()) => log::warn!("--bind: skipping {addr}: {e}"),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let mut bound = vec![context.local_addr(0).unwrap_or(first)];
+    let serving = |addrs: &[SocketAddr]| {
+        for a in addrs {
+            log::info!("warren {} serving {what} on http://{a}/", env!("CARGO_PKG_VERSION"));
+        }
+    };
+    if pending.len() == 0 {
+        serving(&bound);
+        return context.run().map_err(|e| format!("service loop failed: {e}"));
+    }
+    // The other addresses join the running loop, on the port the first
+    // got (so that --port 0 means one port for all of them).
+    let port = bound[0].port();
+    let handle = context.handle();
+    let service = std::thread::spawn(move || context.run());
+    let mut failed = None;
+    for (addr, named) in pending {
+        let addr = SocketAddr::new(addr.ip(), port);
+        let answer = handle.add_vhost(vhost_on(addr));
+        let result = loop {
+            match answer.recv_timeout(Duration::from_millis(100)) {
+                Ok(r) => break r,
+                Err(_) if service.is_finished() => break Err(std::io::Error::other("the service loop ended")),
+                Err(_) => {}
+            }
+        };
+        match result {
+            Ok(local) => bound.push(local),
+            // One address is bound already.
+            Err(e) if skippable(&e, named, 1) => {
+                log::warn!("--bind: skipping {addr}: {e}");
+            }
+            Err(e) => {
+                failed = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if failed.is_none() {
+        serving(&bound);
+    } else {
+        handle.stop();
+    }
+    let ended = match service.join() {
+        Ok(r) => r.map_err(|e| format!("service loop failed: {e}")),
+        Err(_) => Err("service loop panicked".into()),
+    };
+    match failed {
+        Some(e) => Err(e),
+        None => ended,
+    }
+}
+
+/// The addresses `--bind ADDR` means on `port`, each with whether it came
+/// from a host name: an IP address (`[v6]` too) is itself; a name is
+/// every address it resolves to, in the resolver's order.
+fn bind_addrs(v: &str, port: u16) -> Result<Vec<(SocketAddr, bool)>, String> {
+    if let Some(inner) = v.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        let ip: Ipv6Addr = inner.parse().map_err(|_| format!("--bind: {v:?} is not an IPv6 address"))?;
+        return Ok(vec![(SocketAddr::new(ip.into(), port), false)]);
+    }
+    if let Ok(ip) = v.parse::<IpAddr>() {
+        return Ok(vec![(SocketAddr::new(ip, port), false)]);
+    }
+    let name_like = !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !name_like {
+        return Err(format!("--bind: {v:?} is neither an IP address nor a host name"));
+    }
+    let resolved = (v, port).to_socket_addrs().map_err(|e| format!("--bind: cannot resolve {v:?}: {e}"))?;
+    let addrs: Vec<(SocketAddr, bool)> = resolved.map(|a| (a, true)).collect();
+    if addrs.is_empty() {
+        return Err(format!("--bind: {v:?} resolves to no address"));
+    }
+    Ok(addrs)
 }
 
 /// `warren pack DIR OUT.zip`: prints each file and the totals.
@@ -183,13 +301,22 @@ fn pack(args: &[String]) -> Result<(), String> {
     // Write beside the target, then rename: a half-written archive is
     // never served.
     let out = Path::new(out);
-    let tmp = out.with_extension("zip.partial");
+    let mut tmp = out.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
     let file = std::fs::File::create(&tmp).map_err(|e| format!("pack: {}: {e}", tmp.display()))?;
-    let report = match warren::pack::pack_dir(dir, std::io::BufWriter::new(file)) {
+    // The archive may be inside DIR: it and the one it replaces are not
+    // part of the site.
+    let mut writer = std::io::BufWriter::new(file);
+    let packed = warren::pack::pack_dir_except(dir, &mut writer, &[&tmp, out]);
+    let flushed = std::io::Write::flush(&mut writer)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", tmp.display())));
+    drop(writer);
+    let report = match packed.and_then(|r| flushed.map(|()| r)) {
         Ok(r) => r,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            return Err(format!("pack: {e}"));
+            return Err(format!("pack refused, no archive written: {e}"));
         }
     };
     std::fs::rename(&tmp, out).map_err(|e| format!("pack: {}: {e}", out.display()))?;
@@ -219,6 +346,10 @@ fn percent(part: u64, whole: u64) -> String {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("pack") {
+        if args[1..].iter().any(|a| a == "-h" || a == "--help") {
+            print!("{PACK_USAGE}");
+            return ExitCode::SUCCESS;
+        }
         return match pack(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -1,6 +1,12 @@
 //! `Range` requests on file responses (RFC 9110 §14; spec RANGE-*, without
 //! lws's bugs: lengths are clamped, unknown units ignored, and 416 says
 //! `bytes */LEN`).
+//!
+//! Overlapping and adjacent ranges are coalesced into one (RFC 9110
+//! §15.3.7.2 allows it whatever the order asked), so the parts never hold
+//! a byte twice: whatever the header says, a 206 carries at most the
+//! file's length plus one part header per range, and at most
+//! [`MAX_RANGES`] of those.
 
 /// The most ranges one request may ask for; more and the header is
 /// ignored (the whole file is sent), so a request cannot make us send
@@ -15,8 +21,8 @@ pub enum Ranges {
     Ignore,
     /// Nothing asked for lies in the file: 416.
     Unsatisfiable,
-    /// These inclusive byte ranges, in the order asked for (1 to
-    /// [`MAX_RANGES`]).
+    /// These inclusive byte ranges, coalesced: ascending, none
+    /// overlapping or adjacent to another (1 to [`MAX_RANGES`]).
     Satisfiable(Vec<(u64, u64)>),
 }
 
@@ -79,8 +85,22 @@ pub fn parse(value: &str, len: u64) -> Ranges {
     } else if out.is_empty() {
         Ranges::Unsatisfiable
     } else {
-        Ranges::Satisfiable(out)
+        Ranges::Satisfiable(coalesce(out))
     }
+}
+
+/// Sorts inclusive ranges and merges those that overlap or touch.
+fn coalesce(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match out.last_mut() {
+            // `a <= end + 1`, written so that `end == u64::MAX` cannot overflow.
+            Some((_, end)) if a.saturating_sub(1) <= *end => *end = (*end).max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -104,6 +124,23 @@ mod tests {
         assert_eq!(sat("Bytes = 0-0 , 5-6", 100), [(0, 0), (5, 6)], "whitespace allowed");
         assert_eq!(sat("bytes=0-0,200-300", 100), [(0, 0)], "unsatisfiable parts dropped");
         assert_eq!(sat("bytes=0-99999999999999999999999", 100), [(0, 99)]);
+    }
+
+    #[test]
+    fn overlapping_and_adjacent_ranges_coalesce() {
+        // 64 copies of the whole file are the file once, not 64 times.
+        let same = format!("bytes={}", vec!["0-"; MAX_RANGES].join(","));
+        assert_eq!(sat(&same, 50 << 20), [(0, (50 << 20) - 1)]);
+        assert_eq!(sat("bytes=0-9,5-19,20-29", 100), [(0, 29)], "overlapping, then adjacent");
+        assert_eq!(sat("bytes=50-59,0-9,-5,8-12", 100), [(0, 12), (50, 59), (95, 99)], "any order");
+        assert_eq!(sat("bytes=0-9,11-19", 100), [(0, 9), (11, 19)], "a gap keeps them apart");
+        assert_eq!(sat("bytes=10-20,12-14", 100), [(10, 20)], "contained");
+        assert_eq!(sat("bytes=0-0,1-1,2-2,3-3", 100), [(0, 3)]);
+        // However the header is written, the parts hold each byte at most once.
+        let specs: Vec<String> = (0..MAX_RANGES).map(|i| format!("{}-{}", i * 3, i * 3 + 40)).collect();
+        let parts = sat(&format!("bytes={}", specs.join(",")), 1000);
+        assert!(parts.iter().map(|(a, b)| b - a + 1).sum::<u64>() <= 1000, "{parts:?}");
+        assert!(parts.windows(2).all(|w| w[0].1 + 1 < w[1].0), "{parts:?}");
     }
 
     #[test]
