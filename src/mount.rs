@@ -284,6 +284,19 @@ pub const OPEN_CACHE_TTL: Duration = Duration::from_secs(1);
 /// How many files [`default_fops`] keeps open at most.
 pub const OPEN_CACHE_FILES: usize = 256;
 
+/// [`OPEN_CACHE_FILES`], or fewer where the process may open few files (a
+/// sixteenth of the hard RLIMIT_NOFILE, which the context raises the soft
+/// limit to), so the cache never takes the descriptors connections need.
+fn open_cache_files() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the local struct only.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return OPEN_CACHE_FILES;
+    }
+    let fds = usize::try_from(lim.rlim_max).unwrap_or(usize::MAX);
+    (fds / 16).min(OPEN_CACHE_FILES)
+}
+
 /// The filesystem warren uses for a path, unless told otherwise:
 ///
 /// - a directory: [`PlainFops`] with its open-file cache, wrapped in
@@ -295,7 +308,7 @@ pub const OPEN_CACHE_FILES: usize = 256;
 pub fn default_fops(path: &Path) -> io::Result<Arc<dyn Fops>> {
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let plain = |dir: &Path| -> io::Result<Arc<dyn Fops>> {
-        Ok(Arc::new(PlainFops::new(dir)?.with_open_cache(OPEN_CACHE_TTL, OPEN_CACHE_FILES)))
+        Ok(Arc::new(PlainFops::new(dir)?.with_open_cache(OPEN_CACHE_TTL, open_cache_files())))
     };
     let meta = std::fs::metadata(path).map_err(named)?;
     if meta.is_dir() {

@@ -26,6 +26,8 @@ const ACCEPT_BUDGET: usize = 64;
 /// Descriptors kept back from the connection limit: listeners, epoll,
 /// the waker, stdio, logs, and an open-file cache of a few hundred.
 const FD_RESERVE: usize = 512;
+/// Fewer connections than this and the server refuses to start.
+const MIN_CONNECTIONS: usize = 8;
 /// The per-loop receive buffer every connection borrows while it works.
 /// One per loop, so its size costs nothing per connection; 64 KiB lets a
 /// WebSocket message of that size arrive in one read and leave as one
@@ -196,7 +198,7 @@ impl Service {
         };
         let max_conns = match info.limits.max_connections {
             Some(n) => n,
-            None => fd_limit().saturating_sub(FD_RESERVE) / 2,
+            None => connections_for(fd_limit())?,
         };
         let now = Instant::now();
         let sh = Shared {
@@ -327,6 +329,12 @@ impl Service {
         let mut forced = Vec::new();
         let mut expired = Vec::new();
         log::info!("serving on {:?}, up to {} connections", self.addrs, self.max_conns);
+        if self.max_conns < 100 {
+            log::warn!(
+                "only {} connections at once: the file descriptor limit is low (raise it with ulimit -n)",
+                self.max_conns
+            );
+        }
         loop {
             let timeout = if self.sh.forced.is_empty() {
                 let now = Instant::now();
@@ -758,6 +766,23 @@ fn ignore_sigpipe() {
             libc::signal(libc::SIGPIPE, old);
         }
     }
+}
+
+/// The connection limit `fds` descriptors allow: each connection may
+/// hold a socket and one open file; a reserve (a quarter of them, at most
+/// [`FD_RESERVE`]) stays for listeners, the poll, pipes, logs and the
+/// open-file cache. Too few to serve at all is an error saying so.
+fn connections_for(fds: usize) -> io::Result<usize> {
+    let reserve = (fds / 4).min(FD_RESERVE);
+    let conns = fds.saturating_sub(reserve) / 2;
+    if conns < MIN_CONNECTIONS {
+        return Err(io::Error::other(format!(
+            "only {fds} file descriptors may be open (RLIMIT_NOFILE), too few to serve: \
+             raise the limit (ulimit -n) to at least {}",
+            MIN_CONNECTIONS * 8
+        )));
+    }
+    Ok(conns)
 }
 
 /// RLIMIT_NOFILE, after raising the soft limit to the hard one.

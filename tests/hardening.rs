@@ -269,3 +269,36 @@ fn an_overlong_path_segment_is_404_and_not_an_error() {
     assert!(!lines.iter().any(|l| l.starts_with("ERROR")), "{lines:?}");
     assert!(lines.iter().all(|l| l.len() < 1000), "a log line carries the whole path");
 }
+
+#[test]
+fn a_low_descriptor_limit_still_serves_or_says_why_not() {
+    // Issue 10 item 9: with `ulimit -n 256` the server used to compute a
+    // limit of 0 connections and answer everything 503.
+    let (_t, root) = site();
+    let root = root.to_str().expect("utf-8");
+    let (_w, port, log) = start_warren_with_fd_limit(&["--root", root], 256);
+    let limit_line =
+        log.recv_timeout(Duration::from_secs(10)).into_iter().chain(log.try_iter()).find(|l| l.contains("up to"));
+    let mut conns: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            s
+        })
+        .collect();
+    for s in conns.iter_mut() {
+        s.write_all(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    }
+    for s in conns {
+        let r = Reader::new(s).response(false).expect("response");
+        assert_eq!(r.status, 200, "{limit_line:?}");
+    }
+    // Too few to serve at all: exit 2 with a message that says what to do.
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["--root", root, "--port", "0"]).stdin(std::process::Stdio::null());
+    limit_fds(&mut cmd, 12);
+    let out = cmd.output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ulimit -n"), "{err}");
+}

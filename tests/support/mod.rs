@@ -288,8 +288,37 @@ pub fn start_warren(args: &[&str]) -> (Running, u16) {
 /// [`start_warren`], keeping its log lines (stderr is read to its end by
 /// a thread, so the child never blocks on a full pipe).
 pub fn start_warren_logged(args: &[&str]) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    start_warren_command(cmd)
+}
+
+/// [`start_warren_logged`] with RLIMIT_NOFILE (soft and hard) set to
+/// `fds` in the child before it runs, as `ulimit -n` would.
+pub fn start_warren_with_fd_limit(args: &[&str], fds: u64) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    limit_fds(&mut cmd, fds);
+    start_warren_command(cmd)
+}
+
+/// Sets RLIMIT_NOFILE to `fds` in the child `cmd` will start.
+pub fn limit_fds(cmd: &mut Command, fds: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe and only touches the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: fds as libc::rlim_t, rlim_max: fds as libc::rlim_t };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn start_warren_command(mut cmd: Command) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
+    let mut child = cmd
         .args(["--port", "0", "--log-level", "info"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
