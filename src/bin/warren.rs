@@ -139,7 +139,45 @@ fn site(root: Option<&Path>) -> Result<(Arc<dyn Fops>, String), String> {
     }
 }
 
+/// Run `context` until SIGTERM, SIGINT or SIGHUP, which stop it cleanly:
+/// CGI programs still running, and what programs left running in their
+/// process groups, are then ended before warren exits. The signals are
+/// blocked in every thread (the mask is set before any starts; CGI
+/// programs get a clear mask) and taken by one thread that waits for them.
+fn serve(context: Context, stop_set: libc::sigset_t) -> Result<(), String> {
+    let handle = context.handle();
+    let waiter = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut sig = 0;
+        // SAFETY: sigwait reads the set and writes the signal number.
+        if unsafe { libc::sigwait(&stop_set, &mut sig) } == 0 {
+            log::info!("signal {sig}: stopping");
+            handle.stop();
+        }
+    });
+    if let Err(e) = waiter {
+        log::warn!("cannot start the signal thread ({e}); SIGTERM will not stop warren cleanly");
+    }
+    context.run().map_err(|e| format!("service loop failed: {e}"))
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and so in every
+/// thread started after), returning the set for `serve`.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, filled by sigemptyset/sigaddset;
+    // pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
 fn run(o: Options) -> Result<(), String> {
+    let stop_set = block_stop_signals();
     if let Some(dir) = &o.config {
         if o.root.is_some() {
             return Err("--config and --root cannot be used together".into());
@@ -148,7 +186,7 @@ fn run(o: Options) -> Result<(), String> {
         let context = Context::new(info).map_err(|e| format!("{}: {e}", dir.display()))?;
         let addrs: Vec<String> = (0..).map_while(|i| context.local_addr(i)).map(|a| a.to_string()).collect();
         log::info!("warren {} serving {} on {}", env!("CARGO_PKG_VERSION"), dir.display(), addrs.join(", "));
-        return context.run().map_err(|e| format!("service loop failed: {e}"));
+        return serve(context, stop_set);
     }
     let (fops, what) = site(o.root.as_deref())?;
     let addr = SocketAddr::new(o.bind, o.port);
@@ -168,7 +206,7 @@ fn run(o: Options) -> Result<(), String> {
     let context = Context::new(ContextInfo::new().vhost(vhost)).map_err(|e| e.to_string())?;
     let local = context.local_addr(0).unwrap_or(addr);
     log::info!("warren {} serving {what} on http://{local}/", env!("CARGO_PKG_VERSION"));
-    context.run().map_err(|e| format!("service loop failed: {e}"))
+    serve(context, stop_set)
 }
 
 /// `warren pack DIR OUT.zip`: prints each file and the totals.
