@@ -496,7 +496,10 @@ pub(crate) fn translate(mounts: &[Mount], path: &str) -> io::Result<Option<PathB
                 return Ok(Some(real));
             }
             Err(e) if e.kind() == io::ErrorKind::Unsupported => return Ok(None),
-            Err(e) if (e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)) && !at.is_empty() => {
+            Err(e)
+                if (e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR))
+                    && !at.is_empty() =>
+            {
                 at = at.rsplit_once('/').map_or("", |(parent, _)| parent);
             }
             Err(e) => return Err(e),

@@ -18,11 +18,11 @@
 //! exits, its process group sent SIGTERM and then SIGKILL when it was cut
 //! short or overstays.
 
+use crate::http::BodyDecoder;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::Child;
 use std::time::{Duration, Instant};
-use crate::http::BodyDecoder;
 use warren_cgi::{CgiChild, HeadParser};
 
 /// The most bytes of one stderr line logged (the rest is cut).
@@ -155,9 +155,7 @@ impl CgiRun {
         // SAFETY: siginfo_t is plain data; waitid(2) fills it for our own
         // child; WNOWAIT leaves the child waitable, WNOHANG never blocks.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe {
-            libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
-        };
+        let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
         if r != 0 {
             // ECHILD: reaped already (cannot happen while we own it).
             return Exit::Exited;

@@ -1023,7 +1023,8 @@ impl Conn {
         // Paths handed to the program are confined as file opens are: one
         // that resolves outside its mount's root refuses the request.
         let mounts = &sh.vhosts[vi].mounts;
-        let translated = if target.path_info.is_empty() { Ok(None) } else { mount::translate(mounts, &target.path_info) };
+        let translated =
+            if target.path_info.is_empty() { Ok(None) } else { mount::translate(mounts, &target.path_info) };
         let path_translated = match translated {
             Ok(p) => p.map(|p| p.to_string_lossy().into_owned()),
             Err(e) => {
