@@ -401,20 +401,60 @@ pub struct CgiTarget {
 /// PATH_INFO. Segments are checked by [`VPath`], so nothing outside the
 /// directory can be named. `None`: no such script.
 pub fn cgi_resolve(origin: &Path, mountpoint: &str, remainder: &str) -> Option<CgiTarget> {
+    cgi_lookup(origin, mountpoint, remainder).ok()
+}
+
+/// Why [`cgi_lookup`] found no program to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CgiRefusal {
+    /// The mount's program or directory is not there (or not executable).
+    NoOrigin,
+    /// The path is not one a file could have (`\`, NUL, `..` above the top).
+    BadPath,
+    /// No segment of the path names a program.
+    NoScript,
+    /// The path names a regular file that is not executable.
+    NotExecutable,
+}
+
+impl CgiRefusal {
+    /// The status the client gets.
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            // As Apache's mod_cgi: the file is there, running it is not allowed.
+            CgiRefusal::NotExecutable => 403,
+            CgiRefusal::NoOrigin | CgiRefusal::BadPath | CgiRefusal::NoScript => 404,
+        }
+    }
+
+    /// Words for the log.
+    pub(crate) fn why(self) -> &'static str {
+        match self {
+            CgiRefusal::NoOrigin => "the mount's program or directory is missing or not executable",
+            CgiRefusal::BadPath => "the path cannot name a file",
+            CgiRefusal::NoScript => "no program at that path",
+            CgiRefusal::NotExecutable => "the file is not executable",
+        }
+    }
+}
+
+/// [`cgi_resolve`], saying why when there is nothing to run.
+pub(crate) fn cgi_lookup(origin: &Path, mountpoint: &str, remainder: &str) -> Result<CgiTarget, CgiRefusal> {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let mode = |p: &Path| std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode());
+    let executable = |p: &Path| mode(p).is_some_and(|m| m & 0o111 != 0);
     let base = if mountpoint == "/" { "" } else { mountpoint };
     if executable(origin) {
-        return Some(CgiTarget {
+        return Ok(CgiTarget {
             program: origin.to_path_buf(),
             script_name: base.to_string(),
             path_info: remainder.to_string(),
         });
     }
     if !origin.is_dir() {
-        return None;
+        return Err(CgiRefusal::NoOrigin);
     }
-    let rel = VPath::new(remainder).ok()?;
+    let rel = VPath::new(remainder).map_err(|_| CgiRefusal::BadPath)?;
     let mut script = origin.to_path_buf();
     let mut consumed = String::new();
     let segments: Vec<&str> = rel.as_str().split('/').filter(|s| !s.is_empty()).collect();
@@ -429,13 +469,55 @@ pub fn cgi_resolve(origin: &Path, mountpoint: &str, remainder: &str) -> Option<C
             if remainder.ends_with('/') {
                 path_info.push('/');
             }
-            return Some(CgiTarget { program: script, script_name: format!("{base}{consumed}"), path_info });
+            return Ok(CgiTarget { program: script, script_name: format!("{base}{consumed}"), path_info });
+        }
+        if mode(&script).is_some() {
+            return Err(CgiRefusal::NotExecutable);
         }
         if !script.is_dir() {
-            return None;
+            return Err(CgiRefusal::NoScript);
         }
     }
-    None
+    Err(CgiRefusal::NoScript)
+}
+
+/// `PATH_TRANSLATED` for the URL path `path` (RFC 3875 §4.1.6): where the
+/// vhost's file mounts put it on the local disk, resolved and confined
+/// exactly as a file open there is (a symbolic link out of the mount's
+/// root is refused), and named without symbolic links, so a program
+/// given it reads what the file mount would serve. A path that does not
+/// exist (yet) is its nearest existing ancestor, so resolved, followed by
+/// the rest.
+///
+/// `Ok(None)`: no file mount of a local directory covers it.
+/// `Err(PermissionDenied)`: resolving it leaves the mount's root; the
+/// request must be refused.
+pub(crate) fn translate(mounts: &[Mount], path: &str) -> io::Result<Option<PathBuf>> {
+    let Some((_, m)) = find(mounts, path) else { return Ok(None) };
+    let Origin::File(fops) = &m.origin else { return Ok(None) };
+    let denied = || io::Error::new(io::ErrorKind::PermissionDenied, "not a path below the mount");
+    let whole = VPath::new(m.remainder(path)).map_err(|_| denied())?;
+    let mut at = whole.as_str();
+    loop {
+        let here = VPath::new(at).map_err(|_| denied())?;
+        match fops.resolve_local(&here) {
+            Ok(mut real) => {
+                let rest = whole.as_str()[at.len()..].trim_start_matches('/');
+                if !rest.is_empty() {
+                    real.push(rest);
+                }
+                return Ok(Some(real));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => return Ok(None),
+            Err(e)
+                if (e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR))
+                    && !at.is_empty() =>
+            {
+                at = at.rsplit_once('/').map_or("", |(parent, _)| parent);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

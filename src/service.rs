@@ -340,10 +340,10 @@ impl Service {
                 let now = Instant::now();
                 let wheel = self.sh.timers.next_timeout(now);
                 let mut protocol = self.sh.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
-                if !self.sh.reaper.is_empty() {
+                if let Some(poll) = self.sh.reaper.next_poll(REAP_POLL) {
                     // Programs being reaped are polled (no SIGCHLD handler:
                     // the process may not be ours to take it over).
-                    protocol = Some(protocol.map_or(REAP_POLL, |p| p.min(REAP_POLL)));
+                    protocol = Some(protocol.map_or(poll, |p| p.min(poll)));
                 }
                 match (wheel, protocol) {
                     (Some(a), Some(b)) => Some(a.min(b)),

@@ -1253,3 +1253,256 @@ fn hostile_cgi_paths_run_nothing_outside_the_directory() {
     }
     assert_eq!(get_at(s.server.addr, "/cgi-bin/env.sh").status, 200);
 }
+
+// ---------------------------------------------------------------------------
+// Output framing (issue 10, item 5)
+
+/// A program that chunks its own body and then writes more (a whole
+/// second response): the client gets the body up to its last chunk and
+/// nothing after it, and the connection stays in step (a second request
+/// on it is answered as such).
+#[test]
+fn bytes_after_a_programs_last_chunk_never_reach_the_client() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let mut c = s.server.connect();
+    c.write_all(b"GET /cgi-bin/chunked-extra.sh HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    c.write_all(b"GET /cgi-bin/status.sh HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let raw = read_to_close(&mut c, Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&raw);
+    assert!(!text.contains("smuggled"), "{text}");
+    let first_body = "\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains(first_body), "{text}");
+    // What follows the first response is the answer to the second request.
+    let after = &text[text.find(first_body).map_or(0, |i| i + first_body.len())..];
+    assert!(after.starts_with("HTTP/1.1 418"), "after the first response: {after:?}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "{text}");
+}
+
+/// A program killed mid-body: the client can tell. Chunked by us: the
+/// connection closes without the last chunk; its own Content-Length or
+/// its own chunks: closed short.
+#[test]
+fn a_program_killed_mid_body_leaves_the_response_visibly_cut() {
+    let _g = shared();
+    let s = serve(|m| m);
+    for mode in ["", "length", "chunked"] {
+        let mut c = s.server.connect();
+        let req = format!("GET /cgi-bin/die-mid-body.sh?{mode} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        c.write_all(req.as_bytes()).expect("write");
+        let raw = read_to_close(&mut c, Duration::from_secs(20));
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 200"), "{mode}: {text}");
+        assert!(text.contains("partial\n"), "{mode}: {text}");
+        assert!(!text.ends_with("0\r\n\r\n"), "{mode}: a cut response must not look complete: {text:?}");
+        if mode == "length" {
+            assert!(text.contains("Content-Length: 1000") || text.contains("content-length: 1000"), "{text}");
+        }
+    }
+    // A program that exits normally still gets its last chunk.
+    let r = get_at(s.server.addr, "/cgi-bin/env.sh");
+    assert_eq!(r.status, 200);
+}
+
+/// A CGI may not answer with an interim status: 101 (which would hand it
+/// the connection) and any 1xx get 502.
+#[test]
+fn an_interim_status_from_a_program_is_502() {
+    let _g = shared();
+    let s = serve(|m| m);
+    for code in ["101", "100", "103"] {
+        let r = get_at(s.server.addr, &format!("/cgi-bin/status-1xx.sh?{code}"));
+        assert_eq!(r.status, 502, "Status: {code}: {}", r.text());
+        assert!(!r.text().contains("not a websocket"), "{code}");
+    }
+}
+
+/// Broken chunked framing in a request body for a CGI: 400 (the program
+/// has answered nothing yet), and the program is ended.
+#[test]
+fn bad_chunked_request_framing_on_a_cgi_is_400() {
+    let _g = shared();
+    let s = serve(|m| m);
+    let req = b"POST /cgi-bin/hash.py HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
+                5\r\nhello\r\nzz-not-hex\r\n\r\n";
+    let (_, r) = exchange(s.server.addr, req);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(get_at(s.server.addr, "/cgi-bin/env.sh").status, 200);
+}
+
+// ---------------------------------------------------------------------------
+// Uploads and the timeout (issue 10, item 8)
+
+/// A steady upload slower in total than the timeout, but with every step
+/// well inside it, is not ended: each write into stdin is progress. The
+/// pacing: 16 KiB every 250 ms (64 KiB/s) for 8 s, under a 3 s timeout.
+#[test]
+fn a_slow_steady_upload_is_not_timed_out() {
+    let _g = shared();
+    let s = serve(|m| m.cgi_timeout(Duration::from_secs(3)));
+    let steps = 32;
+    let piece = pattern(16 * 1024);
+    let total = piece.len() * steps;
+    let mut c = s.server.connect();
+    c.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let head = format!(
+        "POST /cgi-bin/hash.py HTTP/1.1\r\nHost: localhost\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).expect("write head");
+    for _ in 0..steps {
+        std::thread::sleep(Duration::from_millis(250));
+        if c.write_all(&piece).is_err() {
+            // Answered (504) and closed early: the response says so below.
+            break;
+        }
+    }
+    let r = Reader::new(c).response(false).expect("response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().trim_end().ends_with(&format!(" {total}")), "{}", r.text());
+}
+
+// ---------------------------------------------------------------------------
+// Process groups (issue 10, item 11)
+
+/// A program that answers, leaves a background child holding its stdout
+/// and exits: the response cannot end (stdout stays open), the timeout
+/// ends the request, and with it the whole group although its leader is
+/// long gone.
+#[test]
+fn a_background_child_outliving_its_leader_is_ended_with_the_request() {
+    let _g = shared();
+    let pidfile = tempfile::tempdir().expect("tempdir");
+    let pidfile = pidfile.path().join("pid");
+    let s = serve(|m| {
+        m.cgi_timeout(Duration::from_secs(2)).cgi_env("CGI_TEST_PIDFILE", pidfile.to_string_lossy().as_ref())
+    });
+    let mut c = s.server.connect();
+    c.write_all(b"GET /cgi-bin/bg-exit.sh HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let raw = read_to_close(&mut c, Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("answered\n"), "{text}");
+    let pgid = read_pid(&pidfile);
+    let gone = wait_group_gone(pgid, std::process::id(), Duration::from_secs(10));
+    eprintln!("leaderless group {pgid} gone {gone:?} after the request ended");
+}
+
+/// A program that starts a detached child (a daemon in its group) and
+/// exits normally: the child is let run after the request, as lighttpd
+/// and nginx do; when the server stops, it is ended.
+#[test]
+fn a_daemonised_child_runs_on_until_the_server_stops() {
+    let _g = shared();
+    let pidfile = tempfile::tempdir().expect("tempdir");
+    let pidfile = pidfile.path().join("pid");
+    let s = serve(|m| m.cgi_env("CGI_TEST_PIDFILE", pidfile.to_string_lossy().as_ref()));
+    let r = get_at(s.server.addr, "/cgi-bin/daemon.sh");
+    assert_eq!((r.status, r.text().as_str()), (200, "daemon started\n"));
+    let pgid = read_pid(&pidfile);
+    // Its leader has exited; the detached child is still there.
+    let left = group_members(pgid, std::process::id());
+    assert!(left.iter().any(|p| p.pid != pgid && p.state != 'Z'), "the daemon should run on: {left:?}");
+    drop(s);
+    let gone = wait_group_gone(pgid, std::process::id(), Duration::from_secs(10));
+    eprintln!("daemon group {pgid} gone {gone:?} after the server stopped");
+}
+
+/// The binary: SIGTERM stops it cleanly, ending what its programs left
+/// running; it exits with success.
+#[test]
+fn sigterm_to_the_binary_ends_the_groups_it_started() {
+    let _g = shared();
+    let t = tempfile::tempdir().expect("tempdir");
+    let pidfile = t.path().join("pid");
+    let cgi = format!("/cgi-bin={}", cgi_dir().display());
+    let (mut w, port) = start_warren(&["--root", &t.path().to_string_lossy(), "--cgi", &cgi]);
+    let r = get_at(local(port), &format!("/cgi-bin/daemon.sh?{}", pidfile.display()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pgid = read_pid(&pidfile);
+    let server_pid = w.0.id();
+    assert!(group_members(pgid, server_pid).iter().any(|p| p.pid != pgid), "the daemon should run on");
+    // SAFETY: a signal to the warren we started.
+    assert_eq!(unsafe { libc::kill(server_pid as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = w.0.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "warren did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
+    wait_group_gone(pgid, server_pid, Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------
+// Paths handed to programs (issue 10, item 2; issue 11, item 7)
+
+/// With a link to `/` and one to a directory outside the root in the
+/// site, an interpreter mount refuses (403) what the file mount refuses,
+/// runs nothing from outside, and hands in-root paths on resolved.
+#[test]
+fn interpreter_mounts_confine_paths_as_file_opens_do() {
+    let _g = shared();
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("x.php"), "<?php echo 'outside ran';").expect("write");
+    std::fs::write(outside.path().join("x.txt"), "outside").expect("write");
+    let s = serve_mounts(|root| {
+        std::os::unix::fs::symlink("/", root.join("rootlink")).expect("symlink");
+        std::os::unix::fs::symlink(outside.path(), root.join("shared")).expect("symlink");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("sub/real.php"), "<?php echo 'inside ', $_SERVER['SCRIPT_FILENAME'];").expect("w");
+        std::os::unix::fs::symlink("sub/real.php", root.join("alias.php")).expect("symlink");
+        vec![Mount::cgi("/php", PHP_CGI), Mount::cgi("/env", cgi_dir().join("env.sh"))]
+    });
+    let addr = s.server.addr;
+    // The file mount's own answers, for comparison.
+    assert_eq!(get_at(addr, "/rootlink/etc/passwd").status, 403);
+    assert_eq!(get_at(addr, "/shared/x.txt").status, 403);
+    for p in ["/php/rootlink/etc/passwd", "/php/shared/x.php", "/php/rootlink/nonexistent/x.php", "/php/shared"] {
+        let r = get_at(addr, p);
+        assert_eq!(r.status, 403, "{p}: {}", r.text());
+        assert!(!r.text().contains("root:") && !r.text().contains("outside ran"), "{p}: {}", r.text());
+    }
+    for p in ["/env/rootlink/etc/passwd", "/env/shared/x.txt"] {
+        let r = get_at(addr, p);
+        assert_eq!(r.status, 403, "{p}: {}", r.text());
+        assert!(!r.text().contains("GATEWAY_INTERFACE"), "{p} ran the program");
+    }
+    // Inside the root: a link is resolved to where it leads.
+    let root = s.root.canonicalize().expect("canonical root");
+    let r = get_at(addr, "/php/alias.php");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), format!("inside {}", root.join("sub/real.php").display()));
+    // A path that does not exist: its existing part resolved, the rest as is.
+    let env = env_map(&get_at(addr, "/env/sub/missing/x"));
+    assert_eq!(env.get("PATH_TRANSLATED"), Some(&root.join("sub/missing/x").to_string_lossy().into_owned()));
+}
+
+/// A script that is not executable: 403 (as Apache does), and a log line
+/// at info saying why, once; a missing one: 404, logged too.
+#[test]
+fn a_refused_cgi_request_is_logged_with_its_cause() {
+    let _g = shared();
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().expect("tempdir");
+    let bin = t.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    std::fs::write(bin.join("plain.sh"), "#!/bin/sh\necho\n").expect("write");
+    std::fs::set_permissions(bin.join("plain.sh"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let cgi = format!("/cgi-bin={}", bin.display());
+    let (_w, port, log) = start_warren_logged(&["--root", &t.path().to_string_lossy(), "--cgi", &cgi]);
+    assert_eq!(get_at(local(port), "/cgi-bin/plain.sh").status, 403);
+    assert_eq!(get_at(local(port), "/cgi-bin/missing.sh").status, 404);
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines.len() < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = log.recv_timeout(left).unwrap_or_else(|_| panic!("log lines so far: {lines:?}"));
+        if line.contains("refused") {
+            lines.push(line);
+        }
+    }
+    assert!(lines[0].starts_with("INFO") && lines[0].contains("/cgi-bin/plain.sh"), "{lines:?}");
+    assert!(lines[0].contains("403") && lines[0].contains("not executable"), "{lines:?}");
+    assert!(lines[1].contains("/cgi-bin/missing.sh") && lines[1].contains("404"), "{lines:?}");
+}

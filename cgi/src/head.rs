@@ -102,7 +102,9 @@ fn parse(head: &[u8]) -> Result<CgiHead, HeadError> {
         if name.eq_ignore_ascii_case("status") {
             let code = value.split(' ').next().unwrap_or("");
             let code: u16 = code.parse().map_err(|_| HeadError::Malformed("bad Status"))?;
-            if !(100..=599).contains(&code) {
+            if !(200..=599).contains(&code) {
+                // 1xx too: a CGI answers once, and an interim status
+                // (101 above all) would let it take the connection over.
                 return Err(HeadError::Malformed("Status out of range"));
             }
             status = Some(code);
@@ -177,6 +179,10 @@ mod tests {
             &b"no colon here\n\n"[..],
             b"Status: abc\n\n",
             b"Status: 99\n\n",
+            // Interim statuses: a CGI answers once (101 would hijack the connection).
+            b"Status: 101 Switching Protocols\nUpgrade: x\n\n",
+            b"Status: 100\n\n",
+            b"Status: 199\n\n",
             b"Bad Name: x\n\n",
             b"X: a\0b\n\n",
             b"Content-Length: -1\n\n",

@@ -72,8 +72,8 @@ pub fn spawn(
         .stderr(Stdio::piped())
         .process_group(0);
     // SAFETY: the closure runs in the child between fork and exec and
-    // only calls setrlimit(2), which is async-signal-safe; it allocates
-    // nothing and touches no locks.
+    // only calls setrlimit(2) and sigprocmask(2), which are
+    // async-signal-safe; it allocates nothing and touches no locks.
     unsafe {
         cmd.pre_exec(move || {
             for (resource, value) in [
@@ -87,6 +87,14 @@ pub fn spawn(
                         return Err(io::Error::last_os_error());
                     }
                 }
+            }
+            // A server that blocks SIGTERM to take it in a thread of its
+            // own must not hand that mask on: the program could not be
+            // ended with SIGTERM then.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
             }
             Ok(())
         });

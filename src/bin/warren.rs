@@ -161,7 +161,50 @@ fn site(root: Option<&Path>) -> Result<(Arc<dyn Fops>, String), String> {
     }
 }
 
+/// Run `context` until SIGTERM, SIGINT or SIGHUP, which stop it cleanly:
+/// CGI programs still running, and what programs left running in their
+/// process groups, are then ended before warren exits. The signals are
+/// blocked in every thread (the mask is set before any starts; CGI
+/// programs get a clear mask) and taken by one thread that waits for them.
+fn serve(context: Context, stop_set: libc::sigset_t) -> Result<(), String> {
+    stop_on_signals(context.handle(), stop_set);
+    context.run().map_err(|e| format!("service loop failed: {e}"))
+}
+
+/// Starts the thread that waits for a stop signal and stops `handle`'s
+/// loop when one comes.
+fn stop_on_signals(handle: warren::ContextHandle, stop_set: libc::sigset_t) {
+    let waiter = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut sig = 0;
+        // SAFETY: sigwait reads the set and writes the signal number.
+        if unsafe { libc::sigwait(&stop_set, &mut sig) } == 0 {
+            log::info!("signal {sig}: stopping");
+            handle.stop();
+        }
+    });
+    if let Err(e) = waiter {
+        log::warn!("cannot start the signal thread ({e}); SIGTERM will not stop warren cleanly");
+    }
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and so in every
+/// thread started after), returning the set for `serve`.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, filled by sigemptyset/sigaddset;
+    // pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
 fn run(mut o: Options) -> Result<(), String> {
+    let stop_set = block_stop_signals();
     if let Some(dir) = &o.config {
         if o.root.is_some() {
             return Err("--config and --root cannot be used together".into());
@@ -170,7 +213,7 @@ fn run(mut o: Options) -> Result<(), String> {
         let context = Context::new(info).map_err(|e| format!("{}: {e}", dir.display()))?;
         let addrs: Vec<String> = (0..).map_while(|i| context.local_addr(i)).map(|a| a.to_string()).collect();
         log::info!("warren {} serving {} on {}", env!("CARGO_PKG_VERSION"), dir.display(), addrs.join(", "));
-        return context.run().map_err(|e| format!("service loop failed: {e}"));
+        return serve(context, stop_set);
     }
     let (fops, what) = site(o.root.as_deref())?;
     if o.bind.is_empty() {
@@ -221,12 +264,13 @@ fn run(mut o: Options) -> Result<(), String> {
     };
     if pending.len() == 0 {
         serving(&bound);
-        return context.run().map_err(|e| format!("service loop failed: {e}"));
+        return serve(context, stop_set);
     }
     // The other addresses join the running loop, on the port the first
     // got (so that --port 0 means one port for all of them).
     let port = bound[0].port();
     let handle = context.handle();
+    stop_on_signals(handle.clone(), stop_set);
     let service = std::thread::spawn(move || context.run());
     let mut failed = None;
     for (addr, named) in pending {

@@ -18,6 +18,7 @@
 //! exits, its process group sent SIGTERM and then SIGKILL when it was cut
 //! short or overstays.
 
+use crate::http::BodyDecoder;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::Child;
@@ -32,6 +33,17 @@ const STDERR_READS_PER_STEP: usize = 4;
 const MAX_LOG_LINES: u32 = 1000;
 /// Grace between SIGTERM and SIGKILL for a program being ended.
 pub(crate) const KILL_GRACE: Duration = Duration::from_millis(500);
+/// After stdout ends, how long to wait for the program's exit status (to
+/// tell a crash from a normal end) before taking the end as normal.
+pub(crate) const EXIT_WAIT: Duration = Duration::from_millis(500);
+/// How often the exit status is looked for meanwhile.
+pub(crate) const EXIT_POLL: Duration = Duration::from_millis(5);
+/// Process groups left running by programs that ended on their own, kept
+/// so they can be ended when the server stops; past this many, a new
+/// one is ended at once.
+const MAX_LEFTOVER_GROUPS: usize = 256;
+/// How often those groups are checked for being empty.
+const LEFTOVER_CHECK: Duration = Duration::from_secs(1);
 
 /// How the response body leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +52,8 @@ pub(crate) enum OutFraming {
     Length(u64),
     /// We frame the script's bytes in chunks (HTTP/1.1, no length).
     Chunk,
-    /// The script frames its own body as chunked: passed on as it is.
+    /// The script frames its own body as chunked: passed on as it is, up
+    /// to the end of its last chunk (see `CgiRun::own_chunks`).
     Passthrough,
     /// Delimited by closing the connection (HTTP/1.0, no length).
     Close,
@@ -89,6 +102,23 @@ pub(crate) struct CgiRun {
     stderr_lines: u32,
     /// Local redirects followed for this request so far.
     pub(crate) redirects: u8,
+    /// With `Passthrough`: the script's chunk framing as it passes, so the
+    /// body ends exactly at its last chunk.
+    pub(crate) own_chunks: BodyDecoder,
+    /// stdout ended before the program's exit was seen: waiting (until
+    /// this instant) to learn whether it crashed.
+    pub(crate) exit_wait: Option<Instant>,
+}
+
+/// How a program ended, as far as the response cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// Still running.
+    Running,
+    /// Exited (any status).
+    Exited,
+    /// Killed by a signal (crashed, or killed by someone).
+    Killed,
 }
 
 impl CgiRun {
@@ -113,6 +143,30 @@ impl CgiRun {
             stderr_line: Vec::new(),
             stderr_lines: 0,
             redirects,
+            own_chunks: BodyDecoder::chunked(),
+            exit_wait: None,
+        }
+    }
+
+    /// Whether the program has exited, looked at without reaping it (the
+    /// reaper does that, so its group id stays reserved meanwhile).
+    pub(crate) fn exit(&self) -> Exit {
+        let pid: libc::id_t = self.child.child.id();
+        // SAFETY: siginfo_t is plain data; waitid(2) fills it for our own
+        // child; WNOWAIT leaves the child waitable, WNOHANG never blocks.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        if r != 0 {
+            // ECHILD: reaped already (cannot happen while we own it).
+            return Exit::Exited;
+        }
+        // SAFETY: after a successful waitid the pid field is set (0: none).
+        if unsafe { info.si_pid() } == 0 {
+            return Exit::Running;
+        }
+        match info.si_code {
+            libc::CLD_KILLED | libc::CLD_DUMPED => Exit::Killed,
+            _ => Exit::Exited,
         }
     }
 
@@ -273,10 +327,16 @@ impl CgiRun {
     }
 }
 
-/// Programs that have served their request and are being waited for.
+/// Programs that have served their request and are being waited for,
+/// and the process groups programs left running behind them.
 #[derive(Debug, Default)]
 pub(crate) struct Reaper {
     waiting: Vec<Reaping>,
+    /// Groups whose leader ended on its own, leaving members behind
+    /// (daemonised children): let run, ended when the server stops.
+    leftovers: Vec<i32>,
+    /// When `leftovers` was last checked for empty groups.
+    checked: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -289,7 +349,16 @@ struct Reaping {
     /// ... and when SIGKILL.
     kill_at: Instant,
     kill_sent: bool,
+    /// The leader has been reaped.
     exited: bool,
+    /// Done with it: reaped, and its group ended or handed on.
+    finished: bool,
+}
+
+/// What became of a finished program's group.
+enum Left {
+    Nothing,
+    Group(i32),
 }
 
 impl Reaper {
@@ -304,65 +373,127 @@ impl Reaper {
             kill_at: term_at + KILL_GRACE,
             kill_sent: false,
             exited: false,
+            finished: false,
         };
-        r.step(now);
-        if !r.done() {
+        if let Left::Group(g) = r.step(now) {
+            self.keep_leftover(g);
+        }
+        if !r.finished {
             self.waiting.push(r);
         }
     }
 
-    /// Whether anything is waiting (the loop then wakes to poll it).
+    /// Whether anything is waited for or watched.
     pub(crate) fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.waiting.is_empty() && self.leftovers.is_empty()
     }
 
-    /// The loop is stopping: ends every program still waited for (SIGKILL
-    /// to its group) and reaps it, so an embedding program is left with
-    /// no zombie. Blocks only as long as the kernel takes to kill them.
+    /// How soon the loop should call [`poll`](Self::poll): often while a
+    /// program is being reaped, now and then while only left-over groups
+    /// are watched.
+    pub(crate) fn next_poll(&self, reap_poll: Duration) -> Option<Duration> {
+        if !self.waiting.is_empty() {
+            Some(reap_poll)
+        } else if !self.leftovers.is_empty() {
+            Some(LEFTOVER_CHECK)
+        } else {
+            None
+        }
+    }
+
+    /// The loop is stopping: ends every program still waited for and every
+    /// group left running (SIGKILL to the group) and reaps the programs,
+    /// so an embedding program is left with no zombie and no stray
+    /// process. Blocks only as long as the kernel takes to kill them.
     pub(crate) fn finish(&mut self) {
         for mut r in self.waiting.drain(..) {
-            if !r.exited {
+            if !r.exited || group_alive(r.pgid) {
+                // The reaped leader's id names its group for as long as a
+                // member lives, so this reaches exactly that group.
                 signal_group(r.pgid, libc::SIGKILL);
+            }
+            if !r.exited {
                 let _ = r.child.wait();
+            }
+        }
+        for pgid in self.leftovers.drain(..) {
+            if group_alive(pgid) {
+                signal_group(pgid, libc::SIGKILL);
             }
         }
     }
 
-    /// Reaps what has exited and signals what is due.
+    /// Reaps what has exited, signals what is due, forgets groups that
+    /// have emptied.
     pub(crate) fn poll(&mut self, now: Instant) {
+        let mut left = Vec::new();
         for r in self.waiting.iter_mut() {
-            r.step(now);
+            if let Left::Group(g) = r.step(now) {
+                left.push(g);
+            }
         }
-        self.waiting.retain(|r| !r.done());
+        self.waiting.retain(|r| !r.finished);
+        for g in left {
+            self.keep_leftover(g);
+        }
+        if !self.leftovers.is_empty() && self.checked.is_none_or(|t| now.duration_since(t) >= LEFTOVER_CHECK) {
+            // Promptly, so an id is forgotten long before the kernel could
+            // hand it out again (ids are reused only after a full cycle).
+            self.checked = Some(now);
+            self.leftovers.retain(|&g| group_alive(g));
+        }
+    }
+
+    fn keep_leftover(&mut self, pgid: i32) {
+        if self.leftovers.len() >= MAX_LEFTOVER_GROUPS {
+            self.leftovers.retain(|&g| group_alive(g));
+        }
+        if self.leftovers.len() >= MAX_LEFTOVER_GROUPS {
+            log::warn!("cgi: more than {MAX_LEFTOVER_GROUPS} process groups left running; ending group {pgid}");
+            signal_group(pgid, libc::SIGKILL);
+            return;
+        }
+        log::debug!("cgi: process group {pgid} lives on after its program ended");
+        self.leftovers.push(pgid);
     }
 }
 
 impl Reaping {
-    fn step(&mut self, now: Instant) {
-        if !self.exited {
-            self.exited = matches!(self.child.try_wait(), Ok(Some(_)) | Err(_));
+    fn step(&mut self, now: Instant) -> Left {
+        if self.finished {
+            return Left::Nothing;
         }
-        if self.exited && !self.term_sent {
-            // It finished on its own: whatever it left in its group is
-            // its business.
-            return;
+        self.reap();
+        if self.exited && !self.term_sent && now < self.term_at {
+            // It finished on its own: what it left in its group (a
+            // daemonised child) may run on, watched until the server
+            // stops.
+            self.finished = true;
+            return if group_alive(self.pgid) { Left::Group(self.pgid) } else { Left::Nothing };
         }
+        // Cut short or overstaying: the whole group ends, whether or not
+        // the leader is still there (its id names the group while any
+        // member lives).
         if now >= self.term_at && !self.term_sent {
             self.term_sent = true;
             signal_group(self.pgid, libc::SIGTERM);
         }
         if now >= self.kill_at && !self.kill_sent {
             self.kill_sent = true;
-            signal_group(self.pgid, libc::SIGKILL);
+            if !self.exited || group_alive(self.pgid) {
+                signal_group(self.pgid, libc::SIGKILL);
+            }
         }
+        self.reap();
+        // A group we signalled is watched until it is empty (or killed).
+        self.finished = self.exited && (self.kill_sent || !group_alive(self.pgid));
+        Left::Nothing
+    }
+
+    fn reap(&mut self) {
         if !self.exited {
             self.exited = matches!(self.child.try_wait(), Ok(Some(_)) | Err(_));
         }
-    }
-
-    fn done(&self) -> bool {
-        // A group we signalled is watched until it is empty (or killed).
-        self.exited && (!self.term_sent || self.kill_sent || !group_alive(self.pgid))
     }
 }
 

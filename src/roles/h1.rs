@@ -15,7 +15,7 @@ use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Metho
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
 use crate::protocol::{Action, Command, Cx, RawEvent, Session, Writer, WsiId};
-use crate::roles::cgi::{CgiRun, OutFraming};
+use crate::roles::cgi::{CgiRun, Exit, OutFraming, EXIT_POLL, EXIT_WAIT};
 use crate::roles::ws::{Upgrade, WsConn};
 use crate::service::Shared;
 use crate::ws::handshake::{self, Refusal};
@@ -264,7 +264,13 @@ impl Conn {
         if self.out.has_pending() {
             progress = self.out.flush()?;
             if progress {
-                sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+                // A CGI response keeps its own timeout (any byte out is
+                // progress for it); everything else the I/O one.
+                let timeout = match &self.writing {
+                    Writing::Cgi(run) => sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout,
+                    _ => sh.limits.io_timeout,
+                };
+                sh.timers.set(self.key, sh.now + timeout);
             }
             if self.out.has_pending() {
                 return Ok(progress);
@@ -536,6 +542,10 @@ impl Conn {
                         Ok(r) => r,
                         Err(e) => {
                             log::debug!("{}: bad request body: {e:?}", self.peer);
+                            if matches!(self.writing, Writing::Cgi(_)) {
+                                self.cgi_bad_body(sh)?;
+                                return Ok(input.len());
+                            }
                             if self.writing_is(CbResp::AwaitHead) && !self.out.has_pending() {
                                 self.tx.keep_alive = false;
                                 self.reading = Reading::Done;
@@ -552,17 +562,23 @@ impl Conn {
                         self.body_unread = false;
                     }
                     if let Writing::Cgi(run) = &mut self.writing {
-                        // CGI: the body goes to the program's stdin.
+                        // CGI: the body goes to the program's stdin; bytes
+                        // it takes are progress for its timeout.
+                        let mut moved = false;
                         if let Some(data) = data {
-                            run.feed(data);
+                            moved |= run.feed(data);
                         }
                         if done {
                             run.body_done = true;
-                            run.flush_stdin();
+                            moved |= run.flush_stdin();
                         }
                         if run.input_blocked() {
                             self.rx_paused = true;
                             self.cgi_paused_rx = true;
+                        }
+                        if moved {
+                            let timeout = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
+                            sh.timers.set(self.key, sh.now + timeout);
                         }
                         sh.force(self);
                     } else {
@@ -1013,10 +1029,34 @@ impl Conn {
         let vi = self.vhost;
         let m = &sh.vhosts[vi].mounts[mi];
         let Origin::Cgi(origin) = &m.origin else { return };
-        let Some(target) = mount::cgi_resolve(origin, &m.mountpoint, m.remainder(req.path())) else {
-            self.skip_body(&req);
-            self.send_error(sh, 404, Some(&req));
-            return;
+        let target = match mount::cgi_lookup(origin, &m.mountpoint, m.remainder(req.path())) {
+            Ok(t) => t,
+            Err(why) => {
+                log::info!("{}: cgi {}: refused ({}): {}", self.peer, req.path(), why.status(), why.why());
+                self.skip_body(&req);
+                self.send_error(sh, why.status(), Some(&req));
+                return;
+            }
+        };
+        // Paths handed to the program are confined as file opens are: one
+        // that resolves outside its mount's root refuses the request.
+        let mounts = &sh.vhosts[vi].mounts;
+        let translated =
+            if target.path_info.is_empty() { Ok(None) } else { mount::translate(mounts, &target.path_info) };
+        let path_translated = match translated {
+            Ok(p) => p.map(|p| p.to_string_lossy().into_owned()),
+            Err(e) => {
+                let status = if e.kind() == io::ErrorKind::PermissionDenied { 403 } else { 500 };
+                log::info!(
+                    "{}: cgi {}: refused ({status}): PATH_TRANSLATED for {}: {e}",
+                    self.peer,
+                    req.path(),
+                    target.path_info
+                );
+                self.skip_body(&req);
+                self.send_error(sh, status, Some(&req));
+                return;
+            }
         };
         let framing = req.framing();
         self.reading = body_reading(framing);
@@ -1031,19 +1071,14 @@ impl Conn {
             return;
         }
         let mounts = &sh.vhosts[vi].mounts;
-        let local = |path: &str| -> Option<String> {
-            let (_, fm) = mount::find(mounts, path)?;
-            let Origin::File(fops) = &fm.origin else { return None };
-            let vpath = VPath::new(fm.remainder(path)).ok()?;
-            fops.local_path(&vpath).map(|p| p.to_string_lossy().into_owned())
-        };
+        let document_root = mount::translate(mounts, "/").ok().flatten().map(|p| p.to_string_lossy().into_owned());
         let program_mount = origin.is_file();
         let host = req.host().map(strip_port).filter(|h| !h.is_empty());
         let cgi_req = warren_cgi::CgiRequest {
             method: req.method_str().to_string(),
             script_name: target.script_name.clone(),
             path_info: target.path_info.clone(),
-            path_translated: if target.path_info.is_empty() { None } else { local(&target.path_info) },
+            path_translated,
             query: req.query().unwrap_or("").to_string(),
             request_uri: req.target().to_string(),
             remote: Some(self.peer),
@@ -1051,7 +1086,7 @@ impl Conn {
             server_port: self.out.sock.stream().local_addr().map_or(0, |a| a.port()),
             protocol: req.version().as_str().to_string(),
             https: false,
-            document_root: local("/"),
+            document_root,
             script_filename: target.program.to_string_lossy().into_owned(),
             content_type: req.header_str("content-type").map(str::to_string),
             content_length: match framing {
@@ -1149,7 +1184,8 @@ impl Conn {
         }
         if run.stdout_eof {
             self.cgi_finish(sh, run);
-            return Ok(true);
+            // Still waiting for its exit status: the timer comes back.
+            return Ok(!matches!(self.writing, Writing::Cgi(_)));
         }
         if progress {
             let timeout = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
@@ -1231,11 +1267,6 @@ impl Conn {
                 rh.header(k, v);
             }
         }
-        if run.framing == OutFraming::Passthrough {
-            // The script's own chunking ends the body; if it stops short,
-            // only closing keeps the next response on this connection sane.
-            self.tx.keep_alive = false;
-        }
         end_head(rh, &mut self.tx, framing);
         if let Err(e) = self.cgi_body(&mut run, &data[used..], out) {
             self.cgi_end(sh, *run, true);
@@ -1268,7 +1299,24 @@ impl Conn {
                 run.framing = OutFraming::Length(rem - n as u64);
                 &data[..n]
             }
-            OutFraming::Passthrough | OutFraming::Close => data,
+            OutFraming::Passthrough => {
+                // The script's own chunks: followed as they pass, so that
+                // the body ends at the last chunk and nothing after it
+                // (a second response, say) reaches the client.
+                let mut used = 0;
+                while used < data.len() && !run.own_chunks.is_done() {
+                    match run.own_chunks.decode(&data[used..]) {
+                        Ok((0, _)) => break,
+                        Ok((n, _)) => used += n,
+                        Err(e) => {
+                            log::warn!("cgi {}: bad chunked framing in its body: {e:?}", run.script);
+                            return Err(Close("bad chunked framing from a CGI".into()));
+                        }
+                    }
+                }
+                &data[..used]
+            }
+            OutFraming::Close => data,
         };
         let prefix: &[u8] = if head.is_empty() {
             &line[..line_len]
@@ -1284,29 +1332,73 @@ impl Conn {
     }
 
     /// stdout reached its end: close the response, retire the program.
-    fn cgi_finish(&mut self, sh: &mut Shared, run: Box<CgiRun>) {
+    /// When we frame the body, the last chunk goes out only if the program
+    /// did not die of a signal, which may take a moment to learn: until
+    /// then (at most `EXIT_WAIT`) the run waits here, polled by the timer.
+    fn cgi_finish(&mut self, sh: &mut Shared, mut run: Box<CgiRun>) {
         if run.parser.is_some() {
             // It ended (or crashed) before a whole head: CGI-5, 502.
             log::warn!("cgi {}: ended without a complete response head", run.script);
-            self.cgi_end(sh, *run, false);
+            self.cgi_end(sh, *run, true);
             self.tx.keep_alive = false;
             self.send_error(sh, 502, None);
             return;
         }
-        match run.framing {
-            OutFraming::Chunk => {
+        let complete = match run.framing {
+            OutFraming::Chunk => match run.exit() {
+                Exit::Killed => false,
+                Exit::Exited => true,
+                Exit::Running => {
+                    let until = *run.exit_wait.get_or_insert(sh.now + EXIT_WAIT);
+                    if sh.now < until {
+                        sh.timers.set(self.key, (sh.now + EXIT_POLL).min(until));
+                        self.writing = Writing::Cgi(run);
+                        return;
+                    }
+                    // It closed stdout and lives on: its answer is whole.
+                    true
+                }
+            },
+            OutFraming::Length(rem) => rem == 0,
+            OutFraming::Passthrough => run.own_chunks.is_done(),
+            OutFraming::Close | OutFraming::Discard => true,
+        };
+        if complete {
+            if run.framing == OutFraming::Chunk {
                 let end: &[u8] = if run.chunk_open { b"\r\n0\r\n\r\n" } else { b"0\r\n\r\n" };
                 if let Err(e) = self.out.write(end, false) {
                     log::debug!("{}: write: {e}", self.peer);
                 }
             }
-            // Short of what it announced: only closing can say so.
-            OutFraming::Length(rem) if rem > 0 => self.tx.keep_alive = false,
-            _ => {}
+        } else {
+            // Cut short (killed, or short of its own framing): the body
+            // must not look whole, so it ends without its last chunk or
+            // short of its length, by closing; and its group is ended.
+            log::warn!("cgi {}: the response body was cut short; closing the connection", run.script);
+            self.tx.keep_alive = false;
         }
-        self.cgi_end(sh, *run, false);
+        self.cgi_end(sh, *run, !complete);
         self.writing = Writing::Complete;
         sh.force(self);
+    }
+
+    /// The request body's framing is broken: the program is ended, and the
+    /// client gets 400 if its response has not begun (else the
+    /// connection just closes).
+    fn cgi_bad_body(&mut self, sh: &mut Shared) -> Result<(), Close> {
+        let Writing::Cgi(run) = std::mem::replace(&mut self.writing, Writing::Idle) else { return Ok(()) };
+        let head_sent = run.parser.is_none();
+        log::info!("cgi {}: bad request body framing; ending it", run.script);
+        self.cgi_end(sh, *run, true);
+        self.tx.keep_alive = false;
+        self.reading = Reading::Done;
+        if head_sent {
+            self.writing = Writing::Closed;
+            return Err(Close("bad request body during a CGI response".into()));
+        }
+        self.send_error(sh, 400, None);
+        sh.force(self);
+        Ok(())
     }
 
     /// The run is over: its program goes to the reaper (`kill`: cut
@@ -1385,6 +1477,11 @@ impl Conn {
                     return Step::Keep;
                 }
                 sh.force(self);
+                Step::Keep
+            }
+            Writing::Cgi(run) if run.exit_wait.is_some() => {
+                // stdout has ended; was it a crash?
+                self.cgi_finish(sh, run);
                 Step::Keep
             }
             Writing::Cgi(run) => {

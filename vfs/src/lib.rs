@@ -83,6 +83,23 @@ pub trait Fops: Send + Sync + Debug {
         let _ = path;
         None
     }
+
+    /// Where `path` really is on the local disk, resolved as
+    /// [`open`](Self::open) resolves it (symbolic links followed, and
+    /// confined to this filesystem's root the same way), for paths handed
+    /// to other programs (CGI's `PATH_TRANSLATED`). The result names no
+    /// symbolic link. Any kind of file, directories included.
+    ///
+    /// # Errors
+    ///
+    /// As `open`: [`io::ErrorKind::NotFound`] when nothing is there,
+    /// [`io::ErrorKind::PermissionDenied`] when resolving leaves the root;
+    /// [`io::ErrorKind::Unsupported`] (the default) when this filesystem
+    /// is not a directory of the local disk.
+    fn resolve_local(&self, path: &VPath) -> io::Result<std::path::PathBuf> {
+        let _ = path;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// An open file of some [`Fops`].

@@ -123,6 +123,25 @@ impl PlainFops {
         &self.canonical
     }
 
+    /// An `O_PATH` descriptor of `path`, resolved as `open_beneath` does.
+    fn open_path_beneath(&self, path: &VPath) -> io::Result<File> {
+        let rel = if path.is_root() { "." } else { path.as_str().trim_start_matches('/') };
+        let rel = if rel.is_empty() { "." } else { rel };
+        let c = CString::new(rel).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let flags = libc::O_PATH | libc::O_CLOEXEC;
+        if self.openat2 {
+            return openat2_beneath(&self.root, &c, flags).map_err(map_confinement_error);
+        }
+        // SAFETY: valid fd and C string; ownership of the result is taken below.
+        let fd = unsafe { libc::openat(self.root.as_raw_fd(), c.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by openat(2); the caller checks
+        // where it landed.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
     fn open_beneath(&self, path: &VPath, open: OpenFlags) -> io::Result<File> {
         let rel = if path.is_root() { "." } else { path.as_str() };
         let c = CString::new(rel).map_err(|_| io::ErrorKind::InvalidInput)?;
@@ -165,6 +184,19 @@ impl Fops for PlainFops {
     fn local_path(&self, path: &VPath) -> Option<PathBuf> {
         let rel = path.as_str().trim_start_matches('/');
         Some(if rel.is_empty() { self.canonical.clone() } else { self.canonical.join(rel) })
+    }
+
+    fn resolve_local(&self, path: &VPath) -> io::Result<PathBuf> {
+        // O_PATH: nothing is read or even opened for reading, so any kind
+        // of file (a FIFO, a directory) resolves without side effects.
+        let file = self.open_path_beneath(path)?;
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        if real == self.canonical || real.starts_with(&self.canonical) {
+            Ok(real)
+        } else {
+            // Only reachable without openat2 (or if the origin moved).
+            Err(io::Error::new(io::ErrorKind::PermissionDenied, "path leaves the origin"))
+        }
     }
 
     fn open(&self, path: &VPath, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {

@@ -158,6 +158,13 @@ impl Fops for ZipFops {
         }
     }
 
+    fn resolve_local(&self, path: &VPath) -> io::Result<std::path::PathBuf> {
+        match &self.mode {
+            Mode::Chain { base, prefix: None, .. } => base.resolve_local(path),
+            _ => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
     fn open(&self, path: &VPath, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {
         let (base, prefix, archives) = match &self.mode {
             Mode::Fixed(a) => return a.open_entry(path.as_str(), flags),
