@@ -1164,7 +1164,7 @@ mod tests {
             w.write_all(data.as_bytes()).expect("write");
         }
         w.add_directory("empty/", stored).expect("dir");
-        w.set_comment("PK\x05\x06 a comment that looks like a record");
+        w.set_comment("PK\x05\x06 a comment that looks like a record").expect("comment");
         let z = ZipFops::from_bytes("t.zip", w.finish().expect("finish").into_inner()).expect("load");
         let read = |p: &str| open(&z, p, OpenFlags::READ).and_then(|mut h| read_all(&mut h));
         assert_eq!(read("z/big64").expect("zip64"), b"sixty-four");
