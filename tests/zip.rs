@@ -455,3 +455,71 @@ fn odd_names_never_break_the_server() {
     }
     assert_eq!(fetch(&server, "GET", "/real.zip/page.html", "").status, 200);
 }
+
+/// A stored archive of `n` entries `d017/f000123.txt` holding `entry 123\n`.
+fn many_entries(path: &Path, n: usize) {
+    let mut w = zip::ZipWriter::new(std::io::BufWriter::new(std::fs::File::create(path).expect("create")));
+    let opts = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+    for i in 0..n {
+        w.start_file(format!("d{:03}/f{i:06}.txt", i % 100), opts).expect("start");
+        w.write_all(format!("entry {i}\n").as_bytes()).expect("write");
+    }
+    w.finish().expect("finish");
+}
+
+fn entry_path(i: usize) -> String {
+    format!("d{:03}/f{i:06}.txt", i % 100)
+}
+
+#[test]
+fn an_archive_of_200000_entries_is_served_from_a_compact_directory() {
+    // ZIP-1 at the entry limit: every entry reachable, directories found,
+    // and the cached directory about 48 bytes an entry plus its name (a
+    // map of owned names took about 175).
+    let t = tempfile::tempdir().expect("tempdir");
+    many_entries(&t.path().join("big.zip"), 200_000);
+    let fops = Arc::new(ZipFops::over(Arc::new(PlainFops::new(t.path()).expect("plain"))));
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(Mount::files("/", fops.clone()))));
+    for i in [0, 123, 99_999, 199_999] {
+        let r = fetch(&server, "GET", &format!("/big.zip/{}", entry_path(i)), "");
+        assert_eq!((r.status, r.text()), (200, format!("entry {i}\n")), "{i}");
+    }
+    assert_eq!(fetch(&server, "GET", "/big.zip/d042", "").status, 301);
+    assert_eq!(fetch(&server, "GET", "/big.zip/d042/f000041.txt", "").status, 404);
+    let bytes = fops.cached_bytes();
+    // 16-byte names: 64 bytes an entry.
+    assert!(bytes <= 200_000 * 64 + 4096, "{bytes} bytes cached");
+}
+
+#[test]
+fn the_archive_cache_stays_under_its_byte_bound() {
+    // Twelve archives of 2,000 entries (about 128 KiB of directory each)
+    // through a 512 KiB cache, twice round: each served, the cache never
+    // over its bound. One whose directory alone is over it gets a 500 and
+    // the others go on.
+    capture_log();
+    let t = tempfile::tempdir().expect("tempdir");
+    for a in 0..12 {
+        many_entries(&t.path().join(format!("a{a}.zip")), 2_000);
+    }
+    many_entries(&t.path().join("huge.zip"), 20_000);
+    const LIMIT: usize = 512 << 10;
+    let plain = Arc::new(PlainFops::new(t.path()).expect("plain"));
+    let fops = Arc::new(ZipFops::over(plain).with_cache_limit(LIMIT));
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(Mount::files("/", fops.clone()))));
+    let mut most = 0;
+    for round in 0..2 {
+        for a in 0..12 {
+            let i = a * 100 + round;
+            let r = fetch(&server, "GET", &format!("/a{a}.zip/{}", entry_path(i)), "");
+            assert_eq!((r.status, r.text()), (200, format!("entry {i}\n")), "a{a}");
+            most = most.max(fops.cached_bytes());
+            assert!(fops.cached_bytes() <= LIMIT, "{} bytes cached", fops.cached_bytes());
+        }
+    }
+    assert!(most > LIMIT / 2, "the cache is used: {most}");
+    assert_eq!(fetch(&server, "GET", &format!("/huge.zip/{}", entry_path(7)), "").status, 500);
+    assert!(logged(&["huge.zip", "over the cache's limit"]));
+    assert_eq!(fetch(&server, "GET", &format!("/a3.zip/{}", entry_path(5)), "").text(), "entry 5\n");
+    assert!(fops.cached_bytes() <= LIMIT);
+}

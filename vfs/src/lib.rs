@@ -47,7 +47,7 @@ mod path;
 mod plain;
 mod zip;
 
-pub use crate::zip::{ZipFops, GZIP_HEADER, INFLATE_MEMORY};
+pub use crate::zip::{ZipFops, DEFAULT_CACHE_BYTES, GZIP_HEADER, INFLATE_MEMORY};
 pub use memory::MemoryFile;
 pub use path::{PathError, VPath};
 pub use plain::PlainFops;

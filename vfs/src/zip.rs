@@ -10,12 +10,13 @@
 use crate::{seek_target, ContentEncoding, FdSpan, FileFlags, FileHandle, FileInfo, Fops, OpenFlags, PathError, VPath};
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide, TINFL_LZ_DICT_SIZE};
 use miniz_oxide::inflate::TINFLStatus;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// The gzip member header sent before a deflate stream (RFC 1952): magic,
@@ -32,8 +33,17 @@ pub const INFLATE_MEMORY: usize = std::mem::size_of::<DecompressorOxide>() + TIN
 
 const _: () = assert!(INFLATE_MEMORY <= 64 * 1024, "inflate memory over budget");
 
-/// Archives whose central directories are kept, per `ZipFops`.
-const MAX_ARCHIVES: usize = 64;
+/// Bytes of cached central directories a [`ZipFops`] keeps by default
+/// ([`ZipFops::with_cache_limit`]).
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+/// Archives (and failed loads) a cache holds at most, whatever their
+/// bytes: keeps finding the least recently used one cheap.
+const MAX_ARCHIVES: usize = 256;
+
+/// What a cache entry costs besides its archive's directory: the key, the
+/// map slot and the `Arc`'s header, rounded up.
+const CACHE_ENTRY_OVERHEAD: usize = 128;
 
 /// A [`Fops`] that serves the entries of zip archives.
 ///
@@ -52,6 +62,11 @@ const MAX_ARCHIVES: usize = 64;
 /// file they hold. (With [`PlainFops::with_open_cache`](crate::PlainFops::with_open_cache)
 /// the switch happens within the cache's time to live.)
 ///
+/// The cache is bounded by the bytes its directories take
+/// ([`DEFAULT_CACHE_BYTES`] unless [`ZipFops::with_cache_limit`] says
+/// otherwise); the archive used least recently goes first. An archive
+/// whose directory alone would take more is refused.
+///
 /// Archives with a trailing comment and ZIP64 archives are read; entries
 /// whose names are absolute or contain `..` are refused, as are encrypted
 /// entries and compression methods other than stored and deflate.
@@ -66,20 +81,56 @@ enum Mode {
 
 /// Loaded archives (and failed loads, so a broken archive is not parsed
 /// again on every request), by path; the least recently used goes first.
-#[derive(Default)]
 struct ArchiveCache {
     clock: u64,
+    /// What the entries cost, and the most they may.
+    bytes: usize,
+    limit: usize,
     entries: HashMap<String, CachedArchive>,
 }
+
+impl Default for ArchiveCache {
+    fn default() -> ArchiveCache {
+        ArchiveCache { clock: 0, bytes: 0, limit: DEFAULT_CACHE_BYTES, entries: HashMap::new() }
+    }
+}
+
+type Loaded = Result<Arc<Archive>, (io::ErrorKind, String)>;
 
 struct CachedArchive {
     version: Option<u64>,
     used: u64,
-    archive: Result<Arc<Archive>, (io::ErrorKind, String)>,
+    cost: usize,
+    archive: Loaded,
 }
 
-/// The most entries an archive may have: its directory is parsed on the
-/// event loop, so its size is bounded.
+impl ArchiveCache {
+    /// Caches `archive` as `path`'s, dropping the least recently used
+    /// entries until it fits.
+    fn insert(&mut self, path: &str, version: Option<u64>, archive: Loaded) {
+        if let Some(old) = self.entries.remove(path) {
+            self.bytes -= old.cost;
+        }
+        let cost = CACHE_ENTRY_OVERHEAD
+            + path.len()
+            + match &archive {
+                Ok(a) => a.memory(),
+                Err((_, msg)) => msg.len(),
+            };
+        while !self.entries.is_empty() && (self.bytes + cost > self.limit || self.entries.len() >= MAX_ARCHIVES) {
+            let oldest = self.entries.iter().min_by_key(|(_, c)| c.used).map(|(k, _)| k.clone());
+            if let Some(c) = oldest.and_then(|k| self.entries.remove(&k)) {
+                self.bytes -= c.cost;
+            }
+        }
+        self.clock += 1;
+        self.bytes += cost;
+        let entry = CachedArchive { version, used: self.clock, cost, archive };
+        self.entries.insert(path.to_string(), entry);
+    }
+}
+
+/// The most entries an archive may have.
 const MAX_ENTRIES: usize = 200_000;
 
 impl fmt::Debug for ZipFops {
@@ -108,8 +159,31 @@ impl ZipFops {
     /// `name` is used in log lines and errors.
     pub fn from_bytes(name: &str, bytes: impl AsRef<[u8]> + Send + Sync + 'static) -> io::Result<ZipFops> {
         let source = Source::Memory(Box::new(bytes));
-        let archive = Archive::load(name.to_string(), source)?;
+        let archive = Archive::load(name.to_string(), source, usize::MAX)?;
         Ok(ZipFops { mode: Mode::Fixed(Arc::new(archive)) })
+    }
+
+    /// Keeps at most `bytes` of cached central directories (default
+    /// [`DEFAULT_CACHE_BYTES`]), dropping the archives used least recently
+    /// first. An archive whose directory alone would take more is not
+    /// served (its requests fail with [`io::ErrorKind::InvalidData`]).
+    /// Handles still open keep their archive's directory alive after it
+    /// leaves the cache. (No effect on [`ZipFops::from_bytes`].)
+    pub fn with_cache_limit(self, bytes: usize) -> ZipFops {
+        if let Mode::Chain { archives, .. } = &self.mode {
+            archives.lock().unwrap_or_else(|e| e.into_inner()).limit = bytes;
+        }
+        self
+    }
+
+    /// The bytes the cached central directories take now, as counted
+    /// against [`ZipFops::with_cache_limit`]; for an archive in memory,
+    /// its directory's.
+    pub fn cached_bytes(&self) -> usize {
+        match &self.mode {
+            Mode::Chain { archives, .. } => archives.lock().unwrap_or_else(|e| e.into_inner()).bytes,
+            Mode::Fixed(a) => a.memory(),
+        }
     }
 
     /// The archive at `path` of `base`, parsed once per version. (A base
@@ -117,34 +191,28 @@ impl ZipFops {
     fn cached_archive(base: &dyn Fops, archives: &Mutex<ArchiveCache>, path: &VPath) -> io::Result<Arc<Archive>> {
         let handle = base.open(path, OpenFlags::READ)?;
         let version = handle.info().version;
-        let mut cache = archives.lock().unwrap_or_else(|e| e.into_inner());
-        cache.clock += 1;
-        let now = cache.clock;
-        let found = match cache.entries.get_mut(path.as_str()) {
-            Some(c) if c.version == version => {
-                c.used = now;
-                Some(c.archive.clone())
-            }
-            _ => None,
-        };
-        let result = match found {
-            Some(r) => r,
-            None => {
-                let loaded = Archive::load(path.to_string(), Source::handle(handle))
-                    .map(Arc::new)
-                    .map_err(|e| (e.kind(), e.to_string()));
-                if cache.entries.len() >= MAX_ARCHIVES && !cache.entries.contains_key(path.as_str()) {
-                    let oldest = cache.entries.iter().min_by_key(|(_, c)| c.used).map(|(k, _)| k.clone());
-                    if let Some(k) = oldest {
-                        cache.entries.remove(&k);
-                    }
+        let limit = {
+            let mut cache = archives.lock().unwrap_or_else(|e| e.into_inner());
+            cache.clock += 1;
+            let now = cache.clock;
+            match cache.entries.get_mut(path.as_str()) {
+                Some(c) if c.version == version => {
+                    c.used = now;
+                    return c.archive.clone().map_err(|(kind, msg)| io::Error::new(kind, msg));
                 }
-                let entry = CachedArchive { version, used: now, archive: loaded.clone() };
-                cache.entries.insert(path.as_str().to_string(), entry);
-                loaded
+                _ => cache.limit,
             }
         };
-        result.map_err(|(kind, msg)| io::Error::new(kind, msg))
+        // Not under the lock: another thread's archives stay available.
+        let loaded = Archive::load(
+            path.to_string(),
+            Source::handle(handle),
+            limit.saturating_sub(CACHE_ENTRY_OVERHEAD + path.as_str().len()),
+        )
+        .map(Arc::new)
+        .map_err(|e| (e.kind(), e.to_string()));
+        archives.lock().unwrap_or_else(|e| e.into_inner()).insert(path.as_str(), version, loaded.clone());
+        loaded.map_err(|(kind, msg)| io::Error::new(kind, msg))
     }
 }
 
@@ -289,121 +357,373 @@ impl Seek for SourceReader<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Method {
-    Stored,
-    Deflated,
-    Other,
-}
+/// Signatures of the zip records read here (APPNOTE 4.3).
+const EOCD_SIG: [u8; 4] = [0x50, 0x4b, 0x05, 0x06];
+const ZIP64_LOCATOR_SIG: [u8; 4] = [0x50, 0x4b, 0x06, 0x07];
+const ZIP64_EOCD_SIG: [u8; 4] = [0x50, 0x4b, 0x06, 0x06];
+const CENTRAL_SIG: [u8; 4] = [0x50, 0x4b, 0x01, 0x02];
+const LOCAL_SIG: [u8; 4] = [0x50, 0x4b, 0x03, 0x04];
+/// Fixed part of a central directory entry.
+const CENTRAL_LEN: usize = 46;
+const EOCD_LEN: usize = 22;
+const ZIP64_EOCD_LEN: usize = 56;
 
-#[derive(Debug, Clone)]
-struct Entry {
-    method: Method,
-    encrypted: bool,
+/// Refusals logged one by one when an archive loads; the rest are counted.
+const LOGGED_REFUSALS: usize = 8;
+
+/// `Record::flags`.
+const DIR: u8 = 1;
+const ENCRYPTED: u8 = 2;
+/// `Record::method` for anything but stored (0) and deflated (8).
+const METHOD_OTHER: u8 = 255;
+
+/// One name of an archive's directory, file or directory: 48 bytes, and
+/// the name itself in the archive's name arena.
+struct Record {
+    /// The name is `names[name..name + name_len]`.
+    name: u32,
+    name_len: u16,
+    flags: u8,
+    method: u8,
     crc: u32,
+    /// DOS date (high 16 bits) and time.
+    dos: u32,
     csize: u64,
     size: u64,
     header: u64,
-    mod_time: Option<SystemTime>,
-    /// Where the data begins, once the local header has been read.
-    data_start: OnceLock<u64>,
+    /// Where the data begins once the local header has been read; 0
+    /// before (a local header takes at least 30 bytes, so 0 is never it).
+    data_start: AtomicU64,
 }
 
-/// One archive's central directory, and its bytes.
+impl Record {
+    fn is_dir(&self) -> bool {
+        self.flags & DIR != 0
+    }
+}
+
+/// One archive's central directory, and its bytes. Names sit in one
+/// arena; `records` is sorted by name (one per name) and searched by
+/// binary search; directories with no entry of their own are found as
+/// the prefix of a name.
 struct Archive {
     name: String,
     source: Source,
-    entries: HashMap<String, Entry>,
-    dirs: HashSet<String>,
-    /// Entries refused at load (absolute names, `..`), by normalised name.
-    refused: HashSet<String>,
+    names: String,
+    records: Vec<Record>,
+    /// Entries refused at load (absolute names), by normalised name, in
+    /// `names`; sorted.
+    refused: Vec<(u32, u16)>,
+}
+
+/// Where the central directory is: its offset, size, entry count, and
+/// how far every offset in it is shifted (by data before the archive).
+struct Directory {
+    offset: u64,
+    size: u64,
+    entries: u64,
+    shift: u64,
+}
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from(le32(b, at)) | (u64::from(le32(b, at + 4)) << 32)
+}
+
+fn read_exact_at(source: &Source, buf: &mut [u8], offset: u64) -> Result<(), String> {
+    match source.read_at(buf, offset) {
+        Ok(n) if n == buf.len() => Ok(()),
+        Ok(_) => Err("archive truncated".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Finds the end-of-central-directory record (after any comment), and the
+/// ZIP64 one when there is one.
+fn find_directory(source: &Source) -> Result<Directory, String> {
+    let len = source.len();
+    let no_end = || "no end-of-central-directory record".to_string();
+    if len < EOCD_LEN as u64 {
+        return Err(no_end());
+    }
+    let tail_len = len.min((EOCD_LEN + 0xffff) as u64) as usize;
+    let tail_start = len - tail_len as u64;
+    let mut tail = vec![0u8; tail_len];
+    read_exact_at(source, &mut tail, tail_start)?;
+    let candidates = || (0..=tail_len - EOCD_LEN).rev().filter(|&i| tail[i..i + 4] == EOCD_SIG);
+    let end_of = |i: usize| i + EOCD_LEN + usize::from(le16(&tail, i + 20));
+    // The record whose comment ends the file; failing that, the last one
+    // whose comment fits.
+    let at = candidates()
+        .find(|&i| end_of(i) == tail_len)
+        .or_else(|| candidates().find(|&i| end_of(i) <= tail_len))
+        .ok_or_else(no_end)?;
+    let e = &tail[at..at + EOCD_LEN];
+    let eocd = tail_start + at as u64;
+    let (mut disk, mut cd_disk) = (u32::from(le16(e, 4)), u32::from(le16(e, 6)));
+    let mut entries = u64::from(le16(e, 10));
+    let mut size = u64::from(le32(e, 12));
+    let mut offset = u64::from(le32(e, 16));
+    // Where the central directory ends: the first end record.
+    let mut end = eocd;
+    if eocd >= 20 {
+        let mut locator = [0u8; 20];
+        read_exact_at(source, &mut locator, eocd - 20)?;
+        if locator[..4] == ZIP64_LOCATOR_SIG {
+            let mut r = [0u8; ZIP64_EOCD_LEN];
+            // Where the locator says, or (data before the archive) just
+            // before the locator.
+            let stated = le64(&locator, 8);
+            let found = [Some(stated), (eocd - 20).checked_sub(ZIP64_EOCD_LEN as u64)]
+                .into_iter()
+                .flatten()
+                .find(|&pos| read_exact_at(source, &mut r, pos).is_ok() && r[..4] == ZIP64_EOCD_SIG);
+            let Some(pos) = found else { return Err("ZIP64 end record missing".into()) };
+            disk = le32(&r, 16);
+            cd_disk = le32(&r, 20);
+            entries = le64(&r, 32);
+            size = le64(&r, 40);
+            offset = le64(&r, 48);
+            end = pos;
+        }
+    }
+    if disk != cd_disk {
+        return Err("multi-disk archives are not supported".into());
+    }
+    let cd_end = offset.checked_add(size).filter(|&e| e <= end).ok_or("central directory past its end record")?;
+    let mut shift = 0;
+    if cd_end < end && entries > 0 {
+        // Data before the archive (a self-extractor, say) shifts every
+        // offset: take that if the directory is not where it says.
+        let mut sig = [0u8; 4];
+        if read_exact_at(source, &mut sig, offset).is_err() || sig != CENTRAL_SIG {
+            shift = end - cd_end;
+        }
+    }
+    Ok(Directory { offset: offset + shift, size, entries, shift })
+}
+
+/// Reads the ZIP64 extended information extra field (id 1): the 64-bit
+/// values of the fields that are all ones, in that order.
+fn zip64_extra(mut extra: &[u8], fields: [&mut u64; 3]) -> Result<(), String> {
+    while extra.len() >= 4 {
+        let (id, len) = (le16(extra, 0), usize::from(le16(extra, 2)));
+        let Some(body) = extra.get(4..4 + len) else { break };
+        if id == 1 {
+            let mut body = body;
+            for f in fields {
+                if *f == u64::from(u32::MAX) {
+                    if body.len() < 8 {
+                        return Err("short ZIP64 extra field".into());
+                    }
+                    *f = le64(body, 0);
+                    body = &body[8..];
+                }
+            }
+            return Ok(());
+        }
+        extra = &extra[4 + len..];
+    }
+    Ok(())
 }
 
 impl Archive {
-    fn load(name: String, source: Source) -> io::Result<Archive> {
+    /// Reads the central directory, refusing it if it would take more
+    /// than `limit` bytes.
+    fn load(name: String, source: Source, limit: usize) -> io::Result<Archive> {
         // Returned, not logged: the caller reports it (the server logs
         // every 5xx with the request).
-        let corrupt = |e: zip::result::ZipError| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{name}: not a readable zip archive: {e}"))
+        let corrupt = |why: &str| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{name}: not a readable zip archive: {why}"))
         };
-        let reader = SourceReader { source: &source, pos: 0 };
-        let zip = zip::ZipArchive::new(reader).map_err(corrupt)?;
-        if zip.len() > MAX_ENTRIES {
+        let dir = find_directory(&source).map_err(|w| corrupt(&w))?;
+        if dir.entries > MAX_ENTRIES as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{name}: {} entries, over the limit of {MAX_ENTRIES}", zip.len()),
+                format!("{name}: {} entries, over the limit of {MAX_ENTRIES}", dir.entries),
             ));
         }
-        let mut entries = HashMap::new();
-        let mut dirs = HashSet::new();
-        let mut refused = HashSet::new();
-        for i in 0..zip.len() {
-            let e = zip.by_index_data(i).map_err(corrupt)?;
-            let Ok(raw) = std::str::from_utf8(e.name_raw()) else {
-                log::warn!("{name}: skipping an entry whose name is not UTF-8");
+        let n = dir.entries as usize;
+        // Names take at most what the directory holds besides its fixed parts.
+        let name_bytes = dir
+            .size
+            .checked_sub((n * CENTRAL_LEN) as u64)
+            .ok_or_else(|| corrupt("central directory too small for its entries"))?;
+        let need = (std::mem::size_of::<Archive>() + n * std::mem::size_of::<Record>()) as u64 + name_bytes;
+        if need > limit as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{name}: its directory may take {need} bytes, over the cache's limit of {limit}"),
+            ));
+        }
+        let mut names = String::with_capacity(usize::try_from(name_bytes).map_err(|_| corrupt("too big"))?);
+        let mut records = Vec::with_capacity(n);
+        let mut refused = Vec::new();
+        let (mut refusals, mut not_utf8) = (0usize, 0usize);
+        let mut reader = io::BufReader::with_capacity(64 << 10, SourceReader { source: &source, pos: dir.offset });
+        let mut fixed = [0u8; CENTRAL_LEN];
+        let mut raw_name = Vec::new();
+        let mut extra = Vec::new();
+        let truncated = |_| corrupt("central directory truncated");
+        for _ in 0..n {
+            reader.read_exact(&mut fixed).map_err(truncated)?;
+            let f = &fixed;
+            if f[..4] != CENTRAL_SIG {
+                return Err(corrupt("bad central directory entry"));
+            }
+            let (name_len, extra_len, comment_len) = (le16(f, 28), le16(f, 30), le16(f, 32));
+            let mut csize = u64::from(le32(f, 20));
+            let mut size = u64::from(le32(f, 24));
+            let mut header = u64::from(le32(f, 42));
+            raw_name.resize(usize::from(name_len), 0);
+            reader.read_exact(&mut raw_name).map_err(truncated)?;
+            let max = u64::from(u32::MAX);
+            if csize == max || size == max || header == max {
+                extra.resize(usize::from(extra_len), 0);
+                reader.read_exact(&mut extra).map_err(truncated)?;
+                zip64_extra(&extra, [&mut size, &mut csize, &mut header]).map_err(|w| corrupt(&w))?;
+                reader.seek_relative(i64::from(comment_len))?;
+            } else {
+                reader.seek_relative(i64::from(extra_len) + i64::from(comment_len))?;
+            }
+            let Ok(raw) = std::str::from_utf8(&raw_name) else {
+                not_utf8 += 1;
                 continue;
             };
-            let unsafe_name = raw.starts_with('/') || raw.contains('\\') || raw.split('/').any(|s| s == "..");
-            let normal = match VPath::new(raw) {
-                Ok(p) if !unsafe_name => p,
-                other => {
+            let escaping = raw.contains(['\\', '\0']) || raw.split('/').any(|s| s == "..");
+            let absolute = raw.starts_with('/');
+            if escaping || absolute {
+                refusals += 1;
+                if refusals <= LOGGED_REFUSALS {
                     log::warn!("{name}: refusing entry {raw:?}: absolute or escaping name");
-                    if let Ok(p) = other {
-                        refused.insert(p.as_str().to_string());
-                    }
+                }
+                if escaping {
                     continue;
                 }
-            };
-            let mut parent = normal.as_str();
-            while let Some((dir, _)) = parent.rsplit_once('/') {
-                if !dirs.insert(dir.to_string()) {
-                    break;
-                }
-                parent = dir;
             }
-            if e.is_dir() || raw.ends_with('/') {
-                dirs.insert(normal.as_str().to_string());
+            // The normalised name (as `VPath::new` makes it), into the arena.
+            let start = names.len();
+            let at = u32::try_from(start).map_err(|_| corrupt("names too long"))?;
+            for seg in raw.split('/').filter(|s| !s.is_empty() && *s != ".") {
+                if names.len() > start {
+                    names.push('/');
+                }
+                names.push_str(seg);
+            }
+            let len = (names.len() - start) as u16;
+            if len == 0 {
+                // The root itself: always a directory.
                 continue;
             }
-            let method = match e.compression() {
-                zip::CompressionMethod::Stored => Method::Stored,
-                zip::CompressionMethod::Deflated => Method::Deflated,
-                _ => Method::Other,
+            if absolute {
+                refused.push((at, len));
+                continue;
+            }
+            let flags = if raw.ends_with('/') { DIR } else { 0 } | if le16(f, 8) & 1 != 0 { ENCRYPTED } else { 0 };
+            let method = match le16(f, 10) {
+                0 => 0,
+                8 => 8,
+                _ => METHOD_OTHER,
             };
-            let entry = Entry {
+            records.push(Record {
+                name: at,
+                name_len: len,
+                flags,
                 method,
-                encrypted: e.encrypted(),
-                crc: e.crc32(),
-                csize: e.compressed_size(),
-                size: e.size(),
-                header: e.header_start(),
-                mod_time: e.last_modified().and_then(dos_time),
-                data_start: OnceLock::new(),
-            };
-            entries.insert(normal.as_str().to_string(), entry);
+                crc: le32(f, 16),
+                dos: (u32::from(le16(f, 14)) << 16) | u32::from(le16(f, 12)),
+                csize,
+                size,
+                header: header.checked_add(dir.shift).ok_or_else(|| corrupt("bad entry offset"))?,
+                data_start: AtomicU64::new(0),
+            });
         }
-        drop(zip);
-        Ok(Archive { name, source, entries, dirs, refused })
+        if refusals > LOGGED_REFUSALS {
+            log::warn!("{name}: {} more entries refused (absolute or escaping names)", refusals - LOGGED_REFUSALS);
+        }
+        if not_utf8 > 0 {
+            log::warn!("{name}: skipping {not_utf8} entries whose names are not UTF-8");
+        }
+        drop(reader);
+        let text = |at: u32, len: u16| names.get(at as usize..at as usize + usize::from(len)).unwrap_or("");
+        // One record per name: a file before a directory, and of equal
+        // files the last (as a map would). The stable sort keeps entry
+        // order among equals; an archive already in name order (as `warren
+        // pack` writes them) is not sorted again.
+        let order = |a: &Record, b: &Record| {
+            text(a.name, a.name_len).cmp(text(b.name, b.name_len)).then(a.is_dir().cmp(&b.is_dir()))
+        };
+        if !records.is_sorted_by(|a, b| order(a, b).is_le()) {
+            records.sort_by(order);
+        }
+        records.dedup_by(|later, kept| {
+            let same = text(kept.name, kept.name_len) == text(later.name, later.name_len);
+            if same && !later.is_dir() {
+                std::mem::swap(kept, later);
+            }
+            same
+        });
+        refused.sort_by(|a, b| text(a.0, a.1).cmp(text(b.0, b.1)));
+        refused.dedup_by(|b, a| text(a.0, a.1) == text(b.0, b.1));
+        names.shrink_to_fit();
+        records.shrink_to_fit();
+        refused.shrink_to_fit();
+        Ok(Archive { name, source, names, records, refused })
+    }
+
+    /// Heap and struct bytes the directory takes.
+    fn memory(&self) -> usize {
+        std::mem::size_of::<Archive>()
+            + self.name.capacity()
+            + self.names.capacity()
+            + self.records.capacity() * std::mem::size_of::<Record>()
+            + self.refused.capacity() * std::mem::size_of::<(u32, u16)>()
+    }
+
+    fn text(&self, at: u32, len: u16) -> &str {
+        self.names.get(at as usize..at as usize + usize::from(len)).unwrap_or("")
+    }
+
+    fn find(&self, name: &str) -> Option<&Record> {
+        let i = self.records.binary_search_by(|r| self.text(r.name, r.name_len).cmp(name)).ok()?;
+        self.records.get(i)
+    }
+
+    /// The root, a directory entry, or the parent of some entry.
+    fn is_dir(&self, name: &str) -> bool {
+        if name.is_empty() || self.find(name).is_some_and(Record::is_dir) {
+            return true;
+        }
+        let prefix = format!("{name}/");
+        let i = self.records.partition_point(|r| self.text(r.name, r.name_len) < prefix.as_str());
+        self.records.get(i).is_some_and(|r| self.text(r.name, r.name_len).starts_with(&prefix))
     }
 
     fn open_entry(self: &Arc<Self>, name: &str, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {
-        let Some(e) = self.entries.get(name) else {
-            if name.is_empty() || self.dirs.contains(name) {
+        let Some(e) = self.find(name).filter(|r| !r.is_dir()) else {
+            if self.is_dir(name) {
                 return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory"));
             }
-            if self.refused.contains(name) {
+            if self.refused.binary_search_by(|&(at, len)| self.text(at, len).cmp(name)).is_ok() {
                 return Err(self.fail(io::ErrorKind::PermissionDenied, name, "entry has an absolute or escaping name"));
             }
             return Err(io::ErrorKind::NotFound.into());
         };
-        if e.encrypted {
+        if e.flags & ENCRYPTED != 0 {
             return Err(self.fail(io::ErrorKind::PermissionDenied, name, "entry is encrypted"));
         }
-        if matches!(e.method, Method::Other) {
+        if e.method == METHOD_OTHER {
             return Err(self.fail(io::ErrorKind::Unsupported, name, "unsupported compression method"));
         }
         let start = self.data_start(e).map_err(|why| self.fail(io::ErrorKind::InvalidData, name, &why))?;
-        if matches!(e.method, Method::Stored) && e.csize != e.size {
+        if e.method == 0 && e.csize != e.size {
             return Err(self.fail(io::ErrorKind::InvalidData, name, "stored entry with two sizes"));
         }
         let mut h = DefaultHasher::new();
@@ -411,13 +731,13 @@ impl Archive {
         let identity = h.finish();
         let mut info = FileInfo {
             len: e.size,
-            mod_time: e.mod_time,
+            mod_time: dos_time((e.dos >> 16) as u16, e.dos as u16),
             flags: FileFlags::VIRTUAL,
             encoding: ContentEncoding::Identity,
             version: Some(identity),
         };
         let kind = match e.method {
-            Method::Deflated if flags.contains(OpenFlags::ACCEPT_GZIP) => {
+            8 if flags.contains(OpenFlags::ACCEPT_GZIP) => {
                 info.len = GZIP_HEADER.len() as u64 + e.csize + 8;
                 info.encoding = ContentEncoding::Gzip;
                 info.flags = FileFlags::VIRTUAL | FileFlags::NEGOTIATED;
@@ -430,7 +750,7 @@ impl Archive {
                 trailer[4..].copy_from_slice(&(e.size as u32).to_le_bytes());
                 Kind::Gzip { trailer }
             }
-            Method::Deflated => {
+            8 => {
                 info.flags = FileFlags::VIRTUAL | FileFlags::NEGOTIATED;
                 Kind::Inflate(None)
             }
@@ -450,20 +770,24 @@ impl Archive {
 
     /// Where an entry's data begins: after its local header, which is
     /// read on the first open of the entry only.
-    fn data_start(&self, e: &Entry) -> Result<u64, String> {
-        if let Some(&start) = e.data_start.get() {
-            return Ok(start);
+    fn data_start(&self, e: &Record) -> Result<u64, String> {
+        let known = e.data_start.load(Ordering::Relaxed);
+        if known != 0 {
+            return Ok(known);
         }
         let mut local = [0u8; 30];
         let n = self.source.read_at(&mut local, e.header).map_err(|err| err.to_string())?;
-        if n < local.len() || local[..4] != [0x50, 0x4b, 0x03, 0x04] {
+        if n < local.len() || local[..4] != LOCAL_SIG {
             return Err("bad local header".into());
         }
-        let name_len = u64::from(u16::from_le_bytes([local[26], local[27]]));
-        let extra_len = u64::from(u16::from_le_bytes([local[28], local[29]]));
-        let start = e.header + 30 + name_len + extra_len;
+        let name_len = u64::from(le16(&local, 26));
+        let extra_len = u64::from(le16(&local, 28));
+        let start = e.header.checked_add(30 + name_len + extra_len).ok_or("bad local header")?;
         match start.checked_add(e.csize) {
-            Some(end) if end <= self.source.len() => Ok(*e.data_start.get_or_init(|| start)),
+            Some(end) if end <= self.source.len() => {
+                e.data_start.store(start, Ordering::Relaxed);
+                Ok(start)
+            }
             _ => Err("entry data runs past the end of the archive (truncated?)".into()),
         }
     }
@@ -476,9 +800,10 @@ impl Archive {
 }
 
 /// A DOS date and time (local time of whoever zipped; taken as UTC).
-fn dos_time(t: zip::DateTime) -> Option<SystemTime> {
-    let (y, m, d) = (i64::from(t.year()), i64::from(t.month()), i64::from(t.day()));
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+fn dos_time(date: u16, time: u16) -> Option<SystemTime> {
+    let (y, m, d) = (1980 + i64::from(date >> 9), i64::from((date >> 5) & 15), i64::from(date & 31));
+    let (hour, minute, second) = (i64::from(time >> 11), i64::from((time >> 5) & 63), i64::from(time & 31) * 2);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hour > 23 || minute > 59 || second > 59 {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
@@ -488,7 +813,7 @@ fn dos_time(t: zip::DateTime) -> Option<SystemTime> {
     let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + i64::from(t.hour()) * 3600 + i64::from(t.minute()) * 60 + i64::from(t.second());
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
     u64::try_from(secs).ok().map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
 }
 
@@ -830,6 +1155,51 @@ mod tests {
             assert_eq!(e.kind(), io::ErrorKind::IsADirectory, "{p}");
         }
         assert_eq!(open(&z, "nope", OpenFlags::READ).expect_err("missing").kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn the_directory_finds_files_dirs_and_refusals() {
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        // ZIP64 records and extra fields, a comment, odd names, duplicates.
+        w.start_file("z/big64", stored.large_file(true)).expect("start");
+        w.write_all(b"sixty-four").expect("write");
+        for (name, data) in
+            [("b/dup", "one"), ("a/./x//y", "xy"), ("/abs.txt", "abs"), ("../up", "up"), ("b//dup", "two")]
+        {
+            w.start_file(name, stored).expect("start");
+            w.write_all(data.as_bytes()).expect("write");
+        }
+        w.add_directory("empty/", stored).expect("dir");
+        w.set_comment("PK\x05\x06 a comment that looks like a record").expect("comment");
+        let z = ZipFops::from_bytes("t.zip", w.finish().expect("finish").into_inner()).expect("load");
+        let read = |p: &str| open(&z, p, OpenFlags::READ).and_then(|mut h| read_all(&mut h));
+        assert_eq!(read("z/big64").expect("zip64"), b"sixty-four");
+        assert_eq!(read("a/x/y").expect("normalised"), b"xy");
+        assert_eq!(read("b/dup").expect("dup"), b"two", "the last of equal names wins");
+        for dir in ["", "a", "a/x", "b", "z", "empty"] {
+            assert_eq!(read(dir).expect_err(dir).kind(), io::ErrorKind::IsADirectory, "{dir}");
+        }
+        assert_eq!(read("abs.txt").expect_err("abs").kind(), io::ErrorKind::PermissionDenied);
+        for missing in ["up", "a/x/y/z", "b/du", "c", "em"] {
+            assert_eq!(read(missing).expect_err(missing).kind(), io::ErrorKind::NotFound, "{missing}");
+        }
+    }
+
+    #[test]
+    fn the_directory_is_compact() {
+        // 10,000 entries of 22-byte names: 48 bytes a record, the names
+        // once, nothing per entry besides.
+        let files: Vec<(String, Vec<u8>)> =
+            (0..10_000).map(|i| (format!("dir{:03}/file{i:07}.txt", i % 100), vec![])).collect();
+        let list: Vec<(&str, &[u8], zip::CompressionMethod)> =
+            files.iter().map(|(n, d)| (n.as_str(), d.as_slice(), zip::CompressionMethod::Stored)).collect();
+        let z = ZipFops::from_bytes("t.zip", make_zip(&list)).expect("load");
+        let bytes = z.cached_bytes();
+        assert!(bytes <= 10_000 * (std::mem::size_of::<Record>() + 22) + 1024, "{bytes}");
+        assert_eq!(std::mem::size_of::<Record>(), 48);
+        let mut h = open(&z, "dir042/file0004242.txt", OpenFlags::READ).expect("open");
+        assert_eq!(read_all(&mut h).expect("read"), b"");
     }
 
     #[test]
