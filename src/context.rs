@@ -34,6 +34,17 @@ pub struct Limits {
     /// How long a closing connection may still send us bytes, which we
     /// read and drop so its last response is not reset. Default 2 s.
     pub linger: Duration,
+    /// A request body must be complete within this long after its head
+    /// (default 20 s), plus one second per `body_min_rate` bytes that
+    /// arrive, so a client that trickles a body cannot hold a slot for
+    /// long while a slow but steady upload is never cut (Apache's
+    /// `mod_reqtimeout` default, `body=20,MinRate=500`). Time the server
+    /// itself pauses reading (a protocol's flow control, a busy CGI) does
+    /// not count. Too slow: 408, or a close if the response has begun.
+    pub body_timeout: Duration,
+    /// The least rate, in bytes per second, a body must keep up to earn
+    /// more time (default 500; 0: no body deadline at all).
+    pub body_min_rate: u64,
     /// The largest request head. Default 8 KiB (lws: 4 KiB; nginx: 8 KiB).
     pub max_head: usize,
     /// The longest request-target. Default 4 KiB.
@@ -57,6 +68,8 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(15),
             linger: Duration::from_secs(2),
+            body_timeout: Duration::from_secs(20),
+            body_min_rate: 500,
             max_head: 8192,
             max_uri: 4096,
             max_connections: None,

@@ -820,6 +820,7 @@ fn check_limits(l: &Limits) -> Result<(), String> {
     check_duration("the header timeout", l.header_timeout)?;
     check_duration("the io timeout", l.io_timeout)?;
     check_duration("the linger time", l.linger)?;
+    check_duration("the request body timeout", l.body_timeout)?;
     check_duration("the WebSocket close timeout", l.ws_close_timeout)
 }
 

@@ -156,10 +156,15 @@ impl Out {
     }
 
     /// The socket took less than it was given: it is full until the next
-    /// WRITABLE edge. Remembers how much the peer had acknowledged.
-    fn blocked(&mut self) {
+    /// WRITABLE edge. When this call `moved` bytes (so the io timeout was
+    /// just re-armed), remembers how much the peer had acknowledged: the
+    /// mark must date from the arming, or a write that moved nothing just
+    /// before the timer fires would hide what the peer drained.
+    fn blocked(&mut self, moved: bool) {
         self.writable = false;
-        self.acked_mark = self.sock.bytes_acked().unwrap_or(0);
+        if moved {
+            self.acked_mark = self.sock.bytes_acked().unwrap_or(0);
+        }
     }
 
     /// Whether the peer acknowledged more bytes since the socket filled up
@@ -197,7 +202,7 @@ impl Out {
                 match self.no_block(|sock| sock.send(&data[done..], more))? {
                     Some(n) => done += n,
                     None => {
-                        self.blocked();
+                        self.blocked(done > 0);
                         break;
                     }
                 }
@@ -234,7 +239,7 @@ impl Out {
                 match r? {
                     Some(n) => done += n,
                     None => {
-                        self.blocked();
+                        self.blocked(done > 0);
                         break;
                     }
                 }
@@ -282,7 +287,7 @@ impl Out {
                     moved = true;
                 }
                 None => {
-                    self.blocked();
+                    self.blocked(moved);
                     return Ok(moved);
                 }
             }
@@ -319,10 +324,10 @@ impl Out {
                 // say EAGAIN. (A file that shrank since it was opened then
                 // waits for the io timeout instead of failing at once.)
                 if *n < len && *n > 0 {
-                    self.blocked();
+                    self.blocked(true);
                 }
             }
-            None => self.blocked(),
+            None => self.blocked(false),
         }))
     }
 

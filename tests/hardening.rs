@@ -302,3 +302,59 @@ fn a_low_descriptor_limit_still_serves_or_says_why_not() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ulimit -n"), "{err}");
 }
+
+/// Sends `head` then `total` body bytes in pieces of `piece` every
+/// `every`, until done, the server closes or 30 s pass; returns what it
+/// answered.
+fn paced_upload(server: &Server, head: &str, total: usize, piece: usize, every: Duration) -> String {
+    let mut s = server.connect();
+    s.write_all(head.as_bytes()).expect("write head");
+    let mut sent = 0;
+    let started = Instant::now();
+    while sent < total && started.elapsed() < Duration::from_secs(30) {
+        let n = piece.min(total - sent);
+        if s.write_all(&vec![b'a'; n]).is_err() {
+            break;
+        }
+        sent += n;
+        std::thread::sleep(every);
+    }
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn a_trickled_body_loses_its_slot_and_a_steady_one_does_not() {
+    // Issue 10 item 10: a body deadline with a minimum rate. 10 bytes per
+    // 100 ms is far below 1000 B/s: 408 once the 1 s allowance is spent.
+    // 2000 bytes per 100 ms earns 2 s per piece: never cut.
+    let (_t, root) = site();
+    let limits =
+        warren::Limits { body_timeout: Duration::from_secs(1), body_min_rate: 1000, ..warren::Limits::default() };
+    let cgi_bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cgi-bin");
+    let mut v = vhost()
+        .mount(files_mount("/", &root))
+        .mount(warren::Mount::cgi("/cgi", &cgi_bin))
+        .mount(warren::Mount::callback("/formtest", warren::plugins::post_demo::NAME));
+    v.plugin(warren::plugins::post_demo::NAME);
+    let server = Server::start(ContextInfo::new().limits(limits).vhost(v));
+    let head = |n: usize| {
+        format!(
+            "POST /formtest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {n}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    std::thread::scope(|scope| {
+        let trickle = scope.spawn(|| paced_upload(&server, &head(100_000), 100_000, 10, Duration::from_millis(100)));
+        let steady = scope.spawn(|| paced_upload(&server, &head(60_000), 60_000, 2000, Duration::from_millis(100)));
+        let trickled = trickle.join().expect("trickle");
+        assert!(trickled.starts_with("HTTP/1.1 408 "), "{trickled:?}");
+        let steady = steady.join().expect("steady");
+        assert!(steady.starts_with("HTTP/1.1 200 "), "{steady:?}");
+    });
+    // The same for a CGI that reads its whole input before it answers.
+    let cgi_head = "POST /cgi/stdin-eof.sh HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n";
+    let trickled = paced_upload(&server, cgi_head, 100_000, 10, Duration::from_millis(100));
+    assert!(trickled.starts_with("HTTP/1.1 408 "), "{trickled:?}");
+}

@@ -152,6 +152,12 @@ pub(crate) struct Conn {
     /// Whatever path answered it, the connection is not reused while this
     /// holds: the unread bytes would be parsed as the next request.
     body_unread: bool,
+    /// While a body is read: when it must be complete unless more bytes
+    /// come (`Limits::body_timeout`, pushed back by each byte at
+    /// `Limits::body_min_rate` and by the time rx is paused on our side).
+    body_deadline: Option<std::time::Instant>,
+    /// Since when rx has been paused (for `body_deadline`).
+    rx_paused_at: Option<std::time::Instant>,
 }
 
 impl Conn {
@@ -187,6 +193,8 @@ impl Conn {
             upgrade: None,
             cgi_paused_rx: false,
             body_unread: false,
+            body_deadline: None,
+            rx_paused_at: None,
         }
     }
 
@@ -229,18 +237,38 @@ impl Conn {
             }
             match r {
                 Ok(true) => {}
-                Ok(false) => return Step::Keep,
+                Ok(false) => {
+                    self.track_rx_pause(sh.now);
+                    return Step::Keep;
+                }
                 Err(Close(why)) => {
                     log::debug!("{}: closing: {why}", self.peer);
                     return Step::Close;
                 }
             }
         }
+        self.track_rx_pause(sh.now);
         sh.force(self);
         Step::Keep
     }
 
+    /// Time rx spends paused on our side (a protocol's flow control, a
+    /// CGI's full stdin) does not count against the body's deadline.
+    fn track_rx_pause(&mut self, now: std::time::Instant) {
+        match (self.rx_paused, self.rx_paused_at) {
+            (true, None) => self.rx_paused_at = Some(now),
+            (false, Some(since)) => {
+                if let Some(d) = self.body_deadline.as_mut() {
+                    *d += now.saturating_duration_since(since);
+                }
+                self.rx_paused_at = None;
+            }
+            _ => {}
+        }
+    }
+
     fn step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        self.track_rx_pause(sh.now);
         if self.hup && matches!(self.writing, Writing::Cgi(_) | Writing::CgiWait { .. }) {
             // The client hung up (or half-closed, which we take the same
             // way, as nginx does for upstreams): end the program now
@@ -542,24 +570,29 @@ impl Conn {
                         Ok(r) => r,
                         Err(e) => {
                             log::debug!("{}: bad request body: {e:?}", self.peer);
-                            if matches!(self.writing, Writing::Cgi(_)) {
-                                self.cgi_bad_body(sh)?;
-                                return Ok(input.len());
-                            }
-                            if self.writing_is(CbResp::AwaitHead) && !self.out.has_pending() {
-                                self.tx.keep_alive = false;
-                                self.reading = Reading::Done;
-                                self.send_error(sh, 400, None);
-                                return Ok(input.len());
-                            }
-                            return Err(Close("bad request body".into()));
+                            self.body_failed(sh, 400, "bad request body")?;
+                            return Ok(input.len());
                         }
                     };
+                    if let Some(deadline) = self.body_deadline.as_mut() {
+                        if sh.now > *deadline {
+                            // Slower than the minimum rate for too long: the
+                            // slot goes to someone else (as Apache's
+                            // mod_reqtimeout does).
+                            log::info!("{}: request body too slow; 408", self.peer);
+                            self.body_deadline = None;
+                            self.body_failed(sh, 408, "request body too slow")?;
+                            return Ok(input.len());
+                        }
+                        let credit = rate_credit(n, sh.limits.body_min_rate);
+                        *deadline = (*deadline + credit).min(sh.now + crate::MAX_TIMEOUT);
+                    }
                     used += n;
                     let done = decoder.is_done();
                     if done {
                         self.reading = Reading::Done;
                         self.body_unread = false;
+                        self.body_deadline = None;
                     }
                     if let Writing::Cgi(run) = &mut self.writing {
                         // CGI: the body goes to the program's stdin; bytes
@@ -639,6 +672,8 @@ impl Conn {
             // let the connection be reused; every other answer closes.
             self.tx.keep_alive = false;
         }
+        let rate_checked = self.body_unread && sh.limits.body_min_rate > 0;
+        self.body_deadline = rate_checked.then(|| sh.now + sh.limits.body_timeout);
         self.vhost = select_vhost(&sh.vhosts, &sh.listeners[self.listener], req.host());
         if sh.access_logs.get(self.vhost).is_some_and(Option::is_some) {
             let entry = crate::access_log::Entry {
@@ -1385,10 +1420,25 @@ impl Conn {
     /// The request body's framing is broken: the program is ended, and the
     /// client gets 400 if its response has not begun (else the
     /// connection just closes).
-    fn cgi_bad_body(&mut self, sh: &mut Shared) -> Result<(), Close> {
+    /// The request body cannot go on (bad framing, 400; too slow, 408):
+    /// answer with `status` if no response has begun, else close.
+    fn body_failed(&mut self, sh: &mut Shared, status: u16, why: &str) -> Result<(), Close> {
+        if matches!(self.writing, Writing::Cgi(_)) {
+            return self.cgi_bad_body(sh, status);
+        }
+        if self.writing_is(CbResp::AwaitHead) && !self.out.has_pending() {
+            self.tx.keep_alive = false;
+            self.reading = Reading::Done;
+            self.send_error(sh, status, None);
+            return Ok(());
+        }
+        Err(Close(why.into()))
+    }
+
+    fn cgi_bad_body(&mut self, sh: &mut Shared, status: u16) -> Result<(), Close> {
         let Writing::Cgi(run) = std::mem::replace(&mut self.writing, Writing::Idle) else { return Ok(()) };
         let head_sent = run.parser.is_none();
-        log::info!("cgi {}: bad request body framing; ending it", run.script);
+        log::info!("cgi {}: request body failed ({status}); ending it", run.script);
         self.cgi_end(sh, *run, true);
         self.tx.keep_alive = false;
         self.reading = Reading::Done;
@@ -1396,7 +1446,7 @@ impl Conn {
             self.writing = Writing::Closed;
             return Err(Close("bad request body during a CGI response".into()));
         }
-        self.send_error(sh, 400, None);
+        self.send_error(sh, status, None);
         sh.force(self);
         Ok(())
     }
@@ -1816,6 +1866,12 @@ impl Conn {
             self.unbind(sh);
         }
     }
+}
+
+/// How much later a body may finish for `n` more bytes at `rate` (> 0)
+/// bytes per second.
+fn rate_credit(n: usize, rate: u64) -> std::time::Duration {
+    std::time::Duration::from_nanos((n as u64).saturating_mul(1_000_000_000) / rate.max(1))
 }
 
 /// How a request's body is read, by its framing.
