@@ -683,3 +683,42 @@ fn a_client_that_leaves_while_its_directory_loads_leaves_nothing() {
     let r = get(&server, &format!("/z/big.zip/{}", entry_path(2)));
     assert_eq!((r.status, r.text()), (200, "entry 2\n".to_string()));
 }
+
+/// A filesystem whose files are never ready: every open would block,
+/// with `pending` to wait on or with nothing.
+#[derive(Debug)]
+struct NeverReady(Option<warren::vfs::Pending>);
+
+impl Fops for NeverReady {
+    fn open(&self, _: &VPath, _: OpenFlags) -> std::io::Result<Box<dyn FileHandle>> {
+        Err(self.0.as_ref().map_or_else(|| std::io::ErrorKind::WouldBlock.into(), |p| p.to_error()))
+    }
+}
+
+#[test]
+fn a_file_that_never_gets_ready_gets_503() {
+    // The wait is bounded (10 s), whether the fops says what to wait for
+    // (and the server waits to be woken) or not (and the server polls).
+    let pending = warren::vfs::Pending::new("a load that never ends");
+    let server = Server::start(
+        ContextInfo::new().vhost(
+            vhost()
+                .mount(Mount::files("/wait", Arc::new(NeverReady(Some(pending.clone())))))
+                .mount(Mount::files("/poll", Arc::new(NeverReady(None)))),
+        ),
+    );
+    let clients: Vec<_> = ["/wait/x", "/poll/x"]
+        .iter()
+        .map(|path| {
+            let mut s = server.connect();
+            s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).expect("write");
+            s
+        })
+        .collect();
+    for (c, path) in clients.into_iter().zip(["/wait/x", "/poll/x"]) {
+        let r = Reader::new(c).response(false).expect("response");
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")), "{path}");
+    }
+    assert!(!pending.is_done());
+}
