@@ -680,7 +680,7 @@ impl Archive {
             io::Error::new(io::ErrorKind::InvalidData, format!("{name}: not a readable zip archive: {why}"))
         };
         let n = dir.entries as usize;
-        let name_bytes = dir.size - (n * CENTRAL_LEN) as u64;
+        let name_bytes = dir.size.saturating_sub((n * CENTRAL_LEN) as u64);
         let mut names = String::with_capacity(usize::try_from(name_bytes).map_err(|_| corrupt("too big"))?);
         let mut records = Vec::with_capacity(n);
         let mut refused = Vec::new();
