@@ -316,6 +316,27 @@ pub(crate) struct HandleInner {
     pub(crate) cancels: AtomicU64,
     pub(crate) counters: Counters,
     pub(crate) new_vhosts: std::sync::Mutex<Vec<NewVhost>>,
+    /// Work a file system did off the loop is done
+    /// ([`warren_vfs::Pending`]): requests waiting for a file open again.
+    pub(crate) files_ready: AtomicBool,
+}
+
+/// The waker the loop hands to [`warren_vfs::Pending::wake_on_done`]: it
+/// sets `files_ready` and wakes the loop. One per loop, so a piece of
+/// work keeps it once however many requests wait for it.
+pub(crate) struct FilesReady(pub(crate) Arc<HandleInner>);
+
+impl std::task::Wake for FilesReady {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.files_ready.store(true, Ordering::Release);
+        if let Err(e) = self.0.waker.wake() {
+            log::error!("cannot wake the service loop: {e}");
+        }
+    }
 }
 
 /// The one way to reach a running loop from another thread. Cheap to

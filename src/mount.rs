@@ -324,7 +324,8 @@ pub fn default_fops(path: &Path) -> io::Result<Arc<dyn Fops>> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let archive = VPath::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let zip = ZipFops::archive(plain(parent).map_err(named)?, archive);
-    match zip.open(&VPath::root(), OpenFlags::READ) {
+    // A big archive loads on a thread: wait for it here, at start.
+    match warren_vfs::open_blocking(&zip, &VPath::root(), OpenFlags::READ) {
         Err(e) if e.kind() != io::ErrorKind::IsADirectory => {
             // The archive's own error starts with its name inside `parent`.
             let msg = e.to_string();

@@ -85,6 +85,9 @@ pub(crate) struct Shared {
     pub(crate) validators: std::collections::HashMap<ValidatorKey, (Box<str>, Box<str>)>,
     pub(crate) commands: Vec<Command>,
     pub(crate) handle: ContextHandle,
+    /// Wakes this loop when a file open that would have blocked may
+    /// succeed (`Pending::wake_on_done`).
+    pub(crate) files_waker: std::task::Waker,
     pub(crate) timers: TimerWheel,
     pub(crate) forced: Vec<usize>,
     pub(crate) now: Instant,
@@ -194,6 +197,7 @@ impl Service {
                 cancels: Default::default(),
                 counters: Default::default(),
                 new_vhosts: Default::default(),
+                files_ready: Default::default(),
             }),
         };
         let max_conns = match info.limits.max_connections {
@@ -212,6 +216,7 @@ impl Service {
             validators: Default::default(),
             commands: Vec::new(),
             handle: handle.clone(),
+            files_waker: std::task::Waker::from(Arc::new(crate::context::FilesReady(Arc::clone(&handle.inner)))),
             timers: TimerWheel::new(now),
             forced: Vec::new(),
             now,
@@ -429,6 +434,19 @@ impl Service {
                 let inner = Arc::clone(&self.sh.handle.inner);
                 if inner.cancels.swap(0, Ordering::AcqRel) > 0 {
                     self.broadcast(|| RawEvent::EventWaitCancelled);
+                }
+                if inner.files_ready.swap(false, Ordering::AcqRel) {
+                    // Requests waiting for a file open again, as their
+                    // timer would have them do.
+                    let waiting: Vec<usize> = self
+                        .wsis
+                        .iter()
+                        .filter(|(_, w)| matches!(w, Wsi::Http(c) if c.waits_for_file()))
+                        .map(|(k, _)| k)
+                        .collect();
+                    for key in waiting {
+                        self.conn_timer(key);
+                    }
                 }
                 if inner.stop.load(Ordering::Acquire) {
                     break;

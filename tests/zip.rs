@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use support::*;
-use warren::vfs::{PlainFops, VPath, ZipFops, GZIP_HEADER};
+use warren::vfs::{FileHandle, FileInfo, Fops, OpenFlags, PlainFops, VPath, ZipFops, GZIP_HEADER};
 use warren::{ContextInfo, Mount};
 use zip::write::SimpleFileOptions;
 use zip::CompressionMethod;
@@ -522,4 +522,203 @@ fn the_archive_cache_stays_under_its_byte_bound() {
     assert!(logged(&["huge.zip", "over the cache's limit"]));
     assert_eq!(fetch(&server, "GET", &format!("/a3.zip/{}", entry_path(5)), "").text(), "entry 5\n");
     assert!(fops.cached_bytes() <= LIMIT);
+}
+
+/// A gate a test holds shut: reads of a gated archive's bytes before its
+/// last 128 KiB (its directory, its entries; not the end record) wait on
+/// it, so a directory load stays in progress until the test opens it.
+#[derive(Debug, Default)]
+struct Gate {
+    /// (open, readers waiting now)
+    state: Mutex<(bool, usize)>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.1 += 1;
+        self.changed.notify_all();
+        while !s.0 {
+            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.1 -= 1;
+    }
+
+    /// Waits until a reader is held at the gate (a minute at most).
+    fn wait_for_reader(&self) {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (s, _) = self
+            .changed
+            .wait_timeout_while(s, Duration::from_secs(60), |s| s.1 == 0)
+            .unwrap_or_else(|e| e.into_inner());
+        assert!(s.1 > 0, "nobody read the archive's directory");
+    }
+
+    fn open(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Opens the gate when dropped: declared after the server, it lets a
+/// server whose loop is held at the gate stop when a test fails.
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// A plain directory whose `.zip` files read through a [`Gate`].
+#[derive(Debug)]
+struct Gated {
+    plain: PlainFops,
+    gate: Arc<Gate>,
+}
+
+#[derive(Debug)]
+struct GatedHandle {
+    inner: Box<dyn FileHandle>,
+    gate: Arc<Gate>,
+}
+
+impl Fops for Gated {
+    fn open(&self, path: &VPath, flags: OpenFlags) -> std::io::Result<Box<dyn FileHandle>> {
+        let inner = self.plain.open(path, flags)?;
+        if !path.as_str().ends_with(".zip") {
+            return Ok(inner);
+        }
+        Ok(Box::new(GatedHandle { inner, gate: self.gate.clone() }))
+    }
+}
+
+impl FileHandle for GatedHandle {
+    fn info(&self) -> &FileInfo {
+        self.inner.info()
+    }
+    fn pos(&self) -> u64 {
+        self.inner.pos()
+    }
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.inner.pos() + (128 << 10) < self.inner.info().len {
+            self.gate.pass();
+        }
+        self.inner.read(buf)
+    }
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// `dir/big.zip` (20,000 entries: about 1.2 MiB of directory, loaded on
+/// a thread), `dir/broken.zip` (the same with its 10,000th directory
+/// entry spoiled), and `other/x.txt`; a server with the archives at `/z`
+/// behind a gate and `other` at `/other`.
+fn gated_site() -> (tempfile::TempDir, Arc<Gate>, Server) {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (dir, other) = (t.path().join("dir"), t.path().join("other"));
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::fs::write(other.join("x.txt"), "other\n").expect("write");
+    many_entries(&dir.join("big.zip"), 20_000);
+    let mut bytes = std::fs::read(dir.join("big.zip")).expect("read");
+    let at = bytes.windows(4).enumerate().filter(|(_, w)| *w == b"PK\x01\x02").nth(10_000).map(|(i, _)| i);
+    bytes[at.expect("10,000th directory entry")] = b'X';
+    std::fs::write(dir.join("broken.zip"), bytes).expect("write");
+    let gate = Arc::new(Gate::default());
+    let gated = Gated { plain: PlainFops::new(&dir).expect("plain"), gate: gate.clone() };
+    let zips = Arc::new(ZipFops::over(Arc::new(gated)));
+    let server = Server::start(
+        ContextInfo::new().vhost(vhost().mount(Mount::files("/z", zips)).mount(files_mount("/other", &other))),
+    );
+    (t, gate, server)
+}
+
+#[test]
+fn other_clients_are_served_while_a_big_directory_loads() {
+    // Issue 10 item 13: a 20,000-entry directory loads off the loop. The
+    // load is held at the gate; meanwhile another client is answered and
+    // the waiting one is not; opened, the waiting request gets its entry
+    // (or, for a broken archive, a 500).
+    for (archive, expect) in [("big.zip", (200, "entry 4242\n".to_string())), ("broken.zip", (500, String::new()))] {
+        let (_t, gate, server) = gated_site();
+        let _open = OpenOnDrop(gate.clone());
+        let mut waiting = server.connect();
+        let req = format!("GET /z/{archive}/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", entry_path(4242));
+        waiting.write_all(req.as_bytes()).expect("write");
+        gate.wait_for_reader();
+        let r = get(&server, "/other/x.txt");
+        assert_eq!((r.status, r.text().as_str()), (200, "other\n"), "{archive}: the other client");
+        waiting.set_nonblocking(true).expect("nonblocking");
+        let early = waiting.read(&mut [0u8; 1]).map_err(|e| e.kind());
+        assert_eq!(early, Err(std::io::ErrorKind::WouldBlock), "{archive}: no answer before the load ends");
+        waiting.set_nonblocking(false).expect("blocking");
+        gate.open();
+        let r = Reader::new(waiting).response(false).expect("response");
+        let got = (r.status, if r.status == 200 { r.text() } else { String::new() });
+        assert_eq!(got, expect, "{archive}");
+        // Loaded (or failed) once: served at once now.
+        let r = get(&server, &format!("/z/{archive}/{}", entry_path(7)));
+        assert_eq!(r.status, expect.0, "{archive} again");
+    }
+}
+
+#[test]
+fn a_client_that_leaves_while_its_directory_loads_leaves_nothing() {
+    let (_t, gate, server) = gated_site();
+    let _open = OpenOnDrop(gate.clone());
+    let mut gone = server.connect();
+    gone.write_all(format!("GET /z/big.zip/{} HTTP/1.1\r\nHost: x\r\n\r\n", entry_path(1)).as_bytes()).expect("write");
+    gate.wait_for_reader();
+    drop(gone);
+    // The connection is closed while the load is still held.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server.handle.stats().open > 0 {
+        assert!(std::time::Instant::now() < deadline, "the waiting connection was not closed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    gate.open();
+    let r = get(&server, &format!("/z/big.zip/{}", entry_path(2)));
+    assert_eq!((r.status, r.text()), (200, "entry 2\n".to_string()));
+}
+
+/// A filesystem whose files are never ready: every open would block,
+/// with `pending` to wait on or with nothing.
+#[derive(Debug)]
+struct NeverReady(Option<warren::vfs::Pending>);
+
+impl Fops for NeverReady {
+    fn open(&self, _: &VPath, _: OpenFlags) -> std::io::Result<Box<dyn FileHandle>> {
+        Err(self.0.as_ref().map_or_else(|| std::io::ErrorKind::WouldBlock.into(), |p| p.to_error()))
+    }
+}
+
+#[test]
+fn a_file_that_never_gets_ready_gets_503() {
+    // The wait is bounded (10 s), whether the fops says what to wait for
+    // (and the server waits to be woken) or not (and the server polls).
+    let pending = warren::vfs::Pending::new("a load that never ends");
+    let server = Server::start(
+        ContextInfo::new().vhost(
+            vhost()
+                .mount(Mount::files("/wait", Arc::new(NeverReady(Some(pending.clone())))))
+                .mount(Mount::files("/poll", Arc::new(NeverReady(None)))),
+        ),
+    );
+    let clients: Vec<_> = ["/wait/x", "/poll/x"]
+        .iter()
+        .map(|path| {
+            let mut s = server.connect();
+            s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).expect("write");
+            s
+        })
+        .collect();
+    for (c, path) in clients.into_iter().zip(["/wait/x", "/poll/x"]) {
+        let r = Reader::new(c).response(false).expect("response");
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")), "{path}");
+    }
+    assert!(!pending.is_done());
 }

@@ -44,6 +44,11 @@ const VALIDATOR_CACHE: usize = 4096;
 /// looks.
 const CGI_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const CGI_SLOT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long a request waits for a file that is not ready yet (a big
+/// archive's directory loading) before it gets 503.
+const FILE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often it tries again when the fops gave nothing to wait on.
+const FILE_WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// Local CGI redirects followed for one request.
 const MAX_LOCAL_REDIRECTS: u8 = 3;
 /// Bodies up to this size go out in the same write as the head.
@@ -98,6 +103,10 @@ enum Writing {
     /// A CGI mount is at its process limit: the request waits for a slot
     /// (rx paused) until `until`, then gets 503.
     CgiWait { req: Box<Request>, mount: usize, until: std::time::Instant, redirects: u8 },
+    /// The file's fops answered `WouldBlock` (a big archive's directory
+    /// is loading): the open is tried again when the loop is woken for it
+    /// (or every `FILE_WAIT_POLL` when `poll`), until `until`, then 503.
+    FileWait { req: Box<Request>, mount: usize, until: std::time::Instant, poll: bool },
     /// The response is complete once the pending remainder drains.
     Complete,
     /// Close after the remainder drains.
@@ -275,6 +284,9 @@ impl Conn {
             // (CGI-9) rather than when its output meets a dead socket.
             return Err(Close("client went away during a CGI response".into()));
         }
+        if self.hup && matches!(self.writing, Writing::FileWait { .. }) {
+            return Err(Close("client went away while its file was not ready".into()));
+        }
         let mut progress = false;
         if self.out.writable {
             progress |= self.write_step(sh)?;
@@ -314,7 +326,7 @@ impl Conn {
             Writing::Multipart(_) => Ok(self.send_multipart_step(sh)? || progress),
             Writing::Interpret { .. } => Ok(self.interpret_step(sh)? || progress),
             Writing::Cgi(_) => Ok(self.cgi_step(sh)? || progress),
-            Writing::CgiWait { .. } => Ok(progress),
+            Writing::CgiWait { .. } | Writing::FileWait { .. } => Ok(progress),
             Writing::Callback(_) => {
                 if !self.want_writable {
                     return Ok(progress);
@@ -871,6 +883,10 @@ impl Conn {
                 self.redirect(sh, 301, &to, req);
                 return;
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.wait_for_file(sh, req, mount_index, &e);
+                return;
+            }
             Err(e) => {
                 let status = open_error_status(&e);
                 if status >= 500 {
@@ -1054,6 +1070,22 @@ impl Conn {
             log::debug!("{}: write: {e}", self.peer);
             self.writing = Writing::Shutdown;
         }
+    }
+
+    /// The file for `req` is not ready (`WouldBlock`): wait, reading
+    /// nothing, until the fops says it is done (or poll when it gives
+    /// nothing to wait on). The open is tried again from `on_timer`.
+    fn wait_for_file(&mut self, sh: &mut Shared, req: &Request, mount: usize, e: &io::Error) {
+        log::debug!("{}: open {:?}: {e}; waiting", self.peer, log_path(req.path()));
+        let woken = warren_vfs::Pending::of(e).is_some_and(|p| p.wake_on_done(&sh.files_waker));
+        let until = sh.now + FILE_WAIT;
+        self.writing = Writing::FileWait { req: Box::new(req.clone()), mount, until, poll: !woken };
+        sh.timers.set(self.key, if woken { until } else { sh.now + FILE_WAIT_POLL });
+    }
+
+    /// Waiting for a file that was not ready (`wait_for_file`).
+    pub(crate) fn waits_for_file(&self) -> bool {
+        matches!(self.writing, Writing::FileWait { .. })
     }
 
     // ---- CGI ----------------------------------------------------------------
@@ -1529,6 +1561,25 @@ impl Conn {
                 sh.force(self);
                 Step::Keep
             }
+            Writing::FileWait { req, mount, until, .. } => {
+                self.serve_file(sh, &req, mount);
+                if let Writing::FileWait { until: first, poll, .. } = &mut self.writing {
+                    // Still not ready: the wait keeps its first deadline.
+                    *first = until;
+                    let poll = *poll;
+                    if sh.now < until {
+                        let next = if poll { (sh.now + FILE_WAIT_POLL).min(until) } else { until };
+                        sh.timers.set(self.key, next);
+                        return Step::Keep;
+                    }
+                    log::warn!("{}: {:?} still not ready after {FILE_WAIT:?}; 503", self.peer, log_path(req.path()));
+                    self.writing = Writing::Idle;
+                    self.send_simple(sh, 503, &[("Retry-After", "1")], true);
+                }
+                sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+                sh.force(self);
+                Step::Keep
+            }
             Writing::Cgi(run) if run.exit_wait.is_some() => {
                 // stdout has ended; was it a crash?
                 self.cgi_finish(sh, run);
@@ -1568,7 +1619,10 @@ impl Conn {
     fn waits_for_reader(&self) -> bool {
         !self.out.writable
             && matches!(self.reading, Reading::Done | Reading::Body(_))
-            && !matches!(self.writing, Writing::Idle | Writing::Closed | Writing::CgiWait { .. })
+            && !matches!(
+                self.writing,
+                Writing::Idle | Writing::Closed | Writing::CgiWait { .. } | Writing::FileWait { .. }
+            )
     }
 
     /// The CGI run, if one needs its pipes registered.

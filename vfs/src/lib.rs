@@ -39,17 +39,22 @@
 //! `Fops` is synchronous and is called from the server's event loop. Reads
 //! of regular files are the accepted exception to "never block the loop";
 //! implementations must keep every call bounded (one chunk per `read`, no
-//! `read_to_end`) and do slow work (indexing an archive) ahead of time.
+//! `read_to_end`) and do slow work (indexing an archive) off the caller's
+//! thread: an fops may answer [`io::ErrorKind::WouldBlock`], carrying a
+//! [`Pending`] that says when to try again, and the server retries.
+//! [`ZipFops`] does this while a big archive's directory loads.
 #![deny(missing_docs)]
 
 mod memory;
 mod path;
+mod pending;
 mod plain;
 mod zip;
 
-pub use crate::zip::{ZipFops, DEFAULT_CACHE_BYTES, GZIP_HEADER, INFLATE_MEMORY};
+pub use crate::zip::{ZipFops, DEFAULT_CACHE_BYTES, GZIP_HEADER, INFLATE_MEMORY, MAX_LOADERS, SYNC_DIRECTORY_BYTES};
 pub use memory::MemoryFile;
 pub use path::{PathError, VPath};
+pub use pending::{open_blocking, Pending};
 pub use plain::PlainFops;
 
 use std::fmt::Debug;
@@ -73,6 +78,12 @@ pub trait Fops: Send + Sync + Debug {
     ///   server then redirects or tries the default document);
     /// - [`io::ErrorKind::PermissionDenied`]: it exists but may not be
     ///   served, e.g. a symlink leading outside the root (403);
+    /// - [`io::ErrorKind::WouldBlock`]: not ready yet (work this open
+    ///   depends on is going on elsewhere): an fops may answer this and the
+    ///   server retries. With a [`Pending`] in the error
+    ///   ([`Pending::to_error`]) it retries when that work is done;
+    ///   without one it polls. A request that is still not ready after a
+    ///   while gets 503. Callers that may block use [`open_blocking`];
     /// - anything else is reported as a server error (500).
     fn open(&self, path: &VPath, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>>;
 

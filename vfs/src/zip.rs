@@ -7,7 +7,9 @@
 //! other clients it is inflated as it is read, holding one small input
 //! buffer and the 32 KiB window at a time (see [`INFLATE_MEMORY`]).
 
-use crate::{seek_target, ContentEncoding, FdSpan, FileFlags, FileHandle, FileInfo, Fops, OpenFlags, PathError, VPath};
+use crate::{
+    seek_target, ContentEncoding, FdSpan, FileFlags, FileHandle, FileInfo, Fops, OpenFlags, PathError, Pending, VPath,
+};
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide, TINFL_LZ_DICT_SIZE};
 use miniz_oxide::inflate::TINFLStatus;
 use std::collections::HashMap;
@@ -15,7 +17,7 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -45,6 +47,18 @@ const MAX_ARCHIVES: usize = 256;
 /// map slot and the `Arc`'s header, rounded up.
 const CACHE_ENTRY_OVERHEAD: usize = 128;
 
+/// A central directory smaller than this is read by the caller, at once
+/// (a few milliseconds at most); a bigger one on a loader thread, while
+/// the caller's opens answer `WouldBlock`.
+pub const SYNC_DIRECTORY_BYTES: u64 = 256 << 10;
+
+/// Loader threads running at once, in the whole process. An archive that
+/// finds them all busy is tried again later by its caller.
+pub const MAX_LOADERS: usize = 2;
+
+/// Loader threads running now.
+static LOADERS: AtomicUsize = AtomicUsize::new(0);
+
 /// A [`Fops`] that serves the entries of zip archives.
 ///
 /// - [`ZipFops::over`] wraps another filesystem: a path that runs through
@@ -62,6 +76,13 @@ const CACHE_ENTRY_OVERHEAD: usize = 128;
 /// file they hold. (With [`PlainFops::with_open_cache`](crate::PlainFops::with_open_cache)
 /// the switch happens within the cache's time to live.)
 ///
+/// A central directory of [`SYNC_DIRECTORY_BYTES`] or more is read on a
+/// loader thread (at most [`MAX_LOADERS`] of them in the process, one
+/// load per archive however many requests want it): until it is in the
+/// cache, opens into that archive fail with [`io::ErrorKind::WouldBlock`]
+/// carrying a [`Pending`] that is done when the load is. Smaller ones
+/// are read by the caller, at once.
+///
 /// The cache is bounded by the bytes its directories take
 /// ([`DEFAULT_CACHE_BYTES`] unless [`ZipFops::with_cache_limit`] says
 /// otherwise); the archive used least recently goes first. An archive
@@ -75,7 +96,7 @@ pub struct ZipFops {
 }
 
 enum Mode {
-    Chain { base: Arc<dyn Fops>, prefix: Option<VPath>, archives: Mutex<ArchiveCache> },
+    Chain { base: Arc<dyn Fops>, prefix: Option<VPath>, archives: Arc<Mutex<ArchiveCache>> },
     Fixed(Arc<Archive>),
 }
 
@@ -87,11 +108,19 @@ struct ArchiveCache {
     bytes: usize,
     limit: usize,
     entries: HashMap<String, CachedArchive>,
+    /// Archives being loaded on a loader thread (at most `MAX_LOADERS`).
+    loading: HashMap<String, Pending>,
 }
 
 impl Default for ArchiveCache {
     fn default() -> ArchiveCache {
-        ArchiveCache { clock: 0, bytes: 0, limit: DEFAULT_CACHE_BYTES, entries: HashMap::new() }
+        ArchiveCache {
+            clock: 0,
+            bytes: 0,
+            limit: DEFAULT_CACHE_BYTES,
+            entries: HashMap::new(),
+            loading: HashMap::new(),
+        }
     }
 }
 
@@ -147,12 +176,12 @@ impl fmt::Debug for ZipFops {
 impl ZipFops {
     /// Serves `base`, looking inside any `*.zip` a path runs through.
     pub fn over(base: Arc<dyn Fops>) -> ZipFops {
-        ZipFops { mode: Mode::Chain { base, prefix: None, archives: Mutex::default() } }
+        ZipFops { mode: Mode::Chain { base, prefix: None, archives: Arc::default() } }
     }
 
     /// Serves the archive at `archive` (a path of `base`) as the whole tree.
     pub fn archive(base: Arc<dyn Fops>, archive: VPath) -> ZipFops {
-        ZipFops { mode: Mode::Chain { base, prefix: Some(archive), archives: Mutex::default() } }
+        ZipFops { mode: Mode::Chain { base, prefix: Some(archive), archives: Arc::default() } }
     }
 
     /// Serves an archive held in memory, e.g. `include_bytes!("site.zip")`.
@@ -187,8 +216,9 @@ impl ZipFops {
     }
 
     /// The archive at `path` of `base`, parsed once per version. (A base
-    /// whose handles have no version gets its archives parsed once.)
-    fn cached_archive(base: &dyn Fops, archives: &Mutex<ArchiveCache>, path: &VPath) -> io::Result<Arc<Archive>> {
+    /// whose handles have no version gets its archives parsed once.) A big
+    /// directory is read on a loader thread: `WouldBlock` until it is in.
+    fn cached_archive(base: &dyn Fops, archives: &Arc<Mutex<ArchiveCache>>, path: &VPath) -> io::Result<Arc<Archive>> {
         let handle = base.open(path, OpenFlags::READ)?;
         let version = handle.info().version;
         let limit = {
@@ -200,19 +230,90 @@ impl ZipFops {
                     c.used = now;
                     return c.archive.clone().map_err(|(kind, msg)| io::Error::new(kind, msg));
                 }
-                _ => cache.limit,
+                _ => {}
             }
+            if let Some(p) = cache.loading.get(path.as_str()) {
+                return Err(p.to_error());
+            }
+            cache.limit
         };
         // Not under the lock: another thread's archives stay available.
-        let loaded = Archive::load(
-            path.to_string(),
-            Source::handle(handle),
-            limit.saturating_sub(CACHE_ENTRY_OVERHEAD + path.as_str().len()),
-        )
-        .map(Arc::new)
-        .map_err(|e| (e.kind(), e.to_string()));
+        // Finding the directory reads the archive's last 64 KiB at most.
+        let name = path.to_string();
+        let source = Source::handle(handle);
+        let limit = limit.saturating_sub(CACHE_ENTRY_OVERHEAD + name.len());
+        let loaded = match Archive::locate(&name, &source, limit) {
+            Ok(dir) if dir.size >= SYNC_DIRECTORY_BYTES => {
+                return Err(ZipFops::start_load(archives, path.as_str(), name, version, source, dir));
+            }
+            Ok(dir) => Archive::read(name, source, dir),
+            Err(e) => Err(e),
+        };
+        let loaded = loaded.map(Arc::new).map_err(|e| (e.kind(), e.to_string()));
         archives.lock().unwrap_or_else(|e| e.into_inner()).insert(path.as_str(), version, loaded.clone());
         loaded.map_err(|(kind, msg)| io::Error::new(kind, msg))
+    }
+
+    /// Reads the directory `dir` of `source` (called `name`) on a loader
+    /// thread, and caches it as `key`'s; returns the error that says to
+    /// wait.
+    fn start_load(
+        archives: &Arc<Mutex<ArchiveCache>>,
+        key: &str,
+        name: String,
+        version: Option<u64>,
+        source: Source,
+        dir: Directory,
+    ) -> io::Error {
+        let busy = || io::Error::new(io::ErrorKind::WouldBlock, "every zip directory loader is busy");
+        let pending = {
+            let mut cache = archives.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = cache.loading.get(key) {
+                // Another thread started it meanwhile.
+                return p.to_error();
+            }
+            if LOADERS.fetch_add(1, Ordering::AcqRel) >= MAX_LOADERS {
+                LOADERS.fetch_sub(1, Ordering::AcqRel);
+                return busy();
+            }
+            let pending = Pending::new(format!("{name}: loading its directory"));
+            cache.loading.insert(key.to_string(), pending.clone());
+            pending
+        };
+        let done = LoadDone { archives: Arc::clone(archives), key: key.to_string(), pending: pending.clone() };
+        let spawned = std::thread::Builder::new().name("warren-zip-load".into()).spawn(move || {
+            let done = done;
+            let loaded = Archive::read(name, source, dir).map(Arc::new).map_err(|e| (e.kind(), e.to_string()));
+            let mut cache = done.archives.lock().unwrap_or_else(|e| e.into_inner());
+            cache.insert(&done.key, version, loaded);
+            drop(cache);
+            // The load is over: `done` ends it as the closure drops.
+        });
+        match spawned {
+            Ok(_) => pending.to_error(),
+            Err(e) => {
+                // The closure, and `done` in it, were dropped: nothing waits.
+                log::error!("cannot start a zip directory loader: {e}");
+                busy()
+            }
+        }
+    }
+}
+
+/// Ends a load, however its thread ends (a panic included): the archive
+/// is no longer loading, the loader's slot is free, and its waiters are
+/// woken to open again.
+struct LoadDone {
+    archives: Arc<Mutex<ArchiveCache>>,
+    key: String,
+    pending: Pending,
+}
+
+impl Drop for LoadDone {
+    fn drop(&mut self) {
+        self.archives.lock().unwrap_or_else(|e| e.into_inner()).loading.remove(&self.key);
+        LOADERS.fetch_sub(1, Ordering::AcqRel);
+        self.pending.finish();
     }
 }
 
@@ -538,12 +639,19 @@ impl Archive {
     /// Reads the central directory, refusing it if it would take more
     /// than `limit` bytes.
     fn load(name: String, source: Source, limit: usize) -> io::Result<Archive> {
+        let dir = Archive::locate(&name, &source, limit)?;
+        Archive::read(name, source, dir)
+    }
+
+    /// Finds the central directory (reading the archive's end, 64 KiB at
+    /// most), refusing it if it would take more than `limit` bytes.
+    fn locate(name: &str, source: &Source, limit: usize) -> io::Result<Directory> {
         // Returned, not logged: the caller reports it (the server logs
         // every 5xx with the request).
         let corrupt = |why: &str| {
             io::Error::new(io::ErrorKind::InvalidData, format!("{name}: not a readable zip archive: {why}"))
         };
-        let dir = find_directory(&source).map_err(|w| corrupt(&w))?;
+        let dir = find_directory(source).map_err(|w| corrupt(&w))?;
         if dir.entries > MAX_ENTRIES as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -563,6 +671,16 @@ impl Archive {
                 format!("{name}: its directory may take {need} bytes, over the cache's limit of {limit}"),
             ));
         }
+        Ok(dir)
+    }
+
+    /// Reads the central directory `dir` of `source` (what takes time).
+    fn read(name: String, source: Source, dir: Directory) -> io::Result<Archive> {
+        let corrupt = |why: &str| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{name}: not a readable zip archive: {why}"))
+        };
+        let n = dir.entries as usize;
+        let name_bytes = dir.size.saturating_sub((n * CENTRAL_LEN) as u64);
         let mut names = String::with_capacity(usize::try_from(name_bytes).map_err(|_| corrupt("too big"))?);
         let mut records = Vec::with_capacity(n);
         let mut refused = Vec::new();
@@ -1200,6 +1318,51 @@ mod tests {
         assert_eq!(std::mem::size_of::<Record>(), 48);
         let mut h = open(&z, "dir042/file0004242.txt", OpenFlags::READ).expect("open");
         assert_eq!(read_all(&mut h).expect("read"), b"");
+    }
+
+    fn many_entries(dir: &std::path::Path, name: &str, n: usize) -> std::path::PathBuf {
+        let path = dir.join(name);
+        let files: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("d{:03}/f{i:06}.txt", i % 100), vec![])).collect();
+        let list: Vec<(&str, &[u8], zip::CompressionMethod)> =
+            files.iter().map(|(n, d)| (n.as_str(), d.as_slice(), zip::CompressionMethod::Stored)).collect();
+        std::fs::write(&path, make_zip(&list)).expect("write");
+        path
+    }
+
+    #[test]
+    fn big_directories_load_off_the_callers_thread() {
+        let t = tempfile::tempdir().expect("tempdir");
+        // 6,000 entries: about 370 KiB of directory, over the sync bound;
+        // 1,000: about 60 KiB, under it.
+        many_entries(t.path(), "big.zip", 6_000);
+        many_entries(t.path(), "small.zip", 1_000);
+        let mut bytes = std::fs::read(many_entries(t.path(), "broken.zip", 6_000)).expect("read");
+        // A central directory entry halfway through loses its signature.
+        let at = bytes.windows(4).enumerate().filter(|(_, w)| *w == CENTRAL_SIG).nth(3_000).map(|(i, _)| i);
+        bytes[at.expect("3000th entry")] = b'X';
+        std::fs::write(t.path().join("broken.zip"), bytes).expect("write");
+        let z = ZipFops::over(Arc::new(crate::PlainFops::new(t.path()).expect("plain")));
+
+        let small = open(&z, "small.zip/d007/f000007.txt", OpenFlags::READ);
+        assert!(small.is_ok(), "a small directory is read at once: {small:?}");
+        for (path, outcome) in [("big.zip/d042/f004242.txt", None), ("broken.zip/d001/f000001.txt", Some(()))] {
+            let e = open(&z, path, OpenFlags::READ).expect_err("not loaded yet");
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+            let pending = Pending::of(&e).expect("a pending load").clone();
+            // Asked again while it loads: the same load, not a second one.
+            let again = open(&z, path, OpenFlags::READ).map(drop);
+            if let Err(e) = &again {
+                assert!(Pending::of(e).is_some(), "{e}");
+            }
+            pending.wait();
+            match (open(&z, path, OpenFlags::READ), outcome) {
+                (Ok(mut h), None) => assert_eq!(read_all(&mut h).expect("read"), b""),
+                (Err(e), Some(())) => assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}"),
+                (r, _) => panic!("{path}: {:?}", r.map(|h| h.info().len)),
+            }
+        }
+        let e = crate::open_blocking(&z, &VPath::new("big.zip/nope").expect("path"), OpenFlags::READ);
+        assert_eq!(e.expect_err("missing").kind(), io::ErrorKind::NotFound);
     }
 
     #[test]
