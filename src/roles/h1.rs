@@ -917,6 +917,11 @@ impl Conn {
         });
         let etag = (!etag.is_empty()).then_some(&**etag);
         let last_modified = (!last_modified.is_empty()).then_some(&**last_modified);
+        if status == 200 && precondition_failed(req, etag, info.mod_time) {
+            // RFC 9110 §13.2.2 steps 1-2, before anything else is decided.
+            self.send_simple(sh, 412, &[], true);
+            return;
+        }
         let fresh = status == 200 && not_modified(req, etag, info.mod_time);
         // Ranges apply to GETs of files whose bytes do not depend on the
         // client: not to gzip/inflated zip entries (RANGE-5 [REC]).
@@ -2146,9 +2151,30 @@ fn not_modified(req: &Request, etag: Option<&str>, mod_time: Option<std::time::S
         return inm.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == ours);
     }
     match (req.header_str("if-modified-since").and_then(|v| httpdate::parse_http_date(v).ok()), mod_time) {
-        (Some(since), Some(modified)) => modified <= since,
+        (Some(since), Some(modified)) => whole_seconds(modified) <= whole_seconds(since),
         _ => false,
     }
+}
+
+/// Whether `If-Match` or `If-Unmodified-Since` fails (RFC 9110 §13.1.1,
+/// §13.1.4, evaluated in the order of §13.2.2): `If-Match` needs a strong
+/// match (a weak tag never matches; `*` matches any file we have), and
+/// when present, `If-Unmodified-Since` is not looked at. A date the
+/// file was modified after fails; an unparsable date is ignored.
+fn precondition_failed(req: &Request, etag: Option<&str>, mod_time: Option<std::time::SystemTime>) -> bool {
+    if let Some(im) = req.header_str("if-match") {
+        let strong = etag.filter(|t| !t.starts_with("W/"));
+        return !im.split(',').map(str::trim).any(|t| t == "*" || (strong.is_some() && Some(t) == strong));
+    }
+    match (req.header_str("if-unmodified-since").and_then(|v| httpdate::parse_http_date(v).ok()), mod_time) {
+        (Some(since), Some(modified)) => whole_seconds(modified) > whole_seconds(since),
+        _ => false,
+    }
+}
+
+/// A time as HTTP dates carry it: whole seconds since the epoch.
+fn whole_seconds(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// VH-1: among the vhosts of a listener, the one named by `host` (port
