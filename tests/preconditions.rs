@@ -26,12 +26,12 @@ fn check(server: &Server, path: &str, accept: &str) {
     let etag = plain.header("etag").expect("ETag").to_string();
     let lm = plain.header("last-modified").expect("Last-Modified").to_string();
     let failing = [
-        format!("If-Match: \"other\"\r\n"),
+        "If-Match: \"other\"\r\n".to_string(),
         format!("If-Match: W/{etag}\r\n"),
-        format!("If-Match: \"a\", \"b\"\r\n"),
+        "If-Match: \"a\", \"b\"\r\n".to_string(),
         format!("If-Unmodified-Since: {}\r\n", day_before(&lm)),
         // With a Range too: 412 comes first, no 206.
-        format!("If-Match: \"other\"\r\nRange: bytes=0-3\r\n"),
+        "If-Match: \"other\"\r\nRange: bytes=0-3\r\n".to_string(),
         format!("If-Unmodified-Since: {}\r\nRange: bytes=0-3\r\n", day_before(&lm)),
         // 412 comes before 304, too.
         format!("If-Match: \"other\"\r\nIf-None-Match: {etag}\r\n"),
