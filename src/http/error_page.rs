@@ -6,8 +6,8 @@ use std::fmt::Write;
 /// Appends the error page for `status` with `message` (an HTML fragment;
 /// callers escape anything that came from a peer with [`escape_html`]).
 ///
-/// The body is exactly lws's:
-/// `<html><head><meta charset=utf-8 http-equiv="Content-Language" content="en"/><link rel="stylesheet" type="text/css" href="/error.css"/></head><body><h1>CODE</h1>MSG</body></html>`
+/// The body is lws's, with a way home after the message:
+/// `<html><head><meta charset=utf-8 http-equiv="Content-Language" content="en"/><link rel="stylesheet" type="text/css" href="/error.css"/></head><body><h1>CODE</h1>MSG<p><a href="/">Home</a></p></body></html>`
 pub fn write_body(out: &mut Vec<u8>, status: u16, message: &str) {
     out.extend_from_slice(
         b"<html><head><meta charset=utf-8 http-equiv=\"Content-Language\" content=\"en\"/>\
@@ -18,8 +18,13 @@ pub fn write_body(out: &mut Vec<u8>, status: u16, message: &str) {
     out.extend_from_slice(code.as_bytes());
     out.extend_from_slice(b"</h1>");
     out.extend_from_slice(message.as_bytes());
-    out.extend_from_slice(b"</body></html>");
+    out.extend_from_slice(b"<p><a href=\"/\">Home</a></p></body></html>");
 }
+
+/// The error style warren serves at `/error.css` for a site that has none
+/// (the site's own file always wins): the page above without it is bare
+/// Times text.
+pub const ERROR_CSS: &str = include_str!("../../webroot/error.css");
 
 /// Escapes `&`, `<`, `>`, `"` and `'` for use in HTML text or attributes.
 pub fn escape_html(s: &str) -> String {
@@ -48,7 +53,7 @@ mod tests {
         let s = String::from_utf8(out).unwrap_or_default();
         assert!(s.starts_with("<html><head><meta charset=utf-8"));
         assert!(s.contains("href=\"/error.css\""));
-        assert!(s.ends_with("<body><h1>404</h1>Not Found</body></html>"));
+        assert!(s.ends_with("<body><h1>404</h1>Not Found<p><a href=\"/\">Home</a></p></body></html>"));
         assert!(s.len() <= 510);
     }
 

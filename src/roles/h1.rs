@@ -1749,9 +1749,32 @@ impl Conn {
         (HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() }, tx)
     }
 
+    /// `/error.css` from [`crate::http::error_page::ERROR_CSS`].
+    fn send_builtin_error_css(&mut self, sh: &mut Shared) {
+        let css = crate::http::error_page::ERROR_CSS.as_bytes();
+        let (env, buf) = Self::env(sh, self.vhost);
+        let mut head = begin_head(buf, &mut self.tx, 200, env);
+        head.header("Content-Type", "text/css; charset=utf-8");
+        head.header("Cache-Control", "public, max-age=3600");
+        end_head(head, &mut self.tx, BodyFraming::Length(css.len() as u64));
+        if !self.tx.head_only {
+            buf.extend_from_slice(css);
+        }
+        let bytes = std::mem::take(buf);
+        self.send_buffered_from(&bytes);
+        sh.tx = bytes;
+    }
+
     /// The error page for `status` (ERR-1), or for a 404 on a vhost with
     /// `error_document_404`, a 302 there (ERR-4).
     fn send_error(&mut self, sh: &mut Shared, status: u16, req: Option<&Request>) {
+        if let (404, Some(req)) = (status, req) {
+            if req.path() == "/error.css" && matches!(req.method(), Method::Get | Method::Head) {
+                // The site has no error style of its own: lend it ours,
+                // so its error pages are not bare Times text.
+                return self.send_builtin_error_css(sh);
+            }
+        }
         if status == 404 {
             let doc = sh.vhosts[self.vhost].error_document_404.clone();
             if let (Some(doc), Some(req)) = (doc, req) {
