@@ -49,16 +49,37 @@ pub fn load_dir(dir: &Path) -> Result<ContextInfo, ConfigError> {
         more.sort();
         files.extend(more);
     }
+    let mut texts = Vec::new();
+    let result = load_files(&files, &mut texts);
+    // Errors found after parsing name a key; point at it in its file.
+    result.map_err(|mut e| {
+        if e.position.is_none() {
+            if let Some((_, text)) = texts.iter().find(|(f, _)| *f == e.file) {
+                let key = e.message.split(": ").next().unwrap_or("");
+                e.position = locate_key(text, key);
+            }
+        }
+        e
+    })
+}
+
+/// [`load_dir`] once the files are listed; each file's text (comments
+/// blanked) is kept in `texts` for error positions.
+fn load_files(files: &[PathBuf], texts: &mut Vec<(PathBuf, String)>) -> Result<ContextInfo, ConfigError> {
+    let dir = files[0].parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut global = Global::default();
     let mut global_file = files[0].clone();
     let mut vhosts = Vec::new();
-    for file in &files {
+    for file in files {
         let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
             file: file.clone(),
             position: None,
             message: e.to_string(),
         })?;
-        let parsed = parse_file(file, &text)?;
+        let clean = blank_comments(&text);
+        let parsed = parse_file(file, &clean);
+        texts.push((file.clone(), clean));
+        let parsed = parsed?;
         if let Some(g) = parsed.global {
             global = g;
             global_file = file.clone();
@@ -70,7 +91,11 @@ pub fn load_dir(dir: &Path) -> Result<ContextInfo, ConfigError> {
     }
     if vhosts.is_empty() {
         let file = dir.to_path_buf();
-        return Err(ConfigError { file, position: None, message: "no vhost configured (CFG-7)".into() });
+        return Err(ConfigError {
+            file,
+            position: None,
+            message: "no vhost configured: put a file with a \"vhosts\" list in conf.d/ (CFG-7)".into(),
+        });
     }
     let mut limits = Limits::default();
     if let Some(t) = &global.timeout_secs {
@@ -328,9 +353,8 @@ fn number(file: &Path, key: &str, v: &Scalar) -> Result<u64, ConfigError> {
     v.text().trim().parse().map_err(|_| bad(file, key, format!("expected a number, found {:?}", v.text())))
 }
 
-/// Parses one file, turning `#` comments (CFG-2) into spaces so that
-/// positions stay true, and serde's errors into ones with a suggestion.
-fn parse_file(file: &Path, text: &str) -> Result<FileConf, ConfigError> {
+/// Turns `#` comments (CFG-2) into spaces, so that positions stay true.
+fn blank_comments(text: &str) -> String {
     let mut clean = String::with_capacity(text.len());
     let (mut in_string, mut escaped, mut in_comment) = (false, false, false);
     for c in text.chars() {
@@ -359,7 +383,24 @@ fn parse_file(file: &Path, text: &str) -> Result<FileConf, ConfigError> {
         }
         clean.push(c);
     }
-    serde_json::from_str(&clean).map_err(|e| {
+    clean
+}
+
+/// Parses one file (comments blanked), turning serde's errors into ones
+/// with a suggestion, and an unexpected end into the place of what was
+/// left open.
+fn parse_file(file: &Path, clean: &str) -> Result<FileConf, ConfigError> {
+    serde_json::from_str(clean).map_err(|e| {
+        if e.is_eof() {
+            if let Some((at, open)) = unclosed(clean) {
+                let what = if open == b'{' { "object" } else { "list" };
+                return ConfigError {
+                    file: file.to_path_buf(),
+                    position: Some(line_col(clean, at)),
+                    message: format!("this {what} is never closed (the file ends first)"),
+                };
+            }
+        }
         let mut message = e.to_string();
         // "... at line L column C" is in the position instead.
         if let Some(i) = message.rfind(" at line ") {
@@ -370,8 +411,193 @@ fn parse_file(file: &Path, text: &str) -> Result<FileConf, ConfigError> {
             let unknown = message.split('`').nth(1).unwrap_or("").to_string();
             message = format!("unknown key `{unknown}` (did you mean `{s}`?)");
         }
-        ConfigError { file: file.to_path_buf(), position: Some((e.line(), e.column())), message }
+        // serde says column 0 for an error at a line's start; columns
+        // count from 1.
+        ConfigError { file: file.to_path_buf(), position: Some((e.line(), e.column().max(1))), message }
     })
+}
+
+/// The offset and bracket of the innermost `{` or `[` left open in `text`
+/// (outside strings), if any.
+fn unclosed(text: &str) -> Option<(usize, u8)> {
+    let mut stack = Vec::new();
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, &b) in text.as_bytes().iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => stack.push((i, b)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    stack.pop()
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// One step of a key as error messages name it: `vhosts[0].mounts[1].origin`.
+#[derive(Debug, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn parse_key(key: &str) -> Vec<Seg> {
+    let mut segs = Vec::new();
+    for part in key.split('.') {
+        let (name, mut rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        segs.push(Seg::Key(name.to_string()));
+        while let Some((index, after)) = rest.split_once(']') {
+            if let Ok(i) = index.parse() {
+                segs.push(Seg::Index(i));
+            }
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    segs
+}
+
+/// Where the key named `key` is in `text` (a JSON document that parsed),
+/// or else the nearest enclosing one that is there.
+fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    let mut target = parse_key(key);
+    while !target.is_empty() {
+        let mut scan = Scan { b: text.as_bytes(), i: 0 };
+        let mut path = Vec::new();
+        if let Some(at) = scan.value(&mut path, &target) {
+            return Some(line_col(text, at));
+        }
+        target.pop();
+    }
+    None
+}
+
+/// A walk over a JSON document that finds where a path of keys and
+/// indices starts. It gives up (None) on anything malformed; it only
+/// runs on text serde has parsed.
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Scan<'_> {
+    fn ws(&mut self) {
+        while self.b.get(self.i).is_some_and(u8::is_ascii_whitespace) {
+            self.i += 1;
+        }
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let start = self.i + 1;
+        self.i += 1;
+        let mut escaped = false;
+        while let Some(&b) = self.b.get(self.i) {
+            self.i += 1;
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => {
+                    let raw = std::str::from_utf8(&self.b[start..self.i - 1]).ok()?;
+                    return Some(serde_json::from_str(&format!("\"{raw}\"")).unwrap_or_else(|_| raw.to_string()));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn value(&mut self, path: &mut Vec<Seg>, target: &[Seg]) -> Option<usize> {
+        self.ws();
+        match *self.b.get(self.i)? {
+            b'{' => {
+                self.i += 1;
+                loop {
+                    self.ws();
+                    match *self.b.get(self.i)? {
+                        b'}' => {
+                            self.i += 1;
+                            return None;
+                        }
+                        b',' => self.i += 1,
+                        b'"' => {
+                            let at = self.i;
+                            let key = self.string()?;
+                            path.push(Seg::Key(key));
+                            if path.as_slice() == target {
+                                return Some(at);
+                            }
+                            self.ws();
+                            if self.b.get(self.i) != Some(&b':') {
+                                return None;
+                            }
+                            self.i += 1;
+                            let before = self.i;
+                            let found = self.value(path, target);
+                            path.pop();
+                            if found.is_some() || self.i == before {
+                                return found;
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                self.i += 1;
+                let mut n = 0;
+                loop {
+                    self.ws();
+                    match *self.b.get(self.i)? {
+                        b']' => {
+                            self.i += 1;
+                            return None;
+                        }
+                        b',' => self.i += 1,
+                        _ => {
+                            path.push(Seg::Index(n));
+                            if path.as_slice() == target {
+                                return Some(self.i);
+                            }
+                            let before = self.i;
+                            let found = self.value(path, target);
+                            path.pop();
+                            if found.is_some() || self.i == before {
+                                return found;
+                            }
+                            n += 1;
+                        }
+                    }
+                }
+            }
+            b'"' => {
+                self.string()?;
+                None
+            }
+            _ => {
+                while self.b.get(self.i).is_some_and(|b| !b",]} \t\r\n".contains(b)) {
+                    self.i += 1;
+                }
+                None
+            }
+        }
+    }
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`", the known
@@ -487,8 +713,25 @@ fn build_vhost(
     if v.disable_no_protocol_ws_upgrades.as_ref().is_some_and(Scalar::truthy) {
         vhost = vhost.no_default_protocol();
     }
+    let mut mountpoints: Vec<String> = Vec::new();
     for (i, m) in v.mounts.unwrap_or_default().into_iter().enumerate() {
         let mount = build_mount(file, &format!("{at}.mounts[{i}]"), m)?;
+        // "/a" and "/a/" are one mountpoint: the second would never be used.
+        let norm = match mount.mountpoint.trim_end_matches('/') {
+            "" => "/".to_string(),
+            p => p.to_string(),
+        };
+        if let Some(j) = mountpoints.iter().position(|p| *p == norm) {
+            return Err(bad(
+                file,
+                &format!("{at}.mounts[{i}].mountpoint"),
+                format!(
+                    "{:?} is already the mountpoint of {at}.mounts[{j}]; each mountpoint of a vhost must differ",
+                    mount.mountpoint
+                ),
+            ));
+        }
+        mountpoints.push(norm);
         // Checked against plugins::NAMES when the mount was read.
         let callback = match &mount.origin {
             crate::Origin::Callback(name) => Some(name.clone()),
@@ -631,9 +874,21 @@ mod tests {
     #[test]
     fn comments_keep_positions() {
         let text = "{ # comment with \"quote\n  \"vhosts\": [ { \"name\": \"a#b\", \"bogus\": \"1\" } ] }";
-        let e = parse_file(Path::new("f"), text).err().expect("error");
+        let e = parse_file(Path::new("f"), &blank_comments(text)).err().expect("error");
         assert_eq!(e.position.map(|p| p.0), Some(2));
         assert!(e.message.contains("bogus"), "{}", e.message);
+    }
+
+    #[test]
+    fn keys_are_located() {
+        let text = "{\"a\": [1, {\"b\": \"x\"}],\n \"c\": {\"d\": [true, {\"e\": 2}]}}";
+        assert_eq!(locate_key(text, "a[1].b"), Some((1, 12)));
+        assert_eq!(locate_key(text, "c.d[1].e"), Some((2, 21)));
+        assert_eq!(locate_key(text, "c.d[1]"), Some((2, 20)));
+        // Not there: the nearest enclosing key that is.
+        assert_eq!(locate_key(text, "c.zz"), Some((2, 2)));
+        assert_eq!(locate_key(text, "q"), None);
+        assert_eq!(unclosed("{\"a\": [1, {\"b\": \"[\"}"), Some((6, b'[')));
     }
 
     #[test]
