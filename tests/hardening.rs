@@ -358,3 +358,27 @@ fn a_trickled_body_loses_its_slot_and_a_steady_one_does_not() {
     let trickled = paced_upload(&server, cgi_head, 100_000, 10, Duration::from_millis(100));
     assert!(trickled.starts_with("HTTP/1.1 408 "), "{trickled:?}");
 }
+
+#[test]
+fn a_slow_reader_of_cgi_output_is_not_cut_off() {
+    // Issue 10 item 7 for CGI: the program blocks on a full pipe while a
+    // reader drains slowly; the CGI timeout counts the reader's progress.
+    let (_t, root) = site();
+    let cgi_bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cgi-bin");
+    let v = vhost()
+        .mount(files_mount("/", &root))
+        .mount(warren::Mount::cgi("/cgi", &cgi_bin).cgi_timeout(Duration::from_secs(2)));
+    let server = Server::start(ContextInfo::new().vhost(v));
+    let mut s = server.connect();
+    s.write_all(b"GET /cgi/big.sh?bytes=100000000 HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let started = Instant::now();
+    let mut buf = [0u8; 8192];
+    let mut total = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed after {:?}", started.elapsed());
+        total += n;
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(server.handle.stats().open, 1, "the reader was cut off after {total} bytes");
+    }
+}

@@ -1590,6 +1590,14 @@ impl Conn {
                 self.cgi_finish(sh, run);
                 Step::Keep
             }
+            Writing::Cgi(run) if !self.out.writable && self.out.peer_progress() => {
+                // The program waits on a slow but steady reader (its
+                // output backs up behind our full socket): not stuck.
+                let timeout = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
+                self.writing = Writing::Cgi(run);
+                sh.timers.set(self.key, sh.now + timeout);
+                Step::Keep
+            }
             Writing::Cgi(run) => {
                 let head_sent = run.parser.is_none();
                 log::warn!("cgi {}: no progress within its timeout; ending it", run.script);
