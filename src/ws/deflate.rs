@@ -28,6 +28,17 @@ const LEVEL: i32 = 1;
 /// zlib's `Z_RLE`.
 const STRATEGY_RLE: i32 = 3;
 
+/// Whether a protocol with this `rx_buffer_size` takes permessage-deflate.
+/// lws's rule: under 128 bytes it does not (lws fails the extension's
+/// construction, on servers and on clients alike). An lws client whose
+/// protocol has a small buffer, such as `libwebsockets-test-client`'s
+/// dumb-increment (20 bytes), drops the extension itself even when the
+/// server agrees it, and then takes a compressed message for a protocol
+/// error; so warren does not agree it for such protocols either.
+pub(crate) fn protocol_takes_deflate(rx_buffer_size: usize) -> bool {
+    rx_buffer_size == 0 || rx_buffer_size >= 128
+}
+
 /// Agreed parameters (§7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DeflateConfig {
