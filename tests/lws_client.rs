@@ -34,10 +34,8 @@ fn lws_test_client_counts_and_mirrors_with_deflate() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn libwebsockets-test-client");
-    let pipes: Vec<Box<dyn std::io::Read + Send>> = vec![
-        Box::new(child.stdout.take().expect("stdout")),
-        Box::new(child.stderr.take().expect("stderr")),
-    ];
+    let pipes: Vec<Box<dyn std::io::Read + Send>> =
+        vec![Box::new(child.stdout.take().expect("stdout")), Box::new(child.stderr.take().expect("stderr"))];
     // Killed and reaped when dropped.
     let client = support::Running(child);
     let (tx, rx) = mpsc::channel::<String>();

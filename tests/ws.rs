@@ -684,7 +684,8 @@ fn rss_kib(pid: u32) -> u64 {
 #[test]
 fn small_messages_are_compressed_once_deflate_is_agreed() {
     let server = echo_server();
-    let mut c = WsClient::connect(server.addr, "/", &["Sec-WebSocket-Extensions: permessage-deflate"]).expect("upgrade");
+    let mut c =
+        WsClient::connect(server.addr, "/", &["Sec-WebSocket-Extensions: permessage-deflate"]).expect("upgrade");
     for msg in [&b"hi"[..], b"", b"x", b"0123456789012345678901234567890"] {
         let bytes = c.frame_bytes(true, true, TEXT, &deflate_message(msg));
         c.send_raw(&bytes).expect("socket");
@@ -707,8 +708,8 @@ fn deflate_connections_keep_no_compression_state_between_messages() {
     let warm = |n: usize| -> Vec<WsClient> {
         (0..n)
             .map(|_| {
-                let mut c = WsClient::connect(addr, "/", &["Sec-WebSocket-Extensions: permessage-deflate"])
-                    .expect("upgrade");
+                let mut c =
+                    WsClient::connect(addr, "/", &["Sec-WebSocket-Extensions: permessage-deflate"]).expect("upgrade");
                 assert!(c.head.contains("permessage-deflate"), "{}", c.head);
                 let bytes = c.frame_bytes(true, true, TEXT, &deflate_message(msg));
                 c.send_raw(&bytes).expect("socket");

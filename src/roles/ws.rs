@@ -123,6 +123,8 @@ struct InflateRx {
 /// compressor or an inflater is taken from here when a compressed message
 /// starts and given back when it ends: a thousand connections that each
 /// sent a message hold none, where each used to keep about 300 KiB.
+// Boxed because they move between the pool and connections as they are.
+#[allow(clippy::vec_box)]
 struct Pool {
     deflaters: Vec<Box<Deflater>>,
     inflaters: Vec<Box<InflateRx>>,
