@@ -89,7 +89,12 @@ fn lws_test_client_counts_and_mirrors_with_deflate() {
     }
     drop(client);
     assert!(trouble.is_empty(), "the client had trouble: {trouble:?}");
-    assert_eq!(agreed, 1, "permessage-deflate should be agreed on the mirror connection only");
+    // At least once: the client closes its mirror connection after a
+    // random number of writes ("opened mirror connection with N lifetime"
+    // in its log) and opens a new one, which
+    // may happen inside the 5 s. The dumb-increment side taking it shows
+    // as "failed construction" above.
+    assert!(agreed >= 1, "permessage-deflate was not agreed on the mirror connection");
     assert!(
         spans(first_inflate, last_inflate),
         "compressed mirror messages stopped reaching the client ({inflated} inflated)"
