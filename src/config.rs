@@ -215,7 +215,8 @@ struct Vhost {
     ws_protocols: Option<Vec<BTreeMap<String, BTreeMap<String, Scalar>>>>,
     disable_no_protocol_ws_upgrades: Option<Scalar>,
     /// warren's own (WS-6): ping a silent WebSocket after this many
-    /// seconds, hang up `ws-hangup-secs` after that (default 10).
+    /// seconds (default 60, 0 turns liveness off), hang up
+    /// `ws-hangup-secs` after that (default 10).
     ws_ping_secs: Option<Scalar>,
     ws_hangup_secs: Option<Scalar>,
     // Known lwsws keys warren does not implement yet:
@@ -697,18 +698,30 @@ fn build_vhost(
             vhost.plugin_with_options(&name, &options).map_err(|e| bad(file, &key, e))?;
         }
     }
-    if let Some(p) = &v.ws_ping_secs {
-        let ping = seconds(file, &format!("{at}.ws-ping-secs"), p)?;
-        let hangup = match &v.ws_hangup_secs {
-            Some(h) => seconds(file, &format!("{at}.ws-hangup-secs"), h)?,
-            None => Duration::from_secs(10),
-        };
-        if ping.is_zero() || hangup.is_zero() {
-            return Err(bad(file, &format!("{at}.ws-ping-secs"), "expected seconds greater than 0".into()));
+    // WS-6 liveness: on by default (VhostInfo's); "ws-ping-secs": "0"
+    // turns it off.
+    let ping = match &v.ws_ping_secs {
+        Some(p) => Some(seconds(file, &format!("{at}.ws-ping-secs"), p)?.as_secs()),
+        None => None,
+    };
+    let hangup = match &v.ws_hangup_secs {
+        Some(h) => Some(seconds(file, &format!("{at}.ws-hangup-secs"), h)?.as_secs()),
+        None => None,
+    };
+    if hangup == Some(0) {
+        return Err(bad(file, &format!("{at}.ws-hangup-secs"), "expected seconds greater than 0".into()));
+    }
+    match (ping, hangup) {
+        (Some(0), Some(_)) => {
+            return Err(bad(file, &format!("{at}.ws-hangup-secs"), "liveness is off (ws-ping-secs 0)".into()))
         }
-        vhost = vhost.ws_keepalive(ping, hangup);
-    } else if v.ws_hangup_secs.is_some() {
-        return Err(bad(file, &format!("{at}.ws-hangup-secs"), "needs ws-ping-secs".into()));
+        (Some(0), None) => vhost = vhost.no_ws_keepalive(),
+        (None, None) => {}
+        (p, h) => {
+            let ping = p.map_or(crate::DEFAULT_WS_PING, Duration::from_secs);
+            let hangup = h.map_or(crate::DEFAULT_WS_HANGUP, Duration::from_secs);
+            vhost = vhost.ws_keepalive(ping, hangup);
+        }
     }
     if v.disable_no_protocol_ws_upgrades.as_ref().is_some_and(Scalar::truthy) {
         vhost = vhost.no_default_protocol();

@@ -79,6 +79,13 @@ impl Default for Limits {
     }
 }
 
+/// WebSocket liveness default: a ping after this long without valid
+/// traffic from the peer ([`VhostInfo::ws_keepalive`]).
+pub const DEFAULT_WS_PING: Duration = Duration::from_secs(60);
+/// WebSocket liveness default: the hang-up this long after an unanswered
+/// ping.
+pub const DEFAULT_WS_HANGUP: Duration = Duration::from_secs(10);
+
 /// One virtual host: a name, where it listens, its mounts and protocols.
 #[derive(Debug)]
 pub struct VhostInfo {
@@ -118,7 +125,7 @@ impl VhostInfo {
             access_log: None,
             error_pages: Vec::new(),
             default_protocol: None,
-            ws_keepalive: None,
+            ws_keepalive: Some((DEFAULT_WS_PING, DEFAULT_WS_HANGUP)),
             ws_deflate: true,
         }
     }
@@ -133,11 +140,24 @@ impl VhostInfo {
 
     /// WebSocket liveness (spec WS-6): after `ping_after` without valid
     /// traffic from the peer a ping is sent; if nothing valid arrives
-    /// within `hangup_after` more, the connection is closed. Off by
-    /// default: an established WebSocket has no other idle timeout.
+    /// within `hangup_after` more, the connection is closed. On by
+    /// default, with [`DEFAULT_WS_PING`] and [`DEFAULT_WS_HANGUP`], so
+    /// silent peers cannot hold connection slots for ever.
     pub fn ws_keepalive(mut self, ping_after: Duration, hangup_after: Duration) -> VhostInfo {
         self.ws_keepalive = Some((ping_after, hangup_after));
         self
+    }
+
+    /// Turns WebSocket liveness off: an established WebSocket then has no
+    /// idle timeout unless its protocol sets one.
+    pub fn no_ws_keepalive(mut self) -> VhostInfo {
+        self.ws_keepalive = None;
+        self
+    }
+
+    /// The liveness settings, (ping after, hang up after), if on.
+    pub fn ws_keepalive_settings(&self) -> Option<(Duration, Duration)> {
+        self.ws_keepalive
     }
 
     /// Whether WebSocket upgrades may negotiate permessage-deflate

@@ -38,6 +38,17 @@ const STATES: &str = "['dumb', 'mirror', 'status'].map(p => document.getElementB
 const DARK: &str = "(() => { const d = document.getElementById('darkenScreenObject'); \
                     return d ? getComputedStyle(d).display !== 'none' : null; })()";
 
+/// The sections shaded as lost, by their title's id.
+const LOST: &str =
+    "Array.from(document.querySelectorAll('section.ws.lost'), s => s.getAttribute('aria-labelledby')).join()";
+
+/// Whether the page is no wider than its viewport (no horizontal scrollbar).
+const NO_SIDEWAYS_SCROLL: &str = "document.documentElement.scrollWidth <= document.documentElement.clientWidth";
+
+/// The viewport in device pixels, as a screenshot of it measures.
+const VIEWPORT: &str =
+    "[Math.round(window.innerWidth * devicePixelRatio), Math.round(window.innerHeight * devicePixelRatio)]";
+
 /// The counter as the page shows it.
 const COUNT: &str = "document.getElementById('dumb-count').textContent";
 
@@ -364,6 +375,21 @@ impl Chromium {
         assert!(r.is_ok(), "closeTarget: {r:?}");
     }
 
+    /// A PNG of what the tab shows (DevTools Page.captureScreenshot), also
+    /// written to target/browser-screenshots/NAME.png for a person to see.
+    fn screenshot(&mut self, page: &Page, name: &str) -> Vec<u8> {
+        use base64::Engine;
+        let r = self.call(Some(&page.session), "Page.captureScreenshot", json!({ "format": "png" }));
+        let data =
+            r.as_ref().ok().and_then(|v| v["data"].as_str()).unwrap_or_else(|| panic!("captureScreenshot: {r:?}"));
+        let png = base64::engine::general_purpose::STANDARD.decode(data).expect("screenshot base64");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("browser-screenshots");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let _ = std::fs::write(dir.join(format!("{name}.png")), &png);
+        }
+        png
+    }
+
     /// The value of `expression` in the page (null when undefined).
     fn eval(&mut self, page: &Page, expression: &str) -> Result<Value, String> {
         let r = self.call(
@@ -497,6 +523,15 @@ fn as_count(v: &Value) -> Option<u64> {
     v.as_str().and_then(|s| s.trim().parse().ok())
 }
 
+/// A PNG's width and height, from its IHDR chunk.
+fn png_size(png: &[u8]) -> Option<(u32, u32)> {
+    if png.len() < 24 || &png[..8] != b"\x89PNG\r\n\x1a\n" || &png[12..16] != b"IHDR" {
+        return None;
+    }
+    let be = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    Some((be(16), be(20)))
+}
+
 fn is_true(v: &Value) -> Option<()> {
     (v == &Value::Bool(true)).then_some(())
 }
@@ -594,7 +629,29 @@ fn websocket_test_page_in_headless_chromium() {
             (s.starts_with("closed ") && s.contains("1001") && s.contains("seeya")).then_some(())
         },
     );
-    chromium.wait_for(&other, "the second tab goes dark after Close", DARK, |v| (v == true).then_some(()));
+    // Issue 11 item 12: only the counter's section is shaded; the page is
+    // not, the other two sections stay usable, and nothing scrolls sideways.
+    chromium
+        .wait_for(&other, "the counter's section is shaded after Close", LOST, |v| (v == "dumb-title").then_some(()));
+    assert_eq!(chromium.eval(&other, DARK), Ok(json!(false)), "one lost socket must not shade the whole page");
+    let shades = chromium.eval(
+        &other,
+        "Array.from(document.querySelectorAll('section.ws'), s => getComputedStyle(s, '::after').backgroundColor)",
+    );
+    assert_eq!(
+        shades,
+        Ok(json!(["rgba(0, 0, 0, 0.55)", "rgba(0, 0, 0, 0)", "rgba(0, 0, 0, 0)"])),
+        "the lost section's shade, and none on the others"
+    );
+    assert_eq!(chromium.eval(&other, NO_SIDEWAYS_SCROLL), Ok(json!(true)), "the page scrolls sideways");
+    let png = chromium.screenshot(&other, "one-socket-lost");
+    assert_eq!(
+        png_size(&png),
+        chromium.eval(&other, VIEWPORT).ok().and_then(|v| v
+            .as_array()
+            .map(|a| { (a[0].as_u64().unwrap_or(0) as u32, a[1].as_u64().unwrap_or(0) as u32) })),
+        "the screenshot is the viewport"
+    );
     chromium.close_tab(other);
     // The first tab was not touched.
     let states = chromium.eval(&page, STATES);
@@ -605,6 +662,8 @@ fn websocket_test_page_in_headless_chromium() {
     warren.stop();
     chromium.wait_for(&page, "the page goes dark once warren has stopped", DARK, |v| (v == true).then_some(()));
     chromium.wait_for(&page, "every socket shows closed", STATES, |v| (v == "closed,closed,closed").then_some(()));
+    assert_eq!(chromium.eval(&page, NO_SIDEWAYS_SCROLL), Ok(json!(true)), "the dark page scrolls sideways");
+    chromium.screenshot(&page, "all-sockets-lost");
 
     chromium.close();
 }
@@ -677,14 +736,16 @@ fn page_stays_dark_when_sockets_cannot_open() {
     chromium.wait_for(&page, "every socket shows closed", STATES, |v| (v == "closed,closed,closed").then_some(()));
     chromium.wait_for(&page, "the page is dark", DARK, |v| (v == true).then_some(()));
 
+    assert_eq!(chromium.eval(&page, NO_SIDEWAYS_SCROLL), Ok(json!(true)), "the shade adds a horizontal scrollbar");
     // The shade: one element, covering the page, with the default look.
     let shade = chromium.eval(
         &page,
         "(() => { const d = document.getElementById('darkenScreenObject'); const s = getComputedStyle(d); \
          return [document.querySelectorAll('#darkenScreenObject').length, s.position, s.zIndex, s.opacity, \
-         s.backgroundColor, d.offsetWidth >= window.innerWidth, d.offsetHeight >= window.innerHeight]; })()",
+         s.backgroundColor, d.offsetWidth >= document.documentElement.clientWidth, \
+         d.offsetHeight >= document.documentElement.clientHeight]; })()",
     );
-    assert_eq!(shade, Ok(json!([1, "absolute", "50", "0.7", "rgb(0, 0, 0)", true, true])), "the default shade");
+    assert_eq!(shade, Ok(json!([1, "fixed", "50", "0.7", "rgb(0, 0, 0)", true, true])), "the default shade");
     // Options, hiding, and showing again reuse the same element.
     let options = chromium.eval(
         &page,

@@ -1,8 +1,10 @@
 /* warren WebSocket test page (test.html). Needs warren-common.js.
  *
  * Three sockets back to the server that sent the page, one per built-in
- * protocol. The page is shaded until a socket opens, and again whenever
- * one closes, so a server that stops leaves the page dark.
+ * protocol. The page is shaded until a socket opens. A socket that closes
+ * shades its own section (class "lost"); the whole page is shaded again
+ * only when every socket is closed, so a server that stops leaves the
+ * page dark while one lost socket leaves the other two usable.
  * Everything the server sends is shown with textContent, never as HTML.
  */
 "use strict";
@@ -14,10 +16,23 @@
     return document.getElementById(id);
   }
 
+  /* How many of the sockets are open now. */
+  let open_count = 0;
+
   function show_state(id, text) {
     const s = el(id);
     s.textContent = text;
     s.classList.toggle("open", text === "open");
+    const section = s.closest("section");
+    if (section) {
+      section.classList.toggle("lost", text === "closed");
+    }
+  }
+
+  /* A socket opened (delta 1) or one that was open closed (delta -1). */
+  function count_open(delta) {
+    open_count += delta;
+    warren_gray_out(open_count === 0);
   }
 
   /* Opens a socket for protocol and keeps its status line (stateId) and the
@@ -28,12 +43,13 @@
       ws = new_ws(warren_ws_url("/"), protocol);
     } catch (e) {
       show_state(stateId, "closed");
-      warren_gray_out(true);
       return null;
     }
+    let was_open = false;
     ws.onopen = function () {
+      was_open = true;
       show_state(stateId, "open");
-      warren_gray_out(false);
+      count_open(1);
       if (handlers.open) {
         handlers.open(ws);
       }
@@ -45,7 +61,10 @@
     };
     ws.onclose = function (ev) {
       show_state(stateId, "closed");
-      warren_gray_out(true);
+      if (was_open) {
+        was_open = false;
+        count_open(-1);
+      }
       if (handlers.close) {
         handlers.close(ev);
       }

@@ -8,27 +8,11 @@
 /* The full-page shade that tells the user the server has gone away. */
 const WARREN_SHADE_ID = "darkenScreenObject";
 
-/* The size of the whole document (not just the viewport), so the shade
- * covers a page that scrolls. */
-function warren_page_size() {
-  const d = document.documentElement;
-  const b = document.body;
-  const w = Math.max(d.scrollWidth, d.clientWidth, b ? b.scrollWidth : 0, window.innerWidth || 0);
-  const h = Math.max(d.scrollHeight, d.clientHeight, b ? b.scrollHeight : 0, window.innerHeight || 0);
-  return { w: w, h: h };
-}
-
-function warren_fit_shade(shade) {
-  /* Shrink first, so a page that got smaller is measured without the
-   * shade's own old size holding it open. */
-  shade.style.width = "0px";
-  shade.style.height = "0px";
-  const size = warren_page_size();
-  shade.style.width = size.w + "px";
-  shade.style.height = size.h + "px";
-}
-
 /* Shows (on = true) or hides (on = false) a shade over the whole page.
+ * The shade is fixed to the viewport (inset 0), so it covers whatever is
+ * scrolled into view without being measured, and never makes the page
+ * wider or taller (sizing it from the page, window.innerWidth included,
+ * counted the scrollbar and added a horizontal one).
  * The shade is a div with id "darkenScreenObject", created on the first
  * call and reused after that. options may set:
  *   zindex  (default 50)
@@ -41,9 +25,11 @@ function warren_gray_out(on, options) {
   if (!shade) {
     shade = document.createElement("div");
     shade.id = WARREN_SHADE_ID;
-    shade.style.position = "absolute";
+    shade.style.position = "fixed";
     shade.style.top = "0px";
     shade.style.left = "0px";
+    shade.style.right = "0px";
+    shade.style.bottom = "0px";
     shade.style.overflow = "hidden";
     shade.style.display = "none";
     shade.style.zIndex = "50";
@@ -51,11 +37,6 @@ function warren_gray_out(on, options) {
     shade.style.backgroundColor = "#000000";
     shade.setAttribute("aria-hidden", "true");
     (document.body || document.documentElement).appendChild(shade);
-    window.addEventListener("resize", function () {
-      if (shade.style.display !== "none") {
-        warren_fit_shade(shade);
-      }
-    });
   }
   if (opts.zindex !== undefined) {
     shade.style.zIndex = String(opts.zindex);
@@ -68,7 +49,6 @@ function warren_gray_out(on, options) {
   }
   if (on) {
     shade.style.display = "block";
-    warren_fit_shade(shade);
   } else {
     shade.style.display = "none";
   }

@@ -54,8 +54,11 @@ impl Protocol for DumbIncrement {
         NAME
     }
 
+    /// PLUG-1: 10 bytes, as lws has it ("closeme\n" fits). Under 128, so
+    /// permessage-deflate is not agreed for it, as in lws
+    /// (`ws::deflate::protocol_takes_deflate`).
     fn rx_buffer_size(&self) -> usize {
-        128
+        10
     }
 
     fn max_message_size(&self) -> u64 {

@@ -791,7 +791,8 @@ impl Conn {
             }
         };
         let name = vhost.protocols[protocol].name().to_string();
-        let deflate = offer.deflate.filter(|_| vhost.ws_deflate);
+        let takes = crate::ws::deflate::protocol_takes_deflate(vhost.protocols[protocol].rx_buffer_size());
+        let deflate = offer.deflate.filter(|_| vhost.ws_deflate && takes);
         sh.handle.inner.counters.ws_upgrades.fetch_add(1, Ordering::Relaxed);
         let buf = &mut sh.tx;
         buf.clear();

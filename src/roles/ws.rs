@@ -11,11 +11,12 @@
 use super::h1::{Close, Step};
 use crate::protocol::{Action, Command, Cx, RawEvent, Session, WsiId};
 use crate::service::Shared;
-use crate::ws::deflate::{DeflateConfig, Deflater, Inflater, MIN_COMPRESS, TAIL};
+use crate::ws::deflate::{DeflateConfig, Deflater, Inflater, TAIL};
 use crate::ws::frame::{encode_header, unmask, Header, HeaderParser, Opcode};
 use crate::ws::utf8::Utf8Stream;
 use crate::ws::{CloseCode, Rx, WriteKind, WsWriter};
 use crate::wsi::{misuse, Out};
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 
@@ -109,12 +110,70 @@ enum Resume {
     AfterTail,
 }
 
-/// Inflation state, made with the first compressed message.
+/// Inflation state, lent to a connection for one compressed message.
 #[derive(Debug)]
 struct InflateRx {
     inflater: Inflater,
     buf: Box<[u8]>,
     filled: usize,
+}
+
+/// permessage-deflate state between messages, per loop thread. Neither
+/// side keeps a context across messages (see `ws::deflate`), so a
+/// compressor or an inflater is taken from here when a compressed message
+/// starts and given back when it ends: a thousand connections that each
+/// sent a message hold none, where each used to keep about 300 KiB.
+// Boxed because they move between the pool and connections as they are.
+#[allow(clippy::vec_box)]
+struct Pool {
+    deflaters: Vec<Box<Deflater>>,
+    inflaters: Vec<Box<InflateRx>>,
+}
+
+/// Pooled compressors and inflaters kept, each; messages in flight at
+/// once beyond that make their own, dropped when they end.
+const POOL_KEEP: usize = 2;
+
+thread_local! {
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool { deflaters: Vec::new(), inflaters: Vec::new() }) };
+}
+
+fn take_deflater(cfg: &DeflateConfig) -> Box<Deflater> {
+    let pooled = POOL.with_borrow_mut(|p| {
+        let at = p.deflaters.iter().position(|d| d.fits(cfg))?;
+        Some(p.deflaters.swap_remove(at))
+    });
+    pooled.unwrap_or_else(|| Box::new(Deflater::new(cfg)))
+}
+
+/// Takes back a compressor whose message ended (it was reset then).
+fn give_deflater(d: Box<Deflater>) {
+    POOL.with_borrow_mut(|p| {
+        if p.deflaters.len() < POOL_KEEP {
+            p.deflaters.push(d);
+        }
+    });
+}
+
+fn take_inflater(cfg: &DeflateConfig, chunk: usize) -> Box<InflateRx> {
+    match POOL.with_borrow_mut(|p| p.inflaters.pop()) {
+        Some(mut inf) => {
+            if inf.buf.len() != chunk {
+                inf.buf = vec![0; chunk].into_boxed_slice();
+            }
+            inf
+        }
+        None => Box::new(InflateRx { inflater: Inflater::new(cfg), buf: vec![0; chunk].into_boxed_slice(), filled: 0 }),
+    }
+}
+
+/// Takes back an inflater whose message ended (reset, buffer empty).
+fn give_inflater(inf: Box<InflateRx>) {
+    POOL.with_borrow_mut(|p| {
+        if p.inflaters.len() < POOL_KEEP {
+            p.inflaters.push(inf);
+        }
+    });
 }
 
 /// What the upgrade settled, handed from h1 to the new connection.
@@ -639,9 +698,7 @@ impl WsConn {
             server_max_window_bits: 15,
         });
         let chunk = self.inflate_chunk as usize;
-        let mut inf = self.inflate.take().unwrap_or_else(|| {
-            Box::new(InflateRx { inflater: Inflater::new(&cfg), buf: vec![0; chunk].into_boxed_slice(), filled: 0 })
-        });
+        let mut inf = self.inflate.take().unwrap_or_else(|| take_inflater(&cfg, chunk));
         let r = self.inflate_into(sh, &mut inf, piece);
         self.inflate = Some(inf);
         r
@@ -703,7 +760,12 @@ impl WsConn {
         let filled = std::mem::replace(&mut inf.filled, 0);
         inf.inflater.end_message();
         let r = if self.b().msg.is_some() { self.deliver(sh, &inf.buf[..filled], true) } else { Ok(()) };
-        self.inflate = Some(inf);
+        if inf.inflater.reusable() {
+            // Reset by end_message: nothing of this connection is left in it.
+            give_inflater(inf);
+        } else {
+            self.inflate = Some(inf);
+        }
         r
     }
 
@@ -951,7 +1013,10 @@ impl FrameWriter<'_> {
         };
         let compressed = match self.tx.in_message {
             Some(c) => c,
-            None => self.tx.deflate.is_some() && !(fin && data.len() < MIN_COMPRESS),
+            // Every message, however small: RFC 7692 allows plain ones,
+            // but lws clients (4.1) stall on a plain message once deflate
+            // is agreed.
+            None => self.tx.deflate.is_some(),
         };
         let opcode = match kind {
             WriteKind::Text => Opcode::Text,
@@ -962,9 +1027,18 @@ impl FrameWriter<'_> {
         buf.clear();
         if compressed {
             let cfg = self.tx.deflate.as_ref().ok_or_else(|| misuse("no deflate"))?;
-            let deflater = self.tx.deflater.get_or_insert_with(|| Box::new(Deflater::new(cfg)));
+            let mut deflater = match self.tx.deflater.take() {
+                Some(d) => d,
+                None => take_deflater(cfg),
+            };
             buf.resize(MAX_HEADER, 0);
+            // A compressor that failed is dropped, not kept or pooled.
             deflater.compress(data, fin, buf).map_err(|e| io::Error::other(format!("deflate failed: {e:?}")))?;
+            if fin && deflater.fits(cfg) {
+                give_deflater(deflater);
+            } else {
+                self.tx.deflater = Some(deflater);
+            }
             let mut head = Vec::with_capacity(MAX_HEADER);
             encode_header(&mut head, fin, first, opcode, (buf.len() - MAX_HEADER) as u64);
             let start = MAX_HEADER - head.len();

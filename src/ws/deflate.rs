@@ -7,9 +7,12 @@
 //! valid under any window, so the promise holds at some cost in ratio.
 //! Inflating needs no such care: a 32 KiB window reads any smaller one.
 //!
-//! Memory: the inflater (about 43 KiB) is made when the first compressed
-//! message arrives, the compressor (about 240 KiB) when the first message
-//! is sent; a connection that never compresses pays for neither.
+//! Memory: warren always answers with `server_no_context_takeover` and
+//! `client_no_context_takeover` (RFC 7692 lets a server add both to any
+//! offer it accepts), so neither side's compression state outlives a
+//! message. A compressor (about 240 KiB) or inflater (about 43 KiB) is
+//! then only lent to a connection for one message, from a small pool per
+//! loop thread (`roles::ws`): a connection between messages holds none.
 
 use miniz_oxide::deflate::core::{create_comp_flags_from_zip_params, CompressorOxide};
 use miniz_oxide::inflate::stream::InflateState;
@@ -24,9 +27,17 @@ pub(crate) const TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
 const LEVEL: i32 = 1;
 /// zlib's `Z_RLE`.
 const STRATEGY_RLE: i32 = 3;
-/// Messages whose whole payload is shorter are sent uncompressed (RFC
-/// 7692 lets any message go either way).
-pub(crate) const MIN_COMPRESS: usize = 32;
+
+/// Whether a protocol with this `rx_buffer_size` takes permessage-deflate.
+/// lws's rule: under 128 bytes it does not (lws fails the extension's
+/// construction, on servers and on clients alike). An lws client whose
+/// protocol has a small buffer, such as `libwebsockets-test-client`'s
+/// dumb-increment (20 bytes), drops the extension itself even when the
+/// server agrees it, and then takes a compressed message for a protocol
+/// error; so warren does not agree it for such protocols either.
+pub(crate) fn protocol_takes_deflate(rx_buffer_size: usize) -> bool {
+    rx_buffer_size == 0 || rx_buffer_size >= 128
+}
 
 /// Agreed parameters (§7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +60,12 @@ impl DeflateConfig {
         if !parts.next()?.eq_ignore_ascii_case("permessage-deflate") {
             return None;
         }
+        // No context takeover either way, whatever the offer says (RFC
+        // 7692 §7.1.1.1 and §7.1.1.2 let the server add both): it is what
+        // keeps per-connection memory small, see the module doc.
         let mut cfg = DeflateConfig {
-            server_no_context_takeover: false,
-            client_no_context_takeover: false,
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
             server_max_window_bits: 15,
         };
         let mut seen: Vec<&str> = Vec::new();
@@ -67,8 +81,7 @@ impl DeflateConfig {
             seen.push(name);
             let bits = |v: Option<&str>| v.and_then(|v| v.parse::<u8>().ok()).filter(|b| (8..=15).contains(b));
             match name.to_ascii_lowercase().as_str() {
-                "server_no_context_takeover" if value.is_none() => cfg.server_no_context_takeover = true,
-                "client_no_context_takeover" if value.is_none() => cfg.client_no_context_takeover = true,
+                "server_no_context_takeover" | "client_no_context_takeover" if value.is_none() => {}
                 "server_max_window_bits" => cfg.server_max_window_bits = bits(value)?,
                 // A hint that the client can take a limit; we set none,
                 // so the client compresses with the window it likes.
@@ -103,6 +116,8 @@ impl DeflateConfig {
 pub(crate) struct Deflater {
     comp: Box<CompressorOxide>,
     no_context_takeover: bool,
+    /// Compresses for a window under 15 bits (RLE).
+    limited: bool,
 }
 
 impl std::fmt::Debug for Deflater {
@@ -115,9 +130,23 @@ impl Deflater {
     pub(crate) fn new(cfg: &DeflateConfig) -> Deflater {
         // miniz_oxide's one-probe fast path (level 1) ignores the RLE
         // flag, so a limited window takes level 2, which honours it.
-        let (level, strategy) = if cfg.server_max_window_bits < 15 { (2, STRATEGY_RLE) } else { (LEVEL, 0) };
+        let (level, strategy) = if Self::limited(cfg) { (2, STRATEGY_RLE) } else { (LEVEL, 0) };
         let flags = create_comp_flags_from_zip_params(level, -15, strategy);
-        Deflater { comp: Box::new(CompressorOxide::new(flags)), no_context_takeover: cfg.server_no_context_takeover }
+        Deflater {
+            comp: Box::new(CompressorOxide::new(flags)),
+            no_context_takeover: cfg.server_no_context_takeover,
+            limited: Self::limited(cfg),
+        }
+    }
+
+    fn limited(cfg: &DeflateConfig) -> bool {
+        cfg.server_max_window_bits < 15
+    }
+
+    /// Whether this compressor may serve a connection that agreed `cfg`
+    /// (the same window rule; no context carried between messages).
+    pub(crate) fn fits(&self, cfg: &DeflateConfig) -> bool {
+        self.no_context_takeover && cfg.server_no_context_takeover && self.limited == Self::limited(cfg)
     }
 
     /// Appends the compressed form of `input`, the next bytes of the
@@ -205,6 +234,12 @@ impl Inflater {
         }
     }
 
+    /// Whether this inflater keeps nothing between messages, so that
+    /// another connection may use it after [`Inflater::end_message`].
+    pub(crate) fn reusable(&self) -> bool {
+        self.no_context_takeover
+    }
+
     /// Whether the message's stripped tail must be fed: not when the
     /// message sent nothing, nor when it ended its stream itself.
     pub(crate) fn needs_tail(&self) -> bool {
@@ -231,12 +266,14 @@ mod tests {
 
     #[test]
     fn offers_are_accepted_or_declined_as_rfc_7692_says() {
+        // Context takeover is refused both ways, whatever the offer.
+        let both = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
         let plain = cfg("permessage-deflate").expect("plain offer");
-        assert_eq!(plain.response(), "permessage-deflate");
+        assert_eq!(plain.response(), both);
         let c = cfg("permessage-deflate; client_max_window_bits").expect("hint");
-        assert_eq!(c.response(), "permessage-deflate");
+        assert_eq!(c.response(), both);
         let c = cfg("permessage-deflate; server_max_window_bits=10; server_no_context_takeover").expect("limits");
-        assert_eq!(c.response(), "permessage-deflate; server_no_context_takeover; server_max_window_bits=10");
+        assert_eq!(c.response(), format!("{both}; server_max_window_bits=10"));
         assert_eq!(cfg("permessage-deflate; server_max_window_bits=\"9\"").map(|c| c.server_max_window_bits), Some(9));
         // Declined: bad values, duplicates, unknown parameters...
         for bad in [
@@ -288,9 +325,11 @@ mod tests {
         let text: Vec<u8> = b"Hello, warren! ".iter().cycle().take(20_000).copied().collect();
         let noise: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let messages = vec![text.clone(), noise, Vec::new(), text];
-        for header in ["permessage-deflate", "permessage-deflate; server_no_context_takeover"] {
-            roundtrip(&cfg(header).expect("offer"), &messages);
-        }
+        let agreed = cfg("permessage-deflate").expect("offer");
+        roundtrip(&agreed, &messages);
+        // The context-carrying path, which warren no longer agrees to.
+        let carried = DeflateConfig { server_no_context_takeover: false, client_no_context_takeover: false, ..agreed };
+        roundtrip(&carried, &messages);
         // A small window: RLE output, still correct.
         roundtrip(&cfg("permessage-deflate; server_max_window_bits=8").expect("offer"), &messages);
     }
