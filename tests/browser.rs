@@ -68,7 +68,13 @@ struct Warren {
 
 impl Warren {
     fn start() -> Warren {
+        Warren::start_with(&[])
+    }
+
+    /// With extra command-line arguments.
+    fn start_with(args: &[&str]) -> Warren {
         let mut child = Command::new(BIN)
+            .args(args)
             .args(["--port", "0", "--log-level", "info"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -763,4 +769,39 @@ fn page_stays_dark_when_sockets_cannot_open() {
     assert_eq!(san, Ok(json!(["plain text", "invalid string", true])), "warren_san and new_ws");
 
     chromium.close();
+}
+
+/// A user's own site without `/error.css`: its error pages are styled by
+/// warren's built-in style and offer a way home (issue 11 item 9).
+#[test]
+fn error_pages_on_a_users_site_are_styled() {
+    let _one = one_browser_at_a_time();
+    let site = tempfile::tempdir().expect("tempdir");
+    std::fs::write(site.path().join("index.html"), "<p>my own site</p>").expect("write");
+    let warren = Warren::start_with(&["--root", site.path().to_str().expect("utf-8")]);
+    let mut chromium = Chromium::launch();
+    let page = chromium.open(&warren.url("/no/such/page"));
+    chromium.wait_for(&page, "the error page loads", "document.readyState === 'complete'", is_true);
+    // The style applied: the status is big and centred, not Times text.
+    let look = chromium.eval(
+        &page,
+        "(() => { const h = document.querySelector('h1'); const s = getComputedStyle(h); \
+         return [h.textContent, parseFloat(s.fontSize) >= 64, s.fontWeight, \
+         getComputedStyle(document.body).display, getComputedStyle(document.body).fontFamily.includes('Times')]; })()",
+    );
+    assert_eq!(look, Ok(json!(["404", true, "800", "flex", false])), "the built-in error style");
+    // A link home that works.
+    let home = chromium.eval(&page, "document.querySelector('a').getAttribute('href')");
+    assert_eq!(home, Ok(json!("/")));
+    assert_eq!(chromium.eval(&page, NO_SIDEWAYS_SCROLL), Ok(json!(true)), "a horizontal scrollbar");
+    let png = chromium.screenshot(&page, "error-page-on-a-users-site");
+    let viewport = chromium.eval(&page, "[window.innerWidth, window.innerHeight]");
+    let want = viewport.ok().and_then(|v| Some((v[0].as_u64()? as u32, v[1].as_u64()? as u32)));
+    assert_eq!(png_size(&png), want, "the screenshot is the viewport");
+    chromium.run(&page, "document.querySelector('a').click()");
+    chromium.wait_for(&page, "the link leads home", "document.body.textContent", |v| {
+        (v.as_str() == Some("my own site")).then_some(())
+    });
+    chromium.close();
+    drop(warren);
 }
