@@ -98,7 +98,7 @@ pub struct VhostInfo {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) server_string: Option<String>,
     pub(crate) access_log: Option<std::path::PathBuf>,
-    pub(crate) error_pages: Vec<(u16, String)>,
+    pub(crate) error_pages: Vec<crate::reload::ErrorPage>,
     /// The protocol for WebSocket upgrades that name none.
     pub(crate) default_protocol: Option<String>,
     /// WebSocket liveness: ping after this long without valid traffic,
@@ -169,9 +169,14 @@ impl VhostInfo {
 
     /// Answers errors of `status` with the file at URL `path` of this
     /// vhost's file mounts, served in place with that status (no
-    /// redirect). If the page cannot be read, the built-in page is sent.
+    /// redirect). It is read (at most 64 KiB) when the vhost is attached
+    /// and kept in memory; edits take effect within about a second (the
+    /// file is opened again at most once a second, when an error needs
+    /// it, and read again when its length, time or version changed). If
+    /// it cannot be read, the copy last read is sent, or with none the
+    /// built-in page.
     pub fn error_page(mut self, status: u16, path: impl Into<String>) -> VhostInfo {
-        self.error_pages.push((status, path.into()));
+        self.error_pages.push(crate::reload::ErrorPage::new(status, path.into()));
         self
     }
 

@@ -47,6 +47,7 @@ mod mount;
 pub mod pack;
 pub mod plugins;
 pub mod protocol;
+mod reload;
 mod roles;
 mod service;
 mod timer;

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use warren_vfs::{Fops, OpenFlags, PlainFops, VPath, ZipFops};
 
 /// What serves a mount's area (lws's `origin_protocol`).
@@ -58,7 +58,7 @@ pub struct Mount {
     pub(crate) origin: Origin,
     pub(crate) default: String,
     pub(crate) cache: Option<crate::http::CachePolicy>,
-    pub(crate) basic_auth: Option<std::path::PathBuf>,
+    pub(crate) basic_auth: Option<crate::auth::Credentials>,
     pub(crate) extra_mimetypes: Vec<(String, String)>,
     /// FILE-9: file-name suffixes whose files pass through a protocol.
     pub(crate) interpret: Vec<(String, String)>,
@@ -77,6 +77,8 @@ pub(crate) struct CgiConf {
     pub(crate) path: Option<String>,
     /// Programs of this mount running now.
     pub(crate) running: usize,
+    /// What resolving its paths found lately.
+    pub(crate) cache: CgiCache,
 }
 
 impl Default for CgiConf {
@@ -88,6 +90,7 @@ impl Default for CgiConf {
             limits: warren_cgi::Limits::default(),
             path: None,
             running: 0,
+            cache: CgiCache::default(),
         }
     }
 }
@@ -182,11 +185,15 @@ impl Mount {
     }
 
     /// Requires HTTP basic authentication for the mount: `file` holds one
-    /// `user:password` per line (spec AUTH-1..3). It is read for each
-    /// request that carries credentials (it is small, and edits take
-    /// effect at once); an unreadable file refuses everyone.
+    /// `user:password` per line (spec AUTH-1..3). It is read when the
+    /// context starts and kept in memory; edits take effect within about
+    /// a second (the file is looked at, one `stat`, at most once a second
+    /// and read again when it changed). A file that cannot be read at
+    /// start refuses everyone until it can; one that becomes unreadable
+    /// later (deleted, say) keeps the credentials last read, with a
+    /// warning: to lock everyone out, empty it.
     pub fn basic_auth(mut self, file: impl Into<std::path::PathBuf>) -> Mount {
-        self.basic_auth = Some(file.into());
+        self.basic_auth = Some(crate::auth::Credentials::new(file.into()));
         self
     }
 
@@ -439,44 +446,140 @@ impl CgiRefusal {
     }
 }
 
+/// How long what [`CgiCache`] found is trusted.
+pub(crate) const CGI_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Programs a [`CgiCache`] remembers at most.
+pub(crate) const CGI_CACHE_PROGRAMS: usize = 256;
+
+/// What resolving a `cgi://` mount's paths found lately, so that a
+/// request costs no `stat` per path segment: whether the origin is a
+/// program or a directory, and which paths below a directory name
+/// programs. Each finding is trusted for [`CGI_CACHE_TTL`], then checked
+/// again from scratch. Only programs found are kept (at most
+/// [`CGI_CACHE_PROGRAMS`], the oldest make room), so random paths cannot
+/// grow it; paths that found nothing are walked again each time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CgiCache {
+    origin: Option<(OriginKind, Instant)>,
+    /// Script path below the mountpoint (`/sub/deep.py`, normalised) →
+    /// when it was found to be an executable file.
+    programs: std::collections::HashMap<String, Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OriginKind {
+    Program,
+    Directory,
+    Missing,
+}
+
+impl CgiCache {
+    fn remember(&mut self, script: String, now: Instant) {
+        if self.programs.len() >= CGI_CACHE_PROGRAMS && !self.programs.contains_key(&script) {
+            self.programs.retain(|_, at| now.saturating_duration_since(*at) < CGI_CACHE_TTL);
+            if self.programs.len() >= CGI_CACHE_PROGRAMS {
+                if let Some(oldest) = self.programs.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone()) {
+                    self.programs.remove(&oldest);
+                }
+            }
+        }
+        self.programs.insert(script, now);
+    }
+}
+
+fn file_mode(p: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode())
+}
+
+fn executable(p: &Path) -> bool {
+    file_mode(p).is_some_and(|m| m & 0o111 != 0)
+}
+
 /// [`cgi_resolve`], saying why when there is nothing to run.
 pub(crate) fn cgi_lookup(origin: &Path, mountpoint: &str, remainder: &str) -> Result<CgiTarget, CgiRefusal> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &Path| std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode());
-    let executable = |p: &Path| mode(p).is_some_and(|m| m & 0o111 != 0);
+    cgi_lookup_cached(origin, mountpoint, remainder, &mut CgiCache::default(), Instant::now())
+}
+
+/// [`cgi_lookup`] through `cache` (see [`CgiCache`]): a path naming a
+/// program found less than [`CGI_CACHE_TTL`] ago costs no system call.
+pub(crate) fn cgi_lookup_cached(
+    origin: &Path,
+    mountpoint: &str,
+    remainder: &str,
+    cache: &mut CgiCache,
+    now: Instant,
+) -> Result<CgiTarget, CgiRefusal> {
+    let fresh = |at: Instant| now.saturating_duration_since(at) < CGI_CACHE_TTL;
     let base = if mountpoint == "/" { "" } else { mountpoint };
-    if executable(origin) {
-        return Ok(CgiTarget {
-            program: origin.to_path_buf(),
-            script_name: base.to_string(),
-            path_info: remainder.to_string(),
-        });
-    }
-    if !origin.is_dir() {
-        return Err(CgiRefusal::NoOrigin);
+    let kind = match cache.origin {
+        Some((kind, at)) if fresh(at) => kind,
+        _ => {
+            let kind = if executable(origin) {
+                OriginKind::Program
+            } else if origin.is_dir() {
+                OriginKind::Directory
+            } else {
+                OriginKind::Missing
+            };
+            if kind != OriginKind::Directory {
+                cache.programs.clear();
+            }
+            cache.origin = Some((kind, now));
+            kind
+        }
+    };
+    match kind {
+        OriginKind::Program => {
+            return Ok(CgiTarget {
+                program: origin.to_path_buf(),
+                script_name: base.to_string(),
+                path_info: remainder.to_string(),
+            })
+        }
+        OriginKind::Missing => return Err(CgiRefusal::NoOrigin),
+        OriginKind::Directory => {}
     }
     let rel = VPath::new(remainder).map_err(|_| CgiRefusal::BadPath)?;
-    let mut script = origin.to_path_buf();
-    let mut consumed = String::new();
     let segments: Vec<&str> = rel.as_str().split('/').filter(|s| !s.is_empty()).collect();
+    // The script and the rest, from the normalised segments (so `//x.sh/a`
+    // and `/./x.sh/a` give `/a` too), keeping a trailing slash.
+    let found = |i: usize, consumed: &str| {
+        let mut path_info: String = segments[i + 1..].iter().map(|s| format!("/{s}")).collect();
+        if remainder.ends_with('/') {
+            path_info.push('/');
+        }
+        let mut program = origin.to_path_buf();
+        program.push(consumed.trim_start_matches('/'));
+        CgiTarget { program, script_name: format!("{base}{consumed}"), path_info }
+    };
+    // Programs found lately: no system call. Every shorter path was a
+    // directory when they were found.
+    let mut consumed = String::new();
+    for (i, seg) in segments.iter().enumerate() {
+        consumed.push('/');
+        consumed.push_str(seg);
+        if cache.programs.get(&consumed).is_some_and(|&at| fresh(at)) {
+            return Ok(found(i, &consumed));
+        }
+    }
+    // Else walk the directories: the first segment naming an executable
+    // regular file is the script.
+    let mut script = origin.to_path_buf();
+    consumed.clear();
     for (i, seg) in segments.iter().enumerate() {
         script.push(seg);
         consumed.push('/');
         consumed.push_str(seg);
-        if executable(&script) {
-            // The rest, from the normalised segments (so `//x.sh/a` and
-            // `/./x.sh/a` give `/a` too), keeping a trailing slash.
-            let mut path_info: String = segments[i + 1..].iter().map(|s| format!("/{s}")).collect();
-            if remainder.ends_with('/') {
-                path_info.push('/');
+        match file_mode(&script) {
+            Some(mode) if mode & 0o111 != 0 => {
+                let target = found(i, &consumed);
+                cache.remember(consumed, now);
+                return Ok(target);
             }
-            return Ok(CgiTarget { program: script, script_name: format!("{base}{consumed}"), path_info });
-        }
-        if mode(&script).is_some() {
-            return Err(CgiRefusal::NotExecutable);
-        }
-        if !script.is_dir() {
-            return Err(CgiRefusal::NoScript);
+            Some(_) => return Err(CgiRefusal::NotExecutable),
+            None if !script.is_dir() => return Err(CgiRefusal::NoScript),
+            None => {}
         }
     }
     Err(CgiRefusal::NoScript)
@@ -553,5 +656,57 @@ mod cgi_tests {
         assert_eq!(cgi_resolve(&bin, "/cgi", "/../cgi-bin/run.sh"), None, "no escape");
         let r = cgi_resolve(&bin.join("run.sh"), "/git", "/repo/info").expect("program");
         assert_eq!((r.script_name.as_str(), r.path_info.as_str()), ("/git", "/repo/info"));
+    }
+
+    #[test]
+    fn programs_found_are_trusted_for_a_second_and_bounded() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let bin = t.path().join("cgi-bin");
+        std::fs::create_dir_all(bin.join("sub")).expect("mkdir");
+        for (name, mode) in [("run.sh", 0o755), ("data.txt", 0o644), ("sub/deep.py", 0o755)] {
+            let p = bin.join(name);
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        let mut cache = CgiCache::default();
+        let t0 = Instant::now();
+        let mut look = |rest: &str, at: Instant| cgi_lookup_cached(&bin, "/cgi", rest, &mut cache, at);
+        // Cached or not, the same answers as the walk gives.
+        for at in [t0, t0 + Duration::from_millis(10)] {
+            for rest in
+                ["/run.sh/extra/path", "//run.sh/extra/path", "/./run.sh//extra/path", "/run.sh/a/", "/sub/deep.py/x"]
+            {
+                assert_eq!(look(rest, at), cgi_lookup(&bin, "/cgi", rest), "{rest}");
+            }
+            assert_eq!(look("/data.txt", at), Err(CgiRefusal::NotExecutable));
+            assert_eq!(look("/missing/x", at), Err(CgiRefusal::NoScript));
+            assert_eq!(look("/../cgi-bin/run.sh", at), Err(CgiRefusal::BadPath), "no escape");
+            assert_eq!(look("/sub", at), Err(CgiRefusal::NoScript));
+        }
+        // A program removed is still found from the cache within the
+        // second (no system call), and not after it.
+        std::fs::remove_file(bin.join("run.sh")).expect("rm");
+        let r = look("/run.sh/a", t0 + Duration::from_millis(500)).expect("cached");
+        assert_eq!((r.program, r.path_info.as_str()), (bin.join("run.sh"), "/a"));
+        assert_eq!(look("/run.sh/a", t0 + CGI_CACHE_TTL), Err(CgiRefusal::NoScript));
+        // Only programs are kept, and at most CGI_CACHE_PROGRAMS of them.
+        let mut kept: Vec<&str> = cache.programs.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["/run.sh", "/sub/deep.py"]);
+        for i in 0..CGI_CACHE_PROGRAMS + 20 {
+            let p = bin.join(format!("p{i}"));
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            let r = cgi_lookup_cached(&bin, "/cgi", &format!("/p{i}/x"), &mut cache, t0 + CGI_CACHE_TTL);
+            assert_eq!(r.map(|r| r.path_info), Ok("/x".to_string()));
+            assert!(cache.programs.len() <= CGI_CACHE_PROGRAMS);
+        }
+        // The origin's kind is looked at again after the second too.
+        let one = bin.join("sub/deep.py");
+        let mut cache = CgiCache::default();
+        assert!(cgi_lookup_cached(&one, "/", "/x", &mut cache, t0).is_ok());
+        std::fs::remove_file(&one).expect("rm");
+        assert!(cgi_lookup_cached(&one, "/", "/x", &mut cache, t0).is_ok(), "trusted within the second");
+        assert_eq!(cgi_lookup_cached(&one, "/", "/x", &mut cache, t0 + CGI_CACHE_TTL), Err(CgiRefusal::NoOrigin));
     }
 }

@@ -275,6 +275,15 @@ impl Service {
                 }
             }
         }
+        // Credentials and error pages are read now, not per request.
+        let now = Instant::now();
+        for c in v.mounts.iter_mut().filter_map(|m| m.basic_auth.as_mut()) {
+            c.load(now);
+        }
+        let VhostInfo { mounts, error_pages, .. } = &mut v;
+        for page in error_pages.iter_mut() {
+            page.body(mounts, now);
+        }
         let log = v.access_log.as_deref().map(crate::access_log::AccessLog::open).transpose()?;
         let vi = self.sh.vhosts.len();
         let li = match self.wanted.iter().position(|a| *a == v.listen) {

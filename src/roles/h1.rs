@@ -706,8 +706,10 @@ impl Conn {
             self.upgrade_to_ws(sh, req);
             return Ok(());
         }
-        let found = mount::find(&sh.vhosts[self.vhost].mounts, req.path()).map(|(i, m)| {
-            let verdict = m.basic_auth.as_deref().map(|f| auth::check(req.header("authorization"), f));
+        let now = sh.now;
+        let found = mount::find(&sh.vhosts[self.vhost].mounts, req.path()).map(|(i, _)| i).map(|i| {
+            let m = &mut sh.vhosts[self.vhost].mounts[i];
+            let verdict = m.basic_auth.as_mut().map(|c| c.check(req.header("authorization"), now));
             (i, matches!(m.origin, Origin::Callback(_)), verdict)
         });
         if let Some((mi, _, None | Some(auth::Verdict::Allowed))) = found {
@@ -1100,9 +1102,16 @@ impl Conn {
     /// makes the request wait for a slot when the mount is at its limit.
     fn serve_cgi(&mut self, sh: &mut Shared, req: Request, mi: usize, redirects: u8) {
         let vi = self.vhost;
+        let now = sh.now;
+        let looked = {
+            let m = &mut sh.vhosts[vi].mounts[mi];
+            let rest = m.remainder(req.path());
+            let Origin::Cgi(origin) = &m.origin else { return };
+            mount::cgi_lookup_cached(origin, &m.mountpoint, rest, &mut m.cgi.cache, now)
+        };
         let m = &sh.vhosts[vi].mounts[mi];
         let Origin::Cgi(origin) = &m.origin else { return };
-        let target = match mount::cgi_lookup(origin, &m.mountpoint, m.remainder(req.path())) {
+        let target = match looked {
             Ok(t) => t,
             Err(why) => {
                 log::info!("{}: cgi {}: refused ({}): {}", self.peer, req.path(), why.status(), why.why());
@@ -1145,7 +1154,8 @@ impl Conn {
         }
         let mounts = &sh.vhosts[vi].mounts;
         let document_root = mount::translate(mounts, "/").ok().flatten().map(|p| p.to_string_lossy().into_owned());
-        let program_mount = origin.is_file();
+        // The origin is the program itself (no `stat` for that here).
+        let program_mount = target.program == *origin;
         let host = req.host().map(strip_port).filter(|h| !h.is_empty());
         let cgi_req = warren_cgi::CgiRequest {
             method: req.method_str().to_string(),
@@ -1796,7 +1806,7 @@ impl Conn {
         if let Some(body) = self.custom_error_page(sh, status) {
             let (env, buf) = Self::env(sh, self.vhost);
             let mut head = begin_head(buf, &mut self.tx, status, env);
-            head.header("Content-Type", &body.1);
+            head.header("Content-Type", body.1);
             end_head(head, &mut self.tx, BodyFraming::Length(body.0.len() as u64));
             if !self.tx.head_only {
                 buf.extend_from_slice(&body.0);
@@ -1809,21 +1819,15 @@ impl Conn {
         self.send_simple(sh, status, &[], true);
     }
 
-    /// The vhost's own page for `status`, read from its file mounts (a
-    /// small file: at most 64 KiB), with its content type.
-    fn custom_error_page(&self, sh: &Shared, status: u16) -> Option<(Vec<u8>, String)> {
-        let vh = &sh.vhosts[self.vhost];
-        let path = vh.error_pages.iter().find(|(s, _)| *s == status).map(|(_, p)| p.as_str())?;
-        let (_, m) = mount::find(&vh.mounts, path)?;
-        let Origin::File(fops) = &m.origin else { return None };
-        let vpath = VPath::new(m.remainder(path)).ok()?;
-        match warren_vfs::read_to_vec(fops.as_ref(), &vpath, 64 * 1024) {
-            Ok(body) => Some((body, content_type(vpath.file_name().unwrap_or("")).to_string())),
-            Err(e) => {
-                log::warn!("error page {path} for {status}: {e}; sending the built-in one");
-                None
-            }
-        }
+    /// The vhost's own page for `status` (held in memory, see
+    /// [`crate::reload::ErrorPage`]), with its content type.
+    fn custom_error_page(&self, sh: &mut Shared, status: u16) -> Option<(std::sync::Arc<[u8]>, &'static str)> {
+        let now = sh.now;
+        let VhostInfo { mounts, error_pages, .. } = &mut sh.vhosts[self.vhost];
+        let page = error_pages.iter_mut().find(|p| p.status == status)?;
+        let name = page.path.rsplit('/').next().unwrap_or("");
+        let ty = content_type(name);
+        Some((page.body(mounts, now)?, ty))
     }
 
     /// A response made here: the error page for `status` when `page`,
