@@ -820,8 +820,8 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
         mount = mount.default_document(d.text());
     }
     if let Some(b) = &m.basic_auth {
-        // Read per request (edits take effect at once), but a file that
-        // is not there at start is a mistake to say now, not a 401 later.
+        // Read at start and again when it changes, but a file that is
+        // not there at start is a mistake to say now, not a 401 later.
         if let Err(e) = std::fs::metadata(b.text()) {
             return Err(bad(file, &format!("{at}.basic-auth"), format!("{:?}: {e}", b.text())));
         }
