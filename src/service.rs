@@ -212,6 +212,7 @@ impl Service {
             None => connections_for(fd_limit())?,
         };
         let now = Instant::now();
+        let reaper = Reaper::new(poll.registry().try_clone().ok());
         let sh = Shared {
             access_logs: Vec::new(),
             vhosts: Vec::new(),
@@ -228,7 +229,7 @@ impl Service {
             forced: Vec::new(),
             now,
             protocol_timers: Vec::new(),
-            reaper: Reaper::default(),
+            reaper,
             cgi_waiters: CgiWaiters::default(),
             dead_pipes: Vec::new(),
         };

@@ -372,7 +372,13 @@ impl CgiRun {
         self.drain_stderr();
         let CgiRun { child, pidfd, exit_token, .. } = self;
         let CgiChild { child, stdin, stdout, stderr } = child;
-        // Closing our ends: a program still writing gets EPIPE.
+        // Out of the poll first (see `Reaper::forget`), then closing our
+        // ends: a program still writing gets EPIPE.
+        if let Some(stdin) = &stdin {
+            reaper.forget(stdin.as_raw_fd());
+        }
+        reaper.forget(stdout.as_raw_fd());
+        reaper.forget(stderr.as_raw_fd());
         drop((stdin, stdout, stderr));
         let watch = Watch { pidfd, token: exit_token, distrusted: false };
         reaper.adopt(child, watch, kill, linger, now);
@@ -431,8 +437,11 @@ impl Watch {
 
 /// Programs that have served their request and are being waited for,
 /// and the process groups programs left running behind them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Reaper {
+    /// The loop's registry, to take descriptors out of the poll before
+    /// they are closed.
+    registry: Option<mio::Registry>,
     waiting: Vec<Reaping>,
     /// Groups whose leader ended on its own, leaving members behind
     /// (daemonised children): let run, ended when the server stops.
@@ -468,6 +477,32 @@ enum Left {
 }
 
 impl Reaper {
+    pub(crate) fn new(registry: Option<mio::Registry>) -> Reaper {
+        Reaper { registry, waiting: Vec::new(), leftovers: Vec::new(), checked: None, freed: Vec::new() }
+    }
+
+    /// Takes `fd` out of the poll, before it is closed. Closing alone is
+    /// not enough: while another thread of the process forks (before its
+    /// child's exec), the child holds a copy of every descriptor, and the
+    /// registration lives as long as a copy does; an event on it (a
+    /// pidfd signals again when its process is reaped) would then come
+    /// under a token that a new connection may have taken by then.
+    fn forget(&self, fd: RawFd) {
+        if let Some(r) = &self.registry {
+            // ENOENT (never registered) is fine.
+            let _ = r.deregister(&mut mio::unix::SourceFd(&fd));
+        }
+    }
+
+    /// A finished entry: its pidfd leaves the poll and is closed, its
+    /// token is to be freed.
+    fn release(&mut self, r: Reaping) {
+        if let Some(fd) = &r.watch.pidfd {
+            self.forget(fd.as_raw_fd());
+        }
+        self.freed.extend(r.watch.token);
+    }
+
     fn adopt(&mut self, child: Child, watch: Watch, kill: bool, linger: Duration, now: Instant) {
         let pgid = i32::try_from(child.id()).unwrap_or(0);
         let term_at = if kill { now } else { now + linger };
@@ -486,7 +521,7 @@ impl Reaper {
             self.keep_leftover(g);
         }
         if r.finished {
-            self.freed.extend(r.watch.token);
+            self.release(r);
         } else {
             self.waiting.push(r);
         }
@@ -506,7 +541,7 @@ impl Reaper {
         }
         if self.waiting[i].finished {
             let r = self.waiting.swap_remove(i);
-            self.freed.extend(r.watch.token);
+            self.release(r);
         }
         if let Left::Group(g) = left {
             self.keep_leftover(g);
@@ -580,13 +615,15 @@ impl Reaper {
                 }
             }
         }
-        let freed = &mut self.freed;
-        self.waiting.retain(|r| {
-            if r.finished {
-                freed.extend(r.watch.token);
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if self.waiting[i].finished {
+                let r = self.waiting.swap_remove(i);
+                self.release(r);
+            } else {
+                i += 1;
             }
-            !r.finished
-        });
+        }
         for g in left {
             self.keep_leftover(g);
         }
