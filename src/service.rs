@@ -6,7 +6,7 @@ use crate::context::{ContextHandle, ContextInfo, HandleInner, Limits, VhostInfo,
 use crate::http::encode::DateCache;
 use crate::mount::Origin;
 use crate::protocol::{Command, Cx, RawEvent, WsiId};
-use crate::roles::cgi::{Pipe, Reaper};
+use crate::roles::cgi::{CgiWaiters, Pipe, Reaper};
 use crate::roles::h1::{Conn, Step};
 use crate::roles::ws::WsConn;
 use crate::timer::TimerWheel;
@@ -33,8 +33,6 @@ const MIN_CONNECTIONS: usize = 8;
 /// WebSocket message of that size arrive in one read and leave as one
 /// frame (with 16 KiB, a 64 KiB echo took about ten system calls).
 pub(crate) const RX_BUF: usize = 64 * 1024;
-/// How often programs waiting to be reaped are looked at.
-const REAP_POLL: Duration = Duration::from_millis(20);
 /// How long accepting pauses when the process is out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -54,6 +52,13 @@ enum Wsi {
         conn: usize,
         generation: u32,
         pipe: Pipe,
+    },
+    /// The pidfd of a CGI program, readable when it exits: first of the
+    /// program serving connection `conn`, then (after its request) of the
+    /// reaper, which keeps the token until it has reaped it.
+    CgiExit {
+        conn: usize,
+        generation: u32,
     },
 }
 
@@ -95,6 +100,8 @@ pub(crate) struct Shared {
     pub(crate) protocol_timers: Vec<(Instant, usize, usize)>,
     /// CGI programs whose request is over, until they are reaped.
     pub(crate) reaper: Reaper,
+    /// Requests waiting for a CGI slot, started in order as slots free.
+    pub(crate) cgi_waiters: CgiWaiters,
     /// Slab tokens of CGI pipes that were closed, to free.
     pub(crate) dead_pipes: Vec<usize>,
 }
@@ -205,6 +212,7 @@ impl Service {
             None => connections_for(fd_limit())?,
         };
         let now = Instant::now();
+        let reaper = Reaper::new(poll.registry().try_clone().ok());
         let sh = Shared {
             access_logs: Vec::new(),
             vhosts: Vec::new(),
@@ -221,7 +229,8 @@ impl Service {
             forced: Vec::new(),
             now,
             protocol_timers: Vec::new(),
-            reaper: Reaper::default(),
+            reaper,
+            cgi_waiters: CgiWaiters::default(),
             dead_pipes: Vec::new(),
         };
         let mut service = Service {
@@ -354,10 +363,13 @@ impl Service {
                 let now = Instant::now();
                 let wheel = self.sh.timers.next_timeout(now);
                 let mut protocol = self.sh.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
-                if let Some(poll) = self.sh.reaper.next_poll(REAP_POLL) {
-                    // Programs being reaped are polled (no SIGCHLD handler:
-                    // the process may not be ours to take it over).
-                    protocol = Some(protocol.map_or(poll, |p| p.min(poll)));
+                if let Some(at) = self.sh.reaper.next_wake(now) {
+                    // The reaper's deadlines (signals due); exits come as
+                    // pidfd events, polled only where pidfds are missing
+                    // (no SIGCHLD handler: the process may not be ours to
+                    // take it over).
+                    let wake = at.saturating_duration_since(now);
+                    protocol = Some(protocol.map_or(wake, |p| p.min(wake)));
                 }
                 match (wheel, protocol) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -399,6 +411,18 @@ impl Service {
                             }
                         }
                     }
+                    Some(&mut Wsi::CgiExit { conn, generation }) => {
+                        // A program exited: reaped if its request is over,
+                        // else its connection learns it (the exit status
+                        // decides how a chunked body ends).
+                        if !self.sh.reaper.on_exit(key, self.sh.now) {
+                            if let Some(Wsi::Http(c)) = self.wsis.get_mut(conn) {
+                                if c.generation == generation {
+                                    self.service_conn(conn);
+                                }
+                            }
+                        }
+                    }
                     // Sporadic events for a closed wsi happen; ignore them.
                     Some(Wsi::Vacated) | None => {}
                 }
@@ -418,7 +442,7 @@ impl Service {
                         l.forced = false;
                         self.accept(key);
                     }
-                    Some(Wsi::Vacated | Wsi::CgiPipe { .. }) | None => {}
+                    Some(Wsi::Vacated | Wsi::CgiPipe { .. } | Wsi::CgiExit { .. }) | None => {}
                 }
             }
             self.fire_protocol_timers();
@@ -427,12 +451,13 @@ impl Service {
                 match self.wsis.get(key) {
                     Some(Wsi::Http(_) | Wsi::Ws(_)) => self.conn_timer(key),
                     Some(Wsi::Listen(_)) => self.accept(key),
-                    Some(Wsi::Vacated | Wsi::CgiPipe { .. }) | None => {}
+                    Some(Wsi::Vacated | Wsi::CgiPipe { .. } | Wsi::CgiExit { .. }) | None => {}
                 }
             }
             if !self.sh.reaper.is_empty() {
                 self.sh.reaper.poll(self.sh.now);
             }
+            self.wake_cgi_waiters();
             self.free_dead_pipes();
             for key in self.vacated.drain(..) {
                 if matches!(self.wsis.get(key), Some(Wsi::Vacated)) {
@@ -603,6 +628,7 @@ impl Service {
         let Some(Wsi::Http(conn)) = self.wsis.get_mut(key) else { return };
         let generation = conn.generation;
         let Some(run) = conn.cgi_to_register() else { return };
+        let pidfd = run.pidfd();
         let mut tokens = [None; 3];
         let mut failed = None;
         for (fd, pipe) in run.fds() {
@@ -617,9 +643,26 @@ impl Service {
                 Err(e) => failed = Some(e),
             }
         }
+        let mut exit_token = None;
+        if let Some(fd) = pidfd {
+            let entry = self.wsis.vacant_entry();
+            let token = entry.key();
+            match self.poll.registry().register(&mut mio::unix::SourceFd(&fd), Token(token), Interest::READABLE) {
+                Ok(()) => {
+                    entry.insert(Wsi::CgiExit { conn: key, generation });
+                    exit_token = Some(token);
+                }
+                // Not fatal: its exit is polled instead.
+                Err(e) => log::warn!("cannot register a CGI pidfd: {e}"),
+            }
+        }
         if let Some(Wsi::Http(conn)) = self.wsis.get_mut(key) {
             if let Some(run) = conn.cgi_to_register() {
                 run.tokens = Some(tokens);
+                run.exit_token = exit_token;
+                if pidfd.is_some() && exit_token.is_none() {
+                    run.drop_pidfd();
+                }
             }
         }
         if let Some(e) = failed {
@@ -628,13 +671,38 @@ impl Service {
         }
     }
 
-    /// Vacates the slots of CGI pipes that were closed (freed at the end
-    /// of the turn, like closed connections').
+    /// Vacates the slots of CGI pipes that were closed, and of pidfds of
+    /// programs reaped (freed at the end of the turn, like closed
+    /// connections').
     fn free_dead_pipes(&mut self) {
-        for token in std::mem::take(&mut self.sh.dead_pipes) {
-            if let Some(slot @ Wsi::CgiPipe { .. }) = self.wsis.get_mut(token) {
+        let mut dead = std::mem::take(&mut self.sh.dead_pipes);
+        dead.extend(self.sh.reaper.take_freed());
+        for token in dead {
+            if let Some(slot @ (Wsi::CgiPipe { .. } | Wsi::CgiExit { .. })) = self.wsis.get_mut(token) {
                 *slot = Wsi::Vacated;
                 self.vacated.push(token);
+            }
+        }
+    }
+
+    /// Starts requests waiting for a CGI slot, in their order, while their
+    /// mount has slots free (freed this turn by runs that ended). A waiter
+    /// no longer waiting (gone, or its key reused) is skipped.
+    fn wake_cgi_waiters(&mut self) {
+        if self.sh.cgi_waiters.is_empty() {
+            return;
+        }
+        for (vi, mi) in self.sh.cgi_waiters.mounts() {
+            loop {
+                let m = &self.sh.vhosts[vi].mounts[mi].cgi;
+                if m.running >= m.max_processes {
+                    break;
+                }
+                let Some((key, generation)) = self.sh.cgi_waiters.pop(vi, mi) else { break };
+                if matches!(self.wsis.get(key), Some(Wsi::Http(c)) if c.generation == generation && c.waits_for_cgi()) {
+                    // As its timer would have it do, a slot being free.
+                    self.conn_timer(key);
+                }
             }
         }
     }

@@ -918,6 +918,201 @@ fn a_queued_request_is_served_when_a_slot_frees() {
     assert!(start.elapsed() >= Duration::from_millis(1000), "two 0.5 s scripts ran at once on a limit of 1");
 }
 
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        io::Error::last_os_error()
+    );
+}
+
+/// Writes a line to the FIFO at `path` once a program has it open for
+/// reading (waits up to 10 s for that, never blocking on the open).
+fn release(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path) {
+            Ok(mut f) => {
+                f.write_all(b"go\n").expect("write to the FIFO");
+                return;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                assert!(Instant::now() < deadline, "no program opened {} within 10 s", path.display());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("open {}: {e}", path.display()),
+        }
+    }
+}
+
+/// The lines of `path` (empty if it is not there yet).
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+/// Waits up to 10 s for `path` to have `n` lines; returns them.
+fn wait_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = lines_of(path);
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(Instant::now() < deadline, "{} has {lines:?}, waited for {n} lines", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Issue 12 (8), CGI-3: requests waiting for a slot are started in the
+/// order they came, as soon as a slot frees, ahead of any request that
+/// comes later. With a limit of 1, `H` holds the slot until the test
+/// releases it; `W1`..`W4` wait meanwhile; `N` comes only after `H`'s
+/// response has ended, so its slot is already free then: it must not take
+/// it from the waiters (a waiter woken by a timer tick would lose it).
+#[test]
+fn waiting_requests_start_in_order_as_soon_as_a_slot_frees() {
+    let _g = shared();
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().to_path_buf();
+    let order = dir.join("order");
+    mkfifo(&dir.join("H.fifo"));
+    let s = serve(|m| m.cgi_max_processes(1).cgi_env("CGI_TEST_DIR", dir.to_string_lossy().as_ref()));
+    let addr = s.server.addr;
+    let names = ["W1", "W2", "W3", "W4"];
+    let (h, waiters, n) = std::thread::scope(|sc| {
+        let holder = sc.spawn(|| timed_get(addr, "/cgi-bin/gate.sh?H"));
+        assert_eq!(wait_lines(&order, 1), ["H"], "the first program started");
+        // Each request is on the server's socket before the next connects,
+        // so they reach the loop in this order.
+        let conns: Vec<TcpStream> = names
+            .iter()
+            .map(|name| {
+                let mut c = TcpStream::connect(addr).expect("connect");
+                c.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+                let req =
+                    format!("GET /cgi-bin/gate.sh?{name} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+                c.write_all(req.as_bytes()).expect("write");
+                c
+            })
+            .collect();
+        let readers: Vec<_> =
+            conns.into_iter().map(|c| sc.spawn(move || Reader::new(c).response(false).expect("response"))).collect();
+        assert_eq!(lines_of(&order), ["H"], "a request ran past the limit of 1");
+        let released = Instant::now();
+        release(&dir.join("H.fifo"));
+        let h = holder.join().expect("holder");
+        let freed = released.elapsed();
+        // H's slot is free now; a new request queues behind the waiters.
+        let n = timed_get(addr, "/cgi-bin/gate.sh?N");
+        eprintln!("H answered {freed:?} after its release");
+        let waiters: Vec<Response> = readers.into_iter().map(|r| r.join().expect("reader")).collect();
+        (h, waiters, n)
+    });
+    assert_eq!((h.0, h.1.as_str()), (200, "H\n"));
+    for (r, name) in waiters.iter().zip(names) {
+        assert_eq!((r.status, r.text()), (200, format!("{name}\n")), "{name}");
+    }
+    assert_eq!((n.0, n.1.as_str()), (200, "N\n"));
+    assert_eq!(lines_of(&order), ["H", "W1", "W2", "W3", "W4", "N"], "programs started out of order");
+}
+
+/// Descriptors of this process that are pidfds, with the pid each is for
+/// (`Pid:` of fdinfo).
+fn pidfds_of(pid: u32) -> Vec<i64> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return out };
+    for e in dir.flatten() {
+        let is_pidfd = std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:[pidfd]");
+        if !is_pidfd {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy()));
+        let watched =
+            info.ok().and_then(|i| i.lines().find_map(|l| l.strip_prefix("Pid:").map(|v| v.trim().parse().ok())));
+        out.push(watched.flatten().unwrap_or(0));
+    }
+    out
+}
+
+/// Waits up to 10 s until `pid` is no zombie child of `parent` (reaped).
+fn wait_reaped(pid: i32, parent: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = processes().into_iter().find(|p| p.pid == pid && p.ppid == parent as i32);
+        match p {
+            None => return,
+            Some(p) => assert!(Instant::now() < deadline, "{pid} not reaped within 10 s: {p:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Issue 12 (8): a program's exit is an event. While it lives on after
+/// its response, the server watches it through a pidfd; when it exits it
+/// is reaped (no zombie left) though nothing polls for it any more; the
+/// pidfd is closed with it.
+#[test]
+fn a_programs_exit_is_seen_through_its_pidfd_and_it_is_reaped() {
+    let _g = exclusive();
+    let me = std::process::id();
+    let t = tempfile::tempdir().expect("tempdir");
+    mkfifo(&t.path().join("go"));
+    let s = serve(|m| m);
+    let before = pidfds_of(me);
+    let r = get_at(s.server.addr, &format!("/cgi-bin/linger.sh?{}", t.path().display()));
+    assert_eq!((r.status, r.text().as_str()), (200, "answered\n"));
+    let pid = read_pid(&t.path().join("pid"));
+    let p = processes().into_iter().find(|p| p.pid == pid).expect("the program lives on");
+    assert!(p.ppid == me as i32 && p.state != 'Z', "{p:?}");
+    let watched = pidfds_of(me);
+    assert!(watched.contains(&i64::from(pid)), "no pidfd for {pid} among {watched:?}");
+    release(&t.path().join("go"));
+    wait_reaped(pid, me);
+    assert_eq!(settle_pidfds(me, before.len()), before, "the pidfd was not closed with the reaped program");
+}
+
+/// Waits up to 5 s for `pid` to hold `n` pidfds; returns what it holds.
+fn settle_pidfds(pid: u32, n: usize) -> Vec<i64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let fds = pidfds_of(pid);
+        if fds.len() <= n || Instant::now() > deadline {
+            return fds;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Issue 12 (8): without pidfds (a kernel before 5.3, or refused; forced
+/// here with `WARREN_NO_PIDFD`), exits are polled as before: a program
+/// living on after its response is reaped when it exits, and no pidfd is
+/// opened.
+#[test]
+fn without_pidfds_programs_are_still_reaped() {
+    let _g = shared();
+    let t = tempfile::tempdir().expect("tempdir");
+    mkfifo(&t.path().join("go"));
+    let cgi = format!("/cgi-bin={}", cgi_dir().display());
+    let (w, port, _log) =
+        start_warren_with_env(&["--root", &t.path().to_string_lossy(), "--cgi", &cgi], &[("WARREN_NO_PIDFD", "1")]);
+    let server = w.0.id();
+    let r = get_at(local(port), &format!("/cgi-bin/linger.sh?{}", t.path().display()));
+    assert_eq!((r.status, r.text().as_str()), (200, "answered\n"));
+    let pid = read_pid(&t.path().join("pid"));
+    assert!(processes().iter().any(|p| p.pid == pid && p.ppid == server as i32), "the program lives on");
+    assert_eq!(pidfds_of(server), Vec::<i64>::new(), "a pidfd was opened though WARREN_NO_PIDFD is set");
+    release(&t.path().join("go"));
+    wait_reaped(pid, server);
+    assert!(zombies_of(server).is_empty(), "zombies: {:?}", zombies_of(server));
+}
+
 // ---------------------------------------------------------------------------
 // The binary, its log, its configuration
 

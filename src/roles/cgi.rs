@@ -14,14 +14,24 @@
 //!   blocked on a full pipe, costing no memory here;
 //! - stderr lines go to the log, tagged with the script.
 //!
+//! Each program is also watched through a pidfd (`pidfd_open(2)`),
+//! registered in the loop like the pipes (`Wsi::CgiExit`): it becomes
+//! readable when the program exits, so its exit is an event, not polled.
+//!
 //! When the run ends, its program goes to the [`Reaper`]: reaped when it
-//! exits, its process group sent SIGTERM and then SIGKILL when it was cut
-//! short or overstays.
+//! exits (its pidfd says when), its process group sent SIGTERM and then
+//! SIGKILL when it was cut short or overstays (deadlines on the loop's
+//! timeout). Where the kernel has no pidfds, the exit is polled instead.
+//!
+//! Requests waiting for a slot of a mount at its process limit queue in
+//! [`CgiWaiters`], in arrival order; the loop starts them as slots free.
 
 use crate::http::BodyDecoder;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use warren_cgi::{CgiChild, HeadParser};
 
@@ -36,8 +46,18 @@ pub(crate) const KILL_GRACE: Duration = Duration::from_millis(500);
 /// After stdout ends, how long to wait for the program's exit status (to
 /// tell a crash from a normal end) before taking the end as normal.
 pub(crate) const EXIT_WAIT: Duration = Duration::from_millis(500);
-/// How often the exit status is looked for meanwhile.
+/// How often the exit status is looked for meanwhile, when no pidfd
+/// tells of the exit.
 pub(crate) const EXIT_POLL: Duration = Duration::from_millis(5);
+/// How often programs being reaped are looked at when no pidfd tells of
+/// their exit (kernels before 5.3, or pidfds refused).
+pub(crate) const REAP_POLL: Duration = Duration::from_millis(20);
+/// Requests that may wait for a slot of one mount; past this many, a
+/// request over the limit gets 503 at once.
+pub(crate) const MAX_CGI_WAITERS: usize = 1024;
+/// Set (to anything) in the environment, child exits are polled as on a
+/// kernel without pidfds: the fallback, kept tested.
+pub const NO_PIDFD_ENV: &str = "WARREN_NO_PIDFD";
 /// Process groups left running by programs that ended on their own, kept
 /// so they can be ended when the server stops; past this many, a new
 /// one is ended at once.
@@ -108,6 +128,10 @@ pub(crate) struct CgiRun {
     /// stdout ended before the program's exit was seen: waiting (until
     /// this instant) to learn whether it crashed.
     pub(crate) exit_wait: Option<Instant>,
+    /// Readable once the program has exited; `None` without pidfds.
+    pidfd: Option<OwnedFd>,
+    /// Slab token of the registered pidfd; handed to the reaper with it.
+    pub(crate) exit_token: Option<usize>,
 }
 
 /// How a program ended, as far as the response cares.
@@ -123,7 +147,12 @@ pub(crate) enum Exit {
 
 impl CgiRun {
     pub(crate) fn new(child: CgiChild, script: String, vhost: usize, mount: usize, redirects: u8) -> CgiRun {
+        // Opened before anything can reap the child, so the pid cannot
+        // name another process yet.
+        let pidfd = pidfd_open(child.child.id());
         CgiRun {
+            pidfd,
+            exit_token: None,
             child,
             script,
             vhost,
@@ -167,6 +196,28 @@ impl CgiRun {
         match info.si_code {
             libc::CLD_KILLED | libc::CLD_DUMPED => Exit::Killed,
             _ => Exit::Exited,
+        }
+    }
+
+    /// The pidfd to register, if there is one.
+    pub(crate) fn pidfd(&self) -> Option<RawFd> {
+        self.pidfd.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// The pidfd could not be registered: the exit is polled.
+    pub(crate) fn drop_pidfd(&mut self) {
+        self.pidfd = None;
+    }
+
+    /// How long to wait before looking at the exit status again, while
+    /// stdout has ended and the exit is not seen yet: with a registered
+    /// pidfd the exit is an event (the connection is served when it
+    /// comes), so only the `EXIT_WAIT` bound remains.
+    pub(crate) fn exit_poll(&self) -> Duration {
+        if self.exit_token.is_some() {
+            EXIT_WAIT
+        } else {
+            EXIT_POLL
         }
     }
 
@@ -319,29 +370,93 @@ impl CgiRun {
     /// within `linger`.
     pub(crate) fn retire(mut self, reaper: &mut Reaper, kill: bool, linger: Duration, now: Instant) {
         self.drain_stderr();
-        let CgiRun { child, .. } = self;
+        let CgiRun { child, pidfd, exit_token, .. } = self;
         let CgiChild { child, stdin, stdout, stderr } = child;
-        // Closing our ends: a program still writing gets EPIPE.
+        // Out of the poll first (see `Reaper::forget`), then closing our
+        // ends: a program still writing gets EPIPE.
+        if let Some(stdin) = &stdin {
+            reaper.forget(stdin.as_raw_fd());
+        }
+        reaper.forget(stdout.as_raw_fd());
+        reaper.forget(stderr.as_raw_fd());
         drop((stdin, stdout, stderr));
-        reaper.adopt(child, kill, linger, now);
+        let watch = Watch { pidfd, token: exit_token, distrusted: false };
+        reaper.adopt(child, watch, kill, linger, now);
+    }
+}
+
+/// Opens a pidfd for our child `pid`, close-on-exec. `None` where the
+/// kernel has none (ENOSYS before Linux 5.3), refuses it (EPERM under
+/// some seccomp policies), or [`NO_PIDFD_ENV`] is set: the caller then
+/// polls the exit.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
+    static CHECKED_ENV: std::sync::Once = std::sync::Once::new();
+    CHECKED_ENV.call_once(|| {
+        if std::env::var_os(NO_PIDFD_ENV).is_some() {
+            log::info!("cgi: {NO_PIDFD_ENV} is set; program exits are polled");
+            UNAVAILABLE.store(true, Ordering::Relaxed);
+        }
+    });
+    if UNAVAILABLE.load(Ordering::Relaxed) {
+        return None;
+    }
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open(2) takes a pid and flags (0) and returns a new
+    // descriptor (always close-on-exec) or -1; no memory is involved.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) && !UNAVAILABLE.swap(true, Ordering::Relaxed) {
+            log::info!("cgi: no pidfd ({e}); program exits are polled every {REAP_POLL:?}");
+        } else {
+            log::debug!("cgi: pidfd_open({pid}): {e}");
+        }
+        return None;
+    }
+    // SAFETY: the syscall returned a new descriptor that nothing else owns.
+    RawFd::try_from(fd).ok().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// How a program's exit is learnt: its pidfd, registered under `token`
+/// (an event), or, without them, by polling.
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    pidfd: Option<OwnedFd>,
+    token: Option<usize>,
+    /// The pidfd said "exited" and the child was not reapable: not
+    /// trusted again for this child, which is polled instead.
+    distrusted: bool,
+}
+
+impl Watch {
+    fn evented(&self) -> bool {
+        self.pidfd.is_some() && self.token.is_some() && !self.distrusted
     }
 }
 
 /// Programs that have served their request and are being waited for,
 /// and the process groups programs left running behind them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Reaper {
+    /// The loop's registry, to take descriptors out of the poll before
+    /// they are closed.
+    registry: Option<mio::Registry>,
     waiting: Vec<Reaping>,
     /// Groups whose leader ended on its own, leaving members behind
     /// (daemonised children): let run, ended when the server stops.
     leftovers: Vec<i32>,
     /// When `leftovers` was last checked for empty groups.
     checked: Option<Instant>,
+    /// Slab tokens of pidfds let go, for the loop to free.
+    freed: Vec<usize>,
 }
 
 #[derive(Debug)]
 struct Reaping {
     child: Child,
+    /// Dropped (closed, so out of the poll) with the entry.
+    watch: Watch,
     pgid: i32,
     /// When the group gets SIGTERM (if not yet sent) ...
     term_at: Instant,
@@ -362,11 +477,38 @@ enum Left {
 }
 
 impl Reaper {
-    fn adopt(&mut self, child: Child, kill: bool, linger: Duration, now: Instant) {
+    pub(crate) fn new(registry: Option<mio::Registry>) -> Reaper {
+        Reaper { registry, waiting: Vec::new(), leftovers: Vec::new(), checked: None, freed: Vec::new() }
+    }
+
+    /// Takes `fd` out of the poll, before it is closed. Closing alone is
+    /// not enough: while another thread of the process forks (before its
+    /// child's exec), the child holds a copy of every descriptor, and the
+    /// registration lives as long as a copy does; an event on it (a
+    /// pidfd signals again when its process is reaped) would then come
+    /// under a token that a new connection may have taken by then.
+    fn forget(&self, fd: RawFd) {
+        if let Some(r) = &self.registry {
+            // ENOENT (never registered) is fine.
+            let _ = r.deregister(&mut mio::unix::SourceFd(&fd));
+        }
+    }
+
+    /// A finished entry: its pidfd leaves the poll and is closed, its
+    /// token is to be freed.
+    fn release(&mut self, r: Reaping) {
+        if let Some(fd) = &r.watch.pidfd {
+            self.forget(fd.as_raw_fd());
+        }
+        self.freed.extend(r.watch.token);
+    }
+
+    fn adopt(&mut self, child: Child, watch: Watch, kill: bool, linger: Duration, now: Instant) {
         let pgid = i32::try_from(child.id()).unwrap_or(0);
         let term_at = if kill { now } else { now + linger };
         let mut r = Reaping {
             child,
+            watch,
             pgid,
             term_at,
             term_sent: false,
@@ -378,9 +520,38 @@ impl Reaper {
         if let Left::Group(g) = r.step(now) {
             self.keep_leftover(g);
         }
-        if !r.finished {
+        if r.finished {
+            self.release(r);
+        } else {
             self.waiting.push(r);
         }
+    }
+
+    /// The pidfd registered under `token` is readable: if it is one of
+    /// ours, that program has exited; it is reaped (and what it left in
+    /// its group dealt with). Returns whether the token was ours.
+    pub(crate) fn on_exit(&mut self, token: usize, now: Instant) -> bool {
+        let Some(i) = self.waiting.iter().position(|r| r.watch.token == Some(token)) else { return false };
+        let left = self.waiting[i].step(now);
+        if !self.waiting[i].exited {
+            // Cannot happen (a readable pidfd is a zombie we may reap);
+            // should it, this one is polled rather than lost.
+            log::debug!("cgi: pidfd of {} readable before its exit", self.waiting[i].pgid);
+            self.waiting[i].watch.distrusted = true;
+        }
+        if self.waiting[i].finished {
+            let r = self.waiting.swap_remove(i);
+            self.release(r);
+        }
+        if let Left::Group(g) = left {
+            self.keep_leftover(g);
+        }
+        true
+    }
+
+    /// Slab tokens of pidfds that were closed, for the loop to free.
+    pub(crate) fn take_freed(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.freed)
     }
 
     /// Whether anything is waited for or watched.
@@ -388,17 +559,26 @@ impl Reaper {
         self.waiting.is_empty() && self.leftovers.is_empty()
     }
 
-    /// How soon the loop should call [`poll`](Self::poll): often while a
-    /// program is being reaped, now and then while only left-over groups
-    /// are watched.
-    pub(crate) fn next_poll(&self, reap_poll: Duration) -> Option<Duration> {
-        if !self.waiting.is_empty() {
-            Some(reap_poll)
-        } else if !self.leftovers.is_empty() {
-            Some(LEFTOVER_CHECK)
-        } else {
-            None
+    /// When the loop must call [`poll`](Self::poll) next: the nearest
+    /// deadline (a SIGTERM or SIGKILL due), every `REAP_POLL` while a
+    /// program's exit can only be polled (no pidfd), and every
+    /// `LEFTOVER_CHECK` while left-over groups are watched. Exits that a
+    /// pidfd reports need no wake-up of their own.
+    pub(crate) fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for r in &self.waiting {
+            if !r.exited && !r.watch.evented() {
+                at(now + REAP_POLL);
+            }
+            if let Some(t) = r.deadline() {
+                at(t);
+            }
         }
+        if !self.leftovers.is_empty() {
+            at(self.checked.map_or(now, |t| t + LEFTOVER_CHECK));
+        }
+        next
     }
 
     /// The loop is stopping: ends every program still waited for and every
@@ -423,16 +603,27 @@ impl Reaper {
         }
     }
 
-    /// Reaps what has exited, signals what is due, forgets groups that
-    /// have emptied.
+    /// Signals what is due, reaps what has exited among the programs
+    /// whose exit is polled, forgets groups that have emptied.
     pub(crate) fn poll(&mut self, now: Instant) {
         let mut left = Vec::new();
         for r in self.waiting.iter_mut() {
-            if let Left::Group(g) = r.step(now) {
-                left.push(g);
+            let polled = !r.exited && !r.watch.evented();
+            if polled || r.deadline().is_some_and(|t| t <= now) {
+                if let Left::Group(g) = r.step(now) {
+                    left.push(g);
+                }
             }
         }
-        self.waiting.retain(|r| !r.finished);
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if self.waiting[i].finished {
+                let r = self.waiting.swap_remove(i);
+                self.release(r);
+            } else {
+                i += 1;
+            }
+        }
         for g in left {
             self.keep_leftover(g);
         }
@@ -459,6 +650,19 @@ impl Reaper {
 }
 
 impl Reaping {
+    /// The next signal due: SIGTERM, then SIGKILL.
+    fn deadline(&self) -> Option<Instant> {
+        if self.finished {
+            None
+        } else if !self.term_sent {
+            Some(self.term_at)
+        } else if !self.kill_sent {
+            Some(self.kill_at)
+        } else {
+            None
+        }
+    }
+
     fn step(&mut self, now: Instant) -> Left {
         if self.finished {
             return Left::Nothing;
@@ -509,4 +713,93 @@ fn signal_group(pgid: i32, signal: i32) {
 fn group_alive(pgid: i32) -> bool {
     // SAFETY: signal 0 only checks that the group exists.
     pgid > 0 && unsafe { libc::kill(-pgid, 0) } == 0
+}
+
+/// Requests waiting for a slot of a CGI mount at its process limit, per
+/// (vhost, mount), in arrival order: (slab key, generation). Each
+/// connection waits in one queue at most, and each queue holds at most
+/// [`MAX_CGI_WAITERS`], so this is bounded by the connection limit.
+#[derive(Debug, Default)]
+pub(crate) struct CgiWaiters {
+    queues: HashMap<(usize, usize), VecDeque<(usize, u32)>>,
+}
+
+impl CgiWaiters {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
+    /// Whether requests wait for a slot of this mount (a new one queues
+    /// behind them, even when a slot has just freed).
+    pub(crate) fn has_waiters(&self, vhost: usize, mount: usize) -> bool {
+        self.queues.contains_key(&(vhost, mount))
+    }
+
+    /// Queues connection `key`; false when the queue is full.
+    pub(crate) fn push(&mut self, vhost: usize, mount: usize, key: usize, generation: u32) -> bool {
+        let q = self.queues.entry((vhost, mount)).or_default();
+        if q.len() >= MAX_CGI_WAITERS {
+            return false;
+        }
+        q.retain(|&(k, _)| k != key);
+        q.push_back((key, generation));
+        true
+    }
+
+    /// Takes connection `key` out of the queue (it got its slot, gave up,
+    /// or went away).
+    pub(crate) fn remove(&mut self, vhost: usize, mount: usize, key: usize) {
+        if let Some(q) = self.queues.get_mut(&(vhost, mount)) {
+            q.retain(|&(k, _)| k != key);
+            if q.is_empty() {
+                self.queues.remove(&(vhost, mount));
+            }
+        }
+    }
+
+    /// The mounts that have waiters.
+    pub(crate) fn mounts(&self) -> Vec<(usize, usize)> {
+        self.queues.keys().copied().collect()
+    }
+
+    /// The first waiter of a mount, taken out of its queue.
+    pub(crate) fn pop(&mut self, vhost: usize, mount: usize) -> Option<(usize, u32)> {
+        let q = self.queues.get_mut(&(vhost, mount))?;
+        let first = q.pop_front();
+        if q.is_empty() {
+            self.queues.remove(&(vhost, mount));
+        }
+        first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiters_leave_in_arrival_order_and_once() {
+        let mut w = CgiWaiters::default();
+        assert!(w.push(0, 1, 7, 1));
+        assert!(w.push(0, 1, 3, 1));
+        assert!(w.push(0, 1, 9, 2));
+        // Queued again: moves to the back, never twice.
+        assert!(w.push(0, 1, 7, 1));
+        w.remove(0, 1, 3);
+        assert!(w.has_waiters(0, 1) && !w.has_waiters(0, 2));
+        assert_eq!(w.pop(0, 1), Some((9, 2)));
+        assert_eq!(w.pop(0, 1), Some((7, 1)));
+        assert_eq!(w.pop(0, 1), None);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_refuses() {
+        let mut w = CgiWaiters::default();
+        for k in 0..MAX_CGI_WAITERS {
+            assert!(w.push(0, 0, k, 0));
+        }
+        assert!(!w.push(0, 0, MAX_CGI_WAITERS, 0));
+        assert!(w.push(0, 1, MAX_CGI_WAITERS, 0), "another mount has its own queue");
+    }
 }

@@ -15,7 +15,7 @@ use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Metho
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
 use crate::protocol::{Action, Command, Cx, RawEvent, Session, Writer, WsiId};
-use crate::roles::cgi::{CgiRun, Exit, OutFraming, EXIT_POLL, EXIT_WAIT};
+use crate::roles::cgi::{CgiRun, Exit, OutFraming, EXIT_WAIT};
 use crate::roles::ws::{Upgrade, WsConn};
 use crate::service::Shared;
 use crate::ws::handshake::{self, Refusal};
@@ -40,10 +40,9 @@ const SENDFILE_CHUNK: u64 = 2 << 20;
 const READ_CHUNK: usize = 16 * 1024;
 /// Formatted validators kept at most (see `Shared::validators`).
 const VALIDATOR_CACHE: usize = 4096;
-/// How long a request waits for a CGI slot before 503, and how often it
-/// looks.
+/// How long a request waits for a CGI slot before 503 (it is started as
+/// soon as one frees: `Shared::cgi_waiters`).
 const CGI_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-const CGI_SLOT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// How long a request waits for a file that is not ready yet (a big
 /// archive's directory loading) before it gets 503.
 const FILE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -715,7 +714,7 @@ impl Conn {
         if let Some((mi, _, None | Some(auth::Verdict::Allowed))) = found {
             if matches!(sh.vhosts[self.vhost].mounts[mi].origin, Origin::Cgi(_)) {
                 self.unbind(sh);
-                self.serve_cgi(sh, req, mi, 0);
+                self.serve_cgi(sh, req, mi, 0, false);
                 return Ok(());
             }
         }
@@ -1099,8 +1098,9 @@ impl Conn {
     // ---- CGI ----------------------------------------------------------------
 
     /// Starts the CGI program for `req` on the `cgi://` mount `mi`, or
-    /// makes the request wait for a slot when the mount is at its limit.
-    fn serve_cgi(&mut self, sh: &mut Shared, req: Request, mi: usize, redirects: u8) {
+    /// makes the request wait for a slot when the mount is at its limit or
+    /// others already wait (`queued`: it is the one whose turn it is).
+    fn serve_cgi(&mut self, sh: &mut Shared, req: Request, mi: usize, redirects: u8, queued: bool) {
         let vi = self.vhost;
         let now = sh.now;
         let looked = {
@@ -1143,13 +1143,22 @@ impl Conn {
         let framing = req.framing();
         self.reading = body_reading(framing);
         self.tx.keep_alive = req.keep_alive();
-        if m.cgi.running >= m.cgi.max_processes {
-            // CGI-3 [REC]: wait briefly for a slot, reading nothing.
+        if m.cgi.running >= m.cgi.max_processes || (!queued && sh.cgi_waiters.has_waiters(vi, mi)) {
+            // CGI-3 [REC]: wait briefly for a slot, reading nothing, in
+            // line: the loop starts the first waiter when a slot frees.
+            if !sh.cgi_waiters.push(vi, mi, self.key, self.generation) {
+                log::warn!("{}: too many requests wait for CGI slots of {:?}; 503", self.peer, log_path(req.path()));
+                self.tx.keep_alive = false;
+                self.reading = Reading::Done;
+                self.send_simple(sh, 503, &[("Retry-After", "1")], true);
+                sh.force(self);
+                return;
+            }
             self.rx_paused = true;
             self.cgi_paused_rx = true;
             let until = sh.now + CGI_SLOT_WAIT;
             self.writing = Writing::CgiWait { req: Box::new(req), mount: mi, until, redirects };
-            sh.timers.set(self.key, sh.now + CGI_SLOT_POLL);
+            sh.timers.set(self.key, until);
             return;
         }
         let mounts = &sh.vhosts[vi].mounts;
@@ -1434,7 +1443,7 @@ impl Conn {
                 Exit::Running => {
                     let until = *run.exit_wait.get_or_insert(sh.now + EXIT_WAIT);
                     if sh.now < until {
-                        sh.timers.set(self.key, (sh.now + EXIT_POLL).min(until));
+                        sh.timers.set(self.key, (sh.now + run.exit_poll()).min(until));
                         self.writing = Writing::Cgi(run);
                         return;
                     }
@@ -1555,14 +1564,17 @@ impl Conn {
     }
 
     /// The connection's timer fired: the CGI slot wait and the CGI
-    /// timeout are handled here; anything else closes.
+    /// timeout are handled here; anything else closes. (The loop also
+    /// calls it for a request waiting for a CGI slot when its turn comes.)
     pub(crate) fn on_timer(&mut self, sh: &mut Shared) -> Step {
         match std::mem::replace(&mut self.writing, Writing::Idle) {
             Writing::CgiWait { req, mount, until, redirects } => {
                 let m = &sh.vhosts[self.vhost].mounts[mount].cgi;
                 if m.running < m.max_processes {
-                    self.serve_cgi(sh, *req, mount, redirects);
+                    sh.cgi_waiters.remove(self.vhost, mount, self.key);
+                    self.serve_cgi(sh, *req, mount, redirects, true);
                 } else if sh.now >= until {
+                    sh.cgi_waiters.remove(self.vhost, mount, self.key);
                     log::warn!("{}: CGI slots of {:?} all busy; 503", self.peer, log_path(req.path()));
                     self.cgi_paused_rx = false;
                     self.rx_paused = false;
@@ -1570,8 +1582,9 @@ impl Conn {
                     self.reading = Reading::Done;
                     self.send_simple(sh, 503, &[("Retry-After", "1")], true);
                 } else {
+                    // Early (the timer was moved): the deadline stays.
                     self.writing = Writing::CgiWait { req, mount, until, redirects };
-                    sh.timers.set(self.key, sh.now + CGI_SLOT_POLL);
+                    sh.timers.set(self.key, until);
                     return Step::Keep;
                 }
                 sh.force(self);
@@ -1647,6 +1660,11 @@ impl Conn {
                 self.writing,
                 Writing::Idle | Writing::Closed | Writing::CgiWait { .. } | Writing::FileWait { .. }
             )
+    }
+
+    /// The request waits for a CGI slot.
+    pub(crate) fn waits_for_cgi(&self) -> bool {
+        matches!(self.writing, Writing::CgiWait { .. })
     }
 
     /// The CGI run, if one needs its pipes registered.
@@ -1949,9 +1967,12 @@ impl Conn {
     }
 
     pub(crate) fn on_close(&mut self, sh: &mut Shared) {
-        if let Writing::Cgi(run) = std::mem::replace(&mut self.writing, Writing::Closed) {
+        match std::mem::replace(&mut self.writing, Writing::Closed) {
             // The client went away: so does the program (CGI-9).
-            self.cgi_end(sh, *run, true);
+            Writing::Cgi(run) => self.cgi_end(sh, *run, true),
+            // It leaves the line of requests waiting for a slot.
+            Writing::CgiWait { mount, .. } => sh.cgi_waiters.remove(self.vhost, mount, self.key),
+            _ => {}
         }
         // A transaction cut short is logged with what was sent.
         self.log_transaction(sh);

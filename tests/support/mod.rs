@@ -302,6 +302,13 @@ pub fn start_warren_with_fd_limit(args: &[&str], fds: u64) -> (Running, u16, std
     start_warren_command(cmd)
 }
 
+/// [`start_warren_logged`] with `env` added to its environment.
+pub fn start_warren_with_env(args: &[&str], env: &[(&str, &str)]) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).envs(env.iter().copied());
+    start_warren_command(cmd)
+}
+
 /// Sets RLIMIT_NOFILE to `fds` in the child `cmd` will start.
 pub fn limit_fds(cmd: &mut Command, fds: u64) {
     use std::os::unix::process::CommandExt;
