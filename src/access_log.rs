@@ -101,7 +101,7 @@ impl AccessLog {
 /// get a backslash, and every other byte outside printable ASCII (control
 /// bytes, DEL, and each byte of a non-ASCII character) is written `\xhh`.
 /// At most `max` bytes are appended, never half an escape.
-fn escape_into(out: &mut String, s: &str, max: usize) {
+pub(crate) fn escape_into(out: &mut String, s: &str, max: usize) {
     let start = out.len();
     for &b in s.as_bytes() {
         let need = match b {
@@ -123,6 +123,14 @@ fn escape_into(out: &mut String, s: &str, max: usize) {
             }
         }
     }
+}
+
+/// `s` made safe for any log line (as [`escape_into`]), at most `max`
+/// bytes of it.
+pub(crate) fn log_safe(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    escape_into(&mut out, s, max);
+    out
 }
 
 /// The longest prefix of an escaped line, at most `max` bytes, that does

@@ -651,6 +651,9 @@ fn build_vhost(
         })?,
     };
     let name = v.name.map_or_else(|| "default".to_string(), |n| n.text());
+    if name.chars().any(char::is_control) {
+        return Err(bad(file, &format!("{at}.name"), format!("{name:?}: a vhost name cannot hold control characters")));
+    }
     let mut vhost = VhostInfo::new(name, SocketAddr::new(ip, port));
     if let Some((server_file, s)) = server {
         if let Some(why) = crate::http::field_problem("Server", &s.text()) {
@@ -666,10 +669,20 @@ fn build_vhost(
             if let Some(why) = crate::http::field_problem(&k, &val.text()) {
                 return Err(bad(file, &format!("{at}.headers[{i}]"), format!("{k:?}: {:?}: {why}", val.text())));
             }
+            if crate::http::server_owned_field(&k) {
+                return Err(bad(
+                    file,
+                    &format!("{at}.headers[{i}]"),
+                    format!("{k:?}: the server sets this field itself"),
+                ));
+            }
             vhost = vhost.header(k, val.text());
         }
     }
     if let Some(doc) = v.error_document_404 {
+        if let Some(why) = crate::http::config_path_problem(&doc.text()) {
+            return Err(bad(file, &format!("{at}.error-document-404"), format!("{:?}: {why}", doc.text())));
+        }
         vhost = vhost.error_document_404(doc.text());
     }
     if let Some(log) = &v.access_log {
@@ -764,6 +777,16 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
         return Err(bad(file, at, "\"mountpoint\" and \"origin\" are required (CFG-8)".into()));
     };
     let (mountpoint, origin) = (mountpoint.text(), origin.text());
+    if let Some(why) = crate::http::config_path_problem(&mountpoint) {
+        return Err(bad(file, &format!("{at}.mountpoint"), format!("{mountpoint:?}: {why}")));
+    }
+    if origin.chars().any(char::is_control) {
+        return Err(bad(
+            file,
+            &format!("{at}.origin"),
+            "an origin cannot hold line breaks or other control characters".into(),
+        ));
+    }
     let key = format!("{at}.origin");
     let flag = |v: &Option<Scalar>| v.as_ref().is_some_and(Scalar::truthy);
     let mut mount = if let Some(path) = origin.strip_prefix("file://") {
@@ -785,8 +808,11 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
         }
         for (i, map) in m.cgi_env.iter().flatten().enumerate() {
             for (k, v) in map {
-                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                if k.is_empty() || k.contains('=') || k.chars().any(char::is_control) {
                     return Err(bad(file, &format!("{at}.cgi-env[{i}]"), format!("{k:?} is not a variable name")));
+                }
+                if v.text().contains('\0') {
+                    return Err(bad(file, &format!("{at}.cgi-env[{i}]"), format!("{k:?}: a value cannot hold NUL")));
                 }
                 mount = mount.cgi_env(k.clone(), v.text());
             }
@@ -847,6 +873,9 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
             let serde_json::Value::String(ty) = ty else {
                 return Err(bad(file, &format!("{at}.extra-mimetypes.{suffix}"), "expected a string".into()));
             };
+            if let Some(why) = crate::http::field_problem("Content-Type", ty) {
+                return Err(bad(file, &format!("{at}.extra-mimetypes.{suffix}"), format!("{ty:?}: {why}")));
+            }
             list.push((suffix.clone(), ty.clone()));
         }
         mount = mount.extra_mimetypes(list);

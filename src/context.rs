@@ -248,7 +248,8 @@ impl VhostInfo {
 
     /// The `Server` header value; none is sent unless set.
     pub fn server_string(mut self, s: impl Into<String>) -> VhostInfo {
-        self.server_string = Some(s.into());
+        // An empty one means none, rather than an empty `Server:` field.
+        self.server_string = Some(s.into()).filter(|s| !s.is_empty());
         self
     }
 }

@@ -872,9 +872,8 @@ fn connections_for(fds: usize) -> io::Result<usize> {
     let conns = fds.saturating_sub(reserve) / 2;
     if conns < MIN_CONNECTIONS {
         return Err(io::Error::other(format!(
-            "only {fds} file descriptors may be open (RLIMIT_NOFILE), too few to serve: \
-             raise the limit (ulimit -n) to at least {}",
-            MIN_CONNECTIONS * 8
+            "only {fds} file descriptors may be open (RLIMIT_NOFILE), too few to serve {MIN_CONNECTIONS} \
+             connections: raise the limit (ulimit -n; 1024 is usual)"
         )));
     }
     Ok(conns)
@@ -931,14 +930,50 @@ fn check_vhost(v: &VhostInfo) -> Result<(), String> {
     for m in &v.mounts {
         check_duration(&format!("mount {}: the CGI timeout", m.mountpoint), m.cgi.timeout)?;
     }
+    use crate::http::{config_path_problem, field_problem, server_owned_field};
+    if v.name.chars().any(char::is_control) {
+        return Err("a vhost name cannot hold control characters".into());
+    }
     for (name, value) in &v.headers {
-        if let Some(why) = crate::http::field_problem(name, value) {
+        if let Some(why) = field_problem(name, value) {
             return Err(format!("header {name:?}: {why}"));
+        }
+        if server_owned_field(name) {
+            return Err(format!("header {name:?}: the server sets this field itself"));
         }
     }
     if let Some(s) = &v.server_string {
-        if let Some(why) = crate::http::field_problem("Server", s) {
+        if let Some(why) = field_problem("Server", s) {
             return Err(format!("server string {s:?}: {why}"));
+        }
+    }
+    if let Some(doc) = &v.error_document_404 {
+        if let Some(why) = config_path_problem(doc) {
+            return Err(format!("error document {doc:?}: {why}"));
+        }
+    }
+    for m in &v.mounts {
+        if let Some(why) = config_path_problem(&m.mountpoint) {
+            return Err(format!("mountpoint {:?}: {why}", m.mountpoint));
+        }
+        for (suffix, t) in &m.extra_mimetypes {
+            if let Some(why) = field_problem("Content-Type", t) {
+                return Err(format!("mount {}: content type for {suffix:?}: {why}", m.mountpoint));
+            }
+        }
+        if let Origin::Redirect { to, .. } = &m.origin {
+            if let Some(why) = field_problem("Location", to) {
+                return Err(format!("mount {}: redirect target {to:?}: {why}", m.mountpoint));
+            }
+        }
+        for (name, value) in &m.cgi.env {
+            let bad_name = name.is_empty() || name.contains('=') || name.chars().any(char::is_control);
+            if bad_name || value.contains('\0') {
+                return Err(format!(
+                    "mount {}: CGI variable {name:?}: not a variable name, or a value with NUL",
+                    m.mountpoint
+                ));
+            }
         }
     }
     Ok(())

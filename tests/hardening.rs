@@ -382,3 +382,136 @@ fn a_slow_reader_of_cgi_output_is_not_cut_off() {
         assert_eq!(server.handle.stats().open, 1, "the reader was cut off after {total} bytes");
     }
 }
+
+#[test]
+fn an_interpreter_mount_is_never_handed_itself_as_the_script() {
+    // Adversarial probe: with nothing after the mountpoint, an
+    // interpreter was handed itself as SCRIPT_FILENAME (php-cgi then
+    // parses, and a wrapper script may print, its own source).
+    let (t, root) = site();
+    let wrapper = t.path().join("wrapper.sh");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\n# DB_PASSWORD=hunter2\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n\
+         f=\"${PATH_TRANSLATED:-$SCRIPT_FILENAME}\"\n[ -n \"$f\" ] && cat \"$f\"\nexit 0\n",
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let v = vhost()
+        .mount(files_mount("/", &root))
+        .mount(warren::Mount::cgi("/php", &wrapper))
+        .mount(warren::Mount::cgi("/real-php", std::path::Path::new("/usr/bin/php-cgi")));
+    let server = Server::start(ContextInfo::new().vhost(v));
+    for path in ["/php", "/php/", "/php/no-such-file"] {
+        let r = get(&server, path);
+        assert!(!r.text().contains("hunter2"), "{path}: the interpreter's own file was shown");
+    }
+    let r = get(&server, "/php/index.html");
+    assert_eq!((r.status, r.text().as_str()), (200, "<h1>root index</h1>\n"));
+    // php-cgi itself: no script, so "No input file", not a parse of itself.
+    for path in ["/real-php", "/real-php/"] {
+        let r = get(&server, path);
+        assert!(!r.text().contains("Parse error") && !r.text().contains("ELF"), "{path}: {}", r.text());
+        assert!(r.text().contains("No input file"), "{path}: {} {}", r.status, r.text());
+    }
+}
+
+#[test]
+fn refused_cgi_paths_cannot_forge_log_lines() {
+    let (t, root) = site();
+    let cgi = t.path().join("cgi-bin");
+    std::fs::create_dir_all(&cgi).expect("mkdir");
+    let mp = format!("/cgi={}", cgi.display());
+    let (_w, port, log) = start_warren_logged(&["--root", root.to_str().expect("utf-8"), "--cgi", &mp]);
+    let long = "b".repeat(4000);
+    for path in ["/cgi/x%0aERROR%20warren:%20forged%1b[31mred".to_string(), format!("/cgi/{long}")] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).expect("write");
+        let r = Reader::new(s).response(false).expect("response");
+        assert_eq!(r.status, 404);
+    }
+    // One more request, so that the lines above are surely logged.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    assert_eq!(Reader::new(s).response(false).expect("response").status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let lines: Vec<String> = log.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("refused")), "no refusal logged: {lines:?}");
+    for l in &lines {
+        assert!(!l.starts_with("ERROR warren: forged"), "a forged line: {lines:?}");
+        assert!(!l.contains('\u{1b}'), "a raw terminal escape: {l:?}");
+        assert!(l.len() < 1000, "a line of {} bytes", l.len());
+    }
+}
+
+#[test]
+fn configuration_cannot_split_responses_anywhere() {
+    // Adversarial probe: besides headers and server-string, content
+    // types, the 404 document, redirect targets, server-owned header
+    // names, mountpoints and CGI variables.
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path();
+    let site = dir.join("site");
+    std::fs::create_dir_all(dir.join("conf.d")).expect("mkdir");
+    std::fs::create_dir_all(&site).expect("mkdir");
+    std::fs::write(dir.join("conf"), "{}").expect("write");
+    let file = |extra: &str| format!(r#"{{"mountpoint": "/", "origin": "file://{}"{extra}}}"#, site.display());
+    let cases = [
+        (String::new(), file(r#", "extra-mimetypes": {".x": "text/a\r\nX-Mime: 1"}"#), "mounts[0].extra-mimetypes..x"),
+        (r#""error-document-404": "/e\r\nX-Err: 1","#.to_string(), file(""), "vhosts[0].error-document-404"),
+        (
+            String::new(),
+            r#"{"mountpoint": "/r", "origin": ">http://x/\r\nX-Redir: 1"}"#.to_string(),
+            "mounts[0].origin",
+        ),
+        (r#""headers": [{"Content-Length": "5"}],"#.to_string(), file(""), "vhosts[0].headers[0]"),
+        (r#""headers": [{"Transfer-Encoding": "chunked"}],"#.to_string(), file(""), "vhosts[0].headers[0]"),
+        (String::new(), r#"{"mountpoint": "docs", "origin": "file:///tmp"}"#.to_string(), "mounts[0].mountpoint"),
+        (String::new(), r#"{"mountpoint": "/a/../b", "origin": "file:///tmp"}"#.to_string(), "mounts[0].mountpoint"),
+        (
+            String::new(),
+            format!(
+                r#"{{"mountpoint": "/c", "origin": "cgi://{}", "cgi-env": [{{"A": "x\u0000y"}}]}}"#,
+                site.display()
+            ),
+            "mounts[0].cgi-env[0]",
+        ),
+        (r#""name": "a\r\nb","#.to_string(), file(""), "vhosts[0].name"),
+    ];
+    for (vhost_extra, mount, key) in cases {
+        let vh =
+            format!(r#"{{"vhosts": [{{"port": "0", "interface": "127.0.0.1", {vhost_extra} "mounts": [{mount}]}}]}}"#);
+        std::fs::write(dir.join("conf.d/site"), &vh).expect("write");
+        let e = warren::config::load_dir(dir).map(|_| ()).expect_err(&vh).to_string();
+        assert!(e.contains(key), "{key}: {e}");
+    }
+    // The library refuses the same.
+    let (_t, root) = support::site();
+    let v = vhost().mount(files_mount("/", &root)).header("Content-Length", "5");
+    assert!(warren::Context::new(ContextInfo::new().vhost(v)).is_err());
+    let v = vhost().mount(warren::Mount::redirect("/r", "http://x/\r\nX: 1", false));
+    assert!(warren::Context::new(ContextInfo::new().vhost(v)).is_err());
+}
+
+#[test]
+fn pack_never_writes_through_a_link_at_its_partial_file() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let site = t.path().join("site");
+    std::fs::create_dir_all(&site).expect("mkdir");
+    std::fs::write(site.join("a.txt"), "a\n").expect("write");
+    let victim = t.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("write");
+    let out = t.path().join("o.zip");
+    std::os::unix::fs::symlink(&victim, t.path().join("o.zip.partial")).expect("symlink");
+    let status = std::process::Command::new(BIN)
+        .args(["pack", site.to_str().expect("utf-8"), out.to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run pack");
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
+    let meta = std::fs::symlink_metadata(&out).expect("out");
+    assert!(meta.file_type().is_file(), "the archive is not a plain file");
+}

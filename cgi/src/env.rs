@@ -34,7 +34,8 @@ pub struct CgiRequest {
     pub https: bool,
     /// `DOCUMENT_ROOT`.
     pub document_root: Option<String>,
-    /// `SCRIPT_FILENAME`: the program's file.
+    /// `SCRIPT_FILENAME` (and lws's `SCRIPT_PATH`): the program's file;
+    /// empty: neither is set.
     pub script_filename: String,
     /// `CONTENT_TYPE`, if the request has a body.
     pub content_type: Option<String>,
@@ -75,11 +76,13 @@ impl CgiRequest {
             ("PATH_INFO".into(), self.path_info.clone()),
             ("QUERY_STRING".into(), self.query.clone()),
             ("REQUEST_URI".into(), self.request_uri.clone()),
-            ("SCRIPT_FILENAME".into(), self.script_filename.clone()),
-            // lws's name for the program (CGI-2), for scripts written for lwsws.
-            ("SCRIPT_PATH".into(), self.script_filename.clone()),
             ("PATH".into(), self.path.clone().unwrap_or_else(|| DEFAULT_PATH.into())),
         ];
+        if !self.script_filename.is_empty() {
+            env.push(("SCRIPT_FILENAME".into(), self.script_filename.clone()));
+            // lws's name for the program (CGI-2), for scripts written for lwsws.
+            env.push(("SCRIPT_PATH".into(), self.script_filename.clone()));
+        }
         if let Some(t) = &self.path_translated {
             env.push(("PATH_TRANSLATED".into(), t.clone()));
         }

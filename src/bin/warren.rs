@@ -348,7 +348,18 @@ fn pack(args: &[String]) -> Result<(), String> {
     let mut tmp = out.as_os_str().to_owned();
     tmp.push(".partial");
     let tmp = PathBuf::from(tmp);
-    let file = std::fs::File::create(&tmp).map_err(|e| format!("pack: {}: {e}", tmp.display()))?;
+    // Made anew, never opened through what is there: a link planted at
+    // OUT.partial (in a directory others can write) must not turn the
+    // pack into a write to its target. Removing a link removes the link.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != ErrorKind::NotFound => return Err(format!("pack: {}: {e}", tmp.display())),
+        _ => {}
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| format!("pack: {}: {e}", tmp.display()))?;
     // The archive may be inside DIR: it and the one it replaces are not
     // part of the site.
     let mut writer = std::io::BufWriter::new(file);
@@ -419,6 +430,11 @@ fn main() -> ExitCode {
     StderrLog::install(o.level);
     match run(o) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.contains("(os error 24)") => {
+            // EMFILE before the limit could even be judged.
+            eprintln!("warren: {e}: the file descriptor limit is too low to start; raise it (ulimit -n)");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("warren: {e}");
             ExitCode::from(2)

@@ -77,15 +77,49 @@ pub fn field_problem(name: &str, value: &str) -> Option<&'static str> {
     if name.is_empty() || !name.bytes().all(token) {
         return Some("a header name is letters, digits and !#$%&'*+-.^_`|~ only (no spaces, colons or line breaks)");
     }
-    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+    if value.chars().any(|c| c.is_control() && c != '\t') {
         return Some("a header value cannot hold line breaks or other control characters");
+    }
+    None
+}
+
+/// Header fields the server owns: set from configuration they would
+/// frame every response twice or contradict the framing.
+pub fn server_owned_field(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "date", "trailer", "te"]
+        .iter()
+        .any(|r| name.eq_ignore_ascii_case(r))
+}
+
+/// Why `path` cannot be a mountpoint or a site path given in
+/// configuration, if it cannot: it starts with `/`, and has no `..`
+/// segment and no control characters.
+pub fn config_path_problem(path: &str) -> Option<&'static str> {
+    if !path.starts_with('/') {
+        return Some("a path here starts with /");
+    }
+    if path.split('/').any(|seg| seg == "..") {
+        return Some("a path here cannot have a .. segment");
+    }
+    if path.chars().any(char::is_control) {
+        return Some("a path here cannot hold line breaks or other control characters");
     }
     None
 }
 
 #[cfg(test)]
 mod field_tests {
-    use super::field_problem;
+    use super::{config_path_problem, field_problem, server_owned_field};
+
+    #[test]
+    fn config_paths_and_owned_fields() {
+        assert_eq!(config_path_problem("/a/b"), None);
+        for p in ["a", "/a/../b", "/..", "/a\nb", ""] {
+            assert!(config_path_problem(p).is_some(), "{p:?}");
+        }
+        assert!(server_owned_field("Content-Length") && server_owned_field("transfer-encoding"));
+        assert!(!server_owned_field("X-Frame-Options"));
+    }
 
     #[test]
     fn fields_that_could_split_a_response_are_refused() {

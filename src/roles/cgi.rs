@@ -150,6 +150,8 @@ impl CgiRun {
         // Opened before anything can reap the child, so the pid cannot
         // name another process yet.
         let pidfd = pidfd_open(child.child.id());
+        // Named in log lines: the name came from a request.
+        let script = crate::access_log::log_safe(&script, 256);
         CgiRun {
             pidfd,
             exit_token: None,
@@ -353,7 +355,7 @@ impl CgiRun {
         self.stderr_lines = self.stderr_lines.saturating_add(1);
         if self.stderr_lines <= MAX_LOG_LINES {
             let line = String::from_utf8_lossy(&self.stderr_line);
-            log::warn!("cgi {}: {}", self.script, line.trim_end_matches('\r'));
+            log::warn!("cgi {}: {}", self.script, printable(line.trim_end_matches('\r')));
         } else if self.stderr_lines == MAX_LOG_LINES + 1 {
             log::warn!("cgi {}: more than {MAX_LOG_LINES} lines on stderr; the rest are not logged", self.script);
         }
@@ -771,6 +773,24 @@ impl CgiWaiters {
         }
         first
     }
+}
+
+/// A program's stderr line as the log shows it: control characters (a
+/// newline that would forge a log line, a terminal escape) written as
+/// `\xhh`, everything else, UTF-8 included, as it is.
+fn printable(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        if c.is_control() && c != '\t' {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

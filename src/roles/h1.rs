@@ -1114,7 +1114,7 @@ impl Conn {
         let target = match looked {
             Ok(t) => t,
             Err(why) => {
-                log::info!("{}: cgi {}: refused ({}): {}", self.peer, req.path(), why.status(), why.why());
+                log::info!("{}: cgi {:?}: refused ({}): {}", self.peer, log_path(req.path()), why.status(), why.why());
                 self.skip_body(&req);
                 self.send_error(sh, why.status(), Some(&req));
                 return;
@@ -1130,10 +1130,10 @@ impl Conn {
             Err(e) => {
                 let status = if e.kind() == io::ErrorKind::PermissionDenied { 403 } else { 500 };
                 log::info!(
-                    "{}: cgi {}: refused ({status}): PATH_TRANSLATED for {}: {e}",
+                    "{}: cgi {:?}: refused ({status}): PATH_TRANSLATED for {:?}: {e}",
                     self.peer,
-                    req.path(),
-                    target.path_info
+                    log_path(req.path()),
+                    log_path(&target.path_info)
                 );
                 self.skip_body(&req);
                 self.send_error(sh, status, Some(&req));
@@ -1165,6 +1165,7 @@ impl Conn {
         let document_root = mount::translate(mounts, "/").ok().flatten().map(|p| p.to_string_lossy().into_owned());
         // The origin is the program itself (no `stat` for that here).
         let program_mount = target.program == *origin;
+        let no_script = path_translated.is_none();
         let host = req.host().map(strip_port).filter(|h| !h.is_empty());
         let cgi_req = warren_cgi::CgiRequest {
             method: req.method_str().to_string(),
@@ -1179,7 +1180,14 @@ impl Conn {
             protocol: req.version().as_str().to_string(),
             https: false,
             document_root,
-            script_filename: target.program.to_string_lossy().into_owned(),
+            // A program mount (php-cgi, say) with no path after it has no
+            // script: php-cgi would take SCRIPT_FILENAME, its own file,
+            // as the script. Without one it answers "No input file".
+            script_filename: if program_mount && no_script {
+                String::new()
+            } else {
+                target.program.to_string_lossy().into_owned()
+            },
             content_type: req.header_str("content-type").map(str::to_string),
             content_length: match framing {
                 Framing::Length(n) => Some(n),
