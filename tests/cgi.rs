@@ -410,6 +410,29 @@ fn linked_directories_cannot_lead_out_of_a_cgi_directory() {
     assert_eq!(get_at(s.server.addr, &format!("/cgi/real/{long}/x")).status, 404);
 }
 
+/// RFC 9112 §2.2, §7.1: a chunked body's lines end as a head's do (bare
+/// LF too), so a trailer section ended by a bare LF ends there, and the
+/// request pipelined after it is answered, not swallowed as trailers.
+#[test]
+fn the_request_after_a_bare_lf_trailer_section_is_answered() {
+    let _g = shared();
+    let s = serve(|m| m);
+    for ending in ["0\r\nX-T: 1\n\n", "0\r\n\n", "0\nX-T: 1\r\n\n", "0\r\nX-T: 1\r\n\r\n"] {
+        let mut c = s.server.connect();
+        let req = format!(
+            "POST /cgi-bin/echo-body.py HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n{ending}GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        );
+        c.write_all(req.as_bytes()).expect("write");
+        let mut reader = Reader::new(c);
+        let r = reader.response(false).expect("response");
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"), "{ending:?}");
+        assert_eq!(r.header("connection"), None, "{ending:?}: the connection stays usable");
+        let r = reader.response(false).expect("the pipelined request's response");
+        assert_eq!((r.status, r.text().as_str()), (200, "<h1>root index</h1>\n"), "{ending:?}");
+    }
+}
+
 /// Per-mount resource limits, set in the child with setrlimit.
 #[test]
 fn resource_limits_apply_to_the_child() {
