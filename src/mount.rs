@@ -406,8 +406,10 @@ pub struct CgiTarget {
 /// `cgi://` origin: a program, which gets the whole remainder as
 /// PATH_INFO, or a directory, whose first path segment naming an
 /// executable regular file is the script (lws issue 1602) and the rest
-/// PATH_INFO. Segments are checked by [`VPath`], so nothing outside the
-/// directory can be named. `None`: no such script.
+/// PATH_INFO. Segments are checked by [`VPath`], and a directory on the
+/// path that is a symbolic link must resolve beneath the mount's
+/// directory, so nothing outside it can be named (the script itself may
+/// be a link to a program anywhere). `None`: no such script.
 pub fn cgi_resolve(origin: &Path, mountpoint: &str, remainder: &str) -> Option<CgiTarget> {
     cgi_lookup(origin, mountpoint, remainder).ok()
 }
@@ -423,6 +425,9 @@ pub(crate) enum CgiRefusal {
     NoScript,
     /// The path names a regular file that is not executable.
     NotExecutable,
+    /// A directory on the path is a symbolic link leading out of the
+    /// mount's directory.
+    Outside,
 }
 
 impl CgiRefusal {
@@ -430,7 +435,7 @@ impl CgiRefusal {
     pub(crate) fn status(self) -> u16 {
         match self {
             // As Apache's mod_cgi: the file is there, running it is not allowed.
-            CgiRefusal::NotExecutable => 403,
+            CgiRefusal::NotExecutable | CgiRefusal::Outside => 403,
             CgiRefusal::NoOrigin | CgiRefusal::BadPath | CgiRefusal::NoScript => 404,
         }
     }
@@ -442,6 +447,7 @@ impl CgiRefusal {
             CgiRefusal::BadPath => "the path cannot name a file",
             CgiRefusal::NoScript => "no program at that path",
             CgiRefusal::NotExecutable => "the file is not executable",
+            CgiRefusal::Outside => "a directory on the path is a link out of the mount's directory",
         }
     }
 }
@@ -564,22 +570,44 @@ pub(crate) fn cgi_lookup_cached(
         }
     }
     // Else walk the directories: the first segment naming an executable
-    // regular file is the script.
+    // regular file is the script. Each segment is looked at without
+    // following it (`lstat`); a symbolic link is followed to see what it
+    // names: a file (the script, wherever it is: the administrator's
+    // choice) or a directory, which must lie beneath the mount's own
+    // directory (resolved, so the origin may itself be a link), else the
+    // request is refused and nothing is cached.
     let mut script = origin.to_path_buf();
+    let mut top: Option<PathBuf> = None;
     consumed.clear();
     for (i, seg) in segments.iter().enumerate() {
         script.push(seg);
         consumed.push('/');
         consumed.push_str(seg);
-        match file_mode(&script) {
-            Some(mode) if mode & 0o111 != 0 => {
-                let target = found(i, &consumed);
-                cache.remember(consumed, now);
-                return Ok(target);
+        // ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP...: nothing by that name.
+        let Ok(mut meta) = std::fs::symlink_metadata(&script) else { return Err(CgiRefusal::NoScript) };
+        if meta.file_type().is_symlink() {
+            meta = std::fs::metadata(&script).map_err(|_| CgiRefusal::NoScript)?;
+            if meta.is_dir() {
+                if top.is_none() {
+                    top = Some(origin.canonicalize().map_err(|_| CgiRefusal::NoOrigin)?);
+                }
+                let real = script.canonicalize().map_err(|_| CgiRefusal::NoScript)?;
+                if !top.as_ref().is_some_and(|top| real.starts_with(top)) {
+                    return Err(CgiRefusal::Outside);
+                }
             }
-            Some(_) => return Err(CgiRefusal::NotExecutable),
-            None if !script.is_dir() => return Err(CgiRefusal::NoScript),
-            None => {}
+        }
+        if meta.is_file() {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o111 == 0 {
+                return Err(CgiRefusal::NotExecutable);
+            }
+            let target = found(i, &consumed);
+            cache.remember(consumed, now);
+            return Ok(target);
+        }
+        if !meta.is_dir() {
+            return Err(CgiRefusal::NoScript);
         }
     }
     Err(CgiRefusal::NoScript)
@@ -708,5 +736,48 @@ mod cgi_tests {
         std::fs::remove_file(&one).expect("rm");
         assert!(cgi_lookup_cached(&one, "/", "/x", &mut cache, t0).is_ok(), "trusted within the second");
         assert_eq!(cgi_lookup_cached(&one, "/", "/x", &mut cache, t0 + CGI_CACHE_TTL), Err(CgiRefusal::NoOrigin));
+    }
+
+    #[test]
+    fn linked_directories_out_of_the_mount_are_refused() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let bin = t.path().join("cgi-bin");
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(bin.join("real")).expect("mkdir");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        for p in [bin.join("real/in.sh"), outside.join("x.sh")] {
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let link = |to: &Path, name: &str| std::os::unix::fs::symlink(to, bin.join(name)).expect("symlink");
+        link(Path::new("/"), "root");
+        link(&outside, "data");
+        link(Path::new("real"), "inner");
+        link(&outside.join("x.sh"), "prog.sh");
+        link(Path::new("../outside"), "rel");
+        std::os::unix::fs::symlink(&outside, bin.join("real/deep")).expect("symlink");
+        let mut cache = CgiCache::default();
+        let t0 = Instant::now();
+        for rest in
+            ["/root/usr/bin/id", "/root/bin/sh", "/data/x.sh", "/data/x.sh/more", "/rel/x.sh", "/real/deep/x.sh"]
+        {
+            assert_eq!(cgi_lookup(&bin, "/cgi", rest), Err(CgiRefusal::Outside), "{rest}");
+            assert_eq!(cgi_lookup_cached(&bin, "/cgi", rest, &mut cache, t0), Err(CgiRefusal::Outside), "{rest}");
+        }
+        assert!(cache.programs.is_empty(), "nothing refused is cached");
+        // A linked directory inside the mount, and a linked program, run.
+        let r = cgi_lookup_cached(&bin, "/cgi", "/inner/in.sh/a", &mut cache, t0).expect("inner");
+        assert_eq!((r.program, r.path_info.as_str()), (bin.join("inner/in.sh"), "/a"));
+        let r = cgi_lookup_cached(&bin, "/cgi", "/prog.sh/b", &mut cache, t0).expect("linked program");
+        assert_eq!((r.program, r.path_info.as_str()), (bin.join("prog.sh"), "/b"));
+        // Through a link to the mount's own directory, the same holds.
+        let via = t.path().join("via");
+        std::os::unix::fs::symlink(&bin, &via).expect("symlink");
+        assert_eq!(cgi_lookup(&via, "/cgi", "/data/x.sh"), Err(CgiRefusal::Outside));
+        assert!(cgi_lookup(&via, "/cgi", "/inner/in.sh").is_ok());
+        // A name too long, or a loop of links: nothing there.
+        std::os::unix::fs::symlink("loop", bin.join("loop")).expect("symlink");
+        assert_eq!(cgi_lookup(&bin, "/cgi", "/loop/x"), Err(CgiRefusal::NoScript));
+        assert_eq!(cgi_lookup(&bin, "/cgi", &format!("/{}", "a".repeat(4000))), Err(CgiRefusal::NoScript));
     }
 }

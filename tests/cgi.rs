@@ -370,6 +370,69 @@ fn a_missing_script_is_404() {
     assert_eq!(get_at(s.server.addr, "/cgi-bin/env.sh").status, 200);
 }
 
+/// CGI-1: a directory mount does not follow a linked directory out of
+/// itself (`root -> /`, `data -> elsewhere`): 403, nothing runs. A linked
+/// directory inside it, and a linked program, still run; a segment too
+/// long for the filesystem is 404, not 500.
+#[test]
+fn linked_directories_cannot_lead_out_of_a_cgi_directory() {
+    let _g = shared();
+    let t = tempfile::tempdir().expect("tempdir");
+    let (bin, outside) = (t.path().join("cgi-bin"), t.path().join("outside"));
+    std::fs::create_dir_all(bin.join("real")).expect("mkdir");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    let ran = t.path().join("ran");
+    let script = format!("#!/bin/sh\ntouch '{}'\nprintf 'Content-Type: text/plain\\n\\nran\\n'\n", ran.display());
+    for p in [outside.join("x.sh"), bin.join("real/in.sh")] {
+        std::fs::write(&p, &script).expect("write");
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    }
+    std::os::unix::fs::symlink("/", bin.join("root")).expect("symlink");
+    std::os::unix::fs::symlink(&outside, bin.join("data")).expect("symlink");
+    std::os::unix::fs::symlink("real", bin.join("inner")).expect("symlink");
+    std::os::unix::fs::symlink(outside.join("x.sh"), bin.join("prog.sh")).expect("symlink");
+    let s = serve_mounts(|_| vec![Mount::cgi("/cgi", &bin)]);
+    for path in ["/cgi/root/usr/bin/id", "/cgi/data/x.sh", "/cgi/data/x.sh/more"] {
+        // Twice: the second is not served from what the first found.
+        for _ in 0..2 {
+            let r = get_at(s.server.addr, path);
+            assert_eq!(r.status, 403, "{path}: {}", r.text());
+        }
+    }
+    assert!(!ran.exists(), "a program outside the mount ran");
+    for path in ["/cgi/inner/in.sh", "/cgi/prog.sh"] {
+        let r = get_at(s.server.addr, path);
+        assert_eq!((r.status, r.text().as_str()), (200, "ran\n"), "{path}");
+    }
+    let long = "a".repeat(4000);
+    assert_eq!(get_at(s.server.addr, &format!("/cgi/{long}")).status, 404);
+    assert_eq!(get_at(s.server.addr, &format!("/cgi/real/in.sh/{long}")).status, 404);
+    assert_eq!(get_at(s.server.addr, &format!("/cgi/real/{long}/x")).status, 404);
+}
+
+/// RFC 9112 §2.2, §7.1: a chunked body's lines end as a head's do (bare
+/// LF too), so a trailer section ended by a bare LF ends there, and the
+/// request pipelined after it is answered, not swallowed as trailers.
+#[test]
+fn the_request_after_a_bare_lf_trailer_section_is_answered() {
+    let _g = shared();
+    let s = serve(|m| m);
+    for ending in ["0\r\nX-T: 1\n\n", "0\r\n\n", "0\nX-T: 1\r\n\n", "0\r\nX-T: 1\r\n\r\n"] {
+        let mut c = s.server.connect();
+        let req = format!(
+            "POST /cgi-bin/echo-body.py HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n{ending}GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        );
+        c.write_all(req.as_bytes()).expect("write");
+        let mut reader = Reader::new(c);
+        let r = reader.response(false).expect("response");
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"), "{ending:?}");
+        assert_eq!(r.header("connection"), None, "{ending:?}: the connection stays usable");
+        let r = reader.response(false).expect("the pipelined request's response");
+        assert_eq!((r.status, r.text().as_str()), (200, "<h1>root index</h1>\n"), "{ending:?}");
+    }
+}
+
 /// Per-mount resource limits, set in the child with setrlimit.
 #[test]
 fn resource_limits_apply_to_the_child() {

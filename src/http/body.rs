@@ -18,6 +18,10 @@ pub enum BodyError {
     ExtensionTooLong,
     /// Trailers longer than [`TRAILER_LIMIT`].
     TrailersTooLong,
+    /// A trailer line that the head parser would refuse as a field line:
+    /// obs-fold (a line starting with SP or HTAB), no `:`, a name that is
+    /// not a token, or a control character in the value.
+    Trailer,
 }
 
 /// Incremental decoder of one request body.
@@ -26,7 +30,15 @@ pub enum BodyError {
 /// chunked-body = *chunk last-chunk trailer-section CRLF
 /// chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
 /// last-chunk   = 1*("0") [ chunk-ext ] CRLF
+/// chunk-ext    = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
 /// ```
+///
+/// Lines end as the head parser's do: CRLF or a bare LF, in the
+/// chunk-size line and in the trailer section (and the empty line that
+/// ends it); a CR must be followed by LF. Chunk data must be followed by
+/// CRLF exactly. After the size, whitespace (BWS) is taken only before a
+/// `;`. Trailer lines are checked as head field lines are (no obs-fold),
+/// then dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyDecoder {
     /// `Content-Length`: this many bytes are still to come.
@@ -44,6 +56,11 @@ pub enum Chunked {
         size: u64,
         /// Digits so far.
         digits: u8,
+    },
+    /// Whitespace after the size: only more of it or `;` may follow.
+    SizeWs {
+        /// Size read.
+        size: u64,
     },
     /// Skipping a chunk extension up to its LF.
     Extension {
@@ -74,6 +91,8 @@ pub enum Chunked {
         total: usize,
         /// Whether a CR has just been seen.
         cr: bool,
+        /// Whether the current line's `:` has been seen.
+        colon: bool,
     },
     /// The body is complete.
     Done,
@@ -106,7 +125,21 @@ impl BodyDecoder {
     }
 }
 
+/// A byte of a field name (RFC 9110 §5.6.2 `tchar`).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 impl Chunked {
+    /// The state after the line `size` was read in.
+    fn after_size_line(size: u64) -> Chunked {
+        if size == 0 {
+            Chunked::Trailer { line: 0, total: 0, cr: false, colon: false }
+        } else {
+            Chunked::Data { remaining: size }
+        }
+    }
+
     fn decode<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<&'a [u8]>), BodyError> {
         let mut i = 0;
         while i < input.len() {
@@ -122,15 +155,21 @@ impl Chunked {
                     }
                     None if *digits == 0 => return Err(BodyError::ChunkSize),
                     None if b == b'\r' => *self = Chunked::SizeLf { size: *size },
-                    None if b == b'\n' => return Err(BodyError::Framing),
-                    None if b == b';' || b == b' ' || b == b'\t' => *self = Chunked::Extension { size: *size, len: 0 },
+                    None if b == b'\n' => *self = Chunked::after_size_line(*size),
+                    None if b == b';' => *self = Chunked::Extension { size: *size, len: 0 },
+                    None if b == b' ' || b == b'\t' => *self = Chunked::SizeWs { size: *size },
                     None => return Err(BodyError::ChunkSize),
+                },
+                Chunked::SizeWs { size } => match b {
+                    b' ' | b'\t' => {}
+                    b';' => *self = Chunked::Extension { size: *size, len: 0 },
+                    _ => return Err(BodyError::ChunkSize),
                 },
                 Chunked::Extension { size, len } => {
                     if b == b'\r' {
                         *self = Chunked::SizeLf { size: *size };
                     } else if b == b'\n' {
-                        return Err(BodyError::Framing);
+                        *self = Chunked::after_size_line(*size);
                     } else {
                         *len += 1;
                         if *len > CHUNK_EXTENSION_LIMIT {
@@ -142,11 +181,7 @@ impl Chunked {
                     if b != b'\n' {
                         return Err(BodyError::Framing);
                     }
-                    *self = if *size == 0 {
-                        Chunked::Trailer { line: 0, total: 0, cr: false }
-                    } else {
-                        Chunked::Data { remaining: *size }
-                    };
+                    *self = Chunked::after_size_line(*size);
                 }
                 Chunked::Data { remaining } => {
                     let n = (input.len() - i).min(usize::try_from(*remaining).unwrap_or(usize::MAX));
@@ -168,22 +203,32 @@ impl Chunked {
                     }
                     *self = Chunked::Size { size: 0, digits: 0 };
                 }
-                Chunked::Trailer { line, total, cr } => {
+                Chunked::Trailer { line, total, cr, colon } => {
                     *total += 1;
                     if *total > TRAILER_LIMIT {
                         return Err(BodyError::TrailersTooLong);
                     }
-                    match (b, *cr) {
-                        (b'\n', true) if *line == 0 => {
+                    if *cr && b != b'\n' {
+                        return Err(BodyError::Framing);
+                    }
+                    match b {
+                        b'\r' => *cr = true,
+                        // The line ends (CRLF or a bare LF): an empty one
+                        // ends the section.
+                        b'\n' if *line == 0 => {
                             *self = Chunked::Done;
                             return Ok((i + 1, None));
                         }
-                        (b'\n', true) => {
-                            *line = 0;
-                            *cr = false;
+                        b'\n' if !*colon => return Err(BodyError::Trailer),
+                        b'\n' => (*line, *cr, *colon) = (0, false, false),
+                        // obs-fold, refused as in a head (RFC 9112 §5.2).
+                        b' ' | b'\t' if *line == 0 => return Err(BodyError::Trailer),
+                        b':' if !*colon && *line > 0 => {
+                            *colon = true;
+                            *line += 1;
                         }
-                        (b'\r', false) => *cr = true,
-                        (_, true) => return Err(BodyError::Framing),
+                        _ if !*colon && !is_tchar(b) => return Err(BodyError::Trailer),
+                        _ if *colon && ((b < 0x20 && b != b'\t') || b == 0x7f) => return Err(BodyError::Trailer),
                         _ => *line += 1,
                     }
                 }
@@ -235,6 +280,30 @@ mod tests {
         }
     }
 
+    /// Lines end as in a head (httparse): CRLF or a bare LF, in size lines
+    /// and trailers, so the trailer section ends where a front end that
+    /// parses heads alike sees it end, and what follows is the next request.
+    #[test]
+    fn bare_lf_ends_size_lines_and_trailers() {
+        let wires: [&[u8]; 6] = [
+            b"0\r\nX-T: 1\n\nNEXT",
+            b"0\r\n\nNEXT",
+            b"0\n\r\nNEXT",
+            b"5\nhello\r\n0\nX-T: 1\nX-U:\t2\r\n\nNEXT",
+            b"5;a=b\nhello\r\n0;c\n\nNEXT",
+            // BWS before `;` is the RFC's grammar.
+            b"5 ;a=b\r\nhello\r\n0\t \t;c\r\n\r\nNEXT",
+        ];
+        for wire in wires {
+            for step in 1..wire.len() {
+                let (body, used) = run(BodyDecoder::chunked(), wire, step).expect("decode");
+                let want: &[u8] = if wire.starts_with(b"5") { b"hello" } else { b"" };
+                assert_eq!(body, want, "{:?} step {step}", String::from_utf8_lossy(wire));
+                assert_eq!(used, wire.len() - 4, "{:?} step {step}", String::from_utf8_lossy(wire));
+            }
+        }
+    }
+
     #[test]
     fn length_body() {
         let (body, used) = run(BodyDecoder::Length(3), b"abcdef", 2).expect("decode");
@@ -243,12 +312,27 @@ mod tests {
 
     #[test]
     fn chunked_errors() {
-        let cases: [(&[u8], BodyError); 5] = [
+        let cases: [(&[u8], BodyError); 17] = [
             (b"zz\r\n", BodyError::ChunkSize),
             (b"11111111111111111\r\n", BodyError::ChunkSize),
             (b"3\r\nabcX", BodyError::Framing),
-            (b"3\nabc", BodyError::Framing),
+            // After data, CRLF exactly.
+            (b"3\r\nabc\n0\r\n\r\n", BodyError::Framing),
+            (b"3\rabc", BodyError::Framing),
             (b"0\r\nX: 1\rY", BodyError::Framing),
+            // Whitespace after the size only before `;` (BWS, RFC 9112 §7.1.1).
+            (b"5 \r\nhello\r\n", BodyError::ChunkSize),
+            (b"5\t\r\nhello\r\n", BodyError::ChunkSize),
+            (b"5 \nhello\r\n", BodyError::ChunkSize),
+            (b"5 3\r\nhello\r\n", BodyError::ChunkSize),
+            (b" 5\r\nhello\r\n", BodyError::ChunkSize),
+            // Trailer lines as head field lines: no obs-fold, a token name, a colon.
+            (b"0\r\nX-T: 1\r\n  more\r\n\r\n", BodyError::Trailer),
+            (b"0\r\n\tX-T: 1\r\n\r\n", BodyError::Trailer),
+            (b"0\r\nX-T: 1\n more\n\n", BodyError::Trailer),
+            (b"0\r\nno colon\r\n\r\n", BodyError::Trailer),
+            (b"0\r\nX-T : 1\r\n\r\n", BodyError::Trailer),
+            (b"0\r\nX-T: a\x01b\r\n\r\n", BodyError::Trailer),
         ];
         for (wire, want) in cases {
             assert_eq!(run(BodyDecoder::chunked(), wire, 64).err(), Some(want));

@@ -1128,7 +1128,9 @@ impl Conn {
         let path_translated = match translated {
             Ok(p) => p.map(|p| p.to_string_lossy().into_owned()),
             Err(e) => {
-                let status = if e.kind() == io::ErrorKind::PermissionDenied { 403 } else { 500 };
+                // As a file open there: out of the root 403, a name too
+                // long or a loop of links (the request's fault) 404.
+                let status = open_error_status(&e);
                 log::info!(
                     "{}: cgi {:?}: refused ({status}): PATH_TRANSLATED for {:?}: {e}",
                     self.peer,
