@@ -657,8 +657,8 @@ mod cgi_tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn resolves_programs_and_directories() {
+    /// A CGI directory: `run.sh` and `sub/deep.py` executable, `data.txt` not.
+    fn cgi_bin() -> (tempfile::TempDir, PathBuf) {
         let t = tempfile::tempdir().expect("tempdir");
         let bin = t.path().join("cgi-bin");
         std::fs::create_dir_all(bin.join("sub")).expect("mkdir");
@@ -667,6 +667,12 @@ mod cgi_tests {
             std::fs::write(&p, "#!/bin/sh\n").expect("write");
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
         }
+        (t, bin)
+    }
+
+    #[test]
+    fn resolves_programs_and_directories() {
+        let (_t, bin) = cgi_bin();
         let r = cgi_resolve(&bin, "/cgi", "/run.sh/extra/path").expect("run.sh");
         assert_eq!((r.script_name.as_str(), r.path_info.as_str()), ("/cgi/run.sh", "/extra/path"));
         // Doubled slashes and dot segments do not eat PATH_INFO.
@@ -688,14 +694,7 @@ mod cgi_tests {
 
     #[test]
     fn programs_found_are_trusted_for_a_second_and_bounded() {
-        let t = tempfile::tempdir().expect("tempdir");
-        let bin = t.path().join("cgi-bin");
-        std::fs::create_dir_all(bin.join("sub")).expect("mkdir");
-        for (name, mode) in [("run.sh", 0o755), ("data.txt", 0o644), ("sub/deep.py", 0o755)] {
-            let p = bin.join(name);
-            std::fs::write(&p, "#!/bin/sh\n").expect("write");
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-        }
+        let (_t, bin) = cgi_bin();
         let mut cache = CgiCache::default();
         let t0 = Instant::now();
         let mut look = |rest: &str, at: Instant| cgi_lookup_cached(&bin, "/cgi", rest, &mut cache, at);

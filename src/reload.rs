@@ -161,15 +161,7 @@ impl ErrorPage {
                 format!("{} bytes, over {MAX_ERROR_PAGE}", stamp.len),
             ));
         }
-        let mut out = vec![0; stamp.len as usize];
-        let mut got = 0;
-        while got < out.len() {
-            match h.read(&mut out[got..])? {
-                0 => break,
-                n => got += n,
-            }
-        }
-        out.truncate(got);
+        let out = warren_vfs::read_all(h.as_mut(), stamp.len)?;
         Ok(Some((out, stamp)))
     }
 }

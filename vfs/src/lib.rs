@@ -305,7 +305,13 @@ pub fn read_to_vec(fops: &dyn Fops, path: &VPath, max: u64) -> io::Result<Vec<u8
     if len > max {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {len} bytes, over {max}")));
     }
-    let mut out = vec![0; len as usize];
+    read_all(h.as_mut(), len)
+}
+
+/// Reads up to `len` bytes from an open handle (fewer if it ends first);
+/// the caller has bounded `len`.
+pub fn read_all(h: &mut dyn FileHandle, len: u64) -> io::Result<Vec<u8>> {
+    let mut out = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
     let mut got = 0;
     while got < out.len() {
         match h.read(&mut out[got..])? {
