@@ -21,6 +21,8 @@ pub const QUEUE: usize = 4096;
 const MAX_LINE: usize = 512;
 /// The longest path logged (LOG-1: 255 bytes).
 const MAX_PATH: usize = 255;
+/// The longest method logged (a method is a short token).
+const MAX_METHOD: usize = 32;
 
 /// One vhost's access log.
 #[derive(Debug)]
@@ -75,25 +77,33 @@ impl AccessLog {
 
     /// Logs one transaction; never blocks.
     pub(crate) fn log(&self, peer: SocketAddr, e: &Entry, status: u16, bytes: u64) {
-        let mut line = String::with_capacity(200);
-        let when = httpdate_clf(SystemTime::now());
-        let _ = write!(line, "{} - - [{when}] \"", peer.ip());
-        escape_into(&mut line, &e.method, usize::MAX);
-        line.push(' ');
-        escape_into(&mut line, &e.path, MAX_PATH);
-        let _ = write!(line, " {}\" {status} {bytes} \"", e.proto);
-        escape_into(&mut line, &e.referer, usize::MAX);
-        line.push_str("\" \"");
-        escape_into(&mut line, &e.user_agent, usize::MAX);
-        line.push('"');
-        if line.len() > MAX_LINE - 1 {
-            line.truncate(escaped_boundary(&line, MAX_LINE - 1));
-        }
-        line.push('\n');
+        let line = format_line(peer, e, status, bytes, &httpdate_clf(SystemTime::now()));
         if let Err(TrySendError::Full(_)) = self.tx.try_send(line) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// One line, at most [`MAX_LINE`] bytes with its newline, every field
+/// present and quoted: the path gets up to [`MAX_PATH`] bytes, the referer
+/// half of what is left, the user agent the rest (a long referer cannot
+/// push the user agent, or a closing quote, off the line).
+fn format_line(peer: SocketAddr, e: &Entry, status: u16, bytes: u64, when: &str) -> String {
+    let mut line = String::with_capacity(200);
+    let _ = write!(line, "{} - - [{when}] \"", peer.ip());
+    escape_into(&mut line, &e.method, MAX_METHOD);
+    line.push(' ');
+    escape_into(&mut line, &e.path, MAX_PATH);
+    let _ = write!(line, " {}\" {status} {bytes} \"", e.proto);
+    // Left for the two fields: less their quotes, the space and "\n".
+    let room = |line: &String| MAX_LINE.saturating_sub(line.len() + 5);
+    let referer = room(&line) / 2;
+    escape_into(&mut line, &e.referer, referer);
+    line.push_str("\" \"");
+    let agent = room(&line);
+    escape_into(&mut line, &e.user_agent, agent);
+    line.push_str("\"\n");
+    line
 }
 
 /// Appends `s` to `out` escaped as Apache escapes log items, so a field can
@@ -133,26 +143,6 @@ pub(crate) fn log_safe(s: &str, max: usize) -> String {
     out
 }
 
-/// The longest prefix of an escaped line, at most `max` bytes, that does
-/// not end inside an escape (the line is ASCII).
-fn escaped_boundary(line: &str, max: usize) -> usize {
-    let bytes = line.as_bytes();
-    let (mut i, mut cut) = (0, 0);
-    while i < bytes.len() {
-        let len = match (bytes[i], bytes.get(i + 1)) {
-            (b'\\', Some(b'x')) => 4,
-            (b'\\', _) => 2,
-            _ => 1,
-        };
-        if i + len > max {
-            break;
-        }
-        i += len;
-        cut = i;
-    }
-    cut.min(line.len())
-}
-
 /// `10/Oct/2000:13:55:36 +0000` (UTC; warren does not read time zones).
 fn httpdate_clf(t: SystemTime) -> String {
     // httpdate gives "Tue, 10 Oct 2000 13:55:36 GMT".
@@ -181,6 +171,24 @@ mod tests {
     }
 
     #[test]
+    fn a_long_line_keeps_every_field_and_its_quotes() {
+        let long = "r".repeat(2000);
+        let e = Entry {
+            method: "M".repeat(100),
+            path: format!("/{}", "p".repeat(1000)),
+            proto: "HTTP/1.1",
+            referer: long.clone(),
+            user_agent: format!("agent{long}"),
+        };
+        let peer: SocketAddr = "[2001:db8::1]:4000".parse().expect("addr");
+        let line = format_line(peer, &e, 200, u64::MAX, "10/Oct/2000:13:55:36 +0000");
+        assert!(line.len() <= MAX_LINE, "{}", line.len());
+        assert!(line.ends_with("\"\n"), "{line}");
+        assert_eq!(line.matches('"').count(), 6, "three quoted fields: {line}");
+        assert!(line.contains("\" \"agent"), "the user agent is there: {line}");
+    }
+
+    #[test]
     fn fields_are_escaped_as_apache_does() {
         // Issue 10 item 4: a decoded %0a in a path wrote a second line.
         assert_eq!(
@@ -195,10 +203,5 @@ mod tests {
         assert_eq!(escaped("ab\ncd", 4), "ab");
         assert_eq!(escaped("ab\ncd", 6), r"ab\x0a");
         assert_eq!(escaped("a\"b", 2), "a");
-        let line = r#"x "a\x0a\"b"#;
-        assert_eq!(&line[..escaped_boundary(line, 7)], r#"x "a"#);
-        assert_eq!(&line[..escaped_boundary(line, 8)], r#"x "a\x0a"#);
-        assert_eq!(&line[..escaped_boundary(line, 9)], r#"x "a\x0a"#);
-        assert_eq!(&line[..escaped_boundary(line, 10)], r#"x "a\x0a\""#);
     }
 }
