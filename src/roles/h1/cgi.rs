@@ -7,14 +7,15 @@
 //! `impl Conn` block next to the state machine in the parent module.
 
 use super::{
-    body_reading, log_path, open_error_status, strip_port, Close, Conn, Reading, Writing, CGI_SLOT_WAIT,
-    MAX_LOCAL_REDIRECTS, READ_CHUNK,
+    body_reading, log_path, open_error_status, Close, Conn, Reading, Writing, CGI_SLOT_WAIT, MAX_LOCAL_REDIRECTS,
+    READ_CHUNK,
 };
 use crate::http::request::{self, Framing, Limits as HeadLimits, Request};
 use crate::http::Version;
 use crate::mount::{self, Origin};
 use crate::roles::cgi::{CgiRun, Exit, OutFraming, EXIT_WAIT};
 use crate::service::Shared;
+use crate::vhost::strip_port;
 use crate::wsi::{begin_head, end_head, BodyFraming, HeadEnv};
 use std::io;
 

@@ -18,6 +18,7 @@ use crate::protocol::{Action, Command, Cx, RawEvent, Session, Writer, WsiId};
 use crate::roles::cgi::CgiRun;
 use crate::roles::ws::{Upgrade, WsConn};
 use crate::service::Shared;
+use crate::vhost::{plain_host, select_vhost};
 use crate::ws::handshake::{self, Refusal};
 use crate::wsi::{
     begin_head, end_head, error_response, BodyFraming, CbResp, HeadEnv, Out, ResponseWriter, Transport, TxInfo,
@@ -1759,48 +1760,6 @@ fn whole_seconds(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// VH-1: among the vhosts of a listener, the one named by `host` (port
-/// stripped, case-insensitive), else the nearest wildcard parent
-/// (`a.b.example.com` → `example.com`), else the first.
-fn select_vhost(vhosts: &[VhostInfo], candidates: &[usize], host: Option<&str>) -> usize {
-    let first = candidates.first().copied().unwrap_or(0);
-    let Some(host) = host.map(strip_port) else { return first };
-    if candidates.len() == 1 {
-        return first;
-    }
-    if let Some(&v) = candidates.iter().find(|&&v| vhosts[v].name.eq_ignore_ascii_case(host)) {
-        return v;
-    }
-    let parent = candidates
-        .iter()
-        .filter(|&&v| {
-            let name = vhosts[v].name.as_bytes();
-            let h = host.as_bytes();
-            h.len() > name.len() + 1
-                && h[h.len() - name.len() - 1] == b'.'
-                && h[h.len() - name.len()..].eq_ignore_ascii_case(name)
-        })
-        .max_by_key(|&&v| vhosts[v].name.len());
-    parent.copied().unwrap_or(first)
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |i| &host[..=i]);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
-}
-
-/// A Host value we are willing to echo into a Location header.
-fn plain_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 255
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
-}
-
 /// The path as the client sent it (still percent-encoded), for Location.
 /// Leading `/` runs are collapsed so the result can never read as a
 /// scheme-relative `//host` reference.
@@ -1834,26 +1793,6 @@ fn accepts_gzip(req: &Request) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, SocketAddr};
-
-    fn vhosts(names: &[&str]) -> Vec<VhostInfo> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        names.iter().map(|n| VhostInfo::new(*n, addr)).collect()
-    }
-
-    #[test]
-    fn vhost_selection() {
-        let v = vhosts(&["first", "abc.com", "x.abc.com", "abc"]);
-        let all = [0, 1, 2, 3];
-        assert_eq!(select_vhost(&v, &all, Some("ABC.com:8080")), 1);
-        assert_eq!(select_vhost(&v, &all, Some("cats.abc.com")), 1);
-        assert_eq!(select_vhost(&v, &all, Some("y.x.abc.com")), 2);
-        assert_eq!(select_vhost(&v, &all, Some("abc")), 3, "no prefix-match bug");
-        assert_eq!(select_vhost(&v, &all, Some("ab")), 0);
-        assert_eq!(select_vhost(&v, &all, None), 0);
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("h:x"), "h:x");
-    }
 
     #[test]
     fn gzip_acceptance() {
