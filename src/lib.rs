@@ -51,6 +51,7 @@ mod reload;
 mod roles;
 mod service;
 mod timer;
+mod vhost;
 pub mod ws;
 mod wsi;
 

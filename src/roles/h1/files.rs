@@ -1,0 +1,299 @@
+//! Files on an HTTP/1 connection: streaming a file's body (by `sendfile`
+//! or bounded reads), multipart/byteranges, a file sent through a
+//! protocol's ProcessHtml (FILE-9), waiting for a file that is not ready,
+//! and the media type and gzip negotiation helpers `serve_file` uses.
+
+use super::{log_path, Close, Conn, Writing, FILE_WAIT, FILE_WAIT_POLL, READ_CHUNK, SENDFILE_CHUNK};
+use crate::http::request::Request;
+use crate::http::Version;
+use crate::protocol::RawEvent;
+use crate::service::Shared;
+use crate::wsi::{begin_head, end_head, BodyFraming, HeadEnv, Out};
+use std::io;
+use std::io::SeekFrom;
+use warren_vfs::{FileHandle, VPath};
+
+impl Conn {
+    pub(super) fn send_file_chunk(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        let Conn { writing, out, key, .. } = self;
+        let Writing::File { file, remaining } = writing else { return Ok(false) };
+        if *remaining == 0 {
+            *writing = Writing::Complete;
+            return Ok(true);
+        }
+        send_chunk(out, file.as_mut(), remaining, sh, *key)
+    }
+
+    /// One piece of an interpreted file: read, hand to the protocol,
+    /// send what it leaves as a chunk (or raw on HTTP/1.0).
+    pub(super) fn interpret_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        let Writing::Interpret { file, remaining } = &mut self.writing else { return Ok(false) };
+        let mut chunk = std::mem::take(&mut sh.tx);
+        chunk.clear();
+        chunk.resize(READ_CHUNK.min(*remaining as usize), 0);
+        let n = match file.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) => {
+                sh.tx = chunk;
+                return Err(e.into());
+            }
+        };
+        if n == 0 && *remaining > 0 {
+            sh.tx = chunk;
+            return Err(Close("file shrank while being sent".into()));
+        }
+        chunk.truncate(n);
+        *remaining -= n as u64;
+        let last = *remaining == 0;
+        let (id, peer) = (self.id(), self.peer);
+        let r = self.dispatch(sh, RawEvent::ProcessHtml(id, peer, &mut chunk, last));
+        if let Err(e) = r {
+            sh.tx = chunk;
+            return Err(e);
+        }
+        if chunk.len() > crate::protocol::HtmlChunk::MAX {
+            sh.tx = chunk;
+            return Err(Close("an interpreting protocol grew a piece past HtmlChunk::MAX".into()));
+        }
+        let chunked = self.tx.version == Version::Http11;
+        let size = format!("{:x}\r\n", chunk.len());
+        let empty = chunk.is_empty();
+        if chunked && !empty {
+            chunk.extend_from_slice(b"\r\n");
+        }
+        if chunked && last {
+            chunk.extend_from_slice(b"0\r\n\r\n");
+        }
+        let r = if chunked && !empty {
+            self.out.write_parts(size.as_bytes(), &chunk)
+        } else {
+            self.out.write(&chunk, false)
+        };
+        sh.tx = chunk;
+        r?;
+        sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+        if last {
+            self.writing = Writing::Complete;
+        }
+        Ok(true)
+    }
+
+    /// One step of a multipart/byteranges body: a part's header, a chunk
+    /// of its bytes, or the closing boundary.
+    pub(super) fn send_multipart_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+        let Conn { writing, out, key, .. } = self;
+        let Writing::Multipart(m) = writing else { return Ok(false) };
+        if m.in_part > 0 {
+            return send_chunk(out, m.file.as_mut(), &mut m.in_part, sh, *key);
+        }
+        let buf = &mut sh.tx;
+        buf.clear();
+        match m.plan.parts.get(m.next) {
+            Some(&(a, b)) => {
+                m.plan.part_header(buf, m.next);
+                m.file.seek(SeekFrom::Start(a))?;
+                m.in_part = b - a + 1;
+                m.next += 1;
+                out.write(buf, true)?;
+            }
+            None => {
+                m.plan.closing(buf);
+                out.write(buf, false)?;
+                *writing = Writing::Complete;
+            }
+        }
+        Ok(true)
+    }
+
+    /// The file for `req` is not ready (`WouldBlock`): wait, reading
+    /// nothing, until the fops says it is done (or poll when it gives
+    /// nothing to wait on). The open is tried again from `on_timer`.
+    pub(super) fn wait_for_file(&mut self, sh: &mut Shared, req: &Request, mount: usize, e: &io::Error) {
+        log::debug!("{}: open {:?}: {e}; waiting", self.peer, log_path(req.path()));
+        let woken = warren_vfs::Pending::of(e).is_some_and(|p| p.wake_on_done(&sh.files_waker));
+        let until = sh.now + FILE_WAIT;
+        self.writing = Writing::FileWait { req: Box::new(req.clone()), mount, until, poll: !woken };
+        sh.timers.set(self.key, if woken { until } else { sh.now + FILE_WAIT_POLL });
+    }
+
+    /// Waiting for a file that was not ready (`wait_for_file`).
+    pub(crate) fn waits_for_file(&self) -> bool {
+        matches!(self.writing, Writing::FileWait { .. })
+    }
+
+    /// Starts an interpreted file (FILE-9): bound to the protocol, sent
+    /// chunked through its ProcessHtml, with no validators or ranges (the
+    /// bytes depend on the protocol).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn serve_interpreted(
+        &mut self,
+        sh: &mut Shared,
+        req: &Request,
+        file: Box<dyn FileHandle>,
+        path: &VPath,
+        status: u16,
+        mount_index: usize,
+        protocol: &str,
+    ) {
+        let vi = self.vhost;
+        let Some(pi) = sh.vhosts[vi].protocols.iter().position(|p| p.name() == protocol) else {
+            // Context::new checked every interpret protocol exists.
+            self.send_error(sh, 500, Some(req));
+            return;
+        };
+        if self.bind(sh, vi, pi).is_err() {
+            self.tx.keep_alive = false;
+            self.send_simple(sh, 500, &[], true);
+            return;
+        }
+        let remaining = file.info().len;
+        let framing = if self.tx.version == Version::Http11 { BodyFraming::Chunked } else { BodyFraming::Close };
+        let Shared { vhosts, date, tx: buf, .. } = sh;
+        let vh = &vhosts[vi];
+        let m = &vh.mounts[mount_index];
+        let name = path.file_name().unwrap_or("");
+        let ctype =
+            if m.extra_mimetypes.is_empty() { Some(content_type(name)) } else { m.content_type_for(name, known_type) };
+        buf.clear();
+        let env = HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
+        let mut head = begin_head(buf, &mut self.tx, status, env);
+        if let Some(t) = ctype {
+            head.header("Content-Type", t);
+        }
+        if let Some(c) = m.cache.map(|c| c.header_value()) {
+            head.header("Cache-Control", &c);
+        }
+        end_head(head, &mut self.tx, framing);
+        if self.tx.head_only {
+            self.send_buffered_from(buf);
+            return;
+        }
+        let r = self.out.write(buf, true);
+        self.writing = Writing::Interpret { file, remaining };
+        if let Err(e) = r {
+            log::debug!("{}: write: {e}", self.peer);
+            self.writing = Writing::Shutdown;
+        }
+    }
+}
+
+/// Sends the next chunk of `file` (up to `remaining` bytes): by
+/// `sendfile` when the handle offers a descriptor, else one bounded read.
+pub(super) fn send_chunk(
+    out: &mut Out,
+    file: &mut dyn FileHandle,
+    remaining: &mut u64,
+    sh: &mut Shared,
+    key: usize,
+) -> Result<bool, Close> {
+    let want = (*remaining).min(SENDFILE_CHUNK);
+    if let Some(span) = file.sendfile_span().filter(|s| s.len > 0) {
+        let len = want.min(span.len) as usize;
+        if let Some(r) = out.sendfile(span.fd, span.offset, len) {
+            return match r? {
+                None => Ok(false),
+                Some(0) => Err(Close("file shrank while being sent".into())),
+                Some(n) => {
+                    file.advance(n as u64)?;
+                    *remaining -= n as u64;
+                    sh.timers.set(key, sh.now + sh.limits.io_timeout);
+                    Ok(true)
+                }
+            };
+        }
+    }
+    let buf = &mut sh.tx;
+    buf.resize(READ_CHUNK.min(want as usize), 0);
+    // A failure here (a CRC mismatch, say) comes after the head: all
+    // that is left is to abort the connection. The fops logged it.
+    let n = file.read(buf)?;
+    if n == 0 {
+        return Err(Close("file shrank while being sent".into()));
+    }
+    *remaining -= n as u64;
+    out.write(&buf[..n], *remaining > 0)?;
+    sh.timers.set(key, sh.now + sh.limits.io_timeout);
+    Ok(true)
+}
+
+/// The media type for a file name if known (quick match, then mime_guess).
+pub(super) fn known_type(name: &str) -> Option<&'static str> {
+    match content_type(name) {
+        "application/octet-stream" if !name.to_ascii_lowercase().ends_with(".bin") => None,
+        t => Some(t),
+    }
+}
+
+/// The media type for a file name: the common web types by a quick
+/// match, the rest from mime_guess; unknown is `application/octet-stream`.
+pub(super) fn content_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
+    let quick = match ext {
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "js" | "mjs" => "text/javascript",
+        "json" => "application/json",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "svg" => "image/svg+xml",
+        "txt" => "text/plain",
+        "woff2" => "font/woff2",
+        "wasm" => "application/wasm",
+        "ico" => "image/x-icon",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "xml" => "text/xml",
+        "pdf" => "application/pdf",
+        "bin" => "application/octet-stream",
+        _ => "",
+    };
+    if !quick.is_empty() {
+        return quick;
+    }
+    mime_guess::from_path(name).first_raw().unwrap_or("application/octet-stream")
+}
+
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3, q-values).
+pub(super) fn accepts_gzip(req: &Request) -> bool {
+    let Some(v) = req.header_str("accept-encoding") else { return false };
+    let mut star = None;
+    for item in v.split(',') {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            return q > 0.0;
+        }
+        if coding == "*" {
+            star = Some(q > 0.0);
+        }
+    }
+    star.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{self, Limits as HeadLimits};
+
+    #[test]
+    fn gzip_acceptance() {
+        let req = |ae: &str| {
+            let raw = format!("GET / HTTP/1.1\r\nHost: h\r\nAccept-Encoding: {ae}\r\n\r\n");
+            let limits = HeadLimits { max_head: 8192, max_uri: 4096 };
+            match request::parse(raw.as_bytes(), limits) {
+                Ok(Some((r, _))) => r,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(accepts_gzip(&req("gzip, deflate")));
+        assert!(accepts_gzip(&req("br;q=1.0, gzip;q=0.5")));
+        assert!(!accepts_gzip(&req("gzip;q=0")));
+        assert!(!accepts_gzip(&req("identity")));
+        assert!(accepts_gzip(&req("*")));
+        assert!(!accepts_gzip(&req("*;q=0")));
+    }
+}

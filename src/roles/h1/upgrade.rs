@@ -1,0 +1,88 @@
+//! The WebSocket upgrade of an HTTP/1 connection: checking the handshake,
+//! binding the protocol it names, writing the 101, and handing the
+//! connection over to the ws role.
+
+use super::Conn;
+use crate::http::request::Request;
+use crate::roles::ws::{Upgrade, WsConn};
+use crate::service::Shared;
+use crate::ws::handshake::{self, Refusal};
+use std::sync::atomic::Ordering;
+
+impl Conn {
+    /// Answers a WebSocket upgrade (WS-1..4): refused with 400/426 and the
+    /// styled page, or accepted with a 101, after which the service hands
+    /// the connection to the ws role.
+    pub(super) fn upgrade_to_ws(&mut self, sh: &mut Shared, req: Request) {
+        self.unbind(sh);
+        self.skip_body(&req);
+        let vhost = &sh.vhosts[self.vhost];
+        // Bytes after the head would be taken as frames: refuse a body.
+        let body =
+            if self.body_unread { Err(Refusal::BadRequest("a WebSocket upgrade cannot carry a body")) } else { Ok(()) };
+        let chosen = body.and_then(|()| handshake::check(&req)).and_then(|o| {
+            let found = if o.named_protocol {
+                // WS-2: the first the client names that the vhost has.
+                o.protocols.iter().find_map(|name| vhost.protocols.iter().position(|p| p.name() == name))
+            } else {
+                vhost.default_protocol.as_deref().and_then(|d| vhost.protocols.iter().position(|p| p.name() == d))
+            };
+            match found {
+                Some(p) => Ok((o, p)),
+                None if o.named_protocol => Err(Refusal::BadRequest("none of the subprotocols offered is served here")),
+                None => Err(Refusal::BadRequest(
+                    "this server has no default WebSocket protocol; name one in Sec-WebSocket-Protocol",
+                )),
+            }
+        });
+        let (offer, protocol) = match chosen {
+            Ok(c) => c,
+            Err(Refusal::Version) => {
+                self.tx.keep_alive = false;
+                return self.send_page(sh, 426, "WebSocket version 13 is required", &[("Sec-WebSocket-Version", "13")]);
+            }
+            Err(Refusal::BadRequest(why)) => {
+                self.tx.keep_alive = false;
+                return self.send_page(sh, 400, why, &[]);
+            }
+        };
+        let name = vhost.protocols[protocol].name().to_string();
+        let takes = crate::ws::deflate::protocol_takes_deflate(vhost.protocols[protocol].rx_buffer_size());
+        let deflate = offer.deflate.filter(|_| vhost.ws_deflate && takes);
+        sh.handle.inner.counters.ws_upgrades.fetch_add(1, Ordering::Relaxed);
+        let buf = &mut sh.tx;
+        buf.clear();
+        buf.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
+        buf.extend_from_slice(b"Sec-WebSocket-Accept: ");
+        buf.extend_from_slice(offer.accept.as_bytes());
+        if offer.named_protocol {
+            buf.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
+            buf.extend_from_slice(name.as_bytes());
+        }
+        if let Some(d) = &deflate {
+            buf.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+            buf.extend_from_slice(d.response().as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n\r\n");
+        let bytes = std::mem::take(buf);
+        self.send_buffered_from(&bytes);
+        sh.tx = bytes;
+        // LOG-1: the upgrade is logged as a 101 on "/path (protocol)".
+        self.tx.status = 101;
+        if let Some(entry) = self.logging.as_mut() {
+            entry.0.path = format!("{} ({name})", entry.0.path);
+        }
+        self.log_transaction(sh);
+        self.upgrade = Some(Box::new(Upgrade { protocol, deflate, request: req }));
+    }
+
+    /// Turns this connection into a WebSocket one after an accepted
+    /// upgrade; returns it with the request that asked (for the
+    /// protocol's established event).
+    pub(crate) fn into_ws(mut self, sh: &Shared) -> Option<(WsConn, Request)> {
+        let up = self.upgrade.take()?;
+        let input = std::mem::take(&mut self.input);
+        let ws = WsConn::new(self.key, self.generation, self.out, self.peer, self.vhost, &up, input, sh);
+        Some((ws, up.request))
+    }
+}
