@@ -294,3 +294,217 @@ fn precondition_failed(req: &Request, etag: Option<&str>, mod_time: Option<Syste
 fn whole_seconds(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{self, Limits};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const ETAG: &str = "\"00000000000000a1\"";
+    const LM: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    const BEFORE: &str = "Sun, 06 Nov 1994 08:49:36 GMT";
+    const AFTER: &str = "Sun, 06 Nov 1994 08:49:38 GMT";
+
+    fn req(method: &str, headers: &[(&str, &str)]) -> Request {
+        let mut raw = format!("{method} /f.txt HTTP/1.1\r\nHost: h\r\n");
+        for (n, v) in headers {
+            raw.push_str(&format!("{n}: {v}\r\n"));
+        }
+        raw.push_str("\r\n");
+        match request::parse(raw.as_bytes(), Limits { max_head: 8192, max_uri: 4096 }) {
+            Ok(Some((r, _))) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn file() -> FileMeta<'static> {
+        FileMeta {
+            len: 100,
+            // 784111777 is LM.
+            mod_time: Some(UNIX_EPOCH + Duration::from_millis(784_111_777_400)),
+            version: 0xa1,
+            etag: Some(ETAG),
+            last_modified: Some(LM),
+            content_type: Some("text/plain"),
+            gzip: false,
+            negotiated: false,
+        }
+    }
+
+    const OK: FilePolicy<'static> = FilePolicy { status: 200, cache_control: Some("no-store") };
+
+    fn plan(method: &str, headers: &[(&str, &str)]) -> FilePlan<'static> {
+        plan_file(&req(method, headers), &file(), &OK)
+    }
+
+    fn headers(p: &FilePlan<'_>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        p.each_header(|n, v| out.push((n.to_string(), v.to_string())));
+        out
+    }
+
+    #[test]
+    fn plain_get_is_the_whole_file_with_every_field() {
+        let p = plan("GET", &[]);
+        assert_eq!((p.status, &p.body), (200, &FileBody::Whole(100)));
+        let h = headers(&p);
+        let want = [
+            ("Content-Type", "text/plain"),
+            ("Accept-Ranges", "bytes"),
+            ("Last-Modified", LM),
+            ("ETag", ETAG),
+            ("Cache-Control", "no-store"),
+        ];
+        assert_eq!(h, want.map(|(n, v)| (n.to_string(), v.to_string())));
+    }
+
+    #[test]
+    fn preconditions_in_rfc_9110_order() {
+        // Step 1: If-Match, strong comparison; `*` matches.
+        assert_eq!(plan("GET", &[("If-Match", ETAG)]).status, 200);
+        assert_eq!(plan("GET", &[("If-Match", "\"x\", *")]).status, 200);
+        assert_eq!(plan("GET", &[("If-Match", "\"other\"")]).status, 412);
+        assert_eq!(plan("GET", &[("If-Match", &format!("W/{ETAG}"))]).status, 412, "weak never matches");
+        // Step 2: If-Unmodified-Since, only without If-Match.
+        assert_eq!(plan("GET", &[("If-Unmodified-Since", BEFORE)]).status, 412);
+        assert_eq!(plan("GET", &[("If-Unmodified-Since", LM)]).status, 200, "same second is unmodified");
+        assert_eq!(plan("GET", &[("If-Unmodified-Since", "garbage")]).status, 200);
+        assert_eq!(plan("GET", &[("If-Match", ETAG), ("If-Unmodified-Since", BEFORE)]).status, 200);
+        // 412 before 304, and before ranges.
+        let p = plan("GET", &[("If-Match", "\"other\""), ("If-None-Match", ETAG), ("Range", "bytes=0-1")]);
+        assert_eq!((p.status, &p.body, headers(&p)), (412, &FileBody::Page, vec![]));
+        // Step 3: If-None-Match, weak comparison; `*`.
+        assert_eq!(plan("GET", &[("If-None-Match", ETAG)]).status, 304);
+        assert_eq!(plan("HEAD", &[("If-None-Match", &format!("\"x\", W/{ETAG}"))]).status, 304);
+        assert_eq!(plan("GET", &[("If-None-Match", "*")]).status, 304);
+        assert_eq!(plan("GET", &[("If-None-Match", "\"other\"")]).status, 200);
+        // Step 4: If-Modified-Since, only without If-None-Match.
+        assert_eq!(plan("GET", &[("If-Modified-Since", LM)]).status, 304);
+        assert_eq!(plan("GET", &[("If-Modified-Since", AFTER)]).status, 304);
+        assert_eq!(plan("GET", &[("If-Modified-Since", BEFORE)]).status, 200);
+        assert_eq!(plan("GET", &[("If-None-Match", "\"other\""), ("If-Modified-Since", LM)]).status, 200);
+        // 304 wins over Range.
+        let p = plan("GET", &[("If-None-Match", ETAG), ("Range", "bytes=0-1")]);
+        assert_eq!((p.status, &p.body), (304, &FileBody::None));
+    }
+
+    #[test]
+    fn no_validators_means_no_conditionals() {
+        let f = FileMeta { etag: None, last_modified: None, mod_time: None, ..file() };
+        let p = |h: &[(&str, &str)]| plan_file(&req("GET", h), &f, &OK).status;
+        assert_eq!(p(&[("If-Match", "*")]), 200);
+        assert_eq!(p(&[("If-Match", ETAG)]), 412);
+        assert_eq!(p(&[("If-None-Match", "*")]), 200);
+        assert_eq!(p(&[("If-Modified-Since", AFTER)]), 200);
+        assert_eq!(p(&[("If-Unmodified-Since", BEFORE)]), 200);
+    }
+
+    #[test]
+    fn not_modified_has_validators_and_vary_only() {
+        let f = FileMeta { negotiated: true, gzip: true, ..file() };
+        let p = plan_file(&req("GET", &[("If-None-Match", ETAG)]), &f, &OK);
+        assert_eq!((p.status, &p.body), (304, &FileBody::None));
+        let want = [("Vary", "Accept-Encoding"), ("Last-Modified", LM), ("ETag", ETAG), ("Cache-Control", "no-store")];
+        assert_eq!(headers(&p), want.map(|(n, v)| (n.to_string(), v.to_string())));
+    }
+
+    #[test]
+    fn error_document_ignores_conditionals_and_ranges() {
+        let nf = FilePolicy { status: 404, cache_control: None };
+        for h in [("If-Match", "\"other\""), ("If-None-Match", ETAG), ("Range", "bytes=0-1")] {
+            let p = plan_file(&req("GET", &[h]), &file(), &nf);
+            assert_eq!((p.status, &p.body, p.accept_ranges), (404, &FileBody::Whole(100), false), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn single_range() {
+        let p = plan("GET", &[("Range", "bytes=10-19")]);
+        assert_eq!((p.status, &p.body), (206, &FileBody::Range { start: 10, len: 10 }));
+        assert_eq!(p.content_range.as_deref(), Some("bytes 10-19/100"));
+        assert!(headers(&p).contains(&("Content-Type".into(), "text/plain".into())));
+        // Overlapping ranges coalesce into one; a suffix; an open end clamped.
+        let p = plan("GET", &[("Range", "bytes=0-5,3-9")]);
+        assert_eq!(p.body, FileBody::Range { start: 0, len: 10 });
+        let p = plan("GET", &[("Range", "bytes=-10")]);
+        assert_eq!(p.content_range.as_deref(), Some("bytes 90-99/100"));
+        let p = plan("GET", &[("Range", "bytes=95-500")]);
+        assert_eq!(p.body, FileBody::Range { start: 95, len: 5 });
+    }
+
+    #[test]
+    fn multiple_ranges_are_multipart() {
+        let p = plan("GET", &[("Range", "bytes=0-0,50-59")]);
+        assert_eq!(p.status, 206);
+        let FileBody::Multipart(m) = &p.body else { panic!("{:?}", p.body) };
+        assert_eq!(m.parts, vec![(0, 0), (50, 59)]);
+        assert_eq!(p.content_range, None);
+        let h = headers(&p);
+        assert_eq!(h[0].0, "Content-Type");
+        assert!(h[0].1.starts_with("multipart/byteranges; boundary=warren-00000000000000a1-"), "{h:?}");
+        let mut part = Vec::new();
+        m.part_header(&mut part, 1);
+        assert!(String::from_utf8_lossy(&part).contains("Content-Type: text/plain\r\nContent-Range: bytes 50-59/100"));
+    }
+
+    #[test]
+    fn unsatisfiable_and_ignored_ranges() {
+        let p = plan("GET", &[("Range", "bytes=100-200")]);
+        assert_eq!((p.status, &p.body), (416, &FileBody::Page));
+        assert_eq!(headers(&p), vec![("Content-Range".into(), "bytes */100".into())]);
+        // Bad syntax or another unit: the whole file.
+        for r in ["bytes=5-1", "lines=0-1", "bytes=x"] {
+            assert_eq!(plan("GET", &[("Range", r)]).body, FileBody::Whole(100), "{r}");
+        }
+    }
+
+    #[test]
+    fn if_range_match_and_mismatch() {
+        let p = |ir: &str| plan("GET", &[("Range", "bytes=0-9"), ("If-Range", ir)]).status;
+        assert_eq!(p(ETAG), 206);
+        assert_eq!(p(LM), 206);
+        assert_eq!(p("\"other\""), 200);
+        assert_eq!(p(&format!("W/{ETAG}")), 200, "a weak tag never matches");
+        assert_eq!(p(BEFORE), 200);
+        // Even an unsatisfiable range is ignored when If-Range fails.
+        assert_eq!(plan("GET", &[("Range", "bytes=500-"), ("If-Range", "\"other\"")]).status, 200);
+    }
+
+    #[test]
+    fn head_ignores_ranges() {
+        let p = plan("HEAD", &[("Range", "bytes=0-9")]);
+        assert_eq!((p.status, &p.body, p.accept_ranges), (200, &FileBody::Whole(100), true));
+        assert_eq!(plan("HEAD", &[("Range", "bytes=500-")]).status, 200);
+    }
+
+    #[test]
+    fn negotiated_gzip_is_not_rangeable_and_varies() {
+        let f = FileMeta { len: 40, gzip: true, negotiated: true, ..file() };
+        let p = plan_file(&req("GET", &[("Range", "bytes=0-9")]), &f, &OK);
+        assert_eq!((p.status, &p.body), (200, &FileBody::Whole(40)));
+        let h = headers(&p);
+        assert!(h.contains(&("Content-Encoding".into(), "gzip".into())), "{h:?}");
+        assert!(h.contains(&("Vary".into(), "Accept-Encoding".into())), "{h:?}");
+        assert!(!h.iter().any(|(n, _)| n == "Accept-Ranges"), "{h:?}");
+        // A stored .gz served as is (not negotiated): gzip, rangeable, no Vary.
+        let f = FileMeta { gzip: true, negotiated: false, ..file() };
+        let p = plan_file(&req("GET", &[("Range", "bytes=0-9")]), &f, &OK);
+        assert_eq!(p.status, 206);
+        assert!(p.gzip && !p.vary);
+    }
+
+    #[test]
+    fn no_content_type_or_cache_control_when_none_is_given() {
+        let f = FileMeta { content_type: None, ..file() };
+        let p = plan_file(&req("GET", &[]), &f, &FilePolicy { status: 200, cache_control: None });
+        let h = headers(&p);
+        assert!(!h.iter().any(|(n, _)| n == "Content-Type" || n == "Cache-Control"), "{h:?}");
+        // Multipart parts fall back to octet-stream.
+        let p = plan_file(&req("GET", &[("Range", "bytes=0-0,5-5")]), &f, &OK);
+        let FileBody::Multipart(m) = &p.body else { panic!() };
+        let mut part = Vec::new();
+        m.part_header(&mut part, 0);
+        assert!(String::from_utf8_lossy(&part).contains("Content-Type: application/octet-stream\r\n"));
+    }
+}
