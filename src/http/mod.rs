@@ -5,6 +5,7 @@ pub mod body;
 pub mod cache;
 pub mod encode;
 pub mod error_page;
+pub(crate) mod plan;
 pub mod range;
 pub mod request;
 pub mod uri;

@@ -10,7 +10,7 @@
 
 use crate::auth;
 use crate::context::VhostInfo;
-use crate::http::range::{self, Ranges};
+use crate::http::plan::{plan_file, FileBody, FileMeta, FilePolicy, Multipart};
 use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Method, Request};
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
@@ -750,96 +750,60 @@ impl Conn {
         });
         let etag = (!etag.is_empty()).then_some(&**etag);
         let last_modified = (!last_modified.is_empty()).then_some(&**last_modified);
-        if status == 200 && precondition_failed(req, etag, info.mod_time) {
-            // RFC 9110 §13.2.2 steps 1-2, before anything else is decided.
-            self.send_simple(sh, 412, &[], true);
-            return;
-        }
-        let fresh = status == 200 && not_modified(req, etag, info.mod_time);
-        // Ranges apply to GETs of files whose bytes do not depend on the
-        // client: not to gzip/inflated zip entries (RANGE-5 [REC]).
-        let rangeable = status == 200 && !info.flags.contains(FileFlags::NEGOTIATED);
-        let ranges = match req.header_str("range") {
-            Some(v)
-                if rangeable && !fresh && req.method() == Method::Get && if_range_holds(req, etag, last_modified) =>
-            {
-                range::parse(v, info.len)
-            }
-            _ => Ranges::Ignore,
+        let m = &sh.vhosts[self.vhost].mounts[mount_index];
+        let cache = m.cache.map(|c| c.header_value());
+        // PERF: borrowed, not copied: the content type is on every response.
+        let name = path.file_name().unwrap_or("");
+        let content_type: Option<&str> =
+            if m.extra_mimetypes.is_empty() { Some(content_type(name)) } else { m.content_type_for(name, known_type) };
+        let meta = FileMeta {
+            len: info.len,
+            mod_time: info.mod_time,
+            version: info.version.unwrap_or(0),
+            etag,
+            last_modified,
+            content_type,
+            gzip: gz,
+            negotiated: info.flags.contains(FileFlags::NEGOTIATED),
         };
-        let cache = sh.vhosts[self.vhost].mounts[mount_index].cache.map(|c| c.header_value());
-        if ranges == Ranges::Unsatisfiable {
-            let all = format!("bytes */{}", info.len);
-            self.send_simple(sh, 416, &[("Content-Range", &all)], true);
+        let plan = plan_file(req, &meta, &FilePolicy { status, cache_control: cache.as_deref() });
+        if plan.body == FileBody::Page {
+            let status = plan.status;
+            match plan.content_range {
+                Some(r) => self.send_simple(sh, status, &[("Content-Range", &r)], true),
+                None => self.send_simple(sh, status, &[], true),
+            }
             return;
         }
         let mut file = file;
-        let (status, body_start, body_len, parts) = match ranges {
-            Ranges::Satisfiable(parts) if parts.len() == 1 => (206, parts[0].0, parts[0].1 - parts[0].0 + 1, None),
-            Ranges::Satisfiable(parts) => (206, 0, 0, Some(parts)),
-            _ => (if fresh { 304 } else { status }, 0, info.len, None),
-        };
-        let Shared { vhosts, date, tx: buf, validators: _, .. } = sh;
-        let vh = &vhosts[self.vhost];
-        // PERF: borrowed, not copied: the content type is on every response.
-        let name = path.file_name().unwrap_or("");
-        let m = &vh.mounts[mount_index];
-        let ctype: Option<&str> =
-            if m.extra_mimetypes.is_empty() { Some(content_type(name)) } else { m.content_type_for(name, known_type) };
-        let multipart = parts.map(|parts| {
-            let t = ctype.unwrap_or("application/octet-stream").to_string();
-            Multipart::new(parts, t, info.len, info.version.unwrap_or(0))
-        });
+        let buf = &mut sh.tx;
+        let vh = &sh.vhosts[self.vhost];
         buf.clear();
-        let env = HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
-        let mut head = begin_head(buf, &mut self.tx, status, env);
-        if !fresh {
-            match &multipart {
-                Some(m) => head.header("Content-Type", &m.content_type()),
-                None => match ctype {
-                    Some(t) => head.header("Content-Type", t),
-                    None => &mut head,
-                },
-            };
-            if info.encoding == ContentEncoding::Gzip {
-                head.header("Content-Encoding", "gzip");
+        let env = HeadEnv { date: sh.date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
+        let mut head = begin_head(buf, &mut self.tx, plan.status, env);
+        plan.each_header(|n, v| {
+            head.header(n, v);
+        });
+        let (body_start, body_len) = match plan.body {
+            FileBody::None | FileBody::Page => {
+                // RFC 9110 §15.4.5: validators and Vary, no content.
+                end_head(head, &mut self.tx, BodyFraming::None);
+                self.send_buffered_from(buf);
+                return;
             }
-            if rangeable {
-                head.header("Accept-Ranges", "bytes");
+            FileBody::Multipart(m) => {
+                end_head(head, &mut self.tx, BodyFraming::Length(m.body_len()));
+                let r = self.out.write(buf, true);
+                self.writing = Writing::Multipart(Box::new(MultipartSend { file, plan: m, next: 0, in_part: 0 }));
+                if let Err(e) = r {
+                    log::debug!("{}: write: {e}", self.peer);
+                    self.writing = Writing::Shutdown;
+                }
+                return;
             }
-            if status == 206 && multipart.is_none() {
-                let r = format!("bytes {}-{}/{}", body_start, body_start + body_len - 1, info.len);
-                head.header("Content-Range", &r);
-            }
-        }
-        if info.flags.contains(FileFlags::NEGOTIATED) {
-            head.header("Vary", "Accept-Encoding");
-        }
-        if let Some(t) = last_modified {
-            head.header("Last-Modified", t);
-        }
-        if let Some(e) = etag {
-            head.header("ETag", e);
-        }
-        if let Some(c) = &cache {
-            head.header("Cache-Control", c);
-        }
-        if fresh {
-            // RFC 9110 §15.4.5: validators and Vary, no content.
-            end_head(head, &mut self.tx, BodyFraming::None);
-            self.send_buffered_from(buf);
-            return;
-        }
-        if let Some(m) = multipart {
-            end_head(head, &mut self.tx, BodyFraming::Length(m.body_len()));
-            let r = self.out.write(buf, true);
-            self.writing = Writing::Multipart(Box::new(MultipartSend { file, plan: m, next: 0, in_part: 0 }));
-            if let Err(e) = r {
-                log::debug!("{}: write: {e}", self.peer);
-                self.writing = Writing::Shutdown;
-            }
-            return;
-        }
+            FileBody::Whole(len) => (0, len),
+            FileBody::Range { start, len } => (start, len),
+        };
         end_head(head, &mut self.tx, BodyFraming::Length(body_len));
         if self.tx.head_only || body_len == 0 {
             self.send_buffered_from(buf);
@@ -1102,69 +1066,6 @@ struct MultipartSend {
     in_part: u64,
 }
 
-/// The parts and framing of a multipart/byteranges body.
-#[derive(Debug)]
-struct Multipart {
-    parts: Vec<(u64, u64)>,
-    boundary: String,
-    ctype: String,
-    len: u64,
-}
-
-impl Multipart {
-    fn new(parts: Vec<(u64, u64)>, ctype: String, len: u64, version: u64) -> Multipart {
-        // A boundary that cannot occur in the file's bytes by accident.
-        let boundary = format!("warren-{version:016x}-{:08x}", parts.len() as u64 ^ len);
-        Multipart { parts, boundary, ctype, len }
-    }
-
-    fn content_type(&self) -> String {
-        format!("multipart/byteranges; boundary={}", self.boundary)
-    }
-
-    fn part_header(&self, buf: &mut Vec<u8>, i: usize) {
-        use std::io::Write;
-        let (a, b) = self.parts[i];
-        let _ = write!(
-            buf,
-            "\r\n--{}\r\nContent-Type: {}\r\nContent-Range: bytes {a}-{b}/{}\r\n\r\n",
-            self.boundary, self.ctype, self.len
-        );
-    }
-
-    fn closing(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(b"\r\n--");
-        buf.extend_from_slice(self.boundary.as_bytes());
-        buf.extend_from_slice(b"--\r\n");
-    }
-
-    /// The exact length of the body: every part header and its bytes,
-    /// and the closing boundary.
-    fn body_len(&self) -> u64 {
-        let mut scratch = Vec::with_capacity(160);
-        let mut total = 0;
-        for (i, &(a, b)) in self.parts.iter().enumerate() {
-            scratch.clear();
-            self.part_header(&mut scratch, i);
-            total += scratch.len() as u64 + (b - a + 1);
-        }
-        scratch.clear();
-        self.closing(&mut scratch);
-        total + scratch.len() as u64
-    }
-}
-
-/// If-Range (RFC 9110 §13.1.5): the range applies only if the validator
-/// matches: an ETag strongly, or a date exactly. No If-Range: it applies.
-fn if_range_holds(req: &Request, etag: Option<&str>, last_modified: Option<&str>) -> bool {
-    match req.header_str("if-range") {
-        None => true,
-        Some(v) if v.starts_with('"') => etag.is_some_and(|e| e == v),
-        Some(v) if v.starts_with("W/") => false,
-        Some(v) => last_modified.is_some_and(|lm| lm == v),
-    }
-}
-
 /// The status for a file that could not be opened.
 fn open_error_status(e: &io::Error) -> u16 {
     // A name too long for the filesystem, or a loop of links, is the
@@ -1196,42 +1097,6 @@ fn log_path(path: &str) -> &str {
         end -= 1;
     }
     &path[..end]
-}
-
-/// Whether the client's copy is current (RFC 9110 §13.1.2, §13.1.3):
-/// If-None-Match, compared weakly against our tag (or `*`), decides when
-/// present; otherwise If-Modified-Since against the modification time.
-fn not_modified(req: &Request, etag: Option<&str>, mod_time: Option<std::time::SystemTime>) -> bool {
-    if let Some(inm) = req.header_str("if-none-match") {
-        let Some(ours) = etag else { return false };
-        let ours = ours.trim_start_matches("W/");
-        return inm.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == ours);
-    }
-    match (req.header_str("if-modified-since").and_then(|v| httpdate::parse_http_date(v).ok()), mod_time) {
-        (Some(since), Some(modified)) => whole_seconds(modified) <= whole_seconds(since),
-        _ => false,
-    }
-}
-
-/// Whether `If-Match` or `If-Unmodified-Since` fails (RFC 9110 §13.1.1,
-/// §13.1.4, evaluated in the order of §13.2.2): `If-Match` needs a strong
-/// match (a weak tag never matches; `*` matches any file we have), and
-/// when present, `If-Unmodified-Since` is not looked at. A date the
-/// file was modified after fails; an unparsable date is ignored.
-fn precondition_failed(req: &Request, etag: Option<&str>, mod_time: Option<std::time::SystemTime>) -> bool {
-    if let Some(im) = req.header_str("if-match") {
-        let strong = etag.filter(|t| !t.starts_with("W/"));
-        return !im.split(',').map(str::trim).any(|t| t == "*" || (strong.is_some() && Some(t) == strong));
-    }
-    match (req.header_str("if-unmodified-since").and_then(|v| httpdate::parse_http_date(v).ok()), mod_time) {
-        (Some(since), Some(modified)) => whole_seconds(modified) > whole_seconds(since),
-        _ => false,
-    }
-}
-
-/// A time as HTTP dates carry it: whole seconds since the epoch.
-fn whole_seconds(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The path as the client sent it (still percent-encoded), for Location.
