@@ -3,17 +3,219 @@
 //! protocol's ProcessHtml (FILE-9), waiting for a file that is not ready,
 //! and the media type and gzip negotiation helpers `serve_file` uses.
 
-use super::{log_path, Close, Conn, Writing, FILE_WAIT, FILE_WAIT_POLL, READ_CHUNK, SENDFILE_CHUNK};
+use super::{
+    log_path, open_error_status, raw_path, Close, Conn, MultipartSend, Writing, FILE_WAIT, FILE_WAIT_POLL, READ_CHUNK,
+    SENDFILE_CHUNK, SMALL_BODY, VALIDATOR_CACHE,
+};
+use crate::http::plan::{plan_file, FileBody, FileMeta, FilePolicy};
+use crate::http::request::Method;
 use crate::http::request::Request;
 use crate::http::Version;
+use crate::mount::Origin;
 use crate::protocol::RawEvent;
 use crate::service::Shared;
 use crate::wsi::{begin_head, end_head, BodyFraming, HeadEnv, Out};
 use std::io;
 use std::io::SeekFrom;
+use warren_vfs::{ContentEncoding, FileFlags, OpenFlags};
 use warren_vfs::{FileHandle, VPath};
 
 impl Conn {
+    pub(super) fn serve_file(&mut self, sh: &mut Shared, req: &Request, mount_index: usize) {
+        if !matches!(req.method(), Method::Get | Method::Head) {
+            self.send_simple(sh, 405, &[("Allow", "GET, HEAD")], true);
+            return;
+        }
+        let vh = &sh.vhosts[self.vhost];
+        let m = &vh.mounts[mount_index];
+        let Origin::File(fops) = &m.origin else { return };
+        let rem = m.remainder(req.path());
+        if rem.is_empty() {
+            let to = format!("{}/", raw_path(req));
+            self.redirect(sh, 301, &to, req);
+            return;
+        }
+        let Ok(vpath) = VPath::new(rem) else {
+            self.send_error(sh, 403, Some(req));
+            return;
+        };
+        let dir_url = rem.ends_with('/');
+        let target = if dir_url { vpath.join(&m.default) } else { Ok(vpath) };
+        let interpreter = match &target {
+            Ok(p) => m.interpreter_for(p.file_name().unwrap_or("")).map(str::to_string),
+            Err(_) => None,
+        };
+        // An interpreted file is read as it is stored, never as gzip.
+        let flags = if accepts_gzip(req) && interpreter.is_none() { OpenFlags::ACCEPT_GZIP } else { OpenFlags::READ };
+        let opened = match target {
+            Ok(p) => fops.open(&p, flags).map(|h| (h, p)),
+            Err(_) => Err(io::ErrorKind::PermissionDenied.into()),
+        };
+        let (file, path) = match opened {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::IsADirectory && !dir_url => {
+                let to = format!("{}/", raw_path(req));
+                self.redirect(sh, 301, &to, req);
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.wait_for_file(sh, req, mount_index, &e);
+                return;
+            }
+            Err(e) => {
+                let status = open_error_status(&e);
+                if status >= 500 {
+                    log::error!("{}: open {:?}: {e}", self.peer, log_path(req.path()));
+                } else {
+                    log::debug!("{}: open {:?}: {e}", self.peer, log_path(req.path()));
+                }
+                self.send_error(sh, status, Some(req));
+                return;
+            }
+        };
+        let status = if vh.error_document_404.as_deref() == Some(req.path()) { 404 } else { 200 };
+        if let Some(protocol) = interpreter {
+            return self.serve_interpreted(sh, req, file, &path, status, mount_index, &protocol);
+        }
+        let info = file.info().clone();
+        let gz = info.encoding == ContentEncoding::Gzip;
+        let stamp = info.mod_time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+        let key = (info.version.unwrap_or(0), gz, stamp);
+        if sh.validators.len() >= VALIDATOR_CACHE {
+            sh.validators.clear();
+        }
+        // PERF: formatting dates and hex per request shows in profiles.
+        let (etag, last_modified) = &*sh.validators.entry(key).or_insert_with(|| {
+            let etag = info.version.map_or(String::new(), |v| format!("\"{v:016x}{}\"", if gz { "-gz" } else { "" }));
+            let lm = info.mod_time.map_or(String::new(), httpdate::fmt_http_date);
+            (etag.into(), lm.into())
+        });
+        let etag = (!etag.is_empty()).then_some(&**etag);
+        let last_modified = (!last_modified.is_empty()).then_some(&**last_modified);
+        let m = &sh.vhosts[self.vhost].mounts[mount_index];
+        let cache = m.cache.map(|c| c.header_value());
+        // PERF: borrowed, not copied: the content type is on every response.
+        let name = path.file_name().unwrap_or("");
+        let content_type: Option<&str> =
+            if m.extra_mimetypes.is_empty() { Some(content_type(name)) } else { m.content_type_for(name, known_type) };
+        let meta = FileMeta {
+            len: info.len,
+            mod_time: info.mod_time,
+            version: info.version.unwrap_or(0),
+            etag,
+            last_modified,
+            content_type,
+            gzip: gz,
+            negotiated: info.flags.contains(FileFlags::NEGOTIATED),
+        };
+        let plan = plan_file(req, &meta, &FilePolicy { status, cache_control: cache.as_deref() });
+        if plan.body == FileBody::Page {
+            let status = plan.status;
+            match plan.content_range {
+                Some(r) => self.send_simple(sh, status, &[("Content-Range", &r)], true),
+                None => self.send_simple(sh, status, &[], true),
+            }
+            return;
+        }
+        let mut file = file;
+        let buf = &mut sh.tx;
+        let vh = &sh.vhosts[self.vhost];
+        buf.clear();
+        let env = HeadEnv { date: sh.date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
+        let mut head = begin_head(buf, &mut self.tx, plan.status, env);
+        plan.each_header(|n, v| {
+            head.header(n, v);
+        });
+        let (body_start, body_len) = match plan.body {
+            FileBody::None | FileBody::Page => {
+                // RFC 9110 §15.4.5: validators and Vary, no content.
+                end_head(head, &mut self.tx, BodyFraming::None);
+                self.send_buffered_from(buf);
+                return;
+            }
+            FileBody::Multipart(m) => {
+                end_head(head, &mut self.tx, BodyFraming::Length(m.body_len()));
+                let r = self.out.write(buf, true);
+                self.writing = Writing::Multipart(Box::new(MultipartSend { file, plan: m, next: 0, in_part: 0 }));
+                if let Err(e) = r {
+                    log::debug!("{}: write: {e}", self.peer);
+                    self.writing = Writing::Shutdown;
+                }
+                return;
+            }
+            FileBody::Whole(len) => (0, len),
+            FileBody::Range { start, len } => (start, len),
+        };
+        end_head(head, &mut self.tx, BodyFraming::Length(body_len));
+        if self.tx.head_only || body_len == 0 {
+            self.send_buffered_from(buf);
+            return;
+        }
+        if body_start > 0 && file.seek(SeekFrom::Start(body_start)).is_err() {
+            self.tx.keep_alive = false;
+            self.send_simple(sh, 500, &[], true);
+            return;
+        }
+        if body_len <= SMALL_BODY as u64 {
+            // PERF: a small body costs one read into the head's buffer and
+            // one send, instead of a send plus a sendfile.
+            let start = buf.len();
+            buf.resize(start + body_len as usize, 0);
+            let mut got = 0;
+            let mut failure = None;
+            while start + got < buf.len() {
+                match file.read(&mut buf[start + got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            if failure.is_some() || got as u64 != body_len {
+                // Nothing has been sent yet: say so with a status.
+                log::error!(
+                    "{}: reading {:?} failed: {}",
+                    self.peer,
+                    log_path(req.path()),
+                    failure.map_or("it shrank".into(), |e| e.to_string())
+                );
+                self.tx.keep_alive = false;
+                self.send_simple(sh, 500, &[], true);
+                return;
+            }
+            self.send_buffered_from(buf);
+            return;
+        }
+        // Bytes that cannot go by sendfile before the first ones that can
+        // (a gzip header before the deflate stream, or a handle with no
+        // descriptor) ride in the head's write.
+        let mut remaining = body_len;
+        let head_len = buf.len();
+        while remaining > 0 && buf.len() - head_len < READ_CHUNK && file.sendfile_span().is_none_or(|s| s.len == 0) {
+            let at = buf.len();
+            buf.resize(at + (READ_CHUNK - (at - head_len)).min(remaining as usize), 0);
+            match file.read(&mut buf[at..]) {
+                Ok(n) if n > 0 => {
+                    buf.truncate(at + n);
+                    remaining -= n as u64;
+                }
+                Ok(_) | Err(_) => {
+                    // Reported when the body step reads again.
+                    buf.truncate(at);
+                    break;
+                }
+            }
+        }
+        let r = self.out.write(buf, remaining > 0);
+        self.writing = if remaining > 0 { Writing::File { file, remaining } } else { Writing::Complete };
+        if let Err(e) = r {
+            log::debug!("{}: write: {e}", self.peer);
+            self.writing = Writing::Shutdown;
+        }
+    }
+
     pub(super) fn send_file_chunk(&mut self, sh: &mut Shared) -> Result<bool, Close> {
         let Conn { writing, out, key, .. } = self;
         let Writing::File { file, remaining } = writing else { return Ok(false) };

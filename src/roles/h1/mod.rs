@@ -10,7 +10,7 @@
 
 use crate::auth;
 use crate::context::VhostInfo;
-use crate::http::plan::{plan_file, FileBody, FileMeta, FilePolicy, Multipart};
+use crate::http::plan::Multipart;
 use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Method, Request};
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
@@ -20,14 +20,13 @@ use crate::roles::ws::Upgrade;
 use crate::service::Shared;
 use crate::vhost::select_vhost;
 use crate::ws::handshake;
-use crate::wsi::{begin_head, end_head, BodyFraming, CbResp, HeadEnv, Out, ResponseWriter, Transport, TxInfo};
+use crate::wsi::{CbResp, HeadEnv, Out, ResponseWriter, Transport, TxInfo};
 use mio::net::TcpStream;
 use std::fmt;
 use std::io;
-use std::io::SeekFrom;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use warren_vfs::{ContentEncoding, FileFlags, FileHandle, OpenFlags, VPath};
+use warren_vfs::FileHandle;
 
 mod callback;
 mod cgi;
@@ -35,7 +34,7 @@ mod files;
 mod respond;
 mod upgrade;
 
-use files::{accepts_gzip, content_type, known_type};
+use files::content_type;
 
 /// Steps a connection may take per service call before others get a turn.
 const BUDGET: usize = 16;
@@ -46,7 +45,7 @@ const SENDFILE_CHUNK: u64 = 2 << 20;
 /// sent with `sendfile`.
 const READ_CHUNK: usize = 16 * 1024;
 /// Formatted validators kept at most (see `Shared::validators`).
-const VALIDATOR_CACHE: usize = 4096;
+pub(super) const VALIDATOR_CACHE: usize = 4096;
 /// How long a request waits for a CGI slot before 503 (it is started as
 /// soon as one frees: `Shared::cgi_waiters`).
 const CGI_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -58,7 +57,7 @@ const FILE_WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(50)
 /// Local CGI redirects followed for one request.
 const MAX_LOCAL_REDIRECTS: u8 = 3;
 /// Bodies up to this size go out in the same write as the head.
-const SMALL_BODY: usize = 32 * 1024;
+pub(super) const SMALL_BODY: usize = 32 * 1024;
 
 /// What the service should do with a connection after serving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -679,201 +678,6 @@ impl Conn {
         }
     }
 
-    fn serve_file(&mut self, sh: &mut Shared, req: &Request, mount_index: usize) {
-        if !matches!(req.method(), Method::Get | Method::Head) {
-            self.send_simple(sh, 405, &[("Allow", "GET, HEAD")], true);
-            return;
-        }
-        let vh = &sh.vhosts[self.vhost];
-        let m = &vh.mounts[mount_index];
-        let Origin::File(fops) = &m.origin else { return };
-        let rem = m.remainder(req.path());
-        if rem.is_empty() {
-            let to = format!("{}/", raw_path(req));
-            self.redirect(sh, 301, &to, req);
-            return;
-        }
-        let Ok(vpath) = VPath::new(rem) else {
-            self.send_error(sh, 403, Some(req));
-            return;
-        };
-        let dir_url = rem.ends_with('/');
-        let target = if dir_url { vpath.join(&m.default) } else { Ok(vpath) };
-        let interpreter = match &target {
-            Ok(p) => m.interpreter_for(p.file_name().unwrap_or("")).map(str::to_string),
-            Err(_) => None,
-        };
-        // An interpreted file is read as it is stored, never as gzip.
-        let flags = if accepts_gzip(req) && interpreter.is_none() { OpenFlags::ACCEPT_GZIP } else { OpenFlags::READ };
-        let opened = match target {
-            Ok(p) => fops.open(&p, flags).map(|h| (h, p)),
-            Err(_) => Err(io::ErrorKind::PermissionDenied.into()),
-        };
-        let (file, path) = match opened {
-            Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::IsADirectory && !dir_url => {
-                let to = format!("{}/", raw_path(req));
-                self.redirect(sh, 301, &to, req);
-                return;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.wait_for_file(sh, req, mount_index, &e);
-                return;
-            }
-            Err(e) => {
-                let status = open_error_status(&e);
-                if status >= 500 {
-                    log::error!("{}: open {:?}: {e}", self.peer, log_path(req.path()));
-                } else {
-                    log::debug!("{}: open {:?}: {e}", self.peer, log_path(req.path()));
-                }
-                self.send_error(sh, status, Some(req));
-                return;
-            }
-        };
-        let status = if vh.error_document_404.as_deref() == Some(req.path()) { 404 } else { 200 };
-        if let Some(protocol) = interpreter {
-            return self.serve_interpreted(sh, req, file, &path, status, mount_index, &protocol);
-        }
-        let info = file.info().clone();
-        let gz = info.encoding == ContentEncoding::Gzip;
-        let stamp = info.mod_time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
-        let key = (info.version.unwrap_or(0), gz, stamp);
-        if sh.validators.len() >= VALIDATOR_CACHE {
-            sh.validators.clear();
-        }
-        // PERF: formatting dates and hex per request shows in profiles.
-        let (etag, last_modified) = &*sh.validators.entry(key).or_insert_with(|| {
-            let etag = info.version.map_or(String::new(), |v| format!("\"{v:016x}{}\"", if gz { "-gz" } else { "" }));
-            let lm = info.mod_time.map_or(String::new(), httpdate::fmt_http_date);
-            (etag.into(), lm.into())
-        });
-        let etag = (!etag.is_empty()).then_some(&**etag);
-        let last_modified = (!last_modified.is_empty()).then_some(&**last_modified);
-        let m = &sh.vhosts[self.vhost].mounts[mount_index];
-        let cache = m.cache.map(|c| c.header_value());
-        // PERF: borrowed, not copied: the content type is on every response.
-        let name = path.file_name().unwrap_or("");
-        let content_type: Option<&str> =
-            if m.extra_mimetypes.is_empty() { Some(content_type(name)) } else { m.content_type_for(name, known_type) };
-        let meta = FileMeta {
-            len: info.len,
-            mod_time: info.mod_time,
-            version: info.version.unwrap_or(0),
-            etag,
-            last_modified,
-            content_type,
-            gzip: gz,
-            negotiated: info.flags.contains(FileFlags::NEGOTIATED),
-        };
-        let plan = plan_file(req, &meta, &FilePolicy { status, cache_control: cache.as_deref() });
-        if plan.body == FileBody::Page {
-            let status = plan.status;
-            match plan.content_range {
-                Some(r) => self.send_simple(sh, status, &[("Content-Range", &r)], true),
-                None => self.send_simple(sh, status, &[], true),
-            }
-            return;
-        }
-        let mut file = file;
-        let buf = &mut sh.tx;
-        let vh = &sh.vhosts[self.vhost];
-        buf.clear();
-        let env = HeadEnv { date: sh.date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
-        let mut head = begin_head(buf, &mut self.tx, plan.status, env);
-        plan.each_header(|n, v| {
-            head.header(n, v);
-        });
-        let (body_start, body_len) = match plan.body {
-            FileBody::None | FileBody::Page => {
-                // RFC 9110 §15.4.5: validators and Vary, no content.
-                end_head(head, &mut self.tx, BodyFraming::None);
-                self.send_buffered_from(buf);
-                return;
-            }
-            FileBody::Multipart(m) => {
-                end_head(head, &mut self.tx, BodyFraming::Length(m.body_len()));
-                let r = self.out.write(buf, true);
-                self.writing = Writing::Multipart(Box::new(MultipartSend { file, plan: m, next: 0, in_part: 0 }));
-                if let Err(e) = r {
-                    log::debug!("{}: write: {e}", self.peer);
-                    self.writing = Writing::Shutdown;
-                }
-                return;
-            }
-            FileBody::Whole(len) => (0, len),
-            FileBody::Range { start, len } => (start, len),
-        };
-        end_head(head, &mut self.tx, BodyFraming::Length(body_len));
-        if self.tx.head_only || body_len == 0 {
-            self.send_buffered_from(buf);
-            return;
-        }
-        if body_start > 0 && file.seek(SeekFrom::Start(body_start)).is_err() {
-            self.tx.keep_alive = false;
-            self.send_simple(sh, 500, &[], true);
-            return;
-        }
-        if body_len <= SMALL_BODY as u64 {
-            // PERF: a small body costs one read into the head's buffer and
-            // one send, instead of a send plus a sendfile.
-            let start = buf.len();
-            buf.resize(start + body_len as usize, 0);
-            let mut got = 0;
-            let mut failure = None;
-            while start + got < buf.len() {
-                match file.read(&mut buf[start + got..]) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
-            if failure.is_some() || got as u64 != body_len {
-                // Nothing has been sent yet: say so with a status.
-                log::error!(
-                    "{}: reading {:?} failed: {}",
-                    self.peer,
-                    log_path(req.path()),
-                    failure.map_or("it shrank".into(), |e| e.to_string())
-                );
-                self.tx.keep_alive = false;
-                self.send_simple(sh, 500, &[], true);
-                return;
-            }
-            self.send_buffered_from(buf);
-            return;
-        }
-        // Bytes that cannot go by sendfile before the first ones that can
-        // (a gzip header before the deflate stream, or a handle with no
-        // descriptor) ride in the head's write.
-        let mut remaining = body_len;
-        let head_len = buf.len();
-        while remaining > 0 && buf.len() - head_len < READ_CHUNK && file.sendfile_span().is_none_or(|s| s.len == 0) {
-            let at = buf.len();
-            buf.resize(at + (READ_CHUNK - (at - head_len)).min(remaining as usize), 0);
-            match file.read(&mut buf[at..]) {
-                Ok(n) if n > 0 => {
-                    buf.truncate(at + n);
-                    remaining -= n as u64;
-                }
-                Ok(_) | Err(_) => {
-                    // Reported when the body step reads again.
-                    buf.truncate(at);
-                    break;
-                }
-            }
-        }
-        let r = self.out.write(buf, remaining > 0);
-        self.writing = if remaining > 0 { Writing::File { file, remaining } } else { Writing::Complete };
-        if let Err(e) = r {
-            log::debug!("{}: write: {e}", self.peer);
-            self.writing = Writing::Shutdown;
-        }
-    }
-
     /// The request body cannot go on (bad framing, 400; too slow, 408):
     /// answer with `status` if no response has begun, else close.
     fn body_failed(&mut self, sh: &mut Shared, status: u16, why: &str) -> Result<(), Close> {
@@ -1057,7 +861,7 @@ impl fmt::Display for Conn {
 
 /// A multipart/byteranges body being sent (RFC 9110 §14.6).
 #[derive(Debug)]
-struct MultipartSend {
+pub(super) struct MultipartSend {
     file: Box<dyn FileHandle>,
     plan: Multipart,
     /// The next part to start.
@@ -1067,7 +871,7 @@ struct MultipartSend {
 }
 
 /// The status for a file that could not be opened.
-fn open_error_status(e: &io::Error) -> u16 {
+pub(super) fn open_error_status(e: &io::Error) -> u16 {
     // A name too long for the filesystem, or a loop of links, is the
     // request's fault: nothing by that name can be served.
     if matches!(e.raw_os_error(), Some(libc::ENAMETOOLONG | libc::ELOOP)) {
@@ -1102,7 +906,7 @@ fn log_path(path: &str) -> &str {
 /// The path as the client sent it (still percent-encoded), for Location.
 /// Leading `/` runs are collapsed so the result can never read as a
 /// scheme-relative `//host` reference.
-fn raw_path(req: &Request) -> &str {
+pub(super) fn raw_path(req: &Request) -> &str {
     let path = uri::split_target(req.target()).map_or("/", |t| t.path);
     let trimmed = path.trim_start_matches('/');
     &path[path.len() - trimmed.len() - 1..]
