@@ -59,7 +59,7 @@ pub use context::{
     Context, ContextHandle, ContextInfo, FopsFactory, Limits, Stats, VhostInfo, DEFAULT_WS_HANGUP, DEFAULT_WS_PING,
     MAX_TIMEOUT,
 };
-pub use mount::{cgi_resolve, default_fops, CgiTarget, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
+pub use mount::{default_fops, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
 pub use protocol::{Action, Protocol};
 pub use warren_cgi::Limits as CgiLimits;
 pub use warren_vfs as vfs;

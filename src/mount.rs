@@ -33,8 +33,8 @@ pub enum Origin {
     },
     /// CGI (`cgi://PATH`): one program, which gets the path below the
     /// mountpoint as `PATH_INFO`, or a directory of programs (the first
-    /// segment naming an executable file is the script); see
-    /// [`cgi_resolve`].
+    /// segment naming an executable file is the script; paths through
+    /// linked directories never leave the directory). See docs/cgi.md.
     Cgi(PathBuf),
 }
 
@@ -393,7 +393,7 @@ mod tests {
 /// `PATH_INFO` (the rest). Ready for the CGI role; no request reaches it
 /// yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CgiTarget {
+pub(crate) struct CgiTarget {
     /// The executable to run.
     pub program: PathBuf,
     /// The URL path naming the program.
@@ -410,7 +410,8 @@ pub struct CgiTarget {
 /// path that is a symbolic link must resolve beneath the mount's
 /// directory, so nothing outside it can be named (the script itself may
 /// be a link to a program anywhere). `None`: no such script.
-pub fn cgi_resolve(origin: &Path, mountpoint: &str, remainder: &str) -> Option<CgiTarget> {
+#[cfg(test)]
+pub(crate) fn cgi_resolve(origin: &Path, mountpoint: &str, remainder: &str) -> Option<CgiTarget> {
     cgi_lookup(origin, mountpoint, remainder).ok()
 }
 
@@ -503,6 +504,7 @@ fn executable(p: &Path) -> bool {
 }
 
 /// [`cgi_resolve`], saying why when there is nothing to run.
+#[cfg(test)]
 pub(crate) fn cgi_lookup(origin: &Path, mountpoint: &str, remainder: &str) -> Result<CgiTarget, CgiRefusal> {
     cgi_lookup_cached(origin, mountpoint, remainder, &mut CgiCache::default(), Instant::now())
 }

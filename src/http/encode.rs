@@ -57,7 +57,7 @@ impl<'a> ResponseHead<'a> {
 
 /// The current time as an HTTP date, formatted at most once a second.
 #[derive(Debug)]
-pub struct DateCache {
+pub(crate) struct DateCache {
     secs: u64,
     text: String,
 }
@@ -86,6 +86,7 @@ impl DateCache {
     }
 
     /// Refreshes, then returns the date.
+    #[cfg(test)]
     pub fn now(&mut self) -> &str {
         self.refresh();
         &self.text
