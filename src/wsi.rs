@@ -466,8 +466,7 @@ const RESERVED: [&str; 5] = ["content-length", "transfer-encoding", "connection"
 /// Checks a protocol-supplied field: a token name, not one the server
 /// owns, and a value without CR, LF or NUL (no response splitting).
 fn check_header(name: &str, value: &str) -> io::Result<()> {
-    let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !token || RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+    if !crate::http::is_token(name) || RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
         return Err(misuse("header name not allowed"));
     }
     if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {

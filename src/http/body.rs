@@ -1,5 +1,7 @@
 //! Request body decoding: `Content-Length` and `chunked` (RFC 9112 §7.1).
 
+use super::is_tchar;
+
 /// The longest chunk-size line extension we skip over, per chunk.
 pub const CHUNK_EXTENSION_LIMIT: usize = 4096;
 /// The most trailer bytes we skip over, per request.
@@ -123,11 +125,6 @@ impl BodyDecoder {
             BodyDecoder::Chunked(state) => state.decode(input),
         }
     }
-}
-
-/// A byte of a field name (RFC 9110 §5.6.2 `tchar`).
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 impl Chunked {

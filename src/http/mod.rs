@@ -74,14 +74,23 @@ pub fn reason(status: u16) -> &'static str {
 /// no control character but tab (§5.5), so no CR or LF can start another
 /// field or end the head.
 pub fn field_problem(name: &str, value: &str) -> Option<&'static str> {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
+    if !is_token(name) {
         return Some("a header name is letters, digits and !#$%&'*+-.^_`|~ only (no spaces, colons or line breaks)");
     }
     if value.chars().any(|c| c.is_control() && c != '\t') {
         return Some("a header value cannot hold line breaks or other control characters");
     }
     None
+}
+
+/// Whether `s` is a token (RFC 9110 §5.6.2): a field name, a method.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
+/// A byte of a token (RFC 9110 §5.6.2 `tchar`).
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Header fields the server owns: set from configuration they would

@@ -37,7 +37,13 @@ impl Conn {
         let target = match looked {
             Ok(t) => t,
             Err(why) => {
-                log::info!("{}: cgi {:?}: refused ({}): {}", self.peer, log_path(req.path()), why.status(), why.why());
+                log::info!(
+                    "{}: cgi \"{}\": refused ({}): {}",
+                    self.peer,
+                    log_path(req.path()),
+                    why.status(),
+                    why.why()
+                );
                 self.skip_body(&req);
                 self.send_error(sh, why.status(), Some(&req));
                 return;
@@ -55,7 +61,7 @@ impl Conn {
                 // long or a loop of links (the request's fault) 404.
                 let status = open_error_status(&e);
                 log::info!(
-                    "{}: cgi {:?}: refused ({status}): PATH_TRANSLATED for {:?}: {e}",
+                    "{}: cgi \"{}\": refused ({status}): PATH_TRANSLATED for \"{}\": {e}",
                     self.peer,
                     log_path(req.path()),
                     log_path(&target.path_info)
@@ -72,7 +78,7 @@ impl Conn {
             // CGI-3 [REC]: wait briefly for a slot, reading nothing, in
             // line: the loop starts the first waiter when a slot frees.
             if !sh.cgi_waiters.push(vi, mi, self.key, self.generation) {
-                log::warn!("{}: too many requests wait for CGI slots of {:?}; 503", self.peer, log_path(req.path()));
+                log::warn!("{}: too many requests wait for CGI slots of \"{}\"; 503", self.peer, log_path(req.path()));
                 self.tx.keep_alive = false;
                 self.reading = Reading::Done;
                 self.send_simple(sh, 503, &[("Retry-After", "1")], true);

@@ -65,9 +65,9 @@ impl Conn {
             Err(e) => {
                 let status = open_error_status(&e);
                 if status >= 500 {
-                    log::error!("{}: open {:?}: {e}", self.peer, log_path(req.path()));
+                    log::error!("{}: open \"{}\": {e}", self.peer, log_path(req.path()));
                 } else {
-                    log::debug!("{}: open {:?}: {e}", self.peer, log_path(req.path()));
+                    log::debug!("{}: open \"{}\": {e}", self.peer, log_path(req.path()));
                 }
                 self.send_error(sh, status, Some(req));
                 return;
@@ -176,7 +176,7 @@ impl Conn {
             if failure.is_some() || got as u64 != body_len {
                 // Nothing has been sent yet: say so with a status.
                 log::error!(
-                    "{}: reading {:?} failed: {}",
+                    "{}: reading \"{}\" failed: {}",
                     self.peer,
                     log_path(req.path()),
                     failure.map_or("it shrank".into(), |e| e.to_string())
@@ -311,7 +311,7 @@ impl Conn {
     /// nothing, until the fops says it is done (or poll when it gives
     /// nothing to wait on). The open is tried again from `on_timer`.
     pub(super) fn wait_for_file(&mut self, sh: &mut Shared, req: &Request, mount: usize, e: &io::Error) {
-        log::debug!("{}: open {:?}: {e}; waiting", self.peer, log_path(req.path()));
+        log::debug!("{}: open \"{}\": {e}; waiting", self.peer, log_path(req.path()));
         let woken = warren_vfs::Pending::of(e).is_some_and(|p| p.wake_on_done(&sh.files_waker));
         let until = sh.now + FILE_WAIT;
         self.writing = Writing::FileWait { req: Box::new(req.clone()), mount, until, poll: !woken };

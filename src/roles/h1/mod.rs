@@ -705,7 +705,7 @@ impl Conn {
                     self.serve_cgi(sh, *req, mount, redirects, true);
                 } else if sh.now >= until {
                     sh.cgi_waiters.remove(self.vhost, mount, self.key);
-                    log::warn!("{}: CGI slots of {:?} all busy; 503", self.peer, log_path(req.path()));
+                    log::warn!("{}: CGI slots of \"{}\" all busy; 503", self.peer, log_path(req.path()));
                     self.cgi_paused_rx = false;
                     self.rx_paused = false;
                     self.tx.keep_alive = false;
@@ -731,7 +731,7 @@ impl Conn {
                         sh.timers.set(self.key, next);
                         return Step::Keep;
                     }
-                    log::warn!("{}: {:?} still not ready after {FILE_WAIT:?}; 503", self.peer, log_path(req.path()));
+                    log::warn!("{}: \"{}\" still not ready after {FILE_WAIT:?}; 503", self.peer, log_path(req.path()));
                     self.writing = Writing::Idle;
                     self.send_simple(sh, 503, &[("Retry-After", "1")], true);
                 }
@@ -888,19 +888,11 @@ pub(super) fn open_error_status(e: &io::Error) -> u16 {
     }
 }
 
-/// A request path as the error log shows it: at most 256 bytes of it,
-/// so one request cannot write kilobytes per line (`{:?}` escapes the
-/// control characters).
-fn log_path(path: &str) -> &str {
-    const MAX: usize = 256;
-    if path.len() <= MAX {
-        return path;
-    }
-    let mut end = MAX;
-    while !path.is_char_boundary(end) {
-        end -= 1;
-    }
-    &path[..end]
+/// A request path as the error log shows it: escaped as the access log
+/// escapes fields (no line can be forged) and cut to 256 bytes (one
+/// request cannot write kilobytes per line).
+fn log_path(path: &str) -> String {
+    crate::access_log::log_safe(path, 256)
 }
 
 /// The path as the client sent it (still percent-encoded), for Location.
