@@ -6,39 +6,9 @@
 mod support;
 
 use base64::Engine;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::*;
 use warren::ContextInfo;
-
-/// Warnings logged by the server in this test binary.
-static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            LOGGED.lock().unwrap_or_else(|e| e.into_inner()).push(r.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static LOGGER: Capture = Capture;
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(log::LevelFilter::Warn);
-    }
-}
-
-/// Warnings so far that mention `needle`.
-fn warnings_about(needle: &str) -> usize {
-    LOGGED.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|l| l.contains(needle)).count()
-}
 
 /// Polls `f` until it holds, for at most 20 s (the change is due within
 /// about a second; the margin is for a loaded machine).
@@ -61,7 +31,7 @@ fn fetch(server: &Server, path: &str, extra: &str) -> Response {
 #[test]
 fn edited_credentials_take_effect_and_a_deleted_file_keeps_them() {
     // AUTH-1
-    capture_logs();
+    logs::capture();
     let (t, root) = site();
     let pw = t.path().join("passwords-edited");
     std::fs::write(&pw, "alice:wonderland\n").expect("write");
@@ -79,12 +49,12 @@ fn edited_credentials_take_effect_and_a_deleted_file_keeps_them() {
     std::fs::remove_file(&pw).expect("rm");
     eventually("a warning about the missing file", || {
         fetch(&server, "/index.html", &bob);
-        warnings_about("passwords-edited") > 0
+        logs::count(&["passwords-edited"]) > 0
     });
     assert_eq!(fetch(&server, "/index.html", &bob).status, 200, "the last table read stays");
     assert_eq!(fetch(&server, "/index.html", &alice).status, 401);
     assert_eq!(fetch(&server, "/index.html", "").status, 401);
-    assert_eq!(warnings_about("passwords-edited"), 1, "warned once");
+    assert_eq!(logs::count(&["passwords-edited"]), 1, "warned once");
 
     // Back, empty: nobody gets in.
     std::fs::write(&pw, "").expect("write");
@@ -93,7 +63,7 @@ fn edited_credentials_take_effect_and_a_deleted_file_keeps_them() {
 
 #[test]
 fn edited_error_pages_take_effect_and_a_deleted_one_keeps_its_copy() {
-    capture_logs();
+    logs::capture();
     let (_t, root) = site();
     std::fs::write(root.join("oops-edited.html"), b"<p>first</p>\n").expect("write");
     let server = Server::start(
@@ -111,10 +81,10 @@ fn edited_error_pages_take_effect_and_a_deleted_one_keeps_its_copy() {
     std::fs::remove_file(root.join("oops-edited.html")).expect("rm");
     eventually("a warning about the missing page", || {
         fetch(&server, "/missing", "");
-        warnings_about("oops-edited.html") > 0
+        logs::count(&["oops-edited.html"]) > 0
     });
     assert_eq!(fetch(&server, "/missing", "").text(), "<p>again</p>\n", "the last copy stays");
-    assert_eq!(warnings_about("oops-edited.html"), 1, "warned once");
+    assert_eq!(logs::count(&["oops-edited.html"]), 1, "warned once");
 
     std::fs::write(root.join("oops-edited.html"), b"<p>third, longer</p>\n").expect("write");
     eventually("the page back", || fetch(&server, "/missing", "").text() == "<p>third, longer</p>\n");

@@ -3,6 +3,7 @@
 //! response at a time (Content-Length, chunked, or to EOF).
 #![allow(dead_code)]
 
+pub mod logs;
 pub mod ws;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
