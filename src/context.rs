@@ -468,3 +468,24 @@ impl Context {
         self.service.run()
     }
 }
+
+/// Refuses timeouts past [`MAX_TIMEOUT`] (a deadline the clock cannot
+/// hold would panic later, in the middle of serving).
+pub(crate) fn check_duration(what: &str, d: Duration) -> Result<(), String> {
+    if d > MAX_TIMEOUT {
+        return Err(format!(
+            "{what} of {} s is longer than the most allowed, {} s",
+            d.as_secs(),
+            MAX_TIMEOUT.as_secs()
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_limits(l: &Limits) -> Result<(), String> {
+    check_duration("the header timeout", l.header_timeout)?;
+    check_duration("the io timeout", l.io_timeout)?;
+    check_duration("the linger time", l.linger)?;
+    check_duration("the request body timeout", l.body_timeout)?;
+    check_duration("the WebSocket close timeout", l.ws_close_timeout)
+}

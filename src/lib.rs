@@ -41,6 +41,7 @@
 mod access_log;
 mod auth;
 pub mod config;
+mod conn;
 mod context;
 pub mod http;
 mod mount;

@@ -58,7 +58,8 @@ pub struct Mount {
     pub(crate) origin: Origin,
     pub(crate) default: String,
     pub(crate) cache: Option<crate::http::CachePolicy>,
-    pub(crate) basic_auth: Option<crate::auth::Credentials>,
+    /// The htpasswd-style file of a basic-auth protected mount.
+    pub(crate) basic_auth: Option<PathBuf>,
     pub(crate) extra_mimetypes: Vec<(String, String)>,
     /// FILE-9: file-name suffixes whose files pass through a protocol.
     pub(crate) interpret: Vec<(String, String)>,
@@ -75,10 +76,6 @@ pub(crate) struct CgiConf {
     pub(crate) max_processes: usize,
     pub(crate) limits: warren_cgi::Limits,
     pub(crate) path: Option<String>,
-    /// Programs of this mount running now.
-    pub(crate) running: usize,
-    /// What resolving its paths found lately.
-    pub(crate) cache: CgiCache,
 }
 
 impl Default for CgiConf {
@@ -89,8 +86,6 @@ impl Default for CgiConf {
             max_processes: 64,
             limits: warren_cgi::Limits::default(),
             path: None,
-            running: 0,
-            cache: CgiCache::default(),
         }
     }
 }
@@ -193,7 +188,7 @@ impl Mount {
     /// later (deleted, say) keeps the credentials last read, with a
     /// warning: to lock everyone out, empty it.
     pub fn basic_auth(mut self, file: impl Into<std::path::PathBuf>) -> Mount {
-        self.basic_auth = Some(crate::auth::Credentials::new(file.into()));
+        self.basic_auth = Some(file.into());
         self
     }
 

@@ -2,13 +2,12 @@
 //! wheel, a waker, and the forced-service list. The only module that
 //! polls or registers.
 
-use crate::context::{ContextHandle, ContextInfo, HandleInner, Limits, VhostInfo, MAX_TIMEOUT};
+use crate::conn::{Env, PlainTcp, Step, RX_BUF};
+use crate::context::{check_limits, ContextHandle, ContextInfo, HandleInner, VhostInfo};
 use crate::http::encode::DateCache;
-use crate::mount::Origin;
-use crate::protocol::{Command, Cx, RawEvent, WsiId};
+use crate::protocol::{Command, Cx, RawEvent};
 use crate::roles::cgi::{CgiWaiters, Pipe, Reaper};
-use crate::roles::h1::{Conn, Step};
-use crate::roles::ws::WsConn;
+use crate::roles::Conn;
 use crate::timer::TimerWheel;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -28,11 +27,6 @@ const ACCEPT_BUDGET: usize = 64;
 const FD_RESERVE: usize = 512;
 /// Fewer connections than this and the server refuses to start.
 const MIN_CONNECTIONS: usize = 8;
-/// The per-loop receive buffer every connection borrows while it works.
-/// One per loop, so its size costs nothing per connection; 64 KiB lets a
-/// WebSocket message of that size arrive in one read and leave as one
-/// frame (with 16 KiB, a 64 KiB echo took about ten system calls).
-pub(crate) const RX_BUF: usize = 64 * 1024;
 /// How long accepting pauses when the process is out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -40,10 +34,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 enum Wsi {
     Listen(Listen),
-    Http(Box<Conn>),
-    Ws(Box<WsConn>),
-    /// A slot whose wsi is gone (or, briefly, an HTTP connection turning
-    /// into a WebSocket one). Closed slots stay vacated until the end of
+    /// A connection, whatever its role.
+    Conn(Box<Conn>),
+    /// A slot whose wsi is gone. Closed slots stay vacated until the end of
     /// the loop turn, so that events of the turn still queued for the old
     /// wsi cannot land on a new one that took its token.
     Vacated,
@@ -70,105 +63,14 @@ struct Listen {
     forced: bool,
 }
 
-/// A file's version, whether gzip-encoded, and its mtime in seconds.
-pub(crate) type ValidatorKey = (u64, bool, u64);
-
-/// What every connection of the loop shares: vhosts, buffers, timers.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) vhosts: Vec<VhostInfo>,
-    /// Each vhost's access log, if it has one.
-    pub(crate) access_logs: Vec<Option<crate::access_log::AccessLog>>,
-    /// For each listening socket, its vhosts in creation order.
-    pub(crate) listeners: Vec<Vec<usize>>,
-    pub(crate) limits: Limits,
-    pub(crate) rx: Vec<u8>,
-    pub(crate) tx: Vec<u8>,
-    pub(crate) date: DateCache,
-    /// `ETag` and `Last-Modified` values already formatted, by file
-    /// version and time (cleared when it reaches `VALIDATOR_CACHE`).
-    pub(crate) validators: std::collections::HashMap<ValidatorKey, (Box<str>, Box<str>)>,
-    pub(crate) commands: Vec<Command>,
-    pub(crate) handle: ContextHandle,
-    /// Wakes this loop when a file open that would have blocked may
-    /// succeed (`Pending::wake_on_done`).
-    pub(crate) files_waker: std::task::Waker,
-    pub(crate) timers: TimerWheel,
-    pub(crate) forced: Vec<usize>,
-    pub(crate) now: Instant,
-    /// Protocol timers ([`Cx::schedule`]): when, vhost, protocol.
-    pub(crate) protocol_timers: Vec<(Instant, usize, usize)>,
-    /// CGI programs whose request is over, until they are reaped.
-    pub(crate) reaper: Reaper,
-    /// Requests waiting for a CGI slot, started in order as slots free.
-    pub(crate) cgi_waiters: CgiWaiters,
-    /// Slab tokens of CGI pipes that were closed, to free.
-    pub(crate) dead_pipes: Vec<usize>,
-}
-
-/// What the loop tracks of any connection, whatever its role.
-pub(crate) trait Served {
-    /// The slab key, and the flag saying it is on the forced list.
-    fn forced_slot(&mut self) -> (usize, &mut bool);
-    /// Readiness flags: readable, peer hung up, writable.
-    fn readiness(&mut self) -> (&mut bool, &mut bool, &mut bool);
-}
-
-impl Shared {
-    /// Puts back what a panic may have left taken: a role borrows the
-    /// receive and transmit buffers with `mem::take` while it works, and a
-    /// panic below it (a protocol's callback, a bug) would otherwise leave
-    /// a zero-length receive buffer that makes every later read look like
-    /// a closed peer.
-    pub(crate) fn heal(&mut self) {
-        if self.rx.len() != RX_BUF {
-            self.rx = vec![0; RX_BUF];
-        }
-        self.tx.clear();
-    }
-
-    /// Queues `conn` for service without waiting for an event.
-    pub(crate) fn force(&mut self, conn: &mut impl Served) {
-        let (key, forced) = conn.forced_slot();
-        if !*forced {
-            *forced = true;
-            self.forced.push(key);
-        }
-    }
-
-    /// Applies a callback's requests about connection `id` now (so that a
-    /// pause of rx takes effect before the next byte is delivered),
-    /// returning them in the order they were made; the others stay queued,
-    /// in order, for the service to apply when the connection returns.
-    pub(crate) fn take_commands_for(&mut self, id: WsiId) -> Vec<Command> {
-        if !self.commands.iter().any(|c| c.target() == Some(id)) {
-            return Vec::new();
-        }
-        let (mine, others) = std::mem::take(&mut self.commands).into_iter().partition(|c| c.target() == Some(id));
-        self.commands = others;
-        mine
-    }
-}
-
-/// Sets a connection's readiness flags from an event.
-fn note_readiness(ev: &mio::event::Event, conn: &mut impl Served) {
-    let (readable, hup, writable) = conn.readiness();
-    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-        *readable = true;
-    }
-    if ev.is_read_closed() || ev.is_error() {
-        *hup = true;
-    }
-    if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-        *writable = true;
-    }
-}
-
 /// One service loop.
 pub(crate) struct Service {
     poll: Poll,
     wsis: Slab<Wsi>,
-    sh: Shared,
+    /// What roles may use of the loop.
+    sh: Env,
+    /// Protocol timers ([`Cx::schedule`]): when, vhost, protocol.
+    protocol_timers: Vec<(Instant, usize, usize)>,
     /// Bound address of each listener, and the address it was asked for.
     addrs: Vec<SocketAddr>,
     wanted: Vec<SocketAddr>,
@@ -213,9 +115,9 @@ impl Service {
         };
         let now = Instant::now();
         let reaper = Reaper::new(poll.registry().try_clone().ok());
-        let sh = Shared {
-            access_logs: Vec::new(),
-            vhosts: Vec::new(),
+        let sh = Env {
+            vhosts: Arc::from(Vec::new()),
+            live: Vec::new(),
             listeners: Vec::new(),
             limits: info.limits,
             rx: vec![0; RX_BUF],
@@ -228,7 +130,6 @@ impl Service {
             timers: TimerWheel::new(now),
             forced: Vec::new(),
             now,
-            protocol_timers: Vec::new(),
             reaper,
             cgi_waiters: CgiWaiters::default(),
             dead_pipes: Vec::new(),
@@ -237,6 +138,7 @@ impl Service {
             poll,
             wsis: Slab::new(),
             sh,
+            protocol_timers: Vec::new(),
             addrs: Vec::new(),
             wanted: Vec::new(),
             vhost_listener: Vec::new(),
@@ -252,48 +154,11 @@ impl Service {
         Ok((service, handle))
     }
 
-    /// Resolves a vhost's mounts, checks its protocols, opens its access
-    /// log, and binds its address unless a vhost already listens there.
-    /// Returns the address it listens on.
-    fn attach_vhost(&mut self, mut v: VhostInfo) -> io::Result<SocketAddr> {
-        check_vhost(&v)
-            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("vhost {:?}: {why}", v.name)))?;
-        for m in v.mounts.iter_mut() {
-            if let Origin::Path(path) = &m.origin {
-                let fops = match &self.factory {
-                    Some(f) => f(path),
-                    None => crate::mount::default_fops(path),
-                };
-                m.origin = Origin::File(fops.map_err(|e| {
-                    io::Error::new(e.kind(), format!("vhost {:?}: mount {}: {e}", v.name, m.mountpoint))
-                })?);
-            }
-            let callback = match &m.origin {
-                Origin::Callback(name) => Some(name),
-                _ => None,
-            };
-            for name in callback.into_iter().chain(m.interpret.iter().map(|(_, p)| p)) {
-                if !v.protocols.iter().any(|p| p.name() == name) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "vhost {:?}: mount {} names protocol {name:?}, which the vhost does not have",
-                            v.name, m.mountpoint
-                        ),
-                    ));
-                }
-            }
-        }
-        // Credentials and error pages are read now, not per request.
-        let now = Instant::now();
-        for c in v.mounts.iter_mut().filter_map(|m| m.basic_auth.as_mut()) {
-            c.load(now);
-        }
-        let VhostInfo { mounts, error_pages, .. } = &mut v;
-        for page in error_pages.iter_mut() {
-            page.body(mounts, now);
-        }
-        let log = v.access_log.as_deref().map(crate::access_log::AccessLog::open).transpose()?;
+    /// Builds a vhost (checked, its mounts resolved, its credentials,
+    /// error pages and access log opened) and binds its address unless a
+    /// vhost already listens there. Returns the address it listens on.
+    fn attach_vhost(&mut self, v: VhostInfo) -> io::Result<SocketAddr> {
+        let (v, live) = crate::vhost::build(v, self.factory.as_ref(), Instant::now())?;
         let vi = self.sh.vhosts.len();
         let li = match self.wanted.iter().position(|a| *a == v.listen) {
             Some(li) => li,
@@ -312,8 +177,12 @@ impl Service {
         };
         self.sh.listeners[li].push(vi);
         self.vhost_listener.push(li);
-        self.sh.access_logs.push(log);
-        self.sh.vhosts.push(v);
+        // Vhosts are immutable while they serve: adding one makes a new
+        // table (rare: at start, and on `ContextHandle::add_vhost`).
+        let mut vhosts = self.sh.vhosts.to_vec();
+        vhosts.push(v);
+        self.sh.vhosts = Arc::from(vhosts);
+        self.sh.live.push(live);
         Ok(self.addrs[li])
     }
 
@@ -326,8 +195,8 @@ impl Service {
             let result = self.attach_vhost(v);
             if result.is_ok() {
                 let vi = self.sh.vhosts.len() - 1;
-                let Shared { vhosts, commands, handle, .. } = &mut self.sh;
-                for (pi, p) in vhosts[vi].protocols.iter_mut().enumerate() {
+                let Env { live, commands, handle, .. } = &mut self.sh;
+                for (pi, p) in live[vi].protocols.iter_mut().enumerate() {
                     let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
                     dispatch_guarded(p.as_mut(), &mut cx, RawEvent::ProtocolInit);
                 }
@@ -362,7 +231,7 @@ impl Service {
             let timeout = if self.sh.forced.is_empty() {
                 let now = Instant::now();
                 let wheel = self.sh.timers.next_timeout(now);
-                let mut protocol = self.sh.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
+                let mut protocol = self.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
                 if let Some(at) = self.sh.reaper.next_wake(now) {
                     // The reaper's deadlines (signals due); exits come as
                     // pidfd events, polled only where pidfds are missing
@@ -394,19 +263,17 @@ impl Service {
                     continue;
                 }
                 match self.wsis.get_mut(key) {
-                    Some(Wsi::Http(c)) => {
-                        note_readiness(ev, c.as_mut());
+                    Some(Wsi::Conn(c)) => {
+                        c.core.note_readiness(ev);
                         self.service_conn(key);
-                    }
-                    Some(Wsi::Ws(c)) => {
-                        note_readiness(ev, c.as_mut());
-                        self.service_ws(key);
                     }
                     Some(Wsi::Listen(_)) => self.accept(key),
                     Some(&mut Wsi::CgiPipe { conn, generation, pipe }) => {
-                        if let Some(Wsi::Http(c)) = self.wsis.get_mut(conn) {
-                            if c.generation == generation {
-                                c.cgi_ready(pipe);
+                        if let Some(Wsi::Conn(c)) = self.wsis.get_mut(conn) {
+                            if c.core.generation == generation {
+                                if let Some(h) = c.http() {
+                                    h.cgi_ready(pipe);
+                                }
                                 self.service_conn(conn);
                             }
                         }
@@ -416,8 +283,8 @@ impl Service {
                         // else its connection learns it (the exit status
                         // decides how a chunked body ends).
                         if !self.sh.reaper.on_exit(key, self.sh.now) {
-                            if let Some(Wsi::Http(c)) = self.wsis.get_mut(conn) {
-                                if c.generation == generation {
+                            if let Some(Wsi::Conn(c)) = self.wsis.get_mut(conn) {
+                                if c.core.generation == generation {
                                     self.service_conn(conn);
                                 }
                             }
@@ -430,13 +297,9 @@ impl Service {
             std::mem::swap(&mut forced, &mut self.sh.forced);
             for key in forced.drain(..) {
                 match self.wsis.get_mut(key) {
-                    Some(Wsi::Http(c)) => {
-                        c.forced = false;
+                    Some(Wsi::Conn(c)) => {
+                        c.core.forced = false;
                         self.service_conn(key);
-                    }
-                    Some(Wsi::Ws(c)) => {
-                        c.forced = false;
-                        self.service_ws(key);
                     }
                     Some(Wsi::Listen(l)) => {
                         l.forced = false;
@@ -449,7 +312,7 @@ impl Service {
             self.sh.timers.expire(self.sh.now, &mut expired);
             for key in expired.drain(..) {
                 match self.wsis.get(key) {
-                    Some(Wsi::Http(_) | Wsi::Ws(_)) => self.conn_timer(key),
+                    Some(Wsi::Conn(_)) => self.conn_timer(key),
                     Some(Wsi::Listen(_)) => self.accept(key),
                     Some(Wsi::Vacated | Wsi::CgiPipe { .. } | Wsi::CgiExit { .. }) | None => {}
                 }
@@ -475,7 +338,7 @@ impl Service {
                     let waiting: Vec<usize> = self
                         .wsis
                         .iter()
-                        .filter(|(_, w)| matches!(w, Wsi::Http(c) if c.waits_for_file()))
+                        .filter(|(_, w)| matches!(w, Wsi::Conn(c) if c.waits_for_file()))
                         .map(|(k, _)| k)
                         .collect();
                     for key in waiting {
@@ -488,8 +351,7 @@ impl Service {
                 self.attach_new_vhosts();
             }
         }
-        let keys: Vec<usize> =
-            self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Http(_) | Wsi::Ws(_))).map(|(k, _)| k).collect();
+        let keys: Vec<usize> = self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Conn(_))).map(|(k, _)| k).collect();
         for key in keys {
             self.close(key);
         }
@@ -501,23 +363,23 @@ impl Service {
     /// Delivers the protocol timers that are due.
     fn fire_protocol_timers(&mut self) {
         let now = self.sh.now;
-        if !self.sh.protocol_timers.iter().any(|t| t.0 <= now) {
+        if !self.protocol_timers.iter().any(|t| t.0 <= now) {
             return;
         }
-        let (due, later): (Vec<_>, Vec<_>) = self.sh.protocol_timers.drain(..).partition(|t| t.0 <= now);
-        self.sh.protocol_timers = later;
+        let (due, later): (Vec<_>, Vec<_>) = self.protocol_timers.drain(..).partition(|t| t.0 <= now);
+        self.protocol_timers = later;
         for (_, vi, pi) in due {
-            let Shared { vhosts, commands, handle, .. } = &mut self.sh;
+            let Env { live, commands, handle, .. } = &mut self.sh;
             let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
-            dispatch_guarded(vhosts[vi].protocols[pi].as_mut(), &mut cx, RawEvent::Timer);
+            dispatch_guarded(live[vi].protocols[pi].as_mut(), &mut cx, RawEvent::Timer);
             self.apply_commands();
         }
     }
 
     /// Delivers a wsi-less event to every protocol of every vhost.
     fn broadcast(&mut self, event: impl Fn() -> RawEvent<'static>) {
-        let Shared { vhosts, commands, handle, .. } = &mut self.sh;
-        for (vi, v) in vhosts.iter_mut().enumerate() {
+        let Env { live, commands, handle, .. } = &mut self.sh;
+        for (vi, v) in live.iter_mut().enumerate() {
             for (pi, p) in v.protocols.iter_mut().enumerate() {
                 let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
                 dispatch_guarded(p.as_mut(), &mut cx, event());
@@ -573,7 +435,8 @@ impl Service {
         self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)?;
         self.generation = self.generation.wrapping_add(1);
         let vhost = self.sh.listeners[listener][0];
-        entry.insert(Wsi::Http(Box::new(Conn::new(key, self.generation, stream, peer, listener, vhost))));
+        let transport = Box::new(PlainTcp(stream));
+        entry.insert(Wsi::Conn(Box::new(Conn::accepted(key, self.generation, transport, peer, listener, vhost))));
         self.sh.timers.set(key, self.sh.now + self.sh.limits.header_timeout);
         self.open_conns += 1;
         let counters = &self.sh.handle.inner.counters;
@@ -583,13 +446,13 @@ impl Service {
     }
 
     fn service_conn(&mut self, key: usize) {
-        let Some(Wsi::Http(conn)) = self.wsis.get_mut(key) else { return };
+        let Some(Wsi::Conn(conn)) = self.wsis.get_mut(key) else { return };
         // A bug (ours, a dependency's, a protocol's) that panics on some
         // input costs that connection, not the server: the connection is
         // dropped, whatever state it was in.
         let sh = &mut self.sh;
         let step = std::panic::catch_unwind(AssertUnwindSafe(|| conn.service(sh))).unwrap_or_else(|_| {
-            log::error!("{}: panic while serving; connection dropped", conn.peer_addr());
+            log::error!("{}: panic while serving ({}); connection dropped", conn.core.peer, conn.phase());
             sh.heal();
             Step::Close
         });
@@ -605,8 +468,7 @@ impl Service {
     fn conn_timer(&mut self, key: usize) {
         let sh = &mut self.sh;
         let step = match self.wsis.get_mut(key) {
-            Some(Wsi::Http(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| c.on_timer(sh))),
-            Some(Wsi::Ws(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| c.on_timer(sh))),
+            Some(Wsi::Conn(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| c.on_timer(sh))),
             _ => return,
         };
         let step = step.unwrap_or_else(|_| {
@@ -625,9 +487,9 @@ impl Service {
     /// frees the tokens of pipes that were closed.
     fn after_service(&mut self, key: usize) {
         self.free_dead_pipes();
-        let Some(Wsi::Http(conn)) = self.wsis.get_mut(key) else { return };
-        let generation = conn.generation;
-        let Some(run) = conn.cgi_to_register() else { return };
+        let Some(Wsi::Conn(conn)) = self.wsis.get_mut(key) else { return };
+        let generation = conn.core.generation;
+        let Some(run) = conn.http().and_then(|h| h.cgi_to_register()) else { return };
         let pidfd = run.pidfd();
         let mut tokens = [None; 3];
         let mut failed = None;
@@ -656,8 +518,8 @@ impl Service {
                 Err(e) => log::warn!("cannot register a CGI pidfd: {e}"),
             }
         }
-        if let Some(Wsi::Http(conn)) = self.wsis.get_mut(key) {
-            if let Some(run) = conn.cgi_to_register() {
+        if let Some(Wsi::Conn(conn)) = self.wsis.get_mut(key) {
+            if let Some(run) = conn.http().and_then(|h| h.cgi_to_register()) {
                 run.tokens = Some(tokens);
                 run.exit_token = exit_token;
                 if pidfd.is_some() && exit_token.is_none() {
@@ -694,12 +556,13 @@ impl Service {
         }
         for (vi, mi) in self.sh.cgi_waiters.mounts() {
             loop {
-                let m = &self.sh.vhosts[vi].mounts[mi].cgi;
-                if m.running >= m.max_processes {
+                let running = self.sh.live[vi].mounts[mi].cgi_running;
+                if running >= self.sh.vhosts[vi].mounts[mi].cgi.max_processes {
                     break;
                 }
                 let Some((key, generation)) = self.sh.cgi_waiters.pop(vi, mi) else { break };
-                if matches!(self.wsis.get(key), Some(Wsi::Http(c)) if c.generation == generation && c.waits_for_cgi()) {
+                if matches!(self.wsis.get(key), Some(Wsi::Conn(c)) if c.core.generation == generation && c.waits_for_cgi())
+                {
                     // As its timer would have it do, a slot being free.
                     self.conn_timer(key);
                 }
@@ -707,19 +570,16 @@ impl Service {
         }
     }
 
-    /// Turns the HTTP connection at `key` into a WebSocket one, in place
-    /// (same token, same registration), and tells its protocol.
+    /// The connection at `key` switched to WebSocket: its role changes in
+    /// place (same core, token and registration), and its protocol is told.
     fn upgrade(&mut self, key: usize) {
-        let Some(slot) = self.wsis.get_mut(key) else { return };
-        let Wsi::Http(conn) = std::mem::replace(slot, Wsi::Vacated) else { return };
-        let Some((ws, request)) = conn.into_ws(&self.sh) else {
-            self.wsis.remove(key);
+        let Some(Wsi::Conn(c)) = self.wsis.get_mut(key) else { return };
+        let Some(request) = c.upgrade(&self.sh) else {
+            self.close(key);
             return;
         };
-        *slot = Wsi::Ws(Box::new(ws));
         self.sh.timers.clear(key);
         self.sh.handle.inner.counters.ws_open.fetch_add(1, Ordering::Relaxed);
-        let Some(Wsi::Ws(c)) = self.wsis.get_mut(key) else { return };
         let sh = &mut self.sh;
         let step = std::panic::catch_unwind(AssertUnwindSafe(|| c.established(sh, &request))).unwrap_or_else(|_| {
             log::error!("panic in a WebSocket's established callback; connection dropped");
@@ -729,51 +589,26 @@ impl Service {
         if step == Step::Close {
             self.close(key);
         } else {
-            self.service_ws(key);
+            self.service_conn(key);
         }
-    }
-
-    fn service_ws(&mut self, key: usize) {
-        let Some(Wsi::Ws(conn)) = self.wsis.get_mut(key) else { return };
-        let sh = &mut self.sh;
-        let step = std::panic::catch_unwind(AssertUnwindSafe(|| conn.service(sh))).unwrap_or_else(|_| {
-            log::error!("{}: panic while serving a WebSocket; connection dropped", conn.peer_addr());
-            sh.heal();
-            Step::Close
-        });
-        if step == Step::Close {
-            self.close(key);
-        }
-        self.apply_commands();
     }
 
     fn close(&mut self, key: usize) {
         let taken = match self.wsis.get_mut(key) {
-            Some(slot @ (Wsi::Http(_) | Wsi::Ws(_))) => std::mem::replace(slot, Wsi::Vacated),
+            Some(slot @ Wsi::Conn(_)) => std::mem::replace(slot, Wsi::Vacated),
             _ => return,
         };
         self.vacated.push(key);
-        let mut out = match taken {
-            Wsi::Http(mut conn) => {
-                let sh = &mut self.sh;
-                if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
-                    log::error!("{}: panic in close callbacks", conn.peer_addr());
-                    sh.heal();
-                }
-                conn.out
-            }
-            Wsi::Ws(mut conn) => {
-                let sh = &mut self.sh;
-                if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
-                    log::error!("{}: panic in close callbacks", conn.peer_addr());
-                    sh.heal();
-                }
-                self.sh.handle.inner.counters.ws_open.fetch_sub(1, Ordering::Relaxed);
-                conn.out
-            }
-            _ => return,
-        };
-        if let Err(e) = self.poll.registry().deregister(out.sock.stream_mut()) {
+        let Wsi::Conn(mut conn) = taken else { return };
+        let sh = &mut self.sh;
+        if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
+            log::error!("{}: panic in close callbacks", conn.core.peer);
+            sh.heal();
+        }
+        if conn.is_ws() {
+            self.sh.handle.inner.counters.ws_open.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Err(e) = self.poll.registry().deregister(conn.core.out.sock.socket()) {
             log::debug!("deregister: {e}");
         }
         self.sh.timers.clear(key);
@@ -794,32 +629,26 @@ impl Service {
             match cmd {
                 Command::WritableAllProtocol { vhost, protocol } => {
                     for (_, w) in self.wsis.iter_mut() {
-                        match w {
-                            Wsi::Http(c) if c.bound_to() == Some((vhost, protocol)) => {
-                                c.want_writable = true;
-                                self.sh.force(c.as_mut());
+                        if let Wsi::Conn(c) = w {
+                            if c.bound_to() == Some((vhost, protocol)) {
+                                c.core.want_writable = true;
+                                self.sh.force(&mut c.core);
                             }
-                            Wsi::Ws(c) if c.bound_to() == (vhost, protocol) => {
-                                c.want_writable = true;
-                                self.sh.force(c.as_mut());
-                            }
-                            _ => {}
                         }
                     }
                 }
                 Command::Schedule { vhost, protocol, after } => {
                     // Bounded: one pending timer per protocol and delay is
                     // plenty; a protocol asking in a loop gets no more.
-                    if self.sh.protocol_timers.len() < 4096 {
-                        self.sh.protocol_timers.push((self.sh.now + after, vhost, protocol));
+                    if self.protocol_timers.len() < 4096 {
+                        self.protocol_timers.push((self.sh.now + after, vhost, protocol));
                     }
                 }
                 Command::Writable(id)
                 | Command::RxFlow(id, _)
                 | Command::Timeout(id, _)
                 | Command::InflateChunk(id, _) => match self.wsis.get_mut(id.key as usize) {
-                    Some(Wsi::Http(c)) if c.generation == id.generation => c.apply(cmd, &mut self.sh),
-                    Some(Wsi::Ws(c)) if c.generation == id.generation => c.apply(cmd, &mut self.sh),
+                    Some(Wsi::Conn(c)) if c.core.generation == id.generation => c.apply(cmd, &mut self.sh),
                     _ => {}
                 },
             }
@@ -895,86 +724,4 @@ fn fd_limit() -> usize {
         }
     }
     usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX).min(1 << 24)
-}
-
-/// Refuses timeouts past [`MAX_TIMEOUT`] (a deadline the clock cannot
-/// hold would panic later, in the middle of serving).
-fn check_duration(what: &str, d: Duration) -> Result<(), String> {
-    if d > MAX_TIMEOUT {
-        return Err(format!(
-            "{what} of {} s is longer than the most allowed, {} s",
-            d.as_secs(),
-            MAX_TIMEOUT.as_secs()
-        ));
-    }
-    Ok(())
-}
-
-fn check_limits(l: &Limits) -> Result<(), String> {
-    check_duration("the header timeout", l.header_timeout)?;
-    check_duration("the io timeout", l.io_timeout)?;
-    check_duration("the linger time", l.linger)?;
-    check_duration("the request body timeout", l.body_timeout)?;
-    check_duration("the WebSocket close timeout", l.ws_close_timeout)
-}
-
-/// What a vhost sends on every response must not be able to split it:
-/// header names are tokens, and values (and the server string) hold no
-/// control characters but tab. Timeouts are in range.
-fn check_vhost(v: &VhostInfo) -> Result<(), String> {
-    check_duration("the keep-alive timeout", v.keepalive_timeout)?;
-    if let Some((ping, hangup)) = v.ws_keepalive {
-        check_duration("the WebSocket ping interval", ping)?;
-        check_duration("the WebSocket hang-up time", hangup)?;
-    }
-    for m in &v.mounts {
-        check_duration(&format!("mount {}: the CGI timeout", m.mountpoint), m.cgi.timeout)?;
-    }
-    use crate::http::{config_path_problem, field_problem, server_owned_field};
-    if v.name.chars().any(char::is_control) {
-        return Err("a vhost name cannot hold control characters".into());
-    }
-    for (name, value) in &v.headers {
-        if let Some(why) = field_problem(name, value) {
-            return Err(format!("header {name:?}: {why}"));
-        }
-        if server_owned_field(name) {
-            return Err(format!("header {name:?}: the server sets this field itself"));
-        }
-    }
-    if let Some(s) = &v.server_string {
-        if let Some(why) = field_problem("Server", s) {
-            return Err(format!("server string {s:?}: {why}"));
-        }
-    }
-    if let Some(doc) = &v.error_document_404 {
-        if let Some(why) = config_path_problem(doc) {
-            return Err(format!("error document {doc:?}: {why}"));
-        }
-    }
-    for m in &v.mounts {
-        if let Some(why) = config_path_problem(&m.mountpoint) {
-            return Err(format!("mountpoint {:?}: {why}", m.mountpoint));
-        }
-        for (suffix, t) in &m.extra_mimetypes {
-            if let Some(why) = field_problem("Content-Type", t) {
-                return Err(format!("mount {}: content type for {suffix:?}: {why}", m.mountpoint));
-            }
-        }
-        if let Origin::Redirect { to, .. } = &m.origin {
-            if let Some(why) = field_problem("Location", to) {
-                return Err(format!("mount {}: redirect target {to:?}: {why}", m.mountpoint));
-            }
-        }
-        for (name, value) in &m.cgi.env {
-            let bad_name = name.is_empty() || name.contains('=') || name.chars().any(char::is_control);
-            if bad_name || value.contains('\0') {
-                return Err(format!(
-                    "mount {}: CGI variable {name:?}: not a variable name, or a value with NUL",
-                    m.mountpoint
-                ));
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,7 +1,126 @@
-//! Roles: what a connection speaks. Each role owns its connection state
-//! and is driven by the service loop through the same few calls
-//! (`service`, `on_close`); later roles (ws, raw, cgi, h2) sit beside h1.
+//! Roles: what a connection speaks. Each role owns its protocol state and
+//! is driven through [`crate::conn::Role`]; the connection it serves (the
+//! [`Core`]) is the same whatever the role, so a role can change in place
+//! (HTTP/1 to WebSocket after a 101). Later roles (raw sockets, HTTP/2
+//! with child streams) sit beside these.
 
 pub(crate) mod cgi;
 pub(crate) mod h1;
 pub(crate) mod ws;
+
+use crate::conn::{Core, Env, Role as _, Step, Transport};
+use crate::http::request::Request;
+use crate::protocol::Command;
+use std::net::SocketAddr;
+
+/// A connection: what every connection has, and what it speaks.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) core: Core,
+    pub(crate) role: Role,
+}
+
+/// The roles a connection may have.
+#[derive(Debug)]
+pub(crate) enum Role {
+    Http(h1::H1),
+    Ws(Box<ws::Ws>),
+}
+
+impl Conn {
+    /// A connection accepted on `listener`: HTTP/1 to begin with.
+    pub(crate) fn accepted(
+        key: usize,
+        generation: u32,
+        transport: Box<dyn Transport>,
+        peer: SocketAddr,
+        listener: usize,
+        vhost: usize,
+    ) -> Conn {
+        Conn { core: Core::new(key, generation, transport, peer, listener, vhost), role: Role::Http(h1::H1::new()) }
+    }
+
+    fn parts(&mut self) -> (&mut Core, &mut dyn crate::conn::Role) {
+        match &mut self.role {
+            Role::Http(r) => (&mut self.core, r),
+            Role::Ws(r) => (&mut self.core, r.as_mut()),
+        }
+    }
+
+    pub(crate) fn service(&mut self, env: &mut Env) -> Step {
+        let (c, r) = self.parts();
+        r.service(c, env)
+    }
+
+    pub(crate) fn on_timer(&mut self, env: &mut Env) -> Step {
+        let (c, r) = self.parts();
+        r.on_timer(c, env)
+    }
+
+    pub(crate) fn apply(&mut self, cmd: Command, env: &mut Env) {
+        let (c, r) = self.parts();
+        r.apply(c, cmd, env)
+    }
+
+    pub(crate) fn on_close(&mut self, env: &mut Env) {
+        let (c, r) = self.parts();
+        r.on_close(c, env)
+    }
+
+    pub(crate) fn bound_to(&self) -> Option<(usize, usize)> {
+        match &self.role {
+            Role::Http(r) => r.bound_to(),
+            Role::Ws(r) => crate::conn::Role::bound_to(r.as_ref()),
+        }
+    }
+
+    pub(crate) fn phase(&self) -> &'static str {
+        match &self.role {
+            Role::Http(r) => crate::conn::Role::phase(r),
+            Role::Ws(r) => r.phase(),
+        }
+    }
+
+    pub(crate) fn is_ws(&self) -> bool {
+        matches!(self.role, Role::Ws(_))
+    }
+
+    /// An HTTP connection waiting for a file open that may now succeed.
+    pub(crate) fn waits_for_file(&self) -> bool {
+        matches!(&self.role, Role::Http(h) if h.waits_for_file())
+    }
+
+    /// An HTTP connection waiting for a CGI slot.
+    pub(crate) fn waits_for_cgi(&self) -> bool {
+        matches!(&self.role, Role::Http(h) if h.waits_for_cgi())
+    }
+
+    /// After an accepted upgrade: the role becomes WebSocket, in place
+    /// (same core, token and registration). Returns the request that
+    /// asked, for the protocol's established event.
+    pub(crate) fn upgrade(&mut self, env: &Env) -> Option<Request> {
+        let Role::Http(h1) = &mut self.role else { return None };
+        let (up, input) = h1.take_upgrade()?;
+        let ws = ws::Ws::new(&mut self.core, &up, input, env);
+        self.role = Role::Ws(Box::new(ws));
+        Some(up.request)
+    }
+
+    /// Tells a new WebSocket role's protocol it is established.
+    pub(crate) fn established(&mut self, env: &mut Env, req: &Request) -> Step {
+        match &mut self.role {
+            Role::Ws(ws) => ws.established(&mut self.core, env, req),
+            Role::Http(_) => Step::Close,
+        }
+    }
+}
+
+impl Conn {
+    /// Its HTTP/1 role, if that is what it speaks now.
+    pub(crate) fn http(&mut self) -> Option<&mut h1::H1> {
+        match &mut self.role {
+            Role::Http(h) => Some(h),
+            Role::Ws(_) => None,
+        }
+    }
+}

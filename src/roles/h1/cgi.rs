@@ -4,48 +4,51 @@
 //!
 //! The process side (spawning, pipes, the response head parser) is in
 //! [`crate::roles::cgi`]; this is the connection side, a second
-//! `impl Conn` block next to the state machine in the parent module.
+//! `impl H1` block next to the state machine in the parent module.
 
 use super::{
-    body_reading, log_path, open_error_status, Close, Conn, Reading, Writing, CGI_SLOT_WAIT, MAX_LOCAL_REDIRECTS,
+    body_reading, log_path, open_error_status, Close, Reading, Writing, CGI_SLOT_WAIT, H1, MAX_LOCAL_REDIRECTS,
     READ_CHUNK,
 };
+use crate::conn::{Core, Env};
 use crate::http::request::{self, Framing, Limits as HeadLimits, Request};
 use crate::http::Version;
 use crate::mount::{self, Origin};
 use crate::roles::cgi::{CgiRun, Exit, OutFraming, EXIT_WAIT};
-use crate::service::Shared;
 use crate::vhost::strip_port;
 use crate::wsi::{begin_head, end_head, BodyFraming, HeadEnv};
 use std::io;
 
-impl Conn {
+impl H1 {
     /// Starts the CGI program for `req` on the `cgi://` mount `mi`, or
     /// makes the request wait for a slot when the mount is at its limit or
     /// others already wait (`queued`: it is the one whose turn it is).
-    pub(super) fn serve_cgi(&mut self, sh: &mut Shared, req: Request, mi: usize, redirects: u8, queued: bool) {
-        let vi = self.vhost;
+    pub(super) fn serve_cgi(
+        &mut self,
+        c: &mut Core,
+        sh: &mut Env,
+        req: Request,
+        mi: usize,
+        redirects: u8,
+        queued: bool,
+    ) {
+        let vi = c.vhost;
         let now = sh.now;
         let looked = {
-            let m = &mut sh.vhosts[vi].mounts[mi];
+            let m = &sh.vhosts[vi].mounts[mi];
             let rest = m.remainder(req.path());
             let Origin::Cgi(origin) = &m.origin else { return };
-            mount::cgi_lookup_cached(origin, &m.mountpoint, rest, &mut m.cgi.cache, now)
+            let cache = &mut sh.live[vi].mounts[mi].cgi_cache;
+            mount::cgi_lookup_cached(origin, &m.mountpoint, rest, cache, now)
         };
         let m = &sh.vhosts[vi].mounts[mi];
         let Origin::Cgi(origin) = &m.origin else { return };
         let target = match looked {
             Ok(t) => t,
             Err(why) => {
-                log::info!(
-                    "{}: cgi \"{}\": refused ({}): {}",
-                    self.peer,
-                    log_path(req.path()),
-                    why.status(),
-                    why.why()
-                );
+                log::info!("{}: cgi \"{}\": refused ({}): {}", c.peer, log_path(req.path()), why.status(), why.why());
                 self.skip_body(&req);
-                self.send_error(sh, why.status(), Some(&req));
+                self.send_error(c, sh, why.status(), Some(&req));
                 return;
             }
         };
@@ -62,34 +65,35 @@ impl Conn {
                 let status = open_error_status(&e);
                 log::info!(
                     "{}: cgi \"{}\": refused ({status}): PATH_TRANSLATED for \"{}\": {e}",
-                    self.peer,
+                    c.peer,
                     log_path(req.path()),
                     log_path(&target.path_info)
                 );
                 self.skip_body(&req);
-                self.send_error(sh, status, Some(&req));
+                self.send_error(c, sh, status, Some(&req));
                 return;
             }
         };
         let framing = req.framing();
         self.reading = body_reading(framing);
         self.tx.keep_alive = req.keep_alive();
-        if m.cgi.running >= m.cgi.max_processes || (!queued && sh.cgi_waiters.has_waiters(vi, mi)) {
+        if sh.live[vi].mounts[mi].cgi_running >= m.cgi.max_processes || (!queued && sh.cgi_waiters.has_waiters(vi, mi))
+        {
             // CGI-3 [REC]: wait briefly for a slot, reading nothing, in
             // line: the loop starts the first waiter when a slot frees.
-            if !sh.cgi_waiters.push(vi, mi, self.key, self.generation) {
-                log::warn!("{}: too many requests wait for CGI slots of \"{}\"; 503", self.peer, log_path(req.path()));
+            if !sh.cgi_waiters.push(vi, mi, c.key, c.generation) {
+                log::warn!("{}: too many requests wait for CGI slots of \"{}\"; 503", c.peer, log_path(req.path()));
                 self.tx.keep_alive = false;
                 self.reading = Reading::Done;
-                self.send_simple(sh, 503, &[("Retry-After", "1")], true);
-                sh.force(self);
+                self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
+                sh.force(c);
                 return;
             }
-            self.rx_paused = true;
+            c.rx_paused = true;
             self.cgi_paused_rx = true;
             let until = sh.now + CGI_SLOT_WAIT;
             self.writing = Writing::CgiWait { req: Box::new(req), mount: mi, until, redirects };
-            sh.timers.set(self.key, until);
+            sh.timers.set(c.key, until);
             return;
         }
         let mounts = &sh.vhosts[vi].mounts;
@@ -105,9 +109,9 @@ impl Conn {
             path_translated,
             query: req.query().unwrap_or("").to_string(),
             request_uri: req.target().to_string(),
-            remote: Some(self.peer),
+            remote: Some(c.peer),
             server_name: host.unwrap_or(&sh.vhosts[vi].name).to_string(),
-            server_port: self.out.sock.stream().local_addr().map_or(0, |a| a.port()),
+            server_port: c.out.sock.local_addr().map_or(0, |a| a.port()),
             protocol: req.version().as_str().to_string(),
             https: false,
             document_root,
@@ -133,18 +137,18 @@ impl Conn {
         let cwd = target.program.parent().map_or_else(|| std::path::PathBuf::from("/"), |p| p.to_path_buf());
         let child = warren_cgi::spawn(&target.program, &[], &cgi_req.environment(), &cwd, m.cgi.limits);
         let child = match child {
-            Ok(c) => c,
+            Ok(found) => found,
             Err(e) => {
                 log::error!("cgi {}: cannot start {}: {e}", target.script_name, target.program.display());
                 self.skip_body(&req);
                 self.reading = Reading::Done;
                 let status = if e.kind() == io::ErrorKind::PermissionDenied { 403 } else { 500 };
-                self.send_error(sh, status, Some(&req));
+                self.send_error(c, sh, status, Some(&req));
                 return;
             }
         };
         let timeout = m.cgi.timeout;
-        sh.vhosts[vi].mounts[mi].cgi.running += 1;
+        sh.live[vi].mounts[mi].cgi_running += 1;
         let mut run = CgiRun::new(child, target.script_name, vi, mi, redirects);
         if matches!(framing, Framing::None | Framing::Length(0)) {
             // No body: the program sees the end of its input at once.
@@ -163,41 +167,41 @@ impl Conn {
         };
         if self.cgi_paused_rx {
             self.cgi_paused_rx = false;
-            self.rx_paused = false;
+            c.rx_paused = false;
         }
         self.writing = Writing::Cgi(Box::new(run));
-        if let Err(e) = self.continue_if_expected(&req) {
-            log::debug!("{}: write: {e}", self.peer);
+        if let Err(e) = self.continue_if_expected(c, &req) {
+            log::debug!("{}: write: {e}", c.peer);
         }
-        sh.timers.set(self.key, sh.now + timeout);
-        sh.force(self);
+        sh.timers.set(c.key, sh.now + timeout);
+        sh.force(c);
     }
 
     /// One step of a CGI response: stderr to the log, body to stdin,
     /// and, when the client can take it, one read of stdout sent on.
-    pub(super) fn cgi_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+    pub(super) fn cgi_step(&mut self, c: &mut Core, sh: &mut Env) -> Result<bool, Close> {
         let Writing::Cgi(mut run) = std::mem::replace(&mut self.writing, Writing::Idle) else { return Ok(false) };
         // stderr is drained a bounded amount per step (and does not count
         // as progress for the timeout: a program that only talks to its
         // log is not answering).
         let logged = run.drain_stderr();
         if run.stderr_pending() {
-            sh.force(self);
+            sh.force(c);
         }
         let mut progress = run.flush_stdin();
         if self.cgi_paused_rx && !run.input_blocked() {
             self.cgi_paused_rx = false;
-            self.rx_paused = false;
+            c.rx_paused = false;
             progress = true;
         }
-        if !run.stdout_eof && run.stdout_ready && self.out.writable && !self.out.has_pending() {
+        if !run.stdout_eof && run.stdout_ready && c.out.writable && !c.out.has_pending() {
             let mut buf = std::mem::take(&mut sh.tx);
             buf.resize(READ_CHUNK, 0);
             let r = run.read_stdout(&mut buf);
             let r = match r {
                 Ok(Some(n)) if n > 0 => {
                     progress = true;
-                    self.cgi_output(sh, run, &buf[..n])
+                    self.cgi_output(c, sh, run, &buf[..n])
                 }
                 Ok(_) => Ok(Some(run)),
                 Err(e) => {
@@ -214,13 +218,13 @@ impl Conn {
             };
         }
         if run.stdout_eof {
-            self.cgi_finish(sh, run);
+            self.cgi_finish(c, sh, run);
             // Still waiting for its exit status: the timer comes back.
             return Ok(!matches!(self.writing, Writing::Cgi(_)));
         }
         if progress {
             let timeout = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
-            sh.timers.set(self.key, sh.now + timeout);
+            sh.timers.set(c.key, sh.now + timeout);
         }
         self.writing = Writing::Cgi(run);
         Ok(progress || logged)
@@ -228,11 +232,17 @@ impl Conn {
 
     /// Bytes from stdout: the head while it lasts, then the body.
     /// Returns the run if it goes on.
-    fn cgi_output(&mut self, sh: &mut Shared, mut run: Box<CgiRun>, data: &[u8]) -> Result<Option<Box<CgiRun>>, Close> {
+    fn cgi_output(
+        &mut self,
+        c: &mut Core,
+        sh: &mut Env,
+        mut run: Box<CgiRun>,
+        data: &[u8],
+    ) -> Result<Option<Box<CgiRun>>, Close> {
         let Some(parser) = run.parser.as_mut() else {
-            if let Err(e) = self.cgi_body(&mut run, data, Vec::new()) {
+            if let Err(e) = self.cgi_body(c, &mut run, data, Vec::new()) {
                 // The client is gone: so is the program.
-                self.cgi_end(sh, *run, true);
+                self.cgi_end(c, sh, *run, true);
                 return Err(e);
             }
             return Ok(Some(run));
@@ -242,9 +252,9 @@ impl Conn {
             Ok(Some(h)) => h,
             Err(e) => {
                 log::warn!("cgi {}: bad response head: {e:?}", run.script);
-                self.cgi_end(sh, *run, true);
+                self.cgi_end(c, sh, *run, true);
                 self.tx.keep_alive = false;
-                self.send_error(sh, 502, None);
+                self.send_error(c, sh, 502, None);
                 return Ok(None);
             }
         };
@@ -253,8 +263,8 @@ impl Conn {
             // RFC 3875 §6.2.2: serve that path instead, as a GET.
             let path = path.clone();
             let redirects = run.redirects;
-            self.cgi_end(sh, *run, true);
-            self.internal_redirect(sh, &path, redirects + 1);
+            self.cgi_end(c, sh, *run, true);
+            self.internal_redirect(c, sh, &path, redirects + 1);
             return Ok(None);
         }
         let discard = run.framing == OutFraming::Discard || matches!(head.status, 100..=199 | 204 | 304);
@@ -262,9 +272,9 @@ impl Conn {
             // An HTTP/1.0 client cannot take chunks, and passing them on
             // as body bytes would corrupt it.
             log::warn!("cgi {}: a chunked response for an HTTP/1.0 client", run.script);
-            self.cgi_end(sh, *run, true);
+            self.cgi_end(c, sh, *run, true);
             self.tx.keep_alive = false;
-            self.send_error(sh, 502, None);
+            self.send_error(c, sh, 502, None);
             return Ok(None);
         }
         let framing = if discard {
@@ -286,7 +296,7 @@ impl Conn {
             _ => OutFraming::Close,
         };
         let mut out = Vec::with_capacity(512 + data.len());
-        let vh = &sh.vhosts[self.vhost];
+        let vh = &sh.vhosts[c.vhost];
         let env = HeadEnv { date: sh.date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
         let mut rh = begin_head(&mut out, &mut self.tx, head.status, env);
         for (k, v) in &head.headers {
@@ -299,8 +309,8 @@ impl Conn {
             }
         }
         end_head(rh, &mut self.tx, framing);
-        if let Err(e) = self.cgi_body(&mut run, &data[used..], out) {
-            self.cgi_end(sh, *run, true);
+        if let Err(e) = self.cgi_body(c, &mut run, &data[used..], out) {
+            self.cgi_end(c, sh, *run, true);
             return Err(e);
         }
         Ok(Some(run))
@@ -309,7 +319,7 @@ impl Conn {
     /// Sends body bytes framed as the head said, after `head` (the
     /// response head, for the first piece), in one write and without
     /// copying the data.
-    fn cgi_body(&mut self, run: &mut CgiRun, data: &[u8], mut head: Vec<u8>) -> Result<(), Close> {
+    fn cgi_body(&mut self, c: &mut Core, run: &mut CgiRun, data: &[u8], mut head: Vec<u8>) -> Result<(), Close> {
         use std::io::Write as _;
         let mut line = [0u8; 24];
         let mut line_len = 0;
@@ -317,10 +327,10 @@ impl Conn {
             OutFraming::Discard => &[],
             OutFraming::Chunk if data.is_empty() => &[],
             OutFraming::Chunk => {
-                let mut c = io::Cursor::new(&mut line[..]);
+                let mut cur = io::Cursor::new(&mut line[..]);
                 let close = if run.chunk_open { "\r\n" } else { "" };
-                write!(c, "{close}{:x}\r\n", data.len())?;
-                line_len = c.position() as usize;
+                write!(cur, "{close}{:x}\r\n", data.len())?;
+                line_len = cur.position() as usize;
                 run.chunk_open = true;
                 data
             }
@@ -358,7 +368,7 @@ impl Conn {
         if prefix.is_empty() && body.is_empty() {
             return Ok(());
         }
-        self.out.write_parts(prefix, body)?;
+        c.out.write_parts(prefix, body)?;
         Ok(())
     }
 
@@ -366,13 +376,13 @@ impl Conn {
     /// When we frame the body, the last chunk goes out only if the program
     /// did not die of a signal, which may take a moment to learn: until
     /// then (at most `EXIT_WAIT`) the run waits here, polled by the timer.
-    pub(super) fn cgi_finish(&mut self, sh: &mut Shared, mut run: Box<CgiRun>) {
+    pub(super) fn cgi_finish(&mut self, c: &mut Core, sh: &mut Env, mut run: Box<CgiRun>) {
         if run.parser.is_some() {
             // It ended (or crashed) before a whole head: CGI-5, 502.
             log::warn!("cgi {}: ended without a complete response head", run.script);
-            self.cgi_end(sh, *run, true);
+            self.cgi_end(c, sh, *run, true);
             self.tx.keep_alive = false;
-            self.send_error(sh, 502, None);
+            self.send_error(c, sh, 502, None);
             return;
         }
         let complete = match run.framing {
@@ -382,7 +392,7 @@ impl Conn {
                 Exit::Running => {
                     let until = *run.exit_wait.get_or_insert(sh.now + EXIT_WAIT);
                     if sh.now < until {
-                        sh.timers.set(self.key, (sh.now + run.exit_poll()).min(until));
+                        sh.timers.set(c.key, (sh.now + run.exit_poll()).min(until));
                         self.writing = Writing::Cgi(run);
                         return;
                     }
@@ -397,8 +407,8 @@ impl Conn {
         if complete {
             if run.framing == OutFraming::Chunk {
                 let end: &[u8] = if run.chunk_open { b"\r\n0\r\n\r\n" } else { b"0\r\n\r\n" };
-                if let Err(e) = self.out.write(end, false) {
-                    log::debug!("{}: write: {e}", self.peer);
+                if let Err(e) = c.out.write(end, false) {
+                    log::debug!("{}: write: {e}", c.peer);
                 }
             }
         } else {
@@ -408,56 +418,56 @@ impl Conn {
             log::warn!("cgi {}: the response body was cut short; closing the connection", run.script);
             self.tx.keep_alive = false;
         }
-        self.cgi_end(sh, *run, !complete);
+        self.cgi_end(c, sh, *run, !complete);
         self.writing = Writing::Complete;
-        sh.force(self);
+        sh.force(c);
     }
 
     /// The request body's framing is broken: the program is ended, and the
     /// client gets 400 if its response has not begun (else the
     /// connection just closes).
-    pub(super) fn cgi_bad_body(&mut self, sh: &mut Shared, status: u16) -> Result<(), Close> {
+    pub(super) fn cgi_bad_body(&mut self, c: &mut Core, sh: &mut Env, status: u16) -> Result<(), Close> {
         let Writing::Cgi(run) = std::mem::replace(&mut self.writing, Writing::Idle) else { return Ok(()) };
         let head_sent = run.parser.is_none();
         log::info!("cgi {}: request body failed ({status}); ending it", run.script);
-        self.cgi_end(sh, *run, true);
+        self.cgi_end(c, sh, *run, true);
         self.tx.keep_alive = false;
         self.reading = Reading::Done;
         if head_sent {
             self.writing = Writing::Closed;
             return Err(Close("bad request body during a CGI response".into()));
         }
-        self.send_error(sh, status, None);
-        sh.force(self);
+        self.send_error(c, sh, status, None);
+        sh.force(c);
         Ok(())
     }
 
     /// The run is over: its program goes to the reaper (`kill`: cut
     /// short), its slot is free, its pipes' tokens are let go.
-    pub(super) fn cgi_end(&mut self, sh: &mut Shared, run: CgiRun, kill: bool) {
-        let m = &mut sh.vhosts[run.vhost].mounts[run.mount].cgi;
-        m.running = m.running.saturating_sub(1);
-        let linger = m.timeout;
+    pub(super) fn cgi_end(&mut self, c: &mut Core, sh: &mut Env, run: CgiRun, kill: bool) {
+        let m = &mut sh.live[run.vhost].mounts[run.mount];
+        m.cgi_running = m.cgi_running.saturating_sub(1);
+        let linger = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
         if let Some(tokens) = run.tokens {
             sh.dead_pipes.extend(tokens.into_iter().flatten());
         }
         if self.cgi_paused_rx {
             self.cgi_paused_rx = false;
-            self.rx_paused = false;
+            c.rx_paused = false;
         }
         run.retire(&mut sh.reaper, kill, linger, sh.now);
     }
 
     /// Serves `path` as a GET in place of the CGI's response (a local
     /// redirect); a chain of more than a few is an error.
-    fn internal_redirect(&mut self, sh: &mut Shared, path: &str, redirects: u8) {
+    fn internal_redirect(&mut self, c: &mut Core, sh: &mut Env, path: &str, redirects: u8) {
         if redirects > MAX_LOCAL_REDIRECTS {
-            log::warn!("{}: more than {MAX_LOCAL_REDIRECTS} local CGI redirects", self.peer);
+            log::warn!("{}: more than {MAX_LOCAL_REDIRECTS} local CGI redirects", c.peer);
             self.tx.keep_alive = false;
-            self.send_error(sh, 500, None);
+            self.send_error(c, sh, 500, None);
             return;
         }
-        let host = sh.vhosts[self.vhost].name.clone();
+        let host = sh.vhosts[c.vhost].name.clone();
         let head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
         let limits = HeadLimits { max_head: sh.limits.max_head, max_uri: sh.limits.max_uri };
         let keep_alive = self.tx.keep_alive;
@@ -467,8 +477,8 @@ impl Conn {
                 let body_pending = !matches!(self.reading, Reading::Done);
                 let reading = std::mem::replace(&mut self.reading, Reading::Done);
                 self.writing = Writing::Idle;
-                if let Err(Close(why)) = self.on_request(sh, req) {
-                    log::debug!("{}: local redirect: {why}", self.peer);
+                if let Err(Close(why)) = self.on_request(c, sh, req) {
+                    log::debug!("{}: local redirect: {why}", c.peer);
                 }
                 // The client's own request stays what it was.
                 self.tx.keep_alive &= keep_alive && !body_pending;
@@ -482,7 +492,7 @@ impl Conn {
             }
             _ => {
                 self.tx.keep_alive = false;
-                self.send_error(sh, 500, None);
+                self.send_error(c, sh, 500, None);
             }
         }
     }

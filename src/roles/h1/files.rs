@@ -4,39 +4,40 @@
 //! and the media type and gzip negotiation helpers `serve_file` uses.
 
 use super::{
-    log_path, open_error_status, raw_path, Close, Conn, MultipartSend, Writing, FILE_WAIT, FILE_WAIT_POLL, READ_CHUNK,
+    log_path, open_error_status, raw_path, Close, MultipartSend, Writing, FILE_WAIT, FILE_WAIT_POLL, H1, READ_CHUNK,
     SENDFILE_CHUNK, SMALL_BODY, VALIDATOR_CACHE,
 };
+use crate::conn::Out;
+use crate::conn::{Core, Env};
 use crate::http::plan::{plan_file, FileBody, FileMeta, FilePolicy};
 use crate::http::request::Method;
 use crate::http::request::Request;
 use crate::http::Version;
 use crate::mount::Origin;
 use crate::protocol::RawEvent;
-use crate::service::Shared;
-use crate::wsi::{begin_head, end_head, BodyFraming, HeadEnv, Out};
+use crate::wsi::{begin_head, end_head, BodyFraming, HeadEnv};
 use std::io;
 use std::io::SeekFrom;
 use warren_vfs::{ContentEncoding, FileFlags, OpenFlags};
 use warren_vfs::{FileHandle, VPath};
 
-impl Conn {
-    pub(super) fn serve_file(&mut self, sh: &mut Shared, req: &Request, mount_index: usize) {
+impl H1 {
+    pub(super) fn serve_file(&mut self, c: &mut Core, sh: &mut Env, req: &Request, mount_index: usize) {
         if !matches!(req.method(), Method::Get | Method::Head) {
-            self.send_simple(sh, 405, &[("Allow", "GET, HEAD")], true);
+            self.send_simple(c, sh, 405, &[("Allow", "GET, HEAD")], true);
             return;
         }
-        let vh = &sh.vhosts[self.vhost];
+        let vh = &sh.vhosts[c.vhost];
         let m = &vh.mounts[mount_index];
         let Origin::File(fops) = &m.origin else { return };
         let rem = m.remainder(req.path());
         if rem.is_empty() {
             let to = format!("{}/", raw_path(req));
-            self.redirect(sh, 301, &to, req);
+            self.redirect(c, sh, 301, &to, req);
             return;
         }
         let Ok(vpath) = VPath::new(rem) else {
-            self.send_error(sh, 403, Some(req));
+            self.send_error(c, sh, 403, Some(req));
             return;
         };
         let dir_url = rem.ends_with('/');
@@ -55,27 +56,27 @@ impl Conn {
             Ok(x) => x,
             Err(e) if e.kind() == io::ErrorKind::IsADirectory && !dir_url => {
                 let to = format!("{}/", raw_path(req));
-                self.redirect(sh, 301, &to, req);
+                self.redirect(c, sh, 301, &to, req);
                 return;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.wait_for_file(sh, req, mount_index, &e);
+                self.wait_for_file(c, sh, req, mount_index, &e);
                 return;
             }
             Err(e) => {
                 let status = open_error_status(&e);
                 if status >= 500 {
-                    log::error!("{}: open \"{}\": {e}", self.peer, log_path(req.path()));
+                    log::error!("{}: open \"{}\": {e}", c.peer, log_path(req.path()));
                 } else {
-                    log::debug!("{}: open \"{}\": {e}", self.peer, log_path(req.path()));
+                    log::debug!("{}: open \"{}\": {e}", c.peer, log_path(req.path()));
                 }
-                self.send_error(sh, status, Some(req));
+                self.send_error(c, sh, status, Some(req));
                 return;
             }
         };
         let status = if vh.error_document_404.as_deref() == Some(req.path()) { 404 } else { 200 };
         if let Some(protocol) = interpreter {
-            return self.serve_interpreted(sh, req, file, &path, status, mount_index, &protocol);
+            return self.serve_interpreted(c, sh, req, file, &path, status, mount_index, &protocol);
         }
         let info = file.info().clone();
         let gz = info.encoding == ContentEncoding::Gzip;
@@ -92,7 +93,7 @@ impl Conn {
         });
         let etag = (!etag.is_empty()).then_some(&**etag);
         let last_modified = (!last_modified.is_empty()).then_some(&**last_modified);
-        let m = &sh.vhosts[self.vhost].mounts[mount_index];
+        let m = &sh.vhosts[c.vhost].mounts[mount_index];
         let cache = m.cache.map(|c| c.header_value());
         // PERF: borrowed, not copied: the content type is on every response.
         let name = path.file_name().unwrap_or("");
@@ -112,14 +113,14 @@ impl Conn {
         if plan.body == FileBody::Page {
             let status = plan.status;
             match plan.content_range {
-                Some(r) => self.send_simple(sh, status, &[("Content-Range", &r)], true),
-                None => self.send_simple(sh, status, &[], true),
+                Some(r) => self.send_simple(c, sh, status, &[("Content-Range", &r)], true),
+                None => self.send_simple(c, sh, status, &[], true),
             }
             return;
         }
         let mut file = file;
         let buf = &mut sh.tx;
-        let vh = &sh.vhosts[self.vhost];
+        let vh = &sh.vhosts[c.vhost];
         buf.clear();
         let env = HeadEnv { date: sh.date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
         let mut head = begin_head(buf, &mut self.tx, plan.status, env);
@@ -130,15 +131,15 @@ impl Conn {
             FileBody::None | FileBody::Page => {
                 // RFC 9110 §15.4.5: validators and Vary, no content.
                 end_head(head, &mut self.tx, BodyFraming::None);
-                self.send_buffered_from(buf);
+                self.send_buffered_from(c, buf);
                 return;
             }
             FileBody::Multipart(m) => {
                 end_head(head, &mut self.tx, BodyFraming::Length(m.body_len()));
-                let r = self.out.write(buf, true);
+                let r = c.out.write(buf, true);
                 self.writing = Writing::Multipart(Box::new(MultipartSend { file, plan: m, next: 0, in_part: 0 }));
                 if let Err(e) = r {
-                    log::debug!("{}: write: {e}", self.peer);
+                    log::debug!("{}: write: {e}", c.peer);
                     self.writing = Writing::Shutdown;
                 }
                 return;
@@ -148,12 +149,12 @@ impl Conn {
         };
         end_head(head, &mut self.tx, BodyFraming::Length(body_len));
         if self.tx.head_only || body_len == 0 {
-            self.send_buffered_from(buf);
+            self.send_buffered_from(c, buf);
             return;
         }
         if body_start > 0 && file.seek(SeekFrom::Start(body_start)).is_err() {
             self.tx.keep_alive = false;
-            self.send_simple(sh, 500, &[], true);
+            self.send_simple(c, sh, 500, &[], true);
             return;
         }
         if body_len <= SMALL_BODY as u64 {
@@ -177,15 +178,15 @@ impl Conn {
                 // Nothing has been sent yet: say so with a status.
                 log::error!(
                     "{}: reading \"{}\" failed: {}",
-                    self.peer,
+                    c.peer,
                     log_path(req.path()),
                     failure.map_or("it shrank".into(), |e| e.to_string())
                 );
                 self.tx.keep_alive = false;
-                self.send_simple(sh, 500, &[], true);
+                self.send_simple(c, sh, 500, &[], true);
                 return;
             }
-            self.send_buffered_from(buf);
+            self.send_buffered_from(c, buf);
             return;
         }
         // Bytes that cannot go by sendfile before the first ones that can
@@ -208,27 +209,26 @@ impl Conn {
                 }
             }
         }
-        let r = self.out.write(buf, remaining > 0);
+        let r = c.out.write(buf, remaining > 0);
         self.writing = if remaining > 0 { Writing::File { file, remaining } } else { Writing::Complete };
         if let Err(e) = r {
-            log::debug!("{}: write: {e}", self.peer);
+            log::debug!("{}: write: {e}", c.peer);
             self.writing = Writing::Shutdown;
         }
     }
 
-    pub(super) fn send_file_chunk(&mut self, sh: &mut Shared) -> Result<bool, Close> {
-        let Conn { writing, out, key, .. } = self;
-        let Writing::File { file, remaining } = writing else { return Ok(false) };
+    pub(super) fn send_file_chunk(&mut self, c: &mut Core, sh: &mut Env) -> Result<bool, Close> {
+        let Writing::File { file, remaining } = &mut self.writing else { return Ok(false) };
         if *remaining == 0 {
-            *writing = Writing::Complete;
+            self.writing = Writing::Complete;
             return Ok(true);
         }
-        send_chunk(out, file.as_mut(), remaining, sh, *key)
+        send_chunk(&mut c.out, file.as_mut(), remaining, sh, c.key)
     }
 
     /// One piece of an interpreted file: read, hand to the protocol,
     /// send what it leaves as a chunk (or raw on HTTP/1.0).
-    pub(super) fn interpret_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+    pub(super) fn interpret_step(&mut self, c: &mut Core, sh: &mut Env) -> Result<bool, Close> {
         let Writing::Interpret { file, remaining } = &mut self.writing else { return Ok(false) };
         let mut chunk = std::mem::take(&mut sh.tx);
         chunk.clear();
@@ -247,8 +247,8 @@ impl Conn {
         chunk.truncate(n);
         *remaining -= n as u64;
         let last = *remaining == 0;
-        let (id, peer) = (self.id(), self.peer);
-        let r = self.dispatch(sh, RawEvent::ProcessHtml(id, peer, &mut chunk, last));
+        let (id, peer) = (c.id(), c.peer);
+        let r = self.dispatch(c, sh, RawEvent::ProcessHtml(id, peer, &mut chunk, last));
         if let Err(e) = r {
             sh.tx = chunk;
             return Err(e);
@@ -266,14 +266,10 @@ impl Conn {
         if chunked && last {
             chunk.extend_from_slice(b"0\r\n\r\n");
         }
-        let r = if chunked && !empty {
-            self.out.write_parts(size.as_bytes(), &chunk)
-        } else {
-            self.out.write(&chunk, false)
-        };
+        let r = if chunked && !empty { c.out.write_parts(size.as_bytes(), &chunk) } else { c.out.write(&chunk, false) };
         sh.tx = chunk;
         r?;
-        sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+        sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
         if last {
             self.writing = Writing::Complete;
         }
@@ -282,11 +278,11 @@ impl Conn {
 
     /// One step of a multipart/byteranges body: a part's header, a chunk
     /// of its bytes, or the closing boundary.
-    pub(super) fn send_multipart_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
-        let Conn { writing, out, key, .. } = self;
-        let Writing::Multipart(m) = writing else { return Ok(false) };
+    pub(super) fn send_multipart_step(&mut self, c: &mut Core, sh: &mut Env) -> Result<bool, Close> {
+        let Writing::Multipart(m) = &mut self.writing else { return Ok(false) };
+        let out = &mut c.out;
         if m.in_part > 0 {
-            return send_chunk(out, m.file.as_mut(), &mut m.in_part, sh, *key);
+            return send_chunk(out, m.file.as_mut(), &mut m.in_part, sh, c.key);
         }
         let buf = &mut sh.tx;
         buf.clear();
@@ -301,7 +297,7 @@ impl Conn {
             None => {
                 m.plan.closing(buf);
                 out.write(buf, false)?;
-                *writing = Writing::Complete;
+                self.writing = Writing::Complete;
             }
         }
         Ok(true)
@@ -310,12 +306,12 @@ impl Conn {
     /// The file for `req` is not ready (`WouldBlock`): wait, reading
     /// nothing, until the fops says it is done (or poll when it gives
     /// nothing to wait on). The open is tried again from `on_timer`.
-    pub(super) fn wait_for_file(&mut self, sh: &mut Shared, req: &Request, mount: usize, e: &io::Error) {
-        log::debug!("{}: open \"{}\": {e}; waiting", self.peer, log_path(req.path()));
+    pub(super) fn wait_for_file(&mut self, c: &mut Core, sh: &mut Env, req: &Request, mount: usize, e: &io::Error) {
+        log::debug!("{}: open \"{}\": {e}; waiting", c.peer, log_path(req.path()));
         let woken = warren_vfs::Pending::of(e).is_some_and(|p| p.wake_on_done(&sh.files_waker));
         let until = sh.now + FILE_WAIT;
         self.writing = Writing::FileWait { req: Box::new(req.clone()), mount, until, poll: !woken };
-        sh.timers.set(self.key, if woken { until } else { sh.now + FILE_WAIT_POLL });
+        sh.timers.set(c.key, if woken { until } else { sh.now + FILE_WAIT_POLL });
     }
 
     /// Waiting for a file that was not ready (`wait_for_file`).
@@ -329,7 +325,8 @@ impl Conn {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn serve_interpreted(
         &mut self,
-        sh: &mut Shared,
+        c: &mut Core,
+        sh: &mut Env,
         req: &Request,
         file: Box<dyn FileHandle>,
         path: &VPath,
@@ -337,20 +334,20 @@ impl Conn {
         mount_index: usize,
         protocol: &str,
     ) {
-        let vi = self.vhost;
-        let Some(pi) = sh.vhosts[vi].protocols.iter().position(|p| p.name() == protocol) else {
+        let vi = c.vhost;
+        let Some(pi) = sh.vhosts[vi].protocol(protocol) else {
             // Context::new checked every interpret protocol exists.
-            self.send_error(sh, 500, Some(req));
+            self.send_error(c, sh, 500, Some(req));
             return;
         };
-        if self.bind(sh, vi, pi).is_err() {
+        if self.bind(c, sh, vi, pi).is_err() {
             self.tx.keep_alive = false;
-            self.send_simple(sh, 500, &[], true);
+            self.send_simple(c, sh, 500, &[], true);
             return;
         }
         let remaining = file.info().len;
         let framing = if self.tx.version == Version::Http11 { BodyFraming::Chunked } else { BodyFraming::Close };
-        let Shared { vhosts, date, tx: buf, .. } = sh;
+        let Env { vhosts, date, tx: buf, .. } = sh;
         let vh = &vhosts[vi];
         let m = &vh.mounts[mount_index];
         let name = path.file_name().unwrap_or("");
@@ -367,13 +364,13 @@ impl Conn {
         }
         end_head(head, &mut self.tx, framing);
         if self.tx.head_only {
-            self.send_buffered_from(buf);
+            self.send_buffered_from(c, buf);
             return;
         }
-        let r = self.out.write(buf, true);
+        let r = c.out.write(buf, true);
         self.writing = Writing::Interpret { file, remaining };
         if let Err(e) = r {
-            log::debug!("{}: write: {e}", self.peer);
+            log::debug!("{}: write: {e}", c.peer);
             self.writing = Writing::Shutdown;
         }
     }
@@ -385,7 +382,7 @@ pub(super) fn send_chunk(
     out: &mut Out,
     file: &mut dyn FileHandle,
     remaining: &mut u64,
-    sh: &mut Shared,
+    sh: &mut Env,
     key: usize,
 ) -> Result<bool, Close> {
     let want = (*remaining).min(SENDFILE_CHUNK);

@@ -9,22 +9,18 @@
 //! read are parsed at once) or closes.
 
 use crate::auth;
-use crate::context::VhostInfo;
+use crate::conn::{Core, Env, Role};
 use crate::http::plan::Multipart;
 use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Method, Request};
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
-use crate::protocol::{Cx, RawEvent, Session, Writer, WsiId};
+use crate::protocol::{Command, Cx, RawEvent, Session, Writer};
 use crate::roles::cgi::CgiRun;
 use crate::roles::ws::Upgrade;
-use crate::service::Shared;
 use crate::vhost::select_vhost;
 use crate::ws::handshake;
-use crate::wsi::{CbResp, HeadEnv, Out, ResponseWriter, Transport, TxInfo};
-use mio::net::TcpStream;
-use std::fmt;
+use crate::wsi::{CbResp, HeadEnv, ResponseWriter, TxInfo};
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use warren_vfs::FileHandle;
 
@@ -44,10 +40,10 @@ const SENDFILE_CHUNK: u64 = 2 << 20;
 /// The most bytes one read-and-write step moves for a file that cannot be
 /// sent with `sendfile`.
 const READ_CHUNK: usize = 16 * 1024;
-/// Formatted validators kept at most (see `Shared::validators`).
+/// Formatted validators kept at most (see `Env::validators`).
 pub(super) const VALIDATOR_CACHE: usize = 4096;
 /// How long a request waits for a CGI slot before 503 (it is started as
-/// soon as one frees: `Shared::cgi_waiters`).
+/// soon as one frees: `Env::cgi_waiters`).
 const CGI_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a request waits for a file that is not ready yet (a big
 /// archive's directory loading) before it gets 503.
@@ -59,24 +55,7 @@ const MAX_LOCAL_REDIRECTS: u8 = 3;
 /// Bodies up to this size go out in the same write as the head.
 pub(super) const SMALL_BODY: usize = 32 * 1024;
 
-/// What the service should do with a connection after serving it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
-    Keep,
-    Close,
-    /// The connection switched protocols: hand it to the ws role.
-    Upgrade,
-}
-
-/// Why a connection is being closed (for the debug log).
-#[derive(Debug)]
-pub(crate) struct Close(pub(crate) String);
-
-impl From<io::Error> for Close {
-    fn from(e: io::Error) -> Close {
-        Close(e.to_string())
-    }
-}
+pub(crate) use crate::conn::{Close, Step};
 
 #[derive(Debug)]
 enum Reading {
@@ -129,23 +108,7 @@ struct Binding {
 
 /// An HTTP/1 connection.
 #[derive(Debug)]
-pub(crate) struct Conn {
-    pub(crate) key: usize,
-    pub(crate) generation: u32,
-    pub(crate) out: Out,
-    /// The socket may have bytes for us (cleared at `WouldBlock`).
-    pub(crate) readable: bool,
-    /// Queued on the forced-service list.
-    pub(crate) forced: bool,
-    /// A protocol asked for a writeable callback.
-    pub(crate) want_writable: bool,
-    /// The peer has shut down its side (EPOLLRDHUP): a short read no
-    /// longer means "drained", since no new edge will announce the EOF.
-    pub(crate) hup: bool,
-    rx_paused: bool,
-    peer: SocketAddr,
-    listener: usize,
-    vhost: usize,
+pub(crate) struct H1 {
     /// Bytes read but not yet consumed: a partial head, or pipelined
     /// requests. Empty (no allocation) on an idle connection.
     input: Vec<u8>,
@@ -174,30 +137,10 @@ pub(crate) struct Conn {
     rx_paused_at: Option<std::time::Instant>,
 }
 
-impl Conn {
-    pub(crate) fn new(
-        key: usize,
-        generation: u32,
-        stream: TcpStream,
-        peer: SocketAddr,
-        listener: usize,
-        vhost: usize,
-    ) -> Conn {
-        let mut out = Out::new(Transport::Plain(stream));
-        // A new socket has an empty send buffer.
-        out.writable = true;
-        Conn {
-            key,
-            generation,
-            out,
-            readable: false,
-            forced: false,
-            want_writable: false,
-            hup: false,
-            rx_paused: false,
-            peer,
-            listener,
-            vhost,
+impl H1 {
+    /// A new connection's role: waiting for its first request.
+    pub(crate) fn new() -> H1 {
+        H1 {
             input: Vec::new(),
             reading: Reading::Head { started: false },
             writing: Writing::Idle,
@@ -212,12 +155,8 @@ impl Conn {
         }
     }
 
-    pub(crate) fn peer_addr(&self) -> SocketAddr {
-        self.peer
-    }
-
     /// A word for logs: what the connection was doing.
-    pub(crate) fn phase(&self) -> &'static str {
+    fn phase_word(&self) -> &'static str {
         match (&self.reading, &self.writing) {
             (Reading::Head { started: false }, _) => "keep-alive idle",
             (Reading::Head { started: true }, _) => "request head",
@@ -234,42 +173,38 @@ impl Conn {
     }
 
     /// The (vhost, protocol) this connection is bound to.
-    pub(crate) fn bound_to(&self) -> Option<(usize, usize)> {
+    pub(super) fn bound_to(&self) -> Option<(usize, usize)> {
         self.binding.as_ref().map(|b| (b.vhost, b.protocol))
     }
 
-    fn id(&self) -> WsiId {
-        WsiId { key: self.key as u32, generation: self.generation }
-    }
-
     /// Serves the connection as far as it can go now.
-    pub(crate) fn service(&mut self, sh: &mut Shared) -> Step {
+    fn serve(&mut self, c: &mut Core, sh: &mut Env) -> Step {
         for _ in 0..BUDGET {
-            let r = self.step(sh);
+            let r = self.step(c, sh);
             if self.upgrade.is_some() {
                 return Step::Upgrade;
             }
             match r {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.track_rx_pause(sh.now);
+                    self.track_rx_pause(c, sh.now);
                     return Step::Keep;
                 }
                 Err(Close(why)) => {
-                    log::debug!("{}: closing: {why}", self.peer);
+                    log::debug!("{}: closing: {why}", c.peer);
                     return Step::Close;
                 }
             }
         }
-        self.track_rx_pause(sh.now);
-        sh.force(self);
+        self.track_rx_pause(c, sh.now);
+        sh.force(c);
         Step::Keep
     }
 
     /// Time rx spends paused on our side (a protocol's flow control, a
     /// CGI's full stdin) does not count against the body's deadline.
-    fn track_rx_pause(&mut self, now: std::time::Instant) {
-        match (self.rx_paused, self.rx_paused_at) {
+    fn track_rx_pause(&mut self, c: &mut Core, now: std::time::Instant) {
+        match (c.rx_paused, self.rx_paused_at) {
             (true, None) => self.rx_paused_at = Some(now),
             (false, Some(since)) => {
                 if let Some(d) = self.body_deadline.as_mut() {
@@ -281,33 +216,33 @@ impl Conn {
         }
     }
 
-    fn step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
-        self.track_rx_pause(sh.now);
-        if self.hup && matches!(self.writing, Writing::Cgi(_) | Writing::CgiWait { .. }) {
+    fn step(&mut self, c: &mut Core, sh: &mut Env) -> Result<bool, Close> {
+        self.track_rx_pause(c, sh.now);
+        if c.hup && matches!(self.writing, Writing::Cgi(_) | Writing::CgiWait { .. }) {
             // The client hung up (or half-closed, which we take the same
             // way, as nginx does for upstreams): end the program now
             // (CGI-9) rather than when its output meets a dead socket.
             return Err(Close("client went away during a CGI response".into()));
         }
-        if self.hup && matches!(self.writing, Writing::FileWait { .. }) {
+        if c.hup && matches!(self.writing, Writing::FileWait { .. }) {
             return Err(Close("client went away while its file was not ready".into()));
         }
         let mut progress = false;
-        if self.out.writable {
-            progress |= self.write_step(sh)?;
+        if c.out.writable {
+            progress |= self.write_step(c, sh)?;
         }
-        if !self.rx_paused {
-            progress |= self.read_step(sh)?;
+        if !c.rx_paused {
+            progress |= self.read_step(c, sh)?;
         }
         Ok(progress)
     }
 
     // ---- writing ----------------------------------------------------------
 
-    fn write_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+    fn write_step(&mut self, c: &mut Core, sh: &mut Env) -> Result<bool, Close> {
         let mut progress = false;
-        if self.out.has_pending() {
-            progress = self.out.flush()?;
+        if c.out.has_pending() {
+            progress = c.out.flush()?;
             if progress {
                 // A CGI response keeps its own timeout (any byte out is
                 // progress for it); everything else the I/O one.
@@ -315,78 +250,79 @@ impl Conn {
                     Writing::Cgi(run) => sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout,
                     _ => sh.limits.io_timeout,
                 };
-                sh.timers.set(self.key, sh.now + timeout);
+                sh.timers.set(c.key, sh.now + timeout);
             }
-            if self.out.has_pending() {
+            if c.out.has_pending() {
                 return Ok(progress);
             }
         }
         match &mut self.writing {
             Writing::Idle | Writing::Closed => Ok(progress),
             Writing::Complete | Writing::Callback(CbResp::Done) => {
-                self.finish_transaction(sh);
+                self.finish_transaction(c, sh);
                 Ok(true)
             }
-            Writing::File { .. } => Ok(self.send_file_chunk(sh)? || progress),
-            Writing::Multipart(_) => Ok(self.send_multipart_step(sh)? || progress),
-            Writing::Interpret { .. } => Ok(self.interpret_step(sh)? || progress),
-            Writing::Cgi(_) => Ok(self.cgi_step(sh)? || progress),
+            Writing::File { .. } => Ok(self.send_file_chunk(c, sh)? || progress),
+            Writing::Multipart(_) => Ok(self.send_multipart_step(c, sh)? || progress),
+            Writing::Interpret { .. } => Ok(self.interpret_step(c, sh)? || progress),
+            Writing::Cgi(_) => Ok(self.cgi_step(c, sh)? || progress),
             Writing::CgiWait { .. } | Writing::FileWait { .. } => Ok(progress),
             Writing::Callback(_) => {
-                if !self.want_writable {
+                if !c.want_writable {
                     return Ok(progress);
                 }
-                self.want_writable = false;
-                let sent = self.out.sent;
-                self.deliver_writeable(sh)?;
-                if let Some(kind) = self.out.failed {
+                c.want_writable = false;
+                let sent = c.out.sent;
+                self.deliver_writeable(c, sh)?;
+                if let Some(kind) = c.out.failed {
                     return Err(Close(format!("write failed: {}", io::Error::from(kind))));
                 }
-                if self.out.sent != sent {
-                    sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+                if c.out.sent != sent {
+                    sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
                 }
                 Ok(true)
             }
             Writing::Shutdown => {
-                if let Err(e) = self.out.sock.stream().shutdown(std::net::Shutdown::Write) {
+                if let Err(e) = c.out.sock.shutdown_write() {
                     return Err(e.into());
                 }
                 self.writing = Writing::Closed;
                 self.reading = Reading::Linger;
-                self.rx_paused = false;
+                c.rx_paused = false;
                 self.input = Vec::new();
-                sh.timers.set(self.key, sh.now + sh.limits.linger);
+                sh.timers.set(c.key, sh.now + sh.limits.linger);
                 Ok(true)
             }
         }
     }
 
-    fn deliver_writeable(&mut self, sh: &mut Shared) -> Result<(), Close> {
-        let id = self.id();
+    fn deliver_writeable(&mut self, c: &mut Core, sh: &mut Env) -> Result<(), Close> {
+        let id = c.id();
         let body_unread = !matches!(self.reading, Reading::Done);
-        let Conn { out, writing, tx, binding, peer, .. } = self;
+        let (out, peer) = (&mut c.out, c.peer);
+        let H1 { writing, tx, binding, .. } = self;
         let (Some(b), Writing::Callback(state)) = (binding.as_mut(), writing) else { return Ok(()) };
-        let Shared { vhosts, date, tx: scratch, commands, handle, .. } = sh;
-        let VhostInfo { protocols, headers, server_string, .. } = &mut vhosts[b.vhost];
-        let env = HeadEnv { date: date.text(), headers, server: server_string.as_deref() };
+        let Env { vhosts, live, date, tx: scratch, commands, handle, .. } = sh;
+        let (vh, protocols) = (&vhosts[b.vhost], &mut live[b.vhost].protocols);
+        let env = HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
         let writer = Writer { inner: ResponseWriter { out, state, tx, scratch, env, body_unread } };
         let mut cx = Cx { commands, vhost: b.vhost, protocol: b.protocol, handle };
         let action =
-            protocols[b.protocol].dispatch(&mut cx, RawEvent::Writeable(id, *peer, writer), Some(&mut b.session));
-        self.after_callback(sh, action)
+            protocols[b.protocol].dispatch(&mut cx, RawEvent::Writeable(id, peer, writer), Some(&mut b.session));
+        self.after_callback(c, sh, action)
     }
 
     /// Ends a transaction whose response has fully left.
-    fn finish_transaction(&mut self, sh: &mut Shared) {
-        self.want_writable = false;
-        self.log_transaction(sh);
+    fn finish_transaction(&mut self, c: &mut Core, sh: &mut Env) {
+        c.want_writable = false;
+        self.log_transaction(c, sh);
         if self.tx.keep_alive && matches!(self.reading, Reading::Done) && !self.body_unread {
             // A pause of rx was about the request that just ended.
-            self.rx_paused = false;
+            c.rx_paused = false;
             self.writing = Writing::Idle;
             self.reading = Reading::Head { started: false };
-            let keepalive = sh.vhosts[self.vhost].keepalive_timeout;
-            sh.timers.set(self.key, sh.now + keepalive);
+            let keepalive = sh.vhosts[c.vhost].keepalive_timeout;
+            sh.timers.set(c.key, sh.now + keepalive);
         } else {
             self.writing = Writing::Shutdown;
         }
@@ -394,13 +330,13 @@ impl Conn {
 
     // ---- reading ----------------------------------------------------------
 
-    fn read_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+    fn read_step(&mut self, c: &mut Core, sh: &mut Env) -> Result<bool, Close> {
         if matches!(self.reading, Reading::Done) {
             return Ok(false);
         }
         if !self.input.is_empty() && !matches!(self.reading, Reading::Linger) {
             let input = std::mem::take(&mut self.input);
-            let used = self.consume(sh, &input)?;
+            let used = self.consume(c, sh, &input)?;
             if used > 0 {
                 self.input = input;
                 self.input.drain(..used);
@@ -411,19 +347,19 @@ impl Conn {
             }
             self.input = input;
         }
-        if !self.readable {
+        if !c.readable {
             return Ok(false);
         }
         let mut rx = std::mem::take(&mut sh.rx);
-        let r = self.read_into(sh, &mut rx);
+        let r = self.read_into(c, sh, &mut rx);
         sh.rx = rx;
         r
     }
 
-    fn read_into(&mut self, sh: &mut Shared, rx: &mut [u8]) -> Result<bool, Close> {
-        let n = match self.out.read(rx)? {
+    fn read_into(&mut self, c: &mut Core, sh: &mut Env, rx: &mut [u8]) -> Result<bool, Close> {
+        let n = match c.out.read(rx)? {
             None => {
-                self.readable = false;
+                c.readable = false;
                 return Ok(false);
             }
             Some(0) => {
@@ -434,16 +370,16 @@ impl Conn {
             }
             Some(n) => n,
         };
-        if n < rx.len() && !self.hup {
+        if n < rx.len() && !c.hup {
             // A short read means the socket is drained (edge-triggered: a
             // new edge comes with new data), saving the WouldBlock read.
-            self.readable = false;
+            c.readable = false;
         }
         if matches!(self.reading, Reading::Linger) {
             return Ok(true);
         }
         if self.input.is_empty() {
-            let used = self.consume(sh, &rx[..n])?;
+            let used = self.consume(c, sh, &rx[..n])?;
             if used < n {
                 self.input.extend_from_slice(&rx[used..n]);
             }
@@ -456,7 +392,7 @@ impl Conn {
                 return Ok(true);
             }
             let input = std::mem::take(&mut self.input);
-            let used = self.consume(sh, &input)?;
+            let used = self.consume(c, sh, &input)?;
             self.input = input;
             self.input.drain(..used);
             if self.input.is_empty() {
@@ -467,9 +403,9 @@ impl Conn {
     }
 
     /// Consumes what the reading state can take from `input`.
-    fn consume(&mut self, sh: &mut Shared, input: &[u8]) -> Result<usize, Close> {
+    fn consume(&mut self, c: &mut Core, sh: &mut Env, input: &[u8]) -> Result<usize, Close> {
         let mut used = 0;
-        while used < input.len() && !self.rx_paused {
+        while used < input.len() && !c.rx_paused {
             match &mut self.reading {
                 Reading::Head { started } => {
                     let limits = HeadLimits { max_head: sh.limits.max_head, max_uri: sh.limits.max_uri };
@@ -477,16 +413,16 @@ impl Conn {
                         Ok(None) => {
                             if !*started {
                                 *started = true;
-                                sh.timers.set(self.key, sh.now + sh.limits.header_timeout);
+                                sh.timers.set(c.key, sh.now + sh.limits.header_timeout);
                             }
                             break;
                         }
                         Ok(Some((req, n))) => {
                             used += n;
-                            self.on_request(sh, req)?;
+                            self.on_request(c, sh, req)?;
                         }
                         Err(e) => {
-                            self.refuse_head(sh, e);
+                            self.refuse_head(c, sh, e);
                             return Ok(input.len());
                         }
                     }
@@ -495,8 +431,8 @@ impl Conn {
                     let (n, data) = match decoder.decode(&input[used..]) {
                         Ok(r) => r,
                         Err(e) => {
-                            log::debug!("{}: bad request body: {e:?}", self.peer);
-                            self.body_failed(sh, 400, "bad request body")?;
+                            log::debug!("{}: bad request body: {e:?}", c.peer);
+                            self.body_failed(c, sh, 400, "bad request body")?;
                             return Ok(input.len());
                         }
                     };
@@ -505,9 +441,9 @@ impl Conn {
                             // Slower than the minimum rate for too long: the
                             // slot goes to someone else (as Apache's
                             // mod_reqtimeout does).
-                            log::info!("{}: request body too slow; 408", self.peer);
+                            log::info!("{}: request body too slow; 408", c.peer);
                             self.body_deadline = None;
-                            self.body_failed(sh, 408, "request body too slow")?;
+                            self.body_failed(c, sh, 408, "request body too slow")?;
                             return Ok(input.len());
                         }
                         let credit = rate_credit(n, sh.limits.body_min_rate);
@@ -532,24 +468,24 @@ impl Conn {
                             moved |= run.flush_stdin();
                         }
                         if run.input_blocked() {
-                            self.rx_paused = true;
+                            c.rx_paused = true;
                             self.cgi_paused_rx = true;
                         }
                         if moved {
                             let timeout = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
-                            sh.timers.set(self.key, sh.now + timeout);
+                            sh.timers.set(c.key, sh.now + timeout);
                         }
-                        sh.force(self);
+                        sh.force(c);
                     } else {
                         if let Some(data) = data {
-                            let (id, peer) = (self.id(), self.peer);
-                            self.dispatch(sh, RawEvent::Body(id, peer, data))?;
+                            let (id, peer) = (c.id(), c.peer);
+                            self.dispatch(c, sh, RawEvent::Body(id, peer, data))?;
                         }
                         if done {
-                            let (id, peer) = (self.id(), self.peer);
-                            self.dispatch(sh, RawEvent::BodyCompletion(id, peer))?;
+                            let (id, peer) = (c.id(), c.peer);
+                            self.dispatch(c, sh, RawEvent::BodyCompletion(id, peer))?;
                         } else {
-                            sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+                            sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
                         }
                     }
                     if n == 0 {
@@ -563,11 +499,11 @@ impl Conn {
     }
 
     /// Answers a head we could not accept, then closes.
-    fn refuse_head(&mut self, sh: &mut Shared, e: HeadError) {
-        log::debug!("{}: bad request head: {e:?}", self.peer);
+    fn refuse_head(&mut self, c: &mut Core, sh: &mut Env, e: HeadError) {
+        log::debug!("{}: bad request head: {e:?}", c.peer);
         self.tx = TxInfo { version: Version::Http11, keep_alive: false, head_only: false, status: 0 };
         self.reading = Reading::Done;
-        if sh.access_logs.get(self.vhost).is_some_and(Option::is_some) {
+        if sh.live[c.vhost].access_log.is_some() {
             let entry = crate::access_log::Entry {
                 method: "-".into(),
                 path: "-".into(),
@@ -575,14 +511,14 @@ impl Conn {
                 referer: String::new(),
                 user_agent: String::new(),
             };
-            self.logging = Some(Box::new((entry, self.out.sent)));
+            self.logging = Some(Box::new((entry, c.out.sent)));
         }
-        self.send_error(sh, e.status(), None);
+        self.send_error(c, sh, e.status(), None);
     }
 
     // ---- requests ---------------------------------------------------------
 
-    fn on_request(&mut self, sh: &mut Shared, req: Request) -> Result<(), Close> {
+    fn on_request(&mut self, c: &mut Core, sh: &mut Env, req: Request) -> Result<(), Close> {
         sh.handle.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
         self.tx = TxInfo {
             version: req.version(),
@@ -590,7 +526,7 @@ impl Conn {
             head_only: req.method() == Method::Head,
             status: 0,
         };
-        sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+        sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
         self.reading = Reading::Done;
         self.body_unread = !matches!(req.framing(), Framing::None | Framing::Length(0));
         if self.body_unread {
@@ -600,8 +536,8 @@ impl Conn {
         }
         let rate_checked = self.body_unread && sh.limits.body_min_rate > 0;
         self.body_deadline = rate_checked.then(|| sh.now + sh.limits.body_timeout);
-        self.vhost = select_vhost(&sh.vhosts, &sh.listeners[self.listener], req.host());
-        if sh.access_logs.get(self.vhost).is_some_and(Option::is_some) {
+        c.vhost = select_vhost(&sh.vhosts, &sh.listeners[c.listener], req.host());
+        if sh.live[c.vhost].access_log.is_some() {
             let entry = crate::access_log::Entry {
                 method: req.method_str().to_string(),
                 path: req.path().to_string(),
@@ -609,47 +545,47 @@ impl Conn {
                 referer: req.header_str("referer").unwrap_or("").to_string(),
                 user_agent: req.header_str("user-agent").unwrap_or("").to_string(),
             };
-            self.logging = Some(Box::new((entry, self.out.sent)));
+            self.logging = Some(Box::new((entry, c.out.sent)));
         }
         if req.path() == "*" {
             self.skip_body(&req);
-            self.send_simple(sh, 200, &[("Allow", "GET, HEAD, OPTIONS")], false);
+            self.send_simple(c, sh, 200, &[("Allow", "GET, HEAD, OPTIONS")], false);
             return Ok(());
         }
         if handshake::is_upgrade(&req) {
-            self.upgrade_to_ws(sh, req);
+            self.upgrade_to_ws(c, sh, req);
             return Ok(());
         }
         let now = sh.now;
-        let found = mount::find(&sh.vhosts[self.vhost].mounts, req.path()).map(|(i, _)| i).map(|i| {
-            let m = &mut sh.vhosts[self.vhost].mounts[i];
-            let verdict = m.basic_auth.as_mut().map(|c| c.check(req.header("authorization"), now));
+        let found = mount::find(&sh.vhosts[c.vhost].mounts, req.path()).map(|(i, m)| {
+            let auth = sh.live[c.vhost].mounts[i].auth.as_mut();
+            let verdict = auth.map(|creds| creds.check(req.header("authorization"), now));
             (i, matches!(m.origin, Origin::Callback(_)), verdict)
         });
         if let Some((mi, _, None | Some(auth::Verdict::Allowed))) = found {
-            if matches!(sh.vhosts[self.vhost].mounts[mi].origin, Origin::Cgi(_)) {
-                self.unbind(sh);
-                self.serve_cgi(sh, req, mi, 0, false);
+            if matches!(sh.vhosts[c.vhost].mounts[mi].origin, Origin::Cgi(_)) {
+                self.unbind(c, sh);
+                self.serve_cgi(c, sh, req, mi, 0, false);
                 return Ok(());
             }
         }
         match found {
             Some((_, _, Some(verdict))) if verdict != auth::Verdict::Allowed => {
                 // AUTH-2: a challenge without a body, or 403 for nonsense.
-                self.unbind(sh);
+                self.unbind(c, sh);
                 self.skip_body(&req);
                 match verdict {
-                    auth::Verdict::Malformed => self.send_simple(sh, 403, &[], true),
-                    _ => self.send_simple(sh, 401, &[("WWW-Authenticate", "Basic realm=\"lwsws\"")], false),
+                    auth::Verdict::Malformed => self.send_simple(c, sh, 403, &[], true),
+                    _ => self.send_simple(c, sh, 401, &[("WWW-Authenticate", "Basic realm=\"lwsws\"")], false),
                 }
             }
-            Some((mi, true, _)) => return self.serve_callback(sh, req, mi),
+            Some((mi, true, _)) => return self.serve_callback(c, sh, req, mi),
             Some((mi, false, _)) => {
-                self.unbind(sh);
+                self.unbind(c, sh);
                 self.skip_body(&req);
-                let redirect = match &sh.vhosts[self.vhost].mounts[mi].origin {
+                let redirect = match &sh.vhosts[c.vhost].mounts[mi].origin {
                     Origin::Redirect { to, append_path } => {
-                        let m = &sh.vhosts[self.vhost].mounts[mi];
+                        let m = &sh.vhosts[c.vhost].mounts[mi];
                         let rest = if *append_path { uri::encode_path(m.remainder(req.path())) } else { String::new() };
                         Some(format!("{to}{rest}"))
                     }
@@ -657,14 +593,16 @@ impl Conn {
                 };
                 match redirect {
                     // REDIR-2/4: 301, Location exactly the target.
-                    Some(to) => self.send_simple(sh, 301, &[("Location", &to), ("Content-Type", "text/html")], false),
-                    None => self.serve_file(sh, &req, mi),
+                    Some(to) => {
+                        self.send_simple(c, sh, 301, &[("Location", &to), ("Content-Type", "text/html")], false)
+                    }
+                    None => self.serve_file(c, sh, &req, mi),
                 }
             }
             None => {
-                self.unbind(sh);
+                self.unbind(c, sh);
                 self.skip_body(&req);
-                self.send_error(sh, 404, Some(&req));
+                self.send_error(c, sh, 404, Some(&req));
             }
         }
         Ok(())
@@ -680,14 +618,14 @@ impl Conn {
 
     /// The request body cannot go on (bad framing, 400; too slow, 408):
     /// answer with `status` if no response has begun, else close.
-    fn body_failed(&mut self, sh: &mut Shared, status: u16, why: &str) -> Result<(), Close> {
+    fn body_failed(&mut self, c: &mut Core, sh: &mut Env, status: u16, why: &str) -> Result<(), Close> {
         if matches!(self.writing, Writing::Cgi(_)) {
-            return self.cgi_bad_body(sh, status);
+            return self.cgi_bad_body(c, sh, status);
         }
-        if self.writing_is(CbResp::AwaitHead) && !self.out.has_pending() {
+        if self.writing_is(CbResp::AwaitHead) && !c.out.has_pending() {
             self.tx.keep_alive = false;
             self.reading = Reading::Done;
-            self.send_error(sh, status, None);
+            self.send_error(c, sh, status, None);
             return Ok(());
         }
         Err(Close(why.into()))
@@ -696,95 +634,95 @@ impl Conn {
     /// The connection's timer fired: the CGI slot wait and the CGI
     /// timeout are handled here; anything else closes. (The loop also
     /// calls it for a request waiting for a CGI slot when its turn comes.)
-    pub(crate) fn on_timer(&mut self, sh: &mut Shared) -> Step {
+    fn timer(&mut self, c: &mut Core, sh: &mut Env) -> Step {
         match std::mem::replace(&mut self.writing, Writing::Idle) {
             Writing::CgiWait { req, mount, until, redirects } => {
-                let m = &sh.vhosts[self.vhost].mounts[mount].cgi;
-                if m.running < m.max_processes {
-                    sh.cgi_waiters.remove(self.vhost, mount, self.key);
-                    self.serve_cgi(sh, *req, mount, redirects, true);
+                let max = sh.vhosts[c.vhost].mounts[mount].cgi.max_processes;
+                if sh.live[c.vhost].mounts[mount].cgi_running < max {
+                    sh.cgi_waiters.remove(c.vhost, mount, c.key);
+                    self.serve_cgi(c, sh, *req, mount, redirects, true);
                 } else if sh.now >= until {
-                    sh.cgi_waiters.remove(self.vhost, mount, self.key);
-                    log::warn!("{}: CGI slots of \"{}\" all busy; 503", self.peer, log_path(req.path()));
+                    sh.cgi_waiters.remove(c.vhost, mount, c.key);
+                    log::warn!("{}: CGI slots of \"{}\" all busy; 503", c.peer, log_path(req.path()));
                     self.cgi_paused_rx = false;
-                    self.rx_paused = false;
+                    c.rx_paused = false;
                     self.tx.keep_alive = false;
                     self.reading = Reading::Done;
-                    self.send_simple(sh, 503, &[("Retry-After", "1")], true);
+                    self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
                 } else {
                     // Early (the timer was moved): the deadline stays.
                     self.writing = Writing::CgiWait { req, mount, until, redirects };
-                    sh.timers.set(self.key, until);
+                    sh.timers.set(c.key, until);
                     return Step::Keep;
                 }
-                sh.force(self);
+                sh.force(c);
                 Step::Keep
             }
             Writing::FileWait { req, mount, until, .. } => {
-                self.serve_file(sh, &req, mount);
+                self.serve_file(c, sh, &req, mount);
                 if let Writing::FileWait { until: first, poll, .. } = &mut self.writing {
                     // Still not ready: the wait keeps its first deadline.
                     *first = until;
                     let poll = *poll;
                     if sh.now < until {
                         let next = if poll { (sh.now + FILE_WAIT_POLL).min(until) } else { until };
-                        sh.timers.set(self.key, next);
+                        sh.timers.set(c.key, next);
                         return Step::Keep;
                     }
-                    log::warn!("{}: \"{}\" still not ready after {FILE_WAIT:?}; 503", self.peer, log_path(req.path()));
+                    log::warn!("{}: \"{}\" still not ready after {FILE_WAIT:?}; 503", c.peer, log_path(req.path()));
                     self.writing = Writing::Idle;
-                    self.send_simple(sh, 503, &[("Retry-After", "1")], true);
+                    self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
                 }
-                sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
-                sh.force(self);
+                sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
+                sh.force(c);
                 Step::Keep
             }
             Writing::Cgi(run) if run.exit_wait.is_some() => {
                 // stdout has ended; was it a crash?
-                self.cgi_finish(sh, run);
+                self.cgi_finish(c, sh, run);
                 Step::Keep
             }
-            Writing::Cgi(run) if !self.out.writable && self.out.peer_progress() => {
+            Writing::Cgi(run) if !c.out.writable && c.out.peer_progress() => {
                 // The program waits on a slow but steady reader (its
                 // output backs up behind our full socket): not stuck.
                 let timeout = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
                 self.writing = Writing::Cgi(run);
-                sh.timers.set(self.key, sh.now + timeout);
+                sh.timers.set(c.key, sh.now + timeout);
                 Step::Keep
             }
             Writing::Cgi(run) => {
                 let head_sent = run.parser.is_none();
                 log::warn!("cgi {}: no progress within its timeout; ending it", run.script);
-                self.cgi_end(sh, *run, true);
-                if head_sent || self.out.has_pending() {
+                self.cgi_end(c, sh, *run, true);
+                if head_sent || c.out.has_pending() {
                     return Step::Close;
                 }
                 // CGI-10: 504 when nothing was sent yet.
                 self.tx.keep_alive = false;
                 self.reading = Reading::Done;
-                self.send_error(sh, 504, None);
-                sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
-                sh.force(self);
+                self.send_error(c, sh, 504, None);
+                sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
+                sh.force(c);
                 Step::Keep
             }
             other => {
                 self.writing = other;
-                if self.waits_for_reader() && self.out.peer_progress() {
+                if self.waits_for_reader(c) && c.out.peer_progress() {
                     // A slow but steady reader: what it drained from the
                     // kernel's send queue is progress, though none of our
                     // writes could move.
-                    sh.timers.set(self.key, sh.now + sh.limits.io_timeout);
+                    sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
                     return Step::Keep;
                 }
-                log::debug!("{}: timed out in {}", self.peer, self.phase());
+                log::debug!("{}: timed out in {}", c.peer, self.phase());
                 Step::Close
             }
         }
     }
 
     /// A response is under way and blocked on the peer taking bytes.
-    fn waits_for_reader(&self) -> bool {
-        !self.out.writable
+    fn waits_for_reader(&self, c: &mut Core) -> bool {
+        !c.out.writable
             && matches!(self.reading, Reading::Done | Reading::Body(_))
             && !matches!(
                 self.writing,
@@ -793,37 +731,37 @@ impl Conn {
     }
 
     /// Answers `Expect: 100-continue` for a request with a body.
-    fn continue_if_expected(&mut self, req: &Request) -> io::Result<()> {
+    fn continue_if_expected(&mut self, c: &mut Core, req: &Request) -> io::Result<()> {
         if req.expects_continue() && !matches!(req.framing(), Framing::None | Framing::Length(0)) {
-            self.out.write(b"HTTP/1.1 100 Continue\r\n\r\n", false)?;
+            c.out.write(b"HTTP/1.1 100 Continue\r\n\r\n", false)?;
         }
         Ok(())
     }
 
     /// The connection is going away: tell its protocol.
     /// Writes the access-log line of the transaction that just ended.
-    fn log_transaction(&mut self, sh: &mut Shared) {
+    fn log_transaction(&mut self, c: &mut Core, sh: &mut Env) {
         let Some(entry) = self.logging.take() else { return };
-        if let Some(Some(log)) = sh.access_logs.get(self.vhost) {
+        if let Some(log) = &sh.live[c.vhost].access_log {
             let (entry, start) = *entry;
-            log.log(self.peer, &entry, self.tx.status, self.out.sent - start);
+            log.log(c.peer, &entry, self.tx.status, c.out.sent - start);
         }
     }
 
-    pub(crate) fn on_close(&mut self, sh: &mut Shared) {
+    fn closed(&mut self, c: &mut Core, sh: &mut Env) {
         match std::mem::replace(&mut self.writing, Writing::Closed) {
             // The client went away: so does the program (CGI-9).
-            Writing::Cgi(run) => self.cgi_end(sh, *run, true),
+            Writing::Cgi(run) => self.cgi_end(c, sh, *run, true),
             // It leaves the line of requests waiting for a slot.
-            Writing::CgiWait { mount, .. } => sh.cgi_waiters.remove(self.vhost, mount, self.key),
+            Writing::CgiWait { mount, .. } => sh.cgi_waiters.remove(c.vhost, mount, c.key),
             _ => {}
         }
         // A transaction cut short is logged with what was sent.
-        self.log_transaction(sh);
+        self.log_transaction(c, sh);
         if self.binding.is_some() {
-            let (id, peer) = (self.id(), self.peer);
-            let _ = self.dispatch(sh, RawEvent::Closed(id, peer));
-            self.unbind(sh);
+            let (id, peer) = (c.id(), c.peer);
+            let _ = self.dispatch(c, sh, RawEvent::Closed(id, peer));
+            self.unbind(c, sh);
         }
     }
 }
@@ -843,19 +781,29 @@ fn body_reading(framing: Framing) -> Reading {
     }
 }
 
-impl crate::service::Served for Conn {
-    fn forced_slot(&mut self) -> (usize, &mut bool) {
-        (self.key, &mut self.forced)
+impl Role for H1 {
+    fn service(&mut self, c: &mut Core, env: &mut Env) -> Step {
+        self.serve(c, env)
     }
 
-    fn readiness(&mut self) -> (&mut bool, &mut bool, &mut bool) {
-        (&mut self.readable, &mut self.hup, &mut self.out.writable)
+    fn on_timer(&mut self, c: &mut Core, env: &mut Env) -> Step {
+        self.timer(c, env)
     }
-}
 
-impl fmt::Display for Conn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.peer, self.phase())
+    fn apply(&mut self, c: &mut Core, cmd: Command, env: &mut Env) {
+        self.apply_command(c, cmd, env)
+    }
+
+    fn on_close(&mut self, c: &mut Core, env: &mut Env) {
+        self.closed(c, env)
+    }
+
+    fn bound_to(&self) -> Option<(usize, usize)> {
+        H1::bound_to(self)
+    }
+
+    fn phase(&self) -> &'static str {
+        self.phase_word()
     }
 }
 

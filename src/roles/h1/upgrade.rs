@@ -2,30 +2,30 @@
 //! binding the protocol it names, writing the 101, and handing the
 //! connection over to the ws role.
 
-use super::Conn;
+use super::H1;
+use crate::conn::{Core, Env};
 use crate::http::request::Request;
-use crate::roles::ws::{Upgrade, WsConn};
-use crate::service::Shared;
+use crate::roles::ws::Upgrade;
 use crate::ws::handshake::{self, Refusal};
 use std::sync::atomic::Ordering;
 
-impl Conn {
+impl H1 {
     /// Answers a WebSocket upgrade (WS-1..4): refused with 400/426 and the
     /// styled page, or accepted with a 101, after which the service hands
     /// the connection to the ws role.
-    pub(super) fn upgrade_to_ws(&mut self, sh: &mut Shared, req: Request) {
-        self.unbind(sh);
+    pub(super) fn upgrade_to_ws(&mut self, c: &mut Core, sh: &mut Env, req: Request) {
+        self.unbind(c, sh);
         self.skip_body(&req);
-        let vhost = &sh.vhosts[self.vhost];
+        let vhost = &sh.vhosts[c.vhost];
         // Bytes after the head would be taken as frames: refuse a body.
         let body =
             if self.body_unread { Err(Refusal::BadRequest("a WebSocket upgrade cannot carry a body")) } else { Ok(()) };
         let chosen = body.and_then(|()| handshake::check(&req)).and_then(|o| {
             let found = if o.named_protocol {
                 // WS-2: the first the client names that the vhost has.
-                o.protocols.iter().find_map(|name| vhost.protocols.iter().position(|p| p.name() == name))
+                o.protocols.iter().find_map(|name| vhost.protocol(name))
             } else {
-                vhost.default_protocol.as_deref().and_then(|d| vhost.protocols.iter().position(|p| p.name() == d))
+                vhost.default_protocol.as_deref().and_then(|d| vhost.protocol(d))
             };
             match found {
                 Some(p) => Ok((o, p)),
@@ -36,18 +36,24 @@ impl Conn {
             }
         });
         let (offer, protocol) = match chosen {
-            Ok(c) => c,
+            Ok(found) => found,
             Err(Refusal::Version) => {
                 self.tx.keep_alive = false;
-                return self.send_page(sh, 426, "WebSocket version 13 is required", &[("Sec-WebSocket-Version", "13")]);
+                return self.send_page(
+                    c,
+                    sh,
+                    426,
+                    "WebSocket version 13 is required",
+                    &[("Sec-WebSocket-Version", "13")],
+                );
             }
             Err(Refusal::BadRequest(why)) => {
                 self.tx.keep_alive = false;
-                return self.send_page(sh, 400, why, &[]);
+                return self.send_page(c, sh, 400, why, &[]);
             }
         };
-        let name = vhost.protocols[protocol].name().to_string();
-        let takes = crate::ws::deflate::protocol_takes_deflate(vhost.protocols[protocol].rx_buffer_size());
+        let name = vhost.protocol_names[protocol].clone();
+        let takes = crate::ws::deflate::protocol_takes_deflate(sh.live[c.vhost].protocols[protocol].rx_buffer_size());
         let deflate = offer.deflate.filter(|_| vhost.ws_deflate && takes);
         sh.handle.inner.counters.ws_upgrades.fetch_add(1, Ordering::Relaxed);
         let buf = &mut sh.tx;
@@ -65,24 +71,21 @@ impl Conn {
         }
         buf.extend_from_slice(b"\r\n\r\n");
         let bytes = std::mem::take(buf);
-        self.send_buffered_from(&bytes);
+        self.send_buffered_from(c, &bytes);
         sh.tx = bytes;
         // LOG-1: the upgrade is logged as a 101 on "/path (protocol)".
         self.tx.status = 101;
         if let Some(entry) = self.logging.as_mut() {
             entry.0.path = format!("{} ({name})", entry.0.path);
         }
-        self.log_transaction(sh);
+        self.log_transaction(c, sh);
         self.upgrade = Some(Box::new(Upgrade { protocol, deflate, request: req }));
     }
 
-    /// Turns this connection into a WebSocket one after an accepted
-    /// upgrade; returns it with the request that asked (for the
-    /// protocol's established event).
-    pub(crate) fn into_ws(mut self, sh: &Shared) -> Option<(WsConn, Request)> {
+    /// After an accepted upgrade: what the ws role needs (the upgrade,
+    /// and bytes that came after the request).
+    pub(crate) fn take_upgrade(&mut self) -> Option<(Box<Upgrade>, Vec<u8>)> {
         let up = self.upgrade.take()?;
-        let input = std::mem::take(&mut self.input);
-        let ws = WsConn::new(self.key, self.generation, self.out, self.peer, self.vhost, &up, input, sh);
-        Some((ws, up.request))
+        Some((up, std::mem::take(&mut self.input)))
     }
 }

@@ -10,17 +10,17 @@
 
 mod read;
 
-use super::h1::{Close, Step};
-use crate::protocol::{Action, Command, Cx, RawEvent, Session, WsiId};
-use crate::service::Shared;
+use crate::conn::Out;
+use crate::conn::{Close, Step};
+use crate::conn::{Core, Env, Role};
+use crate::protocol::{Action, Command, Cx, RawEvent, Session};
 use crate::ws::deflate::{DeflateConfig, Deflater, Inflater, TAIL};
 use crate::ws::frame::{encode_header, unmask, Header, HeaderParser, Opcode};
 use crate::ws::utf8::Utf8Stream;
 use crate::ws::{CloseCode, Rx, WriteKind, WsWriter};
-use crate::wsi::{misuse, Out};
+use crate::wsi::misuse;
 use std::cell::RefCell;
 use std::io;
-use std::net::SocketAddr;
 
 /// Steps a connection may take per service call before others get a turn.
 const BUDGET: usize = 16;
@@ -188,16 +188,8 @@ pub(crate) struct Upgrade {
 
 /// A WebSocket connection.
 #[derive(Debug)]
-pub(crate) struct WsConn {
-    pub(crate) key: usize,
-    pub(crate) generation: u32,
-    pub(crate) out: Out,
-    pub(crate) readable: bool,
-    pub(crate) forced: bool,
-    pub(crate) want_writable: bool,
-    pub(crate) hup: bool,
-    rx_paused: bool,
-    peer: SocketAddr,
+pub(crate) struct Ws {
+    /// The vhost and protocol it is bound to, for good.
     vhost: usize,
     protocol: usize,
     session: Session,
@@ -227,39 +219,26 @@ pub(crate) struct WsConn {
     max_message: u64,
 }
 
-impl WsConn {
-    /// The connection `out` becomes after its 101 went out (or is pending).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        key: usize,
-        generation: u32,
-        out: Out,
-        peer: SocketAddr,
-        vhost: usize,
-        up: &Upgrade,
-        input: Vec<u8>,
-        sh: &Shared,
-    ) -> WsConn {
-        let p = &sh.vhosts[vhost].protocols[up.protocol];
+impl Ws {
+    /// The role of connection `c` after its 101 went out (or is
+    /// pending): `input` holds what the peer sent after the request.
+    pub(crate) fn new(c: &mut Core, up: &Upgrade, input: Vec<u8>, sh: &Env) -> Ws {
+        // Bytes may wait in the kernel already; the rest starts afresh.
+        c.readable = true;
+        c.want_writable = false;
+        c.hup = false;
+        c.rx_paused = false;
+        let p = &sh.live[c.vhost].protocols[up.protocol];
         let rx_chunk = match p.rx_buffer_size() {
-            0 => crate::service::RX_BUF,
+            0 => crate::conn::RX_BUF,
             n => n,
         };
         let max_message = match p.max_message_size() {
             0 => sh.limits.ws_max_message,
             n => n,
         };
-        WsConn {
-            key,
-            generation,
-            out,
-            readable: true,
-            forced: false,
-            want_writable: false,
-            hup: false,
-            rx_paused: false,
-            peer,
-            vhost,
+        Ws {
+            vhost: c.vhost,
             protocol: up.protocol,
             session: p.new_session(),
             busy: (!input.is_empty()).then(|| Box::new(Busy { input, ..Busy::default() })),
@@ -279,14 +258,6 @@ impl WsConn {
         }
     }
 
-    pub(crate) fn peer_addr(&self) -> SocketAddr {
-        self.peer
-    }
-
-    pub(crate) fn bound_to(&self) -> (usize, usize) {
-        (self.vhost, self.protocol)
-    }
-
     /// The reading state, made if the connection was idle.
     fn b(&mut self) -> &mut Busy {
         self.busy.get_or_insert_with(Box::default)
@@ -299,15 +270,11 @@ impl WsConn {
         }
     }
 
-    fn id(&self) -> WsiId {
-        WsiId { key: self.key as u32, generation: self.generation }
-    }
-
     /// Tells the protocol the connection is open.
-    pub(crate) fn established(&mut self, sh: &mut Shared, req: &crate::http::request::Request) -> Step {
-        self.arm_keepalive(sh);
-        let (id, peer) = (self.id(), self.peer);
-        match self.dispatch(sh, RawEvent::Established(id, peer, req)) {
+    pub(crate) fn established(&mut self, c: &mut Core, sh: &mut Env, req: &crate::http::request::Request) -> Step {
+        self.arm_keepalive(c, sh);
+        let (id, peer) = (c.id(), c.peer);
+        match self.dispatch(c, sh, RawEvent::Established(id, peer, req)) {
             Ok(()) => Step::Keep,
             Err(Close(why)) => {
                 log::debug!("{peer}: closing: {why}");
@@ -317,23 +284,23 @@ impl WsConn {
     }
 
     /// Serves the connection as far as it can go now.
-    pub(crate) fn service(&mut self, sh: &mut Shared) -> Step {
+    fn serve(&mut self, c: &mut Core, sh: &mut Env) -> Step {
         for _ in 0..BUDGET {
-            match self.step(sh) {
+            match self.step(c, sh) {
                 Ok(true) => {}
                 Ok(false) => return Step::Keep,
                 Err(Close(why)) => {
-                    log::debug!("{}: ws closing: {why}", self.peer);
+                    log::debug!("{}: ws closing: {why}", c.peer);
                     return Step::Close;
                 }
             }
         }
-        sh.force(self);
+        sh.force(c);
         Step::Keep
     }
 
-    fn step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
-        if self.closing == Closing::Done && !self.out.has_pending() {
+    fn step(&mut self, c: &mut Core, sh: &mut Env) -> Result<bool, Close> {
+        if self.closing == Closing::Done && !c.out.has_pending() {
             return Err(Close("close handshake done".into()));
         }
         if self.closing != Closing::Open && !self.close_timer {
@@ -341,39 +308,39 @@ impl WsConn {
             // peer), it has ws_close_timeout to finish, even if the peer
             // reads nothing and our close frame cannot be written.
             self.close_timer = true;
-            sh.timers.set(self.key, sh.now + sh.limits.ws_close_timeout);
+            sh.timers.set(c.key, sh.now + sh.limits.ws_close_timeout);
         }
         let mut progress = false;
-        if self.out.writable {
-            progress |= self.write_step(sh)?;
+        if c.out.writable {
+            progress |= self.write_step(c, sh)?;
         }
-        if !self.rx_blocked() {
-            progress |= self.read_step(sh)?;
+        if !self.rx_blocked(c) {
+            progress |= self.read_step(c, sh)?;
         }
         self.settle();
         Ok(progress)
     }
 
     /// The connection's timer fired.
-    pub(crate) fn on_timer(&mut self, sh: &mut Shared) -> Step {
+    fn timer(&mut self, c: &mut Core, sh: &mut Env) -> Step {
         if self.closing != Closing::Open {
-            log::debug!("{}: ws close handshake timed out", self.peer);
+            log::debug!("{}: ws close handshake timed out", c.peer);
             return Step::Close;
         }
         if self.user_timeout {
-            log::debug!("{}: ws timeout set by the protocol", self.peer);
+            log::debug!("{}: ws timeout set by the protocol", c.peer);
             return Step::Close;
         }
-        match sh.vhosts[self.vhost].ws_keepalive {
+        match sh.vhosts[c.vhost].ws_keepalive {
             Some((_, hangup)) if !self.ping_outstanding => {
                 self.ping_due = true;
                 self.ping_outstanding = true;
-                sh.timers.set(self.key, sh.now + hangup);
-                sh.force(self);
+                sh.timers.set(c.key, sh.now + hangup);
+                sh.force(c);
                 Step::Keep
             }
             Some(_) => {
-                log::debug!("{}: ws peer silent after a ping; hanging up", self.peer);
+                log::debug!("{}: ws peer silent after a ping; hanging up", c.peer);
                 Step::Close
             }
             // A timeout the protocol set.
@@ -382,23 +349,23 @@ impl WsConn {
     }
 
     /// Valid traffic arrived: the peer is alive.
-    fn arm_keepalive(&mut self, sh: &mut Shared) {
+    fn arm_keepalive(&mut self, c: &mut Core, sh: &mut Env) {
         if self.user_timeout || self.closing != Closing::Open {
             return;
         }
-        if let Some((ping_after, _)) = sh.vhosts[self.vhost].ws_keepalive {
+        if let Some((ping_after, _)) = sh.vhosts[c.vhost].ws_keepalive {
             self.ping_outstanding = false;
-            sh.timers.set(self.key, sh.now + ping_after);
+            sh.timers.set(c.key, sh.now + ping_after);
         }
     }
 
     // ---- writing ----------------------------------------------------------
 
-    fn write_step(&mut self, sh: &mut Shared) -> Result<bool, Close> {
+    fn write_step(&mut self, c: &mut Core, sh: &mut Env) -> Result<bool, Close> {
         let mut progress = false;
-        if self.out.has_pending() {
-            progress = self.out.flush()?;
-            if self.out.has_pending() {
+        if c.out.has_pending() {
+            progress = c.out.flush()?;
+            if c.out.has_pending() {
                 return Ok(progress);
             }
         }
@@ -407,7 +374,7 @@ impl WsConn {
             // the TCP level too. The peer answers and closes; we read and
             // drop until it does (bounded by the close timer).
             self.fin_sent = true;
-            if let Err(e) = self.out.sock.stream().shutdown(std::net::Shutdown::Write) {
+            if let Err(e) = c.out.sock.shutdown_write() {
                 return Err(e.into());
             }
             return Ok(true);
@@ -418,13 +385,13 @@ impl WsConn {
                 if let Some(b) = self.busy.as_mut() {
                     b.pong = None;
                 }
-                self.control_frame(sh, Opcode::Close, &payload)?;
+                self.control_frame(c, sh, Opcode::Close, &payload)?;
                 self.closing = Closing::Sent;
-                sh.timers.set(self.key, sh.now + sh.limits.ws_close_timeout);
+                sh.timers.set(c.key, sh.now + sh.limits.ws_close_timeout);
                 return Ok(true);
             }
             Closing::Reply(payload) => {
-                self.control_frame(sh, Opcode::Close, &payload)?;
+                self.control_frame(c, sh, Opcode::Close, &payload)?;
                 self.closing = Closing::Done;
                 return Ok(true);
             }
@@ -435,18 +402,18 @@ impl WsConn {
             other => self.closing = other,
         }
         if let Some(payload) = self.busy.as_mut().and_then(|b| b.pong.take()) {
-            self.control_frame(sh, Opcode::Pong, &payload)?;
+            self.control_frame(c, sh, Opcode::Pong, &payload)?;
             return Ok(true);
         }
         if self.ping_due {
             self.ping_due = false;
-            self.control_frame(sh, Opcode::Ping, b"")?;
+            self.control_frame(c, sh, Opcode::Ping, b"")?;
             return Ok(true);
         }
-        if self.want_writable && self.closing == Closing::Open {
-            self.want_writable = false;
-            self.deliver_writeable(sh)?;
-            if let Some(kind) = self.out.failed {
+        if c.want_writable && self.closing == Closing::Open {
+            c.want_writable = false;
+            self.deliver_writeable(c, sh)?;
+            if let Some(kind) = c.out.failed {
                 return Err(Close(format!("write failed: {}", io::Error::from(kind))));
             }
             return Ok(true);
@@ -454,79 +421,77 @@ impl WsConn {
         Ok(progress)
     }
 
-    fn control_frame(&mut self, sh: &mut Shared, opcode: Opcode, payload: &[u8]) -> Result<(), Close> {
+    fn control_frame(&mut self, c: &mut Core, sh: &mut Env, opcode: Opcode, payload: &[u8]) -> Result<(), Close> {
         let buf = &mut sh.tx;
         buf.clear();
         encode_header(buf, true, false, opcode, payload.len() as u64);
         buf.extend_from_slice(payload);
-        self.out.write(buf, false)?;
+        c.out.write(buf, false)?;
         Ok(())
     }
 
-    fn deliver_writeable(&mut self, sh: &mut Shared) -> Result<(), Close> {
-        let id = self.id();
-        let WsConn { out, tx, closing, session, peer, vhost, protocol, .. } = self;
-        let Shared { vhosts, tx: scratch, commands, handle, .. } = sh;
+    fn deliver_writeable(&mut self, c: &mut Core, sh: &mut Env) -> Result<(), Close> {
+        let id = c.id();
+        let (out, peer) = (&mut c.out, c.peer);
+        let Ws { tx, closing, session, vhost, protocol, .. } = self;
+        let Env { live, tx: scratch, commands, handle, .. } = sh;
         let writer = WsWriter { inner: FrameWriter { out, tx, scratch, closing } };
         let mut cx = Cx { commands, vhost: *vhost, protocol: *protocol, handle };
-        let action = vhosts[*vhost].protocols[*protocol].dispatch(
-            &mut cx,
-            RawEvent::WsWriteable(id, *peer, writer),
-            Some(session),
-        );
+        let action =
+            live[*vhost].protocols[*protocol].dispatch(&mut cx, RawEvent::WsWriteable(id, peer, writer), Some(session));
         if self.closing == Closing::Sent {
             // The protocol wrote a close frame: bound the wait for the answer.
-            sh.timers.set(self.key, sh.now + sh.limits.ws_close_timeout);
+            sh.timers.set(c.key, sh.now + sh.limits.ws_close_timeout);
         }
-        self.after_callback(sh, action)
+        self.after_callback(c, sh, action)
     }
 
     // ---- protocols --------------------------------------------------------
 
-    fn dispatch(&mut self, sh: &mut Shared, event: RawEvent<'_>) -> Result<(), Close> {
-        let Shared { vhosts, commands, handle, .. } = sh;
+    fn dispatch(&mut self, c: &mut Core, sh: &mut Env, event: RawEvent<'_>) -> Result<(), Close> {
+        let Env { live, commands, handle, .. } = sh;
         let mut cx = Cx { commands, vhost: self.vhost, protocol: self.protocol, handle };
-        let action = vhosts[self.vhost].protocols[self.protocol].dispatch(&mut cx, event, Some(&mut self.session));
-        self.after_callback(sh, action)
+        let action = live[self.vhost].protocols[self.protocol].dispatch(&mut cx, event, Some(&mut self.session));
+        self.after_callback(c, sh, action)
     }
 
     /// Applies the callback's requests about this connection now; the
     /// service applies the rest when we return.
-    fn after_callback(&mut self, sh: &mut Shared, action: Action) -> Result<(), Close> {
-        for cmd in sh.take_commands_for(self.id()) {
-            self.apply(cmd, sh);
+    fn after_callback(&mut self, c: &mut Core, sh: &mut Env, action: Action) -> Result<(), Close> {
+        for cmd in sh.take_commands_for(c.id()) {
+            self.apply_command(c, cmd, sh);
         }
         if action == Action::Close && self.closing == Closing::Open {
             // WS-7: a close frame, then wait (bounded) for the answer.
             self.closing = Closing::Send(close_payload(CloseCode::NORMAL, ""));
-            sh.force(self);
+            sh.force(c);
         }
         Ok(())
     }
 
     /// Applies one callback request to this connection.
-    pub(crate) fn apply(&mut self, cmd: Command, sh: &mut Shared) {
+    fn apply_command(&mut self, c: &mut Core, cmd: Command, sh: &mut Env) {
         match cmd {
             Command::Writable(_) => {
-                self.want_writable = true;
-                sh.force(self);
+                c.want_writable = true;
+                sh.force(c);
             }
             Command::RxFlow(_, enable) => {
-                self.rx_paused = !enable;
+                c.rx_paused = !enable;
                 if enable {
-                    sh.force(self);
+                    sh.force(c);
                 }
             }
             // Closing: the close timer is not the protocol's to move.
             Command::Timeout(..) if self.closing != Closing::Open => {}
             Command::Timeout(_, Some(after)) => {
                 self.user_timeout = true;
-                sh.timers.set(self.key, sh.now + after);
+                sh.timers.set(c.key, sh.now + after);
             }
             Command::Timeout(_, None) => {
                 self.user_timeout = false;
-                sh.timers.clear(self.key);
-                self.arm_keepalive(sh);
+                sh.timers.clear(c.key);
+                self.arm_keepalive(c, sh);
             }
             Command::InflateChunk(_, size) => {
                 self.inflate_chunk = size as u32;
@@ -541,19 +506,35 @@ impl WsConn {
     }
 
     /// The connection is going away: tell its protocol.
-    pub(crate) fn on_close(&mut self, sh: &mut Shared) {
-        let (id, peer) = (self.id(), self.peer);
-        let _ = self.dispatch(sh, RawEvent::WsClosed(id, peer));
+    fn closed(&mut self, c: &mut Core, sh: &mut Env) {
+        let (id, peer) = (c.id(), c.peer);
+        let _ = self.dispatch(c, sh, RawEvent::WsClosed(id, peer));
     }
 }
 
-impl crate::service::Served for WsConn {
-    fn forced_slot(&mut self) -> (usize, &mut bool) {
-        (self.key, &mut self.forced)
+impl Role for Ws {
+    fn service(&mut self, c: &mut Core, env: &mut Env) -> Step {
+        self.serve(c, env)
     }
 
-    fn readiness(&mut self) -> (&mut bool, &mut bool, &mut bool) {
-        (&mut self.readable, &mut self.hup, &mut self.out.writable)
+    fn on_timer(&mut self, c: &mut Core, env: &mut Env) -> Step {
+        self.timer(c, env)
+    }
+
+    fn apply(&mut self, c: &mut Core, cmd: Command, env: &mut Env) {
+        self.apply_command(c, cmd, env)
+    }
+
+    fn on_close(&mut self, c: &mut Core, env: &mut Env) {
+        self.closed(c, env)
+    }
+
+    fn bound_to(&self) -> Option<(usize, usize)> {
+        Some((self.vhost, self.protocol))
+    }
+
+    fn phase(&self) -> &'static str {
+        "websocket"
     }
 }
 
@@ -590,7 +571,7 @@ impl FrameWriter<'_> {
             (_, None) => true,
         };
         let compressed = match self.tx.in_message {
-            Some(c) => c,
+            Some(found) => found,
             // Every message, however small: RFC 7692 allows plain ones,
             // but lws clients (4.1) stall on a plain message once deflate
             // is agreed.

@@ -1,0 +1,124 @@
+//! [`Env`]: the part of the loop a role may use.
+
+use super::Core;
+use crate::auth::Credentials;
+use crate::context::{ContextHandle, Limits};
+use crate::http::encode::DateCache;
+use crate::mount::CgiCache;
+use crate::protocol::{AnyProtocol, Command, WsiId};
+use crate::reload::ErrorPage;
+use crate::roles::cgi::{CgiWaiters, Reaper};
+use crate::timer::TimerWheel;
+use crate::vhost::Vhost;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The per-loop receive buffer every connection borrows while it works.
+/// One per loop, so its size costs nothing per connection; 64 KiB lets a
+/// WebSocket message of that size arrive in one read and leave as one
+/// frame (with 16 KiB, a 64 KiB echo took about ten system calls).
+pub(crate) const RX_BUF: usize = 64 * 1024;
+
+/// A file's version, whether gzip-encoded, and its mtime in seconds.
+pub(crate) type ValidatorKey = (u64, bool, u64);
+
+/// What a role sees of its loop: the vhosts (read-only: configuration,
+/// built once by `Context::new`), what changes while serving (protocol
+/// instances, loaded credentials and error pages, CGI counts: the
+/// `live` tables), the time, the timer wheel, the forced-service list,
+/// the commands callbacks queue, and scratch buffers. Not the poll, not
+/// the slab, not other connections.
+#[derive(Debug)]
+pub(crate) struct Env {
+    /// The vhosts, immutable while serving.
+    pub(crate) vhosts: Arc<[Vhost]>,
+    /// Per vhost, what changes while serving.
+    pub(crate) live: Vec<VhostLive>,
+    /// For each listening socket, its vhosts in creation order.
+    pub(crate) listeners: Vec<Vec<usize>>,
+    pub(crate) limits: Limits,
+    /// The receive buffer, lent to the connection being served.
+    pub(crate) rx: Vec<u8>,
+    /// Scratch for heads and frames on their way out.
+    pub(crate) tx: Vec<u8>,
+    pub(crate) date: DateCache,
+    /// `ETag` and `Last-Modified` values already formatted, by file
+    /// version and time (cleared when it grows too big).
+    pub(crate) validators: std::collections::HashMap<ValidatorKey, (Box<str>, Box<str>)>,
+    /// What callbacks asked for, applied by the loop after the callback.
+    pub(crate) commands: Vec<Command>,
+    pub(crate) handle: ContextHandle,
+    /// Wakes this loop when a file open that would have blocked may
+    /// succeed (`Pending::wake_on_done`).
+    pub(crate) files_waker: std::task::Waker,
+    /// One deadline per connection, by slab key.
+    pub(crate) timers: TimerWheel,
+    /// Connections to serve next turn without waiting for an event.
+    pub(crate) forced: Vec<usize>,
+    /// The time of this loop turn.
+    pub(crate) now: Instant,
+    /// CGI programs whose request is over, until they are reaped.
+    pub(crate) reaper: Reaper,
+    /// Requests waiting for a CGI slot, started in order as slots free.
+    pub(crate) cgi_waiters: CgiWaiters,
+    /// Slab tokens of CGI pipes that were closed, for the loop to free.
+    pub(crate) dead_pipes: Vec<usize>,
+}
+
+/// What changes of a vhost while it serves.
+#[derive(Debug)]
+pub(crate) struct VhostLive {
+    /// Its protocols' instances (callbacks take them `&mut`).
+    pub(crate) protocols: Vec<Box<dyn AnyProtocol>>,
+    pub(crate) access_log: Option<crate::access_log::AccessLog>,
+    /// Custom error pages, loaded and reloaded when they change.
+    pub(crate) error_pages: Vec<ErrorPage>,
+    /// Per mount, in the vhost's order.
+    pub(crate) mounts: Vec<MountLive>,
+}
+
+/// What changes of a mount while it serves.
+#[derive(Debug, Default)]
+pub(crate) struct MountLive {
+    /// Its basic-auth credentials, loaded and reloaded when they change.
+    pub(crate) auth: Option<Credentials>,
+    /// Programs of this (CGI) mount running now.
+    pub(crate) cgi_running: usize,
+    /// What resolving its CGI paths found lately.
+    pub(crate) cgi_cache: CgiCache,
+}
+
+impl Env {
+    /// Puts back what a panic may have left taken: a role borrows the
+    /// receive and transmit buffers with `mem::take` while it works, and a
+    /// panic below it (a protocol's callback, a bug) would otherwise leave
+    /// a zero-length receive buffer that makes every later read look like
+    /// a closed peer.
+    pub(crate) fn heal(&mut self) {
+        if self.rx.len() != RX_BUF {
+            self.rx = vec![0; RX_BUF];
+        }
+        self.tx.clear();
+    }
+
+    /// Queues `c` for service without waiting for an event.
+    pub(crate) fn force(&mut self, c: &mut Core) {
+        if !c.forced {
+            c.forced = true;
+            self.forced.push(c.key);
+        }
+    }
+
+    /// Applies a callback's requests about connection `id` now (so that a
+    /// pause of rx takes effect before the next byte is delivered),
+    /// returning them in the order they were made; the others stay queued,
+    /// in order, for the loop to apply when the connection returns.
+    pub(crate) fn take_commands_for(&mut self, id: WsiId) -> Vec<Command> {
+        if !self.commands.iter().any(|c| c.target() == Some(id)) {
+            return Vec::new();
+        }
+        let (mine, others) = std::mem::take(&mut self.commands).into_iter().partition(|c| c.target() == Some(id));
+        self.commands = others;
+        mine
+    }
+}
