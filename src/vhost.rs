@@ -29,6 +29,9 @@ pub(crate) struct Vhost {
     pub(crate) ws_keepalive: Option<(Duration, Duration)>,
     /// Whether upgrades may negotiate permessage-deflate.
     pub(crate) ws_deflate: bool,
+    /// The real path of what its `/` serves from (a CGI's
+    /// `DOCUMENT_ROOT`), worked out once.
+    pub(crate) document_root: Option<String>,
     /// Its protocols' names, by index (the instances are in
     /// [`VhostLive::protocols`]).
     pub(crate) protocol_names: Vec<String>,
@@ -101,7 +104,9 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
         page.body(&mounts, now);
     }
     let access_log = access_log.as_deref().map(crate::access_log::AccessLog::open).transpose()?;
+    let document_root = crate::mount::translate(&mounts, "/").ok().flatten().map(|p| p.to_string_lossy().into_owned());
     let vhost = Vhost {
+        document_root,
         name,
         listen,
         mounts,
@@ -114,7 +119,7 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
         ws_deflate,
         protocol_names: protocols.iter().map(|p| p.name().to_string()).collect(),
     };
-    let live = VhostLive { protocols, access_log, error_pages, mounts: live_mounts };
+    let live = VhostLive { protocols, access_log, error_pages, mounts: live_mounts, translated: Default::default() };
     Ok((vhost, live))
 }
 

@@ -75,6 +75,8 @@ pub(crate) struct VhostLive {
     pub(crate) error_pages: Vec<ErrorPage>,
     /// Per mount, in the vhost's order.
     pub(crate) mounts: Vec<MountLive>,
+    /// CGI `PATH_TRANSLATED` values worked out lately.
+    pub(crate) translated: crate::mount::TranslateCache,
 }
 
 /// What changes of a mount while it serves.

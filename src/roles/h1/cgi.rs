@@ -55,8 +55,11 @@ impl H1 {
         // Paths handed to the program are confined as file opens are: one
         // that resolves outside its mount's root refuses the request.
         let mounts = &sh.vhosts[vi].mounts;
-        let translated =
-            if target.path_info.is_empty() { Ok(None) } else { mount::translate(mounts, &target.path_info) };
+        let translated = if target.path_info.is_empty() {
+            Ok(None)
+        } else {
+            mount::translate_cached(mounts, &target.path_info, &mut sh.live[vi].translated, now)
+        };
         let path_translated = match translated {
             Ok(p) => p.map(|p| p.to_string_lossy().into_owned()),
             Err(e) => {
@@ -96,8 +99,7 @@ impl H1 {
             sh.timers.set(c.key, until);
             return;
         }
-        let mounts = &sh.vhosts[vi].mounts;
-        let document_root = mount::translate(mounts, "/").ok().flatten().map(|p| p.to_string_lossy().into_owned());
+        let document_root = sh.vhosts[vi].document_root.clone();
         // The origin is the program itself (no `stat` for that here).
         let program_mount = target.program == *origin;
         let no_script = path_translated.is_none();
