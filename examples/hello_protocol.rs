@@ -67,5 +67,5 @@ fn main() -> std::io::Result<()> {
         .mount(Mount::callback("/hello", "hello"));
     let context = Context::new(ContextInfo::new().vhost(vhost))?;
     println!("listening on http://{addr}/hello");
-    context.run()
+    Ok(context.run()?)
 }

@@ -22,7 +22,7 @@
 //! let vhost = VhostInfo::new("localhost", "127.0.0.1:7681".parse().unwrap())
 //!     .mount(Mount::files("/", site));
 //! let context = Context::new(ContextInfo::new().vhost(vhost))?;
-//! context.run()
+//! Ok(context.run()?)
 //! # }
 //! ```
 //!
@@ -42,10 +42,15 @@ mod access_log;
 mod auth;
 pub mod config;
 mod context;
+mod error;
 pub mod http;
 mod mount;
+#[cfg(feature = "appliance")]
 pub mod pack;
+#[cfg(feature = "appliance")]
 pub mod plugins;
+#[cfg(not(feature = "appliance"))]
+mod plugins;
 pub mod protocol;
 mod reload;
 mod roles;
@@ -54,6 +59,8 @@ mod timer;
 mod vhost;
 pub mod ws;
 mod wsi;
+
+pub use error::{Error, Result};
 
 pub use context::{
     Context, ContextHandle, ContextInfo, FopsFactory, Limits, Stats, VhostInfo, DEFAULT_WS_HANGUP, DEFAULT_WS_PING,
