@@ -8,9 +8,8 @@
 //! `webroot/`.
 
 use std::sync::Arc;
-use warren::protocol::{Cx, Event};
 use warren::vfs::PlainFops;
-use warren::{Action, Context, ContextInfo, Mount, Protocol, VhostInfo};
+use warren::{Action, Context, ContextInfo, Cx, Event, Mount, Protocol, VhostInfo};
 
 /// Per-connection state: what we will answer.
 #[derive(Default)]

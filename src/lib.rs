@@ -66,10 +66,12 @@ pub use context::{
     Context, ContextHandle, ContextInfo, FopsFactory, Limits, Stats, VhostInfo, DEFAULT_WS_HANGUP, DEFAULT_WS_PING,
     MAX_TIMEOUT,
 };
+pub use http::Request;
 pub use mount::{default_fops, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
-pub use protocol::{Action, Protocol};
+pub use protocol::{Action, Cx, Event, HtmlChunk, Protocol, Writer, Wsi, WsiId};
 pub use warren_cgi::Limits as CgiLimits;
 pub use warren_vfs as vfs;
+pub use ws::{CloseCode, WriteKind, WsWriter};
 
 /// The README's code blocks, compiled as doc tests so they stay true.
 #[cfg(doctest)]
