@@ -12,7 +12,7 @@ pub(crate) mod uri;
 
 pub use body::{BodyDecoder, BodyError};
 pub use cache::CachePolicy;
-pub(crate) use encode::ResponseHead;
+pub use encode::ResponseHead;
 pub use request::{Method, Request, Version};
 /// URL paths as the server reads them (what the request parser applies).
 pub use uri::{decode_path, UriError};
