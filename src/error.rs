@@ -224,6 +224,14 @@ mod tests {
     }
 
     #[test]
+    fn it_crosses_threads_and_boxes_as_a_std_error() {
+        fn ok<T: Send + Sync + 'static + std::error::Error>() {}
+        ok::<Error>();
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Error::invalid_input("x").into();
+        assert_eq!(boxed.to_string(), "x");
+    }
+
+    #[test]
     fn into_io_error_keeps_the_message_and_a_fitting_kind() {
         let e: io::Error = Error::invalid_input("bad header").into();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
