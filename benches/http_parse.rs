@@ -3,7 +3,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use warren::http::request::{self, Limits};
-use warren::http::{uri, BodyDecoder};
+use warren::http::{decode_path, BodyDecoder};
 
 const HEAD: &[u8] = b"GET /assets/app.js?v=42 HTTP/1.1\r\n\
 Host: example.com\r\n\
@@ -25,7 +25,7 @@ fn heads(c: &mut Criterion) {
 }
 
 fn paths(c: &mut Criterion) {
-    c.bench_function("decode_path", |b| b.iter(|| uri::decode_path(black_box("/static//css/./site%20main.css"))));
+    c.bench_function("decode_path", |b| b.iter(|| decode_path(black_box("/static//css/./site%20main.css"))));
 }
 
 fn chunked(c: &mut Criterion) {

@@ -8,9 +8,8 @@
 //! `webroot/`.
 
 use std::sync::Arc;
-use warren::protocol::{Cx, Event};
 use warren::vfs::PlainFops;
-use warren::{Action, Context, ContextInfo, Mount, Protocol, VhostInfo};
+use warren::{Action, Context, ContextInfo, Cx, Event, Mount, Protocol, VhostInfo};
 
 /// Per-connection state: what we will answer.
 #[derive(Default)]
@@ -67,5 +66,5 @@ fn main() -> std::io::Result<()> {
         .mount(Mount::callback("/hello", "hello"));
     let context = Context::new(ContextInfo::new().vhost(vhost))?;
     println!("listening on http://{addr}/hello");
-    context.run()
+    Ok(context.run()?)
 }

@@ -50,5 +50,5 @@ fn main() -> io::Result<()> {
     });
     let context = Context::new(info)?;
     println!("serving webroot/ plus /now.txt and /opens.txt on http://{addr}/");
-    context.run()
+    Ok(context.run()?)
 }

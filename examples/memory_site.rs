@@ -19,5 +19,5 @@ fn main() -> std::io::Result<()> {
     let vhost = VhostInfo::new("localhost", addr).mount(Mount::files("/", Arc::new(site)));
     let context = Context::new(ContextInfo::new().vhost(vhost))?;
     println!("serving the embedded site on http://{addr}/");
-    context.run()
+    Ok(context.run()?)
 }

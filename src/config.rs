@@ -17,7 +17,10 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A configuration that cannot be used, and where.
+/// A configuration that cannot be used, and where: what [`load_dir`]
+/// returns. It converts into a [`crate::Error`] for which
+/// [`is_config`](crate::Error::is_config) holds, so `?` takes it into a
+/// [`crate::Result`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// The file at fault.
@@ -708,7 +711,7 @@ fn build_vhost(
                 }
             }
             let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            vhost.plugin_with_options(&name, &options).map_err(|e| bad(file, &key, e))?;
+            vhost.add_plugin(&name, &options).map_err(|e| bad(file, &key, e))?;
         }
     }
     // WS-6 liveness: on by default (VhostInfo's); "ws-ping-secs": "0"
@@ -764,7 +767,8 @@ fn build_vhost(
             _ => None,
         };
         for name in callback.into_iter().chain(mount.interpret.iter().map(|(_, p)| p.clone())) {
-            vhost.plugin(&name);
+            // Known (checked above), or already the vhost's.
+            let _ = vhost.add_plugin(&name, &[]);
         }
         vhost = vhost.mount(mount);
     }
@@ -824,11 +828,7 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
         mount
     } else if let Some(name) = origin.strip_prefix("callback://") {
         if !crate::plugins::NAMES.contains(&name) {
-            return Err(bad(
-                file,
-                &key,
-                format!("no protocol plugin called {name:?}; built in: {}", crate::plugins::NAMES.join(", ")),
-            ));
+            return Err(bad(file, &key, crate::plugins::unknown(name)));
         }
         Mount::callback(&mountpoint, name)
     } else if origin.starts_with("gzip://") {
@@ -856,11 +856,7 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
     for (suffix, protocol) in m.interpret.iter().flatten() {
         let name = protocol.text();
         if !crate::plugins::NAMES.contains(&name.as_str()) {
-            return Err(bad(
-                file,
-                &format!("{at}.interpret.{suffix}"),
-                format!("no protocol plugin called {name:?}; built in: {}", crate::plugins::NAMES.join(", ")),
-            ));
+            return Err(bad(file, &format!("{at}.interpret.{suffix}"), crate::plugins::unknown(&name)));
         }
         mount = mount.interpret(suffix.clone(), name);
     }

@@ -196,14 +196,26 @@ impl VhostInfo {
 
     /// Adds a built-in plugin by name (see [`crate::plugins`]), unless the
     /// vhost already has a protocol of that name. `false`: no such plugin.
+    #[cfg(feature = "appliance")]
     pub fn plugin(&mut self, name: &str) -> bool {
-        self.plugin_with_options(name, &[]).is_ok()
+        self.add_plugin(name, &[]).is_ok()
     }
 
     /// Adds a built-in plugin with its per-vhost options (lws "pvo"), or
-    /// replaces the instance the vhost has. The error says what is wrong:
-    /// an unknown plugin, or an option it does not take.
-    pub fn plugin_with_options(&mut self, name: &str, options: &[(&str, &str)]) -> Result<(), String> {
+    /// replaces the instance the vhost has.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_input`](crate::Error::is_invalid_input), saying
+    /// what is wrong: an unknown plugin, or an option it does not take.
+    #[cfg(feature = "appliance")]
+    pub fn plugin_with_options(&mut self, name: &str, options: &[(&str, &str)]) -> crate::Result<()> {
+        self.add_plugin(name, options).map_err(crate::Error::invalid_input)
+    }
+
+    /// [`VhostInfo::plugin_with_options`], for the configuration too
+    /// (which, built without the `appliance` feature, knows no plugin).
+    pub(crate) fn add_plugin(&mut self, name: &str, options: &[(&str, &str)]) -> Result<(), String> {
         let p = crate::plugins::with_options(name, options)?;
         match self.protocols.iter().position(|q| q.name() == name) {
             Some(i) if !options.is_empty() => self.protocols[i] = p,
@@ -334,7 +346,20 @@ pub struct Stats {
 }
 
 /// A vhost handed to a running loop, and where to say how it went.
-pub(crate) type NewVhost = (VhostInfo, std::sync::mpsc::Sender<io::Result<SocketAddr>>);
+pub(crate) type NewVhost = (VhostInfo, VhostReply);
+
+/// Where the loop says how adding a vhost went: it reports in
+/// `io::Error`s, the caller gets a [`crate::Error`].
+pub(crate) struct VhostReply(std::sync::mpsc::Sender<crate::Result<SocketAddr>>);
+
+impl VhostReply {
+    pub(crate) fn send(
+        &self,
+        result: io::Result<SocketAddr>,
+    ) -> Result<(), std::sync::mpsc::SendError<crate::Result<SocketAddr>>> {
+        self.0.send(result.map_err(crate::Error::from_service))
+    }
+}
 
 pub(crate) struct HandleInner {
     pub(crate) waker: mio::Waker,
@@ -392,10 +417,11 @@ impl ContextHandle {
     /// start). It shares an existing listener when its address matches
     /// one, else binds its own (VH-4, VH-5). The answer, the address it
     /// listens on, arrives on the returned receiver once the loop has
-    /// done it; do not wait on it from a callback of the same loop.
-    pub fn add_vhost(&self, vhost: VhostInfo) -> std::sync::mpsc::Receiver<io::Result<SocketAddr>> {
+    /// done it; do not wait on it from a callback of the same loop. A
+    /// refusal is an [`Error`](crate::Error) as from [`Context::new`].
+    pub fn add_vhost(&self, vhost: VhostInfo) -> std::sync::mpsc::Receiver<crate::Result<SocketAddr>> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner()).push((vhost, tx));
+        self.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner()).push((vhost, VhostReply(tx)));
         self.wake();
         rx
     }
@@ -439,9 +465,13 @@ impl Context {
     /// # Errors
     ///
     /// No vhost, a `callback://` mount naming a protocol its vhost lacks,
-    /// or an address that cannot be bound (the message names it).
-    pub fn new(info: ContextInfo) -> io::Result<Context> {
-        let (service, handle) = Service::new(info)?;
+    /// a header or limit out of bounds
+    /// ([`is_invalid_input`](crate::Error::is_invalid_input)); an address
+    /// that cannot be bound ([`is_bind`](crate::Error::is_bind), the
+    /// message names it); a mount's directory or archive, or an access
+    /// log, that cannot be opened ([`is_io`](crate::Error::is_io)).
+    pub fn new(info: ContextInfo) -> crate::Result<Context> {
+        let (service, handle) = Service::new(info).map_err(crate::Error::from_service)?;
         Ok(Context { service, handle })
     }
 
@@ -464,8 +494,12 @@ impl Context {
     }
 
     /// Runs the loop on this thread until [`ContextHandle::stop`].
-    pub fn run(self) -> io::Result<()> {
-        self.service.run()
+    ///
+    /// # Errors
+    ///
+    /// The loop cannot wait for events ([`is_io`](crate::Error::is_io)).
+    pub fn run(self) -> crate::Result<()> {
+        self.service.run().map_err(crate::Error::from_service)
     }
 }
 

@@ -22,7 +22,7 @@
 //! let vhost = VhostInfo::new("localhost", "127.0.0.1:7681".parse().unwrap())
 //!     .mount(Mount::files("/", site));
 //! let context = Context::new(ContextInfo::new().vhost(vhost))?;
-//! context.run()
+//! Ok(context.run()?)
 //! # }
 //! ```
 //!
@@ -43,10 +43,15 @@ mod auth;
 pub mod config;
 mod conn;
 mod context;
+mod error;
 pub mod http;
 mod mount;
+#[cfg(feature = "appliance")]
 pub mod pack;
+#[cfg(feature = "appliance")]
 pub mod plugins;
+#[cfg(not(feature = "appliance"))]
+mod plugins;
 pub mod protocol;
 mod reload;
 mod roles;
@@ -56,14 +61,18 @@ mod vhost;
 pub mod ws;
 mod wsi;
 
+pub use error::{Error, Result};
+
 pub use context::{
     Context, ContextHandle, ContextInfo, FopsFactory, Limits, Stats, VhostInfo, DEFAULT_WS_HANGUP, DEFAULT_WS_PING,
     MAX_TIMEOUT,
 };
+pub use http::Request;
 pub use mount::{default_fops, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
-pub use protocol::{Action, Protocol};
+pub use protocol::{Action, Cx, Event, HtmlChunk, Protocol, Writer, Wsi, WsiId};
 pub use warren_cgi::Limits as CgiLimits;
 pub use warren_vfs as vfs;
+pub use ws::{CloseCode, WriteKind, WsWriter};
 
 /// The README's code blocks, compiled as doc tests so they stay true.
 #[cfg(doctest)]

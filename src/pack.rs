@@ -5,7 +5,8 @@
 //! as for images and fonts, which are stored. Served from the archive,
 //! a deflated entry goes to gzip-accepting clients as it is. The same file
 //! is compiled into the build script (`build.rs`), so it uses only `zip`,
-//! `walkdir` and `std`.
+//! `walkdir`, `std`, and `crate::Error` and `crate::Result`, which the
+//! build script defines as `io::Error` and `io::Result`.
 
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
@@ -34,8 +35,10 @@ pub struct Packed {
 /// Any file or directory that cannot be read stops the packing, with an
 /// error naming it: nothing is skipped silently. So does a symbolic link
 /// that leads outside `dir`: serving the directory would refuse it, and
-/// packing must not publish what it points to.
-pub fn pack_dir(dir: &Path, out: impl Write + Seek) -> io::Result<Vec<Packed>> {
+/// packing must not publish what it points to. These are
+/// [`is_io`](crate::Error::is_io) errors; the [`io_error`](crate::Error::io_error)
+/// says which (`PermissionDenied` for a link leading out).
+pub fn pack_dir(dir: &Path, out: impl Write + Seek) -> crate::Result<Vec<Packed>> {
     pack_dir_except(dir, out, &[])
 }
 
@@ -47,7 +50,13 @@ pub fn pack_dir(dir: &Path, out: impl Write + Seek) -> io::Result<Vec<Packed>> {
 /// # Errors
 ///
 /// As [`pack_dir`].
-pub fn pack_dir_except(dir: &Path, out: impl Write + Seek, except: &[&Path]) -> io::Result<Vec<Packed>> {
+pub fn pack_dir_except(dir: &Path, out: impl Write + Seek, except: &[&Path]) -> crate::Result<Vec<Packed>> {
+    pack(dir, out, except).map_err(crate::Error::from)
+}
+
+/// [`pack_dir_except`] in `io::Error`s (the build script's `crate::Error`
+/// is `io::Error`).
+fn pack(dir: &Path, out: impl Write + Seek, except: &[&Path]) -> io::Result<Vec<Packed>> {
     // A file is its device and inode, however it is named.
     let skip: Vec<(u64, u64)> = except.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| file_id(&m)).collect();
     let mut zip = ZipWriter::new(out);

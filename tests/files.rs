@@ -312,7 +312,7 @@ fn vhosts_can_be_added_to_a_running_server() {
     std::fs::create_dir_all(&other).expect("mkdir");
     std::fs::write(other.join("index.html"), b"added\n").expect("write");
     let server = Server::files(&root);
-    let wait = |rx: std::sync::mpsc::Receiver<std::io::Result<std::net::SocketAddr>>| {
+    let wait = |rx: std::sync::mpsc::Receiver<warren::Result<std::net::SocketAddr>>| {
         rx.recv_timeout(Duration::from_secs(5)).expect("the loop answers")
     };
     // Same address as the first vhost: shares its socket, chosen by Host.

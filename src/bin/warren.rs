@@ -245,8 +245,9 @@ fn run(mut o: Options) -> Result<(), String> {
     };
     // An address a host name resolves to but the machine lacks (::1 with
     // IPv6 off) is skipped with a warning, if another one is bound.
-    let skippable =
-        |e: &std::io::Error, named: bool, left: usize| named && left > 0 && e.kind() == ErrorKind::AddrNotAvailable;
+    let skippable = |e: &warren::Error, named: bool, left: usize| {
+        named && left > 0 && e.io_error().is_some_and(|e| e.kind() == ErrorKind::AddrNotAvailable)
+    };
     let mut pending = addrs.into_iter();
     let (context, first) = loop {
         let Some((addr, named)) = pending.next() else { return Err("--bind: no address to listen on".into()) };
@@ -278,19 +279,23 @@ fn run(mut o: Options) -> Result<(), String> {
         let answer = handle.add_vhost(vhost_on(addr));
         let result = loop {
             match answer.recv_timeout(Duration::from_millis(100)) {
-                Ok(r) => break r,
-                Err(_) if service.is_finished() => break Err(std::io::Error::other("the service loop ended")),
+                Ok(r) => break Ok(r),
+                Err(_) if service.is_finished() => break Err("the service loop ended".to_string()),
                 Err(_) => {}
             }
         };
         match result {
-            Ok(local) => bound.push(local),
+            Ok(Ok(local)) => bound.push(local),
             // One address is bound already.
-            Err(e) if skippable(&e, named, 1) => {
+            Ok(Err(e)) if skippable(&e, named, 1) => {
                 log::warn!("--bind: skipping {addr}: {e}");
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 failed = Some(e.to_string());
+                break;
+            }
+            Err(e) => {
+                failed = Some(e);
                 break;
             }
         }
@@ -365,7 +370,7 @@ fn pack(args: &[String]) -> Result<(), String> {
     let mut writer = std::io::BufWriter::new(file);
     let packed = warren::pack::pack_dir_except(dir, &mut writer, &[&tmp, out]);
     let flushed = std::io::Write::flush(&mut writer)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", tmp.display())));
+        .map_err(|e| warren::Error::from(std::io::Error::new(e.kind(), format!("{}: {e}", tmp.display()))));
     drop(writer);
     let report = match packed.and_then(|r| flushed.map(|()| r)) {
         Ok(r) => r,

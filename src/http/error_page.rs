@@ -8,7 +8,7 @@ use std::fmt::Write;
 ///
 /// The body is lws's, with a way home after the message:
 /// `<html><head><meta charset=utf-8 http-equiv="Content-Language" content="en"/><link rel="stylesheet" type="text/css" href="/error.css"/></head><body><h1>CODE</h1>MSG<p><a href="/">Home</a></p></body></html>`
-pub fn write_body(out: &mut Vec<u8>, status: u16, message: &str) {
+pub(crate) fn write_body(out: &mut Vec<u8>, status: u16, message: &str) {
     out.extend_from_slice(
         b"<html><head><meta charset=utf-8 http-equiv=\"Content-Language\" content=\"en\"/>\
 <link rel=\"stylesheet\" type=\"text/css\" href=\"/error.css\"/></head><body><h1>",
@@ -27,7 +27,9 @@ pub fn write_body(out: &mut Vec<u8>, status: u16, message: &str) {
 pub const ERROR_CSS: &str = include_str!("../../webroot/error.css");
 
 /// Escapes `&`, `<`, `>`, `"` and `'` for use in HTML text or attributes.
-pub fn escape_html(s: &str) -> String {
+/// (The post_demo plugin's; unused without the `appliance` feature.)
+#[cfg_attr(not(feature = "appliance"), allow(dead_code))]
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

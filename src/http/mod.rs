@@ -2,21 +2,23 @@
 //! heads, the error page, URL paths. The h1 role feeds them bytes.
 
 pub mod body;
-pub mod cache;
-pub mod encode;
+pub(crate) mod cache;
+pub(crate) mod encode;
 pub mod error_page;
 pub(crate) mod plan;
-pub mod range;
+pub(crate) mod range;
 pub mod request;
-pub mod uri;
+pub(crate) mod uri;
 
 pub use body::{BodyDecoder, BodyError};
 pub use cache::CachePolicy;
 pub use encode::ResponseHead;
 pub use request::{Method, Request, Version};
+/// URL paths as the server reads them (what the request parser applies).
+pub use uri::{decode_path, UriError};
 
 /// The standard reason phrase of `status` (RFC 9110 §15), or `""`.
-pub fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
@@ -73,7 +75,7 @@ pub fn reason(status: u16) -> &'static str {
 /// cannot: the name must be a token (RFC 9110 §5.1) and the value may hold
 /// no control character but tab (§5.5), so no CR or LF can start another
 /// field or end the head.
-pub fn field_problem(name: &str, value: &str) -> Option<&'static str> {
+pub(crate) fn field_problem(name: &str, value: &str) -> Option<&'static str> {
     if !is_token(name) {
         return Some("a header name is letters, digits and !#$%&'*+-.^_`|~ only (no spaces, colons or line breaks)");
     }
@@ -84,7 +86,7 @@ pub fn field_problem(name: &str, value: &str) -> Option<&'static str> {
 }
 
 /// Whether `s` is a token (RFC 9110 §5.6.2): a field name, a method.
-pub fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_tchar)
 }
 
@@ -95,7 +97,7 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 
 /// Header fields the server owns: set from configuration they would
 /// frame every response twice or contradict the framing.
-pub fn server_owned_field(name: &str) -> bool {
+pub(crate) fn server_owned_field(name: &str) -> bool {
     ["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "date", "trailer", "te"]
         .iter()
         .any(|r| name.eq_ignore_ascii_case(r))
@@ -104,7 +106,7 @@ pub fn server_owned_field(name: &str) -> bool {
 /// Why `path` cannot be a mountpoint or a site path given in
 /// configuration, if it cannot: it starts with `/`, and has no `..`
 /// segment and no control characters.
-pub fn config_path_problem(path: &str) -> Option<&'static str> {
+pub(crate) fn config_path_problem(path: &str) -> Option<&'static str> {
     if !path.starts_with('/') {
         return Some("a path here starts with /");
     }

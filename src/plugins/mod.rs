@@ -1,22 +1,34 @@
 //! Protocol plugins compiled into warren, registered by name, so that a
 //! configuration's `callback://NAME` mount or `ws-protocols` entry can
-//! name them.
+//! name them. Part of the appliance: built without the `appliance`
+//! feature, warren has none, and a configuration naming one is refused.
 
+#[cfg(feature = "appliance")]
 pub mod dumb_increment;
+#[cfg(feature = "appliance")]
 pub mod echo;
+#[cfg(feature = "appliance")]
 pub mod mirror;
+#[cfg(feature = "appliance")]
 pub mod post_demo;
+#[cfg(feature = "appliance")]
 pub mod status;
+#[cfg(feature = "appliance")]
 pub mod vars;
 
 use crate::protocol::AnyProtocol;
 
 /// The names of the built-in plugins.
+#[cfg(feature = "appliance")]
 pub const NAMES: &[&str] = &[post_demo::NAME, echo::NAME, dumb_increment::NAME, mirror::NAME, status::NAME, vars::NAME];
+/// None without the `appliance` feature.
+#[cfg(not(feature = "appliance"))]
+pub const NAMES: &[&str] = &[];
 
 /// A new instance of the built-in plugin called `name`, configured by
 /// its per-vhost options (lws "pvo"; CFG-9). Unknown plugins and options
 /// a plugin does not take are errors that say what is known.
+#[cfg(feature = "appliance")]
 pub(crate) fn with_options(name: &str, options: &[(&str, &str)]) -> Result<Box<dyn AnyProtocol>, String> {
     let takes: &[&str] = match name {
         dumb_increment::NAME => &["options"],
@@ -33,6 +45,20 @@ pub(crate) fn with_options(name: &str, options: &[(&str, &str)]) -> Result<Box<d
         mirror::NAME => Box::new(mirror::Mirror::default()),
         status::NAME => Box::new(status::Status::default()),
         vars::NAME => Box::new(vars::Vars),
-        _ => return Err(format!("no protocol plugin called {name:?}; built in: {}", NAMES.join(", "))),
+        _ => return Err(unknown(name)),
     })
+}
+
+/// Without the `appliance` feature there is no plugin to make.
+#[cfg(not(feature = "appliance"))]
+pub(crate) fn with_options(name: &str, _options: &[(&str, &str)]) -> Result<Box<dyn AnyProtocol>, String> {
+    Err(unknown(name))
+}
+
+/// The error for a plugin name warren does not have.
+pub(crate) fn unknown(name: &str) -> String {
+    if NAMES.is_empty() {
+        return format!("no protocol plugin called {name:?}; none is built in (built without the `appliance` feature)");
+    }
+    format!("no protocol plugin called {name:?}; built in: {}", NAMES.join(", "))
 }

@@ -20,7 +20,7 @@ use warren::{Context, ContextHandle, ContextInfo, Mount, VhostInfo};
 pub struct Server {
     pub addr: SocketAddr,
     pub handle: ContextHandle,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    thread: Option<JoinHandle<warren::Result<()>>>,
 }
 
 impl Server {
