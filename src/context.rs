@@ -348,18 +348,8 @@ pub struct Stats {
 /// A vhost handed to a running loop, and where to say how it went.
 pub(crate) type NewVhost = (VhostInfo, VhostReply);
 
-/// Where the loop says how adding a vhost went: it reports in
-/// `io::Error`s, the caller gets a [`crate::Error`].
-pub(crate) struct VhostReply(std::sync::mpsc::Sender<crate::Result<SocketAddr>>);
-
-impl VhostReply {
-    pub(crate) fn send(
-        &self,
-        result: io::Result<SocketAddr>,
-    ) -> Result<(), std::sync::mpsc::SendError<crate::Result<SocketAddr>>> {
-        self.0.send(result.map_err(crate::Error::from_service))
-    }
-}
+/// Where the loop says how adding a vhost went.
+pub(crate) type VhostReply = std::sync::mpsc::Sender<crate::Result<SocketAddr>>;
 
 pub(crate) struct HandleInner {
     pub(crate) waker: mio::Waker,
@@ -421,7 +411,7 @@ impl ContextHandle {
     /// refusal is an [`Error`](crate::Error) as from [`Context::new`].
     pub fn add_vhost(&self, vhost: VhostInfo) -> std::sync::mpsc::Receiver<crate::Result<SocketAddr>> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner()).push((vhost, VhostReply(tx)));
+        self.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner()).push((vhost, tx));
         self.wake();
         rx
     }
@@ -471,7 +461,7 @@ impl Context {
     /// message names it); a mount's directory or archive, or an access
     /// log, that cannot be opened ([`is_io`](crate::Error::is_io)).
     pub fn new(info: ContextInfo) -> crate::Result<Context> {
-        let (service, handle) = Service::new(info).map_err(crate::Error::from_service)?;
+        let (service, handle) = Service::new(info)?;
         Ok(Context { service, handle })
     }
 
@@ -499,7 +489,7 @@ impl Context {
     ///
     /// The loop cannot wait for events ([`is_io`](crate::Error::is_io)).
     pub fn run(self) -> crate::Result<()> {
-        self.service.run().map_err(crate::Error::from_service)
+        Ok(self.service.run()?)
     }
 }
 

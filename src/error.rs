@@ -72,18 +72,9 @@ impl Error {
         Error::new(Kind::InvalidInput, Repr::Message(message.into()))
     }
 
-    /// An error of the service loop, which reports in `io::Error`s, sorted
-    /// into its kind: refused input is `InvalidInput`, and a failed bind
-    /// is an address error or says "cannot listen on" (the loop's
-    /// wording for every bind failure).
-    pub(crate) fn from_service(e: io::Error) -> Error {
-        let kind = match e.kind() {
-            io::ErrorKind::AddrInUse | io::ErrorKind::AddrNotAvailable => Kind::Bind,
-            _ if e.get_ref().is_some_and(|m| m.to_string().starts_with("cannot listen on ")) => Kind::Bind,
-            io::ErrorKind::InvalidInput if e.raw_os_error().is_none() => Kind::InvalidInput,
-            _ => Kind::Io,
-        };
-        Error::new(kind, Repr::Io(e))
+    /// An address cannot be listened on; `e` says which and why.
+    pub(crate) fn bind(e: io::Error) -> Error {
+        Error::new(Kind::Bind, Repr::Io(e))
     }
 
     /// A configuration directory cannot be used.
@@ -198,19 +189,16 @@ mod tests {
     use std::error::Error as _;
 
     #[test]
-    fn service_errors_are_sorted_by_kind_and_keep_their_text() {
-        let e = Error::from_service(io::Error::new(io::ErrorKind::InvalidInput, "no vhost to serve"));
+    fn loop_errors_say_their_kind_and_keep_their_text() {
+        let e = Error::invalid_input("no vhost to serve");
         assert!(e.is_invalid_input() && !e.is_io() && !e.is_bind() && !e.is_config());
         assert_eq!(e.to_string(), "no vhost to serve");
         let os = io::Error::from(io::ErrorKind::PermissionDenied);
-        let bind = io::Error::new(os.kind(), format!("cannot listen on 0.0.0.0:80: {os}"));
-        let e = Error::from_service(bind);
+        let e = Error::bind(io::Error::new(os.kind(), format!("cannot listen on 0.0.0.0:80: {os}")));
         assert!(e.is_bind(), "{e:?}");
         assert!(e.to_string().starts_with("cannot listen on 0.0.0.0:80: "));
         assert_eq!(e.io_error().map(io::Error::kind), Some(io::ErrorKind::PermissionDenied));
-        let e = Error::from_service(io::Error::from(io::ErrorKind::AddrInUse));
-        assert!(e.is_bind());
-        let e = Error::from_service(io::Error::new(io::ErrorKind::NotFound, "/srv/x: not found"));
+        let e = Error::from(io::Error::new(io::ErrorKind::NotFound, "/srv/x: not found"));
         assert!(e.is_io() && e.source().is_some());
     }
 
@@ -236,7 +224,7 @@ mod tests {
         let e: io::Error = Error::invalid_input("bad header").into();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(e.to_string(), "bad header");
-        let e: io::Error = Error::from_service(io::Error::from(io::ErrorKind::AddrInUse)).into();
+        let e: io::Error = Error::bind(io::Error::from(io::ErrorKind::AddrInUse)).into();
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
     }
 }

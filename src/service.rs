@@ -90,12 +90,12 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    pub(crate) fn new(info: ContextInfo) -> io::Result<(Service, ContextHandle)> {
+    pub(crate) fn new(info: ContextInfo) -> crate::Result<(Service, ContextHandle)> {
         if info.vhosts.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no vhost to serve"));
+            return Err(crate::Error::invalid_input("no vhost to serve"));
         }
         let mut info = info;
-        check_limits(&info.limits).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+        check_limits(&info.limits).map_err(crate::Error::invalid_input)?;
         ignore_sigpipe();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
@@ -157,14 +157,15 @@ impl Service {
     /// Builds a vhost (checked, its mounts resolved, its credentials,
     /// error pages and access log opened) and binds its address unless a
     /// vhost already listens there. Returns the address it listens on.
-    fn attach_vhost(&mut self, v: VhostInfo) -> io::Result<SocketAddr> {
+    fn attach_vhost(&mut self, v: VhostInfo) -> crate::Result<SocketAddr> {
         let (v, live) = crate::vhost::build(v, self.factory.as_ref(), Instant::now())?;
         let vi = self.sh.vhosts.len();
         let li = match self.wanted.iter().position(|a| *a == v.listen) {
             Some(li) => li,
             None => {
-                let mut sock = TcpListener::bind(v.listen)
-                    .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", v.listen)))?;
+                let mut sock = TcpListener::bind(v.listen).map_err(|e| {
+                    crate::Error::bind(io::Error::new(e.kind(), format!("cannot listen on {}: {e}", v.listen)))
+                })?;
                 let index = self.sh.listeners.len();
                 let entry = self.wsis.vacant_entry();
                 self.poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE)?;

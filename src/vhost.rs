@@ -47,8 +47,8 @@ impl Vhost {
 /// Checks `v`, opens its mounts' file systems (through `factory` when
 /// there is one), reads its credentials and error pages, and opens its
 /// access log: the vhost to serve, and its live part.
-pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -> io::Result<(Vhost, VhostLive)> {
-    let fail = |why: String| io::Error::new(io::ErrorKind::InvalidInput, format!("vhost {:?}: {why}", v.name));
+pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -> crate::Result<(Vhost, VhostLive)> {
+    let fail = |why: String| crate::Error::invalid_input(format!("vhost {:?}: {why}", v.name));
     check_vhost(&v).map_err(fail)?;
     let VhostInfo {
         name,
@@ -82,13 +82,10 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
         };
         for pname in callback.into_iter().chain(m.interpret.iter().map(|(_, p)| p)) {
             if !protocols.iter().any(|p| p.name() == pname) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "vhost {name:?}: mount {} names protocol {pname:?}, which the vhost does not have",
-                        m.mountpoint
-                    ),
-                ));
+                return Err(crate::Error::invalid_input(format!(
+                    "vhost {name:?}: mount {} names protocol {pname:?}, which the vhost does not have",
+                    m.mountpoint
+                )));
             }
         }
         // Credentials are read now, not per request.
