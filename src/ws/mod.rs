@@ -20,6 +20,7 @@
 pub(crate) mod deflate;
 pub(crate) mod frame;
 pub(crate) mod handshake;
+pub(crate) mod pool;
 pub(crate) mod utf8;
 
 use std::fmt;
