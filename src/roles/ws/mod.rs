@@ -14,12 +14,12 @@ use crate::conn::Out;
 use crate::conn::{Close, Step};
 use crate::conn::{Core, Env, Role};
 use crate::protocol::{Action, Command, Cx, RawEvent, Session};
-use crate::ws::deflate::{DeflateConfig, Deflater, Inflater, TAIL};
+use crate::ws::deflate::{DeflateConfig, Deflater, TAIL};
 use crate::ws::frame::{encode_header, unmask, Header, HeaderParser, Opcode};
+use crate::ws::pool::{give_deflater, give_inflater, take_deflater, take_inflater, InflateRx};
 use crate::ws::utf8::Utf8Stream;
 use crate::ws::{CloseCode, Rx, WriteKind, WsWriter};
 use crate::wsi::misuse;
-use std::cell::RefCell;
 use std::io;
 
 /// Steps a connection may take per service call before others get a turn.
@@ -110,72 +110,6 @@ enum Resume {
     MidMessage,
     BeforeTail,
     AfterTail,
-}
-
-/// Inflation state, lent to a connection for one compressed message.
-#[derive(Debug)]
-struct InflateRx {
-    inflater: Inflater,
-    buf: Box<[u8]>,
-    filled: usize,
-}
-
-/// permessage-deflate state between messages, per loop thread. Neither
-/// side keeps a context across messages (see `ws::deflate`), so a
-/// compressor or an inflater is taken from here when a compressed message
-/// starts and given back when it ends: a thousand connections that each
-/// sent a message hold none, where each used to keep about 300 KiB.
-// Boxed because they move between the pool and connections as they are.
-#[allow(clippy::vec_box)]
-struct Pool {
-    deflaters: Vec<Box<Deflater>>,
-    inflaters: Vec<Box<InflateRx>>,
-}
-
-/// Pooled compressors and inflaters kept, each; messages in flight at
-/// once beyond that make their own, dropped when they end.
-const POOL_KEEP: usize = 2;
-
-thread_local! {
-    static POOL: RefCell<Pool> = const { RefCell::new(Pool { deflaters: Vec::new(), inflaters: Vec::new() }) };
-}
-
-fn take_deflater(cfg: &DeflateConfig) -> Box<Deflater> {
-    let pooled = POOL.with_borrow_mut(|p| {
-        let at = p.deflaters.iter().position(|d| d.fits(cfg))?;
-        Some(p.deflaters.swap_remove(at))
-    });
-    pooled.unwrap_or_else(|| Box::new(Deflater::new(cfg)))
-}
-
-/// Takes back a compressor whose message ended (it was reset then).
-fn give_deflater(d: Box<Deflater>) {
-    POOL.with_borrow_mut(|p| {
-        if p.deflaters.len() < POOL_KEEP {
-            p.deflaters.push(d);
-        }
-    });
-}
-
-fn take_inflater(cfg: &DeflateConfig, chunk: usize) -> Box<InflateRx> {
-    match POOL.with_borrow_mut(|p| p.inflaters.pop()) {
-        Some(mut inf) => {
-            if inf.buf.len() != chunk {
-                inf.buf = vec![0; chunk].into_boxed_slice();
-            }
-            inf
-        }
-        None => Box::new(InflateRx { inflater: Inflater::new(cfg), buf: vec![0; chunk].into_boxed_slice(), filled: 0 }),
-    }
-}
-
-/// Takes back an inflater whose message ended (reset, buffer empty).
-fn give_inflater(inf: Box<InflateRx>) {
-    POOL.with_borrow_mut(|p| {
-        if p.inflaters.len() < POOL_KEEP {
-            p.inflaters.push(inf);
-        }
-    });
 }
 
 /// What the upgrade settled, handed from h1 to the new connection.
