@@ -70,6 +70,7 @@ pub use context::{
 pub use http::Request;
 pub use mount::{default_fops, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
 pub use protocol::{Action, Cx, Event, HtmlChunk, Protocol, Writer, Wsi, WsiId};
+#[cfg(feature = "cgi")]
 pub use warren_cgi::Limits as CgiLimits;
 pub use warren_vfs as vfs;
 pub use ws::{CloseCode, WriteKind, WsWriter};

@@ -31,6 +31,7 @@ pub(crate) struct Vhost {
     pub(crate) ws_deflate: bool,
     /// The real path of what its `/` serves from (a CGI's
     /// `DOCUMENT_ROOT`), worked out once.
+    #[cfg(feature = "cgi")]
     pub(crate) document_root: Option<String>,
     /// Its protocols' names, by index (the instances are in
     /// [`VhostLive::protocols`]).
@@ -76,6 +77,13 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
                 fops.map_err(|e| io::Error::new(e.kind(), format!("vhost {name:?}: mount {}: {e}", m.mountpoint)))?,
             );
         }
+        #[cfg(not(feature = "cgi"))]
+        if matches!(m.origin, Origin::Cgi(_)) {
+            return Err(crate::Error::invalid_input(format!(
+                "vhost {name:?}: mount {}: a cgi:// mount, and this warren is built without the `cgi` feature",
+                m.mountpoint
+            )));
+        }
         let callback = match &m.origin {
             Origin::Callback(name) => Some(name),
             _ => None,
@@ -94,15 +102,17 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
             c.load(now);
             c
         });
-        live_mounts.push(MountLive { auth, ..MountLive::default() });
+        live_mounts.push(MountLive::new(auth));
     }
     // So are error pages.
     for page in error_pages.iter_mut() {
         page.body(&mounts, now);
     }
     let access_log = access_log.as_deref().map(crate::access_log::AccessLog::open).transpose()?;
-    let document_root = crate::mount::translate(&mounts, "/").ok().flatten().map(|p| p.to_string_lossy().into_owned());
+    #[cfg(feature = "cgi")]
+    let document_root = crate::roles::cgi::translate(&mounts, "/").ok().flatten().map(|p| p.to_string_lossy().into_owned());
     let vhost = Vhost {
+        #[cfg(feature = "cgi")]
         document_root,
         name,
         listen,
@@ -116,7 +126,14 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
         ws_deflate,
         protocol_names: protocols.iter().map(|p| p.name().to_string()).collect(),
     };
-    let live = VhostLive { protocols, access_log, error_pages, mounts: live_mounts, translated: Default::default() };
+    let live = VhostLive {
+        protocols,
+        access_log,
+        error_pages,
+        mounts: live_mounts,
+        #[cfg(feature = "cgi")]
+        translated: Default::default(),
+    };
     Ok((vhost, live))
 }
 

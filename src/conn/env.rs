@@ -4,9 +4,11 @@ use super::Core;
 use crate::auth::Credentials;
 use crate::context::{ContextHandle, Limits};
 use crate::http::encode::DateCache;
-use crate::mount::CgiCache;
 use crate::protocol::{AnyProtocol, Command, WsiId};
 use crate::reload::ErrorPage;
+#[cfg(feature = "cgi")]
+use crate::roles::cgi::CgiCache;
+#[cfg(feature = "cgi")]
 use crate::roles::cgi::{CgiWaiters, Reaper};
 use crate::timer::TimerWheel;
 use crate::vhost::Vhost;
@@ -58,10 +60,13 @@ pub(crate) struct Env {
     /// The time of this loop turn.
     pub(crate) now: Instant,
     /// CGI programs whose request is over, until they are reaped.
+    #[cfg(feature = "cgi")]
     pub(crate) reaper: Reaper,
     /// Requests waiting for a CGI slot, started in order as slots free.
+    #[cfg(feature = "cgi")]
     pub(crate) cgi_waiters: CgiWaiters,
     /// Slab tokens of CGI pipes that were closed, for the loop to free.
+    #[cfg(feature = "cgi")]
     pub(crate) dead_pipes: Vec<usize>,
 }
 
@@ -76,18 +81,33 @@ pub(crate) struct VhostLive {
     /// Per mount, in the vhost's order.
     pub(crate) mounts: Vec<MountLive>,
     /// CGI `PATH_TRANSLATED` values worked out lately.
-    pub(crate) translated: crate::mount::TranslateCache,
+    #[cfg(feature = "cgi")]
+    pub(crate) translated: crate::roles::cgi::TranslateCache,
 }
 
 /// What changes of a mount while it serves.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct MountLive {
     /// Its basic-auth credentials, loaded and reloaded when they change.
     pub(crate) auth: Option<Credentials>,
     /// Programs of this (CGI) mount running now.
+    #[cfg(feature = "cgi")]
     pub(crate) cgi_running: usize,
     /// What resolving its CGI paths found lately.
+    #[cfg(feature = "cgi")]
     pub(crate) cgi_cache: CgiCache,
+}
+
+impl MountLive {
+    pub(crate) fn new(auth: Option<Credentials>) -> MountLive {
+        MountLive {
+            auth,
+            #[cfg(feature = "cgi")]
+            cgi_running: 0,
+            #[cfg(feature = "cgi")]
+            cgi_cache: CgiCache::default(),
+        }
+    }
 }
 
 impl Env {

@@ -79,7 +79,8 @@ pub(crate) trait Transport: fmt::Debug + Send {
     /// The socket, to register and deregister with the loop's poll.
     fn socket(&mut self) -> &mut TcpStream;
 
-    /// The address the peer connected to.
+    /// The address the peer connected to (a CGI's `SERVER_PORT`).
+    #[cfg_attr(not(feature = "cgi"), allow(dead_code))]
     fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 

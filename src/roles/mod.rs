@@ -4,6 +4,7 @@
 //! (HTTP/1 to WebSocket after a 101). Later roles (raw sockets, HTTP/2
 //! with child streams) sit beside these.
 
+#[cfg(feature = "cgi")]
 pub(crate) mod cgi;
 pub(crate) mod h1;
 pub(crate) mod ws;
@@ -91,6 +92,7 @@ impl Conn {
     }
 
     /// An HTTP connection waiting for a CGI slot.
+    #[cfg(feature = "cgi")]
     pub(crate) fn waits_for_cgi(&self) -> bool {
         matches!(&self.role, Role::Http(h) if h.waits_for_cgi())
     }
@@ -117,6 +119,7 @@ impl Conn {
 
 impl Conn {
     /// Its HTTP/1 role, if that is what it speaks now.
+    #[cfg(feature = "cgi")]
     pub(crate) fn http(&mut self) -> Option<&mut h1::H1> {
         match &mut self.role {
             Role::Http(h) => Some(h),

@@ -49,8 +49,10 @@ mod memory;
 mod path;
 mod pending;
 mod plain;
+#[cfg(feature = "zip")]
 mod zip;
 
+#[cfg(feature = "zip")]
 pub use crate::zip::{ZipFops, DEFAULT_CACHE_BYTES, GZIP_HEADER, INFLATE_MEMORY, MAX_LOADERS, SYNC_DIRECTORY_BYTES};
 pub use memory::MemoryFile;
 pub use path::{PathError, VPath};

@@ -6,18 +6,21 @@
 //! [`crate::roles::cgi`]; this is the connection side, a second
 //! `impl H1` block next to the state machine in the parent module.
 
-use super::{
-    body_reading, log_path, open_error_status, Close, Reading, Writing, CGI_SLOT_WAIT, H1, MAX_LOCAL_REDIRECTS,
-    READ_CHUNK,
-};
-use crate::conn::{Core, Env};
+use super::{body_reading, log_path, open_error_status, Close, Reading, Writing, H1, READ_CHUNK};
+use crate::conn::{Core, Env, Step};
 use crate::http::request::{self, Framing, Limits as HeadLimits, Request};
 use crate::http::Version;
-use crate::mount::{self, Origin};
+use crate::mount::Origin;
 use crate::roles::cgi::{CgiRun, Exit, OutFraming, EXIT_WAIT};
 use crate::vhost::strip_port;
 use crate::wsi::{begin_head, end_head, BodyFraming, HeadEnv};
 use std::io;
+
+/// How long a request waits for a CGI slot before 503 (it is started as
+/// soon as one frees: `Env::cgi_waiters`).
+const CGI_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Local CGI redirects followed for one request.
+const MAX_LOCAL_REDIRECTS: u8 = 3;
 
 impl H1 {
     /// Starts the CGI program for `req` on the `cgi://` mount `mi`, or
@@ -39,7 +42,7 @@ impl H1 {
             let rest = m.remainder(req.path());
             let Origin::Cgi(origin) = &m.origin else { return };
             let cache = &mut sh.live[vi].mounts[mi].cgi_cache;
-            mount::cgi_lookup_cached(origin, &m.mountpoint, rest, cache, now)
+            crate::roles::cgi::cgi_lookup_cached(origin, &m.mountpoint, rest, cache, now)
         };
         let m = &sh.vhosts[vi].mounts[mi];
         let Origin::Cgi(origin) = &m.origin else { return };
@@ -58,7 +61,7 @@ impl H1 {
         let translated = if target.path_info.is_empty() {
             Ok(None)
         } else {
-            mount::translate_cached(mounts, &target.path_info, &mut sh.live[vi].translated, now)
+            crate::roles::cgi::translate_cached(mounts, &target.path_info, &mut sh.live[vi].translated, now)
         };
         let path_translated = match translated {
             Ok(p) => p.map(|p| p.to_string_lossy().into_owned()),
@@ -521,5 +524,90 @@ impl H1 {
                 crate::roles::cgi::Pipe::Stderr => run.stderr_ready = true,
             }
         }
+    }
+
+    /// The timer of a request waiting for a CGI slot (or woken because a
+    /// slot freed), or of a running program: its slot, its exit, or its
+    /// timeout.
+    pub(super) fn cgi_timer(&mut self, c: &mut Core, sh: &mut Env, writing: Writing) -> Step {
+        match writing {
+            Writing::CgiWait { req, mount, until, redirects } => {
+                let max = sh.vhosts[c.vhost].mounts[mount].cgi.max_processes;
+                if sh.live[c.vhost].mounts[mount].cgi_running < max {
+                    sh.cgi_waiters.remove(c.vhost, mount, c.key);
+                    self.serve_cgi(c, sh, *req, mount, redirects, true);
+                } else if sh.now >= until {
+                    sh.cgi_waiters.remove(c.vhost, mount, c.key);
+                    log::warn!("{}: CGI slots of \"{}\" all busy; 503", c.peer, log_path(req.path()));
+                    self.cgi_paused_rx = false;
+                    c.rx_paused = false;
+                    self.tx.keep_alive = false;
+                    self.reading = Reading::Done;
+                    self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
+                } else {
+                    // Early (the timer was moved): the deadline stays.
+                    self.writing = Writing::CgiWait { req, mount, until, redirects };
+                    sh.timers.set(c.key, until);
+                    return Step::Keep;
+                }
+                sh.force(c);
+                Step::Keep
+            }
+            Writing::Cgi(run) if run.exit_wait.is_some() => {
+                // stdout has ended; was it a crash?
+                self.cgi_finish(c, sh, run);
+                Step::Keep
+            }
+            Writing::Cgi(run) if !c.out.writable && c.out.peer_progress() => {
+                // The program waits on a slow but steady reader (its
+                // output backs up behind our full socket): not stuck.
+                let timeout = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
+                self.writing = Writing::Cgi(run);
+                sh.timers.set(c.key, sh.now + timeout);
+                Step::Keep
+            }
+            Writing::Cgi(run) => {
+                let head_sent = run.parser.is_none();
+                log::warn!("cgi {}: no progress within its timeout; ending it", run.script);
+                self.cgi_end(c, sh, *run, true);
+                if head_sent || c.out.has_pending() {
+                    return Step::Close;
+                }
+                // CGI-10: 504 when nothing was sent yet.
+                self.tx.keep_alive = false;
+                self.reading = Reading::Done;
+                self.send_error(c, sh, 504, None);
+                sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
+                sh.force(c);
+                Step::Keep
+            }
+            other => {
+                self.writing = other;
+                Step::Keep
+            }
+        }
+    }
+
+    /// A piece of the request body for the program's stdin (`done`: the
+    /// body is complete); bytes it takes are progress for its timeout.
+    pub(super) fn cgi_feed(&mut self, c: &mut Core, sh: &mut Env, data: Option<&[u8]>, done: bool) {
+        let Writing::Cgi(run) = &mut self.writing else { return };
+        let mut moved = false;
+        if let Some(data) = data {
+            moved |= run.feed(data);
+        }
+        if done {
+            run.body_done = true;
+            moved |= run.flush_stdin();
+        }
+        if run.input_blocked() {
+            c.rx_paused = true;
+            self.cgi_paused_rx = true;
+        }
+        if moved {
+            let timeout = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
+            sh.timers.set(c.key, sh.now + timeout);
+        }
+        sh.force(c);
     }
 }

@@ -15,6 +15,7 @@ use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Metho
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
 use crate::protocol::{Command, Cx, RawEvent, Session, Writer};
+#[cfg(feature = "cgi")]
 use crate::roles::cgi::CgiRun;
 use crate::roles::ws::Upgrade;
 use crate::vhost::select_vhost;
@@ -25,6 +26,7 @@ use std::sync::atomic::Ordering;
 use warren_vfs::FileHandle;
 
 mod callback;
+#[cfg(feature = "cgi")]
 mod cgi;
 mod files;
 mod respond;
@@ -42,16 +44,11 @@ const SENDFILE_CHUNK: u64 = 2 << 20;
 const READ_CHUNK: usize = 16 * 1024;
 /// Formatted validators kept at most (see `Env::validators`).
 pub(super) const VALIDATOR_CACHE: usize = 4096;
-/// How long a request waits for a CGI slot before 503 (it is started as
-/// soon as one frees: `Env::cgi_waiters`).
-const CGI_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a request waits for a file that is not ready yet (a big
 /// archive's directory loading) before it gets 503.
 const FILE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How often it tries again when the fops gave nothing to wait on.
 const FILE_WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
-/// Local CGI redirects followed for one request.
-const MAX_LOCAL_REDIRECTS: u8 = 3;
 /// Bodies up to this size go out in the same write as the head.
 pub(super) const SMALL_BODY: usize = 32 * 1024;
 
@@ -83,9 +80,11 @@ enum Writing {
     /// A file going through a protocol's ProcessHtml (FILE-9).
     Interpret { file: Box<dyn FileHandle>, remaining: u64 },
     /// A CGI program is answering.
+    #[cfg(feature = "cgi")]
     Cgi(Box<CgiRun>),
     /// A CGI mount is at its process limit: the request waits for a slot
     /// (rx paused) until `until`, then gets 503.
+    #[cfg(feature = "cgi")]
     CgiWait { req: Box<Request>, mount: usize, until: std::time::Instant, redirects: u8 },
     /// The file's fops answered `WouldBlock` (a big archive's directory
     /// is loading): the open is tried again when the loop is woken for it
@@ -97,6 +96,26 @@ enum Writing {
     Shutdown,
     /// Our side is shut down.
     Closed,
+}
+
+impl Writing {
+    /// A CGI program answers, or the request waits for a slot to run one.
+    fn is_cgi(&self) -> bool {
+        #[cfg(feature = "cgi")]
+        if matches!(self, Writing::Cgi(_) | Writing::CgiWait { .. }) {
+            return true;
+        }
+        false
+    }
+
+    /// The request waits for a CGI slot.
+    fn is_cgi_wait(&self) -> bool {
+        #[cfg(feature = "cgi")]
+        if matches!(self, Writing::CgiWait { .. }) {
+            return true;
+        }
+        false
+    }
 }
 
 #[derive(Debug)]
@@ -124,6 +143,7 @@ pub(crate) struct H1 {
     upgrade: Option<Box<Upgrade>>,
     /// rx is paused for a CGI (its stdin is full, or it waits for a slot),
     /// not by a protocol.
+    #[cfg(feature = "cgi")]
     cgi_paused_rx: bool,
     /// The current request has a body that has not been read to its end.
     /// Whatever path answered it, the connection is not reused while this
@@ -148,6 +168,7 @@ impl H1 {
             binding: None,
             logging: None,
             upgrade: None,
+            #[cfg(feature = "cgi")]
             cgi_paused_rx: false,
             body_unread: false,
             body_deadline: None,
@@ -218,7 +239,7 @@ impl H1 {
 
     fn step(&mut self, c: &mut Core, sh: &mut Env) -> Result<bool, Close> {
         self.track_rx_pause(c, sh.now);
-        if c.hup && matches!(self.writing, Writing::Cgi(_) | Writing::CgiWait { .. }) {
+        if c.hup && self.writing.is_cgi() {
             // The client hung up (or half-closed, which we take the same
             // way, as nginx does for upstreams): end the program now
             // (CGI-9) rather than when its output meets a dead socket.
@@ -247,6 +268,7 @@ impl H1 {
                 // A CGI response keeps its own timeout (any byte out is
                 // progress for it); everything else the I/O one.
                 let timeout = match &self.writing {
+                    #[cfg(feature = "cgi")]
                     Writing::Cgi(run) => sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout,
                     _ => sh.limits.io_timeout,
                 };
@@ -265,8 +287,11 @@ impl H1 {
             Writing::File { .. } => Ok(self.send_file_chunk(c, sh)? || progress),
             Writing::Multipart(_) => Ok(self.send_multipart_step(c, sh)? || progress),
             Writing::Interpret { .. } => Ok(self.interpret_step(c, sh)? || progress),
+            #[cfg(feature = "cgi")]
             Writing::Cgi(_) => Ok(self.cgi_step(c, sh)? || progress),
-            Writing::CgiWait { .. } | Writing::FileWait { .. } => Ok(progress),
+            #[cfg(feature = "cgi")]
+            Writing::CgiWait { .. } => Ok(progress),
+            Writing::FileWait { .. } => Ok(progress),
             Writing::Callback(_) => {
                 if !c.want_writable {
                     return Ok(progress);
@@ -456,26 +481,9 @@ impl H1 {
                         self.body_unread = false;
                         self.body_deadline = None;
                     }
-                    if let Writing::Cgi(run) = &mut self.writing {
-                        // CGI: the body goes to the program's stdin; bytes
-                        // it takes are progress for its timeout.
-                        let mut moved = false;
-                        if let Some(data) = data {
-                            moved |= run.feed(data);
-                        }
-                        if done {
-                            run.body_done = true;
-                            moved |= run.flush_stdin();
-                        }
-                        if run.input_blocked() {
-                            c.rx_paused = true;
-                            self.cgi_paused_rx = true;
-                        }
-                        if moved {
-                            let timeout = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
-                            sh.timers.set(c.key, sh.now + timeout);
-                        }
-                        sh.force(c);
+                    if self.writing.is_cgi() {
+                        #[cfg(feature = "cgi")]
+                        self.cgi_feed(c, sh, data, done);
                     } else {
                         if let Some(data) = data {
                             let (id, peer) = (c.id(), c.peer);
@@ -562,6 +570,7 @@ impl H1 {
             let verdict = auth.map(|creds| creds.check(req.header("authorization"), now));
             (i, matches!(m.origin, Origin::Callback(_)), verdict)
         });
+        #[cfg(feature = "cgi")]
         if let Some((mi, _, None | Some(auth::Verdict::Allowed))) = found {
             if matches!(sh.vhosts[c.vhost].mounts[mi].origin, Origin::Cgi(_)) {
                 self.unbind(c, sh);
@@ -619,6 +628,7 @@ impl H1 {
     /// The request body cannot go on (bad framing, 400; too slow, 408):
     /// answer with `status` if no response has begun, else close.
     fn body_failed(&mut self, c: &mut Core, sh: &mut Env, status: u16, why: &str) -> Result<(), Close> {
+        #[cfg(feature = "cgi")]
         if matches!(self.writing, Writing::Cgi(_)) {
             return self.cgi_bad_body(c, sh, status);
         }
@@ -636,28 +646,8 @@ impl H1 {
     /// calls it for a request waiting for a CGI slot when its turn comes.)
     fn timer(&mut self, c: &mut Core, sh: &mut Env) -> Step {
         match std::mem::replace(&mut self.writing, Writing::Idle) {
-            Writing::CgiWait { req, mount, until, redirects } => {
-                let max = sh.vhosts[c.vhost].mounts[mount].cgi.max_processes;
-                if sh.live[c.vhost].mounts[mount].cgi_running < max {
-                    sh.cgi_waiters.remove(c.vhost, mount, c.key);
-                    self.serve_cgi(c, sh, *req, mount, redirects, true);
-                } else if sh.now >= until {
-                    sh.cgi_waiters.remove(c.vhost, mount, c.key);
-                    log::warn!("{}: CGI slots of \"{}\" all busy; 503", c.peer, log_path(req.path()));
-                    self.cgi_paused_rx = false;
-                    c.rx_paused = false;
-                    self.tx.keep_alive = false;
-                    self.reading = Reading::Done;
-                    self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
-                } else {
-                    // Early (the timer was moved): the deadline stays.
-                    self.writing = Writing::CgiWait { req, mount, until, redirects };
-                    sh.timers.set(c.key, until);
-                    return Step::Keep;
-                }
-                sh.force(c);
-                Step::Keep
-            }
+            #[cfg(feature = "cgi")]
+            w @ (Writing::CgiWait { .. } | Writing::Cgi(_)) => self.cgi_timer(c, sh, w),
             Writing::FileWait { req, mount, until, .. } => {
                 self.serve_file(c, sh, &req, mount);
                 if let Writing::FileWait { until: first, poll, .. } = &mut self.writing {
@@ -673,34 +663,6 @@ impl H1 {
                     self.writing = Writing::Idle;
                     self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
                 }
-                sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
-                sh.force(c);
-                Step::Keep
-            }
-            Writing::Cgi(run) if run.exit_wait.is_some() => {
-                // stdout has ended; was it a crash?
-                self.cgi_finish(c, sh, run);
-                Step::Keep
-            }
-            Writing::Cgi(run) if !c.out.writable && c.out.peer_progress() => {
-                // The program waits on a slow but steady reader (its
-                // output backs up behind our full socket): not stuck.
-                let timeout = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
-                self.writing = Writing::Cgi(run);
-                sh.timers.set(c.key, sh.now + timeout);
-                Step::Keep
-            }
-            Writing::Cgi(run) => {
-                let head_sent = run.parser.is_none();
-                log::warn!("cgi {}: no progress within its timeout; ending it", run.script);
-                self.cgi_end(c, sh, *run, true);
-                if head_sent || c.out.has_pending() {
-                    return Step::Close;
-                }
-                // CGI-10: 504 when nothing was sent yet.
-                self.tx.keep_alive = false;
-                self.reading = Reading::Done;
-                self.send_error(c, sh, 504, None);
                 sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
                 sh.force(c);
                 Step::Keep
@@ -724,10 +686,8 @@ impl H1 {
     fn waits_for_reader(&self, c: &mut Core) -> bool {
         !c.out.writable
             && matches!(self.reading, Reading::Done | Reading::Body(_))
-            && !matches!(
-                self.writing,
-                Writing::Idle | Writing::Closed | Writing::CgiWait { .. } | Writing::FileWait { .. }
-            )
+            && !matches!(self.writing, Writing::Idle | Writing::Closed | Writing::FileWait { .. })
+            && !self.writing.is_cgi_wait()
     }
 
     /// Answers `Expect: 100-continue` for a request with a body.
@@ -751,8 +711,10 @@ impl H1 {
     fn closed(&mut self, c: &mut Core, sh: &mut Env) {
         match std::mem::replace(&mut self.writing, Writing::Closed) {
             // The client went away: so does the program (CGI-9).
+            #[cfg(feature = "cgi")]
             Writing::Cgi(run) => self.cgi_end(c, sh, *run, true),
             // It leaves the line of requests waiting for a slot.
+            #[cfg(feature = "cgi")]
             Writing::CgiWait { mount, .. } => sh.cgi_waiters.remove(c.vhost, mount, c.key),
             _ => {}
         }

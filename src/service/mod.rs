@@ -2,11 +2,15 @@
 //! wheel, a waker, and the forced-service list. The only module that
 //! polls or registers.
 
+#[cfg(feature = "cgi")]
+mod cgi;
+
 use crate::conn::{Env, PlainTcp, Step, RX_BUF};
 use crate::context::{check_limits, ContextHandle, ContextInfo, HandleInner, VhostInfo};
 use crate::http::encode::DateCache;
 use crate::protocol::{Command, Cx, RawEvent};
-use crate::roles::cgi::{CgiWaiters, Pipe, Reaper};
+#[cfg(feature = "cgi")]
+use crate::roles::cgi::{CgiWaiters, Reaper};
 use crate::roles::Conn;
 use crate::timer::TimerWheel;
 use mio::net::{TcpListener, TcpStream};
@@ -40,19 +44,9 @@ enum Wsi {
     /// the loop turn, so that events of the turn still queued for the old
     /// wsi cannot land on a new one that took its token.
     Vacated,
-    /// A pipe of the CGI program serving connection `conn`.
-    CgiPipe {
-        conn: usize,
-        generation: u32,
-        pipe: Pipe,
-    },
-    /// The pidfd of a CGI program, readable when it exits: first of the
-    /// program serving connection `conn`, then (after its request) of the
-    /// reaper, which keeps the token until it has reaped it.
-    CgiExit {
-        conn: usize,
-        generation: u32,
-    },
+    /// A CGI program's pipe or pidfd.
+    #[cfg(feature = "cgi")]
+    Cgi(cgi::CgiWsi),
 }
 
 #[derive(Debug)]
@@ -114,7 +108,6 @@ impl Service {
             None => connections_for(fd_limit())?,
         };
         let now = Instant::now();
-        let reaper = Reaper::new(poll.registry().try_clone().ok());
         let sh = Env {
             vhosts: Arc::from(Vec::new()),
             live: Vec::new(),
@@ -130,8 +123,11 @@ impl Service {
             timers: TimerWheel::new(now),
             forced: Vec::new(),
             now,
-            reaper,
+            #[cfg(feature = "cgi")]
+            reaper: Reaper::new(poll.registry().try_clone().ok()),
+            #[cfg(feature = "cgi")]
             cgi_waiters: CgiWaiters::default(),
+            #[cfg(feature = "cgi")]
             dead_pipes: Vec::new(),
         };
         let mut service = Service {
@@ -232,15 +228,15 @@ impl Service {
             let timeout = if self.sh.forced.is_empty() {
                 let now = Instant::now();
                 let wheel = self.sh.timers.next_timeout(now);
-                let mut protocol = self.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
-                if let Some(at) = self.sh.reaper.next_wake(now) {
-                    // The reaper's deadlines (signals due); exits come as
-                    // pidfd events, polled only where pidfds are missing
-                    // (no SIGCHLD handler: the process may not be ours to
-                    // take it over).
-                    let wake = at.saturating_duration_since(now);
-                    protocol = Some(protocol.map_or(wake, |p| p.min(wake)));
-                }
+                let protocol = self.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
+                // The reaper's deadlines (signals due); exits come as pidfd
+                // events, polled only where pidfds are missing (no SIGCHLD
+                // handler: the process may not be ours to take it over).
+                #[cfg(feature = "cgi")]
+                let protocol = match self.sh.reaper.next_wake(now).map(|at| at.saturating_duration_since(now)) {
+                    Some(wake) => Some(protocol.map_or(wake, |p| p.min(wake))),
+                    None => protocol,
+                };
                 match (wheel, protocol) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -269,28 +265,8 @@ impl Service {
                         self.service_conn(key);
                     }
                     Some(Wsi::Listen(_)) => self.accept(key),
-                    Some(&mut Wsi::CgiPipe { conn, generation, pipe }) => {
-                        if let Some(Wsi::Conn(c)) = self.wsis.get_mut(conn) {
-                            if c.core.generation == generation {
-                                if let Some(h) = c.http() {
-                                    h.cgi_ready(pipe);
-                                }
-                                self.service_conn(conn);
-                            }
-                        }
-                    }
-                    Some(&mut Wsi::CgiExit { conn, generation }) => {
-                        // A program exited: reaped if its request is over,
-                        // else its connection learns it (the exit status
-                        // decides how a chunked body ends).
-                        if !self.sh.reaper.on_exit(key, self.sh.now) {
-                            if let Some(Wsi::Conn(c)) = self.wsis.get_mut(conn) {
-                                if c.core.generation == generation {
-                                    self.service_conn(conn);
-                                }
-                            }
-                        }
-                    }
+                    #[cfg(feature = "cgi")]
+                    Some(&mut Wsi::Cgi(w)) => self.cgi_event(key, w),
                     // Sporadic events for a closed wsi happen; ignore them.
                     Some(Wsi::Vacated) | None => {}
                 }
@@ -306,7 +282,7 @@ impl Service {
                         l.forced = false;
                         self.accept(key);
                     }
-                    Some(Wsi::Vacated | Wsi::CgiPipe { .. } | Wsi::CgiExit { .. }) | None => {}
+                    _ => {}
                 }
             }
             self.fire_protocol_timers();
@@ -315,14 +291,11 @@ impl Service {
                 match self.wsis.get(key) {
                     Some(Wsi::Conn(_)) => self.conn_timer(key),
                     Some(Wsi::Listen(_)) => self.accept(key),
-                    Some(Wsi::Vacated | Wsi::CgiPipe { .. } | Wsi::CgiExit { .. }) | None => {}
+                    _ => {}
                 }
             }
-            if !self.sh.reaper.is_empty() {
-                self.sh.reaper.poll(self.sh.now);
-            }
-            self.wake_cgi_waiters();
-            self.free_dead_pipes();
+            #[cfg(feature = "cgi")]
+            self.cgi_turn();
             for key in self.vacated.drain(..) {
                 if matches!(self.wsis.get(key), Some(Wsi::Vacated)) {
                     self.wsis.remove(key);
@@ -356,6 +329,7 @@ impl Service {
         for key in keys {
             self.close(key);
         }
+        #[cfg(feature = "cgi")]
         self.sh.reaper.finish();
         self.broadcast(|| RawEvent::ProtocolDestroy);
         Ok(())
@@ -484,91 +458,13 @@ impl Service {
         self.apply_commands();
     }
 
-    /// Registers the pipes of a CGI the connection just started, and
-    /// frees the tokens of pipes that were closed.
+    /// After a connection's turn: what it started that the loop must
+    /// watch (a CGI's pipes).
     fn after_service(&mut self, key: usize) {
-        self.free_dead_pipes();
-        let Some(Wsi::Conn(conn)) = self.wsis.get_mut(key) else { return };
-        let generation = conn.core.generation;
-        let Some(run) = conn.http().and_then(|h| h.cgi_to_register()) else { return };
-        let pidfd = run.pidfd();
-        let mut tokens = [None; 3];
-        let mut failed = None;
-        for (fd, pipe) in run.fds() {
-            let entry = self.wsis.vacant_entry();
-            let token = entry.key();
-            let interest = if pipe == Pipe::Stdin { Interest::WRITABLE } else { Interest::READABLE };
-            match self.poll.registry().register(&mut mio::unix::SourceFd(&fd), Token(token), interest) {
-                Ok(()) => {
-                    entry.insert(Wsi::CgiPipe { conn: key, generation, pipe });
-                    tokens[pipe as usize] = Some(token);
-                }
-                Err(e) => failed = Some(e),
-            }
-        }
-        let mut exit_token = None;
-        if let Some(fd) = pidfd {
-            let entry = self.wsis.vacant_entry();
-            let token = entry.key();
-            match self.poll.registry().register(&mut mio::unix::SourceFd(&fd), Token(token), Interest::READABLE) {
-                Ok(()) => {
-                    entry.insert(Wsi::CgiExit { conn: key, generation });
-                    exit_token = Some(token);
-                }
-                // Not fatal: its exit is polled instead.
-                Err(e) => log::warn!("cannot register a CGI pidfd: {e}"),
-            }
-        }
-        if let Some(Wsi::Conn(conn)) = self.wsis.get_mut(key) {
-            if let Some(run) = conn.http().and_then(|h| h.cgi_to_register()) {
-                run.tokens = Some(tokens);
-                run.exit_token = exit_token;
-                if pidfd.is_some() && exit_token.is_none() {
-                    run.drop_pidfd();
-                }
-            }
-        }
-        if let Some(e) = failed {
-            log::error!("cannot register a CGI pipe: {e}");
-            self.close(key);
-        }
-    }
-
-    /// Vacates the slots of CGI pipes that were closed, and of pidfds of
-    /// programs reaped (freed at the end of the turn, like closed
-    /// connections').
-    fn free_dead_pipes(&mut self) {
-        let mut dead = std::mem::take(&mut self.sh.dead_pipes);
-        dead.extend(self.sh.reaper.take_freed());
-        for token in dead {
-            if let Some(slot @ (Wsi::CgiPipe { .. } | Wsi::CgiExit { .. })) = self.wsis.get_mut(token) {
-                *slot = Wsi::Vacated;
-                self.vacated.push(token);
-            }
-        }
-    }
-
-    /// Starts requests waiting for a CGI slot, in their order, while their
-    /// mount has slots free (freed this turn by runs that ended). A waiter
-    /// no longer waiting (gone, or its key reused) is skipped.
-    fn wake_cgi_waiters(&mut self) {
-        if self.sh.cgi_waiters.is_empty() {
-            return;
-        }
-        for (vi, mi) in self.sh.cgi_waiters.mounts() {
-            loop {
-                let running = self.sh.live[vi].mounts[mi].cgi_running;
-                if running >= self.sh.vhosts[vi].mounts[mi].cgi.max_processes {
-                    break;
-                }
-                let Some((key, generation)) = self.sh.cgi_waiters.pop(vi, mi) else { break };
-                if matches!(self.wsis.get(key), Some(Wsi::Conn(c)) if c.core.generation == generation && c.waits_for_cgi())
-                {
-                    // As its timer would have it do, a slot being free.
-                    self.conn_timer(key);
-                }
-            }
-        }
+        #[cfg(feature = "cgi")]
+        self.register_cgi(key);
+        #[cfg(not(feature = "cgi"))]
+        let _ = key;
     }
 
     /// The connection at `key` switched to WebSocket: its role changes in
@@ -613,6 +509,7 @@ impl Service {
             log::debug!("deregister: {e}");
         }
         self.sh.timers.clear(key);
+        #[cfg(feature = "cgi")]
         self.free_dead_pipes();
         self.open_conns -= 1;
         self.sh.handle.inner.counters.open.fetch_sub(1, Ordering::Relaxed);

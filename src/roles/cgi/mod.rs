@@ -26,6 +26,10 @@
 //! Requests waiting for a slot of a mount at its process limit queue in
 //! [`CgiWaiters`], in arrival order; the loop starts them as slots free.
 
+mod resolve;
+
+pub(crate) use resolve::{cgi_lookup_cached, translate, translate_cached, CgiCache, TranslateCache};
+
 use crate::http::BodyDecoder;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
