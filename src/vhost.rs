@@ -110,7 +110,8 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
     }
     let access_log = access_log.as_deref().map(crate::access_log::AccessLog::open).transpose()?;
     #[cfg(feature = "cgi")]
-    let document_root = crate::roles::cgi::translate(&mounts, "/").ok().flatten().map(|p| p.to_string_lossy().into_owned());
+    let document_root =
+        crate::roles::cgi::translate(&mounts, "/").ok().flatten().map(|p| p.to_string_lossy().into_owned());
     let vhost = Vhost {
         #[cfg(feature = "cgi")]
         document_root,

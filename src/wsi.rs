@@ -1,104 +1,11 @@
-//! The connection's output side: the transport, the one pending remainder,
-//! and the writer a protocol gets in a writeable callback.
+//! The writer a protocol gets in an HTTP writeable callback: it checks
+//! the protocol's calls against the response's state and writes through
+//! the connection's one pending write. What the head says and how the
+//! body is framed is decided by `http::respond`.
 
 use crate::conn::Out;
-use crate::http::{error_page, ResponseHead, Version};
+use crate::http::respond::{begin_head, end_head, error_response, BodyFraming, HeadEnv, TxInfo};
 use std::io;
-
-/// What the response head of the current transaction depends on.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TxInfo {
-    pub(crate) version: Version,
-    pub(crate) keep_alive: bool,
-    pub(crate) head_only: bool,
-    /// The status of the response head sent (for the access log).
-    pub(crate) status: u16,
-}
-
-impl Default for TxInfo {
-    fn default() -> Self {
-        TxInfo { version: Version::Http11, keep_alive: false, head_only: false, status: 0 }
-    }
-}
-
-/// Per-vhost values every response head carries.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct HeadEnv<'a> {
-    pub(crate) date: &'a str,
-    pub(crate) headers: &'a [(String, String)],
-    pub(crate) server: Option<&'a str>,
-}
-
-/// How the body of the response being written is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BodyFraming {
-    /// No content at all (1xx, 204, 304): no length field either.
-    None,
-    Length(u64),
-    Chunked,
-    /// HTTP/1.0 without a length: the end of the body is the close.
-    Close,
-}
-
-/// Starts a head with the fields every response has.
-pub(crate) fn begin_head<'b>(buf: &'b mut Vec<u8>, tx: &mut TxInfo, status: u16, env: HeadEnv<'_>) -> ResponseHead<'b> {
-    tx.status = status;
-    let mut head = ResponseHead::new(buf, tx.version, status);
-    head.header("Date", env.date);
-    if let Some(s) = env.server {
-        head.header("Server", s);
-    }
-    for (k, v) in env.headers {
-        head.header(k, v);
-    }
-    head
-}
-
-/// Adds the framing and `Connection` fields and ends the head.
-pub(crate) fn end_head(mut head: ResponseHead<'_>, tx: &mut TxInfo, framing: BodyFraming) {
-    match framing {
-        BodyFraming::None => {}
-        BodyFraming::Length(n) => {
-            head.header_u64("Content-Length", n);
-        }
-        BodyFraming::Chunked => {
-            head.header("Transfer-Encoding", "chunked");
-        }
-        BodyFraming::Close => tx.keep_alive = false,
-    }
-    match (tx.keep_alive, tx.version) {
-        (false, _) => {
-            head.header("Connection", "close");
-        }
-        (true, Version::Http10) => {
-            head.header("Connection", "keep-alive");
-        }
-        (true, Version::Http11) => {}
-    }
-    head.finish();
-}
-
-/// Appends a complete error response (head and, unless HEAD, the page).
-pub(crate) fn error_response(
-    buf: &mut Vec<u8>,
-    tx: &mut TxInfo,
-    status: u16,
-    message: &str,
-    extra: &[(&str, &str)],
-    env: HeadEnv<'_>,
-) {
-    let mut body = Vec::with_capacity(320);
-    error_page::write_body(&mut body, status, message);
-    let mut head = begin_head(buf, tx, status, env);
-    head.header("Content-Type", "text/html; charset=utf-8");
-    for (k, v) in extra {
-        head.header(k, v);
-    }
-    end_head(head, tx, BodyFraming::Length(body.len() as u64));
-    if !tx.head_only {
-        buf.extend_from_slice(&body);
-    }
-}
 
 /// Where a protocol-written response stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,16 +51,6 @@ fn check_header(name: &str, value: &str) -> io::Result<()> {
 }
 
 impl ResponseWriter<'_> {
-    fn framing_for(&self, status: u16, length: Option<u64>) -> BodyFraming {
-        match (length, self.tx.version) {
-            // RFC 9110 §6.4.1: these never have content.
-            _ if status < 200 || status == 204 || status == 304 => BodyFraming::None,
-            (Some(n), _) => BodyFraming::Length(n),
-            (None, Version::Http11) => BodyFraming::Chunked,
-            (None, Version::Http10) => BodyFraming::Close,
-        }
-    }
-
     /// Refuses a second head; a response that leaves the body unread ends
     /// the connection.
     fn begin(&mut self) -> io::Result<()> {
@@ -172,7 +69,7 @@ impl ResponseWriter<'_> {
             check_header(k, v)?;
         }
         self.begin()?;
-        let framing = self.framing_for(status, length);
+        let framing = BodyFraming::plan(self.tx.version, status, length, false);
         let mut head = begin_head(self.scratch, self.tx, status, self.env);
         for (k, v) in headers {
             head.header(k, v);

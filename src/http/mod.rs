@@ -8,6 +8,7 @@ pub mod error_page;
 pub(crate) mod plan;
 pub(crate) mod range;
 pub mod request;
+pub(crate) mod respond;
 pub(crate) mod uri;
 
 pub use body::{BodyDecoder, BodyError};

@@ -9,11 +9,11 @@
 use super::{body_reading, log_path, open_error_status, Close, Reading, Writing, H1, READ_CHUNK};
 use crate::conn::{Core, Env, Step};
 use crate::http::request::{self, Framing, Limits as HeadLimits, Request};
+use crate::http::respond::{begin_head, end_head, server_sets, BodyFraming, HeadEnv};
 use crate::http::Version;
 use crate::mount::Origin;
 use crate::roles::cgi::{CgiRun, Exit, OutFraming, EXIT_WAIT};
 use crate::vhost::strip_port;
-use crate::wsi::{begin_head, end_head, BodyFraming, HeadEnv};
 use std::io;
 
 /// How long a request waits for a CGI slot before 503 (it is started as
@@ -284,14 +284,8 @@ impl H1 {
         }
         let framing = if discard {
             BodyFraming::None
-        } else if head.chunked {
-            BodyFraming::Chunked
-        } else if let Some(n) = head.content_length {
-            BodyFraming::Length(n)
-        } else if self.tx.version == Version::Http11 {
-            BodyFraming::Chunked
         } else {
-            BodyFraming::Close
+            BodyFraming::plan(self.tx.version, head.status, head.content_length, head.chunked)
         };
         run.framing = match framing {
             _ if discard => OutFraming::Discard,
@@ -306,10 +300,7 @@ impl H1 {
         let mut rh = begin_head(&mut out, &mut self.tx, head.status, env);
         for (k, v) in &head.headers {
             // The server owns the framing and these fields.
-            if !["content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"]
-                .iter()
-                .any(|o| k.eq_ignore_ascii_case(o))
-            {
+            if !server_sets(k) {
                 rh.header(k, v);
             }
         }

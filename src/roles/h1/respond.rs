@@ -5,8 +5,8 @@
 use super::{content_type, Writing, H1};
 use crate::conn::{Core, Env};
 use crate::http::request::{Method, Request};
+use crate::http::respond::{begin_head, end_head, error_response, BodyFraming, HeadEnv};
 use crate::vhost::plain_host;
-use crate::wsi::{begin_head, end_head, error_response, BodyFraming, HeadEnv};
 
 impl H1 {
     /// An error page with an explanation and extra headers.
