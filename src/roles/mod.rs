@@ -9,10 +9,9 @@ pub(crate) mod cgi;
 pub(crate) mod h1;
 pub(crate) mod ws;
 
-use crate::conn::{Core, Env, Role as _, Step, Transport};
+use crate::conn::{Core, Env, Role as _, Step};
 use crate::http::request::Request;
 use crate::protocol::Command;
-use std::net::SocketAddr;
 
 /// A connection: what every connection has, and what it speaks.
 #[derive(Debug)]
@@ -29,16 +28,9 @@ pub(crate) enum Role {
 }
 
 impl Conn {
-    /// A connection accepted on `listener`: HTTP/1 to begin with.
-    pub(crate) fn accepted(
-        key: usize,
-        generation: u32,
-        transport: Box<dyn Transport>,
-        peer: SocketAddr,
-        listener: usize,
-        vhost: usize,
-    ) -> Conn {
-        Conn { core: Core::new(key, generation, transport, peer, listener, vhost), role: Role::Http(h1::H1::new()) }
+    /// A new connection: HTTP/1 to begin with.
+    pub(crate) fn new(core: Core) -> Conn {
+        Conn { core, role: Role::Http(h1::H1::new()) }
     }
 
     fn parts(&mut self) -> (&mut Core, &mut dyn crate::conn::Role) {

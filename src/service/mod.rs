@@ -5,7 +5,7 @@
 #[cfg(feature = "cgi")]
 mod cgi;
 
-use crate::conn::{Env, PlainTcp, Step, RX_BUF};
+use crate::conn::{Core, Env, PlainTcp, Step, RX_BUF};
 use crate::context::{check_limits, ContextHandle, ContextInfo, HandleInner, VhostInfo};
 use crate::http::encode::DateCache;
 use crate::protocol::{Command, Cx, RawEvent};
@@ -410,8 +410,8 @@ impl Service {
         self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)?;
         self.generation = self.generation.wrapping_add(1);
         let vhost = self.sh.listeners[listener][0];
-        let transport = Box::new(PlainTcp(stream));
-        entry.insert(Wsi::Conn(Box::new(Conn::accepted(key, self.generation, transport, peer, listener, vhost))));
+        let core = Core::new(key, self.generation, Box::new(PlainTcp(stream)), peer, listener, vhost);
+        entry.insert(Wsi::Conn(Box::new(Conn::new(core))));
         self.sh.timers.set(key, self.sh.now + self.sh.limits.header_timeout);
         self.open_conns += 1;
         let counters = &self.sh.handle.inner.counters;

@@ -199,30 +199,6 @@ impl H1 {
         self.binding.as_ref().map(|b| (b.vhost, b.protocol))
     }
 
-    /// Serves the connection as far as it can go now.
-    fn serve(&mut self, c: &mut Core, sh: &mut Env) -> Step {
-        for _ in 0..BUDGET {
-            let r = self.step(c, sh);
-            if self.upgrade.is_some() {
-                return Step::Upgrade;
-            }
-            match r {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.track_rx_pause(c, sh.now);
-                    return Step::Keep;
-                }
-                Err(Close(why)) => {
-                    log::debug!("{}: closing: {why}", c.peer);
-                    return Step::Close;
-                }
-            }
-        }
-        self.track_rx_pause(c, sh.now);
-        sh.force(c);
-        Step::Keep
-    }
-
     /// Time rx spends paused on our side (a protocol's flow control, a
     /// CGI's full stdin) does not count against the body's deadline.
     fn track_rx_pause(&mut self, c: &mut Core, now: std::time::Instant) {
@@ -642,10 +618,77 @@ impl H1 {
         Err(Close(why.into()))
     }
 
+    /// A response is under way and blocked on the peer taking bytes.
+    fn waits_for_reader(&self, c: &mut Core) -> bool {
+        !c.out.writable
+            && matches!(self.reading, Reading::Done | Reading::Body(_))
+            && !matches!(self.writing, Writing::Idle | Writing::Closed | Writing::FileWait { .. })
+            && !self.writing.is_cgi_wait()
+    }
+
+    /// Answers `Expect: 100-continue` for a request with a body.
+    fn continue_if_expected(&mut self, c: &mut Core, req: &Request) -> io::Result<()> {
+        if req.expects_continue() && !matches!(req.framing(), Framing::None | Framing::Length(0)) {
+            c.out.write(b"HTTP/1.1 100 Continue\r\n\r\n", false)?;
+        }
+        Ok(())
+    }
+
+    /// The connection is going away: tell its protocol.
+    /// Writes the access-log line of the transaction that just ended.
+    fn log_transaction(&mut self, c: &mut Core, sh: &mut Env) {
+        let Some(entry) = self.logging.take() else { return };
+        if let Some(log) = &sh.live[c.vhost].access_log {
+            let (entry, start) = *entry;
+            log.log(c.peer, &entry, self.tx.status, c.out.sent - start);
+        }
+    }
+}
+
+/// How much later a body may finish for `n` more bytes at `rate` (> 0)
+/// bytes per second.
+fn rate_credit(n: usize, rate: u64) -> std::time::Duration {
+    std::time::Duration::from_nanos((n as u64).saturating_mul(1_000_000_000) / rate.max(1))
+}
+
+/// How a request's body is read, by its framing.
+fn body_reading(framing: Framing) -> Reading {
+    match framing {
+        Framing::None => Reading::Done,
+        Framing::Length(n) => Reading::Body(BodyDecoder::Length(n)),
+        Framing::Chunked => Reading::Body(BodyDecoder::chunked()),
+    }
+}
+
+impl Role for H1 {
+    /// Serves the connection as far as it can go now.
+    fn service(&mut self, c: &mut Core, sh: &mut Env) -> Step {
+        for _ in 0..BUDGET {
+            let r = self.step(c, sh);
+            if self.upgrade.is_some() {
+                return Step::Upgrade;
+            }
+            match r {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.track_rx_pause(c, sh.now);
+                    return Step::Keep;
+                }
+                Err(Close(why)) => {
+                    log::debug!("{}: closing: {why}", c.peer);
+                    return Step::Close;
+                }
+            }
+        }
+        self.track_rx_pause(c, sh.now);
+        sh.force(c);
+        Step::Keep
+    }
+
     /// The connection's timer fired: the CGI slot wait and the CGI
     /// timeout are handled here; anything else closes. (The loop also
     /// calls it for a request waiting for a CGI slot when its turn comes.)
-    fn timer(&mut self, c: &mut Core, sh: &mut Env) -> Step {
+    fn on_timer(&mut self, c: &mut Core, sh: &mut Env) -> Step {
         match std::mem::replace(&mut self.writing, Writing::Idle) {
             #[cfg(feature = "cgi")]
             w @ (Writing::CgiWait { .. } | Writing::Cgi(_)) => self.cgi_timer(c, sh, w),
@@ -683,33 +726,11 @@ impl H1 {
         }
     }
 
-    /// A response is under way and blocked on the peer taking bytes.
-    fn waits_for_reader(&self, c: &mut Core) -> bool {
-        !c.out.writable
-            && matches!(self.reading, Reading::Done | Reading::Body(_))
-            && !matches!(self.writing, Writing::Idle | Writing::Closed | Writing::FileWait { .. })
-            && !self.writing.is_cgi_wait()
+    fn apply(&mut self, c: &mut Core, cmd: Command, env: &mut Env) {
+        self.apply_command(c, cmd, env)
     }
 
-    /// Answers `Expect: 100-continue` for a request with a body.
-    fn continue_if_expected(&mut self, c: &mut Core, req: &Request) -> io::Result<()> {
-        if req.expects_continue() && !matches!(req.framing(), Framing::None | Framing::Length(0)) {
-            c.out.write(b"HTTP/1.1 100 Continue\r\n\r\n", false)?;
-        }
-        Ok(())
-    }
-
-    /// The connection is going away: tell its protocol.
-    /// Writes the access-log line of the transaction that just ended.
-    fn log_transaction(&mut self, c: &mut Core, sh: &mut Env) {
-        let Some(entry) = self.logging.take() else { return };
-        if let Some(log) = &sh.live[c.vhost].access_log {
-            let (entry, start) = *entry;
-            log.log(c.peer, &entry, self.tx.status, c.out.sent - start);
-        }
-    }
-
-    fn closed(&mut self, c: &mut Core, sh: &mut Env) {
+    fn on_close(&mut self, c: &mut Core, sh: &mut Env) {
         match std::mem::replace(&mut self.writing, Writing::Closed) {
             // The client went away: so does the program (CGI-9).
             #[cfg(feature = "cgi")]
@@ -726,39 +747,6 @@ impl H1 {
             let _ = self.dispatch(c, sh, RawEvent::Closed(id, peer));
             self.unbind(c, sh);
         }
-    }
-}
-
-/// How much later a body may finish for `n` more bytes at `rate` (> 0)
-/// bytes per second.
-fn rate_credit(n: usize, rate: u64) -> std::time::Duration {
-    std::time::Duration::from_nanos((n as u64).saturating_mul(1_000_000_000) / rate.max(1))
-}
-
-/// How a request's body is read, by its framing.
-fn body_reading(framing: Framing) -> Reading {
-    match framing {
-        Framing::None => Reading::Done,
-        Framing::Length(n) => Reading::Body(BodyDecoder::Length(n)),
-        Framing::Chunked => Reading::Body(BodyDecoder::chunked()),
-    }
-}
-
-impl Role for H1 {
-    fn service(&mut self, c: &mut Core, env: &mut Env) -> Step {
-        self.serve(c, env)
-    }
-
-    fn on_timer(&mut self, c: &mut Core, env: &mut Env) -> Step {
-        self.timer(c, env)
-    }
-
-    fn apply(&mut self, c: &mut Core, cmd: Command, env: &mut Env) {
-        self.apply_command(c, cmd, env)
-    }
-
-    fn on_close(&mut self, c: &mut Core, env: &mut Env) {
-        self.closed(c, env)
     }
 
     fn bound_to(&self) -> Option<(usize, usize)> {
