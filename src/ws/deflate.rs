@@ -12,7 +12,7 @@
 //! offer it accepts), so neither side's compression state outlives a
 //! message. A compressor (about 240 KiB) or inflater (about 43 KiB) is
 //! then only lent to a connection for one message, from a small pool per
-//! loop thread (`roles::ws`): a connection between messages holds none.
+//! loop thread (`super::pool`): a connection between messages holds none.
 
 use miniz_oxide::deflate::core::{create_comp_flags_from_zip_params, CompressorOxide};
 use miniz_oxide::inflate::stream::InflateState;

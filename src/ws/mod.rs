@@ -17,9 +17,6 @@
 //! deflates permessage-deflate messages, and closes with the right code
 //! when the peer breaks the protocol.
 
-// Not wired into the ws role yet: the role still reads and writes with
-// its own copy of this logic (roles/ws/read.rs).
-#[allow(dead_code)]
 pub(crate) mod codec;
 pub(crate) mod deflate;
 pub(crate) mod frame;
@@ -27,6 +24,8 @@ pub(crate) mod handshake;
 pub(crate) mod pool;
 pub(crate) mod utf8;
 
+use crate::conn::Out;
+use codec::Codec;
 use std::fmt;
 use std::io;
 
@@ -147,7 +146,7 @@ pub enum WriteKind {
 /// callback.
 #[derive(Debug)]
 pub struct WsWriter<'a> {
-    pub(crate) inner: crate::roles::ws::FrameWriter<'a>,
+    pub(crate) inner: FrameWriter<'a>,
 }
 
 impl WsWriter<'_> {
@@ -178,5 +177,37 @@ impl WsWriter<'_> {
     /// the peer answers, or after a few seconds.
     pub fn close(self, code: CloseCode, reason: &str) -> io::Result<()> {
         self.inner.close(code, reason)
+    }
+}
+
+/// The writer behind [`WsWriter`]: the codec makes the frame, the
+/// connection's output takes it (or keeps the part the socket did not).
+#[derive(Debug)]
+pub(crate) struct FrameWriter<'a> {
+    pub(crate) out: &'a mut Out,
+    pub(crate) codec: &'a mut Codec,
+    /// Scratch for the frame's header (and compressed payload).
+    pub(crate) scratch: &'a mut Vec<u8>,
+}
+
+impl FrameWriter<'_> {
+    fn data(self, data: &[u8], kind: WriteKind, fin: bool) -> io::Result<()> {
+        let e = self.codec.send_data(data, kind, fin, self.scratch)?;
+        let frame = &self.scratch[e.start..];
+        if e.data_follows {
+            self.out.write_parts(frame, data)
+        } else {
+            self.out.write(frame, false)
+        }
+    }
+
+    fn ping(self, payload: &[u8]) -> io::Result<()> {
+        self.codec.send_ping(payload, self.scratch)?;
+        self.out.write(self.scratch, false)
+    }
+
+    fn close(self, code: CloseCode, reason: &str) -> io::Result<()> {
+        self.codec.send_close(code, reason, self.scratch)?;
+        self.out.write(self.scratch, false)
     }
 }

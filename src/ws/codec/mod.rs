@@ -39,9 +39,6 @@ use super::utf8::Utf8Stream;
 use super::{CloseCode, Rx};
 use std::ops::Range;
 
-#[allow(unused_imports)] // used by the ws role once it is wired in
-pub(crate) use tx::{encode_control, Encoded, SendError};
-
 /// What a codec is set up with at the upgrade.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Config {
@@ -300,6 +297,7 @@ impl Codec {
     }
 
     /// Holds no buffer: nothing is in progress.
+    #[cfg(test)]
     pub(crate) fn is_idle(&self) -> bool {
         self.busy.is_none() && self.inflate.is_none() && self.tx.is_idle()
     }

@@ -1,6 +1,7 @@
 //! The codec against hand-made client frames: every rule of RFC 6455 it
 //! enforces, permessage-deflate, pauses and feed boundaries.
 
+use super::tx::{Encoded, SendError};
 use super::*;
 use crate::ws::deflate::{Deflater, Inflater, TAIL};
 use crate::ws::WriteKind;

@@ -22,6 +22,7 @@ pub(super) struct TxState {
 }
 
 impl TxState {
+    #[cfg(test)]
     pub(super) fn is_idle(&self) -> bool {
         self.deflater.is_none()
     }
