@@ -58,6 +58,7 @@ mod roles;
 mod service;
 mod timer;
 mod vhost;
+#[cfg(feature = "ws")]
 pub mod ws;
 mod wsi;
 
@@ -73,6 +74,7 @@ pub use protocol::{Action, Cx, Event, HtmlChunk, Protocol, Writer, Wsi, WsiId};
 #[cfg(feature = "cgi")]
 pub use warren_cgi::Limits as CgiLimits;
 pub use warren_vfs as vfs;
+#[cfg(feature = "ws")]
 pub use ws::{CloseCode, WriteKind, WsWriter};
 
 /// The README's code blocks, compiled as doc tests so they stay true.

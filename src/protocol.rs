@@ -36,6 +36,7 @@
 
 use crate::context::MAX_TIMEOUT;
 use crate::http::request::Request;
+#[cfg(feature = "ws")]
 use crate::ws::{CloseCode, Rx, WsWriter};
 use crate::wsi::ResponseWriter;
 use std::any::Any;
@@ -119,18 +120,24 @@ pub enum Event<'a, S> {
     /// left is sent. The connection is bound to the protocol for the
     /// response, so the session can carry state between pieces.
     ProcessHtml(Wsi<'a, S>, HtmlChunk<'a>),
+    #[cfg(feature = "ws")]
     /// A WebSocket connection to this protocol is open: the 101 answer
     /// to this request is on its way. The session was just made.
     Established(Wsi<'a, S>, &'a Request),
+    #[cfg(feature = "ws")]
     /// A piece of a WebSocket message (see [`Rx`]).
     Receive(Wsi<'a, S>, Rx<'a>),
+    #[cfg(feature = "ws")]
     /// The WebSocket connection can take one write.
     ServerWriteable(Wsi<'a, S>, WsWriter<'a>),
+    #[cfg(feature = "ws")]
     /// A pong arrived (the payload of our ping, or an unsolicited one).
     ReceivePong(Wsi<'a, S>, &'a [u8]),
+    #[cfg(feature = "ws")]
     /// The peer started the close handshake with this code (1005 when it
     /// gave none) and reason; the core answers it.
     PeerInitiatedClose(Wsi<'a, S>, CloseCode, &'a str),
+    #[cfg(feature = "ws")]
     /// The WebSocket connection closed; its session is dropped after this.
     Closed(Wsi<'a, S>),
 }
@@ -150,11 +157,17 @@ impl<S> fmt::Debug for Event<'_, S> {
             Event::HttpWriteable(..) => "HttpWriteable",
             Event::ClosedHttp(..) => "ClosedHttp",
             Event::ProcessHtml(..) => "ProcessHtml",
+            #[cfg(feature = "ws")]
             Event::Established(..) => "Established",
+            #[cfg(feature = "ws")]
             Event::Receive(..) => "Receive",
+            #[cfg(feature = "ws")]
             Event::ServerWriteable(..) => "ServerWriteable",
+            #[cfg(feature = "ws")]
             Event::ReceivePong(..) => "ReceivePong",
+            #[cfg(feature = "ws")]
             Event::PeerInitiatedClose(..) => "PeerInitiatedClose",
+            #[cfg(feature = "ws")]
             Event::Closed(..) => "Closed",
         };
         f.write_str(name)
@@ -242,6 +255,7 @@ pub(crate) enum Command {
     RxFlow(WsiId, bool),
     Timeout(WsiId, Option<Duration>),
     /// permessage-deflate's inflate buffer size for a connection.
+    #[cfg(feature = "ws")]
     InflateChunk(WsiId, usize),
     /// An [`Event::Timer`] for a protocol after a delay.
     Schedule {
@@ -255,9 +269,9 @@ impl Command {
     /// The connection a command is about, if it is about one.
     pub(crate) fn target(&self) -> Option<WsiId> {
         match *self {
-            Command::Writable(id) | Command::RxFlow(id, _) | Command::Timeout(id, _) | Command::InflateChunk(id, _) => {
-                Some(id)
-            }
+            Command::Writable(id) | Command::RxFlow(id, _) | Command::Timeout(id, _) => Some(id),
+            #[cfg(feature = "ws")]
+            Command::InflateChunk(id, _) => Some(id),
             Command::WritableAllProtocol { .. } | Command::Schedule { .. } => None,
         }
     }
@@ -316,6 +330,7 @@ impl Cx<'_> {
     /// `rx_buf_size`, the inflate buffer as a power of two (`"8"` to
     /// `"16"`, that is 256 B to 64 KiB), which is also the most inflated
     /// bytes one [`Event::Receive`] carries.
+    #[cfg(feature = "ws")]
     pub fn set_extension_option(&mut self, wsi: WsiId, extension: &str, option: &str, value: &str) -> io::Result<()> {
         let bad = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
         if extension != "permessage-deflate" {
@@ -354,11 +369,17 @@ pub(crate) enum RawEvent<'a> {
     Writeable(WsiId, SocketAddr, Writer<'a>),
     Closed(WsiId, SocketAddr),
     ProcessHtml(WsiId, SocketAddr, &'a mut Vec<u8>, bool),
+    #[cfg(feature = "ws")]
     Established(WsiId, SocketAddr, &'a Request),
+    #[cfg(feature = "ws")]
     Receive(WsiId, SocketAddr, Rx<'a>),
+    #[cfg(feature = "ws")]
     WsWriteable(WsiId, SocketAddr, WsWriter<'a>),
+    #[cfg(feature = "ws")]
     Pong(WsiId, SocketAddr, &'a [u8]),
+    #[cfg(feature = "ws")]
     PeerClose(WsiId, SocketAddr, CloseCode, &'a str),
+    #[cfg(feature = "ws")]
     WsClosed(WsiId, SocketAddr),
 }
 
@@ -370,7 +391,9 @@ pub(crate) trait AnyProtocol: Send {
     fn name(&self) -> &str;
     fn new_session(&self) -> Session;
     fn dispatch(&mut self, cx: &mut Cx<'_>, event: RawEvent<'_>, session: Option<&mut Session>) -> Action;
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     fn rx_buffer_size(&self) -> usize;
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     fn max_message_size(&self) -> u64;
 }
 
@@ -408,13 +431,19 @@ impl<P: Protocol> AnyProtocol for P {
             (RawEvent::ProcessHtml(id, peer, data, last), Some(session)) => {
                 Event::ProcessHtml(Wsi { id, session, peer }, HtmlChunk { data, last })
             }
+            #[cfg(feature = "ws")]
             (RawEvent::Established(id, peer, r), Some(session)) => Event::Established(Wsi { id, session, peer }, r),
+            #[cfg(feature = "ws")]
             (RawEvent::Receive(id, peer, rx), Some(session)) => Event::Receive(Wsi { id, session, peer }, rx),
+            #[cfg(feature = "ws")]
             (RawEvent::WsWriteable(id, peer, w), Some(session)) => Event::ServerWriteable(Wsi { id, session, peer }, w),
+            #[cfg(feature = "ws")]
             (RawEvent::Pong(id, peer, p), Some(session)) => Event::ReceivePong(Wsi { id, session, peer }, p),
+            #[cfg(feature = "ws")]
             (RawEvent::PeerClose(id, peer, code, reason), Some(session)) => {
                 Event::PeerInitiatedClose(Wsi { id, session, peer }, code, reason)
             }
+            #[cfg(feature = "ws")]
             (RawEvent::WsClosed(id, peer), Some(session)) => Event::Closed(Wsi { id, session, peer }),
             // A connection event without this protocol's session: the
             // binding is inconsistent, which is our bug; drop the connection.

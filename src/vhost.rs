@@ -24,10 +24,13 @@ pub(crate) struct Vhost {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) server_string: Option<String>,
     /// The protocol for WebSocket upgrades that name none.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     pub(crate) default_protocol: Option<String>,
     /// WebSocket liveness: ping after, hang up after.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     pub(crate) ws_keepalive: Option<(Duration, Duration)>,
     /// Whether upgrades may negotiate permessage-deflate.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     pub(crate) ws_deflate: bool,
     /// The real path of what its `/` serves from (a CGI's
     /// `DOCUMENT_ROOT`), worked out once.

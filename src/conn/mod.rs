@@ -33,6 +33,7 @@ pub(crate) enum Step {
     Keep,
     Close,
     /// The connection switched protocols: its role changes in place.
+    #[cfg(feature = "ws")]
     Upgrade,
 }
 

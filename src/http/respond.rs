@@ -58,6 +58,7 @@ impl BodyFraming {
 
 /// Fields of an origin's head (a CGI's) that the server owns and drops:
 /// the framing, the connection's persistence, the date and the server.
+#[cfg_attr(not(feature = "cgi"), allow(dead_code))]
 pub(crate) fn server_sets(name: &str) -> bool {
     ["content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"]
         .iter()

@@ -7,9 +7,11 @@
 #[cfg(feature = "cgi")]
 pub(crate) mod cgi;
 pub(crate) mod h1;
+#[cfg(feature = "ws")]
 pub(crate) mod ws;
 
-use crate::conn::{Core, Env, Role as _, Step};
+use crate::conn::{Core, Env, Step};
+#[cfg(feature = "ws")]
 use crate::http::request::Request;
 use crate::protocol::Command;
 
@@ -24,6 +26,7 @@ pub(crate) struct Conn {
 #[derive(Debug)]
 pub(crate) enum Role {
     Http(h1::H1),
+    #[cfg(feature = "ws")]
     Ws(Box<ws::Ws>),
 }
 
@@ -36,6 +39,7 @@ impl Conn {
     fn parts(&mut self) -> (&mut Core, &mut dyn crate::conn::Role) {
         match &mut self.role {
             Role::Http(r) => (&mut self.core, r),
+            #[cfg(feature = "ws")]
             Role::Ws(r) => (&mut self.core, r.as_mut()),
         }
     }
@@ -62,7 +66,8 @@ impl Conn {
 
     pub(crate) fn bound_to(&self) -> Option<(usize, usize)> {
         match &self.role {
-            Role::Http(r) => r.bound_to(),
+            Role::Http(r) => crate::conn::Role::bound_to(r),
+            #[cfg(feature = "ws")]
             Role::Ws(r) => crate::conn::Role::bound_to(r.as_ref()),
         }
     }
@@ -70,10 +75,12 @@ impl Conn {
     pub(crate) fn phase(&self) -> &'static str {
         match &self.role {
             Role::Http(r) => crate::conn::Role::phase(r),
-            Role::Ws(r) => r.phase(),
+            #[cfg(feature = "ws")]
+            Role::Ws(r) => crate::conn::Role::phase(r.as_ref()),
         }
     }
 
+    #[cfg(feature = "ws")]
     pub(crate) fn is_ws(&self) -> bool {
         matches!(self.role, Role::Ws(_))
     }
@@ -92,6 +99,7 @@ impl Conn {
     /// After an accepted upgrade: the role becomes WebSocket, in place
     /// (same core, token and registration). Returns the request that
     /// asked, for the protocol's established event.
+    #[cfg(feature = "ws")]
     pub(crate) fn upgrade(&mut self, env: &Env) -> Option<Request> {
         let Role::Http(h1) = &mut self.role else { return None };
         let (up, input) = h1.take_upgrade()?;
@@ -101,6 +109,7 @@ impl Conn {
     }
 
     /// Tells a new WebSocket role's protocol it is established.
+    #[cfg(feature = "ws")]
     pub(crate) fn established(&mut self, env: &mut Env, req: &Request) -> Step {
         match &mut self.role {
             Role::Ws(ws) => ws.established(&mut self.core, env, req),
@@ -115,6 +124,7 @@ impl Conn {
     pub(crate) fn http(&mut self) -> Option<&mut h1::H1> {
         match &mut self.role {
             Role::Http(h) => Some(h),
+            #[cfg(feature = "ws")]
             Role::Ws(_) => None,
         }
     }

@@ -433,6 +433,7 @@ impl Service {
         });
         match step {
             Step::Close => self.close(key),
+            #[cfg(feature = "ws")]
             Step::Upgrade => self.upgrade(key),
             Step::Keep => self.after_service(key),
         }
@@ -469,6 +470,7 @@ impl Service {
 
     /// The connection at `key` switched to WebSocket: its role changes in
     /// place (same core, token and registration), and its protocol is told.
+    #[cfg(feature = "ws")]
     fn upgrade(&mut self, key: usize) {
         let Some(Wsi::Conn(c)) = self.wsis.get_mut(key) else { return };
         let Some(request) = c.upgrade(&self.sh) else {
@@ -502,6 +504,7 @@ impl Service {
             log::error!("{}: panic in close callbacks", conn.core.peer);
             sh.heal();
         }
+        #[cfg(feature = "ws")]
         if conn.is_ws() {
             self.sh.handle.inner.counters.ws_open.fetch_sub(1, Ordering::Relaxed);
         }
@@ -542,13 +545,14 @@ impl Service {
                         self.protocol_timers.push((self.sh.now + after, vhost, protocol));
                     }
                 }
-                Command::Writable(id)
-                | Command::RxFlow(id, _)
-                | Command::Timeout(id, _)
-                | Command::InflateChunk(id, _) => match self.wsis.get_mut(id.key as usize) {
-                    Some(Wsi::Conn(c)) if c.core.generation == id.generation => c.apply(cmd, &mut self.sh),
-                    _ => {}
-                },
+                _ => {
+                    let Some(id) = cmd.target() else { continue };
+                    if let Some(Wsi::Conn(c)) = self.wsis.get_mut(id.key as usize) {
+                        if c.core.generation == id.generation {
+                            c.apply(cmd, &mut self.sh);
+                        }
+                    }
+                }
             }
         }
         // Keep the allocation; applying never queues new commands.

@@ -79,7 +79,8 @@ impl H1 {
             }
             Command::Timeout(_, Some(after)) => sh.timers.set(c.key, sh.now + after),
             Command::Timeout(_, None) => sh.timers.clear(c.key),
-            Command::WritableAllProtocol { .. } | Command::InflateChunk(..) | Command::Schedule { .. } => {}
+            // Not about this connection, or not about HTTP.
+            _ => {}
         }
     }
 

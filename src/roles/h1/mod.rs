@@ -18,8 +18,10 @@ use crate::mount::{self, Origin};
 use crate::protocol::{Command, Cx, RawEvent, Session, Writer};
 #[cfg(feature = "cgi")]
 use crate::roles::cgi::CgiRun;
+#[cfg(feature = "ws")]
 use crate::roles::ws::Upgrade;
 use crate::vhost::select_vhost;
+#[cfg(feature = "ws")]
 use crate::ws::handshake;
 use crate::wsi::{CbResp, ResponseWriter};
 use std::io;
@@ -31,6 +33,7 @@ mod callback;
 mod cgi;
 mod files;
 mod respond;
+#[cfg(feature = "ws")]
 mod upgrade;
 
 use files::content_type;
@@ -141,6 +144,7 @@ pub(crate) struct H1 {
     logging: Option<Box<(crate::access_log::Entry, u64)>>,
     /// A WebSocket upgrade was accepted: the 101 is written (or pending)
     /// and the connection is to become a ws one.
+    #[cfg(feature = "ws")]
     upgrade: Option<Box<Upgrade>>,
     /// rx is paused for a CGI (its stdin is full, or it waits for a slot),
     /// not by a protocol.
@@ -168,6 +172,7 @@ impl H1 {
             tx: TxInfo::default(),
             binding: None,
             logging: None,
+            #[cfg(feature = "ws")]
             upgrade: None,
             #[cfg(feature = "cgi")]
             cgi_paused_rx: false,
@@ -537,6 +542,9 @@ impl H1 {
             self.send_simple(c, sh, 200, &[("Allow", "GET, HEAD, OPTIONS")], false);
             return Ok(());
         }
+        // Without the `ws` feature an Upgrade header is ignored (RFC 9110
+        // §7.8) and the request served as any other.
+        #[cfg(feature = "ws")]
         if handshake::is_upgrade(&req) {
             self.upgrade_to_ws(c, sh, req);
             return Ok(());
@@ -665,6 +673,7 @@ impl Role for H1 {
     fn service(&mut self, c: &mut Core, sh: &mut Env) -> Step {
         for _ in 0..BUDGET {
             let r = self.step(c, sh);
+            #[cfg(feature = "ws")]
             if self.upgrade.is_some() {
                 return Step::Upgrade;
             }

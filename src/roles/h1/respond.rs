@@ -10,6 +10,7 @@ use crate::vhost::plain_host;
 
 impl H1 {
     /// An error page with an explanation and extra headers.
+    #[cfg(feature = "ws")]
     pub(super) fn send_page(&mut self, c: &mut Core, sh: &mut Env, status: u16, message: &str, extra: &[(&str, &str)]) {
         let (env, buf) = Self::env(sh, c.vhost);
         error_response(buf, &mut self.tx, status, message, extra, env);
