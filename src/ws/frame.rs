@@ -233,26 +233,33 @@ pub(crate) fn encode_header(buf: &mut Vec<u8>, fin: bool, rsv1: bool, opcode: Op
     }
 }
 
+/// A client frame as a peer sends it: first byte `b0` (fin, rsv,
+/// opcode), the shortest length encoding, masked with `mask` (tests).
+#[cfg(test)]
+pub(crate) fn client_frame(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut v = vec![b0];
+    match payload.len() {
+        n if n < 126 => v.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            v.push(0x80 | 126);
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            v.push(0x80 | 127);
+            v.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    v.extend_from_slice(&mask);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn masked(fin: bool, op: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-        let mut v = vec![(u8::from(fin) << 7) | op];
-        match payload.len() {
-            n if n < 126 => v.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                v.push(0x80 | 126);
-                v.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                v.push(0x80 | 127);
-                v.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        v.extend_from_slice(&mask);
-        v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        v
+        client_frame((u8::from(fin) << 7) | op, payload, mask)
     }
 
     #[test]

@@ -10,21 +10,7 @@ const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 /// A masked client frame; `b0` is the first byte as sent (fin, rsv, opcode).
 fn raw(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![b0];
-    match payload.len() {
-        n if n < 126 => v.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            v.push(0x80 | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(0x80 | 127);
-            v.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    v.extend_from_slice(&MASK);
-    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    v
+    crate::ws::frame::client_frame(b0, payload, MASK)
 }
 
 fn frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
