@@ -126,9 +126,17 @@ fn parse(list: &[u8]) -> Vec<Box<[u8]>> {
         .collect()
 }
 
+/// Reads `file` whole if it is a regular file of at most [`MAX_FILE`]
+/// bytes. Opened without blocking: a FIFO (or a device) put in its place
+/// must not stop the loop in `open(2)` waiting for a writer, and is
+/// refused rather than read.
 fn read_small(file: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut f = std::fs::File::open(file)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(file)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file"));
+    }
     let mut out = Vec::new();
     f.by_ref().take(MAX_FILE + 1).read_to_end(&mut out)?;
     if out.len() as u64 > MAX_FILE {

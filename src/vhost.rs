@@ -130,14 +130,7 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
         ws_deflate,
         protocol_names: protocols.iter().map(|p| p.name().to_string()).collect(),
     };
-    let live = VhostLive {
-        protocols,
-        access_log,
-        error_pages,
-        mounts: live_mounts,
-        #[cfg(feature = "cgi")]
-        translated: Default::default(),
-    };
+    let live = VhostLive { protocols, access_log, error_pages, mounts: live_mounts };
     Ok((vhost, live))
 }
 

@@ -1736,6 +1736,35 @@ fn interpreter_mounts_confine_paths_as_file_opens_do() {
     assert_eq!(env.get("PATH_TRANSLATED"), Some(&root.join("sub/missing/x").to_string_lossy().into_owned()));
 }
 
+/// PATH_TRANSLATED is confined on every request: a directory below the
+/// root swapped for a link out of it is refused at once, as a file open
+/// there is, even though the same path was translated a moment before.
+#[test]
+fn a_link_swapped_in_under_path_info_is_refused_at_once() {
+    let _g = shared();
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(outside.path().join("sub")).expect("mkdir");
+    std::fs::write(outside.path().join("sub/x.txt"), "OUTSIDE").expect("write");
+    let s = serve_mounts(|root| {
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("sub/x.txt"), "inside").expect("write");
+        vec![Mount::cgi("/env", cgi_dir().join("env.sh"))]
+    });
+    let addr = s.server.addr;
+    let root = s.root.canonicalize().expect("canonical root");
+    let env = env_map(&get_at(addr, "/env/sub/x.txt"));
+    assert_eq!(env.get("PATH_TRANSLATED"), Some(&root.join("sub/x.txt").to_string_lossy().into_owned()));
+    // Swapped: `sub` now leads out of the root.
+    std::fs::rename(s.root.join("sub"), s.root.join("sub.old")).expect("rename");
+    std::os::unix::fs::symlink(outside.path().join("sub"), s.root.join("sub")).expect("symlink");
+    assert_eq!(get_at(addr, "/sub/x.txt").status, 403, "the file mount refuses it");
+    for p in ["/env/sub/x.txt", "/env/sub/./x.txt"] {
+        let r = get_at(addr, p);
+        assert_eq!(r.status, 403, "{p}: {}", r.text());
+        assert!(!r.text().contains("GATEWAY_INTERFACE"), "{p} ran the program");
+    }
+}
+
 /// A script that is not executable: 403 (as Apache does), and a log line
 /// at info saying why, once; a missing one: 404, logged too.
 #[test]

@@ -62,6 +62,53 @@ fn edited_credentials_take_effect_and_a_deleted_file_keeps_them() {
 }
 
 #[test]
+fn a_fifo_in_place_of_the_credentials_file_is_refused_without_blocking() {
+    // AUTH-1: the file is read by the loop; a FIFO put in its place must
+    // neither stop the loop in open(2) waiting for a writer nor become
+    // the table when one comes.
+    logs::capture();
+    let (t, root) = site();
+    let pw = t.path().join("passwords-fifo");
+    std::fs::write(&pw, "bob:builder\n").expect("write");
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", &root).basic_auth(&pw))));
+    let bob = basic("bob:builder");
+    let mallory = basic("mallory:evil");
+    assert_eq!(fetch(&server, "/index.html", &bob).status, 200);
+
+    std::fs::remove_file(&pw).expect("rm");
+    let c = std::ffi::CString::new(pw.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: mkfifo reads the NUL-terminated path only.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    // A writer that feeds the FIFO whenever someone has it open for
+    // reading: a server blocked in open(2) would be let go, and read
+    // mallory's line as the table.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, pw) = (stop.clone(), pw.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let open = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&pw);
+                if let Ok(mut f) = open {
+                    let _ = f.write_all(b"mallory:evil\n");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    eventually("a warning about the FIFO", || {
+        fetch(&server, "/index.html", &bob);
+        logs::count(&["passwords-fifo"]) > 0
+    });
+    assert_eq!(fetch(&server, "/index.html", &bob).status, 200, "the last table read stays");
+    assert_eq!(fetch(&server, "/index.html", &mallory).status, 401, "nothing read from the FIFO");
+    assert_eq!(fetch(&server, "/index.html", "").status, 401);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+}
+
+#[test]
 fn edited_error_pages_take_effect_and_a_deleted_one_keeps_its_copy() {
     logs::capture();
     let (_t, root) = site();

@@ -80,9 +80,6 @@ pub(crate) struct VhostLive {
     pub(crate) error_pages: Vec<ErrorPage>,
     /// Per mount, in the vhost's order.
     pub(crate) mounts: Vec<MountLive>,
-    /// CGI `PATH_TRANSLATED` values worked out lately.
-    #[cfg(feature = "cgi")]
-    pub(crate) translated: crate::roles::cgi::TranslateCache,
 }
 
 /// What changes of a mount while it serves.

@@ -28,7 +28,7 @@
 
 mod resolve;
 
-pub(crate) use resolve::{cgi_lookup_cached, translate, translate_cached, CgiCache, TranslateCache};
+pub(crate) use resolve::{cgi_lookup_cached, translate, CgiCache};
 
 use crate::http::BodyDecoder;
 use std::collections::{HashMap, VecDeque};

@@ -1,7 +1,7 @@
 //! Where a `cgi://` mount's request goes: the program, `SCRIPT_NAME` and
 //! `PATH_INFO` for a path (RFC 3875), found without a `stat` per segment
-//! per request ([`CgiCache`]), and `PATH_TRANSLATED` through
-//! [`TranslateCache`].
+//! per request ([`CgiCache`]), and `PATH_TRANSLATED`, confined as a file
+//! open is.
 
 use crate::mount::{find, Mount, Origin};
 use std::io;
@@ -273,43 +273,6 @@ pub(crate) fn translate(mounts: &[Mount], path: &str) -> io::Result<Option<PathB
             Err(e) => return Err(e),
         }
     }
-}
-
-/// What [`translate`] found lately, per vhost: a CGI request whose
-/// `PATH_INFO` was translated less than [`CGI_CACHE_TTL`] ago costs no
-/// `realpath` per segment. Only successes are kept (at most
-/// [`CGI_CACHE_PROGRAMS`]; when full, stale ones go, then the oldest), so
-/// random paths cannot grow it; a refusal is worked out again each time.
-/// A result is at most a second stale, and was confined when found.
-#[derive(Debug, Default)]
-pub(crate) struct TranslateCache {
-    found: std::collections::HashMap<String, (Option<PathBuf>, Instant)>,
-}
-
-/// [`translate`] through `cache`.
-pub(crate) fn translate_cached(
-    mounts: &[Mount],
-    path: &str,
-    cache: &mut TranslateCache,
-    now: Instant,
-) -> io::Result<Option<PathBuf>> {
-    let fresh = |at: Instant| now.saturating_duration_since(at) < CGI_CACHE_TTL;
-    if let Some((real, at)) = cache.found.get(path) {
-        if fresh(*at) {
-            return Ok(real.clone());
-        }
-    }
-    let real = translate(mounts, path)?;
-    if cache.found.len() >= CGI_CACHE_PROGRAMS && !cache.found.contains_key(path) {
-        cache.found.retain(|_, (_, at)| fresh(*at));
-        if cache.found.len() >= CGI_CACHE_PROGRAMS {
-            if let Some(oldest) = cache.found.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone()) {
-                cache.found.remove(&oldest);
-            }
-        }
-    }
-    cache.found.insert(path.to_string(), (real.clone(), now));
-    Ok(real)
 }
 
 #[cfg(test)]

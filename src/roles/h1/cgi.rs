@@ -61,7 +61,10 @@ impl H1 {
         let translated = if target.path_info.is_empty() {
             Ok(None)
         } else {
-            crate::roles::cgi::translate_cached(mounts, &target.path_info, &mut sh.live[vi].translated, now)
+            // Worked out for each request, never cached: a link swapped
+            // in below the root must be refused from that moment on, as
+            // a file open there is.
+            crate::roles::cgi::translate(mounts, &target.path_info)
         };
         let path_translated = match translated {
             Ok(p) => p.map(|p| p.to_string_lossy().into_owned()),
