@@ -21,7 +21,7 @@ pub(crate) mod transport;
 
 pub(crate) use env::{Env, MountLive, VhostLive, RX_BUF};
 pub(crate) use out::Out;
-pub(crate) use transport::{PlainTcp, Transport};
+pub(crate) use transport::{Link, PlainTcp};
 
 use crate::protocol::{Command, WsiId};
 use std::io;
@@ -79,7 +79,7 @@ impl Core {
     pub(crate) fn new(
         key: usize,
         generation: u32,
-        transport: Box<dyn Transport>,
+        transport: Link,
         peer: SocketAddr,
         listener: usize,
         vhost: usize,

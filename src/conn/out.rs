@@ -1,7 +1,7 @@
 //! The connection's output side: the one remainder of a write the kernel
 //! took in part, over the connection's [`Transport`].
 
-use super::transport::Transport;
+use super::transport::{Link, Transport};
 use std::io;
 use std::os::fd::BorrowedFd;
 
@@ -22,7 +22,7 @@ fn no_block<T>(r: io::Result<T>) -> io::Result<Option<T>> {
 /// that is the whole truth: while it is set, another write may succeed.
 #[derive(Debug)]
 pub(crate) struct Out {
-    pub(crate) sock: Box<dyn Transport>,
+    pub(crate) sock: Link,
     pending: Vec<u8>,
     pending_off: usize,
     pub(crate) writable: bool,
@@ -38,7 +38,7 @@ pub(crate) struct Out {
 }
 
 impl Out {
-    pub(crate) fn new(sock: Box<dyn Transport>) -> Out {
+    pub(crate) fn new(sock: Link) -> Out {
         Out { sock, pending: Vec::new(), pending_off: 0, writable: false, sent: 0, failed: None, acked_mark: 0 }
     }
 
@@ -152,7 +152,7 @@ impl Out {
     /// Runs one socket operation: `WouldBlock` becomes `Ok(None)`, a
     /// zero-length write an error, and any error is latched in `failed`.
     fn no_block(&mut self, op: impl FnOnce(&mut dyn Transport) -> io::Result<usize>) -> io::Result<Option<usize>> {
-        let r = match no_block(op(self.sock.as_mut())) {
+        let r = match no_block(op(&mut *self.sock)) {
             Ok(Some(0)) => Err(io::ErrorKind::WriteZero.into()),
             other => other,
         };

@@ -84,6 +84,37 @@ pub(crate) trait Transport: fmt::Debug + Send {
     fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 
+/// A connection's transport: plain TCP held in place (no allocation per
+/// connection for the common case), or any other [`Transport`] boxed.
+#[derive(Debug)]
+pub(crate) enum Link {
+    Plain(PlainTcp),
+    /// Another transport (TLS, its first user, comes with the TLS issue),
+    /// behind a thin pointer so a plain connection pays nothing for it.
+    #[allow(dead_code, clippy::redundant_allocation)]
+    Boxed(Box<Box<dyn Transport>>),
+}
+
+impl std::ops::Deref for Link {
+    type Target = dyn Transport;
+
+    fn deref(&self) -> &(dyn Transport + 'static) {
+        match self {
+            Link::Plain(p) => p,
+            Link::Boxed(b) => b.as_ref().as_ref(),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Link {
+    fn deref_mut(&mut self) -> &mut (dyn Transport + 'static) {
+        match self {
+            Link::Plain(p) => p,
+            Link::Boxed(b) => b.as_mut().as_mut(),
+        }
+    }
+}
+
 /// Plain TCP: plaintext is what goes on the wire.
 #[derive(Debug)]
 pub(crate) struct PlainTcp(pub(crate) TcpStream);

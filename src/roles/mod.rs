@@ -27,7 +27,7 @@ pub(crate) struct Conn {
 pub(crate) enum Role {
     Http(h1::H1),
     #[cfg(feature = "ws")]
-    Ws(Box<ws::Ws>),
+    Ws(ws::Ws),
 }
 
 impl Conn {
@@ -40,7 +40,7 @@ impl Conn {
         match &mut self.role {
             Role::Http(r) => (&mut self.core, r),
             #[cfg(feature = "ws")]
-            Role::Ws(r) => (&mut self.core, r.as_mut()),
+            Role::Ws(r) => (&mut self.core, r),
         }
     }
 
@@ -68,7 +68,7 @@ impl Conn {
         match &self.role {
             Role::Http(r) => crate::conn::Role::bound_to(r),
             #[cfg(feature = "ws")]
-            Role::Ws(r) => crate::conn::Role::bound_to(r.as_ref()),
+            Role::Ws(r) => crate::conn::Role::bound_to(r),
         }
     }
 
@@ -76,7 +76,7 @@ impl Conn {
         match &self.role {
             Role::Http(r) => crate::conn::Role::phase(r),
             #[cfg(feature = "ws")]
-            Role::Ws(r) => crate::conn::Role::phase(r.as_ref()),
+            Role::Ws(r) => crate::conn::Role::phase(r),
         }
     }
 
@@ -104,7 +104,7 @@ impl Conn {
         let Role::Http(h1) = &mut self.role else { return None };
         let (up, input) = h1.take_upgrade()?;
         let ws = ws::Ws::new(&mut self.core, &up, input, env);
-        self.role = Role::Ws(Box::new(ws));
+        self.role = Role::Ws(ws);
         Some(up.request)
     }
 
