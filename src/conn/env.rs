@@ -33,7 +33,7 @@ pub(crate) type ValidatorKey = (u64, bool, u64);
 #[derive(Debug)]
 pub(crate) struct Env {
     /// The vhosts, immutable while serving.
-    pub(crate) vhosts: Arc<[Vhost]>,
+    pub(crate) vhosts: Arc<Vec<Vhost>>,
     /// Per vhost, what changes while serving.
     pub(crate) live: Vec<VhostLive>,
     /// For each listening socket, its vhosts in creation order.

@@ -107,6 +107,40 @@ impl Core {
         WsiId { key: self.key as u32, generation: self.generation }
     }
 
+    /// Reads into `rx`: `Ok(None)` when nothing is there now, `Some(0)` at
+    /// the peer's end. Keeps `readable` true to the edge: cleared at
+    /// `WouldBlock`, and at a short read, which means the socket is
+    /// drained (a new edge comes with new data), saving the `WouldBlock`
+    /// read; not after EPOLLRDHUP, when no new edge would announce the EOF.
+    pub(crate) fn read(&mut self, rx: &mut [u8]) -> io::Result<Option<usize>> {
+        let r = self.out.read(rx)?;
+        match r {
+            None => self.readable = false,
+            Some(n) if n > 0 && n < rx.len() && !self.hup => self.readable = false,
+            Some(_) => {}
+        }
+        Ok(r)
+    }
+
+    /// Applies the commands every role takes the same way (a writeable
+    /// callback asked for, rx flow control); gives the others back.
+    pub(crate) fn apply(&mut self, cmd: Command, env: &mut Env) -> Option<Command> {
+        match cmd {
+            Command::Writable(_) => {
+                self.want_writable = true;
+                env.force(self);
+            }
+            Command::RxFlow(_, enable) => {
+                self.rx_paused = !enable;
+                if enable {
+                    env.force(self);
+                }
+            }
+            other => return Some(other),
+        }
+        None
+    }
+
     /// Sets the readiness flags from an event of the poll.
     pub(crate) fn note_readiness(&mut self, ev: &mio::event::Event) {
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {

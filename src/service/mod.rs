@@ -115,7 +115,7 @@ impl Service {
         };
         let now = Instant::now();
         let sh = Env {
-            vhosts: Arc::from(Vec::new()),
+            vhosts: Arc::new(Vec::new()),
             live: Vec::new(),
             listeners: Vec::new(),
             limits: info.limits,
@@ -180,11 +180,11 @@ impl Service {
         };
         self.sh.listeners[li].push(vi);
         self.vhost_listener.push(li);
-        // Vhosts are immutable while they serve: adding one makes a new
-        // table (rare: at start, and on `ContextHandle::add_vhost`).
-        let mut vhosts = self.sh.vhosts.to_vec();
-        vhosts.push(v);
-        self.sh.vhosts = Arc::from(vhosts);
+        // Vhosts are immutable while they serve: roles only read them.
+        // Adding one (at start, and on `ContextHandle::add_vhost`) pushes
+        // in place while the loop holds the only reference, and copies the
+        // table only if another holder shares it.
+        Arc::make_mut(&mut self.sh.vhosts).push(v);
         self.sh.live.push(live);
         Ok(self.addrs[li])
     }

@@ -66,17 +66,8 @@ impl H1 {
 
     /// Applies one callback request to this connection.
     pub(super) fn apply_command(&mut self, c: &mut Core, cmd: Command, sh: &mut Env) {
+        let Some(cmd) = c.apply(cmd, sh) else { return };
         match cmd {
-            Command::Writable(_) => {
-                c.want_writable = true;
-                sh.force(c);
-            }
-            Command::RxFlow(_, enable) => {
-                c.rx_paused = !enable;
-                if enable {
-                    sh.force(c);
-                }
-            }
             Command::Timeout(_, Some(after)) => sh.timers.set(c.key, sh.now + after),
             Command::Timeout(_, None) => sh.timers.clear(c.key),
             // Not about this connection, or not about HTTP.

@@ -364,11 +364,8 @@ impl H1 {
     }
 
     fn read_into(&mut self, c: &mut Core, sh: &mut Env, rx: &mut [u8]) -> Result<bool, Close> {
-        let n = match c.out.read(rx)? {
-            None => {
-                c.readable = false;
-                return Ok(false);
-            }
+        let n = match c.read(rx)? {
+            None => return Ok(false),
             Some(0) => {
                 return Err(Close(match self.reading {
                     Reading::Linger => "done".into(),
@@ -377,11 +374,6 @@ impl H1 {
             }
             Some(n) => n,
         };
-        if n < rx.len() && !c.hup {
-            // A short read means the socket is drained (edge-triggered: a
-            // new edge comes with new data), saving the WouldBlock read.
-            c.readable = false;
-        }
         if matches!(self.reading, Reading::Linger) {
             return Ok(true);
         }

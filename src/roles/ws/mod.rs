@@ -306,17 +306,8 @@ impl Ws {
 
     /// Applies one callback request to this connection.
     fn apply_command(&mut self, c: &mut Core, cmd: Command, sh: &mut Env) {
+        let Some(cmd) = c.apply(cmd, sh) else { return };
         match cmd {
-            Command::Writable(_) => {
-                c.want_writable = true;
-                sh.force(c);
-            }
-            Command::RxFlow(_, enable) => {
-                c.rx_paused = !enable;
-                if enable {
-                    sh.force(c);
-                }
-            }
             // Closing: the close timer is not the protocol's to move.
             Command::Timeout(..) if *self.codec.closing() != Closing::Open => {}
             Command::Timeout(_, Some(after)) => {
@@ -329,7 +320,8 @@ impl Ws {
                 self.arm_keepalive(c, sh);
             }
             Command::InflateChunk(_, size) => self.codec.set_inflate_chunk(size),
-            Command::WritableAllProtocol { .. } | Command::Schedule { .. } => {}
+            // Taken by the core, or not about one connection.
+            _ => {}
         }
     }
 

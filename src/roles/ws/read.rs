@@ -44,17 +44,11 @@ impl Ws {
     }
 
     fn read_into(&mut self, c: &mut Core, sh: &mut Env, rx: &mut [u8]) -> Result<bool, Close> {
-        let n = match c.out.read(rx)? {
-            None => {
-                c.readable = false;
-                return Ok(false);
-            }
+        let n = match c.read(rx)? {
+            None => return Ok(false),
             Some(0) => return Err(Close("peer closed the TCP connection".into())),
             Some(n) => n,
         };
-        if n < rx.len() && !c.hup {
-            c.readable = false;
-        }
         let (used, _) = self.process(c, sh, &mut rx[..n])?;
         if used < n && self.codec.reading() {
             // Nothing is held here: read_step reads only then.
