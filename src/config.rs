@@ -110,9 +110,15 @@ fn load_files(files: &[PathBuf], texts: &mut Vec<(PathBuf, String)>) -> Result<C
         }
     }
     let mut info = ContextInfo::new().limits(limits);
+    let init_ssl = global.init_ssl.as_ref().is_some_and(Scalar::truthy);
+    let default_alpn = match &global.default_alpn {
+        Some(a) => Some(alpn_list(&global_file, "global.default-alpn", a)?),
+        None => None,
+    };
     for (file, i, v) in vhosts {
         let server = global.server_string.as_ref().map(|s| (global_file.as_path(), s));
-        info = info.vhost(build_vhost(&file, i, v, server)?);
+        let tls = GlobalTls { init_ssl, default_alpn: default_alpn.as_deref() };
+        info = info.vhost(build_vhost(&file, i, v, server, tls)?);
     }
     Ok(info)
 }
@@ -188,16 +194,18 @@ struct Global {
     /// Deprecated in lws and ignored there too.
     #[allow(dead_code)]
     ws_pingpong_secs: Option<Scalar>,
+    /// CFG-6: TLS vhosts serve TLS only when this is on (lwsws's rule).
+    init_ssl: Option<Scalar>,
+    /// CFG-6: the ALPN list of TLS vhosts that do not give their own.
+    default_alpn: Option<Scalar>,
     // Known lwsws keys warren does not implement yet:
     uid: Option<serde_json::Value>,
     gid: Option<serde_json::Value>,
     username: Option<serde_json::Value>,
     groupname: Option<serde_json::Value>,
-    init_ssl: Option<serde_json::Value>,
     plugin_dir: Option<serde_json::Value>,
     count_async_threads: Option<serde_json::Value>,
     reject_service_keywords: Option<serde_json::Value>,
-    default_alpn: Option<serde_json::Value>,
     ip_limit_ah: Option<serde_json::Value>,
     ip_limit_wsi: Option<serde_json::Value>,
     rlimit_nofile: Option<serde_json::Value>,
@@ -222,23 +230,31 @@ struct Vhost {
     /// `ws-hangup-secs` after that (default 10).
     ws_ping_secs: Option<Scalar>,
     ws_hangup_secs: Option<Scalar>,
-    // Known lwsws keys warren does not implement yet:
     access_log: Option<serde_json::Value>,
+    // CFG-7 TLS keys (see TlsKeys).
+    host_ssl_cert: Option<Scalar>,
+    host_ssl_key: Option<Scalar>,
+    host_ssl_ca: Option<Scalar>,
+    client_cert_required: Option<Scalar>,
+    ciphers: Option<Scalar>,
+    tls13_ciphers: Option<Scalar>,
+    ecdh_curve: Option<Scalar>,
+    ssl_option_set: Option<Scalar>,
+    ssl_option_clear: Option<Scalar>,
+    alpn: Option<Scalar>,
+    sts: Option<Scalar>,
+    allow_non_tls: Option<Scalar>,
+    redirect_http: Option<Scalar>,
+    allow_http_on_https: Option<Scalar>,
+    // Known lwsws keys warren does not implement yet:
     unix_socket: Option<serde_json::Value>,
     unix_socket_perms: Option<serde_json::Value>,
-    sts: Option<serde_json::Value>,
-    host_ssl_key: Option<serde_json::Value>,
-    host_ssl_cert: Option<serde_json::Value>,
-    host_ssl_ca: Option<serde_json::Value>,
     client_ssl_key: Option<serde_json::Value>,
     client_ssl_cert: Option<serde_json::Value>,
     client_ssl_ca: Option<serde_json::Value>,
     client_ssl_ciphers: Option<serde_json::Value>,
     enable_client_ssl: Option<serde_json::Value>,
-    ciphers: Option<serde_json::Value>,
-    client_cert_required: Option<serde_json::Value>,
     ignore_missing_cert: Option<serde_json::Value>,
-    alpn: Option<serde_json::Value>,
     noipv6: Option<serde_json::Value>,
     ipv6only: Option<serde_json::Value>,
     strict_host_check: Option<serde_json::Value>,
@@ -247,9 +263,24 @@ struct Vhost {
     apply_listen_accept: Option<serde_json::Value>,
     onlyraw: Option<serde_json::Value>,
     fallback_listen_accept: Option<serde_json::Value>,
-    allow_non_tls: Option<serde_json::Value>,
-    redirect_http: Option<serde_json::Value>,
-    allow_http_on_https: Option<serde_json::Value>,
+}
+
+/// A vhost's TLS keys (CFG-7), taken from its [`Vhost`].
+struct TlsKeys {
+    host_ssl_cert: Option<Scalar>,
+    host_ssl_key: Option<Scalar>,
+    host_ssl_ca: Option<Scalar>,
+    client_cert_required: Option<Scalar>,
+    ciphers: Option<Scalar>,
+    tls13_ciphers: Option<Scalar>,
+    ecdh_curve: Option<Scalar>,
+    ssl_option_set: Option<Scalar>,
+    ssl_option_clear: Option<Scalar>,
+    alpn: Option<Scalar>,
+    sts: Option<Scalar>,
+    allow_non_tls: Option<Scalar>,
+    redirect_http: Option<Scalar>,
+    allow_http_on_https: Option<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -303,21 +334,18 @@ macro_rules! present {
 }
 
 present!(Global { uid => "uid", gid => "gid", username => "username", groupname => "groupname",
-    init_ssl => "init-ssl", plugin_dir => "plugin-dir", count_async_threads => "count-async-threads",
-    reject_service_keywords => "reject-service-keywords", default_alpn => "default-alpn",
+    plugin_dir => "plugin-dir", count_async_threads => "count-async-threads",
+    reject_service_keywords => "reject-service-keywords",
     ip_limit_ah => "ip-limit-ah", ip_limit_wsi => "ip-limit-wsi", rlimit_nofile => "rlimit-nofile" });
 present!(Vhost { unix_socket => "unix-socket",
-    unix_socket_perms => "unix-socket-perms", sts => "sts", host_ssl_key => "host-ssl-key",
-    host_ssl_cert => "host-ssl-cert", host_ssl_ca => "host-ssl-ca", client_ssl_key => "client-ssl-key",
+    unix_socket_perms => "unix-socket-perms", client_ssl_key => "client-ssl-key",
     client_ssl_cert => "client-ssl-cert", client_ssl_ca => "client-ssl-ca",
     client_ssl_ciphers => "client-ssl-ciphers", enable_client_ssl => "enable-client-ssl",
-    ciphers => "ciphers", client_cert_required => "client-cert-required",
-    ignore_missing_cert => "ignore-missing-cert", alpn => "alpn", noipv6 => "noipv6",
+    ignore_missing_cert => "ignore-missing-cert", noipv6 => "noipv6",
     ipv6only => "ipv6only", strict_host_check => "strict-host-check",
     listen_accept_role => "listen-accept-role", listen_accept_protocol => "listen-accept-protocol",
     apply_listen_accept => "apply-listen-accept", onlyraw => "onlyraw",
-    fallback_listen_accept => "fallback-listen-accept", allow_non_tls => "allow-non-tls",
-    redirect_http => "redirect-http", allow_http_on_https => "allow-http-on-https" });
+    fallback_listen_accept => "fallback-listen-accept" });
 present!(MountConf { protocol => "protocol",
     auth_mask => "auth-mask", pmo => "pmo",
     cgi_chroot => "cgi-chroot", cgi_chdir => "cgi-chdir", headers => "headers",
@@ -632,14 +660,263 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// The global settings vhosts' TLS depends on.
+#[derive(Clone, Copy)]
+struct GlobalTls<'a> {
+    init_ssl: bool,
+    default_alpn: Option<&'a [String]>,
+}
+
+/// An lwsws ALPN list (`"h2,http/1.1"`): the protocols warren speaks,
+/// in order. `h2` is skipped (with a warning) until HTTP/2 comes.
+fn alpn_list(file: &Path, key: &str, v: &Scalar) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for p in v.text().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match p {
+            "http/1.1" => out.push(p.to_string()),
+            "h2" => log::warn!("{}: {key}: \"h2\" is not offered: warren does not speak HTTP/2 yet", file.display()),
+            other => {
+                return Err(bad(file, key, format!("{other:?}: expected ALPN protocols from \"http/1.1\" and \"h2\"")))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What each OpenSSL option bit (`ssl-option-set`/`-clear`) does here.
+#[derive(Clone, Copy, PartialEq)]
+enum OptionBit {
+    /// Asks for what rustls does anyway (or concerns what it lacks).
+    Inert,
+    NoTls12,
+    NoTls13,
+    ServerOrder,
+    NoTickets,
+    /// Cannot be honoured: the reason.
+    Refused(&'static str),
+}
+
+/// OpenSSL 3's option bits, by number.
+fn option_bit(bit: u32) -> (&'static str, OptionBit, OptionBit) {
+    use OptionBit::*;
+    // (name, effect when set, effect when cleared)
+    match bit {
+        0 => ("SSL_OP_NO_EXTENDED_MASTER_SECRET", Refused("rustls always offers extended master secret"), Inert),
+        1 => ("SSL_OP_CLEANSE_PLAINTEXT", Inert, Inert),
+        2 => ("SSL_OP_LEGACY_SERVER_CONNECT", Inert, Inert),
+        3 => ("SSL_OP_ENABLE_KTLS", Refused("rustls does not hand records to kernel TLS"), Inert),
+        4 => ("SSL_OP_TLSEXT_PADDING", Inert, Inert),
+        6 => ("SSL_OP_SAFARI_ECDHE_ECDSA_BUG", Inert, Inert),
+        7 => ("SSL_OP_IGNORE_UNEXPECTED_EOF", Inert, Inert),
+        10 => ("SSL_OP_ALLOW_NO_DHE_KEX", Refused("rustls resumes only with a fresh key exchange"), Inert),
+        11 => ("SSL_OP_DONT_INSERT_EMPTY_FRAGMENTS", Inert, Inert),
+        12 => ("SSL_OP_NO_QUERY_MTU", Inert, Inert),
+        13 => ("SSL_OP_COOKIE_EXCHANGE", Inert, Inert),
+        14 => ("SSL_OP_NO_TICKET", NoTickets, Inert),
+        16 => ("SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION", Inert, Inert),
+        17 => ("SSL_OP_NO_COMPRESSION", Inert, Refused("rustls never compresses records (CRIME)")),
+        18 => ("SSL_OP_ALLOW_UNSAFE_LEGACY_RENEGOTIATION", Refused("rustls never renegotiates"), Inert),
+        19 => ("SSL_OP_NO_ENCRYPT_THEN_MAC", Inert, Inert),
+        20 => ("SSL_OP_ENABLE_MIDDLEBOX_COMPAT", Inert, Inert),
+        21 => ("SSL_OP_PRIORITIZE_CHACHA", Refused("rustls has no such preference; order the suites instead"), Inert),
+        22 => ("SSL_OP_CIPHER_SERVER_PREFERENCE", ServerOrder, ServerOrder),
+        23 => ("SSL_OP_TLS_ROLLBACK_BUG", Inert, Inert),
+        24 => ("SSL_OP_NO_SSLv2 or SSL_OP_NO_ANTI_REPLAY", Inert, Inert),
+        25 => ("SSL_OP_NO_SSLv3", Inert, Refused("rustls has no SSLv3")),
+        26 => ("SSL_OP_NO_TLSv1", Inert, Refused("rustls has no TLS 1.0")),
+        27 => ("SSL_OP_NO_TLSv1_2", NoTls12, Inert),
+        28 => ("SSL_OP_NO_TLSv1_1", Inert, Refused("rustls has no TLS 1.1")),
+        29 => ("SSL_OP_NO_TLSv1_3", NoTls13, Inert),
+        30 => ("SSL_OP_NO_RENEGOTIATION", Inert, Refused("rustls never renegotiates")),
+        31 => ("SSL_OP_CRYPTOPRO_TLSEXT_BUG", Inert, Inert),
+        // Bits OpenSSL 1.1 and 3 no longer use (SINGLE_DH_USE and the like).
+        5 | 8 | 9 | 15 => ("an unused OpenSSL option bit", Inert, Inert),
+        _ => (
+            "a bit beyond OpenSSL's options",
+            Refused("OpenSSL has no such option"),
+            Refused("OpenSSL has no such option"),
+        ),
+    }
+}
+
+/// Applies `ssl-option-set` / `-clear` to `tls`.
+#[cfg(feature = "tls")]
+fn apply_options(
+    file: &Path,
+    key: &str,
+    v: &Scalar,
+    set: bool,
+    mut tls: crate::tls::TlsConfig,
+) -> Result<crate::tls::TlsConfig, ConfigError> {
+    let bits = number(file, key, v)?;
+    for bit in 0..64u32 {
+        if bits & (1u64 << bit) == 0 {
+            continue;
+        }
+        let (name, on_set, on_clear) = option_bit(bit);
+        match (if set { on_set } else { on_clear }, set) {
+            (OptionBit::Inert, _) => {}
+            (OptionBit::NoTls12, _) => {
+                let tls13 = tls.tls13;
+                tls = tls.versions(false, tls13);
+            }
+            (OptionBit::NoTls13, _) => {
+                let tls12 = tls.tls12;
+                tls = tls.versions(tls12, false);
+            }
+            (OptionBit::ServerOrder, on) => tls = tls.prefer_server_order(on),
+            (OptionBit::NoTickets, _) => tls = tls.session_tickets(false),
+            (OptionBit::Refused(why), _) => {
+                let verb = if set { "setting" } else { "clearing" };
+                return Err(bad(file, key, format!("{verb} bit {bit} ({}, {name}): {why}", 1u64 << bit)));
+            }
+        }
+    }
+    Ok(tls)
+}
+
+/// The TLS keys of a vhost (CFG-7) onto `vhost`.
+#[cfg(feature = "tls")]
+fn build_tls(
+    file: &Path,
+    at: &str,
+    t: TlsKeys,
+    global: GlobalTls<'_>,
+    vhost: VhostInfo,
+) -> Result<VhostInfo, ConfigError> {
+    use crate::tls::{PlainOnTls, TlsConfig};
+    let key = |k: &str| format!("{at}.{k}");
+    let flag = |v: &Option<Scalar>| v.as_ref().is_some_and(Scalar::truthy);
+    let (cert, pkey) = match (&t.host_ssl_cert, &t.host_ssl_key) {
+        (Some(c), Some(k)) => (std::path::PathBuf::from(c.text()), std::path::PathBuf::from(k.text())),
+        (Some(_), None) => return Err(bad(file, &key("host-ssl-cert"), "host-ssl-key is needed with it".into())),
+        (None, Some(_)) => return Err(bad(file, &key("host-ssl-key"), "host-ssl-cert is needed with it".into())),
+        (None, None) => {
+            let tls_only = [
+                &t.host_ssl_ca,
+                &t.client_cert_required,
+                &t.ciphers,
+                &t.tls13_ciphers,
+                &t.ecdh_curve,
+                &t.ssl_option_set,
+                &t.ssl_option_clear,
+                &t.alpn,
+                &t.sts,
+                &t.allow_non_tls,
+                &t.redirect_http,
+                &t.allow_http_on_https,
+            ];
+            if tls_only.iter().any(|k| k.is_some()) {
+                log::warn!("{}: {at}: TLS keys without host-ssl-cert have no effect", file.display());
+            }
+            return Ok(vhost);
+        }
+    };
+    if !global.init_ssl {
+        log::warn!(
+            "{}: {at} has a certificate but global \"init-ssl\" is off: as in lwsws, it serves PLAINTEXT \
+             HTTP. Set \"init-ssl\": \"1\" in the global section to serve HTTPS",
+            file.display()
+        );
+        return Ok(vhost);
+    }
+    crate::tls::server::check_files(&cert, &pkey).map_err(|e| bad(file, &key("host-ssl-cert"), e))?;
+    let mut tls = TlsConfig::from_pem_files(&cert, &pkey);
+    if let Some(ca) = &t.host_ssl_ca {
+        let ca = std::path::PathBuf::from(ca.text());
+        crate::tls::server::check_roots(&ca).map_err(|e| bad(file, &key("host-ssl-ca"), e))?;
+        tls = tls.client_ca(ca);
+    }
+    if flag(&t.client_cert_required) {
+        if t.host_ssl_ca.is_none() {
+            return Err(bad(
+                file,
+                &key("client-cert-required"),
+                "needs host-ssl-ca, the CA that client certificates are verified against".into(),
+            ));
+        }
+        tls = tls.require_client_cert(true);
+    }
+    if let Some(c) = &t.ciphers {
+        let parsed = crate::tls::names::tls12_ciphers(&c.text()).map_err(|e| bad(file, &key("ciphers"), e))?;
+        if !parsed.absent.is_empty() {
+            log::warn!("{}: {at}.ciphers: {:?} have no rustls suite and are left out", file.display(), parsed.absent);
+        }
+        tls = tls.ciphers(c.text());
+    }
+    if let Some(c) = &t.tls13_ciphers {
+        crate::tls::names::tls13_ciphers(&c.text()).map_err(|e| bad(file, &key("tls13-ciphers"), e))?;
+        tls = tls.tls13_ciphers(c.text());
+    }
+    if let Some(g) = &t.ecdh_curve {
+        crate::tls::names::groups(&g.text()).map_err(|e| bad(file, &key("ecdh-curve"), e))?;
+        tls = tls.groups(g.text());
+    }
+    if let Some(v) = &t.ssl_option_set {
+        tls = apply_options(file, &key("ssl-option-set"), v, true, tls)?;
+    }
+    if let Some(v) = &t.ssl_option_clear {
+        tls = apply_options(file, &key("ssl-option-clear"), v, false, tls)?;
+    }
+    if !tls.tls12 && !tls.tls13 {
+        return Err(bad(file, &key("ssl-option-set"), "turns off both TLS 1.2 and TLS 1.3".into()));
+    }
+    let alpn = match (&t.alpn, global.default_alpn) {
+        (Some(a), _) => alpn_list(file, &key("alpn"), a)?,
+        (None, Some(list)) => list.to_vec(),
+        (None, None) => vec!["http/1.1".to_string()],
+    };
+    let alpn: Vec<&str> = alpn.iter().map(String::as_str).collect();
+    tls = tls.alpn(&alpn);
+    let plain = match (flag(&t.allow_non_tls), flag(&t.redirect_http), flag(&t.allow_http_on_https)) {
+        (true, true, _) => PlainOnTls::Redirect,
+        (true, false, true) => PlainOnTls::Serve,
+        (false, true, _) | (false, _, true) => {
+            log::warn!(
+                "{}: {at}: redirect-http and allow-http-on-https need allow-non-tls, as in lwsws; \
+                 plaintext clients are dropped",
+                file.display()
+            );
+            PlainOnTls::Drop
+        }
+        _ => PlainOnTls::Drop,
+    };
+    Ok(vhost.tls(tls).plain_on_tls(plain).sts(flag(&t.sts)))
+}
+
+#[cfg(not(feature = "tls"))]
+fn build_tls(file: &Path, at: &str, t: TlsKeys, _: GlobalTls<'_>, vhost: VhostInfo) -> Result<VhostInfo, ConfigError> {
+    if t.host_ssl_cert.is_some() {
+        return Err(bad(file, &format!("{at}.host-ssl-cert"), "this warren is built without the `tls` feature".into()));
+    }
+    Ok(vhost)
+}
+
 fn build_vhost(
     file: &Path,
     index: usize,
-    v: Vhost,
+    mut v: Vhost,
     server: Option<(&Path, &Scalar)>,
+    tls: GlobalTls<'_>,
 ) -> Result<VhostInfo, ConfigError> {
     let at = format!("vhosts[{index}]");
     check_unsupported(file, &at, &v)?;
+    let tls_keys = TlsKeys {
+        host_ssl_cert: v.host_ssl_cert.take(),
+        host_ssl_key: v.host_ssl_key.take(),
+        host_ssl_ca: v.host_ssl_ca.take(),
+        client_cert_required: v.client_cert_required.take(),
+        ciphers: v.ciphers.take(),
+        tls13_ciphers: v.tls13_ciphers.take(),
+        ecdh_curve: v.ecdh_curve.take(),
+        ssl_option_set: v.ssl_option_set.take(),
+        ssl_option_clear: v.ssl_option_clear.take(),
+        alpn: v.alpn.take(),
+        sts: v.sts.take(),
+        allow_non_tls: v.allow_non_tls.take(),
+        redirect_http: v.redirect_http.take(),
+        allow_http_on_https: v.allow_http_on_https.take(),
+    };
     let port = v.port.as_ref().ok_or_else(|| bad(file, &at, "\"port\" is required (CFG-7)".into()))?;
     let port = u16::try_from(number(file, &format!("{at}.port"), port)?)
         .map_err(|_| bad(file, &format!("{at}.port"), "expected a port number (0-65535)".into()))?;
@@ -772,7 +1049,7 @@ fn build_vhost(
         }
         vhost = vhost.mount(mount);
     }
-    Ok(vhost)
+    build_tls(file, &at, tls_keys, tls, vhost)
 }
 
 fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError> {

@@ -60,6 +60,10 @@ pub struct Limits {
     /// How long a WebSocket close handshake we started may take before
     /// the connection is dropped (WS-7). Default 5 s.
     pub ws_close_timeout: Duration,
+    /// From accepting a connection on a TLS port to the end of its
+    /// handshake (absolute: a handshake that trickles in byte by byte is
+    /// cut at it). Default 10 s; the header timeout starts after it.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -75,6 +79,7 @@ impl Default for Limits {
             max_connections: None,
             ws_max_message: 16 << 20,
             ws_close_timeout: Duration::from_secs(5),
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -106,6 +111,12 @@ pub struct VhostInfo {
     pub(crate) ws_keepalive: Option<(Duration, Duration)>,
     /// Whether upgrades may negotiate permessage-deflate.
     pub(crate) ws_deflate: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsConfig>,
+    #[cfg(feature = "tls")]
+    pub(crate) plain_on_tls: crate::tls::PlainOnTls,
+    #[cfg(feature = "tls")]
+    pub(crate) sts: bool,
 }
 
 impl VhostInfo {
@@ -127,7 +138,40 @@ impl VhostInfo {
             default_protocol: None,
             ws_keepalive: Some((DEFAULT_WS_PING, DEFAULT_WS_HANGUP)),
             ws_deflate: true,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            plain_on_tls: crate::tls::PlainOnTls::Drop,
+            #[cfg(feature = "tls")]
+            sts: false,
         }
+    }
+
+    /// Serves this vhost over TLS (see [`crate::tls`]). Every vhost on
+    /// the same address must then have TLS too; the ClientHello's SNI
+    /// picks among them as the `Host` header does.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> VhostInfo {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// What the TLS port does with clients that speak plain HTTP to it
+    /// (spec RAW-4); decided by the port's first vhost. Default: log and
+    /// close.
+    #[cfg(feature = "tls")]
+    pub fn plain_on_tls(mut self, mode: crate::tls::PlainOnTls) -> VhostInfo {
+        self.plain_on_tls = mode;
+        self
+    }
+
+    /// Adds `Strict-Transport-Security: max-age=15768000 ;
+    /// includeSubDomains` to every response sent over TLS (lwsws `sts`;
+    /// never over plaintext, where RFC 6797 says browsers ignore it).
+    #[cfg(feature = "tls")]
+    pub fn sts(mut self, on: bool) -> VhostInfo {
+        self.sts = on;
+        self
     }
 
     /// The protocol WebSocket upgrades that name no subprotocol are bound
@@ -360,6 +404,10 @@ pub(crate) struct HandleInner {
     /// Work a file system did off the loop is done
     /// ([`warren_vfs::Pending`]): requests waiting for a file open again.
     pub(crate) files_ready: AtomicBool,
+    /// The certificates of TLS vhosts read from files, by vhost name,
+    /// for [`ContextHandle::set_certificate`].
+    #[cfg(feature = "tls")]
+    pub(crate) certs: std::sync::Mutex<Vec<(String, Arc<crate::tls::CertSlot>)>>,
 }
 
 /// The waker the loop hands to [`warren_vfs::Pending::wake_on_done`]: it
@@ -414,6 +462,39 @@ impl ContextHandle {
         self.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner()).push((vhost, tx));
         self.wake();
         rx
+    }
+
+    /// Replaces the certificate of every TLS vhost called `vhost` whose
+    /// certificate came from files, with the chain in `cert` and the key
+    /// in `key` (PEM), atomically: handshakes under way finish with the
+    /// old one, later ones get the new one, no connection is dropped.
+    /// The files are read and checked on the calling thread, as at start.
+    ///
+    /// # Errors
+    ///
+    /// [`is_invalid_input`](crate::Error::is_invalid_input): no such
+    /// vhost, or what is wrong with the files (naming them); the old
+    /// certificate stays.
+    #[cfg(feature = "tls")]
+    pub fn set_certificate(&self, vhost: &str, cert: &Path, key: &Path) -> crate::Result<()> {
+        let slots: Vec<Arc<crate::tls::CertSlot>> = self
+            .inner
+            .certs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(vhost))
+            .map(|(_, slot)| Arc::clone(slot))
+            .collect();
+        if slots.is_empty() {
+            return Err(crate::Error::invalid_input(format!(
+                "no TLS vhost called {vhost:?} serves a certificate from files"
+            )));
+        }
+        for slot in slots {
+            crate::tls::server::reload(&slot, cert, key).map_err(crate::Error::invalid_input)?;
+        }
+        Ok(())
     }
 
     /// Asks the loop to stop; [`Context::run`] then returns.
@@ -511,5 +592,6 @@ pub(crate) fn check_limits(l: &Limits) -> Result<(), String> {
     check_duration("the io timeout", l.io_timeout)?;
     check_duration("the linger time", l.linger)?;
     check_duration("the request body timeout", l.body_timeout)?;
-    check_duration("the WebSocket close timeout", l.ws_close_timeout)
+    check_duration("the WebSocket close timeout", l.ws_close_timeout)?;
+    check_duration("the TLS handshake timeout", l.tls_handshake_timeout)
 }

@@ -57,6 +57,8 @@ mod reload;
 mod roles;
 mod service;
 mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod vhost;
 #[cfg(feature = "ws")]
 pub mod ws;

@@ -39,9 +39,29 @@ pub(crate) struct Vhost {
     /// Its protocols' names, by index (the instances are in
     /// [`VhostLive::protocols`]).
     pub(crate) protocol_names: Vec<String>,
+    /// Its TLS, when it has a certificate.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::VhostTls>,
+    /// What its port does with plaintext clients (when it is the port's
+    /// first vhost).
+    #[cfg(feature = "tls")]
+    pub(crate) plain_on_tls: crate::tls::PlainOnTls,
+    /// Whether responses over TLS carry Strict-Transport-Security.
+    #[cfg(feature = "tls")]
+    pub(crate) sts: bool,
 }
 
 impl Vhost {
+    /// What every response head of this vhost carries; `secure`: the
+    /// connection is TLS.
+    pub(crate) fn head_env<'a>(&'a self, date: &'a str, secure: bool) -> crate::http::respond::HeadEnv<'a> {
+        #[cfg(feature = "tls")]
+        let sts = self.sts && secure;
+        #[cfg(not(feature = "tls"))]
+        let sts = secure && false;
+        crate::http::respond::HeadEnv { date, headers: &self.headers, server: self.server_string.as_deref(), sts }
+    }
+
     /// The index of the protocol called `name`.
     pub(crate) fn protocol(&self, name: &str) -> Option<usize> {
         self.protocol_names.iter().position(|p| p == name)
@@ -68,7 +88,18 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
         default_protocol,
         ws_keepalive,
         ws_deflate,
+        #[cfg(feature = "tls")]
+        tls,
+        #[cfg(feature = "tls")]
+        plain_on_tls,
+        #[cfg(feature = "tls")]
+        sts,
     } = v;
+    #[cfg(feature = "tls")]
+    let tls = match tls.as_ref().map(|t| crate::tls::server::build(&name, t)).transpose() {
+        Ok(t) => t,
+        Err(why) => return Err(crate::Error::invalid_input(format!("vhost {name:?}: TLS: {why}"))),
+    };
     let mut live_mounts = Vec::with_capacity(mounts.len());
     for m in mounts.iter_mut() {
         if let Origin::Path(path) = &m.origin {
@@ -129,6 +160,12 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
         ws_keepalive,
         ws_deflate,
         protocol_names: protocols.iter().map(|p| p.name().to_string()).collect(),
+        #[cfg(feature = "tls")]
+        tls,
+        #[cfg(feature = "tls")]
+        plain_on_tls,
+        #[cfg(feature = "tls")]
+        sts,
     };
     let live = VhostLive { protocols, access_log, error_pages, mounts: live_mounts };
     Ok((vhost, live))

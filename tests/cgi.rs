@@ -259,6 +259,7 @@ fn the_environment_is_rfc_3875_and_nothing_else() {
         ("DOCUMENT_ROOT", root.display().to_string()),
         // As Apache and PHP have it: the request-target, query included.
         ("REQUEST_URI", "/cgi-bin/env.sh/extra/path?a=1&b=%20".into()),
+        ("REQUEST_SCHEME", "http".into()),
         ("MY_EXTRA", "extra value".into()),
         ("ANOTHER", "2".into()),
         ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
@@ -301,6 +302,7 @@ fn the_environment_is_rfc_3875_and_nothing_else() {
         "CONTENT_LENGTH",
         "DOCUMENT_ROOT",
         "REQUEST_URI",
+        "REQUEST_SCHEME",
         "SCRIPT_FILENAME",
         "SCRIPT_PATH",
         "REDIRECT_STATUS",

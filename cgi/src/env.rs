@@ -93,6 +93,7 @@ impl CgiRequest {
         if self.https {
             env.push(("HTTPS".into(), "on".into()));
         }
+        env.push(("REQUEST_SCHEME".into(), if self.https { "https" } else { "http" }.into()));
         if let Some(root) = &self.document_root {
             env.push(("DOCUMENT_ROOT".into(), root.clone()));
         }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use warren::tls::{PlainOnTls, TlsConfig};
 use warren::vfs::{Fops, ZipFops};
 use warren::{Context, ContextInfo, Mount, VhostInfo};
 
@@ -38,6 +39,12 @@ OPTIONS:
                                for all the addresses it resolves to; may be
                                given more than once (default 127.0.0.1)
     --keepalive-timeout SECS   idle keep-alive timeout (default 5)
+    --tls-cert FILE            serve HTTPS (and wss://) with the PEM certificate
+                               chain in FILE (leaf first), with --tls-key
+    --tls-key FILE             the PEM private key of --tls-cert (RSA, ECDSA
+                               P-256/P-384 or Ed25519)
+    --redirect-http            with --tls-cert: answer plain HTTP sent to the
+                               TLS port with 301 to the https:// URL
     -d, --log-level LEVEL      error, warn, info, debug or trace (default info)
     -h, --help                 print this help (`warren pack --help`: pack's)
     -V, --version              print the version
@@ -76,6 +83,8 @@ struct Options {
     bind: Vec<String>,
     keepalive: Duration,
     level: log::LevelFilter,
+    tls: Option<(PathBuf, PathBuf)>,
+    redirect_http: bool,
 }
 
 enum Parsed {
@@ -92,7 +101,10 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         bind: Vec::new(),
         keepalive: Duration::from_secs(5),
         level: log::LevelFilter::Info,
+        tls: None,
+        redirect_http: false,
     };
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -129,6 +141,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 o.port = v.parse().map_err(|_| format!("--port: {v:?} is not a port number (0-65535)"))?;
             }
             "--bind" => o.bind.push(value("--bind")?),
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value("--tls-cert")?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value("--tls-key")?)),
+            "--redirect-http" => o.redirect_http = true,
             "--keepalive-timeout" => {
                 let v = value("--keepalive-timeout")?;
                 let secs: u64 =
@@ -144,6 +159,13 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             other => return Err(format!("unknown option {other:?} (try --help)")),
         }
     }
+    o.tls = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) if o.redirect_http => return Err("--redirect-http needs --tls-cert and --tls-key".into()),
+        (None, None) => None,
+        (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+    };
     Ok(Parsed::Run(o))
 }
 
@@ -241,8 +263,13 @@ fn run(mut o: Options) -> Result<(), String> {
         for (mountpoint, path) in &o.cgi {
             vhost = vhost.mount(Mount::cgi(mountpoint, path));
         }
+        if let Some((cert, key)) = &o.tls {
+            let plain = if o.redirect_http { PlainOnTls::Redirect } else { PlainOnTls::Drop };
+            vhost = vhost.tls(TlsConfig::from_pem_files(cert, key)).plain_on_tls(plain);
+        }
         vhost
     };
+    let scheme = if o.tls.is_some() { "https" } else { "http" };
     // An address a host name resolves to but the machine lacks (::1 with
     // IPv6 off) is skipped with a warning, if another one is bound.
     let skippable = |e: &warren::Error, named: bool, left: usize| {
@@ -260,7 +287,7 @@ fn run(mut o: Options) -> Result<(), String> {
     let mut bound = vec![context.local_addr(0).unwrap_or(first)];
     let serving = |addrs: &[SocketAddr]| {
         for a in addrs {
-            log::info!("warren {} serving {what} on http://{a}/", env!("CARGO_PKG_VERSION"));
+            log::info!("warren {} serving {what} on {scheme}://{a}/", env!("CARGO_PKG_VERSION"));
         }
     };
     if pending.len() == 0 {

@@ -17,6 +17,8 @@
 mod env;
 mod out;
 pub(crate) mod streams;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 pub(crate) mod transport;
 
 pub(crate) use env::{Env, MountLive, VhostLive, RX_BUF};
@@ -72,6 +74,13 @@ pub(crate) struct Core {
     /// listener's first until a request names another).
     pub(crate) listener: usize,
     pub(crate) vhost: usize,
+    /// What the TLS handshake settled (none on plain connections).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<std::sync::Arc<crate::tls::TlsSession>>,
+    /// A plaintext client on a TLS port whose requests get 301 to https
+    /// (REDIR-3).
+    #[cfg(feature = "tls")]
+    pub(crate) redirect_https: bool,
 }
 
 impl Core {
@@ -99,7 +108,19 @@ impl Core {
             peer,
             listener,
             vhost,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            redirect_https: false,
         }
+    }
+
+    /// Whether the connection is over TLS (its handshake done).
+    pub(crate) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     /// The id protocols know this connection by.
@@ -114,9 +135,14 @@ impl Core {
     /// read; not after EPOLLRDHUP, when no new edge would announce the EOF.
     pub(crate) fn read(&mut self, rx: &mut [u8]) -> io::Result<Option<usize>> {
         let r = self.out.read(rx)?;
+        // Reading may have made records of the transport's own to send
+        // (a TLS alert, key update or session ticket): they go now.
+        if self.out.sock.wants_write() && self.out.writable {
+            self.out.flush()?;
+        }
         match r {
             None => self.readable = false,
-            Some(n) if n > 0 && n < rx.len() && !self.hup => self.readable = false,
+            Some(n) if n > 0 && n < rx.len() && !self.hup && self.out.sock.short_read_drains() => self.readable = false,
             Some(_) => {}
         }
         Ok(r)

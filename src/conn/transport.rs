@@ -4,11 +4,12 @@
 //! It is shaped like a rustls connection: the role reads and writes
 //! plaintext; the transport may hold bytes of its own that must reach the
 //! socket before anything else (TLS records: [`Transport::wants_write`],
-//! pushed by [`Transport::write_pending`]) and may need socket bytes
-//! before it has plaintext to give ([`Transport::wants_read`], a
-//! handshake). Plain TCP ([`PlainTcp`]) holds nothing and needs nothing;
-//! a TLS transport is a second implementation, and no role changes for
-//! it: roles only ever see the transport through [`super::Out`].
+//! pushed by [`Transport::write_pending`]), and reads record by record
+//! ([`Transport::short_read_drains`]). Plain TCP ([`PlainTcp`]) holds
+//! nothing; TLS (`super::tls`) is the second implementation, whose
+//! handshake the connection layer drives before any role runs, and no
+//! role changes for it: roles only ever see the transport through
+//! [`super::Out`].
 
 use mio::net::TcpStream;
 use std::fmt;
@@ -60,11 +61,10 @@ pub(crate) trait Transport: fmt::Debug + Send {
         Ok(0)
     }
 
-    /// Whether the transport needs bytes from the socket before it can
-    /// make progress (a TLS handshake in flight). Plain TCP always reads;
-    /// the TLS transport is its first user.
-    #[allow(dead_code)]
-    fn wants_read(&self) -> bool {
+    /// Whether a read that returned less than asked means the socket is
+    /// drained (so the readable flag may drop without a `WouldBlock`
+    /// read). True of TCP; not of TLS, which reads record by record.
+    fn short_read_drains(&self) -> bool {
         true
     }
 
@@ -85,10 +85,13 @@ pub(crate) trait Transport: fmt::Debug + Send {
 }
 
 /// A connection's transport: plain TCP held in place (no allocation per
-/// connection for the common case), or any other [`Transport`] boxed.
+/// connection for the common case), TLS, or any other [`Transport`] boxed.
 #[derive(Debug)]
 pub(crate) enum Link {
     Plain(PlainTcp),
+    /// TLS (boxed: a rustls session is some hundreds of bytes).
+    #[cfg(feature = "tls")]
+    Tls(Box<super::tls::TlsLink>),
     /// Another transport (TLS, its first user, comes with the TLS issue),
     /// behind a thin pointer so a plain connection pays nothing for it.
     #[allow(dead_code, clippy::redundant_allocation)]
@@ -101,6 +104,8 @@ impl std::ops::Deref for Link {
     fn deref(&self) -> &(dyn Transport + 'static) {
         match self {
             Link::Plain(p) => p,
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.as_ref(),
             Link::Boxed(b) => b.as_ref().as_ref(),
         }
     }
@@ -110,7 +115,20 @@ impl std::ops::DerefMut for Link {
     fn deref_mut(&mut self) -> &mut (dyn Transport + 'static) {
         match self {
             Link::Plain(p) => p,
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.as_mut(),
             Link::Boxed(b) => b.as_mut().as_mut(),
+        }
+    }
+}
+
+impl Link {
+    /// Whether a TLS handshake is still to finish before the role serves.
+    pub(crate) fn handshaking(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Link::Tls(t) => t.handshaking(),
+            _ => false,
         }
     }
 }

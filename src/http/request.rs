@@ -140,9 +140,32 @@ pub struct Request {
     framing: Framing,
     keep_alive: bool,
     expect_continue: bool,
+    /// The connection's TLS session, set by the server.
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<crate::tls::TlsSession>>,
 }
 
 impl Request {
+    /// What the TLS handshake of the connection settled (protocol,
+    /// cipher, SNI, the client's certificate); `None` over plaintext.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&crate::tls::TlsSession> {
+        self.tls.as_deref()
+    }
+
+    /// Whether the request came over TLS (`https`, `wss`).
+    pub fn is_secure(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn set_tls(&mut self, tls: Option<std::sync::Arc<crate::tls::TlsSession>>) {
+        self.tls = tls;
+    }
+
     /// The method.
     pub fn method(&self) -> Method {
         self.method
@@ -345,6 +368,8 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Option<(Request, usize)>, H
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
+        #[cfg(feature = "tls")]
+        tls: None,
     };
     Ok(Some((request, n)))
 }

@@ -27,7 +27,12 @@ pub(crate) struct HeadEnv<'a> {
     pub(crate) date: &'a str,
     pub(crate) headers: &'a [(String, String)],
     pub(crate) server: Option<&'a str>,
+    /// Add Strict-Transport-Security (a vhost with `sts`, over TLS).
+    pub(crate) sts: bool,
 }
+
+/// The Strict-Transport-Security value lws sends (half a year).
+pub(crate) const STS_VALUE: &str = "max-age=15768000 ; includeSubDomains";
 
 /// How the body of the response being written is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +80,9 @@ pub(crate) fn begin_head<'b>(buf: &'b mut Vec<u8>, tx: &mut TxInfo, status: u16,
     }
     for (k, v) in env.headers {
         head.header(k, v);
+    }
+    if env.sts {
+        head.header("Strict-Transport-Security", STS_VALUE);
     }
     head
 }
@@ -130,7 +138,7 @@ mod tests {
     use super::*;
 
     fn env() -> HeadEnv<'static> {
-        HeadEnv { date: "Thu, 01 Jan 2026 00:00:00 GMT", headers: &[], server: Some("warren") }
+        HeadEnv { date: "Thu, 01 Jan 2026 00:00:00 GMT", headers: &[], server: Some("warren"), sts: false }
     }
 
     fn head_of(tx: &mut TxInfo, status: u16, framing: BodyFraming) -> String {

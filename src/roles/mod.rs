@@ -45,11 +45,31 @@ impl Conn {
     }
 
     pub(crate) fn service(&mut self, env: &mut Env) -> Step {
+        #[cfg(feature = "tls")]
+        if self.core.out.sock.handshaking() {
+            use crate::conn::tls::{handshake, Handshake};
+            match handshake(&mut self.core, env) {
+                Handshake::Pending => return Step::Keep,
+                Handshake::Failed(crate::conn::Close(why)) => {
+                    log::debug!("{}: closing: {why}", self.core.peer);
+                    return Step::Close;
+                }
+                Handshake::Done(first) => {
+                    if let (Some(bytes), Role::Http(h1)) = (first, &mut self.role) {
+                        h1.preload(bytes);
+                    }
+                }
+            }
+        }
         let (c, r) = self.parts();
         r.service(c, env)
     }
 
     pub(crate) fn on_timer(&mut self, env: &mut Env) -> Step {
+        if self.core.out.sock.handshaking() {
+            log::debug!("{}: TLS handshake timed out", self.core.peer);
+            return Step::Close;
+        }
         let (c, r) = self.parts();
         r.on_timer(c, env)
     }
@@ -73,6 +93,9 @@ impl Conn {
     }
 
     pub(crate) fn phase(&self) -> &'static str {
+        if self.core.out.sock.handshaking() {
+            return "TLS handshake";
+        }
         match &self.role {
             Role::Http(r) => crate::conn::Role::phase(r),
             #[cfg(feature = "ws")]

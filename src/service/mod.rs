@@ -59,6 +59,8 @@ enum Wsi {
 struct Listen {
     sock: TcpListener,
     index: usize,
+    /// Its vhosts speak TLS.
+    tls: bool,
     /// Queued on the forced-service list (more connections are waiting).
     forced: bool,
 }
@@ -107,6 +109,8 @@ impl Service {
                 counters: Default::default(),
                 new_vhosts: Default::default(),
                 files_ready: Default::default(),
+                #[cfg(feature = "tls")]
+                certs: Default::default(),
             }),
         };
         let max_conns = match info.limits.max_connections {
@@ -161,9 +165,23 @@ impl Service {
     /// vhost already listens there. Returns the address it listens on.
     fn attach_vhost(&mut self, v: VhostInfo) -> crate::Result<SocketAddr> {
         let (v, live) = crate::vhost::build(v, self.factory.as_ref(), Instant::now())?;
+        #[cfg(feature = "tls")]
+        let tls = v.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let tls = false;
         let vi = self.sh.vhosts.len();
         let li = match self.wanted.iter().position(|a| *a == v.listen) {
-            Some(li) => li,
+            Some(li) => {
+                let first = &self.sh.vhosts[self.sh.listeners[li][0]];
+                if self.listener_tls(li) != tls {
+                    return Err(crate::Error::invalid_input(format!(
+                        "vhost {:?} shares {} with vhost {:?}, and only one of them has TLS: the vhosts \
+                         of a port all speak TLS or none does",
+                        v.name, v.listen, first.name
+                    )));
+                }
+                li
+            }
             None => {
                 let mut sock = TcpListener::bind(v.listen).map_err(|e| {
                     crate::Error::bind(io::Error::new(e.kind(), format!("cannot listen on {}: {e}", v.listen)))
@@ -172,7 +190,7 @@ impl Service {
                 let entry = self.wsis.vacant_entry();
                 self.poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE)?;
                 self.addrs.push(sock.local_addr()?);
-                entry.insert(Wsi::Listen(Listen { sock, index, forced: false }));
+                entry.insert(Wsi::Listen(Listen { sock, index, tls, forced: false }));
                 self.wanted.push(v.listen);
                 self.sh.listeners.push(Vec::new());
                 index
@@ -180,6 +198,11 @@ impl Service {
         };
         self.sh.listeners[li].push(vi);
         self.vhost_listener.push(li);
+        #[cfg(feature = "tls")]
+        if let Some(slot) = v.tls.as_ref().and_then(|t| t.slot.as_ref()) {
+            let mut certs = self.sh.handle.inner.certs.lock().unwrap_or_else(|e| e.into_inner());
+            certs.push((v.name.clone(), Arc::clone(slot)));
+        }
         // Vhosts are immutable while they serve: roles only read them.
         // Adding one (at start, and on `ContextHandle::add_vhost`) pushes
         // in place while the loop holds the only reference, and copies the
@@ -208,6 +231,11 @@ impl Service {
             }
             let _ = reply.send(result);
         }
+    }
+
+    /// Whether listener `li` speaks TLS.
+    fn listener_tls(&self, li: usize) -> bool {
+        self.wsis.iter().any(|(_, w)| matches!(w, Wsi::Listen(l) if l.index == li && l.tls))
     }
 
     pub(crate) fn local_addr(&self, vhost: usize) -> Option<SocketAddr> {
@@ -372,7 +400,7 @@ impl Service {
     fn accept(&mut self, key: usize) {
         for _ in 0..ACCEPT_BUDGET {
             let Some(Wsi::Listen(l)) = self.wsis.get(key) else { return };
-            let index = l.index;
+            let (index, tls) = (l.index, l.tls);
             let (stream, peer) = match l.sock.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -396,7 +424,7 @@ impl Service {
                 refuse(stream);
                 continue;
             }
-            if let Err(e) = self.adopt(stream, peer, index) {
+            if let Err(e) = self.adopt(stream, peer, index, tls) {
                 log::warn!("{peer}: cannot adopt connection: {e}");
             }
         }
@@ -409,16 +437,21 @@ impl Service {
         }
     }
 
-    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, listener: usize) -> io::Result<()> {
+    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, listener: usize, tls: bool) -> io::Result<()> {
         stream.set_nodelay(true)?;
         let entry = self.wsis.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)?;
         self.generation = self.generation.wrapping_add(1);
         let vhost = self.sh.listeners[listener][0];
-        let core = Core::new(key, self.generation, Link::Plain(PlainTcp(stream)), peer, listener, vhost);
+        let (link, first_timeout) = match tls {
+            #[cfg(feature = "tls")]
+            true => (Link::Tls(Box::new(crate::conn::tls::TlsLink::new(stream))), self.sh.limits.tls_handshake_timeout),
+            _ => (Link::Plain(PlainTcp(stream)), self.sh.limits.header_timeout),
+        };
+        let core = Core::new(key, self.generation, link, peer, listener, vhost);
         entry.insert(Wsi::Conn(Conn::new(core)));
-        self.sh.timers.set(key, self.sh.now + self.sh.limits.header_timeout);
+        self.sh.timers.set(key, self.sh.now + first_timeout);
         self.open_conns += 1;
         let counters = &self.sh.handle.inner.counters;
         counters.accepted.fetch_add(1, Ordering::Relaxed);

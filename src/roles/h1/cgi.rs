@@ -9,7 +9,7 @@
 use super::{body_reading, log_path, open_error_status, Close, Reading, Writing, H1, READ_CHUNK};
 use crate::conn::{Core, Env, Step};
 use crate::http::request::{self, Framing, Limits as HeadLimits, Request};
-use crate::http::respond::{begin_head, end_head, server_sets, BodyFraming, HeadEnv};
+use crate::http::respond::{begin_head, end_head, server_sets, BodyFraming};
 use crate::http::Version;
 use crate::mount::Origin;
 use crate::roles::cgi::{CgiRun, Exit, OutFraming, EXIT_WAIT};
@@ -121,7 +121,7 @@ impl H1 {
             server_name: host.unwrap_or(&sh.vhosts[vi].name).to_string(),
             server_port: c.out.sock.local_addr().map_or(0, |a| a.port()),
             protocol: req.version().as_str().to_string(),
-            https: false,
+            https: c.is_tls(),
             document_root,
             // A program mount (php-cgi, say) with no path after it has no
             // script: php-cgi would take SCRIPT_FILENAME, its own file,
@@ -139,7 +139,7 @@ impl H1 {
             headers: req.headers().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned())).collect(),
             // An interpreter mount (php-cgi): as Apache's Action does.
             redirect: program_mount.then(|| (200, req.path().to_string())),
-            extra: m.cgi.env.clone(),
+            extra: tls_vars(c).into_iter().chain(m.cgi.env.iter().cloned()).collect(),
             path: m.cgi.path.clone(),
         };
         let cwd = target.program.parent().map_or_else(|| std::path::PathBuf::from("/"), |p| p.to_path_buf());
@@ -299,7 +299,7 @@ impl H1 {
         };
         let mut out = Vec::with_capacity(512 + data.len());
         let vh = &sh.vhosts[c.vhost];
-        let env = HeadEnv { date: sh.date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
+        let env = vh.head_env(sh.date.text(), c.is_tls());
         let mut rh = begin_head(&mut out, &mut self.tx, head.status, env);
         for (k, v) in &head.headers {
             // The server owns the framing and these fields.
@@ -604,4 +604,15 @@ impl H1 {
         }
         sh.force(c);
     }
+}
+
+/// mod_ssl's `SSL_*` variables for a program answering over TLS (set
+/// before the mount's own `cgi-env`, which may override them).
+fn tls_vars(c: &Core) -> Vec<(String, String)> {
+    #[cfg(feature = "tls")]
+    if let Some(t) = &c.tls {
+        return t.cgi_vars();
+    }
+    let _ = c;
+    Vec::new()
 }

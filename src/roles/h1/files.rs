@@ -12,7 +12,7 @@ use crate::conn::{Core, Env};
 use crate::http::plan::{plan_file, FileBody, FileMeta, FilePolicy};
 use crate::http::request::Method;
 use crate::http::request::Request;
-use crate::http::respond::{begin_head, end_head, BodyFraming, HeadEnv};
+use crate::http::respond::{begin_head, end_head, BodyFraming};
 use crate::http::Version;
 use crate::mount::Origin;
 use crate::protocol::RawEvent;
@@ -122,7 +122,7 @@ impl H1 {
         let buf = &mut sh.tx;
         let vh = &sh.vhosts[c.vhost];
         buf.clear();
-        let env = HeadEnv { date: sh.date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
+        let env = vh.head_env(sh.date.text(), c.is_tls());
         let mut head = begin_head(buf, &mut self.tx, plan.status, env);
         plan.each_header(|n, v| {
             head.header(n, v);
@@ -354,7 +354,7 @@ impl H1 {
         let ctype =
             if m.extra_mimetypes.is_empty() { Some(content_type(name)) } else { m.content_type_for(name, known_type) };
         buf.clear();
-        let env = HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
+        let env = vh.head_env(date.text(), c.is_tls());
         let mut head = begin_head(buf, &mut self.tx, status, env);
         if let Some(t) = ctype {
             head.header("Content-Type", t);

@@ -12,7 +12,7 @@ use crate::auth;
 use crate::conn::{Core, Env, Role};
 use crate::http::plan::Multipart;
 use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Method, Request};
-use crate::http::respond::{HeadEnv, TxInfo};
+use crate::http::respond::TxInfo;
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
 use crate::protocol::{Command, Cx, RawEvent, Session, Writer};
@@ -182,6 +182,13 @@ impl H1 {
         }
     }
 
+    /// Bytes a plaintext client sent a TLS port (RAW-4), read before the
+    /// role began: they are its first request.
+    #[cfg(feature = "tls")]
+    pub(crate) fn preload(&mut self, bytes: Vec<u8>) {
+        self.input = bytes;
+    }
+
     /// A word for logs: what the connection was doing.
     fn phase_word(&self) -> &'static str {
         match (&self.reading, &self.writing) {
@@ -306,12 +313,13 @@ impl H1 {
     fn deliver_writeable(&mut self, c: &mut Core, sh: &mut Env) -> Result<(), Close> {
         let id = c.id();
         let body_unread = !matches!(self.reading, Reading::Done);
+        let secure = c.is_tls();
         let (out, peer) = (&mut c.out, c.peer);
         let H1 { writing, tx, binding, .. } = self;
         let (Some(b), Writing::Callback(state)) = (binding.as_mut(), writing) else { return Ok(()) };
         let Env { vhosts, live, date, tx: scratch, commands, handle, .. } = sh;
         let (vh, protocols) = (&vhosts[b.vhost], &mut live[b.vhost].protocols);
-        let env = HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() };
+        let env = vh.head_env(date.text(), secure);
         let writer = Writer { inner: ResponseWriter { out, state, tx, scratch, env, body_unread } };
         let mut cx = Cx { commands, vhost: b.vhost, protocol: b.protocol, handle };
         let action =
@@ -500,7 +508,9 @@ impl H1 {
 
     // ---- requests ---------------------------------------------------------
 
-    fn on_request(&mut self, c: &mut Core, sh: &mut Env, req: Request) -> Result<(), Close> {
+    fn on_request(&mut self, c: &mut Core, sh: &mut Env, #[allow(unused_mut)] mut req: Request) -> Result<(), Close> {
+        #[cfg(feature = "tls")]
+        req.set_tls(c.tls.clone());
         sh.handle.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
         self.tx = TxInfo {
             version: req.version(),
@@ -519,6 +529,12 @@ impl H1 {
         let rate_checked = self.body_unread && sh.limits.body_min_rate > 0;
         self.body_deadline = rate_checked.then(|| sh.now + sh.limits.body_timeout);
         c.vhost = select_vhost(&sh.vhosts, &sh.listeners[c.listener], req.host());
+        // VH-3: without a Host, a TLS connection stays on the vhost its
+        // SNI picked.
+        #[cfg(feature = "tls")]
+        if let (None, Some(t)) = (req.host(), &c.tls) {
+            c.vhost = t.vhost;
+        }
         if sh.live[c.vhost].access_log.is_some() {
             let entry = crate::access_log::Entry {
                 method: req.method_str().to_string(),
@@ -528,6 +544,10 @@ impl H1 {
                 user_agent: req.header_str("user-agent").unwrap_or("").to_string(),
             };
             self.logging = Some(Box::new((entry, c.out.sent)));
+        }
+        #[cfg(feature = "tls")]
+        if self.tls_refusal(c, sh, &req)? {
+            return Ok(());
         }
         if req.path() == "*" {
             self.skip_body(&req);
@@ -592,6 +612,44 @@ impl H1 {
             }
         }
         Ok(())
+    }
+
+    /// Answers what TLS decides before any mount: a plaintext client on
+    /// a TLS port that is to be redirected (REDIR-3), and a request whose
+    /// Host moves it to a vhost demanding a client certificate this
+    /// connection's handshake did not verify (421, so no request gets
+    /// past mutual TLS by naming one vhost in SNI and another in Host).
+    #[cfg(feature = "tls")]
+    fn tls_refusal(&mut self, c: &mut Core, sh: &mut Env, req: &Request) -> Result<bool, Close> {
+        if c.redirect_https {
+            // REDIR-3: a Host missing or longer than 128 closes.
+            let Some(host) = req.host().filter(|h| h.len() <= 128 && crate::vhost::plain_host(h)) else {
+                return Err(Close("plaintext request on a TLS port without a usable Host".into()));
+            };
+            let mut location = format!("https://{host}{}", raw_path(req));
+            if let Some(q) = req.query() {
+                location.push('?');
+                location.push_str(q);
+            }
+            self.skip_body(req);
+            self.send_simple(c, sh, 301, &[("Location", &location), ("Content-Type", "text/html")], false);
+            return Ok(true);
+        }
+        if let Some(t) = &c.tls {
+            let demands = sh.vhosts[c.vhost].tls.as_ref().is_some_and(|v| v.client_cert_required);
+            if c.vhost != t.vhost && demands {
+                log::info!(
+                    "{}: Host {:?} names a vhost demanding a client certificate; the handshake was for {:?}; 421",
+                    c.peer,
+                    req.host().unwrap_or(""),
+                    t.sni.as_deref().unwrap_or("")
+                );
+                self.skip_body(req);
+                self.send_simple(c, sh, 421, &[], true);
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// A request body nobody will read: rather than read and drop an

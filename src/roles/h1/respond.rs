@@ -12,7 +12,7 @@ impl H1 {
     /// An error page with an explanation and extra headers.
     #[cfg(feature = "ws")]
     pub(super) fn send_page(&mut self, c: &mut Core, sh: &mut Env, status: u16, message: &str, extra: &[(&str, &str)]) {
-        let (env, buf) = Self::env(sh, c.vhost);
+        let (env, buf) = Self::env(sh, c);
         error_response(buf, &mut self.tx, status, message, extra, env);
         let bytes = std::mem::take(buf);
         self.send_buffered_from(c, &bytes);
@@ -28,17 +28,16 @@ impl H1 {
         }
     }
 
-    fn env<'a>(sh: &'a mut Env, vhost: usize) -> (HeadEnv<'a>, &'a mut Vec<u8>) {
+    fn env<'a>(sh: &'a mut Env, c: &Core) -> (HeadEnv<'a>, &'a mut Vec<u8>) {
         let Env { vhosts, date, tx, .. } = sh;
-        let vh = &vhosts[vhost];
         tx.clear();
-        (HeadEnv { date: date.text(), headers: &vh.headers, server: vh.server_string.as_deref() }, tx)
+        (vhosts[c.vhost].head_env(date.text(), c.is_tls()), tx)
     }
 
     /// `/error.css` from [`crate::http::error_page::ERROR_CSS`].
     fn send_builtin_error_css(&mut self, c: &mut Core, sh: &mut Env) {
         let css = crate::http::error_page::ERROR_CSS.as_bytes();
-        let (env, buf) = Self::env(sh, c.vhost);
+        let (env, buf) = Self::env(sh, c);
         let mut head = begin_head(buf, &mut self.tx, 200, env);
         head.header("Content-Type", "text/css; charset=utf-8");
         head.header("Cache-Control", "public, max-age=3600");
@@ -71,7 +70,7 @@ impl H1 {
             }
         }
         if let Some(body) = self.custom_error_page(c, sh, status) {
-            let (env, buf) = Self::env(sh, c.vhost);
+            let (env, buf) = Self::env(sh, c);
             let mut head = begin_head(buf, &mut self.tx, status, env);
             head.header("Content-Type", body.1);
             end_head(head, &mut self.tx, BodyFraming::Length(body.0.len() as u64));
@@ -105,7 +104,7 @@ impl H1 {
     /// A response made here: the error page for `status` when `page`,
     /// else an empty body; `extra` fields added.
     pub(super) fn send_simple(&mut self, c: &mut Core, sh: &mut Env, status: u16, extra: &[(&str, &str)], page: bool) {
-        let (env, buf) = Self::env(sh, c.vhost);
+        let (env, buf) = Self::env(sh, c);
         if page {
             error_response(buf, &mut self.tx, status, crate::http::reason(status), extra, env);
         } else {
@@ -126,7 +125,7 @@ impl H1 {
         let mut location = String::with_capacity(to.len() + 64);
         if to.starts_with('/') {
             if let Some(host) = req.host().filter(|h| plain_host(h)) {
-                location.push_str("http://");
+                location.push_str(if c.is_tls() { "https://" } else { "http://" });
                 location.push_str(host);
             }
         }
