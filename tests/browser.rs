@@ -63,6 +63,8 @@ fn one_browser_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 struct Warren {
     child: Child,
     port: u16,
+    /// `http` or `https`, as its log says it serves.
+    scheme: &'static str,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -85,8 +87,12 @@ impl Warren {
         let mut lines = BufReader::new(stderr).lines();
         let mut log = Vec::new();
         let mut port = None;
+        let mut scheme = "http";
         for line in lines.by_ref().map_while(Result::ok) {
-            port = line.split("http://127.0.0.1:").nth(1).and_then(|r| r.trim_end_matches('/').parse().ok());
+            port = line.split("://127.0.0.1:").nth(1).and_then(|r| r.trim_end_matches('/').parse().ok());
+            if line.contains("https://127.0.0.1:") {
+                scheme = "https";
+            }
             log.push(line);
             if port.is_some() {
                 break;
@@ -107,11 +113,11 @@ impl Warren {
                 }
             }
         });
-        Warren { child, port, log }
+        Warren { child, port, scheme, log }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
     /// Sends SIGTERM and waits for the process to end.
@@ -196,6 +202,11 @@ struct Chromium {
 
 impl Chromium {
     fn launch() -> Chromium {
+        Chromium::launch_with(&[])
+    }
+
+    /// With extra command-line arguments.
+    fn launch_with(extra: &[String]) -> Chromium {
         let profile = tempfile::Builder::new().prefix("warren-chromium-").tempdir().expect("tempdir");
         let program = std::env::var_os("CHROMIUM").unwrap_or_else(|| "chromium".into());
         let (their_commands, our_commands) = pipe();
@@ -221,8 +232,9 @@ impl Chromium {
                 "--disable-renderer-backgrounding",
                 "--mute-audio",
                 "--password-store=basic",
-                "about:blank",
             ])
+            .args(extra)
+            .arg("about:blank")
             // Keeps its crash database and caches out of the user's home
             // and puts the profile's path in every process it starts.
             .env("XDG_CONFIG_HOME", profile.path())
@@ -554,8 +566,52 @@ fn js_str(s: &str) -> String {
 #[test]
 fn websocket_test_page_in_headless_chromium() {
     let _one = one_browser_at_a_time();
-    let mut warren = Warren::start();
-    let mut chromium = Chromium::launch();
+    let warren = Warren::start();
+    let chromium = Chromium::launch();
+    test_page(warren, chromium);
+}
+
+/// The same page over `https://`, its sockets over `wss://` (issue 13):
+/// warren serves a certificate made for 127.0.0.1, which Chromium trusts
+/// by its public key (`--ignore-certificate-errors-spki-list`, the
+/// headless way to trust one certificate without a system store; every
+/// other certificate is still checked).
+#[test]
+fn websocket_test_page_over_https_and_wss_in_headless_chromium() {
+    let _one = one_browser_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    let made = rcgen::generate_simple_self_signed(names).expect("certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).expect("cert.pem");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("key.pem");
+    let spki = spki_sha256_base64(&cert);
+    let warren = Warren::start_with(&[
+        "--tls-cert",
+        cert.to_str().expect("utf-8 path"),
+        "--tls-key",
+        key.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(warren.scheme, "https", "warren says it serves https");
+    let chromium = Chromium::launch_with(&[format!("--ignore-certificate-errors-spki-list={spki}")]);
+    test_page(warren, chromium);
+}
+
+/// base64(SHA-256(SubjectPublicKeyInfo)) of the certificate in `pem`, by
+/// the openssl command (`scripts/test` installs it).
+fn spki_sha256_base64(pem: &Path) -> String {
+    let script = format!(
+        "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+        pem.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().expect("run openssl");
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("base64").trim().to_string()
+}
+
+/// Drives the test page of `warren` in `chromium`, through the server's
+/// stop.
+fn test_page(mut warren: Warren, mut chromium: Chromium) {
     let page = chromium.open(&warren.url("/test.html"));
 
     chromium.wait_for(
