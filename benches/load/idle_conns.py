@@ -11,13 +11,18 @@ all connections and exits.
 Used by compare.sh to measure a server's resident memory per idle connection.
 Standard library only.
 
-usage: idle_conns.py PORT N [HOLD_SECONDS] [--host 127.0.0.1] [--path /index.html]
+With --tls each connection does a TLS handshake first (certificate not
+checked: a benchmark's throwaway one), so the figure is what an idle HTTPS
+connection costs.
+
+usage: idle_conns.py PORT N [HOLD_SECONDS] [--host 127.0.0.1] [--path /index.html] [--tls]
 """
 
 import argparse
 import resource
 import select
 import socket
+import ssl
 import sys
 import time
 
@@ -80,7 +85,13 @@ def main():
                     help="seconds to keep the connections open at most (default 60)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--path", default="/index.html")
+    ap.add_argument("--tls", action="store_true", help="speak HTTPS (certificate not verified)")
     args = ap.parse_args()
+    tls = None
+    if args.tls:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
 
     raise_nofile(args.count)
     request = ("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: warren-idle-conns\r\n"
@@ -90,6 +101,8 @@ def main():
     try:
         for i in range(args.count):
             s = socket.create_connection((args.host, args.port), timeout=10)
+            if tls is not None:
+                s = tls.wrap_socket(s, server_hostname=args.host)
             socks.append(s)
             s.sendall(request)
             status = read_response(s)
@@ -112,7 +125,7 @@ def main():
             try:
                 if s.recv(1) == b"":
                     dropped += 1
-            except BlockingIOError:
+            except (BlockingIOError, ssl.SSLWantReadError):
                 pass
             except OSError:
                 dropped += 1
