@@ -662,6 +662,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The global settings vhosts' TLS depends on.
 #[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
 struct GlobalTls<'a> {
     init_ssl: bool,
     default_alpn: Option<&'a [String]>,
@@ -684,6 +685,7 @@ fn alpn_list(file: &Path, key: &str, v: &Scalar) -> Result<Vec<String>, ConfigEr
 }
 
 /// What each OpenSSL option bit (`ssl-option-set`/`-clear`) does here.
+#[cfg(feature = "tls")]
 #[derive(Clone, Copy, PartialEq)]
 enum OptionBit {
     /// Asks for what rustls does anyway (or concerns what it lacks).
@@ -697,6 +699,7 @@ enum OptionBit {
 }
 
 /// OpenSSL 3's option bits, by number.
+#[cfg(feature = "tls")]
 fn option_bit(bit: u32) -> (&'static str, OptionBit, OptionBit) {
     use OptionBit::*;
     // (name, effect when set, effect when cleared)
@@ -886,10 +889,28 @@ fn build_tls(
 
 #[cfg(not(feature = "tls"))]
 fn build_tls(file: &Path, at: &str, t: TlsKeys, _: GlobalTls<'_>, vhost: VhostInfo) -> Result<VhostInfo, ConfigError> {
-    if t.host_ssl_cert.is_some() {
-        return Err(bad(file, &format!("{at}.host-ssl-cert"), "this warren is built without the `tls` feature".into()));
+    let keys = [
+        ("host-ssl-cert", &t.host_ssl_cert),
+        ("host-ssl-key", &t.host_ssl_key),
+        ("host-ssl-ca", &t.host_ssl_ca),
+        ("client-cert-required", &t.client_cert_required),
+        ("ciphers", &t.ciphers),
+        ("tls13-ciphers", &t.tls13_ciphers),
+        ("ecdh-curve", &t.ecdh_curve),
+        ("ssl-option-set", &t.ssl_option_set),
+        ("ssl-option-clear", &t.ssl_option_clear),
+        ("alpn", &t.alpn),
+        ("sts", &t.sts),
+        ("allow-non-tls", &t.allow_non_tls),
+        ("redirect-http", &t.redirect_http),
+        ("allow-http-on-https", &t.allow_http_on_https),
+    ];
+    match keys.iter().find(|(_, v)| v.is_some()) {
+        Some((key, _)) => {
+            Err(bad(file, &format!("{at}.{key}"), "this warren is built without the `tls` feature".into()))
+        }
+        None => Ok(vhost),
     }
-    Ok(vhost)
 }
 
 fn build_vhost(

@@ -58,7 +58,10 @@ impl Vhost {
         #[cfg(feature = "tls")]
         let sts = self.sts && secure;
         #[cfg(not(feature = "tls"))]
-        let sts = secure && false;
+        let sts = {
+            let _ = secure;
+            false
+        };
         crate::http::respond::HeadEnv { date, headers: &self.headers, server: self.server_string.as_deref(), sts }
     }
 

@@ -66,6 +66,7 @@ impl TlsSession {
     }
 
     /// mod_ssl's variables for a CGI program's environment.
+    #[cfg(feature = "cgi")]
     pub(crate) fn cgi_vars(&self) -> Vec<(String, String)> {
         let mut v = vec![
             ("SSL_PROTOCOL".to_string(), self.version.to_string()),
