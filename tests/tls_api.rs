@@ -1,0 +1,201 @@
+//! The embedding side of TLS (issue 13 item 6): certificates chosen by
+//! user code (`TlsConfig::from_resolver`), the handshake event callback
+//! (`TlsConfig::on_event`, lws's SSL_INFO), and `TlsConfig::customize`,
+//! driven by a rustls client over a real socket.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{files_mount, vhost, Server};
+use warren::tls::rustls;
+use warren::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use warren::tls::rustls::server::{ClientHello, ResolvesServerCert};
+use warren::tls::rustls::sign::CertifiedKey;
+use warren::tls::{TlsConfig, TlsEvent};
+use warren::ContextInfo;
+
+/// A CA and a leaf for `names` signed by it: (CA certificate, leaf
+/// chain, leaf key).
+fn issue(names: &[&str]) -> (CertificateDer<'static>, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "warren test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().expect("leaf key");
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("leaf params");
+    let leaf = params.signed_by(&key, &issuer).expect("leaf certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    (ca_cert.der().clone(), vec![leaf.der().clone()], key)
+}
+
+/// A client trusting `ca`, offering `alpn`.
+fn client(ca: &CertificateDer<'static>, alpn: &[&str]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).expect("CA into the store");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Connects to `server` as `name` and completes the handshake: the
+/// connection and its socket, or rustls's error.
+fn connect(
+    server: &Server,
+    config: Arc<rustls::ClientConfig>,
+    name: &str,
+) -> Result<(rustls::ClientConnection, TcpStream), rustls::Error> {
+    let mut sock = TcpStream::connect(server.addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let name = ServerName::try_from(name.to_string()).expect("server name");
+    let mut conn = rustls::ClientConnection::new(config, name).expect("client connection");
+    while conn.is_handshaking() {
+        match conn.complete_io(&mut sock) {
+            Ok(_) => {}
+            Err(e) => {
+                let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()).cloned();
+                return Err(inner.unwrap_or(rustls::Error::General(e.to_string())));
+            }
+        }
+    }
+    Ok((conn, sock))
+}
+
+/// GETs `path` over an established connection: the response text, or
+/// what ended it.
+fn get(conn: &mut rustls::ClientConnection, sock: &mut TcpStream, path: &str) -> std::io::Result<String> {
+    let mut tls = rustls::Stream::new(conn, sock);
+    write!(tls, "GET {path} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")?;
+    let mut out = Vec::new();
+    match tls.read_to_end(&mut out) {
+        Ok(_) => {}
+        // Connection: close without close_notify ends as an EOF error.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Hands out one certificate and records the SNI of each handshake.
+#[derive(Debug)]
+struct Recorder {
+    key: Arc<CertifiedKey>,
+    seen: Mutex<Vec<Option<String>>>,
+}
+
+impl ResolvesServerCert for Recorder {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.seen.lock().expect("lock").push(hello.server_name().map(str::to_string));
+        Some(Arc::clone(&self.key))
+    }
+}
+
+fn site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("index.html"), "hello over tls\n").expect("index.html");
+    dir
+}
+
+/// Issue 13 item 6: a resolver of the user's picks the certificate for
+/// each handshake, and sees the ClientHello's SNI.
+#[test]
+fn a_resolver_of_the_users_picks_the_certificate() {
+    let dir = site();
+    let (ca, chain, key) = issue(&["a.test"]);
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let certified = CertifiedKey::from_der(chain, key, &provider).expect("certified key");
+    let recorder = Arc::new(Recorder { key: Arc::new(certified), seen: Mutex::new(Vec::new()) });
+    let tls = TlsConfig::from_resolver(Arc::clone(&recorder) as Arc<dyn ResolvesServerCert>);
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path())).tls(tls)));
+    let (mut conn, mut sock) = connect(&server, client(&ca, &["http/1.1"]), "a.test").expect("handshake");
+    let text = get(&mut conn, &mut sock, "/index.html").expect("response");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("hello over tls\n"), "{text}");
+    assert_eq!(*recorder.seen.lock().expect("lock"), [Some("a.test".to_string())]);
+}
+
+/// lws SSL_INFO: the callback hears of each completed handshake with
+/// what was negotiated, and of failed ones with the reason; returning
+/// false closes an established connection.
+#[test]
+fn the_event_callback_hears_of_handshakes_and_can_refuse_them() {
+    let dir = site();
+    let (ca, chain, key) = issue(&["a.test"]);
+    let files = tempfile::tempdir().expect("tempdir");
+    let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
+    write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+    let established = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (e, f) = (Arc::clone(&established), Arc::clone(&failures));
+    let tls = TlsConfig::from_pem_files(&cert_path, &key_path).on_event(move |event| match event {
+        TlsEvent::Established { session, .. } => {
+            // The first is let through; later ones are refused.
+            assert_eq!(session.sni.as_deref(), Some("a.test"));
+            e.fetch_add(1, Ordering::SeqCst) == 0
+        }
+        TlsEvent::Failed { error, .. } => {
+            f.lock().expect("lock").push(error.to_string());
+            true
+        }
+        _ => true,
+    });
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path())).tls(tls)));
+    let (mut conn, mut sock) = connect(&server, client(&ca, &["http/1.1"]), "a.test").expect("first handshake");
+    let text = get(&mut conn, &mut sock, "/index.html").expect("first response");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // The second: the handshake completes on the client's side, then
+    // the server closes instead of answering.
+    let refused = connect(&server, client(&ca, &["http/1.1"]), "a.test")
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|(mut conn, mut sock)| get(&mut conn, &mut sock, "/index.html"));
+    assert!(!matches!(&refused, Ok(t) if t.starts_with("HTTP/1.1 200")), "the callback's refusal: {refused:?}");
+    assert_eq!(established.load(Ordering::SeqCst), 2);
+    // A client offering only a protocol the vhost does not speak fails
+    // the handshake (RFC 7301), and the callback hears why.
+    let failed = connect(&server, client(&ca, &["h2"]), "a.test");
+    assert!(failed.is_err(), "ALPN h2 only must fail");
+    let failures = failures.lock().expect("lock").clone();
+    assert!(failures.iter().any(|f| f.contains("a.test") && f.contains("protocol")), "{failures:?}");
+}
+
+/// `customize` gets the vhost's rustls configuration last: here it puts
+/// its own ALPN protocol in place of warren's list.
+#[test]
+fn customize_has_the_last_word_on_the_rustls_configuration() {
+    let dir = site();
+    let (ca, chain, key) = issue(&["a.test"]);
+    let files = tempfile::tempdir().expect("tempdir");
+    let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
+    write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+    let tls = TlsConfig::from_pem_files(&cert_path, &key_path)
+        .customize(|config| config.alpn_protocols = vec![b"x-custom".to_vec(), b"http/1.1".to_vec()]);
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path())).tls(tls)));
+    let (conn, _sock) = connect(&server, client(&ca, &["x-custom"]), "a.test").expect("handshake");
+    assert_eq!(conn.alpn_protocol(), Some(&b"x-custom"[..]));
+}
+
+/// Writes `der` as one PEM block labelled `label`.
+fn write_pem(path: &std::path::Path, label: &str, der: &[u8]) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ascii"));
+        pem.push('\n');
+    }
+    pem.push_str(&format!("-----END {label}-----\n"));
+    std::fs::write(path, pem).expect("write pem");
+}
