@@ -199,3 +199,45 @@ fn write_pem(path: &std::path::Path, label: &str, der: &[u8]) {
     pem.push_str(&format!("-----END {label}-----\n"));
     std::fs::write(path, pem).expect("write pem");
 }
+
+/// Issue 13 item 6: sessions resume (TLS 1.3 by ticket, TLS 1.2 by
+/// ticket or the session cache): a client's second connection skips the
+/// full handshake, and the request sees it in `TlsSession::resumed`.
+#[test]
+fn sessions_resume_over_tls_1_3_and_1_2() {
+    let dir = site();
+    let (ca, chain, key) = issue(&["a.test"]);
+    let files = tempfile::tempdir().expect("tempdir");
+    let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
+    write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+    let resumed = Arc::new(Mutex::new(Vec::new()));
+    let r = Arc::clone(&resumed);
+    let tls = TlsConfig::from_pem_files(&cert_path, &key_path).on_event(move |event| {
+        if let TlsEvent::Established { session, .. } = event {
+            r.lock().expect("lock").push((session.version, session.resumed));
+        }
+        true
+    });
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path())).tls(tls)));
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone()).expect("CA into the store");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[version])
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        for _ in 0..2 {
+            let (mut conn, mut sock) = connect(&server, Arc::clone(&config), "a.test").expect("handshake");
+            // Reading the response takes in the tickets sent after it.
+            let text = get(&mut conn, &mut sock, "/index.html").expect("response");
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        }
+    }
+    let seen = resumed.lock().expect("lock").clone();
+    assert_eq!(seen, [("TLSv1.3", false), ("TLSv1.3", true), ("TLSv1.2", false), ("TLSv1.2", true)]);
+}
