@@ -917,3 +917,30 @@ fn bad_tls_input_costs_only_its_connection_and_no_fd() {
     let ss = ss.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     assert!(now <= baseline, "fds: {now} now, {baseline} before; sockets:\n{ss}");
 }
+
+#[test]
+fn a_connection_the_server_times_out_ends_with_close_notify() {
+    // The server ends idle TLS connections (no request within the header
+    // timeout; keep-alive over) with close_notify, as lws's SSL_shutdown
+    // does: a client then sees a clean end of the session, not a
+    // truncation (OpenSSL 3 reports "unexpected eof while reading").
+    let p = pki();
+    let leaf = p.ca.server("l", &["localhost"], |_| {});
+    let limits = Limits { header_timeout: Duration::from_secs(1), ..Limits::default() };
+    let vhost = tls_vhost("localhost", &leaf, &p.root).keepalive_timeout(Duration::from_secs(1));
+    let server = Server::start(ContextInfo::new().limits(limits).vhost(vhost));
+    let ca = ClientOpts { ca: Some(&p.ca.path), ..Default::default() };
+    // No request after the handshake.
+    let mut s = connect(server.addr, "localhost", &ca).expect("connect");
+    let (got, end) = read_to_end(&mut s);
+    assert!(got.is_empty());
+    assert!(end.is_ok(), "the session was cut without close_notify: {end:?}");
+    // Keep-alive, then idle.
+    let mut s = connect(server.addr, "localhost", &ca).expect("connect");
+    s.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let mut rd = Reader::new(&mut s);
+    assert_eq!(rd.response(false).expect("response").status, 200);
+    let (got, end) = read_to_end(&mut s);
+    assert!(got.is_empty());
+    assert!(end.is_ok(), "the session was cut without close_notify: {end:?}");
+}
