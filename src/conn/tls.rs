@@ -108,6 +108,22 @@ impl TlsLink {
     }
 }
 
+impl Drop for TlsLink {
+    /// However the connection ends (a timeout, the end of keep-alive, a
+    /// stop), an established session ends with close_notify, as lws's
+    /// `SSL_shutdown` does, so the client sees the end of the session
+    /// and not a truncation. Best effort, one non-blocking write; rustls
+    /// sends nothing after a fatal alert or a close_notify already sent.
+    fn drop(&mut self) {
+        if let (true, State::Session(conn)) = (self.done, &mut self.state) {
+            conn.send_close_notify();
+            if conn.wants_write() {
+                let _ = conn.write_tls(&mut self.tcp.0);
+            }
+        }
+    }
+}
+
 impl Transport for TlsLink {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let conn = match &mut self.state {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod logs;
+pub mod tls;
 pub mod ws;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -87,14 +88,15 @@ impl Response {
     }
 }
 
-/// Reads responses from one connection, keeping bytes past the current one.
-pub struct Reader {
-    pub stream: TcpStream,
+/// Reads responses from one connection (a TCP stream, or a TLS stream
+/// over one), keeping bytes past the current one.
+pub struct Reader<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
-impl Reader {
-    pub fn new(stream: TcpStream) -> Reader {
+impl<S: Read> Reader<S> {
+    pub fn new(stream: S) -> Reader<S> {
         Reader { stream, buf: Vec::new() }
     }
 
@@ -169,7 +171,9 @@ impl Reader {
         }
         Ok(r)
     }
+}
 
+impl Reader<TcpStream> {
     /// Whether the server has closed the connection (reads EOF or reset).
     pub fn closed_within(&mut self, t: Duration) -> bool {
         self.stream.set_read_timeout(Some(t)).expect("timeout");
@@ -340,9 +344,18 @@ fn start_warren_command(mut cmd: Command) -> (Running, u16, std::sync::mpsc::Rec
     std::thread::spawn(move || {
         let mut port_tx = Some(port_tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let port = line.split("http://127.0.0.1:").nth(1).and_then(|r| r.trim_end_matches('/').parse::<u16>().ok());
-            if let (Some(port), Some(p)) = (port, port_tx.take()) {
-                let _ = p.send(port);
+            // "serving ... on http://127.0.0.1:P/", "https://...", or
+            // "serving DIR on 127.0.0.1:P" (--config).
+            let port = line
+                .split(" serving ")
+                .nth(1)
+                .and_then(|r| r.split("127.0.0.1:").nth(1))
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|p| p.parse::<u16>().ok());
+            if let Some(port) = port {
+                if let Some(p) = port_tx.take() {
+                    let _ = p.send(port);
+                }
             }
             let _ = tx.send(line);
         }
