@@ -181,6 +181,9 @@ fn host_reselects_the_vhost_but_not_into_one_demanding_a_client_cert_vh3() {
     let r = tls_request(server.addr, "a.example", &ca, &get_req("c.example", "/")).expect("request");
     assert_eq!(r.status, 421);
     assert!(!r.text().contains("tls index"), "c's content was served: {}", r.text());
+    // Answered by a, the vhost of the handshake: nothing of c's, not even
+    // its headers.
+    assert_eq!(r.header("x-site"), Some("a.example"));
     // With the handshake for c (and alice's certificate), c serves.
     let with_cert = ClientOpts { ca: Some(&p.ca.path), cert: Some(&alice), ..Default::default() };
     let r = tls_request(server.addr, "c.example", &with_cert, &get_req("c.example", "/")).expect("request");

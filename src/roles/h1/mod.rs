@@ -644,6 +644,9 @@ impl H1 {
                     req.host().unwrap_or(""),
                     t.sni.as_deref().unwrap_or("")
                 );
+                // Answered by the vhost the handshake was for: nothing
+                // of the other one (not even its headers) is given.
+                c.vhost = t.vhost;
                 self.skip_body(req);
                 self.send_simple(c, sh, 421, &[], true);
                 return Ok(true);
