@@ -21,13 +21,21 @@ use warren::ContextInfo;
 /// A CA and a leaf for `names` signed by it: (CA certificate, leaf
 /// chain, leaf key).
 fn issue(names: &[&str]) -> (CertificateDer<'static>, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    issue_with(names, &rcgen::PKCS_ECDSA_P256_SHA256)
+}
+
+/// [`issue`] with a leaf key of algorithm `alg`.
+fn issue_with(
+    names: &[&str],
+    alg: &'static rcgen::SignatureAlgorithm,
+) -> (CertificateDer<'static>, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
     let ca_key = rcgen::KeyPair::generate().expect("CA key");
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca.distinguished_name.push(rcgen::DnType::CommonName, "warren test CA");
     let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
     let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = rcgen::KeyPair::generate().expect("leaf key");
+    let key = rcgen::KeyPair::generate_for(alg).expect("leaf key");
     let params =
         rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("leaf params");
     let leaf = params.signed_by(&key, &issuer).expect("leaf certificate");
@@ -240,4 +248,72 @@ fn sessions_resume_over_tls_1_3_and_1_2() {
     }
     let seen = resumed.lock().expect("lock").clone();
     assert_eq!(seen, [("TLSv1.3", false), ("TLSv1.3", true), ("TLSv1.2", false), ("TLSv1.2", true)]);
+}
+
+/// Issue 13 item 2: RSA, ECDSA P-256/P-384 and Ed25519 keys, in PKCS#8
+/// and in the traditional PKCS#1 (RSA) and SEC1 (EC) forms, over TLS 1.3
+/// and 1.2 (Ed25519 where TLS 1.2 clients offer it too); and `groups`
+/// (lwsws `ecdh-curve`) decides the key exchange.
+#[test]
+fn rsa_ecdsa_and_ed25519_keys_in_every_pem_form_and_the_group_list() {
+    let dir = site();
+    let cases: [(&str, &'static rcgen::SignatureAlgorithm, bool); 4] = [
+        ("rsa", &rcgen::PKCS_RSA_SHA256, true),
+        ("p256", &rcgen::PKCS_ECDSA_P256_SHA256, true),
+        ("p384", &rcgen::PKCS_ECDSA_P384_SHA384, true),
+        ("ed25519", &rcgen::PKCS_ED25519, false),
+    ];
+    for (name, alg, traditional) in cases {
+        let (ca, chain, key) = issue_with(&["a.test"], alg);
+        let files = tempfile::tempdir().expect("tempdir");
+        let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+        write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
+        write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+        let mut forms = vec![key_path.clone()];
+        if traditional {
+            // `openssl pkey -traditional`: "RSA PRIVATE KEY" or "EC PRIVATE KEY".
+            let old = files.path().join("key-traditional.pem");
+            let out = std::process::Command::new("openssl")
+                .args(["pkey", "-traditional", "-in"])
+                .arg(&key_path)
+                .arg("-out")
+                .arg(&old)
+                .output()
+                .expect("run openssl (scripts/test installs it)");
+            assert!(out.status.success(), "openssl pkey: {}", String::from_utf8_lossy(&out.stderr));
+            let text = std::fs::read_to_string(&old).expect("traditional key");
+            assert!(text.contains("BEGIN RSA PRIVATE KEY") || text.contains("BEGIN EC PRIVATE KEY"), "{text}");
+            forms.push(old);
+        }
+        for key_file in forms {
+            let tls = TlsConfig::from_pem_files(&cert_path, &key_file);
+            let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path())).tls(tls)));
+            for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(ca.clone()).expect("CA into the store");
+                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_protocol_versions(&[version])
+                    .expect("versions")
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let (mut conn, mut sock) = connect(&server, Arc::new(config), "a.test")
+                    .unwrap_or_else(|e| panic!("{name} {key_file:?} {version:?}: {e}"));
+                let text = get(&mut conn, &mut sock, "/index.html").expect("response");
+                assert!(text.starts_with("HTTP/1.1 200"), "{name} {version:?}: {text}");
+            }
+        }
+    }
+    // The group list: P-384 alone is what the exchange uses, whatever the
+    // client would have preferred.
+    let (ca, chain, key) = issue(&["a.test"]);
+    let files = tempfile::tempdir().expect("tempdir");
+    let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
+    write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+    let tls = TlsConfig::from_pem_files(&cert_path, &key_path).groups("secp384r1");
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path())).tls(tls)));
+    let (conn, _sock) = connect(&server, client(&ca, &["http/1.1"]), "a.test").expect("handshake");
+    let group = conn.negotiated_key_exchange_group().map(|g| g.name());
+    assert_eq!(group, Some(rustls::NamedGroup::secp384r1));
 }
