@@ -231,7 +231,7 @@ struct Vhost {
     ws_ping_secs: Option<Scalar>,
     ws_hangup_secs: Option<Scalar>,
     access_log: Option<serde_json::Value>,
-    // CFG-7 TLS keys (see TlsKeys).
+    // CFG-7 TLS keys (see `tls_keys`).
     host_ssl_cert: Option<Scalar>,
     host_ssl_key: Option<Scalar>,
     host_ssl_ca: Option<Scalar>,
@@ -265,22 +265,24 @@ struct Vhost {
     fallback_listen_accept: Option<serde_json::Value>,
 }
 
-/// A vhost's TLS keys (CFG-7), taken from its [`Vhost`].
-struct TlsKeys {
-    host_ssl_cert: Option<Scalar>,
-    host_ssl_key: Option<Scalar>,
-    host_ssl_ca: Option<Scalar>,
-    client_cert_required: Option<Scalar>,
-    ciphers: Option<Scalar>,
-    tls13_ciphers: Option<Scalar>,
-    ecdh_curve: Option<Scalar>,
-    ssl_option_set: Option<Scalar>,
-    ssl_option_clear: Option<Scalar>,
-    alpn: Option<Scalar>,
-    sts: Option<Scalar>,
-    allow_non_tls: Option<Scalar>,
-    redirect_http: Option<Scalar>,
-    allow_http_on_https: Option<Scalar>,
+/// A vhost's TLS keys (CFG-7), by name.
+fn tls_keys(v: &Vhost) -> [(&'static str, &Option<Scalar>); 14] {
+    [
+        ("host-ssl-cert", &v.host_ssl_cert),
+        ("host-ssl-key", &v.host_ssl_key),
+        ("host-ssl-ca", &v.host_ssl_ca),
+        ("client-cert-required", &v.client_cert_required),
+        ("ciphers", &v.ciphers),
+        ("tls13-ciphers", &v.tls13_ciphers),
+        ("ecdh-curve", &v.ecdh_curve),
+        ("ssl-option-set", &v.ssl_option_set),
+        ("ssl-option-clear", &v.ssl_option_clear),
+        ("alpn", &v.alpn),
+        ("sts", &v.sts),
+        ("allow-non-tls", &v.allow_non_tls),
+        ("redirect-http", &v.redirect_http),
+        ("allow-http-on-https", &v.allow_http_on_https),
+    ]
 }
 
 #[derive(Deserialize)]
@@ -778,15 +780,29 @@ fn apply_options(
     Ok(tls)
 }
 
-/// The TLS keys of a vhost (CFG-7) onto `vhost`.
+/// What a vhost's TLS keys make: its TLS, what its port does with
+/// plaintext clients, and `sts`; `None` without a certificate.
 #[cfg(feature = "tls")]
-fn build_tls(
-    file: &Path,
-    at: &str,
-    t: TlsKeys,
-    global: GlobalTls<'_>,
-    vhost: VhostInfo,
-) -> Result<VhostInfo, ConfigError> {
+type TlsSettings = Option<(crate::tls::TlsConfig, crate::tls::PlainOnTls, bool)>;
+#[cfg(not(feature = "tls"))]
+type TlsSettings = Option<std::convert::Infallible>;
+
+#[cfg(feature = "tls")]
+fn apply_tls(vhost: VhostInfo, settings: TlsSettings) -> VhostInfo {
+    match settings {
+        Some((tls, plain, sts)) => vhost.tls(tls).plain_on_tls(plain).sts(sts),
+        None => vhost,
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn apply_tls(vhost: VhostInfo, _: TlsSettings) -> VhostInfo {
+    vhost
+}
+
+/// Reads the TLS keys of vhost `t` (CFG-7).
+#[cfg(feature = "tls")]
+fn build_tls(file: &Path, at: &str, t: &Vhost, global: GlobalTls<'_>) -> Result<TlsSettings, ConfigError> {
     use crate::tls::{PlainOnTls, TlsConfig};
     let key = |k: &str| format!("{at}.{k}");
     let flag = |v: &Option<Scalar>| v.as_ref().is_some_and(Scalar::truthy);
@@ -795,24 +811,10 @@ fn build_tls(
         (Some(_), None) => return Err(bad(file, &key("host-ssl-cert"), "host-ssl-key is needed with it".into())),
         (None, Some(_)) => return Err(bad(file, &key("host-ssl-key"), "host-ssl-cert is needed with it".into())),
         (None, None) => {
-            let tls_only = [
-                &t.host_ssl_ca,
-                &t.client_cert_required,
-                &t.ciphers,
-                &t.tls13_ciphers,
-                &t.ecdh_curve,
-                &t.ssl_option_set,
-                &t.ssl_option_clear,
-                &t.alpn,
-                &t.sts,
-                &t.allow_non_tls,
-                &t.redirect_http,
-                &t.allow_http_on_https,
-            ];
-            if tls_only.iter().any(|k| k.is_some()) {
+            if tls_keys(t).iter().any(|(_, v)| v.is_some()) {
                 log::warn!("{}: {at}: TLS keys without host-ssl-cert have no effect", file.display());
             }
-            return Ok(vhost);
+            return Ok(None);
         }
     };
     if !global.init_ssl {
@@ -821,7 +823,7 @@ fn build_tls(
              HTTP. Set \"init-ssl\": \"1\" in the global section to serve HTTPS",
             file.display()
         );
-        return Ok(vhost);
+        return Ok(None);
     }
     crate::tls::server::check_files(&cert, &pkey).map_err(|e| bad(file, &key("host-ssl-cert"), e))?;
     let mut tls = TlsConfig::from_pem_files(&cert, &pkey);
@@ -884,60 +886,29 @@ fn build_tls(
         }
         _ => PlainOnTls::Drop,
     };
-    Ok(vhost.tls(tls).plain_on_tls(plain).sts(flag(&t.sts)))
+    Ok(Some((tls, plain, flag(&t.sts))))
 }
 
 #[cfg(not(feature = "tls"))]
-fn build_tls(file: &Path, at: &str, t: TlsKeys, _: GlobalTls<'_>, vhost: VhostInfo) -> Result<VhostInfo, ConfigError> {
-    let keys = [
-        ("host-ssl-cert", &t.host_ssl_cert),
-        ("host-ssl-key", &t.host_ssl_key),
-        ("host-ssl-ca", &t.host_ssl_ca),
-        ("client-cert-required", &t.client_cert_required),
-        ("ciphers", &t.ciphers),
-        ("tls13-ciphers", &t.tls13_ciphers),
-        ("ecdh-curve", &t.ecdh_curve),
-        ("ssl-option-set", &t.ssl_option_set),
-        ("ssl-option-clear", &t.ssl_option_clear),
-        ("alpn", &t.alpn),
-        ("sts", &t.sts),
-        ("allow-non-tls", &t.allow_non_tls),
-        ("redirect-http", &t.redirect_http),
-        ("allow-http-on-https", &t.allow_http_on_https),
-    ];
-    match keys.iter().find(|(_, v)| v.is_some()) {
+fn build_tls(file: &Path, at: &str, t: &Vhost, _: GlobalTls<'_>) -> Result<TlsSettings, ConfigError> {
+    match tls_keys(t).iter().find(|(_, v)| v.is_some()) {
         Some((key, _)) => {
             Err(bad(file, &format!("{at}.{key}"), "this warren is built without the `tls` feature".into()))
         }
-        None => Ok(vhost),
+        None => Ok(()),
     }
 }
 
 fn build_vhost(
     file: &Path,
     index: usize,
-    mut v: Vhost,
+    v: Vhost,
     server: Option<(&Path, &Scalar)>,
     tls: GlobalTls<'_>,
 ) -> Result<VhostInfo, ConfigError> {
     let at = format!("vhosts[{index}]");
     check_unsupported(file, &at, &v)?;
-    let tls_keys = TlsKeys {
-        host_ssl_cert: v.host_ssl_cert.take(),
-        host_ssl_key: v.host_ssl_key.take(),
-        host_ssl_ca: v.host_ssl_ca.take(),
-        client_cert_required: v.client_cert_required.take(),
-        ciphers: v.ciphers.take(),
-        tls13_ciphers: v.tls13_ciphers.take(),
-        ecdh_curve: v.ecdh_curve.take(),
-        ssl_option_set: v.ssl_option_set.take(),
-        ssl_option_clear: v.ssl_option_clear.take(),
-        alpn: v.alpn.take(),
-        sts: v.sts.take(),
-        allow_non_tls: v.allow_non_tls.take(),
-        redirect_http: v.redirect_http.take(),
-        allow_http_on_https: v.allow_http_on_https.take(),
-    };
+    let tls_settings = build_tls(file, &at, &v, tls)?;
     let port = v.port.as_ref().ok_or_else(|| bad(file, &at, "\"port\" is required (CFG-7)".into()))?;
     let port = u16::try_from(number(file, &format!("{at}.port"), port)?)
         .map_err(|_| bad(file, &format!("{at}.port"), "expected a port number (0-65535)".into()))?;
@@ -1070,7 +1041,7 @@ fn build_vhost(
         }
         vhost = vhost.mount(mount);
     }
-    build_tls(file, &at, tls_keys, tls, vhost)
+    Ok(apply_tls(vhost, tls_settings))
 }
 
 fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError> {
