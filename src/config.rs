@@ -895,7 +895,7 @@ fn build_tls(file: &Path, at: &str, t: &Vhost, _: GlobalTls<'_>) -> Result<TlsSe
         Some((key, _)) => {
             Err(bad(file, &format!("{at}.{key}"), "this warren is built without the `tls` feature".into()))
         }
-        None => Ok(()),
+        None => Ok(None),
     }
 }
 
