@@ -469,14 +469,6 @@ fn zip_with_page(dir: &Path, page: &[u8]) -> PathBuf {
     path
 }
 
-fn raw_entry(zip_path: &Path, name: &str) -> Vec<u8> {
-    let mut a = zip::ZipArchive::new(std::fs::File::open(zip_path).expect("open")).expect("zip");
-    let mut f = a.by_name_raw(name.as_bytes()).expect("entry");
-    let mut raw = Vec::new();
-    f.read_to_end(&mut raw).expect("read");
-    raw
-}
-
 /// One masked client frame.
 fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37u8, 0xfa, 0x21, 0x3d];

@@ -45,16 +45,24 @@ fn issue_with(
 
 /// A client trusting `ca`, offering `alpn`.
 fn client(ca: &CertificateDer<'static>, alpn: &[&str]) -> Arc<rustls::ClientConfig> {
+    let mut config = client_config(ca, rustls::DEFAULT_VERSIONS);
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Arc::new(config)
+}
+
+/// A client trusting `ca`, speaking `versions`.
+fn client_config(
+    ca: &CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).expect("CA into the store");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
         .expect("versions")
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    Arc::new(config)
+        .with_no_client_auth()
 }
 
 /// Connects to `server` as `name` and completes the handshake: the
@@ -229,16 +237,7 @@ fn sessions_resume_over_tls_1_3_and_1_2() {
     });
     let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path())).tls(tls)));
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.clone()).expect("CA into the store");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_protocol_versions(&[version])
-                .expect("versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        );
+        let config = Arc::new(client_config(&ca, &[version]));
         for _ in 0..2 {
             let (mut conn, mut sock) = connect(&server, Arc::clone(&config), "a.test").expect("handshake");
             // Reading the response takes in the tickets sent after it.
@@ -289,14 +288,7 @@ fn rsa_ecdsa_and_ed25519_keys_in_every_pem_form_and_the_group_list() {
             let tls = TlsConfig::from_pem_files(&cert_path, &key_file);
             let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path())).tls(tls)));
             for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add(ca.clone()).expect("CA into the store");
-                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_protocol_versions(&[version])
-                    .expect("versions")
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
+                let config = client_config(&ca, &[version]);
                 let (mut conn, mut sock) = connect(&server, Arc::new(config), "a.test")
                     .unwrap_or_else(|e| panic!("{name} {key_file:?} {version:?}: {e}"));
                 let text = get(&mut conn, &mut sock, "/index.html").expect("response");

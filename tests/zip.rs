@@ -37,15 +37,6 @@ fn write_zip(path: &Path, files: &[(&str, &[u8], CompressionMethod)]) {
     w.finish().expect("finish");
 }
 
-/// The raw (still compressed) bytes of an entry, as the archive holds them.
-fn raw_entry(zip_path: &Path, name: &str) -> Vec<u8> {
-    let mut a = zip::ZipArchive::new(std::fs::File::open(zip_path).expect("open")).expect("zip");
-    let mut f = a.by_name_raw(name.as_bytes()).expect("entry");
-    let mut raw = Vec::new();
-    f.read_to_end(&mut raw).expect("read");
-    raw
-}
-
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut child = std::process::Command::new("gzip")
         .arg("-dc")

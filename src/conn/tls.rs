@@ -22,7 +22,7 @@ use super::{Close, Core, Link};
 use crate::tls::config::OnEvent;
 use crate::tls::{TlsEvent, TlsSession};
 use mio::net::TcpStream;
-use rustls::server::{Acceptor, ServerConnection};
+use rustls::server::{AcceptedAlert, Acceptor, ServerConnection};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
@@ -146,12 +146,13 @@ impl Transport for TlsLink {
                 Err(e) => return Err(e),
             }
             if let Err(e) = conn.process_new_packets() {
-                // The alert rustls queued goes out if the socket takes it.
-                let _ = conn.write_tls(&mut self.tcp.0);
                 if let Some(f) = &self.on_event {
                     let peer = self.tcp.0.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
                     f(&TlsEvent::Error { peer, error: &e.to_string() });
                 }
+                // Then the alert rustls queued goes out, if the socket
+                // takes it: a peer that sees it knows the callback ran.
+                let _ = conn.write_tls(&mut self.tcp.0);
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
             }
         }
@@ -241,7 +242,7 @@ pub(crate) fn handshake(c: &mut Core, env: &mut Env) -> Handshake {
     loop {
         if c.out.has_pending() && c.out.writable {
             if let Err(e) = c.out.flush() {
-                return fail(c, env, &format!("writing the handshake: {e}"));
+                return fail(c, env, &format!("writing the handshake: {e}"), None);
             }
         }
         let Link::Tls(link) = &mut c.out.sock else { return Handshake::Done(None) };
@@ -278,19 +279,18 @@ pub(crate) fn handshake(c: &mut Core, env: &mut Env) -> Handshake {
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return fail(c, env, &format!("reading the handshake: {e}")),
+            Err(e) => return fail(c, env, &format!("reading the handshake: {e}"), None),
         }
         let Link::Tls(link) = &mut c.out.sock else { return Handshake::Done(None) };
         match &mut link.state {
             State::Hello(_) => {
-                if let Err(why) = accept(c, env) {
-                    return fail(c, env, &why);
+                if let Err((why, alert)) = accept(c, env) {
+                    return fail(c, env, &why, alert);
                 }
             }
             State::Session(conn) => {
                 if let Err(e) = conn.process_new_packets() {
-                    let _ = conn.write_tls(&mut link.tcp.0);
-                    return fail(c, env, &e.to_string());
+                    return fail(c, env, &e.to_string(), None);
                 }
             }
             _ => {}
@@ -323,20 +323,19 @@ fn first_read(c: &mut Core, env: &mut Env, rx: &mut [u8]) -> Option<Handshake> {
         match &mut link.state {
             State::Hello(acceptor) => {
                 if let Err(e) = acceptor.read_tls(&mut rest) {
-                    return Some(fail(c, env, &format!("ClientHello: {e}")));
+                    return Some(fail(c, env, &format!("ClientHello: {e}"), None));
                 }
-                if let Err(why) = accept(c, env) {
-                    return Some(fail(c, env, &why));
+                if let Err((why, alert)) = accept(c, env) {
+                    return Some(fail(c, env, &why, alert));
                 }
             }
             // What followed the ClientHello in the same read.
             State::Session(conn) => {
                 if let Err(e) = conn.read_tls(&mut rest) {
-                    return Some(fail(c, env, &format!("handshake: {e}")));
+                    return Some(fail(c, env, &format!("handshake: {e}"), None));
                 }
                 if let Err(e) = conn.process_new_packets() {
-                    let _ = conn.write_tls(&mut link.tcp.0);
-                    return Some(fail(c, env, &e.to_string()));
+                    return Some(fail(c, env, &e.to_string(), None));
                 }
             }
             _ => break,
@@ -347,20 +346,19 @@ fn first_read(c: &mut Core, env: &mut Env, rx: &mut [u8]) -> Option<Handshake> {
 
 /// The acceptor may have a whole ClientHello: pick the vhost from its SNI
 /// and start the session with that vhost's configuration.
-fn accept(c: &mut Core, env: &mut Env) -> Result<(), String> {
+/// A failure comes back with the alert for the peer, which [`fail`]
+/// sends after telling the event callback.
+fn accept(c: &mut Core, env: &mut Env) -> Result<(), (String, Option<AcceptedAlert>)> {
     let Link::Tls(link) = &mut c.out.sock else { return Ok(()) };
     let State::Hello(acceptor) = &mut link.state else { return Ok(()) };
     let accepted = match acceptor.accept() {
         Ok(None) => return Ok(()),
         Ok(Some(accepted)) => accepted,
-        Err((e, mut alert)) => {
-            let _ = alert.write_all(&mut link.tcp.0);
-            return Err(format!("ClientHello: {e}"));
-        }
+        Err((e, alert)) => return Err((format!("ClientHello: {e}"), Some(alert))),
     };
     let sni = accepted.client_hello().server_name().map(str::to_string);
     let vi = crate::vhost::select_vhost(&env.vhosts, &env.listeners[c.listener], sni.as_deref());
-    let Some(tls) = &env.vhosts[vi].tls else { return Err("the vhost picked by SNI has no TLS".into()) };
+    let Some(tls) = &env.vhosts[vi].tls else { return Err(("the vhost picked by SNI has no TLS".into(), None)) };
     c.vhost = vi;
     link.on_event = tls.on_event.clone();
     match accepted.into_connection(Arc::clone(&tls.config)) {
@@ -369,12 +367,12 @@ fn accept(c: &mut Core, env: &mut Env) -> Result<(), String> {
             link.state = State::Session(Box::new(conn));
             Ok(())
         }
-        Err((e, mut alert)) => {
-            let _ = alert.write_all(&mut link.tcp.0);
-            Err(match sni {
+        Err((e, alert)) => {
+            let why = match sni {
                 Some(name) => format!("handshake for {name:?}: {e}"),
                 None => format!("handshake (no SNI): {e}"),
-            })
+            };
+            Err((why, Some(alert)))
         }
     }
 }
@@ -422,8 +420,10 @@ fn not_tls(c: &mut Core, env: &mut Env, first: &[u8]) -> Handshake {
     }
 }
 
-/// A handshake failed: tell the vhost's event callback, and close.
-fn fail(c: &mut Core, env: &mut Env, why: &str) -> Handshake {
+/// A handshake failed: tell the vhost's event callback, then the peer
+/// (the alert rustls made, or `alert` from the acceptor), and close. In
+/// that order, so that a peer that sees the alert knows the callback ran.
+fn fail(c: &mut Core, env: &mut Env, why: &str, alert: Option<AcceptedAlert>) -> Handshake {
     let home = env.listeners[c.listener].first().copied().unwrap_or(c.vhost);
     let vi = if c.vhost < env.vhosts.len() { c.vhost } else { home };
     let sni = match &c.out.sock {
@@ -437,5 +437,16 @@ fn fail(c: &mut Core, env: &mut Env, why: &str) -> Handshake {
         f(&TlsEvent::Failed { peer: c.peer, sni: sni.as_deref(), error: why });
     }
     log::debug!("{}: TLS handshake failed: {why}", c.peer);
+    if let Link::Tls(link) = &mut c.out.sock {
+        match (alert, &mut link.state) {
+            (Some(mut alert), _) => {
+                let _ = alert.write_all(&mut link.tcp.0);
+            }
+            (None, State::Session(conn)) => {
+                let _ = conn.write_tls(&mut link.tcp.0);
+            }
+            _ => {}
+        }
+    }
     Handshake::Failed(Close(format!("TLS: {why}")))
 }

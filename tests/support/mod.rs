@@ -363,3 +363,12 @@ fn start_warren_command(mut cmd: Command) -> (Running, u16, std::sync::mpsc::Rec
     let port = port_rx.recv_timeout(Duration::from_secs(20)).expect("warren exited before serving");
     (running, port, rx)
 }
+
+/// The raw (still compressed) bytes of an archive's entry, as it holds them.
+pub fn raw_entry(zip_path: &Path, name: &str) -> Vec<u8> {
+    let mut a = zip::ZipArchive::new(std::fs::File::open(zip_path).expect("open")).expect("zip");
+    let mut f = a.by_name_raw(name.as_bytes()).expect("entry");
+    let mut raw = Vec::new();
+    f.read_to_end(&mut raw).expect("read");
+    raw
+}
