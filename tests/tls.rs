@@ -457,6 +457,61 @@ fn plaintext_on_the_tls_port_raw4_redir3_and_sts() {
     assert_eq!(rd.response(false).expect("2").status, 200);
 }
 
+/// Probe finding (issue 13): the port's first vhost lets plaintext in
+/// (`allow-http-on-https`), but a plaintext request naming another vhost
+/// by Host reaches it only if that vhost allows plaintext itself: one
+/// that demands a client certificate, or says nothing, answers 421 (or
+/// a 301 to https where the port redirects), never its content.
+#[test]
+fn plaintext_reaches_only_vhosts_that_allow_it_raw4() {
+    use warren::tls::PlainOnTls;
+    let p = pki();
+    let a = p.ca.server("a", &["a.example"], |_| {});
+    let b = p.ca.server("b", &["b.example"], |_| {});
+    let c = p.ca.server("c", &["c.example"], |_| {});
+    let server = Server::start(
+        ContextInfo::new()
+            .vhost(tls_vhost("a.example", &a, &p.root).plain_on_tls(PlainOnTls::Serve))
+            .vhost(mtls_vhost_named(&p, "b.example", &b))
+            .vhost(tls_vhost("c.example", &c, &p.root)),
+    );
+    let r = |host: &str| Reader::new(&plain_exchange(server.addr, &get_req(host, "/index.html"))[..]).response(false);
+    let served = r("a.example").expect("a");
+    assert_eq!((served.status, served.header("x-site")), (200, Some("a.example")));
+    for host in ["b.example", "c.example", "B.EXAMPLE:443", "x.c.example"] {
+        let refused = r(host).expect("a response");
+        assert_eq!(refused.status, 421, "{host}: {}", refused.text());
+        assert!(!refused.text().contains("tls index"), "{host}: content in plaintext");
+    }
+    // Over TLS, b still demands its certificate, and c serves.
+    assert_eq!(over_tls(server.addr, "c.example", "c.example", "/index.html").status, 200);
+    drop(server);
+    // A port that redirects sends every vhost's plaintext to https, the
+    // mutual-TLS one included (the https request then demands the cert).
+    let server = Server::start(
+        ContextInfo::new()
+            .vhost(tls_vhost("a.example", &a, &p.root).plain_on_tls(PlainOnTls::Redirect))
+            .vhost(mtls_vhost_named(&p, "b.example", &b)),
+    );
+    let text = String::from_utf8_lossy(&plain_exchange(server.addr, &get_req("b.example", "/x"))).into_owned();
+    assert!(text.starts_with("HTTP/1.1 301 "), "{text}");
+    assert!(text.to_ascii_lowercase().contains("location: https://b.example/x\r\n"), "{text}");
+    // `OPTIONS *` (no path to keep) redirects to the root, without a
+    // panic (the probe's second finding: an underflow in raw_path).
+    let text = String::from_utf8_lossy(&plain_exchange(
+        server.addr,
+        "OPTIONS * HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+    ))
+    .into_owned();
+    assert!(text.to_ascii_lowercase().contains("location: https://a.example/\r\n"), "{text}");
+}
+
+/// A vhost `name` demanding a client certificate from the test CA.
+fn mtls_vhost_named(p: &Pki, name: &str, leaf: &Leaf) -> VhostInfo {
+    let tls = TlsConfig::from_pem_files(&leaf.cert, &leaf.key).client_ca(&p.ca.path).require_client_cert(true);
+    tls_vhost_with(name, tls, &p.root)
+}
+
 // -------------------------------------------------- 6. everything over TLS
 
 fn zip_with_page(dir: &Path, page: &[u8]) -> PathBuf {
@@ -938,4 +993,91 @@ fn a_connection_the_server_times_out_ends_with_close_notify() {
     let (got, end) = read_to_end(&mut s);
     assert!(got.is_empty());
     assert!(end.is_ok(), "the session was cut without close_notify: {end:?}");
+}
+
+/// A ClientHello (TLS 1.2 record, one suite) whose SNI is `name`, however
+/// illegal: what no well-behaved client library would send.
+fn hello_with_raw_sni(name: &[u8]) -> Vec<u8> {
+    let mut sni = Vec::new();
+    sni.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes()); // server_name_list
+    sni.push(0); // host_name
+    sni.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    sni.extend_from_slice(name);
+    let mut ext = vec![0, 0]; // server_name
+    ext.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+    ext.extend_from_slice(&sni);
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]); // random
+    body.push(0); // no session id
+    body.extend_from_slice(&[0, 2, 0xc0, 0x2b]); // ECDHE-ECDSA-AES128-GCM-SHA256
+    body.extend_from_slice(&[1, 0]); // null compression
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut record = vec![0x16, 3, 1];
+    record.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    record.extend_from_slice(&hs);
+    record
+}
+
+/// Probe finding (issue 13): a ClientHello with a 15 KB illegal SNI made
+/// rustls log it whole at warn, so each connection could write kilobytes
+/// to the log. The binary logs rustls's complaints about clients at debug
+/// only, and cuts every line at 1 KiB.
+#[test]
+fn a_client_cannot_write_kilobytes_to_the_log() {
+    let p = pki();
+    let leaf = p.ca.server("l", &["localhost"], |_| {});
+    let root = p.root.to_string_lossy().into_owned();
+    let (cert, key) = (leaf.cert.to_string_lossy().into_owned(), leaf.key.to_string_lossy().into_owned());
+    let mut name = vec![b'x'; 15_000];
+    name[10] = b'\n';
+    let hello = hello_with_raw_sni(&name);
+    for level in ["info", "debug"] {
+        let args = ["--root", &root, "--tls-cert", &cert, "--tls-key", &key, "-d", level];
+        let (running, port, log) = start_warren_logged(&args);
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        s.write_all(&hello).expect("hello");
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+        // A request after it: its log line (at debug) comes after the
+        // hello's, so every line about the hello has been read by then.
+        let ca = ClientOpts { ca: Some(&p.ca.path), ..Default::default() };
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        assert_eq!(tls_request(addr, "localhost", &ca, &get_req("localhost", "/")).expect("request").status, 200);
+        drop(running);
+        let lines: Vec<String> = log.iter().collect();
+        let longest = lines.iter().map(String::len).max().unwrap_or(0);
+        assert!(longest < 1200, "{level}: a log line of {longest} bytes");
+        let sni_lines = lines.iter().filter(|l| l.contains("xxxxxxxxxx")).count();
+        match level {
+            "info" => assert_eq!(sni_lines, 0, "rustls's warning at the info level: {lines:?}"),
+            _ => assert!(lines.iter().any(|l| l.contains("bytes more)")), "debug: the cut line: {lines:?}"),
+        }
+    }
+}
+
+/// Probe finding (issue 13): at the connection limit, a TLS port closed
+/// the extra connection after a plaintext `503` a TLS client reads as a
+/// broken record; it now closes it without a byte.
+#[test]
+fn a_tls_port_at_its_connection_limit_closes_without_plaintext() {
+    let p = pki();
+    let leaf = p.ca.server("l", &["localhost"], |_| {});
+    let limits = warren::Limits { max_connections: Some(1), ..Default::default() };
+    let server = Server::start(ContextInfo::new().limits(limits).vhost(tls_vhost("localhost", &leaf, &p.root)));
+    let ca = ClientOpts { ca: Some(&p.ca.path), ..Default::default() };
+    // The one connection the limit allows, held open.
+    let held = connect(server.addr, "localhost", &ca).expect("first connection");
+    let mut extra = TcpStream::connect(server.addr).expect("connect");
+    extra.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let _ = extra.write_all(&client_hello("localhost"));
+    let mut got = Vec::new();
+    let _ = extra.read_to_end(&mut got);
+    assert!(!got.starts_with(b"HTTP/"), "plaintext on a TLS port: {:?}", String::from_utf8_lossy(&got));
+    assert!(got.is_empty(), "{got:?}");
+    drop(held);
 }

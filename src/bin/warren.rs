@@ -233,7 +233,13 @@ fn run(mut o: Options) -> Result<(), String> {
         }
         let info = warren::config::load_dir(dir).map_err(|e| e.to_string())?;
         let context = Context::new(info).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let addrs: Vec<String> = (0..).map_while(|i| context.local_addr(i)).map(|a| a.to_string()).collect();
+        let mut addrs: Vec<String> = Vec::new();
+        for a in (0..).map_while(|i| context.local_addr(i)).map(|a| a.to_string()) {
+            // Vhosts sharing an address are one listener: say it once.
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
         log::info!("warren {} serving {} on {}", env!("CARGO_PKG_VERSION"), dir.display(), addrs.join(", "));
         return serve(context, stop_set);
     }
@@ -486,15 +492,40 @@ impl StderrLog {
     }
 }
 
+/// The longest log line's message, in bytes.
+const MAX_LOG_LINE: usize = 1024;
+
 impl log::Log for StderrLog {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
         m.level() <= log::max_level()
     }
 
+    /// One line per record, cut at [`MAX_LOG_LINE`] bytes: what a client
+    /// sends (a 60 KB SNI a dependency quotes in a warning) cannot write
+    /// kilobytes per connection. rustls's warnings are about what clients
+    /// did wrong (a bad SNI, a renegotiation attempt): debug, not warn,
+    /// unless the level asks for them.
     fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            eprintln!("{:<5} {}: {}", r.level(), r.target(), r.args());
+        if !self.enabled(r.metadata()) {
+            return;
         }
+        if r.target().starts_with("rustls")
+            && r.level() > log::Level::Error
+            && log::max_level() < log::LevelFilter::Debug
+        {
+            return;
+        }
+        let mut text = r.args().to_string();
+        if text.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let more = text.len() - cut;
+            text.truncate(cut);
+            text.push_str(&format!("... ({more} bytes more)"));
+        }
+        eprintln!("{:<5} {}: {}", r.level(), r.target(), text);
     }
 
     fn flush(&self) {}

@@ -77,10 +77,10 @@ pub(crate) struct Core {
     /// What the TLS handshake settled (none on plain connections).
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<std::sync::Arc<crate::tls::TlsSession>>,
-    /// A plaintext client on a TLS port whose requests get 301 to https
-    /// (REDIR-3).
+    /// A plaintext client on a TLS port (RAW-4): each request is served,
+    /// redirected or refused as the vhost its Host names says.
     #[cfg(feature = "tls")]
-    pub(crate) redirect_https: bool,
+    pub(crate) plain_on_tls: bool,
 }
 
 impl Core {
@@ -111,7 +111,7 @@ impl Core {
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]
-            redirect_https: false,
+            plain_on_tls: false,
         }
     }
 

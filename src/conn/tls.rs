@@ -413,7 +413,7 @@ fn not_tls(c: &mut Core, env: &mut Env, first: &[u8]) -> Handshake {
         crate::tls::PlainOnTls::Redirect | crate::tls::PlainOnTls::Serve => {
             link.state = State::Plain;
             link.done = true;
-            c.redirect_https = mode == crate::tls::PlainOnTls::Redirect;
+            c.plain_on_tls = true;
             env.timers.set(c.key, env.now + env.limits.header_timeout);
             Handshake::Done(Some(first.to_vec()))
         }

@@ -421,7 +421,11 @@ impl Service {
             let counters = &self.sh.handle.inner.counters;
             if self.open_conns >= self.max_conns {
                 counters.refused.fetch_add(1, Ordering::Relaxed);
-                refuse(stream);
+                // A TLS client would read an HTTP answer as a broken
+                // record: it gets the close alone.
+                if !tls {
+                    refuse(stream);
+                }
                 continue;
             }
             if let Err(e) = self.adopt(stream, peer, index, tls) {

@@ -330,8 +330,12 @@ pub fn limit_fds(cmd: &mut Command, fds: u64) {
 }
 
 fn start_warren_command(mut cmd: Command) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
+    // The log level is info unless the caller chose one.
+    if !cmd.get_args().any(|a| a == "-d" || a == "--log-level") {
+        cmd.args(["--log-level", "info"]);
+    }
     let mut child = cmd
-        .args(["--port", "0", "--log-level", "info"])
+        .args(["--port", "0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -614,25 +614,50 @@ impl H1 {
         Ok(())
     }
 
-    /// Answers what TLS decides before any mount: a plaintext client on
-    /// a TLS port that is to be redirected (REDIR-3), and a request whose
+    /// Answers what TLS decides before any mount. A plaintext client on
+    /// a TLS port (RAW-4) gets plain HTTP only from a vhost that has
+    /// `allow-http-on-https` itself and demands no client certificate;
+    /// otherwise a 301 to https (REDIR-3) where its vhost or the port has
+    /// `redirect-http`, else 421: no vhost is reached in plaintext unless
+    /// it says so. A TLS request whose
     /// Host moves it to a vhost demanding a client certificate this
-    /// connection's handshake did not verify (421, so no request gets
-    /// past mutual TLS by naming one vhost in SNI and another in Host).
+    /// connection's handshake did not verify gets 421 too, so no request
+    /// gets past mutual TLS by naming one vhost in SNI and another in Host.
     #[cfg(feature = "tls")]
     fn tls_refusal(&mut self, c: &mut Core, sh: &mut Env, req: &Request) -> Result<bool, Close> {
-        if c.redirect_https {
-            // REDIR-3: a Host missing or longer than 128 closes.
-            let Some(host) = req.host().filter(|h| h.len() <= 128 && crate::vhost::plain_host(h)) else {
-                return Err(Close("plaintext request on a TLS port without a usable Host".into()));
-            };
-            let mut location = format!("https://{host}{}", raw_path(req));
-            if let Some(q) = req.query() {
-                location.push('?');
-                location.push_str(q);
+        use crate::tls::PlainOnTls;
+        if c.plain_on_tls {
+            let v = &sh.vhosts[c.vhost];
+            let demands = v.tls.as_ref().is_some_and(|t| t.client_cert_required);
+            // A redirect to https gives nothing away: the port's mode
+            // (its first vhost's) may ask for it for every vhost.
+            let port_mode = sh.listeners[c.listener].first().map(|&f| sh.vhosts[f].plain_on_tls);
+            let redirect = v.plain_on_tls == PlainOnTls::Redirect || port_mode == Some(PlainOnTls::Redirect);
+            match (v.plain_on_tls, demands, redirect) {
+                (PlainOnTls::Serve, false, _) => return Ok(false),
+                (_, _, true) => {
+                    // REDIR-3: a Host missing or longer than 128 closes.
+                    let Some(host) = req.host().filter(|h| h.len() <= 128 && crate::vhost::plain_host(h)) else {
+                        return Err(Close("plaintext request on a TLS port without a usable Host".into()));
+                    };
+                    let mut location = format!("https://{host}{}", raw_path(req));
+                    if let Some(q) = req.query() {
+                        location.push('?');
+                        location.push_str(q);
+                    }
+                    self.skip_body(req);
+                    self.send_simple(c, sh, 301, &[("Location", &location), ("Content-Type", "text/html")], false);
+                }
+                _ => {
+                    log::info!(
+                        "{}: plaintext request on a TLS port for vhost {:?}, which serves only TLS; 421",
+                        c.peer,
+                        v.name
+                    );
+                    self.skip_body(req);
+                    self.send_simple(c, sh, 421, &[], true);
+                }
             }
-            self.skip_body(req);
-            self.send_simple(c, sh, 301, &[("Location", &location), ("Content-Type", "text/html")], false);
             return Ok(true);
         }
         if let Some(t) = &c.tls {
@@ -859,8 +884,12 @@ fn log_path(path: &str) -> String {
 /// The path as the client sent it (still percent-encoded), for Location.
 /// Leading `/` runs are collapsed so the result can never read as a
 /// scheme-relative `//host` reference.
+/// A target that is not a path (`*`) gives `/`.
 pub(super) fn raw_path(req: &Request) -> &str {
     let path = uri::split_target(req.target()).map_or("/", |t| t.path);
     let trimmed = path.trim_start_matches('/');
-    &path[path.len() - trimmed.len() - 1..]
+    match path.len() - trimmed.len() {
+        0 => "/",
+        slashes => &path[slashes - 1..],
+    }
 }
