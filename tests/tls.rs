@@ -1081,3 +1081,74 @@ fn a_tls_port_at_its_connection_limit_closes_without_plaintext() {
     assert!(got.is_empty(), "{got:?}");
     drop(held);
 }
+
+/// Review finding (issue 13): rustls resumes a session for any vhost
+/// whose SNI matches, with the client certificate (or none) of its first
+/// handshake. A session from a public vhost must not resume on a vhost of
+/// the same name, on another port, that requires a client certificate.
+#[test]
+fn a_session_from_another_port_does_not_resume_past_mutual_tls() {
+    let p = pki();
+    let leaf = p.ca.server("a", &["a.test"], |_| {});
+    let public = tls_vhost("a.test", &leaf, &p.root);
+    let tls = TlsConfig::from_pem_files(&leaf.cert, &leaf.key).client_ca(&p.ca.path).require_client_cert(true);
+    let guarded = VhostInfo::new("a.test", SocketAddr::from(([127, 0, 0, 2], 0)))
+        .tls(tls)
+        .header("X-Site", "guarded")
+        .mount(files_mount("/", &p.root));
+    let context = warren::Context::new(ContextInfo::new().vhost(public).vhost(guarded)).expect("context");
+    let (open, closed) = (context.local_addr(0).expect("addr 0"), context.local_addr(1).expect("addr 1"));
+    assert_ne!(open, closed);
+    let handle = context.handle();
+    let thread = std::thread::spawn(move || context.run());
+    // One client, its session store shared by its connections.
+    let config = client_config(&ClientOpts { ca: Some(&p.ca.path), ..Default::default() });
+    for round in 0..2 {
+        let mut s = connect_with(open, "a.test", std::sync::Arc::clone(&config)).expect("public handshake");
+        s.write_all(get_req("a.test", "/index.html").as_bytes()).expect("write");
+        // Reading the response takes in the session tickets.
+        let r = Reader::new(s).response(false).expect("public response");
+        assert_eq!(r.status, 200, "round {round}");
+        let got = connect_with(closed, "a.test", std::sync::Arc::clone(&config)).and_then(|mut s| {
+            s.write_all(get_req("a.test", "/index.html").as_bytes())?;
+            Reader::new(s).response(false)
+        });
+        assert!(got.is_err(), "round {round}: the guarded vhost served a client without a certificate: {got:?}");
+    }
+    handle.stop();
+    thread.join().expect("service thread").expect("service loop");
+}
+
+/// Review finding (issue 13): a client certificate one vhost's CA
+/// verified is told only to that vhost. A request Host moves elsewhere
+/// is served without it (CGI: SSL_CLIENT_VERIFY=NONE); one Host moves
+/// into a vhost that verifies client certificates itself gets 421.
+#[test]
+fn a_client_certificate_is_told_only_to_the_vhost_that_verified_it() {
+    let p = pki();
+    let m = p.ca.server("m", &["m.example"], |_| {});
+    let plain = p.ca.server("p", &["p.example"], |_| {});
+    let alice = p.ca.client("alice", "alice");
+    let server = Server::start(
+        ContextInfo::new()
+            .vhost(mtls_vhost(&p, &m, false))
+            .vhost(tls_vhost("p.example", &plain, &p.root).mount(Mount::cgi("/env", cgi_dir().join("env.sh")))),
+    );
+    let with_cert = ClientOpts { ca: Some(&p.ca.path), cert: Some(&alice), ..Default::default() };
+    let env = |sni: &str, host: &str| {
+        let r = tls_request(server.addr, sni, &with_cert, &get_req(host, "/env/")).expect("request");
+        (r.status, r.text())
+    };
+    let (status, text) = env("m.example", "m.example");
+    assert_eq!(status, 200);
+    assert!(text.lines().any(|l| l == "SSL_CLIENT_VERIFY=SUCCESS"), "{text}");
+    // Verified by m's CA, asked of p: p is not told.
+    let (status, text) = env("m.example", "p.example");
+    assert_eq!(status, 200);
+    assert!(text.lines().any(|l| l == "SSL_CLIENT_VERIFY=NONE"), "{text}");
+    assert!(!text.contains("SSL_CLIENT_S_DN"), "{text}");
+    // A handshake for p (which asks no certificate) cannot reach m,
+    // which verifies certificates, even optional ones.
+    let (status, _) = env("p.example", "m.example");
+    assert_eq!(status, 421);
+}

@@ -384,6 +384,13 @@ fn established(c: &mut Core, env: &mut Env) -> Handshake {
     let State::Session(conn) = &link.state else { return Handshake::Done(None) };
     let session = Arc::new(TlsSession::of(conn, c.vhost));
     link.done = true;
+    // rustls verified the certificate of a full handshake; a resumed one
+    // carries what its first handshake had. A vhost's own session cache
+    // and ticket keys keep other vhosts' sessions out; this says so again.
+    let required = env.vhosts[c.vhost].tls.as_ref().is_some_and(|t| t.client_cert_required);
+    if required && session.client_cert.is_none() {
+        return fail(c, env, "a session without a client certificate on a vhost that requires one", None);
+    }
     if let Some(f) = env.vhosts[c.vhost].tls.as_ref().and_then(|t| t.on_event.as_ref()) {
         if !f(&TlsEvent::Established { peer: c.peer, session: &session }) {
             return Handshake::Failed(Close("closed by the TLS event callback".into()));

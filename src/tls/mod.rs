@@ -27,6 +27,7 @@
 mod certs;
 pub(crate) mod config;
 pub(crate) mod names;
+pub(crate) mod policy;
 pub(crate) mod server;
 mod session;
 

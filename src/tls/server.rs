@@ -13,9 +13,13 @@ use std::sync::{Arc, OnceLock};
 /// joins this list when it comes (`h2` before `http/1.1`).
 pub(crate) const ALPN_SPOKEN: &[&str] = &["http/1.1"];
 
-/// TLS 1.2 sessions remembered for resumption, for the whole process
-/// (about 100 bytes each).
+/// TLS 1.2 sessions remembered for resumption, shared by the vhosts that
+/// verify no client certificates (some hundred bytes each).
 const SESSION_CACHE: usize = 4096;
+
+/// Sessions remembered by each vhost that verifies client certificates
+/// (each holds the client's certificate chain, so fewer).
+const CLIENT_AUTH_SESSION_CACHE: usize = 256;
 
 /// A TLS vhost, ready to handshake.
 #[derive(Clone)]
@@ -26,6 +30,8 @@ pub(crate) struct VhostTls {
     pub(crate) slot: Option<Arc<CertSlot>>,
     /// Whether the vhost demands a verified client certificate.
     pub(crate) client_cert_required: bool,
+    /// Whether it verifies client certificates at all (it has a client CA).
+    pub(crate) client_auth: bool,
     pub(crate) on_event: Option<OnEvent>,
 }
 
@@ -44,9 +50,9 @@ fn session_cache() -> Arc<ServerSessionMemoryCache> {
     Arc::clone(CACHE.get_or_init(|| ServerSessionMemoryCache::new(SESSION_CACHE)))
 }
 
-/// The process's ticket keys (rotated every six hours by rustls), shared
-/// so a ticket from one vhost's handshake resumes on a later connection
-/// whichever way SNI picks (rustls checks the SNI still matches).
+/// The ticket keys (rotated every six hours by rustls) of the vhosts that
+/// verify no client certificates, shared: such a session carries nothing
+/// a vhost must check, and rustls resumes it only for the same SNI.
 fn ticketer() -> Result<Arc<dyn ProducesTickets>, String> {
     static TICKETER: OnceLock<Arc<dyn ProducesTickets>> = OnceLock::new();
     if let Some(t) = TICKETER.get() {
@@ -140,9 +146,22 @@ pub(crate) fn build(name: &str, t: &TlsConfig) -> Result<VhostTls, String> {
     }
     config.alpn_protocols = t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     config.ignore_client_order = t.server_order;
-    config.session_storage = session_cache();
-    if t.tickets {
-        config.ticketer = ticketer()?;
+    // A resumed session carries the client certificate of its first
+    // handshake (or none), and rustls checks only the SNI and suite when
+    // resuming: a vhost that verifies client certificates must not resume
+    // sessions another vhost made (the same name on another port, or no
+    // SNI at all), so it gets a cache and ticket keys of its own.
+    if t.client_ca.is_some() {
+        config.session_storage = ServerSessionMemoryCache::new(CLIENT_AUTH_SESSION_CACHE);
+        if t.tickets {
+            config.ticketer =
+                aws_lc_rs::Ticketer::new().map_err(|e| format!("cannot make session ticket keys: {e}"))?;
+        }
+    } else {
+        config.session_storage = session_cache();
+        if t.tickets {
+            config.ticketer = ticketer()?;
+        }
     }
     if let Some(f) = &t.customize {
         f(&mut config);
@@ -151,6 +170,7 @@ pub(crate) fn build(name: &str, t: &TlsConfig) -> Result<VhostTls, String> {
         config: Arc::new(config),
         slot,
         client_cert_required: t.client_cert_required,
+        client_auth: t.client_ca.is_some(),
         on_event: t.on_event.clone(),
     })
 }

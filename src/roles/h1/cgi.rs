@@ -139,7 +139,7 @@ impl H1 {
             headers: req.headers().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned())).collect(),
             // An interpreter mount (php-cgi): as Apache's Action does.
             redirect: program_mount.then(|| (200, req.path().to_string())),
-            extra: tls_vars(c).into_iter().chain(m.cgi.env.iter().cloned()).collect(),
+            extra: tls_vars(&req).into_iter().chain(m.cgi.env.iter().cloned()).collect(),
             path: m.cgi.path.clone(),
         };
         let cwd = target.program.parent().map_or_else(|| std::path::PathBuf::from("/"), |p| p.to_path_buf());
@@ -607,12 +607,13 @@ impl H1 {
 }
 
 /// mod_ssl's `SSL_*` variables for a program answering over TLS (set
-/// before the mount's own `cgi-env`, which may override them).
-fn tls_vars(c: &Core) -> Vec<(String, String)> {
+/// before the mount's own `cgi-env`, which may override them): what the
+/// request was told of its connection (`tls::policy::session_for`).
+fn tls_vars(req: &Request) -> Vec<(String, String)> {
     #[cfg(feature = "tls")]
-    if let Some(t) = &c.tls {
+    if let Some(t) = req.tls() {
         return t.cgi_vars();
     }
-    let _ = c;
+    let _ = req;
     Vec::new()
 }

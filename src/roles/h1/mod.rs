@@ -509,8 +509,6 @@ impl H1 {
     // ---- requests ---------------------------------------------------------
 
     fn on_request(&mut self, c: &mut Core, sh: &mut Env, #[allow(unused_mut)] mut req: Request) -> Result<(), Close> {
-        #[cfg(feature = "tls")]
-        req.set_tls(c.tls.clone());
         sh.handle.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
         self.tx = TxInfo {
             version: req.version(),
@@ -532,8 +530,11 @@ impl H1 {
         // VH-3: without a Host, a TLS connection stays on the vhost its
         // SNI picked.
         #[cfg(feature = "tls")]
-        if let (None, Some(t)) = (req.host(), &c.tls) {
-            c.vhost = t.vhost;
+        if let Some(t) = &c.tls {
+            if req.host().is_none() {
+                c.vhost = t.vhost;
+            }
+            req.set_tls(Some(crate::tls::policy::session_for(t, c.vhost)));
         }
         if sh.live[c.vhost].access_log.is_some() {
             let entry = crate::access_log::Entry {
@@ -614,70 +615,47 @@ impl H1 {
         Ok(())
     }
 
-    /// Answers what TLS decides before any mount. A plaintext client on
-    /// a TLS port (RAW-4) gets plain HTTP only from a vhost that has
-    /// `allow-http-on-https` itself and demands no client certificate;
-    /// otherwise a 301 to https (REDIR-3) where its vhost or the port has
-    /// `redirect-http`, else 421: no vhost is reached in plaintext unless
-    /// it says so. A TLS request whose
-    /// Host moves it to a vhost demanding a client certificate this
-    /// connection's handshake did not verify gets 421 too, so no request
-    /// gets past mutual TLS by naming one vhost in SNI and another in Host.
+    /// Answers what TLS decides before any mount (`tls::policy::admit`):
+    /// a plaintext request on a TLS port the vhost its Host names does not
+    /// serve in plaintext (301 to https, REDIR-3, or 421), and a TLS request
+    /// Host moves into a vhost whose CA did not verify its handshake (421,
+    /// answered by the handshake's vhost, nothing of the other's given).
     #[cfg(feature = "tls")]
     fn tls_refusal(&mut self, c: &mut Core, sh: &mut Env, req: &Request) -> Result<bool, Close> {
-        use crate::tls::PlainOnTls;
-        if c.plain_on_tls {
-            let v = &sh.vhosts[c.vhost];
-            let demands = v.tls.as_ref().is_some_and(|t| t.client_cert_required);
-            // A redirect to https gives nothing away: the port's mode
-            // (its first vhost's) may ask for it for every vhost.
-            let port_mode = sh.listeners[c.listener].first().map(|&f| sh.vhosts[f].plain_on_tls);
-            let redirect = v.plain_on_tls == PlainOnTls::Redirect || port_mode == Some(PlainOnTls::Redirect);
-            match (v.plain_on_tls, demands, redirect) {
-                (PlainOnTls::Serve, false, _) => return Ok(false),
-                (_, _, true) => {
-                    // REDIR-3: a Host missing or longer than 128 closes.
-                    let Some(host) = req.host().filter(|h| h.len() <= 128 && crate::vhost::plain_host(h)) else {
-                        return Err(Close("plaintext request on a TLS port without a usable Host".into()));
-                    };
-                    let mut location = format!("https://{host}{}", raw_path(req));
-                    if let Some(q) = req.query() {
-                        location.push('?');
-                        location.push_str(q);
-                    }
-                    self.skip_body(req);
-                    self.send_simple(c, sh, 301, &[("Location", &location), ("Content-Type", "text/html")], false);
-                }
-                _ => {
-                    log::info!(
-                        "{}: plaintext request on a TLS port for vhost {:?}, which serves only TLS; 421",
-                        c.peer,
-                        v.name
-                    );
-                    self.skip_body(req);
-                    self.send_simple(c, sh, 421, &[], true);
-                }
-            }
-            return Ok(true);
+        use crate::tls::policy::{admit, Admit};
+        if c.tls.is_none() && !c.plain_on_tls {
+            return Ok(false);
         }
-        if let Some(t) = &c.tls {
-            let demands = sh.vhosts[c.vhost].tls.as_ref().is_some_and(|v| v.client_cert_required);
-            if c.vhost != t.vhost && demands {
+        let port_first = sh.listeners[c.listener].first().copied().unwrap_or(c.vhost);
+        match admit(&sh.vhosts, port_first, c.vhost, c.tls.as_deref()) {
+            Admit::Serve => return Ok(false),
+            Admit::Redirect => {
+                // REDIR-3: a Host missing or longer than 128 closes.
+                let Some(host) = req.host().filter(|h| h.len() <= 128 && crate::vhost::plain_host(h)) else {
+                    return Err(Close("plaintext request on a TLS port without a usable Host".into()));
+                };
+                let mut location = format!("https://{host}{}", raw_path(req));
+                if let Some(q) = req.query() {
+                    location.push('?');
+                    location.push_str(q);
+                }
+                self.skip_body(req);
+                self.send_simple(c, sh, 301, &[("Location", &location), ("Content-Type", "text/html")], false);
+            }
+            Admit::Misdirected { vhost } => {
                 log::info!(
-                    "{}: Host {:?} names a vhost demanding a client certificate; the handshake was for {:?}; 421",
+                    "{}: Host {:?} names vhost {:?}, which does not serve this connection ({}); 421",
                     c.peer,
-                    req.host().unwrap_or(""),
-                    t.sni.as_deref().unwrap_or("")
+                    crate::access_log::log_safe(req.host().unwrap_or(""), 128),
+                    sh.vhosts[c.vhost].name,
+                    if c.plain_on_tls { "plaintext" } else { "its handshake was for another vhost" },
                 );
-                // Answered by the vhost the handshake was for: nothing
-                // of the other one (not even its headers) is given.
-                c.vhost = t.vhost;
+                c.vhost = vhost;
                 self.skip_body(req);
                 self.send_simple(c, sh, 421, &[], true);
-                return Ok(true);
             }
         }
-        Ok(false)
+        Ok(true)
     }
 
     /// A request body nobody will read: rather than read and drop an
