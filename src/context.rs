@@ -491,8 +491,10 @@ impl ContextHandle {
                 "no TLS vhost called {vhost:?} serves a certificate from files"
             )));
         }
+        // Read once, then swapped into every slot: all or none.
+        let certified = crate::tls::server::load(cert, key).map_err(crate::Error::invalid_input)?;
         for slot in slots {
-            crate::tls::server::reload(&slot, cert, key).map_err(crate::Error::invalid_input)?;
+            slot.replace(Arc::clone(&certified));
         }
         Ok(())
     }

@@ -103,8 +103,20 @@ impl Out {
             self.pending.extend_from_slice(&data[done..]);
             self.pending_off = 0;
             self.writable = false;
+        } else {
+            self.blocked_if_held(done > 0);
         }
         Ok(())
+    }
+
+    /// The transport took everything but holds records of it (TLS): it
+    /// does so only after the socket said `WouldBlock`, so the socket is
+    /// full until the next WRITABLE edge, and a write now would only hear
+    /// that again.
+    fn blocked_if_held(&mut self, moved: bool) {
+        if self.sock.wants_write() {
+            self.blocked(moved);
+        }
     }
 
     /// Like [`Out::write`] for `head` followed by `body`, sent with one
@@ -145,6 +157,8 @@ impl Out {
             }
             self.pending_off = 0;
             self.writable = false;
+        } else {
+            self.blocked_if_held(done > 0);
         }
         Ok(())
     }
@@ -199,6 +213,7 @@ impl Out {
         // Free the buffer: an idle connection owns none.
         self.pending = Vec::new();
         self.pending_off = 0;
+        self.blocked_if_held(moved);
         Ok(moved)
     }
 

@@ -33,9 +33,6 @@ use std::sync::Arc;
 /// whole.
 const SEND_LIMIT: usize = 64 * 1024 + 4 * 64;
 
-/// The first byte of a TLS record carrying a handshake message.
-const TLS_HANDSHAKE: u8 = 0x16;
-
 enum State {
     /// Accepted; nothing read yet.
     New,
@@ -66,6 +63,10 @@ pub(crate) struct TlsLink {
     done: bool,
     /// The vhost's event callback, told of errors after the handshake.
     on_event: Option<OnEvent>,
+    /// Our side is shut down: records still in rustls then (a
+    /// close_notify the full socket did not take) are dropped, not sent
+    /// into a half-closed socket.
+    shut: bool,
 }
 
 impl std::fmt::Debug for TlsLink {
@@ -77,7 +78,7 @@ impl std::fmt::Debug for TlsLink {
 impl TlsLink {
     /// A connection accepted on a TLS listener.
     pub(crate) fn new(stream: TcpStream) -> TlsLink {
-        TlsLink { tcp: PlainTcp(stream), state: State::New, done: false, on_event: None }
+        TlsLink { tcp: PlainTcp(stream), state: State::New, done: false, on_event: None, shut: false }
     }
 
     /// Whether the handshake is still to finish.
@@ -115,7 +116,7 @@ impl Drop for TlsLink {
     /// and not a truncation. Best effort, one non-blocking write; rustls
     /// sends nothing after a fatal alert or a close_notify already sent.
     fn drop(&mut self) {
-        if let (true, State::Session(conn)) = (self.done, &mut self.state) {
+        if let (true, false, State::Session(conn)) = (self.done, self.shut, &mut self.state) {
             conn.send_close_notify();
             if conn.wants_write() {
                 let _ = conn.write_tls(&mut self.tcp.0);
@@ -159,7 +160,12 @@ impl Transport for TlsLink {
     }
 
     fn send(&mut self, data: &[u8], more: bool) -> io::Result<usize> {
-        let State::Session(_) = &self.state else { return self.tcp.send(data, more) };
+        match self.state {
+            State::Plain => return self.tcp.send(data, more),
+            State::Session(_) if self.done => {}
+            // No plaintext goes out before the handshake is done.
+            _ => return Err(io::ErrorKind::NotConnected.into()),
+        }
         // Records made before go first; while they wait, nothing more is
         // taken.
         self.push()?;
@@ -170,7 +176,11 @@ impl Transport for TlsLink {
     }
 
     fn send2(&mut self, a: &[u8], b: &[u8]) -> io::Result<usize> {
-        let State::Session(_) = &self.state else { return self.tcp.send2(a, b) };
+        match self.state {
+            State::Plain => return self.tcp.send2(a, b),
+            State::Session(_) if self.done => {}
+            _ => return Err(io::ErrorKind::NotConnected.into()),
+        }
         self.push()?;
         let State::Session(conn) = &mut self.state else { return Ok(0) };
         let n = conn.writer().write_vectored(&[io::IoSlice::new(a), io::IoSlice::new(b)])?;
@@ -186,7 +196,7 @@ impl Transport for TlsLink {
     }
 
     fn wants_write(&self) -> bool {
-        matches!(&self.state, State::Session(conn) if conn.wants_write())
+        !self.shut && matches!(&self.state, State::Session(conn) if conn.wants_write())
     }
 
     fn write_pending(&mut self) -> io::Result<usize> {
@@ -208,6 +218,7 @@ impl Transport for TlsLink {
             // Best effort: a full socket gets the TCP FIN alone.
             let _ = conn.write_tls(&mut self.tcp.0);
         }
+        self.shut = true;
         self.tcp.shutdown_write()
     }
 
@@ -313,7 +324,9 @@ fn first_read(c: &mut Core, env: &mut Env, rx: &mut [u8]) -> Option<Handshake> {
         Err(e) => return Some(Handshake::Failed(e.into())),
     };
     let first = &rx[..n];
-    if first[0] != TLS_HANDSHAKE {
+    // RAW-4: a first byte of 0x20 or more is no TLS record type (those
+    // are 0x14 to 0x18): a plaintext client. Below it, rustls judges.
+    if first[0] >= 0x20 {
         return Some(not_tls(c, env, first));
     }
     link.state = State::Hello(Box::default());

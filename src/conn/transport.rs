@@ -92,8 +92,8 @@ pub(crate) enum Link {
     /// TLS (boxed: a rustls session is some hundreds of bytes).
     #[cfg(feature = "tls")]
     Tls(Box<super::tls::TlsLink>),
-    /// Another transport (TLS, its first user, comes with the TLS issue),
-    /// behind a thin pointer so a plain connection pays nothing for it.
+    /// Any other transport (none yet: QUIC streams or a user's own may
+    /// come), behind a thin pointer so a plain connection pays nothing.
     #[allow(dead_code, clippy::redundant_allocation)]
     Boxed(Box<Box<dyn Transport>>),
 }

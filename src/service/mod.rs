@@ -76,6 +76,8 @@ pub(crate) struct Service {
     /// Bound address of each listener, and the address it was asked for.
     addrs: Vec<SocketAddr>,
     wanted: Vec<SocketAddr>,
+    /// Whether each listener speaks TLS.
+    listener_tls: Vec<bool>,
     vhost_listener: Vec<usize>,
     max_conns: usize,
     open_conns: usize,
@@ -147,6 +149,7 @@ impl Service {
             protocol_timers: Vec::new(),
             addrs: Vec::new(),
             wanted: Vec::new(),
+            listener_tls: Vec::new(),
             vhost_listener: Vec::new(),
             max_conns,
             open_conns: 0,
@@ -173,12 +176,23 @@ impl Service {
         let li = match self.wanted.iter().position(|a| *a == v.listen) {
             Some(li) => {
                 let first = &self.sh.vhosts[self.sh.listeners[li][0]];
-                if self.listener_tls(li) != tls {
+                if self.listener_tls[li] != tls {
                     return Err(crate::Error::invalid_input(format!(
                         "vhost {:?} shares {} with vhost {:?}, and only one of them has TLS: the vhosts \
                          of a port all speak TLS or none does",
                         v.name, v.listen, first.name
                     )));
+                }
+                #[cfg(feature = "tls")]
+                if v.plain_on_tls != crate::tls::PlainOnTls::Drop && first.plain_on_tls == crate::tls::PlainOnTls::Drop
+                {
+                    log::warn!(
+                        "vhost {:?}: its plaintext setting (allow-non-tls) has no effect: the first vhost of {}, \
+                         {:?}, drops plaintext clients before any request names a vhost",
+                        v.name,
+                        v.listen,
+                        first.name
+                    );
                 }
                 li
             }
@@ -192,6 +206,7 @@ impl Service {
                 self.addrs.push(sock.local_addr()?);
                 entry.insert(Wsi::Listen(Listen { sock, index, tls, forced: false }));
                 self.wanted.push(v.listen);
+                self.listener_tls.push(tls);
                 self.sh.listeners.push(Vec::new());
                 index
             }
@@ -231,11 +246,6 @@ impl Service {
             }
             let _ = reply.send(result);
         }
-    }
-
-    /// Whether listener `li` speaks TLS.
-    fn listener_tls(&self, li: usize) -> bool {
-        self.wsis.iter().any(|(_, w)| matches!(w, Wsi::Listen(l) if l.index == li && l.tls))
     }
 
     pub(crate) fn local_addr(&self, vhost: usize) -> Option<SocketAddr> {

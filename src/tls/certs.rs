@@ -139,13 +139,13 @@ pub(crate) struct CertSlot {
 }
 
 impl CertSlot {
-    pub(crate) fn new(key: CertifiedKey) -> CertSlot {
-        CertSlot { key: RwLock::new(Arc::new(key)) }
+    pub(crate) fn new(key: Arc<CertifiedKey>) -> CertSlot {
+        CertSlot { key: RwLock::new(key) }
     }
 
     /// Puts `key` in place of the certificate served until now.
-    pub(crate) fn replace(&self, key: CertifiedKey) {
-        *self.key.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
+    pub(crate) fn replace(&self, key: Arc<CertifiedKey>) {
+        *self.key.write().unwrap_or_else(|e| e.into_inner()) = key;
     }
 }
 

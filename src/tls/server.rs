@@ -133,7 +133,7 @@ pub(crate) fn build(name: &str, t: &TlsConfig) -> Result<VhostTls, String> {
                     cert.display()
                 );
             }
-            let slot = Arc::new(CertSlot::new(certified));
+            let slot = Arc::new(CertSlot::new(Arc::new(certified)));
             (Arc::clone(&slot) as Arc<dyn ResolvesServerCert>, Some(slot))
         }
         CertSource::Resolver(r) => (Arc::clone(r), None),
@@ -175,11 +175,10 @@ pub(crate) fn build(name: &str, t: &TlsConfig) -> Result<VhostTls, String> {
     })
 }
 
-/// Reads `cert` and `key` as [`build`] does and puts them in `slot`.
-pub(crate) fn reload(slot: &CertSlot, cert: &Path, key: &Path) -> Result<(), String> {
-    let certified = certs::load_certified_key(cert, key, &aws_lc_rs::default_provider())?;
-    slot.replace(certified);
-    Ok(())
+/// Reads and checks `cert` and `key` as [`build`] does, for
+/// [`CertSlot::replace`].
+pub(crate) fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+    certs::load_certified_key(cert, key, &aws_lc_rs::default_provider()).map(Arc::new)
 }
 
 /// Checks a certificate and key pair as [`build`] would (for the
