@@ -713,21 +713,23 @@ fn bad_certificates_and_keys_are_config_errors_naming_file_key_and_fault() {
     let keys = |cert: &Path, key: &Path| {
         format!(r#""host-ssl-cert": "{}", "host-ssl-key": "{}""#, cert.display(), key.display())
     };
-    let cases: Vec<(String, String, &str)> = vec![
-        (keys(&expired.cert, &expired.key), expired.cert.display().to_string(), "expired"),
-        (keys(&good.cert, &other.key), other.key.display().to_string(), "does not belong to the certificate"),
-        (keys(&missing, &good.key), missing.display().to_string(), "cannot read the certificate"),
-        (keys(&dir_path, &good.key), dir_path.display().to_string(), "not a regular file"),
-        (keys(&der, &good.key), der.display().to_string(), "not PEM"),
-        (keys(&good.key, &good.key), good.key.display().to_string(), "no \"BEGIN CERTIFICATE\" block"),
-        (keys(&good.cert, &good.cert), good.cert.display().to_string(), "no private key"),
+    // (keys, the file at fault, what is wrong, the key at fault)
+    let (cert_key, key_key) = ("vhosts[0].host-ssl-cert", "vhosts[0].host-ssl-key");
+    let cases: Vec<(String, String, &str, &str)> = vec![
+        (keys(&expired.cert, &expired.key), expired.cert.display().to_string(), "expired", cert_key),
+        (keys(&good.cert, &other.key), other.key.display().to_string(), "does not belong to the certificate", key_key),
+        (keys(&missing, &good.key), missing.display().to_string(), "cannot read the certificate", cert_key),
+        (keys(&dir_path, &good.key), dir_path.display().to_string(), "not a regular file", cert_key),
+        (keys(&der, &good.key), der.display().to_string(), "not PEM", cert_key),
+        (keys(&good.key, &good.key), good.key.display().to_string(), "no \"BEGIN CERTIFICATE\" block", cert_key),
+        (keys(&good.cert, &good.cert), good.cert.display().to_string(), "no private key", key_key),
     ];
-    for (k, file, what) in &cases {
+    for (k, file, what, at) in &cases {
         let cfg = config_dir(p.dir(), true, &p.root, k);
         let err = load_err(&cfg);
         let conf = cfg.join("conf.d/site").display().to_string();
         assert!(err.starts_with(&conf), "does not name the config file: {err}");
-        assert!(err.contains("vhosts[0].host-ssl-cert"), "does not name the key: {err}");
+        assert!(err.contains(at), "does not name the key {at}: {err}");
         assert!(err.contains(file.as_str()), "does not name {file}: {err}");
         assert!(err.contains(what), "does not say {what:?}: {err}");
     }

@@ -101,6 +101,13 @@ pub(crate) fn covers(names: &[String], name: &str) -> bool {
     })
 }
 
+/// Reads and checks a certificate chain alone: readable, PEM, its first
+/// certificate X.509 and valid now.
+pub(crate) fn check_chain(cert: &Path) -> Result<(), String> {
+    let chain = load_chain(cert)?;
+    check_validity(cert, &chain[0])
+}
+
 /// Reads and checks a certificate chain and its key: readable, PEM, the
 /// certificate valid now, the key of a kind the provider signs with, and
 /// the key matching the certificate. Every error names the file.

@@ -15,8 +15,9 @@ struct Suite {
     tags: &'static [&'static str],
 }
 
-const TLS12_TAGS_ECDSA_GCM: &[&str] = &["ECDHE", "EECDH", "kECDHE", "kEECDH", "ECDSA", "aECDSA", "AESGCM", "AES"];
-const TLS12_TAGS_RSA_GCM: &[&str] = &["ECDHE", "EECDH", "kECDHE", "kEECDH", "RSA", "aRSA", "AESGCM", "AES"];
+// The OpenSSL keywords each suite answers to. `ECDH`/`kECDH` are
+// OpenSSL's aliases for ECDHE key exchange since 1.1.
+const ECDHE: [&str; 6] = ["ECDHE", "EECDH", "kECDHE", "kEECDH", "ECDH", "kECDH"];
 
 fn tls12() -> [Suite; 6] {
     [
@@ -24,37 +25,51 @@ fn tls12() -> [Suite; 6] {
             openssl: "ECDHE-ECDSA-AES256-GCM-SHA384",
             iana: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
             suite: cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            tags: TLS12_TAGS_ECDSA_GCM,
+            tags: &[
+                ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "ECDSA", "aECDSA", "AESGCM", "AES",
+                "AES256", "SHA384",
+            ],
         },
         Suite {
             openssl: "ECDHE-ECDSA-AES128-GCM-SHA256",
             iana: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
             suite: cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            tags: TLS12_TAGS_ECDSA_GCM,
+            tags: &[
+                ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "ECDSA", "aECDSA", "AESGCM", "AES",
+                "AES128", "SHA256",
+            ],
         },
         Suite {
             openssl: "ECDHE-ECDSA-CHACHA20-POLY1305",
             iana: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
             suite: cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-            tags: &["ECDHE", "EECDH", "kECDHE", "kEECDH", "ECDSA", "aECDSA", "CHACHA20"],
+            tags: &[
+                ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "ECDSA", "aECDSA", "CHACHA20", "SHA256",
+            ],
         },
         Suite {
             openssl: "ECDHE-RSA-AES256-GCM-SHA384",
             iana: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
             suite: cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-            tags: TLS12_TAGS_RSA_GCM,
+            tags: &[
+                ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "RSA", "aRSA", "AESGCM", "AES", "AES256",
+                "SHA384",
+            ],
         },
         Suite {
             openssl: "ECDHE-RSA-AES128-GCM-SHA256",
             iana: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
             suite: cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-            tags: TLS12_TAGS_RSA_GCM,
+            tags: &[
+                ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "RSA", "aRSA", "AESGCM", "AES", "AES128",
+                "SHA256",
+            ],
         },
         Suite {
             openssl: "ECDHE-RSA-CHACHA20-POLY1305",
             iana: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
             suite: cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-            tags: &["ECDHE", "EECDH", "kECDHE", "kEECDH", "RSA", "aRSA", "CHACHA20"],
+            tags: &[ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "RSA", "aRSA", "CHACHA20", "SHA256"],
         },
     ]
 }
@@ -110,7 +125,7 @@ pub(crate) fn default_tls12() -> Vec<SupportedCipherSuite> {
 }
 
 /// Keywords that select every suite here (all are strong).
-const ALL_WORDS: &[&str] = &["ALL", "DEFAULT", "HIGH", "SECURE", "TLSv1.2", "COMPLEMENTOFDEFAULT"];
+const ALL_WORDS: &[&str] = &["ALL", "DEFAULT", "HIGH", "SECURE", "TLSv1.2"];
 
 /// OpenSSL words that name only what rustls never has (or nothing at
 /// all): fine after `!`, and skipped with a warning otherwise.
@@ -182,17 +197,31 @@ pub(crate) struct CipherList {
     pub(crate) absent: Vec<String>,
 }
 
+/// What a cipher-list item does (OpenSSL's `ciphers(1)`).
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    /// `X`: add what X selects, at the end, unless there already.
+    Add,
+    /// `-X`: take it out (a later item may add it again).
+    Remove,
+    /// `!X`: take it out for good.
+    Kill,
+    /// `+X`: move what X selects that is in the list to its end.
+    MoveToEnd,
+}
+
 /// Parses a TLS 1.2 cipher list in OpenSSL's syntax.
 pub(crate) fn tls12_ciphers(list: &str) -> Result<CipherList, String> {
     let all = tls12();
     let mut chosen: Vec<usize> = Vec::new();
-    let mut removed: Vec<usize> = Vec::new();
+    let mut killed: Vec<usize> = Vec::new();
     let mut absent = Vec::new();
     for token in split_list(list) {
-        let (remove, body) = match token.as_bytes()[0] {
-            b'!' | b'-' => (true, &token[1..]),
-            b'+' => (false, &token[1..]),
-            _ => (false, token),
+        let (op, body) = match token.as_bytes()[0] {
+            b'!' => (Op::Kill, &token[1..]),
+            b'-' => (Op::Remove, &token[1..]),
+            b'+' => (Op::MoveToEnd, &token[1..]),
+            _ => (Op::Add, token),
         };
         if body.starts_with('@') {
             // @STRENGTH, @SECLEVEL=n: orderings and levels; nothing here.
@@ -221,21 +250,29 @@ pub(crate) fn tls12_ciphers(list: &str) -> Result<CipherList, String> {
             });
         }
         let set = set.unwrap_or_default();
-        if remove {
-            removed.extend(&set);
-        } else {
-            if set.is_empty() && names_absent {
-                absent.push(body.to_string());
+        match op {
+            Op::Kill => {
+                killed.extend(&set);
+                chosen.retain(|i| !set.contains(i));
             }
-            for i in set {
-                if !chosen.contains(&i) {
-                    chosen.push(i);
+            Op::Remove => chosen.retain(|i| !set.contains(i)),
+            Op::MoveToEnd => {
+                let (moved, kept): (Vec<usize>, Vec<usize>) = chosen.iter().partition(|i| set.contains(i));
+                chosen = kept.into_iter().chain(moved).collect();
+            }
+            Op::Add => {
+                if set.is_empty() && names_absent {
+                    absent.push(body.to_string());
+                }
+                for i in set {
+                    if !chosen.contains(&i) && !killed.contains(&i) {
+                        chosen.push(i);
+                    }
                 }
             }
         }
     }
-    let suites: Vec<SupportedCipherSuite> =
-        chosen.into_iter().filter(|i| !removed.contains(i)).map(|i| all[i].suite).collect();
+    let suites: Vec<SupportedCipherSuite> = chosen.into_iter().map(|i| all[i].suite).collect();
     if suites.is_empty() {
         return Err(format!(
             "{list:?} leaves no TLS 1.2 suite rustls has (it has only ECDHE with AES-GCM or ChaCha20-Poly1305: {})",
@@ -333,6 +370,20 @@ mod tests {
         assert!(tls12_ciphers("TLS_AES_128_GCM_SHA256").is_err(), "a 1.3 suite in the 1.2 list");
         assert_eq!(tls13_ciphers("TLS_CHACHA20_POLY1305_SHA256").map(|v| v.len()), Ok(1));
         assert!(tls13_ciphers("TLS_AES_128_CCM_SHA256").is_err());
+        // A list often copied from guides: AES256 and EDH are keywords
+        // (the DHE ones select nothing rustls has).
+        let l = tls12_ciphers("EECDH+AESGCM:EDH+AESGCM:AES256+EECDH:AES256+EDH").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.suites.len(), 4, "{:?}", names(&l));
+        // `-` takes out until a later item adds back; `!` for good; `+`
+        // moves to the end.
+        let l = tls12_ciphers("HIGH:-aRSA:ECDHE-RSA-AES128-GCM-SHA256").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(names(&l).last(), Some(&"ECDHE-RSA-AES128-GCM-SHA256"));
+        assert_eq!(l.suites.len(), 4);
+        let l = tls12_ciphers("HIGH:!aRSA:ECDHE-RSA-AES128-GCM-SHA256").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.suites.len(), 3);
+        let l = tls12_ciphers("HIGH:+CHACHA20").unwrap_or_else(|e| panic!("{e}"));
+        assert!(names(&l)[4..].iter().all(|n| n.contains("CHACHA20")), "{:?}", names(&l));
+        assert!(tls12_ciphers("HIGH:SHA256:ECDH:AES128").is_ok());
         assert_eq!(groups("X25519:prime256v1").map(|g| g.len()), Ok(2));
         let first = |v: Vec<SupportedCipherSuite>| v.first().map(|s| openssl_name(*s));
         assert_eq!(first(default_tls13()), Some("TLS_AES_128_GCM_SHA256"));

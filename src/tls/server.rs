@@ -181,10 +181,13 @@ pub(crate) fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::Certifie
     certs::load_certified_key(cert, key, &aws_lc_rs::default_provider()).map(Arc::new)
 }
 
-/// Checks a certificate and key pair as [`build`] would (for the
-/// configuration, which names the file and key at fault).
-pub(crate) fn check_files(cert: &Path, key: &Path) -> Result<(), String> {
-    certs::load_certified_key(cert, key, &aws_lc_rs::default_provider()).map(drop)
+/// Checks a certificate and key pair as [`build`] would, for the
+/// configuration, which names the key at fault: `Err((false, why))` is
+/// about the certificate file, `Err((true, why))` about the key (its
+/// file, or its not matching the certificate).
+pub(crate) fn check_files(cert: &Path, key: &Path) -> Result<(), (bool, String)> {
+    certs::check_chain(cert).map_err(|e| (false, e))?;
+    certs::load_certified_key(cert, key, &aws_lc_rs::default_provider()).map(drop).map_err(|e| (true, e))
 }
 
 /// Checks a client CA file.
