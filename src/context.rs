@@ -113,6 +113,10 @@ pub struct VhostInfo {
     pub(crate) ws_deflate: bool,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::TlsConfig>,
+    /// Its TLS built already (by `ContextHandle::add_vhost`, on the
+    /// caller's thread: reading certificate files is no work for the loop).
+    #[cfg(feature = "tls")]
+    pub(crate) built_tls: Option<crate::tls::VhostTls>,
     #[cfg(feature = "tls")]
     pub(crate) plain_on_tls: crate::tls::PlainOnTls,
     #[cfg(feature = "tls")]
@@ -140,6 +144,8 @@ impl VhostInfo {
             ws_deflate: true,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
+            built_tls: None,
             #[cfg(feature = "tls")]
             plain_on_tls: crate::tls::PlainOnTls::Drop,
             #[cfg(feature = "tls")]
@@ -459,6 +465,17 @@ impl ContextHandle {
     /// refusal is an [`Error`](crate::Error) as from [`Context::new`].
     pub fn add_vhost(&self, vhost: VhostInfo) -> std::sync::mpsc::Receiver<crate::Result<SocketAddr>> {
         let (tx, rx) = std::sync::mpsc::channel();
+        // Certificates are read and checked here, on the caller's thread,
+        // not on the loop's.
+        #[cfg(feature = "tls")]
+        let vhost = match vhost.tls.as_ref().map(|t| crate::tls::server::build(&vhost.name, t)) {
+            Some(Err(why)) => {
+                let _ = tx.send(Err(crate::Error::invalid_input(format!("vhost {:?}: TLS: {why}", vhost.name))));
+                return rx;
+            }
+            Some(Ok(built)) => VhostInfo { built_tls: Some(built), ..vhost },
+            None => vhost,
+        };
         self.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner()).push((vhost, tx));
         self.wake();
         rx

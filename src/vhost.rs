@@ -94,14 +94,20 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
         #[cfg(feature = "tls")]
         tls,
         #[cfg(feature = "tls")]
+        built_tls,
+        #[cfg(feature = "tls")]
         plain_on_tls,
         #[cfg(feature = "tls")]
         sts,
     } = v;
     #[cfg(feature = "tls")]
-    let tls = match tls.as_ref().map(|t| crate::tls::server::build(&name, t)).transpose() {
-        Ok(t) => t,
-        Err(why) => return Err(crate::Error::invalid_input(format!("vhost {name:?}: TLS: {why}"))),
+    let tls = match (built_tls, &tls) {
+        (Some(built), _) => Some(built),
+        (None, Some(t)) => match crate::tls::server::build(&name, t) {
+            Ok(built) => Some(built),
+            Err(why) => return Err(crate::Error::invalid_input(format!("vhost {name:?}: TLS: {why}"))),
+        },
+        (None, None) => None,
     };
     let mut live_mounts = Vec::with_capacity(mounts.len());
     for m in mounts.iter_mut() {

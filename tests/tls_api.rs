@@ -309,3 +309,32 @@ fn rsa_ecdsa_and_ed25519_keys_in_every_pem_form_and_the_group_list() {
     let group = conn.negotiated_key_exchange_group().map(|g| g.name());
     assert_eq!(group, Some(rustls::NamedGroup::secp384r1));
 }
+
+/// A TLS vhost added while serving (`ContextHandle::add_vhost`): its
+/// certificate is read on the caller's thread, so a bad one is refused
+/// there, and a good one serves on its new port.
+#[test]
+fn a_tls_vhost_added_while_serving() {
+    let dir = site();
+    let (ca, chain, key) = issue(&["a.test"]);
+    let files = tempfile::tempdir().expect("tempdir");
+    let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
+    write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path()))));
+    let wait = Duration::from_secs(20);
+    let bad = vhost().tls(TlsConfig::from_pem_files(&key_path, &key_path)).mount(files_mount("/", dir.path()));
+    let refused = server.handle.add_vhost(bad).recv_timeout(wait).expect("an answer");
+    let e = refused.expect_err("a key given as the certificate");
+    assert!(e.to_string().contains("BEGIN CERTIFICATE"), "{e}");
+    let good = warren::VhostInfo::new("a.test", "127.0.0.2:0".parse().expect("addr"))
+        .tls(TlsConfig::from_pem_files(&cert_path, &key_path))
+        .mount(files_mount("/", dir.path()));
+    let addr = server.handle.add_vhost(good).recv_timeout(wait).expect("an answer").expect("added");
+    let mut sock = TcpStream::connect(addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let name = ServerName::try_from("a.test").expect("name");
+    let mut conn = rustls::ClientConnection::new(client(&ca, &["http/1.1"]), name).expect("client");
+    let text = get(&mut conn, &mut sock, "/index.html").expect("response");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
