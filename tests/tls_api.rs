@@ -148,10 +148,7 @@ fn a_resolver_of_the_users_picks_the_certificate() {
 fn the_event_callback_hears_of_handshakes_and_can_refuse_them() {
     let dir = site();
     let (ca, chain, key) = issue(&["a.test"]);
-    let files = tempfile::tempdir().expect("tempdir");
-    let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
-    write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
-    write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+    let (_files, cert_path, key_path) = pem_files(&chain, &key);
     let established = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let (e, f) = (Arc::clone(&established), Arc::clone(&failures));
@@ -192,10 +189,7 @@ fn the_event_callback_hears_of_handshakes_and_can_refuse_them() {
 fn customize_has_the_last_word_on_the_rustls_configuration() {
     let dir = site();
     let (ca, chain, key) = issue(&["a.test"]);
-    let files = tempfile::tempdir().expect("tempdir");
-    let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
-    write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
-    write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+    let (_files, cert_path, key_path) = pem_files(&chain, &key);
     let tls = TlsConfig::from_pem_files(&cert_path, &key_path)
         .customize(|config| config.alpn_protocols = vec![b"x-custom".to_vec(), b"http/1.1".to_vec()]);
     let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path())).tls(tls)));
@@ -223,10 +217,7 @@ fn write_pem(path: &std::path::Path, label: &str, der: &[u8]) {
 fn sessions_resume_over_tls_1_3_and_1_2() {
     let dir = site();
     let (ca, chain, key) = issue(&["a.test"]);
-    let files = tempfile::tempdir().expect("tempdir");
-    let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
-    write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
-    write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+    let (_files, cert_path, key_path) = pem_files(&chain, &key);
     let resumed = Arc::new(Mutex::new(Vec::new()));
     let r = Arc::clone(&resumed);
     let tls = TlsConfig::from_pem_files(&cert_path, &key_path).on_event(move |event| {
@@ -264,10 +255,7 @@ fn rsa_ecdsa_and_ed25519_keys_in_every_pem_form_and_the_group_list() {
     ];
     for (name, alg, traditional) in cases {
         let (ca, chain, key) = issue_with(&["a.test"], alg);
-        let files = tempfile::tempdir().expect("tempdir");
-        let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
-        write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
-        write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+        let (files, cert_path, key_path) = pem_files(&chain, &key);
         let mut forms = vec![key_path.clone()];
         if traditional {
             // `openssl pkey -traditional`: "RSA PRIVATE KEY" or "EC PRIVATE KEY".
@@ -299,10 +287,7 @@ fn rsa_ecdsa_and_ed25519_keys_in_every_pem_form_and_the_group_list() {
     // The group list: P-384 alone is what the exchange uses, whatever the
     // client would have preferred.
     let (ca, chain, key) = issue(&["a.test"]);
-    let files = tempfile::tempdir().expect("tempdir");
-    let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
-    write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
-    write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+    let (_files, cert_path, key_path) = pem_files(&chain, &key);
     let tls = TlsConfig::from_pem_files(&cert_path, &key_path).groups("secp384r1");
     let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path())).tls(tls)));
     let (conn, _sock) = connect(&server, client(&ca, &["http/1.1"]), "a.test").expect("handshake");
@@ -317,10 +302,7 @@ fn rsa_ecdsa_and_ed25519_keys_in_every_pem_form_and_the_group_list() {
 fn a_tls_vhost_added_while_serving() {
     let dir = site();
     let (ca, chain, key) = issue(&["a.test"]);
-    let files = tempfile::tempdir().expect("tempdir");
-    let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
-    write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
-    write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+    let (_files, cert_path, key_path) = pem_files(&chain, &key);
     let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path()))));
     let wait = Duration::from_secs(20);
     let bad = vhost().tls(TlsConfig::from_pem_files(&key_path, &key_path)).mount(files_mount("/", dir.path()));
@@ -337,4 +319,17 @@ fn a_tls_vhost_added_while_serving() {
     let mut conn = rustls::ClientConnection::new(client(&ca, &["http/1.1"]), name).expect("client");
     let text = get(&mut conn, &mut sock, "/index.html").expect("response");
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+/// `chain`'s first certificate and `key` as PEM files in a new temporary
+/// directory: (the directory, the certificate's path, the key's).
+fn pem_files(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let files = tempfile::tempdir().expect("tempdir");
+    let (cert_path, key_path) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    write_pem(&cert_path, "CERTIFICATE", chain[0].as_ref());
+    write_pem(&key_path, "PRIVATE KEY", key.secret_der());
+    (files, cert_path, key_path)
 }
