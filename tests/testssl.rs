@@ -271,9 +271,21 @@ fn testssl_finds_no_weak_protocol_cipher_or_high_finding() {
         println!("{:<28} {:<8} {}", f.id, f.severity, f.finding);
     }
 
-    // The scan ran to its end.
-    let problems: Vec<&Finding> =
-        findings.iter().filter(|f| f.id == "scanProblem" || matches!(f.severity.as_str(), "FATAL" | "WARN")).collect();
+    // The scan ran to its end. One check is a race in testssl's client,
+    // not a finding: its ticket-resumption check runs `openssl s_client
+    // -sess_out </dev/null`, which leaves at the end of its input right
+    // after sending its Finished; rustls sends TLS 1.3 tickets when that
+    // Finished has arrived (OpenSSL servers send them with their own
+    // Finished, RFC 8446 §4.6.1 allows both), so on a busy machine the
+    // client is sometimes gone first, saves no session, and testssl says
+    // "connect problem". Resumption itself is tested in tls_api.rs
+    // (sessions_resume_over_tls_1_3_and_1_2).
+    let ticket_race = |f: &Finding| f.id == "sessionresumption_ticket" && f.finding.contains("connect problem");
+    let problems: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.id == "scanProblem" || matches!(f.severity.as_str(), "FATAL" | "WARN"))
+        .filter(|f| !ticket_race(f))
+        .collect();
     assert!(problems.is_empty(), "testssl reported scan problems: {problems:#?}\n{text}");
 
     // Protocols: nothing below TLS 1.2; 1.2 and 1.3 offered.
