@@ -333,3 +333,41 @@ fn pem_files(
     write_pem(&key_path, "PRIVATE KEY", key.secret_der());
     (files, cert_path, key_path)
 }
+
+/// Panics in user code on the TLS path (a certificate resolver, the event
+/// callback) cost that connection only: the server goes on serving.
+#[test]
+fn a_panic_in_a_resolver_or_event_callback_costs_one_connection() {
+    #[derive(Debug)]
+    struct Panicky(Arc<CertifiedKey>);
+    impl ResolvesServerCert for Panicky {
+        fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+            if hello.server_name() == Some("panic.test") {
+                panic!("resolver panics on purpose");
+            }
+            Some(Arc::clone(&self.0))
+        }
+    }
+    let dir = site();
+    let (ca, chain, key) = issue(&["a.test", "panic.test", "event.test"]);
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let certified = Arc::new(CertifiedKey::from_der(chain, key, &provider).expect("certified key"));
+    let tls = TlsConfig::from_resolver(Arc::new(Panicky(certified))).on_event(|event| {
+        if let TlsEvent::Established { session, .. } = event {
+            assert_ne!(session.sni.as_deref(), Some("event.test"), "event callback panics on purpose");
+        }
+        true
+    });
+    let server = Server::start(ContextInfo::new().vhost(vhost().mount(files_mount("/", dir.path())).tls(tls)));
+    for _ in 0..3 {
+        for name in ["panic.test", "event.test"] {
+            let got = connect(&server, client(&ca, &["http/1.1"]), name)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|(mut conn, mut sock)| get(&mut conn, &mut sock, "/index.html"));
+            assert!(!matches!(&got, Ok(t) if t.starts_with("HTTP/1.1 200")), "{name}: {got:?}");
+        }
+        let (mut conn, mut sock) = connect(&server, client(&ca, &["http/1.1"]), "a.test").expect("handshake");
+        let text = get(&mut conn, &mut sock, "/index.html").expect("response");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+}
