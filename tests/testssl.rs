@@ -18,22 +18,11 @@
 //! listing are left out to keep the run near a minute.
 #![cfg(feature = "tls")]
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const BIN: &str = env!("CARGO_BIN_EXE_warren");
-
-/// Kills and reaps the child when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
 
 /// testssl.sh as Debian installs it (`testssl`), or as upstream names it.
 fn testssl_bin() -> PathBuf {
@@ -47,21 +36,6 @@ fn testssl_bin() -> PathBuf {
     panic!("testssl.sh is not installed (apt-get install testssl.sh; scripts/test does)");
 }
 
-/// (year, month, day) of a day counted from 1970-01-01 (proleptic
-/// Gregorian calendar).
-fn civil(days: i64) -> (i32, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let y = (yoe + era * 400 + i64::from(m <= 2)) as i32;
-    (y, m, d)
-}
-
 /// Writes `ca.pem`, `cert.pem` and `key.pem` into `dir`: a CA and a
 /// certificate it signed for localhost and 127.0.0.1, both ECDSA P-256.
 fn make_certificates(dir: &Path) {
@@ -69,10 +43,11 @@ fn make_certificates(dir: &Path) {
         BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
         KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
     };
-    let today = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs() as i64 / 86_400;
+    // rcgen's dates convert from SystemTime.
     let date = |days: i64| {
-        let (y, m, d) = civil(days);
-        rcgen::date_time_ymd(y, m, d)
+        let now = SystemTime::now();
+        let by = Duration::from_secs(days.unsigned_abs() * 86_400);
+        if days < 0 { now - by } else { now + by }.into()
     };
 
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("CA key");
@@ -81,8 +56,8 @@ fn make_certificates(dir: &Path) {
     ca.distinguished_name.push(DnType::CommonName, "warren testssl CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.not_before = date(today - 1);
-    ca.not_after = date(today + 365);
+    ca.not_before = date(-1);
+    ca.not_after = date(365);
     let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
     let issuer = Issuer::new(ca, &ca_key);
 
@@ -94,8 +69,8 @@ fn make_certificates(dir: &Path) {
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     leaf.crl_distribution_points = vec![CrlDistributionPoint { uris: vec!["http://127.0.0.1:9/ca.crl".into()] }];
-    leaf.not_before = date(today - 1);
-    leaf.not_after = date(today + 200);
+    leaf.not_before = date(-1);
+    leaf.not_after = date(200);
     let cert = leaf.signed_by(&key, &issuer).expect("certificate");
 
     std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write ca.pem");
@@ -103,106 +78,18 @@ fn make_certificates(dir: &Path) {
     std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key.pem");
 }
 
-/// Starts warren on `--port 0` with the certificate and returns it with
-/// the port from its "serving ... on https://127.0.0.1:PORT/" line.
-fn start_warren(dir: &Path) -> (Running, u16) {
-    let mut child = Command::new(BIN)
-        .arg("--root")
-        .arg(dir.join("site"))
-        .arg("--tls-cert")
-        .arg(dir.join("cert.pem"))
-        .arg("--tls-key")
-        .arg(dir.join("key.pem"))
-        .args(["--bind", "127.0.0.1", "--port", "0", "--log-level", "info"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn warren");
-    let stderr = child.stderr.take().expect("stderr");
-    let running = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        // Read to the end, so that the child never blocks on a full pipe.
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let port =
-                line.split("https://127.0.0.1:").nth(1).and_then(|r| r.trim_end_matches('/').parse::<u16>().ok());
-            if let (Some(port), Some(t)) = (port, tx.as_ref()) {
-                let _ = t.send(port);
-                tx = None;
-            }
-        }
-    });
-    let port = rx.recv_timeout(Duration::from_secs(60)).expect("warren exited before serving https");
-    (running, port)
-}
-
-/// One finding of testssl's JSON file.
-#[derive(Debug)]
+/// One finding of testssl's JSON file (`--jsonfile`: an array of flat
+/// objects whose values are strings).
+#[derive(Debug, serde::Deserialize)]
 struct Finding {
     id: String,
     severity: String,
+    #[serde(default)]
     finding: String,
 }
 
-/// Reads a JSON string starting after its opening quote; returns it and
-/// the rest after the closing quote.
-fn json_string(s: &str) -> (String, &str) {
-    let mut out = String::new();
-    let mut chars = s.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return (out, &s[i + 1..]),
-            '\\' => match chars.next().map(|(_, e)| e) {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some('r') => out.push('\r'),
-                Some('u') => {
-                    let hex: String = (0..4).filter_map(|_| chars.next().map(|(_, h)| h)).collect();
-                    out.push(u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32).unwrap_or('?'));
-                }
-                Some(other) => out.push(other),
-                None => break,
-            },
-            c => out.push(c),
-        }
-    }
-    panic!("unterminated JSON string in testssl's output");
-}
-
-/// testssl's flat JSON (`--jsonfile`): an array of objects whose values
-/// are strings.
 fn parse_findings(json: &str) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    let mut rest = json.trim_start().strip_prefix('[').expect("testssl JSON is an array");
-    loop {
-        rest = rest.trim_start().trim_start_matches(',').trim_start();
-        if rest.starts_with(']') || rest.is_empty() {
-            break;
-        }
-        rest = rest.strip_prefix('{').expect("an object");
-        let mut f = Finding { id: String::new(), severity: String::new(), finding: String::new() };
-        loop {
-            rest = rest.trim_start().trim_start_matches(',').trim_start();
-            if let Some(r) = rest.strip_prefix('}') {
-                rest = r;
-                break;
-            }
-            let (key, r) = json_string(rest.strip_prefix('"').expect("a key"));
-            let r = r.trim_start().strip_prefix(':').expect("':'").trim_start();
-            let (value, r) = json_string(r.strip_prefix('"').expect("a string value"));
-            rest = r;
-            match key.as_str() {
-                "id" => f.id = value,
-                "severity" => f.severity = value,
-                "finding" => f.finding = value,
-                _ => {}
-            }
-        }
-        findings.push(f);
-    }
-    findings
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("testssl's JSON: {e}\n{json}"))
 }
 
 #[test]
@@ -212,7 +99,10 @@ fn testssl_finds_no_weak_protocol_cipher_or_high_finding() {
     make_certificates(dir.path());
     std::fs::create_dir(dir.path().join("site")).expect("site dir");
     std::fs::write(dir.path().join("site/index.html"), "<!doctype html><title>t</title><p>testssl\n").expect("index");
-    let (_warren, port) = start_warren(dir.path());
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let (site, cert, key) = (path("site"), path("cert.pem"), path("key.pem"));
+    let args = ["--root", &site, "--tls-cert", &cert, "--tls-key", &key, "--bind", "127.0.0.1"];
+    let (_warren, port, _log) = support::start_warren_logged(&args);
 
     let json = dir.path().join("testssl.json");
     let mut run = Command::new(&testssl)
@@ -330,15 +220,6 @@ fn testssl_finds_no_weak_protocol_cipher_or_high_finding() {
     if let Some(g) = findings.iter().find(|f| f.id == "overall_grade") {
         assert!(g.finding.starts_with('A'), "overall grade {g:?}");
     }
-}
-
-#[test]
-fn civil_dates() {
-    assert_eq!(civil(0), (1970, 1, 1));
-    assert_eq!(civil(59), (1970, 3, 1));
-    assert_eq!(civil(11_016), (2000, 2, 29));
-    assert_eq!(civil(19_723), (2024, 1, 1));
-    assert_eq!(civil(-1), (1969, 12, 31));
 }
 
 #[test]
