@@ -73,15 +73,20 @@ stop_servers_and_exit() {
 }
 
 # run_wrk SERVER PATH [HEADER]: one wrk run against PORT[SERVER] (client
-# pinned by PIN_C), its WRKRESULT line set as W_* variables, and the
-# server's CPU seconds during the run as W_cpu_s.
+# pinned by PIN_C) over WRK_SCHEME (http unless set: https), its
+# WRKRESULT line set as W_* variables, the server's CPU seconds during the
+# run as W_cpu_s, and wrk's own (user + system, from bash's `time`) as
+# W_ccpu_s.
 run_wrk() {
   local s=$1 path=$2 hdr=${3:-} line t0 t1
   local h=()
   [[ -n $hdr ]] && h=(-H "$hdr")
   t0=$(cpu_ticks "${PID[$s]}")
-  timeout $((SECS + 60)) "${PIN_C[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
-    "${h[@]}" -s "$T/report.lua" "http://127.0.0.1:${PORT[$s]}$path" > "$T/wrk.out" 2>&1 &
+  (
+    TIMEFORMAT='%3U %3S'
+    time timeout $((SECS + 60)) "${PIN_C[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
+      "${h[@]}" -s "$T/report.lua" "${WRK_SCHEME:-http}://127.0.0.1:${PORT[$s]}$path" > "$T/wrk.out" 2>&1
+  ) 2> "$T/wrk.time" &
   WRKPID=$!
   wait "$WRKPID" || true
   WRKPID=""
@@ -92,4 +97,10 @@ run_wrk() {
   eval "$(echo "${line#WRKRESULT }" | tr ' ' '\n' | sed 's/^/W_/')"
   # shellcheck disable=SC2034  # read by the scripts that source this
   W_cpu_s=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", t / hz}')
+  # shellcheck disable=SC2034
+  W_ccpu_s=$(client_cpu "$T/wrk.time")
 }
+
+# client_cpu FILE: the CPU seconds (user + system) bash's `time` wrote
+# to FILE for a client command and everything it waited for.
+client_cpu() { awk '{printf "%.3f", $1 + $2}' "$1"; }

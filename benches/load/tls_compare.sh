@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2154  # the W_* variables are set by eval in run_wrk_tls
+# shellcheck disable=SC2154  # the W_* variables are set by eval in lib.sh run_wrk
 # TLS load comparison: warren against Debian's nginx, on loopback only.
 #
 # One ECDSA P-256 key and self-signed certificate (openssl) serve both.
@@ -62,6 +62,8 @@ fi
 # --- tools ------------------------------------------------------------------
 # shellcheck source=benches/load/lib.sh
 source "$HERE/lib.sh"
+# run_wrk (lib.sh) speaks HTTPS here.
+WRK_SCHEME=https
 export PATH=$PATH:/usr/sbin:/sbin
 need_pkg python3 python3
 need_pkg wrk wrk
@@ -212,35 +214,7 @@ negotiated() {
     "$(sed -n 's/^Peer signature type: //p' <<<"$o" | head -1)"
 }
 
-# client_cpu FILE: the CPU seconds (user + system) bash's `time` wrote
-# to FILE for a client command and everything it waited for.
-client_cpu() { awk '{printf "%.3f", $1 + $2}' "$1"; }
 
-# run_wrk_tls SERVER PATH [HEADER]: one wrk run over HTTPS against
-# PORT[SERVER] (client pinned by PIN_C); its WRKRESULT line set as W_*
-# variables, the server's CPU seconds during the run as W_cpu_s, wrk's own
-# as W_ccpu_s.
-run_wrk_tls() {
-  local s=$1 path=$2 hdr=${3:-} line t0 t1
-  local h=()
-  [[ -n $hdr ]] && h=(-H "$hdr")
-  t0=$(cpu_ticks "${PID[$s]}")
-  (
-    TIMEFORMAT='%3U %3S'
-    time timeout $((SECS + 60)) "${PIN_C[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
-      "${h[@]}" -s "$T/report.lua" "https://127.0.0.1:${PORT[$s]}$path" > "$T/wrk.out" 2>&1
-  ) 2> "$T/wrk.time" &
-  WRKPID=$!
-  wait "$WRKPID" || true
-  WRKPID=""
-  t1=$(cpu_ticks "${PID[$s]}")
-  cat "$T/wrk.out" >> "$T/wrk-$s.log"
-  line=$(grep '^WRKRESULT' "$T/wrk.out" || true)
-  [[ -n $line ]] || die "wrk against $s $path gave no result (see $T/wrk-$s.log; BENCH_KEEP=1 keeps it)"
-  eval "$(echo "${line#WRKRESULT }" | tr ' ' '\n' | sed 's/^/W_/')"
-  W_cpu_s=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", t / hz}')
-  W_ccpu_s=$(client_cpu "$T/wrk.time")
-}
 
 # run_stime SERVER: STIME_PROCS parallel `openssl s_time -new` clients for
 # SECS; sets S_conns, S_wall_s, S_cpu_s (server CPU seconds) and S_ccpu_s
@@ -335,12 +309,12 @@ order=($SERVERS)
 for r in $(seq "$ROUNDS"); do
   if ((r % 2 == 0)); then run=("${order[@]}"); else run=(); for ((i = ${#order[@]} - 1; i >= 0; i--)); do run+=("${order[i]}"); done; fi
   for s in "${run[@]}"; do
-    run_wrk_tls "$s" /1k.bin
+    run_wrk "$s" /1k.bin
     record "$s" "$r" ka "$W_requests" "$(awk -v d="$W_duration_us" 'BEGIN {print d / 1e6}')" "$W_cpu_s" "$W_ccpu_s" 1e6 \
       "requests=$W_requests bytes=$W_bytes p50_us=$W_p50_us p99_us=$W_p99_us errors=$W_err_connect/$W_err_read/$W_err_write/$W_err_status/$W_err_timeout"
   done
   for s in "${run[@]}"; do
-    run_wrk_tls "$s" /1k.bin 'Connection: close'
+    run_wrk "$s" /1k.bin 'Connection: close'
     record "$s" "$r" close "$W_requests" "$(awk -v d="$W_duration_us" 'BEGIN {print d / 1e6}')" "$W_cpu_s" "$W_ccpu_s" 1e6 \
       "requests=$W_requests p50_us=$W_p50_us p99_us=$W_p99_us errors=$W_err_connect/$W_err_read/$W_err_write/$W_err_status/$W_err_timeout"
   done
@@ -349,7 +323,7 @@ for r in $(seq "$ROUNDS"); do
     record "$s" "$r" full "$S_conns" "$S_wall_s" "$S_cpu_s" "$S_ccpu_s" 1e6 "conns=$S_conns procs=$STIME_PROCS"
   done
   for s in "${run[@]}"; do
-    run_wrk_tls "$s" /10m.bin
+    run_wrk "$s" /10m.bin
     record "$s" "$r" 10m "$(awk -v b="$W_bytes" 'BEGIN {print b / 1073741824}')" \
       "$(awk -v d="$W_duration_us" 'BEGIN {print d / 1e6}')" "$W_cpu_s" "$W_ccpu_s" 1 \
       "requests=$W_requests bytes=$W_bytes errors=$W_err_connect/$W_err_read/$W_err_write/$W_err_status/$W_err_timeout"
