@@ -444,8 +444,9 @@ fn not_tls(c: &mut Core, env: &mut Env, first: &[u8]) -> Handshake {
 /// (the alert rustls made, or `alert` from the acceptor), and close. In
 /// that order, so that a peer that sees the alert knows the callback ran.
 fn fail(c: &mut Core, env: &mut Env, why: &str, alert: Option<AcceptedAlert>) -> Handshake {
-    let home = env.listeners[c.listener].first().copied().unwrap_or(c.vhost);
-    let vi = if c.vhost < env.vhosts.len() { c.vhost } else { home };
+    // The vhost SNI picked, or (before the ClientHello was whole) the
+    // listener's first, which a connection starts on.
+    let vi = c.vhost;
     let sni = match &c.out.sock {
         Link::Tls(link) => match &link.state {
             State::Session(conn) => conn.server_name().map(str::to_string),

@@ -15,61 +15,43 @@ struct Suite {
     tags: &'static [&'static str],
 }
 
-// The OpenSSL keywords each suite answers to. `ECDH`/`kECDH` are
-// OpenSSL's aliases for ECDHE key exchange since 1.1.
-const ECDHE: [&str; 6] = ["ECDHE", "EECDH", "kECDHE", "kEECDH", "ECDH", "kECDH"];
-
 fn tls12() -> [Suite; 6] {
     [
         Suite {
             openssl: "ECDHE-ECDSA-AES256-GCM-SHA384",
             iana: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
             suite: cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            tags: &[
-                ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "ECDSA", "aECDSA", "AESGCM", "AES",
-                "AES256", "SHA384",
-            ],
+            tags: &["ECDSA", "aECDSA", "AESGCM", "AES", "AES256", "SHA384"],
         },
         Suite {
             openssl: "ECDHE-ECDSA-AES128-GCM-SHA256",
             iana: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
             suite: cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            tags: &[
-                ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "ECDSA", "aECDSA", "AESGCM", "AES",
-                "AES128", "SHA256",
-            ],
+            tags: &["ECDSA", "aECDSA", "AESGCM", "AES", "AES128", "SHA256"],
         },
         Suite {
             openssl: "ECDHE-ECDSA-CHACHA20-POLY1305",
             iana: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
             suite: cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-            tags: &[
-                ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "ECDSA", "aECDSA", "CHACHA20", "SHA256",
-            ],
+            tags: &["ECDSA", "aECDSA", "CHACHA20", "SHA256"],
         },
         Suite {
             openssl: "ECDHE-RSA-AES256-GCM-SHA384",
             iana: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
             suite: cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-            tags: &[
-                ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "RSA", "aRSA", "AESGCM", "AES", "AES256",
-                "SHA384",
-            ],
+            tags: &["RSA", "aRSA", "AESGCM", "AES", "AES256", "SHA384"],
         },
         Suite {
             openssl: "ECDHE-RSA-AES128-GCM-SHA256",
             iana: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
             suite: cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-            tags: &[
-                ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "RSA", "aRSA", "AESGCM", "AES", "AES128",
-                "SHA256",
-            ],
+            tags: &["RSA", "aRSA", "AESGCM", "AES", "AES128", "SHA256"],
         },
         Suite {
             openssl: "ECDHE-RSA-CHACHA20-POLY1305",
             iana: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
             suite: cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-            tags: &[ECDHE[0], ECDHE[1], ECDHE[2], ECDHE[3], ECDHE[4], ECDHE[5], "RSA", "aRSA", "CHACHA20", "SHA256"],
+            tags: &["RSA", "aRSA", "CHACHA20", "SHA256"],
         },
     ]
 }
@@ -124,8 +106,11 @@ pub(crate) fn default_tls12() -> Vec<SupportedCipherSuite> {
     order.iter().filter_map(|n| all.iter().find(|s| s.openssl == *n)).map(|s| s.suite).collect()
 }
 
-/// Keywords that select every suite here (all are strong).
-const ALL_WORDS: &[&str] = &["ALL", "DEFAULT", "HIGH", "SECURE", "TLSv1.2"];
+/// Keywords that select every suite here: all are strong, and all use
+/// ECDHE key exchange (`ECDH`/`kECDH` are OpenSSL's aliases for it since
+/// 1.1).
+const ALL_WORDS: &[&str] =
+    &["ALL", "DEFAULT", "HIGH", "SECURE", "TLSv1.2", "ECDHE", "EECDH", "kECDHE", "kEECDH", "ECDH", "kECDH"];
 
 /// OpenSSL words that name only what rustls never has (or nothing at
 /// all): fine after `!`, and skipped with a warning otherwise.
