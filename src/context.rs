@@ -368,8 +368,10 @@ impl ContextInfo {
     /// with port 0, then the others on the port it got). A socket bound to
     /// the unspecified address (`0.0.0.0` or `::`) also serves a vhost
     /// asking for the other unspecified address on the same port (a
-    /// systemd `ListenStream=80` is `[::]:80`, dual-stack). One no vhost
-    /// asks for is closed when the context starts, with a warning.
+    /// systemd `ListenStream=80` is `[::]:80`, dual-stack), and a vhost
+    /// asking for port 0 takes one on its IP address (so a reloaded
+    /// configuration keeps the port the system chose). One no vhost asks
+    /// for is closed when the context starts, with a warning.
     pub fn listener(mut self, listener: std::net::TcpListener) -> ContextInfo {
         self.inherited.push(listener);
         self

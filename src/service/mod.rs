@@ -287,12 +287,16 @@ impl Service {
     }
 
     /// The inherited listener for `addr`, if one was handed over: one
-    /// bound to that address, or to the other unspecified address of the
-    /// same port when `addr` is unspecified (`::` serves IPv4 too).
+    /// bound to that address; else, when `addr` is unspecified, one on
+    /// the other unspecified address of the same port (`::` serves IPv4
+    /// too); else, when `addr` asks for any port (0), one on its IP (a
+    /// reload keeps the port the system chose before).
     fn take_inherited(&mut self, addr: SocketAddr) -> Option<std::net::TcpListener> {
         let fits = |l: &std::net::TcpListener| {
             l.local_addr().is_ok_and(|a| {
-                a == addr || (a.port() == addr.port() && a.ip().is_unspecified() && addr.ip().is_unspecified())
+                a == addr
+                    || (a.port() == addr.port() && a.ip().is_unspecified() && addr.ip().is_unspecified())
+                    || (addr.port() == 0 && a.ip() == addr.ip())
             })
         };
         let exact = self.inherited.iter().position(|l| l.local_addr().is_ok_and(|a| a == addr));
