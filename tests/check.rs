@@ -163,3 +163,219 @@ fn check_reports_each_mount_kind() {
         assert!(text.contains(line), "{line:?} not in:\n{text}");
     }
 }
+
+/// Runs `warren ARGS`: exit code, stdout, stderr.
+fn warren(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(BIN).args(args).output().expect("run warren");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A copy of examples/conf in a temporary directory, its paths absolute,
+/// its port `port` and its access log inside the copy.
+fn example_conf(port: u16) -> tempfile::TempDir {
+    let t = tempfile::tempdir().expect("tempdir");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let src = Path::new(repo).join("examples/conf");
+    std::fs::create_dir_all(t.path().join("conf.d")).expect("mkdir");
+    std::fs::copy(src.join("conf"), t.path().join("conf")).expect("copy");
+    let site = std::fs::read_to_string(src.join("conf.d/localhost")).expect("read");
+    let site = site
+        .replace("\"port\": \"7681\"", &format!("\"port\": \"{port}\""))
+        .replace("/tmp/warren-example-access.log", &t.path().join("access.log").to_string_lossy())
+        .replace("file://webroot", &format!("file://{repo}/webroot"))
+        .replace("file://examples/", &format!("file://{repo}/examples/"))
+        .replace("cgi://examples/", &format!("cgi://{repo}/examples/"))
+        .replace("\"examples/conf/passwords\"", &format!("\"{repo}/examples/conf/passwords\""));
+    std::fs::write(t.path().join("conf.d/localhost"), site).expect("write");
+    t
+}
+
+/// A mount as `warren check` lists it: its lines as (key, value).
+struct Listed {
+    mountpoint: String,
+    fields: Vec<(String, String)>,
+}
+
+impl Listed {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+fn listed_mounts(report: &str) -> Vec<Listed> {
+    let mut mounts: Vec<Listed> = Vec::new();
+    for line in report.lines() {
+        if let Some(mp) = line.trim().strip_prefix("mount ") {
+            mounts.push(Listed { mountpoint: mp.to_string(), fields: Vec::new() });
+        } else if let (Some(m), Some((k, v))) = (mounts.last_mut(), line.trim().split_once(": ")) {
+            if line.starts_with("      ") {
+                m.fields.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    mounts
+}
+
+#[test]
+fn warren_check_lists_what_the_example_configuration_serves() {
+    let t = example_conf(0);
+    let dir = t.path().to_str().expect("utf-8");
+    let (code, report, err) = warren(&["check", "--config", dir]);
+    assert_eq!(code, Some(0), "stdout:\n{report}\nstderr:\n{err}");
+    assert!(report.contains("listener 127.0.0.1:0 (http)"), "{report}");
+    assert!(report.contains("vhost localhost (no TLS)"), "{report}");
+    assert!(!t.path().join("access.log").exists(), "check created the access log");
+    let mounts = listed_mounts(&report);
+    let kinds: Vec<&str> = mounts.iter().filter_map(|m| m.get("kind")).collect();
+    assert_eq!(kinds, ["files", "files", "callback", "files", "redirect", "cgi"], "{report}");
+
+    // Now serve the same configuration and ask each mount.
+    let (_server, port) = start_warren(&["--config", dir]);
+    let base = format!("http://127.0.0.1:{port}");
+    for m in &mounts {
+        let kind = m.get("kind").expect("kind");
+        let origin = Path::new(m.get("origin").expect("origin"));
+        let dir_url =
+            format!("{base}{}", if m.mountpoint == "/" { "/".to_string() } else { format!("{}/", m.mountpoint) });
+        let mut args: Vec<String> =
+            vec!["-s".into(), "-o".into(), "-".into(), "-w".into(), "\n%{http_code} %{redirect_url}".into()];
+        if let Some(auth) = m.get("auth") {
+            // "basic, realm \"lwsws\", credentials FILE": log in with the file's first line.
+            let file = auth.rsplit("credentials ").next().expect("file");
+            let creds = std::fs::read_to_string(file).expect("credentials");
+            args.extend(["-u".into(), creds.lines().next().expect("a line").to_string()]);
+        }
+        let fetch = |url: &str| {
+            let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+            a.push(url);
+            let (ok, body) = curl(&a);
+            assert!(ok, "curl {url}");
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let (body, tail) = text.rsplit_once('\n').expect("status line");
+            let (status, location) = tail.split_once(' ').expect("status and location");
+            (status.parse::<u16>().expect("status"), location.to_string(), body.to_string())
+        };
+        match kind {
+            "files" | "zip" => {
+                let doc = m.get("default document").expect("default document");
+                let (status, _, body) = fetch(&dir_url);
+                assert_eq!(status, 200, "{}", m.mountpoint);
+                let want = std::fs::read_to_string(origin.join(doc)).expect("default document");
+                if m.get("interpret").is_some() {
+                    assert!(body.contains("<h1>"), "{}: {body}", m.mountpoint);
+                } else {
+                    assert_eq!(body, want, "{}: the listed default document is served", m.mountpoint);
+                }
+                if let Some(cache) = m.get("cache") {
+                    let (ok, head) = curl(&["-s", "-I", "-u", "demo:demo", &dir_url]);
+                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    assert!(ok && head.contains(&format!("cache-control: {cache}")), "{}: {head}", m.mountpoint);
+                }
+            }
+            "redirect" => {
+                let (status, location, _) = fetch(&format!("{base}{}/x", m.mountpoint));
+                assert_eq!(status, 301, "{}", m.mountpoint);
+                let target = m.get("origin").expect("origin").trim_end_matches(" (path appended)");
+                assert_eq!(location, format!("{target}/x"), "{}", m.mountpoint);
+            }
+            "callback" => {
+                let (status, _, body) = fetch(&format!("{base}{}", m.mountpoint));
+                assert_eq!(status, 200, "{}", m.mountpoint);
+                assert!(body.contains("<form"), "{}: the post-demo protocol answers: {body}", m.mountpoint);
+            }
+            "cgi" => {
+                // A program of the listed directory runs (its output, not its text).
+                let (status, _, body) = fetch(&format!("{base}{}/env.sh", m.mountpoint));
+                assert_eq!(status, 200, "{}", m.mountpoint);
+                assert!(origin.join("env.sh").is_file());
+                assert!(body.contains("GATEWAY_INTERFACE=CGI/1.1"), "{}: {body}", m.mountpoint);
+            }
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+}
+
+#[test]
+fn warren_check_binds_nothing() {
+    // The configured port is held by this test: a start would fail.
+    let held = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let t = example_conf(port);
+    let dir = t.path().to_str().expect("utf-8");
+    let (code, report, err) = warren(&["check", "--config", dir]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(report.contains(&format!("listener 127.0.0.1:{port} (http)")), "{report}");
+    let (code, _, err) = warren(&["--config", dir]);
+    assert_eq!(code, Some(2), "a start on the held port fails: {err}");
+}
+
+#[test]
+fn warren_check_names_each_error() {
+    // Broken JSON: the file, line and column.
+    let t = example_conf(0);
+    let dir = t.path().to_str().expect("utf-8");
+    std::fs::write(t.path().join("conf"), "{ \"global\": { \"server-string\": \"x\" }").expect("write");
+    let (code, out, err) = warren(&["check", "--config", dir]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.is_empty(), "no report on error: {out}");
+    assert!(err.contains(&format!("{dir}/conf:1:")) && err.contains("never closed"), "{err}");
+
+    // Two mounts whose origins are missing: both named.
+    let t = example_conf(0);
+    let dir = t.path().to_str().expect("utf-8");
+    let site = t.path().join("conf.d/localhost");
+    let text = std::fs::read_to_string(&site).expect("read");
+    let vars = format!("file://{}/examples/conf/vars", env!("CARGO_MANIFEST_DIR"));
+    let text = text.replace(&vars, "file:///nonexistent/vars").replacen(
+        &format!("file://{}/webroot\", \"default\"", env!("CARGO_MANIFEST_DIR")),
+        "file:///nonexistent/root\", \"default\"",
+        1,
+    );
+    std::fs::write(&site, text).expect("write");
+    let (code, out, err) = warren(&["check", "--config", dir]);
+    assert_eq!(code, Some(2), "{out}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("warren: ")).collect();
+    assert!(lines.iter().any(|l| l.contains("mount /vars") && l.contains("/nonexistent/vars")), "{err}");
+    assert!(lines.iter().any(|l| l.contains("mount /:") && l.contains("/nonexistent/root")), "{err}");
+    assert!(lines.iter().all(|l| l.contains("vhost \"localhost\"")), "{err}");
+
+    // A missing certificate: the file and key named.
+    let t = example_conf(0);
+    let dir = t.path().to_str().expect("utf-8");
+    let text = std::fs::read_to_string(t.path().join("conf.d/localhost")).expect("read");
+    let text = text.replacen(
+        "\"name\": \"localhost\",",
+        "\"name\": \"localhost\", \"host-ssl-cert\": \"/nonexistent/cert.pem\", \"host-ssl-key\": \"/nonexistent/key.pem\",",
+        1,
+    );
+    std::fs::write(t.path().join("conf.d/localhost"), text).expect("write");
+    std::fs::write(t.path().join("conf"), "{ \"global\": { \"init-ssl\": \"1\" } }").expect("write");
+    let (code, out, err) = warren(&["check", "--config", dir]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(err.contains("/nonexistent/cert.pem") && err.contains("host-ssl-cert"), "{err}");
+}
+
+#[test]
+fn warren_check_takes_the_serving_flags() {
+    let (_t, root) = site();
+    let cgi = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cgi-bin");
+    let root = root.to_str().expect("utf-8");
+    let cgi_flag = format!("/c={}", cgi.display());
+    let (code, report, err) = warren(&["check", "--root", root, "--cgi", &cgi_flag, "--port", "0"]);
+    assert_eq!(code, Some(0), "{err}");
+    let mounts = listed_mounts(&report);
+    let find = |mp: &str| mounts.iter().find(|m| m.mountpoint == mp).unwrap_or_else(|| panic!("{mp} not in {report}"));
+    assert_eq!(find("/").get("kind"), Some("files"));
+    assert_eq!(find("/").get("origin"), Some(root));
+    assert_eq!(find("/c").get("kind"), Some("cgi"));
+    assert_eq!(find("/c").get("origin"), Some(cgi.to_str().expect("utf-8")));
+    assert_eq!(find("/formtest").get("kind"), Some("callback"));
+    // And a --root that is not there is an error, naming it.
+    let (code, _, err) = warren(&["check", "--root", "/nonexistent/site"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("/nonexistent/site"), "{err}");
+}
