@@ -27,8 +27,10 @@ const MAX_METHOD: usize = 32;
 /// One vhost's access log.
 #[derive(Debug)]
 pub(crate) struct AccessLog {
-    tx: SyncSender<String>,
+    /// `None` once dropping: the writer then sees the channel end.
+    tx: Option<SyncSender<String>>,
     dropped: Arc<AtomicU64>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// What the log needs from a request, kept from its head to its end.
@@ -84,7 +86,7 @@ impl AccessLog {
         let dropped = Arc::new(AtomicU64::new(0));
         let seen = dropped.clone();
         let name = path.display().to_string();
-        std::thread::Builder::new().name("warren-access-log".into()).spawn(move || {
+        let writer = std::thread::Builder::new().name("warren-access-log".into()).spawn(move || {
             let mut out = io::BufWriter::new(file);
             let mut reported = 0;
             while let Ok(line) = rx.recv() {
@@ -103,14 +105,29 @@ impl AccessLog {
                 }
             }
         })?;
-        Ok(AccessLog { tx, dropped })
+        Ok(AccessLog { tx: Some(tx), dropped, writer: Some(writer) })
     }
 
     /// Logs one transaction; never blocks.
     pub(crate) fn log(&self, peer: SocketAddr, e: &Entry, status: u16, bytes: u64) {
         let line = format_line(peer, e, status, bytes, &httpdate_clf(SystemTime::now()));
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(line) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The lines queued are written and flushed before the log is gone: a
+/// context that ends (a stop, a drain, a reload's old configuration)
+/// loses none.
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                log::error!("the access log writer panicked");
+            }
         }
     }
 }

@@ -325,6 +325,9 @@ pub struct ContextInfo {
     pub(crate) vhosts: Vec<VhostInfo>,
     pub(crate) limits: Limits,
     pub(crate) fops_factory: Option<FopsFactory>,
+    /// Listening sockets bound already (by [`bind_listener`], systemd
+    /// socket activation, or a context this one replaces).
+    pub(crate) inherited: Vec<std::net::TcpListener>,
 }
 
 impl fmt::Debug for ContextInfo {
@@ -333,6 +336,7 @@ impl fmt::Debug for ContextInfo {
             .field("vhosts", &self.vhosts)
             .field("limits", &self.limits)
             .field("fops_factory", &self.fops_factory.is_some())
+            .field("inherited", &self.inherited)
             .finish()
     }
 }
@@ -352,6 +356,22 @@ impl ContextInfo {
     /// Replaces the limits.
     pub fn limits(mut self, limits: Limits) -> ContextInfo {
         self.limits = limits;
+        self
+    }
+
+    /// Hands over a listening socket bound already: a vhost whose address
+    /// is its address serves on it rather than binding one. This is how a
+    /// configuration reload keeps its ports (the new context gets the old
+    /// one's [`ContextHandle::listeners`]), how systemd socket activation
+    /// passes ports that need privileges (`LISTEN_FDS`), and how several
+    /// addresses share one port chosen by the system ([`bind_listener`]
+    /// with port 0, then the others on the port it got). A socket bound to
+    /// the unspecified address (`0.0.0.0` or `::`) also serves a vhost
+    /// asking for the other unspecified address on the same port (a
+    /// systemd `ListenStream=80` is `[::]:80`, dual-stack). One no vhost
+    /// asks for is closed when the context starts, with a warning.
+    pub fn listener(mut self, listener: std::net::TcpListener) -> ContextInfo {
+        self.inherited.push(listener);
         self
     }
 
@@ -401,9 +421,23 @@ pub(crate) type NewVhost = (VhostInfo, VhostReply);
 /// Where the loop says how adding a vhost went.
 pub(crate) type VhostReply = std::sync::mpsc::Sender<crate::Result<SocketAddr>>;
 
+/// A drain asked of the loop: how long responses in flight may take, and
+/// whether WebSockets keep going until then (a reload) or are told to go
+/// away at once (a stop).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DrainRequest {
+    pub(crate) grace: Duration,
+    pub(crate) keep_websockets: bool,
+}
+
 pub(crate) struct HandleInner {
     pub(crate) waker: mio::Waker,
     pub(crate) stop: AtomicBool,
+    /// A drain asked for, until the loop takes it.
+    pub(crate) drain: std::sync::Mutex<Option<DrainRequest>>,
+    /// Copies of the listening sockets while they accept, for
+    /// [`ContextHandle::listeners`]; emptied when a drain begins.
+    pub(crate) listeners: std::sync::Mutex<Vec<std::net::TcpListener>>,
     pub(crate) cancels: AtomicU64,
     pub(crate) counters: Counters,
     pub(crate) new_vhosts: std::sync::Mutex<Vec<NewVhost>>,
@@ -516,7 +550,55 @@ impl ContextHandle {
         Ok(())
     }
 
-    /// Asks the loop to stop; [`Context::run`] then returns.
+    /// Stops the loop gracefully (SIGTERM in the `warren` binary): it
+    /// closes its listening sockets at once, so new connections are refused
+    /// (or, after a reload, taken by the new context); responses in flight
+    /// finish and their connections then close (`Connection: close`); idle
+    /// keep-alive connections close within a second (a request that
+    /// arrives meanwhile is still answered); WebSockets get a close frame
+    /// with 1001 (going away) and finish their close handshake. CGI
+    /// programs may finish their responses too. [`Context::run`] returns
+    /// when no connection is left, or when `grace` has passed: then what
+    /// remains is closed as by [`stop`](Self::stop) (CGI programs are
+    /// ended with their whole process group). Calling it again, or
+    /// [`retire`](Self::retire), while a drain runs changes nothing; `stop`
+    /// still ends it at once.
+    pub fn drain(&self, grace: Duration) {
+        self.ask_drain(DrainRequest { grace, keep_websockets: false });
+    }
+
+    /// [`drain`](Self::drain) for a context being replaced (a reload):
+    /// the same, except that WebSockets keep going until `grace` has
+    /// passed, and only then get their 1001 and the close timeout
+    /// ([`Limits::ws_close_timeout`]) to finish the handshake.
+    pub fn retire(&self, grace: Duration) {
+        self.ask_drain(DrainRequest { grace, keep_websockets: true });
+    }
+
+    fn ask_drain(&self, request: DrainRequest) {
+        let mut drain = self.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
+        if drain.is_none() {
+            *drain = Some(request);
+        }
+        drop(drain);
+        self.wake();
+    }
+
+    /// Copies (new descriptors, close-on-exec) of the listening sockets
+    /// the loop accepts on, for a context that will take over from this
+    /// one ([`ContextInfo::listener`]). Empty once a drain or stop began.
+    ///
+    /// # Errors
+    ///
+    /// A descriptor could not be duplicated (the process is out of them).
+    pub fn listeners(&self) -> io::Result<Vec<std::net::TcpListener>> {
+        let held = self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        held.iter().map(std::net::TcpListener::try_clone).collect()
+    }
+
+    /// Asks the loop to stop at once; [`Context::run`] then returns.
+    /// Connections are closed where they are; CGI programs are ended with
+    /// their process groups.
     pub fn stop(&self) {
         self.inner.stop.store(true, Ordering::Release);
         self.wake();
@@ -578,6 +660,12 @@ impl Context {
         self.service.max_connections()
     }
 
+    /// What the context serves: each vhost with its address and scheme,
+    /// in creation order.
+    pub fn listening(&self) -> Vec<Listening> {
+        self.service.listening()
+    }
+
     /// A handle for other threads.
     pub fn handle(&self) -> ContextHandle {
         self.handle.clone()
@@ -591,6 +679,64 @@ impl Context {
     pub fn run(self) -> crate::Result<()> {
         Ok(self.service.run()?)
     }
+}
+
+/// One vhost a [`Context`] serves ([`Context::listening`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Listening {
+    /// The vhost's name.
+    pub vhost: String,
+    /// The address it is served on.
+    pub addr: SocketAddr,
+    /// Whether it speaks TLS (https, wss).
+    pub tls: bool,
+}
+
+impl Listening {
+    /// The URL of the vhost's root: `http://` or `https://`, then its
+    /// name when that is a host name (with the port, unless it is the
+    /// scheme's), else the address it listens on (a `127.0.0.1` when it
+    /// listens on every IPv4 address, `[::1]` on every IPv6 one).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        let port = self.addr.port();
+        let default_port = if self.tls { 443 } else { 80 };
+        let named = self.vhost.contains('.') || self.vhost == "localhost";
+        let host = if named && self.vhost.parse::<std::net::IpAddr>().is_err() {
+            self.vhost.clone()
+        } else {
+            match self.addr.ip() {
+                std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+                std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
+                std::net::IpAddr::V4(ip) => ip.to_string(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            }
+        };
+        if port == default_port {
+            format!("{scheme}://{host}/")
+        } else {
+            format!("{scheme}://{host}:{port}/")
+        }
+    }
+}
+
+/// Binds a listening socket on `addr` as a [`Context`] would (address
+/// reuse, the kernel's largest backlog, close-on-exec), for
+/// [`ContextInfo::listener`]: for instance to bind several addresses on
+/// the one port the system chose for the first.
+///
+/// # Errors
+///
+/// [`is_bind`](crate::Error::is_bind): the address cannot be bound; the
+/// message names it.
+pub fn bind_listener(addr: SocketAddr) -> crate::Result<std::net::TcpListener> {
+    let sock = mio::net::TcpListener::bind(addr)
+        .map_err(|e| crate::Error::bind(io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))))?;
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: the descriptor was just taken from a listener that gives up
+    // its ownership; nothing else holds it.
+    Ok(unsafe { std::net::TcpListener::from_raw_fd(sock.into_raw_fd()) })
 }
 
 /// Refuses timeouts past [`MAX_TIMEOUT`] (a deadline the clock cannot

@@ -69,8 +69,8 @@ pub use check::{CgiReport, ListenerReport, MountKind, MountReport, Report, TlsRe
 pub use error::{Error, Result};
 
 pub use context::{
-    Context, ContextHandle, ContextInfo, FopsFactory, Limits, Stats, VhostInfo, DEFAULT_WS_HANGUP, DEFAULT_WS_PING,
-    MAX_TIMEOUT,
+    bind_listener, Context, ContextHandle, ContextInfo, FopsFactory, Limits, Listening, Stats, VhostInfo,
+    DEFAULT_WS_HANGUP, DEFAULT_WS_PING, MAX_TIMEOUT,
 };
 pub use http::Request;
 pub use mount::{default_fops, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};

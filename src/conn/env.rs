@@ -68,6 +68,9 @@ pub(crate) struct Env {
     /// Slab tokens of CGI pipes that were closed, for the loop to free.
     #[cfg(feature = "cgi")]
     pub(crate) dead_pipes: Vec<usize>,
+    /// The loop is draining ([`crate::ContextHandle::drain`]): no
+    /// connection is kept alive past its current response.
+    pub(crate) draining: bool,
 }
 
 /// What changes of a vhost while it serves.

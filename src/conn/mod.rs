@@ -192,6 +192,10 @@ pub(crate) trait Role {
     fn apply(&mut self, c: &mut Core, cmd: Command, env: &mut Env);
     /// The connection is going away: tell whoever must know.
     fn on_close(&mut self, c: &mut Core, env: &mut Env);
+    /// The loop began draining (`Env::draining` is set): idle
+    /// connections close soon, busy ones after their response;
+    /// `websockets`: a WebSocket is to go away now (1001).
+    fn drain(&mut self, c: &mut Core, env: &mut Env, websockets: bool) -> Step;
     /// The (vhost, protocol) it is bound to, for broadcasts.
     fn bound_to(&self) -> Option<(usize, usize)>;
     /// A word for logs: what it was doing.

@@ -84,6 +84,26 @@ impl Conn {
         r.on_close(c, env)
     }
 
+    /// The loop began draining, or (`websockets`) WebSockets are to go
+    /// away now. A connection still in its TLS handshake goes on: its
+    /// request, if it sends one, is answered and the connection closed.
+    pub(crate) fn drain(&mut self, env: &mut Env, websockets: bool) -> Step {
+        if self.core.out.sock.handshaking() {
+            return Step::Keep;
+        }
+        let (c, r) = self.parts();
+        r.drain(c, env, websockets)
+    }
+
+    /// A WebSocket in its close handshake.
+    pub(crate) fn ws_closing(&self) -> bool {
+        match &self.role {
+            Role::Http(_) => false,
+            #[cfg(feature = "ws")]
+            Role::Ws(w) => w.closing(),
+        }
+    }
+
     pub(crate) fn bound_to(&self) -> Option<(usize, usize)> {
         match &self.role {
             Role::Http(r) => crate::conn::Role::bound_to(r),

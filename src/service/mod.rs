@@ -33,6 +33,10 @@ const FD_RESERVE: usize = 512;
 const MIN_CONNECTIONS: usize = 8;
 /// How long accepting pauses when the process is out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// While draining, how long an idle keep-alive connection is kept for a
+/// request its client may have sent already (one sent meanwhile is still
+/// answered, with `Connection: close`).
+pub(crate) const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// A wsi: a listening socket or a connection.
 ///
@@ -85,6 +89,24 @@ pub(crate) struct Service {
     vacated: Vec<usize>,
     generation: u32,
     factory: Option<crate::context::FopsFactory>,
+    /// Listening sockets handed over, until a vhost takes each.
+    inherited: Vec<std::net::TcpListener>,
+    /// A drain under way.
+    drain: Option<Drain>,
+}
+
+/// A drain under way ([`ContextHandle::drain`]).
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    /// When what is left is closed.
+    until: Instant,
+    /// When WebSockets are told to go away (at once for a stop; at the
+    /// end of the grace for a reload), and whether they have been.
+    ws_close_at: Instant,
+    ws_told: bool,
+    /// Past the grace: only WebSocket close handshakes are left, until
+    /// this (their close timeout).
+    hard_end: Option<Instant>,
 }
 
 impl std::fmt::Debug for Service {
@@ -104,6 +126,8 @@ impl Service {
             inner: Arc::new(HandleInner {
                 waker,
                 stop: Default::default(),
+                drain: Default::default(),
+                listeners: Default::default(),
                 cancels: Default::default(),
                 counters: Default::default(),
                 new_vhosts: Default::default(),
@@ -138,6 +162,7 @@ impl Service {
             cgi_waiters: CgiWaiters::default(),
             #[cfg(feature = "cgi")]
             dead_pipes: Vec::new(),
+            draining: false,
         };
         let mut service = Service {
             poll,
@@ -153,9 +178,17 @@ impl Service {
             vacated: Vec::new(),
             generation: 0,
             factory: info.fops_factory.take(),
+            inherited: std::mem::take(&mut info.inherited),
+            drain: None,
         };
         for v in std::mem::take(&mut info.vhosts) {
             service.attach_vhost(v)?;
+        }
+        for l in service.inherited.drain(..) {
+            match l.local_addr() {
+                Ok(a) => log::warn!("a listening socket handed over, on {a}, matches no vhost's address; closed"),
+                Err(e) => log::warn!("a descriptor handed over as a listening socket is not one ({e}); closed"),
+            }
         }
         Ok((service, handle))
     }
@@ -188,9 +221,13 @@ impl Service {
                 li
             }
             None => {
-                let mut sock = TcpListener::bind(v.listen).map_err(|e| {
-                    crate::Error::bind(io::Error::new(e.kind(), format!("cannot listen on {}: {e}", v.listen)))
-                })?;
+                let std_sock = match self.take_inherited(v.listen) {
+                    Some(l) => l,
+                    None => crate::context::bind_listener(v.listen)?,
+                };
+                std_sock.set_nonblocking(true)?;
+                let copy = std_sock.try_clone()?;
+                let mut sock = TcpListener::from_std(std_sock);
                 let index = self.sh.listeners.len();
                 let entry = self.wsis.vacant_entry();
                 self.poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE)?;
@@ -199,6 +236,7 @@ impl Service {
                 self.wanted.push(v.listen);
                 self.listener_tls.push(tls);
                 self.sh.listeners.push(Vec::new());
+                self.sh.handle.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).push(copy);
                 index
             }
         };
@@ -239,6 +277,35 @@ impl Service {
         }
     }
 
+    /// The inherited listener for `addr`, if one was handed over: one
+    /// bound to that address, or to the other unspecified address of the
+    /// same port when `addr` is unspecified (`::` serves IPv4 too).
+    fn take_inherited(&mut self, addr: SocketAddr) -> Option<std::net::TcpListener> {
+        let fits = |l: &std::net::TcpListener| {
+            l.local_addr().is_ok_and(|a| {
+                a == addr || (a.port() == addr.port() && a.ip().is_unspecified() && addr.ip().is_unspecified())
+            })
+        };
+        let exact = self.inherited.iter().position(|l| l.local_addr().is_ok_and(|a| a == addr));
+        let i = exact.or_else(|| self.inherited.iter().position(fits))?;
+        Some(self.inherited.swap_remove(i))
+    }
+
+    pub(crate) fn listening(&self) -> Vec<crate::context::Listening> {
+        let tls = |_v: &crate::vhost::Vhost| {
+            #[cfg(feature = "tls")]
+            return _v.tls.is_some();
+            #[cfg(not(feature = "tls"))]
+            false
+        };
+        self.sh
+            .vhosts
+            .iter()
+            .zip(&self.vhost_listener)
+            .map(|(v, &li)| crate::context::Listening { vhost: v.name.clone(), addr: self.addrs[li], tls: tls(v) })
+            .collect()
+    }
+
     pub(crate) fn local_addr(&self, vhost: usize) -> Option<SocketAddr> {
         self.vhost_listener.get(vhost).and_then(|&l| self.addrs.get(l)).copied()
     }
@@ -272,10 +339,8 @@ impl Service {
                     Some(wake) => Some(protocol.map_or(wake, |p| p.min(wake))),
                     None => protocol,
                 };
-                match (wheel, protocol) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                let drain = self.drain.as_ref().map(|d| d.next_step().saturating_duration_since(now));
+                [wheel, protocol, drain].into_iter().flatten().min()
             } else {
                 Some(Duration::ZERO)
             };
@@ -357,7 +422,14 @@ impl Service {
                 if inner.stop.load(Ordering::Acquire) {
                     break;
                 }
+                let asked = inner.drain.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(request) = asked.filter(|_| self.drain.is_none()) {
+                    self.start_drain(request);
+                }
                 self.attach_new_vhosts();
+            }
+            if self.drain.is_some() && self.drain_turn() {
+                break;
             }
         }
         let keys: Vec<usize> = self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Conn(_))).map(|(k, _)| k).collect();
@@ -368,6 +440,92 @@ impl Service {
         self.sh.reaper.finish();
         self.broadcast(|| RawEvent::ProtocolDestroy);
         Ok(())
+    }
+
+    /// Begins a drain: the listeners close (their copies for
+    /// [`ContextHandle::listeners`] too: a socket left open would queue
+    /// connections nobody serves), and each connection is told.
+    fn start_drain(&mut self, request: crate::context::DrainRequest) {
+        let now = self.sh.now;
+        let until = now + request.grace.min(crate::context::MAX_TIMEOUT);
+        let ws_close_at = if request.keep_websockets { until } else { now };
+        self.drain = Some(Drain { until, ws_close_at, ws_told: false, hard_end: None });
+        self.sh.draining = true;
+        self.sh.handle.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let listeners: Vec<usize> =
+            self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Listen(_))).map(|(k, _)| k).collect();
+        for key in listeners {
+            if let Some(slot) = self.wsis.get_mut(key) {
+                if let Wsi::Listen(mut l) = std::mem::replace(slot, Wsi::Vacated) {
+                    if let Err(e) = self.poll.registry().deregister(&mut l.sock) {
+                        log::debug!("deregister a listener: {e}");
+                    }
+                }
+                self.sh.timers.clear(key);
+                self.vacated.push(key);
+            }
+        }
+        log::info!(
+            "draining {} connections: no new ones; what is in flight has {:?} to finish",
+            self.open_conns,
+            request.grace
+        );
+        self.tell_conns(false);
+    }
+
+    /// Tells every connection a drain is on (`websockets`: WebSockets are
+    /// to go away now), and acts on what each answers.
+    fn tell_conns(&mut self, websockets: bool) {
+        let keys: Vec<usize> = self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Conn(_))).map(|(k, _)| k).collect();
+        for key in keys {
+            let sh = &mut self.sh;
+            let step = match self.wsis.get_mut(key) {
+                Some(Wsi::Conn(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| c.drain(sh, websockets))),
+                _ => continue,
+            };
+            match step.unwrap_or(Step::Close) {
+                Step::Close => self.close(key),
+                _ => self.after_service(key),
+            }
+            self.apply_commands();
+        }
+    }
+
+    /// A drain's turn: WebSockets told when their time comes, what is
+    /// left closed at the end of the grace. True when the loop is done.
+    fn drain_turn(&mut self) -> bool {
+        let Some(mut d) = self.drain else { return false };
+        let now = self.sh.now;
+        if self.open_conns == 0 {
+            return true;
+        }
+        if !d.ws_told && now >= d.ws_close_at {
+            d.ws_told = true;
+            self.drain = Some(d);
+            self.tell_conns(true);
+        }
+        if d.hard_end.is_none() && now >= d.until {
+            // Only WebSockets in their close handshake may go on, within
+            // their close timeout.
+            let keys: Vec<usize> = self
+                .wsis
+                .iter()
+                .filter(|(_, w)| matches!(w, Wsi::Conn(c) if !c.ws_closing()))
+                .map(|(k, _)| k)
+                .collect();
+            if !keys.is_empty() {
+                log::info!("drain: the grace has passed; closing {} connections still open", keys.len());
+            }
+            for key in keys {
+                self.close(key);
+            }
+            d.hard_end = Some(now + self.sh.limits.ws_close_timeout);
+            self.drain = Some(d);
+        }
+        if d.hard_end.is_some_and(|end| now >= end) {
+            return true;
+        }
+        self.open_conns == 0
     }
 
     /// Delivers the protocol timers that are due.
@@ -602,6 +760,17 @@ impl Service {
         // Keep the allocation; applying never queues new commands.
         if self.sh.commands.is_empty() {
             self.sh.commands = commands;
+        }
+    }
+}
+
+impl Drain {
+    /// The next time the drain must act.
+    fn next_step(&self) -> Instant {
+        match self.hard_end {
+            Some(end) => end,
+            None if !self.ws_told => self.ws_close_at.min(self.until),
+            None => self.until,
         }
     }
 }

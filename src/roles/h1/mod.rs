@@ -20,6 +20,7 @@ use crate::protocol::{Command, Cx, RawEvent, Session, Writer};
 use crate::roles::cgi::CgiRun;
 #[cfg(feature = "ws")]
 use crate::roles::ws::Upgrade;
+use crate::service::DRAIN_IDLE;
 use crate::vhost::select_vhost;
 #[cfg(feature = "ws")]
 use crate::ws::handshake;
@@ -331,7 +332,7 @@ impl H1 {
     fn finish_transaction(&mut self, c: &mut Core, sh: &mut Env) {
         c.want_writable = false;
         self.log_transaction(c, sh);
-        if self.tx.keep_alive && matches!(self.reading, Reading::Done) && !self.body_unread {
+        if self.tx.keep_alive && matches!(self.reading, Reading::Done) && !self.body_unread && !sh.draining {
             // A pause of rx was about the request that just ended.
             c.rx_paused = false;
             self.writing = Writing::Idle;
@@ -512,7 +513,8 @@ impl H1 {
         sh.handle.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
         self.tx = TxInfo {
             version: req.version(),
-            keep_alive: req.keep_alive(),
+            // Draining: this is the connection's last response.
+            keep_alive: req.keep_alive() && !sh.draining,
             head_only: req.method() == Method::Head,
             status: 0,
         };
@@ -793,6 +795,20 @@ impl Role for H1 {
 
     fn apply(&mut self, c: &mut Core, cmd: Command, env: &mut Env) {
         self.apply_command(c, cmd, env)
+    }
+
+    /// Idle between requests (or not yet sent one): the connection is
+    /// kept for [`DRAIN_IDLE`] at most, as its client may have sent a
+    /// request already; one that comes is answered, and is its last. A
+    /// connection busy with a request ends after its response
+    /// (`finish_transaction` and `on_request` see `draining`).
+    fn drain(&mut self, c: &mut Core, sh: &mut Env, _websockets: bool) -> Step {
+        let idle = matches!((&self.reading, &self.writing), (Reading::Head { started: false }, Writing::Idle));
+        if idle && self.input.is_empty() {
+            let wait = DRAIN_IDLE.min(sh.vhosts[c.vhost].keepalive_timeout);
+            sh.timers.set(c.key, sh.now + wait);
+        }
+        Step::Keep
     }
 
     fn on_close(&mut self, c: &mut Core, sh: &mut Env) {

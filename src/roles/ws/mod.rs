@@ -325,6 +325,11 @@ impl Ws {
         }
     }
 
+    /// Its close handshake has begun (whoever began it).
+    pub(crate) fn closing(&self) -> bool {
+        *self.codec.closing() != Closing::Open
+    }
+
     /// The connection is going away: tell its protocol.
     fn closed(&mut self, c: &mut Core, sh: &mut Env) {
         let (id, peer) = (c.id(), c.peer);
@@ -354,6 +359,15 @@ impl Role for Ws {
 
     fn on_close(&mut self, c: &mut Core, env: &mut Env) {
         self.closed(c, env)
+    }
+
+    fn drain(&mut self, c: &mut Core, env: &mut Env, websockets: bool) -> Step {
+        if websockets && *self.codec.closing() == Closing::Open {
+            // WS-7 as for a protocol's close, with 1001: the server goes.
+            self.codec.close(CloseCode::GOING_AWAY, "server going away");
+            env.force(c);
+        }
+        Step::Keep
     }
 
     fn bound_to(&self) -> Option<(usize, usize)> {

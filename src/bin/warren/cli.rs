@@ -1,0 +1,169 @@
+//! The command line, defined once: parsing, `--help`, the shell
+//! completions (`warren completions SHELL`) and the man page
+//! (`warren man`) all come from these types.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const EXAMPLES: &str = "\
+Examples:
+  warren                                  the built-in site on http://127.0.0.1:7681/
+  warren --root ./site --port 8080        a directory (zip archives in it served from inside)
+  warren --root site.zip --bind ::        one archive as the whole site, on every address
+  warren --cgi /cgi-bin=./cgi-bin         CGI programs beside the built-in site
+  warren --tls-cert cert.pem --tls-key key.pem --redirect-http
+  warren --config /etc/warren             an lwsws-style configuration directory
+  warren pack ./site site.zip             pack a directory for serving
+
+Signals: SIGTERM or SIGINT finish what is in flight (within --grace) and
+exit; a second one stops at once. SIGHUP reloads the configuration,
+keeping the listening sockets.";
+
+/// Serve sites over HTTP(S) and WebSocket: directories, zip archives, CGI
+///
+/// With no options, serves the built-in default site on
+/// http://127.0.0.1:7681/.
+#[derive(Debug, Parser)]
+#[command(name = "warren", version, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pack a directory into a zip archive made for serving.
+    Pack(PackArgs),
+    /// Print a shell completion script for SHELL to standard output.
+    #[command(after_help = "Example:\n  warren completions bash > /etc/bash_completion.d/warren")]
+    Completions {
+        /// bash, elvish, fish, powershell or zsh.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output.
+    #[command(after_help = "Example:\n  warren man > warren.1 && man ./warren.1")]
+    Man,
+}
+
+/// What to serve and how: the default command's options.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Serve what the lwsws-style configuration in DIR (DIR/conf and
+    /// DIR/conf.d/*) describes.
+    #[arg(long, value_name = "DIR", conflicts_with = "root")]
+    pub config: Option<PathBuf>,
+    /// Serve PATH at /: a directory (zip archives in it are served from
+    /// inside: /a.zip/x.html), or a .zip archive served as the whole site.
+    #[arg(long, value_name = "PATH")]
+    pub root: Option<PathBuf>,
+    /// Run CGI programs at MOUNTPOINT: PATH is a program (it gets the rest
+    /// of the URL as PATH_INFO, e.g. /usr/bin/php-cgi) or a directory of
+    /// programs; may be given more than once.
+    #[arg(long, value_name = "MOUNTPOINT=PATH", value_parser = parse_cgi)]
+    pub cgi: Vec<(String, PathBuf)>,
+    /// Listen on port N (0: any free port).
+    #[arg(long, value_name = "N", default_value_t = 7681)]
+    pub port: u16,
+    /// Listen on ADDR: an IP address (127.0.0.1, ::1 or [::1], :: for every
+    /// address), or a host name, for all the addresses it resolves to; may
+    /// be given more than once [default: 127.0.0.1].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Vec<String>,
+    /// Idle keep-alive timeout, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub keepalive_timeout: u64,
+    /// Serve HTTPS (and wss://) with the PEM certificate chain in FILE
+    /// (leaf first), with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (RSA, ECDSA P-256/P-384 or
+    /// Ed25519).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// With --tls-cert: answer plain HTTP sent to the TLS port with 301 to
+    /// the https:// URL.
+    #[arg(long, requires = "tls_cert")]
+    pub redirect_http: bool,
+    /// On SIGTERM, SIGINT or a reload: how long responses in flight may
+    /// take to finish before their connections are closed, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = parse_secs)]
+    pub grace: u64,
+    /// error, warn, info, debug or trace.
+    #[arg(short = 'd', long, value_name = "LEVEL", default_value = "info", value_parser = parse_level)]
+    pub log_level: log::LevelFilter,
+}
+
+impl ServeArgs {
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.keepalive_timeout)
+    }
+
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace)
+    }
+}
+
+/// `warren pack`'s arguments.
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "warren pack DIR OUT.zip",
+    long_about = "Pack a directory into a zip archive made for serving.
+
+Writes every file below DIR into OUT.zip, each deflated (level 9) unless
+that does not make it smaller, and prints each file and the totals. Serve
+the archive with `warren --root OUT.zip`: deflated entries go to clients
+that accept gzip as they are stored.
+
+Symbolic links are followed while they stay inside DIR; one that leads
+outside it refuses the whole pack, as serving DIR would refuse the link.
+The archive is written to OUT.zip.partial and renamed when complete, so a
+failed pack leaves no archive and keeps an existing OUT.zip. When OUT.zip
+is inside DIR, it and its .partial are left out of the archive.",
+    after_help = "Example:\n  warren pack ./site site.zip && warren --root site.zip"
+)]
+pub struct PackArgs {
+    /// The directory to pack.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The archive to write.
+    #[arg(value_name = "OUT.zip")]
+    pub out: PathBuf,
+}
+
+fn parse_cgi(v: &str) -> Result<(String, PathBuf), String> {
+    let Some((mountpoint, path)) = v.split_once('=').filter(|(_, p)| !p.is_empty()) else {
+        return Err(format!("{v:?} is not MOUNTPOINT=PATH (e.g. /cgi-bin=./cgi-bin)"));
+    };
+    if !mountpoint.starts_with('/') {
+        return Err(format!("the mountpoint {mountpoint:?} must start with '/' (e.g. /cgi-bin)"));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("{path}: {e}"))?;
+    use std::os::unix::fs::PermissionsExt;
+    if meta.is_file() && meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("{path} is a file but not executable"));
+    }
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(format!("{path} is neither a program nor a directory"));
+    }
+    Ok((mountpoint.to_string(), PathBuf::from(path)))
+}
+
+fn parse_level(v: &str) -> Result<log::LevelFilter, String> {
+    v.parse().map_err(|_| format!("{v:?} is not one of error, warn, info, debug, trace"))
+}
+
+fn parse_secs(v: &str) -> Result<u64, String> {
+    let secs: u64 = v.parse().map_err(|_| format!("{v:?} is not a number of seconds"))?;
+    if secs > warren::MAX_TIMEOUT.as_secs() {
+        return Err(format!("{secs} s is longer than the most allowed, {} s", warren::MAX_TIMEOUT.as_secs()));
+    }
+    Ok(secs)
+}
+
+/// The command line's whole definition, for completions and the man page.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

@@ -1,0 +1,211 @@
+//! Serving until told to stop: the signals, the reloads, the drains.
+//!
+//! Each configuration runs as a [`Context`] on a thread of its own. The
+//! main thread waits on one channel for what happens: a signal (taken by
+//! a thread that waits for them; they are blocked everywhere else), or a
+//! context that ended.
+//!
+//! - SIGTERM, SIGINT: every context drains ([`ContextHandle::drain`]):
+//!   listeners close, what is in flight gets `--grace` to finish,
+//!   WebSockets get 1001, then warren exits 0. A second one stops at once.
+//! - SIGHUP: the configuration is built again (files, certificates,
+//!   archives, credentials, error pages all read anew) into a new context
+//!   that takes the listening sockets over from the running one, which
+//!   then retires ([`ContextHandle::retire`]): connections in flight
+//!   finish on the configuration they began on. A configuration that
+//!   fails to load or bind is logged, and the running one keeps serving.
+//!   Signals that queued while a reload ran make one reload more, not
+//!   one each.
+
+use crate::cli::ServeArgs;
+use crate::site;
+use std::collections::VecDeque;
+use std::sync::mpsc::{channel, Sender};
+use warren::{Context, ContextHandle};
+
+/// What the main thread waits for.
+enum Event {
+    Signal(libc::c_int),
+    /// The context with this id ended, and how.
+    Ended(u64, warren::Result<()>),
+}
+
+/// A context serving on its thread.
+struct Running {
+    id: u64,
+    handle: ContextHandle,
+}
+
+/// The signals warren takes, blocked in every thread.
+pub struct Signals(libc::sigset_t);
+
+impl Signals {
+    /// Blocks SIGTERM, SIGINT, SIGHUP and SIGUSR1 in this thread, and so
+    /// in every thread started after: call it before any starts. (CGI
+    /// programs get a clear mask.)
+    pub fn block() -> Signals {
+        // SAFETY: sigset_t is plain data, filled by sigemptyset/sigaddset;
+        // pthread_sigmask only reads it.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+                libc::sigaddset(&mut set, sig);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Signals(set)
+        }
+    }
+
+    /// Starts the thread that takes the signals and sends them on.
+    fn forward(self, to: Sender<Event>) -> std::io::Result<()> {
+        std::thread::Builder::new().name("signals".into()).spawn(move || loop {
+            let mut sig = 0;
+            // SAFETY: sigwait reads the set and writes the signal number.
+            if unsafe { libc::sigwait(&self.0, &mut sig) } != 0 {
+                continue;
+            }
+            if to.send(Event::Signal(sig)).is_err() {
+                return;
+            }
+        })?;
+        Ok(())
+    }
+}
+
+fn signal_name(sig: libc::c_int) -> &'static str {
+    match sig {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGUSR1 => "SIGUSR1",
+        _ => "a signal",
+    }
+}
+
+/// Serves what `args` describe until a stop signal, as the module says.
+pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
+    let info = site::context_info(&args, Vec::new())?;
+    let context = Context::new(info).map_err(|e| match &args.config {
+        Some(dir) => format!("{}: {e}", dir.display()),
+        None => e.to_string(),
+    })?;
+    announce(&context, &args, "serving");
+    let (tx, rx) = channel();
+    signals.forward(tx.clone()).map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    let mut ids = 0..;
+    let mut current = Some(start(context, ids.next().unwrap_or_default(), &tx)?);
+    let mut retiring: Vec<Running> = Vec::new();
+    let mut stopping = false;
+    let mut queue: VecDeque<Event> = VecDeque::new();
+    loop {
+        let event = match queue.pop_front() {
+            Some(e) => e,
+            None => rx.recv().map_err(|_| "the signal thread ended".to_string())?,
+        };
+        match event {
+            Event::Signal(sig @ (libc::SIGTERM | libc::SIGINT)) if stopping => {
+                log::info!("{}: stopping now", signal_name(sig));
+                for r in retiring.iter().chain(&current) {
+                    r.handle.stop();
+                }
+            }
+            Event::Signal(sig @ (libc::SIGTERM | libc::SIGINT)) => {
+                log::info!(
+                    "{}: finishing what is in flight (up to {} s; another signal stops at once)",
+                    signal_name(sig),
+                    args.grace
+                );
+                stopping = true;
+                for r in retiring.iter().chain(&current) {
+                    r.handle.drain(args.grace());
+                }
+            }
+            Event::Signal(libc::SIGHUP) => {
+                // Those queued meanwhile are this reload too.
+                let mut others = Vec::new();
+                while let Ok(e) = rx.try_recv() {
+                    match e {
+                        Event::Signal(libc::SIGHUP) => {}
+                        e => others.push(e),
+                    }
+                }
+                match current.as_mut() {
+                    Some(running) if !stopping => match reload(&args, &running.handle) {
+                        Ok(context) => {
+                            announce(&context, &args, "reloaded: serving");
+                            let next = start(context, ids.next().unwrap_or_default(), &tx)?;
+                            let old = std::mem::replace(running, next);
+                            old.handle.retire(args.grace());
+                            retiring.push(old);
+                        }
+                        Err(e) => {
+                            log::error!("SIGHUP: reload failed; still serving the configuration loaded before: {e}")
+                        }
+                    },
+                    _ => log::info!("SIGHUP: not reloading, warren is stopping"),
+                }
+                queue.extend(others);
+            }
+            Event::Signal(sig) => log::debug!("{}: ignored", signal_name(sig)),
+            Event::Ended(id, result) => {
+                if let Err(e) = &result {
+                    log::error!("service loop failed: {e}");
+                }
+                if current.as_ref().is_some_and(|r| r.id == id) {
+                    current = None;
+                    if !stopping {
+                        // It ended by itself: nothing serves new connections.
+                        for r in &retiring {
+                            r.handle.stop();
+                        }
+                        return result.map_err(|e| format!("service loop failed: {e}"));
+                    }
+                }
+                retiring.retain(|r| r.id != id);
+                if current.is_none() && retiring.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Runs `context` on a thread of its own, which says on `tx` when it ends.
+fn start(context: Context, id: u64, tx: &Sender<Event>) -> Result<Running, String> {
+    let handle = context.handle();
+    let tx = tx.clone();
+    std::thread::Builder::new()
+        .name(format!("warren-loop-{id}"))
+        .spawn(move || {
+            let result = context.run();
+            let _ = tx.send(Event::Ended(id, result));
+        })
+        .map_err(|e| format!("cannot start the service thread: {e}"))?;
+    Ok(Running { id, handle })
+}
+
+/// The configuration built again, on the listening sockets `running` has.
+fn reload(args: &ServeArgs, running: &ContextHandle) -> Result<Context, String> {
+    let listeners = running.listeners().map_err(|e| format!("cannot take the listening sockets over: {e}"))?;
+    let info = site::context_info(args, listeners)?;
+    Context::new(info).map_err(|e| e.to_string())
+}
+
+/// Logs what `context` serves: a line per vhost with its URL.
+fn announce(context: &Context, args: &ServeArgs, verb: &str) {
+    let what = site::what(args);
+    let version = env!("CARGO_PKG_VERSION");
+    for l in context.listening() {
+        if args.config.is_some() {
+            log::info!(
+                "warren {version} {verb} vhost {:?} of {what} on {} (listening on {})",
+                l.vhost,
+                l.url(),
+                l.addr
+            );
+        } else {
+            log::info!("warren {version} {verb} {what} on {}", l.url());
+        }
+    }
+}

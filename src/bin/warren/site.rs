@@ -1,0 +1,147 @@
+//! What the command line asks to serve, as a [`ContextInfo`]: from an
+//! lwsws-style configuration directory, or from the flags. Built the same
+//! way at start, on every reload and by `warren check`, so they cannot
+//! drift apart.
+
+use crate::cli::ServeArgs;
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::Arc;
+use warren::tls::{PlainOnTls, TlsConfig};
+use warren::vfs::{Fops, ZipFops};
+use warren::{ContextInfo, Mount, VhostInfo};
+
+/// The site `warren` serves when given no `--root`: the project's
+/// `webroot/`, packed into a zip by build.rs and compiled in.
+static DEFAULT_SITE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/webroot.zip"));
+
+/// What is served, described for the startup line: the configuration
+/// directory or the root.
+pub fn what(args: &ServeArgs) -> String {
+    match (&args.config, &args.root) {
+        (Some(dir), _) => dir.display().to_string(),
+        (None, Some(root)) => root.display().to_string(),
+        (None, None) => "the built-in site".into(),
+    }
+}
+
+/// The context `args` describe. `listeners` are listening sockets bound
+/// already (by a context this one replaces, or by systemd): vhosts on
+/// their addresses take them over. With none, the flags' addresses are
+/// bound here (the configuration's are bound by the context).
+pub fn context_info(args: &ServeArgs, listeners: Vec<TcpListener>) -> Result<ContextInfo, String> {
+    if let Some(dir) = &args.config {
+        let mut info = warren::config::load_dir(dir).map_err(|e| e.to_string())?;
+        for l in listeners {
+            info = info.listener(l);
+        }
+        return Ok(info);
+    }
+    let fops = site(args)?;
+    let listeners = if listeners.is_empty() { bind_flags(args)? } else { listeners };
+    let mut info = ContextInfo::new();
+    for l in listeners {
+        let addr = l.local_addr().map_err(|e| format!("a listening socket: {e}"))?;
+        info = info.vhost(vhost_on(args, &fops, addr)).listener(l);
+    }
+    Ok(info)
+}
+
+/// The vhost the flags describe, on `addr`.
+fn vhost_on(args: &ServeArgs, fops: &Arc<dyn Fops>, addr: SocketAddr) -> VhostInfo {
+    let mut vhost = VhostInfo::new("default", addr)
+        .keepalive_timeout(args.keepalive())
+        .mount(Mount::files("/", fops.clone()))
+        .mount(Mount::callback("/formtest", warren::plugins::post_demo::NAME))
+        // Upgrades that name no subprotocol get the echo (what the
+        // Autobahn suite and quick tests with a bare client expect).
+        .default_protocol(warren::plugins::echo::NAME);
+    for name in warren::plugins::NAMES {
+        vhost.plugin(name);
+    }
+    for (mountpoint, path) in &args.cgi {
+        vhost = vhost.mount(Mount::cgi(mountpoint, path));
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let plain = if args.redirect_http { PlainOnTls::Redirect } else { PlainOnTls::Drop };
+        vhost = vhost.tls(TlsConfig::from_pem_files(cert, key)).plain_on_tls(plain);
+    }
+    vhost
+}
+
+/// The filesystem for `--root PATH`, or the built-in site.
+fn site(args: &ServeArgs) -> Result<Arc<dyn Fops>, String> {
+    match &args.root {
+        None => {
+            let fops = ZipFops::from_bytes("webroot.zip (built in)", DEFAULT_SITE).map_err(|e| e.to_string())?;
+            Ok(Arc::new(fops))
+        }
+        Some(root) => warren::default_fops(root).map_err(|e| format!("--root: {e}")),
+    }
+}
+
+/// Binds the flags' addresses: the first on `--port` (0: one the system
+/// picks), the others on the port it got, so `--port 0` means one port
+/// for all of them. An address a host name resolves to but the machine
+/// lacks (::1 with IPv6 off) is skipped with a warning, if another one is
+/// bound.
+fn bind_flags(args: &ServeArgs) -> Result<Vec<TcpListener>, String> {
+    let binds: Vec<&str> =
+        if args.bind.is_empty() { vec!["127.0.0.1"] } else { args.bind.iter().map(|s| s.as_str()).collect() };
+    let mut addrs: Vec<(SocketAddr, bool)> = Vec::new();
+    for v in binds {
+        for a in bind_addrs(v, args.port)? {
+            if !addrs.iter().any(|(b, _)| *b == a.0) {
+                addrs.push(a);
+            }
+        }
+    }
+    let skippable = |e: &warren::Error, named: bool, left: usize| {
+        named && left > 0 && e.io_error().is_some_and(|e| e.kind() == ErrorKind::AddrNotAvailable)
+    };
+    let mut bound: Vec<TcpListener> = Vec::new();
+    let mut port = args.port;
+    let total = addrs.len();
+    for (i, (addr, named)) in addrs.into_iter().enumerate() {
+        let addr = SocketAddr::new(addr.ip(), port);
+        // Left to try if this one is skipped: the rest, or one bound.
+        let left = total - i - 1 + bound.len();
+        match warren::bind_listener(addr) {
+            Ok(l) => {
+                if port == 0 {
+                    port = l.local_addr().map_err(|e| format!("{addr}: {e}"))?.port();
+                }
+                bound.push(l);
+            }
+            Err(e) if skippable(&e, named, left) => log::warn!("--bind: skipping {addr}: {e}"),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    if bound.is_empty() {
+        return Err("--bind: no address to listen on".into());
+    }
+    Ok(bound)
+}
+
+/// The addresses `--bind ADDR` means on `port`, each with whether it came
+/// from a host name: an IP address (`[v6]` too) is itself; a name is
+/// every address it resolves to, in the resolver's order.
+fn bind_addrs(v: &str, port: u16) -> Result<Vec<(SocketAddr, bool)>, String> {
+    if let Some(inner) = v.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        let ip: Ipv6Addr = inner.parse().map_err(|_| format!("--bind: {v:?} is not an IPv6 address"))?;
+        return Ok(vec![(SocketAddr::new(ip.into(), port), false)]);
+    }
+    if let Ok(ip) = v.parse::<IpAddr>() {
+        return Ok(vec![(SocketAddr::new(ip, port), false)]);
+    }
+    let name_like = !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !name_like {
+        return Err(format!("--bind: {v:?} is neither an IP address nor a host name"));
+    }
+    let resolved = (v, port).to_socket_addrs().map_err(|e| format!("--bind: cannot resolve {v:?}: {e}"))?;
+    let addrs: Vec<(SocketAddr, bool)> = resolved.map(|a| (a, true)).collect();
+    if addrs.is_empty() {
+        return Err(format!("--bind: {v:?} resolves to no address"));
+    }
+    Ok(addrs)
+}
