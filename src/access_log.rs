@@ -44,6 +44,37 @@ pub(crate) struct Entry {
 }
 
 impl AccessLog {
+    /// Whether [`AccessLog::open`] could open `path`, without creating
+    /// it: an existing file must be writable, else its directory.
+    pub(crate) fn check_writable(path: &Path) -> io::Result<()> {
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("access log {}: {e}", path.display()));
+        let (target, what) = match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(named(io::Error::new(io::ErrorKind::IsADirectory, "a directory")));
+            }
+            Ok(_) => (path, libc::W_OK),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let meta = std::fs::metadata(dir)
+                    .map_err(|e| named(io::Error::new(e.kind(), format!("its directory: {e}"))))?;
+                if !meta.is_dir() {
+                    return Err(named(io::Error::new(io::ErrorKind::NotADirectory, "its directory is not one")));
+                }
+                (dir, libc::W_OK | libc::X_OK)
+            }
+            Err(e) => return Err(named(e)),
+        };
+        let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+            .map_err(|e| named(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        // SAFETY: access reads the NUL-terminated path only.
+        if unsafe { libc::access(c.as_ptr(), what) } != 0 {
+            let e = io::Error::last_os_error();
+            let which = if target == path { String::new() } else { format!("its directory {}: ", target.display()) };
+            return Err(named(io::Error::new(e.kind(), format!("{which}{e}"))));
+        }
+        Ok(())
+    }
+
     /// Opens (appends to) `path` and starts its writer thread.
     pub(crate) fn open(path: &Path) -> io::Result<AccessLog> {
         let file = std::fs::OpenOptions::new()

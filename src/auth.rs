@@ -12,6 +12,10 @@ const MAX_ENCODED: usize = 160;
 /// Lines longer than this can never match (AUTH-1).
 const MAX_LINE: usize = 255;
 
+/// The realm basic-auth challenges name (as lwsws's), and the challenge.
+pub(crate) const REALM: &str = "lwsws";
+pub(crate) const CHALLENGE: &str = "Basic realm=\"lwsws\"";
+
 /// The outcome of checking a request's credentials.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -52,6 +56,11 @@ impl Credentials {
     pub(crate) fn load(&mut self, now: Instant) {
         self.watch.due(now);
         self.refresh();
+    }
+
+    /// Whether the file was ever read (else nobody gets in).
+    pub(crate) fn readable(&self) -> bool {
+        self.ever_read
     }
 
     /// Checks `authorization` (the header's value) against the table,

@@ -754,6 +754,15 @@ pub(crate) fn check_duration(what: &str, d: Duration) -> Result<(), String> {
     Ok(())
 }
 
+/// What a context needs before any vhost: one vhost at least, and its
+/// limits in range.
+pub(crate) fn check_context(info: &ContextInfo) -> crate::Result<()> {
+    if info.vhosts.is_empty() {
+        return Err(crate::Error::invalid_input("no vhost to serve"));
+    }
+    check_limits(&info.limits).map_err(crate::Error::invalid_input)
+}
+
 pub(crate) fn check_limits(l: &Limits) -> Result<(), String> {
     check_duration("the header timeout", l.header_timeout)?;
     check_duration("the io timeout", l.io_timeout)?;

@@ -40,6 +40,7 @@
 
 mod access_log;
 mod auth;
+mod check;
 pub mod config;
 mod conn;
 mod context;
@@ -64,6 +65,7 @@ mod vhost;
 pub mod ws;
 mod wsi;
 
+pub use check::{CgiReport, ListenerReport, MountKind, MountReport, Report, TlsReport, VhostReport};
 pub use error::{Error, Result};
 
 pub use context::{

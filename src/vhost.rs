@@ -71,86 +71,182 @@ impl Vhost {
     }
 }
 
-/// Checks `v`, opens its mounts' file systems (through `factory` when
-/// there is one), reads its credentials and error pages, and opens its
-/// access log: the vhost to serve, and its live part.
-pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -> crate::Result<(Vhost, VhostLive)> {
-    let fail = |why: String| crate::Error::invalid_input(format!("vhost {:?}: {why}", v.name));
-    check_vhost(&v).map_err(fail)?;
-    let VhostInfo {
-        name,
-        listen,
-        mut mounts,
-        protocols,
-        error_document_404,
-        keepalive_timeout,
-        headers,
-        server_string,
-        access_log,
-        mut error_pages,
-        default_protocol,
-        ws_keepalive,
-        ws_deflate,
-        #[cfg(feature = "tls")]
-        tls,
-        #[cfg(feature = "tls")]
-        built_tls,
-        #[cfg(feature = "tls")]
-        plain_on_tls,
-        #[cfg(feature = "tls")]
-        sts,
-    } = v;
+/// A vhost's configuration checked and resolved as far as it can be
+/// without side effects: what [`build`] serves from, and what
+/// [`ContextInfo::check`](crate::ContextInfo::check) reports on. One path
+/// for both, so a check cannot pass what a start refuses.
+pub(crate) struct Resolved {
+    /// The vhost's mounts, each `Origin::Path` opened into its fops
+    /// (those that could not be opened stay paths, and are problems).
+    pub(crate) mounts: Vec<Mount>,
+    /// Its TLS, built (certificates and keys read and matched).
     #[cfg(feature = "tls")]
-    let tls = match (built_tls, &tls) {
-        (Some(built), _) => Some(built),
-        (None, Some(t)) => match crate::tls::server::build(&name, t) {
+    pub(crate) tls: Option<crate::tls::VhostTls>,
+    /// Each mount's credentials, read (in mount order).
+    pub(crate) auth: Vec<Option<crate::auth::Credentials>>,
+    /// Its error pages, read.
+    pub(crate) error_pages: Vec<crate::reload::ErrorPage>,
+    /// What refuses the vhost: [`build`] fails with the first,
+    /// the check reports them all.
+    pub(crate) problems: Vec<crate::Error>,
+    /// What a start serves anyway (logged as a warning), which the check
+    /// still reports as errors: a credentials file or error page that
+    /// cannot be read, a CGI program that is not there or cannot run.
+    pub(crate) doubts: Vec<String>,
+}
+
+/// Checks `v` and resolves it ([`Resolved`]): its headers and timeouts,
+/// its TLS, its mounts' file systems (through `factory` when there is
+/// one), the protocols its mounts name, its CGI programs, credentials
+/// and error pages. Every problem is collected, not just the first; the
+/// access log is left to the caller (opening it creates it).
+pub(crate) fn resolve(v: &VhostInfo, factory: Option<&FopsFactory>, now: Instant) -> Resolved {
+    let name = &v.name;
+    let mut problems: Vec<crate::Error> =
+        check_vhost(v).into_iter().map(|why| crate::Error::invalid_input(format!("vhost {name:?}: {why}"))).collect();
+    let mut doubts = Vec::new();
+    #[cfg(feature = "tls")]
+    let tls = match (&v.built_tls, &v.tls) {
+        (Some(built), _) => Some(built.clone()),
+        (None, Some(t)) => match crate::tls::server::build(name, t) {
             Ok(built) => Some(built),
-            Err(why) => return Err(crate::Error::invalid_input(format!("vhost {name:?}: TLS: {why}"))),
+            Err(why) => {
+                problems.push(crate::Error::invalid_input(format!("vhost {name:?}: TLS: {why}")));
+                None
+            }
         },
         (None, None) => None,
     };
-    let mut live_mounts = Vec::with_capacity(mounts.len());
+    let mut mounts = v.mounts.clone();
+    let mut auth = Vec::with_capacity(mounts.len());
     for m in mounts.iter_mut() {
         if let Origin::Path(path) = &m.origin {
             let fops = match factory {
                 Some(f) => f(path),
                 None => crate::mount::default_fops(path),
             };
-            m.origin = Origin::File(
-                fops.map_err(|e| io::Error::new(e.kind(), format!("vhost {name:?}: mount {}: {e}", m.mountpoint)))?,
-            );
+            match fops {
+                Ok(fops) => m.origin = Origin::File(fops),
+                Err(e) => problems
+                    .push(io::Error::new(e.kind(), format!("vhost {name:?}: mount {}: {e}", m.mountpoint)).into()),
+            }
         }
-        #[cfg(not(feature = "cgi"))]
-        if matches!(m.origin, Origin::Cgi(_)) {
-            return Err(crate::Error::invalid_input(format!(
-                "vhost {name:?}: mount {}: a cgi:// mount, and this warren is built without the `cgi` feature",
-                m.mountpoint
-            )));
+        if let Origin::Cgi(program) = &m.origin {
+            #[cfg(not(feature = "cgi"))]
+            {
+                let _ = program;
+                problems.push(crate::Error::invalid_input(format!(
+                    "vhost {name:?}: mount {}: a cgi:// mount, and this warren is built without the `cgi` feature",
+                    m.mountpoint
+                )));
+            }
+            #[cfg(feature = "cgi")]
+            if let Err(why) = cgi_origin_problem(program) {
+                let why = format!("vhost {name:?}: mount {}: {why}", m.mountpoint);
+                log::warn!("{why}: its requests will fail");
+                doubts.push(why);
+            }
         }
         let callback = match &m.origin {
             Origin::Callback(name) => Some(name),
             _ => None,
         };
         for pname in callback.into_iter().chain(m.interpret.iter().map(|(_, p)| p)) {
-            if !protocols.iter().any(|p| p.name() == pname) {
-                return Err(crate::Error::invalid_input(format!(
+            if !v.protocols.iter().any(|p| p.name() == pname) {
+                problems.push(crate::Error::invalid_input(format!(
                     "vhost {name:?}: mount {} names protocol {pname:?}, which the vhost does not have",
                     m.mountpoint
                 )));
             }
         }
         // Credentials are read now, not per request.
-        let auth = m.basic_auth.as_ref().map(|file| {
+        auth.push(m.basic_auth.as_ref().map(|file| {
             let mut c = crate::auth::Credentials::new(file.clone());
             c.load(now);
+            if !c.readable() {
+                doubts.push(format!(
+                    "vhost {name:?}: mount {}: basic-auth file {}: cannot be read (everyone is refused)",
+                    m.mountpoint,
+                    file.display()
+                ));
+            }
             c
-        });
-        live_mounts.push(MountLive::new(auth));
+        }));
     }
     // So are error pages.
+    let mut error_pages: Vec<crate::reload::ErrorPage> =
+        v.error_pages.iter().map(|p| crate::reload::ErrorPage::new(p.status, p.path.clone())).collect();
     for page in error_pages.iter_mut() {
-        page.body(&mounts, now);
+        if page.body(&mounts, now).is_none() {
+            doubts.push(format!(
+                "vhost {name:?}: error page {} for {}: not a readable file of its file mounts",
+                page.path, page.status
+            ));
+        }
     }
+    Resolved {
+        mounts,
+        #[cfg(feature = "tls")]
+        tls,
+        auth,
+        error_pages,
+        problems,
+        doubts,
+    }
+}
+
+/// Whether a `cgi://` origin can run: an executable regular file, or a
+/// directory (of programs).
+#[cfg(feature = "cgi")]
+pub(crate) fn cgi_origin_problem(program: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(program).map_err(|e| format!("CGI program {}: {e}", program.display()))?;
+    if meta.is_dir() {
+        return Ok(());
+    }
+    if !meta.is_file() {
+        return Err(format!("CGI program {}: neither a program nor a directory", program.display()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("CGI program {}: a file, but not executable", program.display()));
+    }
+    Ok(())
+}
+
+/// [`resolve`]s `v`, then opens its access log: the vhost to serve, and
+/// its live part. Fails with the first problem [`resolve`] found.
+pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -> crate::Result<(Vhost, VhostLive)> {
+    let resolved = resolve(&v, factory, now);
+    if let Some(e) = resolved.problems.into_iter().next() {
+        return Err(e);
+    }
+    let Resolved {
+        mounts,
+        #[cfg(feature = "tls")]
+        tls,
+        auth,
+        error_pages,
+        ..
+    } = resolved;
+    let VhostInfo {
+        name,
+        listen,
+        protocols,
+        error_document_404,
+        keepalive_timeout,
+        headers,
+        server_string,
+        access_log,
+        default_protocol,
+        ws_keepalive,
+        ws_deflate,
+        #[cfg(feature = "tls")]
+        plain_on_tls,
+        #[cfg(feature = "tls")]
+        sts,
+        ..
+    } = v;
+    let live_mounts = auth.into_iter().map(MountLive::new).collect();
     let access_log = access_log.as_deref().map(crate::access_log::AccessLog::open).transpose()?;
     #[cfg(feature = "cgi")]
     let document_root =
@@ -180,65 +276,84 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
     Ok((vhost, live))
 }
 
+/// Vhosts on one address share its listener: they must all speak TLS
+/// or none. `first`: the name and TLS-ness of the address's first vhost.
+pub(crate) fn check_shared_port(name: &str, listen: SocketAddr, tls: bool, first: (&str, bool)) -> crate::Result<()> {
+    if first.1 != tls {
+        return Err(crate::Error::invalid_input(format!(
+            "vhost {name:?} shares {listen} with vhost {:?}, and only one of them has TLS: the vhosts \
+             of a port all speak TLS or none does",
+            first.0
+        )));
+    }
+    Ok(())
+}
+
 /// What a vhost sends on every response must not be able to split it:
 /// header names are tokens, and values (and the server string) hold no
-/// control characters but tab. Timeouts are in range.
-fn check_vhost(v: &VhostInfo) -> Result<(), String> {
-    check_duration("the keep-alive timeout", v.keepalive_timeout)?;
+/// control characters but tab. Timeouts are in range. Every problem
+/// found, not just the first.
+fn check_vhost(v: &VhostInfo) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check = |r: Result<(), String>| {
+        if let Err(why) = r {
+            problems.push(why);
+        }
+    };
+    check(check_duration("the keep-alive timeout", v.keepalive_timeout));
     if let Some((ping, hangup)) = v.ws_keepalive {
-        check_duration("the WebSocket ping interval", ping)?;
-        check_duration("the WebSocket hang-up time", hangup)?;
+        check(check_duration("the WebSocket ping interval", ping));
+        check(check_duration("the WebSocket hang-up time", hangup));
     }
     for m in &v.mounts {
-        check_duration(&format!("mount {}: the CGI timeout", m.mountpoint), m.cgi.timeout)?;
+        check(check_duration(&format!("mount {}: the CGI timeout", m.mountpoint), m.cgi.timeout));
     }
     use crate::http::{config_path_problem, field_problem, server_owned_field};
     if v.name.chars().any(char::is_control) {
-        return Err("a vhost name cannot hold control characters".into());
+        check(Err("a vhost name cannot hold control characters".into()));
     }
     for (name, value) in &v.headers {
         if let Some(why) = field_problem(name, value) {
-            return Err(format!("header {name:?}: {why}"));
-        }
-        if server_owned_field(name) {
-            return Err(format!("header {name:?}: the server sets this field itself"));
+            check(Err(format!("header {name:?}: {why}")));
+        } else if server_owned_field(name) {
+            check(Err(format!("header {name:?}: the server sets this field itself")));
         }
     }
     if let Some(s) = &v.server_string {
         if let Some(why) = field_problem("Server", s) {
-            return Err(format!("server string {s:?}: {why}"));
+            check(Err(format!("server string {s:?}: {why}")));
         }
     }
     if let Some(doc) = &v.error_document_404 {
         if let Some(why) = config_path_problem(doc) {
-            return Err(format!("error document {doc:?}: {why}"));
+            check(Err(format!("error document {doc:?}: {why}")));
         }
     }
     for m in &v.mounts {
         if let Some(why) = config_path_problem(&m.mountpoint) {
-            return Err(format!("mountpoint {:?}: {why}", m.mountpoint));
+            check(Err(format!("mountpoint {:?}: {why}", m.mountpoint)));
         }
         for (suffix, t) in &m.extra_mimetypes {
             if let Some(why) = field_problem("Content-Type", t) {
-                return Err(format!("mount {}: content type for {suffix:?}: {why}", m.mountpoint));
+                check(Err(format!("mount {}: content type for {suffix:?}: {why}", m.mountpoint)));
             }
         }
         if let Origin::Redirect { to, .. } = &m.origin {
             if let Some(why) = field_problem("Location", to) {
-                return Err(format!("mount {}: redirect target {to:?}: {why}", m.mountpoint));
+                check(Err(format!("mount {}: redirect target {to:?}: {why}", m.mountpoint)));
             }
         }
         for (name, value) in &m.cgi.env {
             let bad_name = name.is_empty() || name.contains('=') || name.chars().any(char::is_control);
             if bad_name || value.contains('\0') {
-                return Err(format!(
+                check(Err(format!(
                     "mount {}: CGI variable {name:?}: not a variable name, or a value with NUL",
                     m.mountpoint
-                ));
+                )));
             }
         }
     }
-    Ok(())
+    problems
 }
 
 /// VH-1: among the vhosts of a listener, the one named by `host` (port

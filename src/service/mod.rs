@@ -6,7 +6,7 @@
 mod cgi;
 
 use crate::conn::{Core, Env, Link, PlainTcp, Step, RX_BUF};
-use crate::context::{check_limits, ContextHandle, ContextInfo, HandleInner, VhostInfo};
+use crate::context::{check_context, ContextHandle, ContextInfo, HandleInner, VhostInfo};
 use crate::http::encode::DateCache;
 use crate::protocol::{Command, Cx, RawEvent};
 #[cfg(feature = "cgi")]
@@ -117,11 +117,8 @@ impl std::fmt::Debug for Service {
 
 impl Service {
     pub(crate) fn new(info: ContextInfo) -> crate::Result<(Service, ContextHandle)> {
-        if info.vhosts.is_empty() {
-            return Err(crate::Error::invalid_input("no vhost to serve"));
-        }
+        check_context(&info)?;
         let mut info = info;
-        check_limits(&info.limits).map_err(crate::Error::invalid_input)?;
         ignore_sigpipe();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
@@ -209,13 +206,7 @@ impl Service {
         let li = match self.wanted.iter().position(|a| *a == v.listen) {
             Some(li) => {
                 let first = &self.sh.vhosts[self.sh.listeners[li][0]];
-                if self.listener_tls[li] != tls {
-                    return Err(crate::Error::invalid_input(format!(
-                        "vhost {:?} shares {} with vhost {:?}, and only one of them has TLS: the vhosts \
-                         of a port all speak TLS or none does",
-                        v.name, v.listen, first.name
-                    )));
-                }
+                crate::vhost::check_shared_port(&v.name, v.listen, tls, (&first.name, self.listener_tls[li]))?;
                 #[cfg(feature = "tls")]
                 if v.plain_on_tls != crate::tls::PlainOnTls::Drop && first.plain_on_tls == crate::tls::PlainOnTls::Drop
                 {

@@ -154,6 +154,12 @@ impl CertSlot {
     pub(crate) fn replace(&self, key: Arc<CertifiedKey>) {
         *self.key.write().unwrap_or_else(|e| e.into_inner()) = key;
     }
+
+    /// The DNS names the certificate served now covers.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let key = Arc::clone(&self.key.read().unwrap_or_else(|e| e.into_inner()));
+        key.cert.first().map(dns_names).unwrap_or_default()
+    }
 }
 
 impl ResolvesServerCert for CertSlot {

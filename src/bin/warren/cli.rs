@@ -15,6 +15,7 @@ Examples:
   warren --tls-cert cert.pem --tls-key key.pem --redirect-http
   warren --config /etc/warren             an lwsws-style configuration directory
   warren pack ./site site.zip             pack a directory for serving
+  warren check --config /etc/warren       check a configuration, print what it serves
 
 Signals: SIGTERM or SIGINT finish what is in flight (within --grace) and
 exit; a second one stops at once. SIGHUP reloads the configuration,
@@ -37,6 +38,20 @@ pub struct Cli {
 pub enum Command {
     /// Pack a directory into a zip archive made for serving.
     Pack(PackArgs),
+    /// Check a configuration without serving it, and print what it serves.
+    #[command(
+        long_about = "Check a configuration without serving it, and print what it serves.
+
+Takes --config DIR or the same flags as serving, and validates what a start
+would (files, archives, certificates and keys, protocols, CGI programs,
+credentials files, error pages, access-log directories, limits) without
+binding any address or creating any file. Prints each listener, its vhosts
+and their mounts on stdout and exits 0; or prints every problem found on
+stderr, each naming its file and key or its vhost and mount, and exits 2.",
+        after_help = "Examples:\n  warren check --config /etc/warren\n  \
+                      warren check --root ./site --cgi /cgi-bin=./cgi-bin --port 8080"
+    )]
+    Check(ServeArgs),
     /// Print a shell completion script for SHELL to standard output.
     #[command(after_help = "Example:\n  warren completions bash > /etc/bash_completion.d/warren")]
     Completions {

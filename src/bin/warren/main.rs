@@ -3,6 +3,7 @@
 //!
 //! Run `warren --help` for the flags; `warren man` prints the man page.
 
+mod check;
 mod cli;
 mod logging;
 mod pack;
@@ -20,6 +21,10 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Pack(args)) => pack::pack(&args),
+        Some(Command::Check(args)) => {
+            logging::StderrLog::install(args.log_level);
+            return check::check(&args);
+        }
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut cli::command(), "warren", &mut std::io::stdout());
             Ok(())

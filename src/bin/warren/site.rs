@@ -8,7 +8,7 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use warren::tls::{PlainOnTls, TlsConfig};
-use warren::vfs::{Fops, ZipFops};
+use warren::vfs::ZipFops;
 use warren::{ContextInfo, Mount, VhostInfo};
 
 /// The site `warren` serves when given no `--root`: the project's
@@ -30,28 +30,46 @@ pub fn what(args: &ServeArgs) -> String {
 /// their addresses take them over. With none, the flags' addresses are
 /// bound here (the configuration's are bound by the context).
 pub fn context_info(args: &ServeArgs, listeners: Vec<TcpListener>) -> Result<ContextInfo, String> {
+    build(args, Some(listeners))
+}
+
+/// The context `args` describe, as [`context_info`] builds it but with
+/// nothing bound (the flags' addresses are named, not listened on), for
+/// `warren check`.
+pub fn check_info(args: &ServeArgs) -> Result<ContextInfo, String> {
+    build(args, None)
+}
+
+/// [`context_info`] (`listeners` given) or [`check_info`] (none).
+fn build(args: &ServeArgs, listeners: Option<Vec<TcpListener>>) -> Result<ContextInfo, String> {
     if let Some(dir) = &args.config {
         let mut info = warren::config::load_dir(dir).map_err(|e| e.to_string())?;
-        for l in listeners {
+        for l in listeners.into_iter().flatten() {
             info = info.listener(l);
         }
         return Ok(info);
     }
-    let fops = site(args)?;
-    let listeners = if listeners.is_empty() { bind_flags(args)? } else { listeners };
+    let root = root_mount(args)?;
     let mut info = ContextInfo::new();
+    let Some(listeners) = listeners else {
+        for (addr, _) in flag_addrs(args)? {
+            info = info.vhost(vhost_on(args, &root, addr));
+        }
+        return Ok(info);
+    };
+    let listeners = if listeners.is_empty() { bind_flags(args)? } else { listeners };
     for l in listeners {
         let addr = l.local_addr().map_err(|e| format!("a listening socket: {e}"))?;
-        info = info.vhost(vhost_on(args, &fops, addr)).listener(l);
+        info = info.vhost(vhost_on(args, &root, addr)).listener(l);
     }
     Ok(info)
 }
 
 /// The vhost the flags describe, on `addr`.
-fn vhost_on(args: &ServeArgs, fops: &Arc<dyn Fops>, addr: SocketAddr) -> VhostInfo {
+fn vhost_on(args: &ServeArgs, root: &Mount, addr: SocketAddr) -> VhostInfo {
     let mut vhost = VhostInfo::new("default", addr)
         .keepalive_timeout(args.keepalive())
-        .mount(Mount::files("/", fops.clone()))
+        .mount(root.clone())
         .mount(Mount::callback("/formtest", warren::plugins::post_demo::NAME))
         // Upgrades that name no subprotocol get the echo (what the
         // Autobahn suite and quick tests with a bare client expect).
@@ -69,23 +87,22 @@ fn vhost_on(args: &ServeArgs, fops: &Arc<dyn Fops>, addr: SocketAddr) -> VhostIn
     vhost
 }
 
-/// The filesystem for `--root PATH`, or the built-in site.
-fn site(args: &ServeArgs) -> Result<Arc<dyn Fops>, String> {
+/// The mount at `/`: `--root PATH` (opened with the context, by
+/// [`warren::default_fops`], so a check opens it as a start does), or
+/// the built-in site.
+fn root_mount(args: &ServeArgs) -> Result<Mount, String> {
     match &args.root {
         None => {
             let fops = ZipFops::from_bytes("webroot.zip (built in)", DEFAULT_SITE).map_err(|e| e.to_string())?;
-            Ok(Arc::new(fops))
+            Ok(Mount::files("/", Arc::new(fops)))
         }
-        Some(root) => warren::default_fops(root).map_err(|e| format!("--root: {e}")),
+        Some(root) => Ok(Mount::dir("/", root)),
     }
 }
 
-/// Binds the flags' addresses: the first on `--port` (0: one the system
-/// picks), the others on the port it got, so `--port 0` means one port
-/// for all of them. An address a host name resolves to but the machine
-/// lacks (::1 with IPv6 off) is skipped with a warning, if another one is
-/// bound.
-fn bind_flags(args: &ServeArgs) -> Result<Vec<TcpListener>, String> {
+/// The flags' addresses, each with whether it came from a host name, in
+/// order and without repeats.
+fn flag_addrs(args: &ServeArgs) -> Result<Vec<(SocketAddr, bool)>, String> {
     let binds: Vec<&str> =
         if args.bind.is_empty() { vec!["127.0.0.1"] } else { args.bind.iter().map(|s| s.as_str()).collect() };
     let mut addrs: Vec<(SocketAddr, bool)> = Vec::new();
@@ -96,6 +113,16 @@ fn bind_flags(args: &ServeArgs) -> Result<Vec<TcpListener>, String> {
             }
         }
     }
+    Ok(addrs)
+}
+
+/// Binds the flags' addresses: the first on `--port` (0: one the system
+/// picks), the others on the port it got, so `--port 0` means one port
+/// for all of them. An address a host name resolves to but the machine
+/// lacks (::1 with IPv6 off) is skipped with a warning, if another one is
+/// bound.
+fn bind_flags(args: &ServeArgs) -> Result<Vec<TcpListener>, String> {
+    let addrs = flag_addrs(args)?;
     let skippable = |e: &warren::Error, named: bool, left: usize| {
         named && left > 0 && e.io_error().is_some_and(|e| e.kind() == ErrorKind::AddrNotAvailable)
     };

@@ -585,7 +585,7 @@ impl H1 {
                 self.skip_body(&req);
                 match verdict {
                     auth::Verdict::Malformed => self.send_simple(c, sh, 403, &[], true),
-                    _ => self.send_simple(c, sh, 401, &[("WWW-Authenticate", "Basic realm=\"lwsws\"")], false),
+                    _ => self.send_simple(c, sh, 401, &[("WWW-Authenticate", crate::auth::CHALLENGE)], false),
                 }
             }
             Some((mi, true, _)) => return self.serve_callback(c, sh, req, mi),
