@@ -432,11 +432,22 @@ pub(crate) struct DrainRequest {
     pub(crate) keep_websockets: bool,
 }
 
+/// What [`ContextHandle::drain`] and the loop share.
+#[derive(Debug, Default)]
+pub(crate) struct DrainState {
+    /// Asked for, until the loop takes it.
+    pub(crate) request: Option<DrainRequest>,
+    /// The loop has closed its listeners (or ended).
+    pub(crate) closed: bool,
+    /// Told when that happens.
+    pub(crate) waiters: Vec<std::sync::mpsc::Sender<()>>,
+}
+
 pub(crate) struct HandleInner {
     pub(crate) waker: mio::Waker,
     pub(crate) stop: AtomicBool,
-    /// A drain asked for, until the loop takes it.
-    pub(crate) drain: std::sync::Mutex<Option<DrainRequest>>,
+    /// A drain asked for, and who waits for its listeners to close.
+    pub(crate) drain: std::sync::Mutex<DrainState>,
     /// Copies of the listening sockets while they accept, for
     /// [`ContextHandle::listeners`]; emptied when a drain begins.
     pub(crate) listeners: std::sync::Mutex<Vec<std::net::TcpListener>>,
@@ -565,25 +576,36 @@ impl ContextHandle {
     /// ended with their whole process group). Calling it again, or
     /// [`retire`](Self::retire), while a drain runs changes nothing; `stop`
     /// still ends it at once.
-    pub fn drain(&self, grace: Duration) {
-        self.ask_drain(DrainRequest { grace, keep_websockets: false });
+    ///
+    /// The receiver gets `()` once the listening sockets are closed (no
+    /// connection accepted after that is this context's), or is
+    /// disconnected if the loop ended first; ignoring it is fine.
+    pub fn drain(&self, grace: Duration) -> std::sync::mpsc::Receiver<()> {
+        self.ask_drain(DrainRequest { grace, keep_websockets: false })
     }
 
     /// [`drain`](Self::drain) for a context being replaced (a reload):
     /// the same, except that WebSockets keep going until `grace` has
     /// passed, and only then get their 1001 and the close timeout
     /// ([`Limits::ws_close_timeout`]) to finish the handshake.
-    pub fn retire(&self, grace: Duration) {
-        self.ask_drain(DrainRequest { grace, keep_websockets: true });
+    pub fn retire(&self, grace: Duration) -> std::sync::mpsc::Receiver<()> {
+        self.ask_drain(DrainRequest { grace, keep_websockets: true })
     }
 
-    fn ask_drain(&self, request: DrainRequest) {
+    fn ask_drain(&self, request: DrainRequest) -> std::sync::mpsc::Receiver<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
         let mut drain = self.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
-        if drain.is_none() {
-            *drain = Some(request);
+        if drain.closed {
+            let _ = tx.send(());
+            return rx;
+        }
+        drain.waiters.push(tx);
+        if drain.request.is_none() {
+            drain.request = Some(request);
         }
         drop(drain);
         self.wake();
+        rx
     }
 
     /// Copies (new descriptors, close-on-exec) of the listening sockets

@@ -526,3 +526,60 @@ fn keepalive_get(mut c: BufReader<TcpStream>, path: &str, len: usize) -> Result<
     let closes = head.to_ascii_lowercase().contains("connection: close");
     Ok((!closes).then_some(c))
 }
+
+/// The library's side of a reload: a second context takes the first
+/// one's listening socket (`ContextHandle::listeners`,
+/// `ContextInfo::listener`); once the first has been retired and says its
+/// listeners are closed, every new connection is the second's, a
+/// keep-alive connection of the first gets `Connection: close` on its
+/// next response, and the first's loop ends with its last connection.
+#[test]
+fn a_context_hands_its_listener_to_the_next() {
+    let (t, root) = site();
+    let other = t.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("index.html"), b"second\n").expect("write");
+    let listener = warren::bind_listener(addr(0)).expect("bind");
+    let at = listener.local_addr().expect("addr");
+    let first = warren::Context::new(
+        warren::ContextInfo::new().vhost(vhost_at(at).mount(files_mount("/", &root))).listener(listener),
+    )
+    .expect("first");
+    assert_eq!(first.local_addr(0), Some(at), "the vhost took the socket handed over");
+    let first_handle = first.handle();
+    let first_loop = std::thread::spawn(move || first.run());
+    // A keep-alive connection of the first.
+    let old = TcpStream::connect(at).expect("connect");
+    old.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let old = BufReader::new(old);
+    let old = keepalive_get(old, "/index.html", 20).expect("first").expect("kept alive");
+    let handed = first_handle.listeners().expect("listeners");
+    assert_eq!(handed.len(), 1);
+    let second = warren::Context::new(
+        warren::ContextInfo::new()
+            .vhost(vhost_at(at).mount(files_mount("/", &other)))
+            .listener(handed.into_iter().next().expect("one")),
+    )
+    .expect("second on the same address: no bind error");
+    let second_handle = second.handle();
+    let second_loop = std::thread::spawn(move || second.run());
+    first_handle.retire(Duration::from_secs(600)).recv_timeout(PATIENCE).expect("the first closed its listeners");
+    assert!(first_handle.listeners().expect("listeners").is_empty());
+    assert_eq!(fetch(at.port(), "/index.html"), (200, b"second\n".to_vec()));
+    // The old connection: served by the first, and told it is the last.
+    let mut old = old.into_inner();
+    write!(old, "GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut answer = Vec::new();
+    old.read_to_end(&mut answer).expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.contains("root index") && answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    first_loop.join().expect("first loop").expect("first ran");
+    assert_eq!(fetch(at.port(), "/index.html").0, 200, "the second serves on");
+    second_handle.drain(Duration::from_secs(600));
+    second_loop.join().expect("second loop").expect("second ran");
+    assert!(refused(at.port()), "the socket closed with the last context");
+}
+
+fn vhost_at(at: SocketAddr) -> warren::VhostInfo {
+    warren::VhostInfo::new("localhost", at)
+}

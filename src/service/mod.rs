@@ -426,7 +426,7 @@ impl Service {
                 if inner.stop.load(Ordering::Acquire) {
                     break;
                 }
-                let asked = inner.drain.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let asked = inner.drain.lock().unwrap_or_else(|e| e.into_inner()).request.take();
                 if let Some(request) = asked.filter(|_| self.drain.is_none()) {
                     self.start_drain(request);
                 }
@@ -440,6 +440,8 @@ impl Service {
         for key in keys {
             self.close(key);
         }
+        self.sh.handle.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.listeners_closed();
         #[cfg(feature = "cgi")]
         self.sh.reaper.finish();
         self.broadcast(|| RawEvent::ProtocolDestroy);
@@ -469,12 +471,23 @@ impl Service {
                 self.vacated.push(key);
             }
         }
+        self.listeners_closed();
         log::info!(
             "draining {} connections: no new ones; what is in flight has {:?} to finish",
             self.open_conns,
             request.grace
         );
         self.tell_conns(false);
+    }
+
+    /// The listeners are closed (a drain began, or the loop ends): say
+    /// so to whoever waits for it.
+    fn listeners_closed(&mut self) {
+        let mut drain = self.sh.handle.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
+        drain.closed = true;
+        for waiter in drain.waiters.drain(..) {
+            let _ = waiter.send(());
+        }
     }
 
     /// Tells every connection a drain is on (`websockets`: WebSockets are

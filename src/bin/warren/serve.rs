@@ -23,6 +23,11 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{channel, Sender};
 use warren::{Context, ContextHandle};
 
+/// How long a reload waits for the configuration it replaces to stop
+/// accepting (a loop answers at its next turn: well under a millisecond
+/// unless it is stuck).
+const RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the main thread waits for.
 enum Event {
     Signal(libc::c_int),
@@ -90,7 +95,7 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
         Some(dir) => format!("{}: {e}", dir.display()),
         None => e.to_string(),
     })?;
-    announce(&context, &args, "serving");
+    announce(&context.listening(), &args, "serving");
     let (tx, rx) = channel();
     signals.forward(tx.clone()).map_err(|e| format!("cannot start the signal thread: {e}"))?;
     let mut ids = 0..;
@@ -131,18 +136,27 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
                     }
                 }
                 match current.as_mut() {
-                    Some(running) if !stopping => match reload(&args, &running.handle) {
-                        Ok(context) => {
-                            announce(&context, &args, "reloaded: serving");
-                            let next = start(context, ids.next().unwrap_or_default(), &tx)?;
-                            let old = std::mem::replace(running, next);
-                            old.handle.retire(args.grace());
-                            retiring.push(old);
+                    Some(running) if !stopping => {
+                        match reload(&args, &running.handle) {
+                            Ok(context) => {
+                                let listening = context.listening();
+                                let next = start(context, ids.next().unwrap_or_default(), &tx)?;
+                                let old = std::mem::replace(running, next);
+                                // Both accept until the old one has closed its
+                                // listeners; after that line, every new
+                                // connection is the new configuration's.
+                                let closed = old.handle.retire(args.grace());
+                                if closed.recv_timeout(RETIRE_WAIT).is_err() {
+                                    log::warn!("the configuration before the reload did not stop accepting within {RETIRE_WAIT:?}");
+                                }
+                                retiring.push(old);
+                                announce(&listening, &args, "reloaded: serving");
+                            }
+                            Err(e) => {
+                                log::error!("SIGHUP: reload failed; still serving the configuration loaded before: {e}")
+                            }
                         }
-                        Err(e) => {
-                            log::error!("SIGHUP: reload failed; still serving the configuration loaded before: {e}")
-                        }
-                    },
+                    }
                     _ => log::info!("SIGHUP: not reloading, warren is stopping"),
                 }
                 queue.extend(others);
@@ -192,11 +206,11 @@ fn reload(args: &ServeArgs, running: &ContextHandle) -> Result<Context, String> 
     Context::new(info).map_err(|e| e.to_string())
 }
 
-/// Logs what `context` serves: a line per vhost with its URL.
-fn announce(context: &Context, args: &ServeArgs, verb: &str) {
+/// Logs what a context serves: a line per vhost with its URL.
+fn announce(listening: &[warren::Listening], args: &ServeArgs, verb: &str) {
     let what = site::what(args);
     let version = env!("CARGO_PKG_VERSION");
-    for l in context.listening() {
+    for l in listening {
         if args.config.is_some() {
             log::info!(
                 "warren {version} {verb} vhost {:?} of {what} on {} (listening on {})",
