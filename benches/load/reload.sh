@@ -45,6 +45,8 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 T=$(mktemp -d /tmp/warren-reload.XXXXXX)
+# nginx's workers run as nobody: they must reach the docroot.
+chmod 755 "$T"
 DOC=$T/docroot
 mkdir -p "$DOC" "$T/nginx-tmp"
 declare -A PID PORT
