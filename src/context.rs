@@ -1,5 +1,6 @@
 //! [`Context`]: what a server is made of, and the handle other threads use.
 
+use crate::metrics::{ConnRole, Metrics};
 use crate::mount::Mount;
 use crate::protocol::{AnyProtocol, Protocol};
 use crate::service::Service;
@@ -325,6 +326,7 @@ pub struct ContextInfo {
     pub(crate) vhosts: Vec<VhostInfo>,
     pub(crate) limits: Limits,
     pub(crate) fops_factory: Option<FopsFactory>,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl fmt::Debug for ContextInfo {
@@ -333,6 +335,7 @@ impl fmt::Debug for ContextInfo {
             .field("vhosts", &self.vhosts)
             .field("limits", &self.limits)
             .field("fops_factory", &self.fops_factory.is_some())
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -364,20 +367,19 @@ impl ContextInfo {
         self.fops_factory = Some(Box::new(f));
         self
     }
+
+    /// Counts into `metrics` rather than into metrics of the context's
+    /// own: contexts given the same one (one per thread, or a reloaded
+    /// configuration's beside the one it replaces) add up in it, and a
+    /// vhost's counters carry on under its name. See [`crate::metrics`].
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> ContextInfo {
+        self.metrics = Some(metrics);
+        self
+    }
 }
 
-/// Counters kept by the loop, readable from any thread.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) accepted: AtomicU64,
-    pub(crate) refused: AtomicU64,
-    pub(crate) open: AtomicU64,
-    pub(crate) requests: AtomicU64,
-    pub(crate) ws_upgrades: AtomicU64,
-    pub(crate) ws_open: AtomicU64,
-}
-
-/// A snapshot of a context's counters.
+/// A snapshot of a context's counters (of its [`Metrics`], which other
+/// contexts may share: see [`ContextInfo::metrics`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
@@ -405,7 +407,7 @@ pub(crate) struct HandleInner {
     pub(crate) waker: mio::Waker,
     pub(crate) stop: AtomicBool,
     pub(crate) cancels: AtomicU64,
-    pub(crate) counters: Counters,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) new_vhosts: std::sync::Mutex<Vec<NewVhost>>,
     /// Work a file system did off the loop is done
     /// ([`warren_vfs::Pending`]): requests waiting for a file open again.
@@ -530,15 +532,24 @@ impl ContextHandle {
 
     /// The counters now.
     pub fn stats(&self) -> Stats {
-        let c = &self.inner.counters;
+        let m = &self.inner.metrics;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let ws_open = m.open(ConnRole::Ws);
         Stats {
-            accepted: c.accepted.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            open: c.open.load(Ordering::Relaxed),
-            requests: c.requests.load(Ordering::Relaxed),
-            ws_upgrades: c.ws_upgrades.load(Ordering::Relaxed),
-            ws_open: c.ws_open.load(Ordering::Relaxed),
+            accepted: get(&m.accepted),
+            refused: get(&m.refused),
+            open: m.open(ConnRole::TlsHandshake) + m.open(ConnRole::Http) + ws_open,
+            requests: get(&m.requests),
+            ws_upgrades: get(&m.ws_upgrades),
+            ws_open,
         }
+    }
+
+    /// The metrics this context counts into (its own, or those
+    /// [`ContextInfo::metrics`] gave it), for a scrape from any thread:
+    /// [`Metrics::render`].
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.inner.metrics)
     }
 }
 

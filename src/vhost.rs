@@ -5,9 +5,11 @@
 
 use crate::conn::{MountLive, VhostLive};
 use crate::context::{check_duration, FopsFactory, VhostInfo};
+use crate::metrics::Metrics;
 use crate::mount::{Mount, Origin};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A vhost while it serves: its configuration, resolved and checked, and
@@ -74,7 +76,14 @@ impl Vhost {
 /// Checks `v`, opens its mounts' file systems (through `factory` when
 /// there is one), reads its credentials and error pages, and opens its
 /// access log: the vhost to serve, and its live part.
-pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -> crate::Result<(Vhost, VhostLive)> {
+/// Its counters are `metrics`' for its name, and its file systems count
+/// their directory loads there.
+pub(crate) fn build(
+    v: VhostInfo,
+    factory: Option<&FopsFactory>,
+    now: Instant,
+    metrics: &Metrics,
+) -> crate::Result<(Vhost, VhostLive)> {
     let fail = |why: String| crate::Error::invalid_input(format!("vhost {:?}: {why}", v.name));
     check_vhost(&v).map_err(fail)?;
     let VhostInfo {
@@ -119,6 +128,9 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
             m.origin = Origin::File(
                 fops.map_err(|e| io::Error::new(e.kind(), format!("vhost {name:?}: mount {}: {e}", m.mountpoint)))?,
             );
+        }
+        if let Origin::File(fops) = &m.origin {
+            fops.count_directory_loads(Arc::clone(&metrics.zip_loads));
         }
         #[cfg(not(feature = "cgi"))]
         if matches!(m.origin, Origin::Cgi(_)) {
@@ -176,7 +188,8 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
         #[cfg(feature = "tls")]
         sts,
     };
-    let live = VhostLive { protocols, access_log, error_pages, mounts: live_mounts };
+    let live =
+        VhostLive { protocols, access_log, error_pages, mounts: live_mounts, metrics: metrics.vhost(&vhost.name) };
     Ok((vhost, live))
 }
 
@@ -293,7 +306,11 @@ mod tests {
     fn vhosts(names: &[&str]) -> Vec<Vhost> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let now = Instant::now();
-        names.iter().filter_map(|n| build(VhostInfo::new(*n, addr), None, now).ok()).map(|(v, _)| v).collect()
+        names
+            .iter()
+            .filter_map(|n| build(VhostInfo::new(*n, addr), None, now, &Metrics::new()).ok())
+            .map(|(v, _)| v)
+            .collect()
     }
 
     #[test]
