@@ -301,8 +301,74 @@ fn a_cgi_timeout_is_counted() {
     assert_eq!(metric(&s, &requests("localhost", "5xx")), 1.0);
 }
 
-/// TLS handshakes, completed and failed, and bytes counted as records on
-/// the wire (more than the plaintext).
+/// The running gauge while a program runs (its timeout far away), and its
+/// return to zero when the client goes away and the program is ended
+/// (CGI-9).
+#[test]
+fn a_running_cgi_program_shows_in_the_gauge() {
+    let cgi = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cgi-bin");
+    let mount = Mount::cgi("/cgi-bin", &cgi).cgi_timeout(Duration::from_secs(3600));
+    let server = Server::start(ContextInfo::new().vhost(with_metrics(vhost().mount(mount))));
+    let mut c = server.connect();
+    c.write_all(b"GET /cgi-bin/sleep.sh HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let s = scrape_until(&server, "the program in the running gauge", |s| metric(s, "warren_cgi_running") == 1.0);
+    assert_eq!(metric(&s, "warren_cgi_started_total"), 1.0);
+    drop(c);
+    let s = scrape_until(&server, "the program leaving the gauge", |s| metric(s, "warren_cgi_running") == 0.0);
+    assert_eq!(metric(&s, "warren_cgi_timeouts_total"), 0.0, "ended by the close, not the timeout");
+}
+
+/// The open-connections gauge follows connections in and out, and a
+/// connection past the limit is counted as refused, not as accepted.
+#[test]
+fn connection_gauges_and_refusals_are_counted() {
+    let (_t, root) = site();
+    let limits = warren::Limits { max_connections: Some(3), ..warren::Limits::default() };
+    // Held connections stay open however slow the box is.
+    let v = with_metrics(vhost().keepalive_timeout(Duration::from_secs(3600)).mount(files_mount("/", &root)));
+    let server = Server::start(ContextInfo::new().limits(limits).vhost(v));
+    let hold = || {
+        let mut s = server.connect();
+        s.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+        let mut rd = Reader::new(s);
+        assert_eq!(rd.response(false).expect("response").status, 200);
+        rd
+    };
+    let mut held = vec![hold(), hold()];
+    let s = scrape(&server);
+    assert_eq!(metric(&s, "warren_connections_open{role=\"http\"}"), 3.0, "two held and the scrape's own");
+    assert_eq!(metric(&s, "warren_connections_accepted_total"), 3.0);
+    assert_eq!(metric(&s, "warren_connections_refused_total"), 0.0);
+    // The scrape's connection leaves the gauge once the server has closed
+    // it; then a third held one fills the limit and a fourth is refused.
+    let metrics = server.handle.metrics();
+    let now = || parse(&metrics.render()).unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&now(), "warren_connections_open{role=\"http\"}") != 2.0 {
+        assert!(Instant::now() < deadline, "the scrape's connection never left the gauge");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    held.push(hold());
+    let mut extra = Reader::new(server.connect());
+    assert_eq!(extra.response(false).expect("503").status, 503);
+    let s = now();
+    assert_eq!(metric(&s, "warren_connections_refused_total"), 1.0);
+    assert_eq!(metric(&s, "warren_connections_accepted_total"), 4.0, "the refused one is not");
+    assert_eq!(metric(&s, "warren_connections_open{role=\"http\"}"), 3.0);
+    assert_eq!(server.handle.stats().refused, 1);
+    // Their closes free the slots (a scrape before that would be refused).
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&now(), "warren_connections_open{role=\"http\"}") != 0.0 {
+        assert!(Instant::now() < deadline, "the held connections never left the gauge");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(metric(&scrape(&server), "warren_connections_open{role=\"http\"}"), 1.0, "the scrape's own");
+}
+
+/// TLS handshakes, completed and failed, a connection still in its
+/// handshake in the gauge, and bytes counted as records on the wire (more
+/// than the plaintext).
 #[test]
 fn tls_handshakes_are_counted() {
     let t = tempfile::tempdir().expect("tempdir");
@@ -314,7 +380,9 @@ fn tls_handshakes_are_counted() {
     let tls =
         with_metrics(vhost().tls(TlsConfig::from_pem_files(&leaf.cert, &leaf.key)).mount(files_mount("/", &root)));
     let metrics = Arc::new(Metrics::new());
-    let server = Server::start(ContextInfo::new().vhost(tls).metrics(Arc::clone(&metrics)));
+    // The connection left in its handshake stays there however slow the box is.
+    let limits = warren::Limits { tls_handshake_timeout: Duration::from_secs(3600), ..warren::Limits::default() };
+    let server = Server::start(ContextInfo::new().vhost(tls).limits(limits).metrics(Arc::clone(&metrics)));
     let req = "GET /page.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     let r = tls_request(server.addr, "localhost", &ClientOpts { ca: Some(&ca.path), ..Default::default() }, req)
         .expect("TLS request");
@@ -324,6 +392,9 @@ fn tls_handshakes_are_counted() {
     plain.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
     let mut plain = Reader::new(plain);
     assert!(plain.closed_within(Duration::from_secs(20)));
+    // Connected before the scrape's connection on the same listener (so
+    // accepted first), and silent: still in its handshake at the scrape.
+    let silent = server.connect();
     let metrics_req = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     let r =
         tls_request(server.addr, "localhost", &ClientOpts { ca: Some(&ca.path), ..Default::default() }, metrics_req)
@@ -332,7 +403,9 @@ fn tls_handshakes_are_counted() {
     // The scrape's own handshake is the second.
     assert_eq!(metric(&s, "warren_tls_handshakes_total{result=\"ok\"}"), 2.0);
     assert_eq!(metric(&s, "warren_tls_handshakes_total{result=\"failed\"}"), 1.0);
-    assert_eq!(metric(&s, "warren_connections_open{role=\"tls_handshake\"}"), 0.0);
+    assert_eq!(metric(&s, "warren_connections_open{role=\"tls_handshake\"}"), 1.0, "the silent one");
+    assert_eq!(metric(&s, "warren_connections_open{role=\"http\"}"), 1.0, "the scrape's own, past its handshake");
+    drop(silent);
     let sent = metric(&s, "warren_sent_bytes_total");
     // Two certificates, the records' overhead, and the page.
     assert!(sent > 10_000.0 + 2.0 * leaf.der.len() as f64, "sent {sent}");
