@@ -1,5 +1,6 @@
 //! [`Context`]: what a server is made of, and the handle other threads use.
 
+use crate::metrics::{ConnRole, Metrics};
 use crate::mount::Mount;
 use crate::protocol::{AnyProtocol, Protocol};
 use crate::service::Service;
@@ -328,6 +329,7 @@ pub struct ContextInfo {
     /// Listening sockets bound already (by [`bind_listener`], systemd
     /// socket activation, or a context this one replaces).
     pub(crate) inherited: Vec<std::net::TcpListener>,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl fmt::Debug for ContextInfo {
@@ -337,6 +339,7 @@ impl fmt::Debug for ContextInfo {
             .field("limits", &self.limits)
             .field("fops_factory", &self.fops_factory.is_some())
             .field("inherited", &self.inherited)
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -386,20 +389,19 @@ impl ContextInfo {
         self.fops_factory = Some(Box::new(f));
         self
     }
+
+    /// Counts into `metrics` rather than into metrics of the context's
+    /// own: contexts given the same one (one per thread, or a reloaded
+    /// configuration's beside the one it replaces) add up in it, and a
+    /// vhost's counters carry on under its name. See [`crate::metrics`].
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> ContextInfo {
+        self.metrics = Some(metrics);
+        self
+    }
 }
 
-/// Counters kept by the loop, readable from any thread.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) accepted: AtomicU64,
-    pub(crate) refused: AtomicU64,
-    pub(crate) open: AtomicU64,
-    pub(crate) requests: AtomicU64,
-    pub(crate) ws_upgrades: AtomicU64,
-    pub(crate) ws_open: AtomicU64,
-}
-
-/// A snapshot of a context's counters.
+/// A snapshot of a context's counters (of its [`Metrics`], which other
+/// contexts may share: see [`ContextInfo::metrics`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
@@ -452,7 +454,7 @@ pub(crate) struct HandleInner {
     /// [`ContextHandle::listeners`]; emptied when a drain begins.
     pub(crate) listeners: std::sync::Mutex<Vec<std::net::TcpListener>>,
     pub(crate) cancels: AtomicU64,
-    pub(crate) counters: Counters,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) new_vhosts: std::sync::Mutex<Vec<NewVhost>>,
     /// Work a file system did off the loop is done
     /// ([`warren_vfs::Pending`]): requests waiting for a file open again.
@@ -636,15 +638,24 @@ impl ContextHandle {
 
     /// The counters now.
     pub fn stats(&self) -> Stats {
-        let c = &self.inner.counters;
+        let m = &self.inner.metrics;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let ws_open = m.open(ConnRole::Ws);
         Stats {
-            accepted: c.accepted.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            open: c.open.load(Ordering::Relaxed),
-            requests: c.requests.load(Ordering::Relaxed),
-            ws_upgrades: c.ws_upgrades.load(Ordering::Relaxed),
-            ws_open: c.ws_open.load(Ordering::Relaxed),
+            accepted: get(&m.accepted),
+            refused: get(&m.refused),
+            open: m.open(ConnRole::TlsHandshake) + m.open(ConnRole::Http) + ws_open,
+            requests: get(&m.requests),
+            ws_upgrades: get(&m.ws_upgrades),
+            ws_open,
         }
+    }
+
+    /// The metrics this context counts into (its own, or those
+    /// [`ContextInfo::metrics`] gave it), for a scrape from any thread:
+    /// [`Metrics::render`].
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.inner.metrics)
     }
 }
 

@@ -46,6 +46,7 @@ mod conn;
 mod context;
 mod error;
 pub mod http;
+pub mod metrics;
 mod mount;
 #[cfg(feature = "appliance")]
 pub mod pack;
@@ -73,6 +74,7 @@ pub use context::{
     DEFAULT_WS_HANGUP, DEFAULT_WS_PING, MAX_TIMEOUT,
 };
 pub use http::Request;
+pub use metrics::Metrics;
 pub use mount::{default_fops, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
 pub use protocol::{Action, Cx, Event, HtmlChunk, Protocol, Writer, Wsi, WsiId};
 #[cfg(feature = "cgi")]

@@ -5,6 +5,7 @@
 
 use crate::conn::{MountLive, VhostLive};
 use crate::context::{check_duration, FopsFactory, VhostInfo};
+use crate::metrics::Metrics;
 use crate::mount::{Mount, Origin};
 use std::io;
 use std::net::SocketAddr;
@@ -215,7 +216,14 @@ pub(crate) fn cgi_origin_problem(program: &std::path::Path) -> Result<(), String
 
 /// [`resolve`]s `v`, then opens its access log: the vhost to serve, and
 /// its live part. Fails with the first problem [`resolve`] found.
-pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -> crate::Result<(Vhost, VhostLive)> {
+/// Its counters are `metrics`' for its name, and its file systems count
+/// their directory loads there.
+pub(crate) fn build(
+    v: VhostInfo,
+    factory: Option<&FopsFactory>,
+    now: Instant,
+    metrics: &Metrics,
+) -> crate::Result<(Vhost, VhostLive)> {
     let resolved = resolve(&v, factory, now);
     if let Some(e) = resolved.problems.into_iter().next() {
         return Err(e);
@@ -246,6 +254,11 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
         sts,
         ..
     } = v;
+    for m in &mounts {
+        if let Origin::File(fops) = &m.origin {
+            fops.count_directory_loads(std::sync::Arc::clone(&metrics.zip_loads));
+        }
+    }
     let live_mounts = auth.into_iter().map(MountLive::new).collect();
     let access_log = access_log.as_deref().map(crate::access_log::AccessLog::open).transpose()?;
     #[cfg(feature = "cgi")]
@@ -272,7 +285,8 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
         #[cfg(feature = "tls")]
         sts,
     };
-    let live = VhostLive { protocols, access_log, error_pages, mounts: live_mounts };
+    let live =
+        VhostLive { protocols, access_log, error_pages, mounts: live_mounts, metrics: metrics.vhost(&vhost.name) };
     Ok((vhost, live))
 }
 
@@ -408,7 +422,11 @@ mod tests {
     fn vhosts(names: &[&str]) -> Vec<Vhost> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let now = Instant::now();
-        names.iter().filter_map(|n| build(VhostInfo::new(*n, addr), None, now).ok()).map(|(v, _)| v).collect()
+        names
+            .iter()
+            .filter_map(|n| build(VhostInfo::new(*n, addr), None, now, &Metrics::new()).ok())
+            .map(|(v, _)| v)
+            .collect()
     }
 
     #[test]

@@ -147,9 +147,15 @@ impl ResponseWriter<'_> {
         self.out.write(self.scratch, false)
     }
 
-    pub(crate) fn status(mut self, status: u16, message: &str) -> io::Result<()> {
+    pub(crate) fn status(self, status: u16, message: &str) -> io::Result<()> {
+        self.status_with(status, message, &[])
+    }
+
+    /// [`ResponseWriter::status`] with `extra` header fields (a 405's
+    /// `Allow`).
+    pub(crate) fn status_with(mut self, status: u16, message: &str, extra: &[(&str, &str)]) -> io::Result<()> {
         self.begin()?;
-        error_response(self.scratch, self.tx, status, message, &[], self.env);
+        error_response(self.scratch, self.tx, status, message, extra, self.env);
         *self.state = CbResp::Done;
         self.out.write(self.scratch, false)
     }

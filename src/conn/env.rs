@@ -83,6 +83,8 @@ pub(crate) struct VhostLive {
     pub(crate) error_pages: Vec<ErrorPage>,
     /// Per mount, in the vhost's order.
     pub(crate) mounts: Vec<MountLive>,
+    /// Its counters, shared with every vhost of its name.
+    pub(crate) metrics: Arc<crate::metrics::VhostMetrics>,
 }
 
 /// What changes of a mount while it serves.

@@ -28,6 +28,10 @@ pub(crate) struct Out {
     pub(crate) writable: bool,
     /// Bytes written on this connection (for logs and stats).
     pub(crate) sent: u64,
+    /// Of those, how many the metrics were told of; and bytes read since
+    /// they were last told ([`Out::take_traffic`]).
+    reported: u64,
+    received: u64,
     /// The first write error: once the socket has failed, every later
     /// write fails too, and the connection closes after the callback that
     /// met it (so a protocol that ignores the error cannot spin).
@@ -39,7 +43,17 @@ pub(crate) struct Out {
 
 impl Out {
     pub(crate) fn new(sock: Link) -> Out {
-        Out { sock, pending: Vec::new(), pending_off: 0, writable: false, sent: 0, failed: None, acked_mark: 0 }
+        Out {
+            sock,
+            pending: Vec::new(),
+            pending_off: 0,
+            writable: false,
+            sent: 0,
+            reported: 0,
+            received: 0,
+            failed: None,
+            acked_mark: 0,
+        }
     }
 
     /// The socket took less than it was given: it is full until the next
@@ -252,6 +266,19 @@ impl Out {
 
     /// Reads; `Ok(None)` when nothing is there now.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        no_block(self.sock.read(buf))
+        let r = no_block(self.sock.read(buf));
+        if let Ok(Some(n)) = r {
+            self.received += n as u64;
+        }
+        r
+    }
+
+    /// The bytes (received, sent) that crossed the socket since the last
+    /// call, for the metrics: what the transport counted on the wire
+    /// where it counts (TLS: records), else what passed through here.
+    pub(crate) fn take_traffic(&mut self) -> (u64, u64) {
+        let here = (std::mem::take(&mut self.received), self.sent - self.reported);
+        self.reported = self.sent;
+        self.sock.take_traffic().unwrap_or(here)
     }
 }

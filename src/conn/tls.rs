@@ -57,7 +57,7 @@ impl std::fmt::Debug for State {
 
 /// A connection's TLS transport.
 pub(crate) struct TlsLink {
-    tcp: PlainTcp,
+    tcp: Wire,
     state: State,
     /// The handshake is complete (or the connection went plain).
     done: bool,
@@ -69,6 +69,72 @@ pub(crate) struct TlsLink {
     shut: bool,
 }
 
+/// The socket under a TLS link, counting the bytes that cross it (records,
+/// or plaintext once the link went plain) for the metrics.
+#[derive(Debug)]
+struct Wire {
+    tcp: PlainTcp,
+    received: u64,
+    sent: u64,
+}
+
+impl Wire {
+    fn counted(n: io::Result<usize>, count: &mut u64) -> io::Result<usize> {
+        if let Ok(n) = n {
+            *count += n as u64;
+        }
+        n
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Wire::counted(self.tcp.read(buf), &mut self.received)
+    }
+
+    fn send(&mut self, data: &[u8], more: bool) -> io::Result<usize> {
+        Wire::counted(self.tcp.send(data, more), &mut self.sent)
+    }
+
+    fn send2(&mut self, a: &[u8], b: &[u8]) -> io::Result<usize> {
+        Wire::counted(self.tcp.send2(a, b), &mut self.sent)
+    }
+
+    fn sendfile(&mut self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> Option<io::Result<usize>> {
+        Some(Wire::counted(self.tcp.sendfile(fd, offset, len)?, &mut self.sent))
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.tcp.shutdown_write()
+    }
+
+    fn bytes_acked(&self) -> Option<u64> {
+        self.tcp.bytes_acked()
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Wire::read(self, buf)
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Wire::counted(self.tcp.0.write(buf), &mut self.sent)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        Wire::counted(self.tcp.0.write_vectored(bufs), &mut self.sent)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for TlsLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsLink").field("state", &self.state).field("done", &self.done).finish_non_exhaustive()
@@ -78,7 +144,13 @@ impl std::fmt::Debug for TlsLink {
 impl TlsLink {
     /// A connection accepted on a TLS listener.
     pub(crate) fn new(stream: TcpStream) -> TlsLink {
-        TlsLink { tcp: PlainTcp(stream), state: State::New, done: false, on_event: None, shut: false }
+        TlsLink {
+            tcp: Wire { tcp: PlainTcp(stream), received: 0, sent: 0 },
+            state: State::New,
+            done: false,
+            on_event: None,
+            shut: false,
+        }
     }
 
     /// Whether the handshake is still to finish.
@@ -91,7 +163,7 @@ impl TlsLink {
     fn push(&mut self) -> io::Result<()> {
         if let State::Session(conn) = &mut self.state {
             while conn.wants_write() {
-                if conn.write_tls(&mut self.tcp.0)? == 0 {
+                if conn.write_tls(&mut self.tcp)? == 0 {
                     return Err(io::ErrorKind::WriteZero.into());
                 }
             }
@@ -119,7 +191,7 @@ impl Drop for TlsLink {
         if let (true, false, State::Session(conn)) = (self.done, self.shut, &mut self.state) {
             conn.send_close_notify();
             if conn.wants_write() {
-                let _ = conn.write_tls(&mut self.tcp.0);
+                let _ = conn.write_tls(&mut self.tcp);
             }
         }
     }
@@ -141,19 +213,19 @@ impl Transport for TlsLink {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
-            match conn.read_tls(&mut self.tcp.0) {
+            match conn.read_tls(&mut self.tcp) {
                 Ok(0) => return Ok(0),
                 Ok(_) => {}
                 Err(e) => return Err(e),
             }
             if let Err(e) = conn.process_new_packets() {
                 if let Some(f) = &self.on_event {
-                    let peer = self.tcp.0.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    let peer = self.tcp.tcp.0.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
                     f(&TlsEvent::Error { peer, error: &e.to_string() });
                 }
                 // Then the alert rustls queued goes out, if the socket
                 // takes it: a peer that sees it knows the callback ran.
-                let _ = conn.write_tls(&mut self.tcp.0);
+                let _ = conn.write_tls(&mut self.tcp);
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
             }
         }
@@ -201,7 +273,7 @@ impl Transport for TlsLink {
 
     fn write_pending(&mut self) -> io::Result<usize> {
         match &mut self.state {
-            State::Session(conn) => conn.write_tls(&mut self.tcp.0),
+            State::Session(conn) => conn.write_tls(&mut self.tcp),
             _ => Ok(0),
         }
     }
@@ -216,7 +288,7 @@ impl Transport for TlsLink {
         if let State::Session(conn) = &mut self.state {
             conn.send_close_notify();
             // Best effort: a full socket gets the TCP FIN alone.
-            let _ = conn.write_tls(&mut self.tcp.0);
+            let _ = conn.write_tls(&mut self.tcp);
         }
         self.shut = true;
         self.tcp.shutdown_write()
@@ -226,8 +298,12 @@ impl Transport for TlsLink {
         self.tcp.bytes_acked()
     }
 
+    fn take_traffic(&mut self) -> Option<(u64, u64)> {
+        Some((std::mem::take(&mut self.tcp.received), std::mem::take(&mut self.tcp.sent)))
+    }
+
     fn socket(&mut self) -> &mut TcpStream {
-        &mut self.tcp.0
+        self.tcp.tcp.socket()
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -278,8 +354,8 @@ pub(crate) fn handshake(c: &mut Core, env: &mut Env) -> Handshake {
                     None => continue,
                 }
             }
-            State::Hello(acceptor) => acceptor.read_tls(&mut link.tcp.0),
-            State::Session(conn) => conn.read_tls(&mut link.tcp.0),
+            State::Hello(acceptor) => acceptor.read_tls(&mut link.tcp),
+            State::Session(conn) => conn.read_tls(&mut link.tcp),
             State::Plain => return Handshake::Done(None),
         };
         match read {
@@ -461,10 +537,10 @@ fn fail(c: &mut Core, env: &mut Env, why: &str, alert: Option<AcceptedAlert>) ->
     if let Link::Tls(link) = &mut c.out.sock {
         match (alert, &mut link.state) {
             (Some(mut alert), _) => {
-                let _ = alert.write_all(&mut link.tcp.0);
+                let _ = alert.write_all(&mut link.tcp);
             }
             (None, State::Session(conn)) => {
-                let _ = conn.write_tls(&mut link.tcp.0);
+                let _ = conn.write_tls(&mut link.tcp);
             }
             _ => {}
         }

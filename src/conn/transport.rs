@@ -76,6 +76,13 @@ pub(crate) trait Transport: fmt::Debug + Send {
         None
     }
 
+    /// The bytes (received, sent) that crossed the socket since the last
+    /// call, when the transport counts them itself because they differ
+    /// from the plaintext (TLS). `None`: the plaintext is what crossed.
+    fn take_traffic(&mut self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// The socket, to register and deregister with the loop's poll.
     fn socket(&mut self) -> &mut TcpStream;
 

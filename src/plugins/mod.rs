@@ -8,6 +8,8 @@ pub mod dumb_increment;
 #[cfg(feature = "appliance")]
 pub mod echo;
 #[cfg(feature = "appliance")]
+pub mod metrics;
+#[cfg(feature = "appliance")]
 pub mod mirror;
 #[cfg(feature = "appliance")]
 pub mod post_demo;
@@ -20,7 +22,8 @@ use crate::protocol::AnyProtocol;
 
 /// The names of the built-in plugins.
 #[cfg(feature = "appliance")]
-pub const NAMES: &[&str] = &[post_demo::NAME, echo::NAME, dumb_increment::NAME, mirror::NAME, status::NAME, vars::NAME];
+pub const NAMES: &[&str] =
+    &[post_demo::NAME, echo::NAME, dumb_increment::NAME, mirror::NAME, status::NAME, vars::NAME, metrics::NAME];
 /// None without the `appliance` feature.
 #[cfg(not(feature = "appliance"))]
 pub const NAMES: &[&str] = &[];
@@ -45,6 +48,7 @@ pub(crate) fn with_options(name: &str, options: &[(&str, &str)]) -> Result<Box<d
         mirror::NAME => Box::new(mirror::Mirror::default()),
         status::NAME => Box::new(status::Status::default()),
         vars::NAME => Box::new(vars::Vars),
+        metrics::NAME => Box::new(metrics::MetricsPlugin),
         _ => return Err(unknown(name)),
     })
 }

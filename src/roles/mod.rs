@@ -48,13 +48,28 @@ impl Conn {
         #[cfg(feature = "tls")]
         if self.core.out.sock.handshaking() {
             use crate::conn::tls::{handshake, Handshake};
+            use crate::metrics::{inc, ConnRole};
             match handshake(&mut self.core, env) {
                 Handshake::Pending => return Step::Keep,
                 Handshake::Failed(crate::conn::Close(why)) => {
                     log::debug!("{}: closing: {why}", self.core.peer);
+                    let metrics = &env.handle.inner.metrics;
+                    inc(&metrics.tls_failed);
+                    // Refused after rustls finished (a client certificate
+                    // missing, the event callback): no longer handshaking
+                    // for the gauge the close takes it from.
+                    if !self.core.out.sock.handshaking() {
+                        metrics.conn_became(ConnRole::TlsHandshake, ConnRole::Http);
+                    }
                     return Step::Close;
                 }
                 Handshake::Done(first) => {
+                    let metrics = &env.handle.inner.metrics;
+                    // A plaintext client on the TLS port made no handshake.
+                    if self.core.tls.is_some() {
+                        inc(&metrics.tls_ok);
+                    }
+                    metrics.conn_became(ConnRole::TlsHandshake, ConnRole::Http);
                     if let (Some(bytes), Role::Http(h1)) = (first, &mut self.role) {
                         h1.preload(bytes);
                     }
@@ -68,6 +83,7 @@ impl Conn {
     pub(crate) fn on_timer(&mut self, env: &mut Env) -> Step {
         if self.core.out.sock.handshaking() {
             log::debug!("{}: TLS handshake timed out", self.core.peer);
+            crate::metrics::inc(&env.handle.inner.metrics.tls_failed);
             return Step::Close;
         }
         let (c, r) = self.parts();
@@ -123,9 +139,17 @@ impl Conn {
         }
     }
 
-    #[cfg(feature = "ws")]
-    pub(crate) fn is_ws(&self) -> bool {
-        matches!(self.role, Role::Ws(_))
+    /// What it is doing, for the open-connections gauge.
+    pub(crate) fn metrics_role(&self) -> crate::metrics::ConnRole {
+        use crate::metrics::ConnRole;
+        if self.core.out.sock.handshaking() {
+            return ConnRole::TlsHandshake;
+        }
+        match &self.role {
+            Role::Http(_) => ConnRole::Http,
+            #[cfg(feature = "ws")]
+            Role::Ws(_) => ConnRole::Ws,
+        }
     }
 
     /// An HTTP connection waiting for a file open that may now succeed.

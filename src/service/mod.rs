@@ -8,6 +8,7 @@ mod cgi;
 use crate::conn::{Core, Env, Link, PlainTcp, Step, RX_BUF};
 use crate::context::{check_context, ContextHandle, ContextInfo, HandleInner, VhostInfo};
 use crate::http::encode::DateCache;
+use crate::metrics::{inc, ConnRole};
 use crate::protocol::{Command, Cx, RawEvent};
 #[cfg(feature = "cgi")]
 use crate::roles::cgi::{CgiWaiters, Reaper};
@@ -129,7 +130,7 @@ impl Service {
                 drain: Default::default(),
                 listeners: Default::default(),
                 cancels: Default::default(),
-                counters: Default::default(),
+                metrics: info.metrics.take().unwrap_or_default(),
                 new_vhosts: Default::default(),
                 files_ready: Default::default(),
                 #[cfg(feature = "tls")]
@@ -197,7 +198,8 @@ impl Service {
     /// error pages and access log opened) and binds its address unless a
     /// vhost already listens there. Returns the address it listens on.
     fn attach_vhost(&mut self, v: VhostInfo) -> crate::Result<SocketAddr> {
-        let (v, live) = crate::vhost::build(v, self.factory.as_ref(), Instant::now())?;
+        let metrics = &self.sh.handle.inner.metrics;
+        let (v, live) = crate::vhost::build(v, self.factory.as_ref(), Instant::now(), metrics)?;
         #[cfg(feature = "tls")]
         let tls = v.tls.is_some();
         #[cfg(not(feature = "tls"))]
@@ -594,9 +596,8 @@ impl Service {
                     continue;
                 }
             };
-            let counters = &self.sh.handle.inner.counters;
             if self.open_conns >= self.max_conns {
-                counters.refused.fetch_add(1, Ordering::Relaxed);
+                inc(&self.sh.handle.inner.metrics.refused);
                 // A TLS client would read an HTTP answer as a broken
                 // record: it gets the close alone.
                 if !tls {
@@ -633,9 +634,9 @@ impl Service {
         entry.insert(Wsi::Conn(Conn::new(core)));
         self.sh.timers.set(key, self.sh.now + first_timeout);
         self.open_conns += 1;
-        let counters = &self.sh.handle.inner.counters;
-        counters.accepted.fetch_add(1, Ordering::Relaxed);
-        counters.open.fetch_add(1, Ordering::Relaxed);
+        let metrics = &self.sh.handle.inner.metrics;
+        inc(&metrics.accepted);
+        metrics.conn_opened(if tls { ConnRole::TlsHandshake } else { ConnRole::Http });
         Ok(())
     }
 
@@ -650,6 +651,8 @@ impl Service {
             sh.heal();
             Step::Close
         });
+        let (received, sent) = conn.core.out.take_traffic();
+        sh.handle.inner.metrics.traffic(received, sent);
         match step {
             Step::Close => self.close(key),
             #[cfg(feature = "ws")]
@@ -671,6 +674,10 @@ impl Service {
             self.sh.heal();
             Step::Close
         });
+        if let Some(Wsi::Conn(c)) = self.wsis.get_mut(key) {
+            let (received, sent) = c.core.out.take_traffic();
+            self.sh.handle.inner.metrics.traffic(received, sent);
+        }
         match step {
             Step::Close => self.close(key),
             _ => self.after_service(key),
@@ -697,7 +704,7 @@ impl Service {
             return;
         };
         self.sh.timers.clear(key);
-        self.sh.handle.inner.counters.ws_open.fetch_add(1, Ordering::Relaxed);
+        self.sh.handle.inner.metrics.conn_became(ConnRole::Http, ConnRole::Ws);
         let sh = &mut self.sh;
         let step = std::panic::catch_unwind(AssertUnwindSafe(|| c.established(sh, &request))).unwrap_or_else(|_| {
             log::error!("panic in a WebSocket's established callback; connection dropped");
@@ -723,10 +730,10 @@ impl Service {
             log::error!("{}: panic in close callbacks", conn.core.peer);
             sh.heal();
         }
-        #[cfg(feature = "ws")]
-        if conn.is_ws() {
-            self.sh.handle.inner.counters.ws_open.fetch_sub(1, Ordering::Relaxed);
-        }
+        let metrics = &self.sh.handle.inner.metrics;
+        metrics.conn_closed(conn.metrics_role());
+        let (received, sent) = conn.core.out.take_traffic();
+        metrics.traffic(received, sent);
         if let Err(e) = self.poll.registry().deregister(conn.core.out.sock.socket()) {
             log::debug!("deregister: {e}");
         }
@@ -734,7 +741,6 @@ impl Service {
         #[cfg(feature = "cgi")]
         self.free_dead_pipes();
         self.open_conns -= 1;
-        self.sh.handle.inner.counters.open.fetch_sub(1, Ordering::Relaxed);
         self.apply_commands();
     }
 

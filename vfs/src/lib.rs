@@ -113,6 +113,16 @@ pub trait Fops: Send + Sync + Debug {
         let _ = path;
         Err(io::ErrorKind::Unsupported.into())
     }
+
+    /// Asks this filesystem to add one to `counter` for each archive
+    /// directory it reads (a zip's central directory: at first use, and
+    /// again when the archive changes), and the reads it made before.
+    /// A server calls it when a mount is attached, for its metrics; a
+    /// later call replaces the counter. Filesystems that wrap others pass
+    /// it on. The default: nothing is counted.
+    fn count_directory_loads(&self, counter: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        let _ = counter;
+    }
 }
 
 /// An open file of some [`Fops`].

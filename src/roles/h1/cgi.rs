@@ -157,6 +157,9 @@ impl H1 {
         };
         let timeout = m.cgi.timeout;
         sh.live[vi].mounts[mi].cgi_running += 1;
+        let metrics = &sh.handle.inner.metrics;
+        crate::metrics::inc(&metrics.cgi_started);
+        crate::metrics::inc(&metrics.cgi_running);
         let mut run = CgiRun::new(child, target.script_name, vi, mi, redirects);
         if matches!(framing, Framing::None | Framing::Length(0)) {
             // No body: the program sees the end of its input at once.
@@ -446,6 +449,7 @@ impl H1 {
     pub(super) fn cgi_end(&mut self, c: &mut Core, sh: &mut Env, run: CgiRun, kill: bool) {
         let m = &mut sh.live[run.vhost].mounts[run.mount];
         m.cgi_running = m.cgi_running.saturating_sub(1);
+        sh.handle.inner.metrics.cgi_running.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let linger = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
         if let Some(tokens) = run.tokens {
             sh.dead_pipes.extend(tokens.into_iter().flatten());
@@ -563,6 +567,7 @@ impl H1 {
             Writing::Cgi(run) => {
                 let head_sent = run.parser.is_none();
                 log::warn!("cgi {}: no progress within its timeout; ending it", run.script);
+                crate::metrics::inc(&sh.handle.inner.metrics.cgi_timeouts);
                 self.cgi_end(c, sh, *run, true);
                 if head_sent || c.out.has_pending() {
                     return Step::Close;

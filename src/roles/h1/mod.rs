@@ -26,7 +26,6 @@ use crate::vhost::select_vhost;
 use crate::ws::handshake;
 use crate::wsi::{CbResp, ResponseWriter};
 use std::io;
-use std::sync::atomic::Ordering;
 use warren_vfs::FileHandle;
 
 mod callback;
@@ -143,6 +142,9 @@ pub(crate) struct H1 {
     /// The request being answered, for the access log (only when the
     /// vhost has one), and the byte count when its response began.
     logging: Option<Box<(crate::access_log::Entry, u64)>>,
+    /// A transaction began whose status is not yet counted in the
+    /// vhost's metrics (counted where the access log writes its line).
+    uncounted: bool,
     /// A WebSocket upgrade was accepted: the 101 is written (or pending)
     /// and the connection is to become a ws one.
     #[cfg(feature = "ws")]
@@ -173,6 +175,7 @@ impl H1 {
             tx: TxInfo::default(),
             binding: None,
             logging: None,
+            uncounted: false,
             #[cfg(feature = "ws")]
             upgrade: None,
             #[cfg(feature = "cgi")]
@@ -504,13 +507,15 @@ impl H1 {
             };
             self.logging = Some(Box::new((entry, c.out.sent)));
         }
+        self.uncounted = true;
         self.send_error(c, sh, e.status(), None);
     }
 
     // ---- requests ---------------------------------------------------------
 
     fn on_request(&mut self, c: &mut Core, sh: &mut Env, #[allow(unused_mut)] mut req: Request) -> Result<(), Close> {
-        sh.handle.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::inc(&sh.handle.inner.metrics.requests);
+        self.uncounted = true;
         self.tx = TxInfo {
             version: req.version(),
             // Draining: this is the connection's last response.
@@ -703,6 +708,9 @@ impl H1 {
     /// The connection is going away: tell its protocol.
     /// Writes the access-log line of the transaction that just ended.
     fn log_transaction(&mut self, c: &mut Core, sh: &mut Env) {
+        if std::mem::take(&mut self.uncounted) {
+            sh.live[c.vhost].metrics.response(self.tx.status);
+        }
         let Some(entry) = self.logging.take() else { return };
         if let Some(log) = &sh.live[c.vhost].access_log {
             let (entry, start) = *entry;

@@ -7,7 +7,6 @@ use crate::conn::{Core, Env};
 use crate::http::request::Request;
 use crate::roles::ws::Upgrade;
 use crate::ws::handshake::{self, Refusal};
-use std::sync::atomic::Ordering;
 
 impl H1 {
     /// Answers a WebSocket upgrade (WS-1..4): refused with 400/426 and the
@@ -55,7 +54,7 @@ impl H1 {
         let name = vhost.protocol_names[protocol].clone();
         let takes = crate::ws::deflate::protocol_takes_deflate(sh.live[c.vhost].protocols[protocol].rx_buffer_size());
         let deflate = offer.deflate.filter(|_| vhost.ws_deflate && takes);
-        sh.handle.inner.counters.ws_upgrades.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::inc(&sh.handle.inner.metrics.ws_upgrades);
         let buf = &mut sh.tx;
         buf.clear();
         buf.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");

@@ -113,6 +113,10 @@ struct ArchiveCache {
     entries: HashMap<String, CachedArchive>,
     /// Archives being loaded on a loader thread (at most `MAX_LOADERS`).
     loading: HashMap<String, Pending>,
+    /// Directories read so far, and where else to count them
+    /// ([`Fops::count_directory_loads`]).
+    loads: u64,
+    load_counter: Option<Arc<AtomicU64>>,
 }
 
 impl Default for ArchiveCache {
@@ -123,6 +127,8 @@ impl Default for ArchiveCache {
             limit: DEFAULT_CACHE_BYTES,
             entries: HashMap::new(),
             loading: HashMap::new(),
+            loads: 0,
+            load_counter: None,
         }
     }
 }
@@ -153,6 +159,12 @@ impl ArchiveCache {
             let oldest = self.entries.iter().min_by_key(|(_, c)| c.used).map(|(k, _)| k.clone());
             if let Some(c) = oldest.and_then(|k| self.entries.remove(&k)) {
                 self.bytes -= c.cost;
+            }
+        }
+        if archive.is_ok() {
+            self.loads += 1;
+            if let Some(c) = &self.load_counter {
+                c.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.clock += 1;
@@ -334,6 +346,18 @@ impl Fops for ZipFops {
         match &self.mode {
             Mode::Chain { base, prefix: None, .. } => base.resolve_local(path),
             _ => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
+    /// Counts each central directory read into a cache entry (a failed
+    /// read is not a load); an archive in memory counts none.
+    fn count_directory_loads(&self, counter: Arc<AtomicU64>) {
+        let Mode::Chain { base, archives, .. } = &self.mode else { return };
+        base.count_directory_loads(Arc::clone(&counter));
+        let mut cache = archives.lock().unwrap_or_else(|e| e.into_inner());
+        if !cache.load_counter.as_ref().is_some_and(|c| Arc::ptr_eq(c, &counter)) {
+            counter.fetch_add(cache.loads, Ordering::Relaxed);
+            cache.load_counter = Some(counter);
         }
     }
 
