@@ -73,8 +73,14 @@ impl Vhost {
 
 /// Checks `v`, opens its mounts' file systems (through `factory` when
 /// there is one), reads its credentials and error pages, and opens its
-/// access log: the vhost to serve, and its live part.
-pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -> crate::Result<(Vhost, VhostLive)> {
+/// access log (or takes the one of `logs` open already for its path): the
+/// vhost to serve, and its live part.
+pub(crate) fn build(
+    v: VhostInfo,
+    factory: Option<&FopsFactory>,
+    logs: &mut crate::access_log::AccessLogs,
+    now: Instant,
+) -> crate::Result<(Vhost, VhostLive)> {
     let fail = |why: String| crate::Error::invalid_input(format!("vhost {:?}: {why}", v.name));
     check_vhost(&v).map_err(fail)?;
     let VhostInfo {
@@ -151,7 +157,7 @@ pub(crate) fn build(v: VhostInfo, factory: Option<&FopsFactory>, now: Instant) -
     for page in error_pages.iter_mut() {
         page.body(&mounts, now);
     }
-    let access_log = access_log.as_deref().map(crate::access_log::AccessLog::open).transpose()?;
+    let access_log = access_log.as_deref().map(|p| logs.open(p)).transpose()?;
     #[cfg(feature = "cgi")]
     let document_root =
         crate::roles::cgi::translate(&mounts, "/").ok().flatten().map(|p| p.to_string_lossy().into_owned());

@@ -31,8 +31,7 @@ fn main() -> ExitCode {
             // Before any thread starts, so that every thread has them
             // blocked and only the signal thread takes them.
             let signals = serve::Signals::block();
-            logging::StderrLog::install(cli.serve.log_level);
-            serve::run(cli.serve, signals)
+            logging::install(&cli.serve).and_then(|()| serve::run(cli.serve, signals))
         }
     };
     match result {

@@ -16,6 +16,9 @@
 //!   fails to load or bind is logged, and the running one keeps serving.
 //!   Signals that queued while a reload ran make one reload more, not
 //!   one each.
+//! - SIGUSR1: the log files are reopened by their paths (logrotate moved
+//!   them): `--log-file`, and the access logs of every context
+//!   ([`ContextHandle::reopen_logs`]).
 
 use crate::cli::ServeArgs;
 use crate::site;
@@ -86,6 +89,7 @@ fn signal_name(sig: libc::c_int) -> &'static str {
 /// Serves what `args` describe until a stop signal, as the module says.
 pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
     let info = site::context_info(&args, Vec::new())?;
+    crate::logging::set_level(&args, info.log_level());
     let context = Context::new(info).map_err(|e| match &args.config {
         Some(dir) => format!("{}: {e}", dir.display()),
         None => e.to_string(),
@@ -147,6 +151,13 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
                 }
                 queue.extend(others);
             }
+            Event::Signal(libc::SIGUSR1) => {
+                crate::logging::reopen();
+                for r in retiring.iter().chain(&current) {
+                    r.handle.reopen_logs();
+                }
+                log::info!("SIGUSR1: log files reopened");
+            }
             Event::Signal(sig) => log::debug!("{}: ignored", signal_name(sig)),
             Event::Ended(id, result) => {
                 if let Err(e) = &result {
@@ -164,6 +175,7 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
                 }
                 retiring.retain(|r| r.id != id);
                 if current.is_none() && retiring.is_empty() {
+                    log::info!("warren {} stopped", env!("CARGO_PKG_VERSION"));
                     return Ok(());
                 }
             }
@@ -189,7 +201,10 @@ fn start(context: Context, id: u64, tx: &Sender<Event>) -> Result<Running, Strin
 fn reload(args: &ServeArgs, running: &ContextHandle) -> Result<Context, String> {
     let listeners = running.listeners().map_err(|e| format!("cannot take the listening sockets over: {e}"))?;
     let info = site::context_info(args, listeners)?;
-    Context::new(info).map_err(|e| e.to_string())
+    let level = info.log_level();
+    let context = Context::new(info).map_err(|e| e.to_string())?;
+    crate::logging::set_level(args, level);
+    Ok(context)
 }
 
 /// Logs what `context` serves: a line per vhost with its URL.

@@ -35,6 +35,9 @@ pub fn context_info(args: &ServeArgs, listeners: Vec<TcpListener>) -> Result<Con
         for l in listeners {
             info = info.listener(l);
         }
+        if let Some(log) = &args.access_log {
+            info = info.default_access_log(log);
+        }
         return Ok(info);
     }
     let fops = site(args)?;
@@ -61,6 +64,9 @@ fn vhost_on(args: &ServeArgs, fops: &Arc<dyn Fops>, addr: SocketAddr) -> VhostIn
     }
     for (mountpoint, path) in &args.cgi {
         vhost = vhost.mount(Mount::cgi(mountpoint, path));
+    }
+    if let Some(log) = &args.access_log {
+        vhost = vhost.access_log(log);
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let plain = if args.redirect_http { PlainOnTls::Redirect } else { PlainOnTls::Drop };
