@@ -299,7 +299,11 @@ mod tests {
     fn vhosts(names: &[&str]) -> Vec<Vhost> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let now = Instant::now();
-        names.iter().filter_map(|n| build(VhostInfo::new(*n, addr), None, now).ok()).map(|(v, _)| v).collect()
+        names
+            .iter()
+            .filter_map(|n| build(VhostInfo::new(*n, addr), None, &mut Default::default(), now).ok())
+            .map(|(v, _)| v)
+            .collect()
     }
 
     #[test]

@@ -118,11 +118,12 @@ fn every_line_has_a_time_and_a_level_and_the_last_says_stopped() {
     }
     let last = lines.last().map(String::as_str).unwrap_or_default();
     assert!(log_body(last).is_some_and(|b| b.starts_with("INFO  warren::serve: warren ") && b.ends_with(" stopped")));
-    // The time is now's, in UTC (within a day: the test ran just now).
-    let stamp: u64 = last[..10].replace('-', "").parse().expect("date");
-    let today = std::process::Command::new("date").args(["-u", "+%Y%m%d"]).output().expect("date");
-    let today: u64 = String::from_utf8_lossy(&today.stdout).trim().parse().expect("date");
-    assert!(today - stamp <= 1, "{last} on {today}");
+    // The date is today's in UTC (or yesterday's, past midnight).
+    let day = |when: &str| {
+        let out = Command::new("date").args(["-u", "-d", when, "+%Y-%m-%d"]).output().expect("date");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!([day("now"), day("yesterday")].contains(&last[..10].to_string()), "{last}");
 }
 
 /// A pipe whose write end is the child's stderr: the read end, and the
@@ -396,4 +397,20 @@ fn access_logs_are_reopened_on_sigusr1() {
     assert!(old.iter().all(|l| l.contains("/before-")), "{old:?}");
     assert_eq!(new.len(), 3, "{new:?}");
     assert!(new.iter().all(|l| l.contains("/after-")), "{new:?}");
+}
+
+/// lwsws's -d numbers, as the most verbose level they set.
+#[test]
+fn lwsws_level_numbers() {
+    use log::LevelFilter::*;
+    let p = |s: &str| warren::config::parse_log_level(s);
+    for (n, level) in [("0", Off), ("1", Error), ("2", Warn), ("3", Warn), ("4", Info), ("7", Info), ("8", Info)] {
+        assert_eq!(p(n), Ok(level), "{n}");
+    }
+    for (n, level) in [("15", Info), ("16", Debug), ("31", Debug), ("32", Trace), ("1023", Trace)] {
+        assert_eq!(p(n), Ok(level), "{n}");
+    }
+    assert_eq!(p("WARN"), Ok(Warn));
+    assert_eq!(p(" debug "), Ok(Debug));
+    assert!(p("-1").is_err() && p("loud").is_err() && p("").is_err());
 }
