@@ -5,12 +5,17 @@
 //! writer falls behind by more than [`QUEUE`] lines, further lines are
 //! dropped and counted (and the count is written when the writer catches
 //! up), rather than letting memory grow or the loop wait.
+//!
+//! A log reopens its file when asked ([`AccessLog::reopen`], SIGUSR1 in
+//! the `warren` binary): logrotate moves the file, then signals; lines
+//! logged before the signal are in the moved file, later ones in the new
+//! file, none lost or written twice. The path `-` is standard output.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -24,12 +29,17 @@ const MAX_PATH: usize = 255;
 /// The longest method logged (a method is a short token).
 const MAX_METHOD: usize = 32;
 
-/// One vhost's access log.
+/// One access log: a file, or standard output. The vhosts of a context
+/// that name the same one share it (one writer, so their lines never
+/// interleave mid-line).
 #[derive(Debug)]
 pub(crate) struct AccessLog {
     /// `None` once dropping: the writer then sees the channel end.
-    tx: Option<SyncSender<String>>,
+    tx: Option<SyncSender<Msg>>,
     dropped: Arc<AtomicU64>,
+    /// A reopen asked for that did not fit in the queue: sent before the
+    /// next line.
+    reopen_due: AtomicBool,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -43,10 +53,81 @@ pub(crate) struct Entry {
     pub(crate) user_agent: String,
 }
 
+/// What the loop hands the writer.
+#[derive(Debug)]
+enum Msg {
+    Line(String),
+    /// Reopen the file by its path (SIGUSR1 after logrotate moved it):
+    /// the lines before this one went to the old file, those after it
+    /// go to the new one.
+    Reopen,
+}
+
+/// Where the writer writes.
+enum Sink {
+    File {
+        path: PathBuf,
+        file: std::fs::File,
+    },
+    /// The process's standard output, through its lock (shared with any
+    /// other writer of the process).
+    Stdout,
+}
+
+/// The most bytes the writer gathers before writing them.
+const BATCH: usize = 64 * 1024;
+
+/// What `path` names as an access log: `-` is standard output.
+pub(crate) fn is_stdout(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+fn open_append(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("access log {}: {e}", path.display())))
+}
+
+impl Sink {
+    /// Writes `batch` whole (one write for a file opened to append, so
+    /// lines of other writers to the same file fall between lines).
+    fn write(&mut self, batch: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::File { file, .. } => file.write_all(batch),
+            Sink::Stdout => {
+                let mut out = io::stdout().lock();
+                out.write_all(batch)?;
+                out.flush()
+            }
+        }
+    }
+
+    fn reopen(&mut self) {
+        if let Sink::File { path, file } = self {
+            match open_append(path) {
+                Ok(f) => *file = f,
+                Err(e) => log::error!("{e}; still writing to the file open before"),
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Sink::File { path, .. } => path.display().to_string(),
+            Sink::Stdout => "(standard output)".into(),
+        }
+    }
+}
+
 impl AccessLog {
     /// Whether [`AccessLog::open`] could open `path`, without creating
     /// it: an existing file must be writable, else its directory.
     pub(crate) fn check_writable(path: &Path) -> io::Result<()> {
+        if is_stdout(path) {
+            return Ok(());
+        }
         let named = |e: io::Error| io::Error::new(e.kind(), format!("access log {}: {e}", path.display()));
         let (target, what) = match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => {
@@ -75,45 +156,98 @@ impl AccessLog {
         Ok(())
     }
 
-    /// Opens (appends to) `path` and starts its writer thread.
+    /// Opens (appends to) `path`, or standard output for `-`, and starts
+    /// its writer thread.
     pub(crate) fn open(path: &Path) -> io::Result<AccessLog> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("access log {}: {e}", path.display())))?;
-        let (tx, rx) = sync_channel::<String>(QUEUE);
+        let sink = if is_stdout(path) {
+            Sink::Stdout
+        } else {
+            Sink::File { path: path.to_path_buf(), file: open_append(path)? }
+        };
+        let (tx, rx) = sync_channel::<Msg>(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let seen = dropped.clone();
-        let name = path.display().to_string();
         let writer = std::thread::Builder::new().name("warren-access-log".into()).spawn(move || {
-            let mut out = io::BufWriter::new(file);
+            let mut sink = sink;
+            let mut batch: Vec<u8> = Vec::with_capacity(8192);
             let mut reported = 0;
-            while let Ok(line) = rx.recv() {
-                let _ = out.write_all(line.as_bytes());
-                // Write out what has queued, then flush once.
-                while let Ok(line) = rx.try_recv() {
-                    let _ = out.write_all(line.as_bytes());
+            let write = |sink: &mut Sink, batch: &mut Vec<u8>| {
+                if !batch.is_empty() {
+                    if let Err(e) = sink.write(batch) {
+                        log::error!("access log {}: {e}", sink.name());
+                    }
+                    batch.clear();
+                }
+            };
+            while let Ok(first) = rx.recv() {
+                // What has queued is written too, in batches.
+                for msg in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                    match msg {
+                        Msg::Line(line) => {
+                            batch.extend_from_slice(line.as_bytes());
+                            if batch.len() >= BATCH {
+                                write(&mut sink, &mut batch);
+                            }
+                        }
+                        Msg::Reopen => {
+                            write(&mut sink, &mut batch);
+                            sink.reopen();
+                        }
+                    }
                 }
                 let lost = seen.load(Ordering::Relaxed);
                 if lost != reported {
-                    let _ = writeln!(out, "# warren: {} access log lines dropped (writer behind)", lost - reported);
+                    let note = format!("# warren: {} access log lines dropped (writer behind)\n", lost - reported);
+                    batch.extend_from_slice(note.as_bytes());
                     reported = lost;
                 }
-                if let Err(e) = out.flush() {
-                    log::error!("access log {name}: {e}");
-                }
+                write(&mut sink, &mut batch);
             }
         })?;
-        Ok(AccessLog { tx: Some(tx), dropped, writer: Some(writer) })
+        Ok(AccessLog { tx: Some(tx), dropped, reopen_due: AtomicBool::new(false), writer: Some(writer) })
     }
 
     /// Logs one transaction; never blocks.
     pub(crate) fn log(&self, peer: SocketAddr, e: &Entry, status: u16, bytes: u64) {
         let line = format_line(peer, e, status, bytes, &httpdate_clf(SystemTime::now()));
         let Some(tx) = &self.tx else { return };
-        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
+        if self.reopen_due.load(Ordering::Relaxed) {
+            self.reopen();
+        }
+        if let Err(TrySendError::Full(_)) = tx.try_send(Msg::Line(line)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Has the writer reopen the file (by its path), after the lines
+    /// logged so far; never blocks. A log to standard output stays.
+    pub(crate) fn reopen(&self) {
+        let Some(tx) = &self.tx else { return };
+        let full = matches!(tx.try_send(Msg::Reopen), Err(TrySendError::Full(_)));
+        self.reopen_due.store(full, Ordering::Relaxed);
+    }
+}
+
+/// The access logs of a context, one per file: vhosts naming the same
+/// path share it.
+#[derive(Debug, Default)]
+pub(crate) struct AccessLogs(Vec<(PathBuf, Arc<AccessLog>)>);
+
+impl AccessLogs {
+    /// The log for `path`: the one open already, or a new one.
+    pub(crate) fn open(&mut self, path: &Path) -> io::Result<Arc<AccessLog>> {
+        if let Some((_, log)) = self.0.iter().find(|(p, _)| p == path) {
+            return Ok(Arc::clone(log));
+        }
+        let log = Arc::new(AccessLog::open(path)?);
+        self.0.push((path.to_path_buf(), Arc::clone(&log)));
+        Ok(log)
+    }
+
+    /// [`AccessLog::reopen`] for each.
+    pub(crate) fn reopen(&self) {
+        for (_, log) in &self.0 {
+            log.reopen();
         }
     }
 }

@@ -234,6 +234,8 @@ impl VhostInfo {
     /// Logs every transaction of this vhost to `path`, in Apache's
     /// combined format (spec LOG-1), from a writer thread: a slow disk
     /// costs dropped lines (counted in the log), never a stalled loop.
+    /// `-` is standard output. Vhosts of a context logging to the same
+    /// path share one writer; [`ContextHandle::reopen_logs`] reopens it.
     pub fn access_log(mut self, path: impl Into<std::path::PathBuf>) -> VhostInfo {
         self.access_log = Some(path.into());
         self
@@ -330,6 +332,9 @@ pub struct ContextInfo {
     /// socket activation, or a context this one replaces).
     pub(crate) inherited: Vec<std::net::TcpListener>,
     pub(crate) metrics: Option<Arc<Metrics>>,
+    pub(crate) default_access_log: Option<std::path::PathBuf>,
+    /// The server log's level a configuration asks for.
+    pub(crate) log_level: Option<log::LevelFilter>,
 }
 
 impl fmt::Debug for ContextInfo {
@@ -340,6 +345,8 @@ impl fmt::Debug for ContextInfo {
             .field("fops_factory", &self.fops_factory.is_some())
             .field("inherited", &self.inherited)
             .field("metrics", &self.metrics.is_some())
+            .field("default_access_log", &self.default_access_log)
+            .field("log_level", &self.log_level)
             .finish()
     }
 }
@@ -378,6 +385,24 @@ impl ContextInfo {
     pub fn listener(mut self, listener: std::net::TcpListener) -> ContextInfo {
         self.inherited.push(listener);
         self
+    }
+
+    /// The access log (combined format, LOG-1) of every vhost that has
+    /// none of its own ([`VhostInfo::access_log`]), those added later by
+    /// [`ContextHandle::add_vhost`] too. `-` is standard output. Vhosts
+    /// logging to the same path share one writer.
+    pub fn default_access_log(mut self, path: impl Into<std::path::PathBuf>) -> ContextInfo {
+        self.default_access_log = Some(path.into());
+        self
+    }
+
+    /// The level of the server log that the configuration this was read
+    /// from asks for (the `global.log-level` key of
+    /// [`config::load_dir`](crate::config::load_dir)), if it does. The
+    /// library only reports it: the process's logger is the
+    /// application's to set.
+    pub fn log_level(&self) -> Option<log::LevelFilter> {
+        self.log_level
     }
 
     /// Replaces how mounts made with [`Mount::dir`](crate::Mount::dir)
@@ -459,6 +484,8 @@ pub(crate) struct HandleInner {
     /// Work a file system did off the loop is done
     /// ([`warren_vfs::Pending`]): requests waiting for a file open again.
     pub(crate) files_ready: AtomicBool,
+    /// [`ContextHandle::reopen_logs`] was called.
+    pub(crate) reopen_logs: AtomicBool,
     /// The certificates of TLS vhosts read from files, by vhost name,
     /// for [`ContextHandle::set_certificate`].
     #[cfg(feature = "tls")]
@@ -620,6 +647,17 @@ impl ContextHandle {
     pub fn listeners(&self) -> io::Result<Vec<std::net::TcpListener>> {
         let held = self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner());
         held.iter().map(std::net::TcpListener::try_clone).collect()
+    }
+
+    /// Reopens every access log file of the context by its path (as
+    /// SIGUSR1 does in the `warren` binary), for logrotate's
+    /// move-then-signal: lines logged before the loop takes the request
+    /// stay in the file moved away, later ones go to a new file at the
+    /// path; none is lost or written twice. Never blocks; safe from any
+    /// thread. A log to standard output stays as it is.
+    pub fn reopen_logs(&self) {
+        self.inner.reopen_logs.store(true, Ordering::Release);
+        self.wake();
     }
 
     /// Asks the loop to stop at once; [`Context::run`] then returns.

@@ -214,13 +214,15 @@ pub(crate) fn cgi_origin_problem(program: &std::path::Path) -> Result<(), String
     Ok(())
 }
 
-/// [`resolve`]s `v`, then opens its access log: the vhost to serve, and
-/// its live part. Fails with the first problem [`resolve`] found.
+/// [`resolve`]s `v`, then opens its access log (or takes the one of
+/// `logs` open already for its path): the vhost to serve, and its live
+/// part. Fails with the first problem [`resolve`] found.
 /// Its counters are `metrics`' for its name, and its file systems count
 /// their directory loads there.
 pub(crate) fn build(
     v: VhostInfo,
     factory: Option<&FopsFactory>,
+    logs: &mut crate::access_log::AccessLogs,
     now: Instant,
     metrics: &Metrics,
 ) -> crate::Result<(Vhost, VhostLive)> {
@@ -260,7 +262,7 @@ pub(crate) fn build(
         }
     }
     let live_mounts = auth.into_iter().map(MountLive::new).collect();
-    let access_log = access_log.as_deref().map(crate::access_log::AccessLog::open).transpose()?;
+    let access_log = access_log.as_deref().map(|p| logs.open(p)).transpose()?;
     #[cfg(feature = "cgi")]
     let document_root =
         crate::roles::cgi::translate(&mounts, "/").ok().flatten().map(|p| p.to_string_lossy().into_owned());
@@ -424,7 +426,7 @@ mod tests {
         let now = Instant::now();
         names
             .iter()
-            .filter_map(|n| build(VhostInfo::new(*n, addr), None, now, &Metrics::new()).ok())
+            .filter_map(|n| build(VhostInfo::new(*n, addr), None, &mut Default::default(), now, &Metrics::new()).ok())
             .map(|(v, _)| v)
             .collect()
     }

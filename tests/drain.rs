@@ -583,3 +583,38 @@ fn a_context_hands_its_listener_to_the_next() {
 fn vhost_at(at: SocketAddr) -> warren::VhostInfo {
     warren::VhostInfo::new("localhost", at)
 }
+
+/// `--metrics PATH` serves the counters, which reloads share: requests
+/// counted before a reload are still there after it, and each reload is
+/// counted by its result.
+#[test]
+fn metrics_survive_reloads_and_count_them() {
+    let (t, root) = site();
+    let (mut w, port, log) = start_warren_logged(&["--root", &root.to_string_lossy(), "--metrics", "/metrics"]);
+    assert_eq!(fetch(port, "/index.html").0, 200);
+    signal(&w, libc::SIGHUP);
+    wait_line(&log, "reloaded");
+    // A reload that fails: the root is gone.
+    let moved = t.path().join("moved");
+    std::fs::rename(&root, &moved).expect("rename");
+    signal(&w, libc::SIGHUP);
+    wait_line(&log, "reload failed");
+    let (status, body) = fetch(port, "/metrics");
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{text}");
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().expect("a number")))
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+    };
+    assert_eq!(value("warren_reloads_total{result=\"ok\"}"), 1, "{text}");
+    assert_eq!(value("warren_reloads_total{result=\"failed\"}"), 1, "{text}");
+    let served_2xx: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("warren_http_requests_total{") && l.contains("class=\"2xx\""))
+        .map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+        .sum();
+    assert!(served_2xx >= 1, "the request before the reload is still counted: {text}");
+    signal(&w, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut w).code(), Some(0));
+}

@@ -113,6 +113,10 @@ fn load_files(files: &[PathBuf], texts: &mut Vec<(PathBuf, String)>) -> Result<C
         }
     }
     let mut info = ContextInfo::new().limits(limits);
+    if let Some(level) = &global.log_level {
+        let level = parse_log_level(&level.text()).map_err(|why| bad(&global_file, "global.log-level", why))?;
+        info.log_level = Some(level);
+    }
     let init_ssl = global.init_ssl.as_ref().is_some_and(Scalar::truthy);
     let default_alpn = match &global.default_alpn {
         Some(a) => Some(alpn_list(&global_file, "global.default-alpn", a)?),
@@ -124,6 +128,34 @@ fn load_files(files: &[PathBuf], texts: &mut Vec<(PathBuf, String)>) -> Result<C
         info = info.vhost(build_vhost(&file, i, v, server, tls)?);
     }
     Ok(info)
+}
+
+/// A log level as `warren -d` and the `global.log-level` key take it: a
+/// name (`off`, `error`, `warn`, `info`, `debug`, `trace`), or lwsws's
+/// `-d` number, a bitmask of lws's levels (ERR 1, WARN 2, NOTICE 4, INFO
+/// 8, DEBUG 16, then the detail bits from 32 up), as the most verbose
+/// level it sets: 1 is error, 2 or 3 warn, 4 to 15 info (lwsws's default
+/// is 7), 16 to 31 debug, 32 and more trace, 0 off.
+///
+/// # Errors
+///
+/// The text is neither, explained.
+pub fn parse_log_level(text: &str) -> Result<log::LevelFilter, String> {
+    use log::LevelFilter;
+    let text = text.trim();
+    if let Ok(mask) = text.parse::<u64>() {
+        return Ok(match mask {
+            0 => LevelFilter::Off,
+            1 => LevelFilter::Error,
+            2..=3 => LevelFilter::Warn,
+            4..=15 => LevelFilter::Info,
+            16..=31 => LevelFilter::Debug,
+            _ => LevelFilter::Trace,
+        });
+    }
+    text.parse().map_err(|_| {
+        format!("{text:?} is not a level: error, warn, info, debug, trace, off, or an lwsws -d number (7 is info)")
+    })
 }
 
 /// One file: `global` and/or `vhosts`.
@@ -201,6 +233,8 @@ struct Global {
     init_ssl: Option<Scalar>,
     /// CFG-6: the ALPN list of TLS vhosts that do not give their own.
     default_alpn: Option<Scalar>,
+    /// warren's own: the server log's level ([`parse_log_level`]).
+    log_level: Option<Scalar>,
     // Known lwsws keys warren does not implement yet:
     uid: Option<serde_json::Value>,
     gid: Option<serde_json::Value>,

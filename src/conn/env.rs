@@ -78,7 +78,7 @@ pub(crate) struct Env {
 pub(crate) struct VhostLive {
     /// Its protocols' instances (callbacks take them `&mut`).
     pub(crate) protocols: Vec<Box<dyn AnyProtocol>>,
-    pub(crate) access_log: Option<crate::access_log::AccessLog>,
+    pub(crate) access_log: Option<Arc<crate::access_log::AccessLog>>,
     /// Custom error pages, loaded and reloaded when they change.
     pub(crate) error_pages: Vec<ErrorPage>,
     /// Per mount, in the vhost's order.

@@ -94,6 +94,11 @@ pub(crate) struct Service {
     inherited: Vec<std::net::TcpListener>,
     /// A drain under way.
     drain: Option<Drain>,
+    /// The access logs of the vhosts, one per file.
+    access_logs: crate::access_log::AccessLogs,
+    /// The access log of vhosts that name none
+    /// ([`ContextInfo::default_access_log`]).
+    default_access_log: Option<std::path::PathBuf>,
 }
 
 /// A drain under way ([`ContextHandle::drain`]).
@@ -133,6 +138,7 @@ impl Service {
                 metrics: info.metrics.take().unwrap_or_default(),
                 new_vhosts: Default::default(),
                 files_ready: Default::default(),
+                reopen_logs: Default::default(),
                 #[cfg(feature = "tls")]
                 certs: Default::default(),
             }),
@@ -181,6 +187,8 @@ impl Service {
             factory: info.fops_factory.take(),
             inherited: std::mem::take(&mut info.inherited),
             drain: None,
+            access_logs: Default::default(),
+            default_access_log: info.default_access_log.take(),
         };
         for v in std::mem::take(&mut info.vhosts) {
             service.attach_vhost(v)?;
@@ -197,9 +205,12 @@ impl Service {
     /// Builds a vhost (checked, its mounts resolved, its credentials,
     /// error pages and access log opened) and binds its address unless a
     /// vhost already listens there. Returns the address it listens on.
-    fn attach_vhost(&mut self, v: VhostInfo) -> crate::Result<SocketAddr> {
+    fn attach_vhost(&mut self, mut v: VhostInfo) -> crate::Result<SocketAddr> {
+        if v.access_log.is_none() {
+            v.access_log = self.default_access_log.clone();
+        }
         let metrics = &self.sh.handle.inner.metrics;
-        let (v, live) = crate::vhost::build(v, self.factory.as_ref(), Instant::now(), metrics)?;
+        let (v, live) = crate::vhost::build(v, self.factory.as_ref(), &mut self.access_logs, Instant::now(), metrics)?;
         #[cfg(feature = "tls")]
         let tls = v.tls.is_some();
         #[cfg(not(feature = "tls"))]
@@ -358,6 +369,11 @@ impl Service {
             }
             self.sh.now = Instant::now();
             self.sh.date.refresh();
+            // Before any event is served: a line logged after the reopen
+            // was asked for goes to the new file.
+            if self.sh.handle.inner.reopen_logs.swap(false, Ordering::AcqRel) {
+                self.access_logs.reopen();
+            }
             let mut woken = false;
             for ev in events.iter() {
                 let key = ev.token().0;

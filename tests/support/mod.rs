@@ -274,6 +274,26 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Sends `sig` to the child.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill only sends a signal to the child's pid.
+        let r = unsafe { libc::kill(self.0.id() as libc::pid_t, sig) };
+        assert_eq!(r, 0, "kill {sig}: {}", io::Error::last_os_error());
+    }
+}
+
+/// A line of warren's log without its timestamp
+/// (`2026-11-27T23:41:07.123Z `): `LEVEL target: message`; `None` if the
+/// line does not start with one.
+pub fn log_body(line: &str) -> Option<&str> {
+    let (stamp, body) = line.split_once(' ')?;
+    let shape = "0000-00-00T00:00:00.000Z";
+    let fits = stamp.len() == shape.len()
+        && stamp.bytes().zip(shape.bytes()).all(|(b, s)| if s == b'0' { b.is_ascii_digit() } else { b == s });
+    fits.then_some(body)
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -348,15 +368,7 @@ fn start_warren_command(mut cmd: Command) -> (Running, u16, std::sync::mpsc::Rec
     std::thread::spawn(move || {
         let mut port_tx = Some(port_tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            // "serving ... on http://127.0.0.1:P/", "https://...", or
-            // "serving DIR on 127.0.0.1:P" (--config).
-            let port = line
-                .split(" serving ")
-                .nth(1)
-                .and_then(|r| r.split("127.0.0.1:").nth(1))
-                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|p| p.parse::<u16>().ok());
-            if let Some(port) = port {
+            if let Some(port) = serving_port(&line) {
                 if let Some(p) = port_tx.take() {
                     let _ = p.send(port);
                 }
@@ -366,6 +378,17 @@ fn start_warren_command(mut cmd: Command) -> (Running, u16, std::sync::mpsc::Rec
     });
     let port = port_rx.recv_timeout(Duration::from_secs(20)).expect("warren exited before serving");
     (running, port, rx)
+}
+
+/// The port of warren's startup line: "serving ... on
+/// http://127.0.0.1:P/", "https://...", or "serving DIR on 127.0.0.1:P"
+/// (--config).
+pub fn serving_port(line: &str) -> Option<u16> {
+    line.split(" serving ")
+        .nth(1)
+        .and_then(|r| r.split("127.0.0.1:").nth(1))
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse::<u16>().ok())
 }
 
 /// The raw (still compressed) bytes of an archive's entry, as it holds them.

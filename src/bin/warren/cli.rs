@@ -14,12 +14,20 @@ Examples:
   warren --cgi /cgi-bin=./cgi-bin         CGI programs beside the built-in site
   warren --tls-cert cert.pem --tls-key key.pem --redirect-http
   warren --config /etc/warren             an lwsws-style configuration directory
+  warren --access-log - -d warn           requests on standard output, only problems on stderr
+  warren --log-file /var/log/warren/error.log --access-log /var/log/warren/access.log
+  warren --syslog -d 15                   the log to syslog at info (an lwsws -d number)
   warren pack ./site site.zip             pack a directory for serving
   warren check --config /etc/warren       check a configuration, print what it serves
 
 Signals: SIGTERM or SIGINT finish what is in flight (within --grace) and
 exit; a second one stops at once. SIGHUP reloads the configuration,
-keeping the listening sockets.";
+keeping the listening sockets. SIGUSR1 reopens the log files (after
+logrotate moved them).
+
+Log lines: \"2026-11-27T23:41:07.123Z INFO  target: message\" (UTC); under
+systemd (stderr is the journal) \"<6>INFO  target: message\", the level for
+journald.";
 
 /// Serve sites over HTTP(S) and WebSocket: directories, zip archives, CGI
 ///
@@ -106,9 +114,32 @@ pub struct ServeArgs {
     /// take to finish before their connections are closed, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = parse_secs)]
     pub grace: u64,
-    /// error, warn, info, debug or trace.
-    #[arg(short = 'd', long, value_name = "LEVEL", default_value = "info", value_parser = parse_level)]
-    pub log_level: log::LevelFilter,
+    /// The server log's level: error, warn, info, debug, trace or off; or
+    /// an lwsws -d number, a bitmask (1 error, 2 warn, 4 notice, 8 info,
+    /// 16 debug, 32 and up details): its most verbose bit counts, so 7 is
+    /// info [default: the configuration's global "log-level", else info].
+    #[arg(short = 'd', long, value_name = "LEVEL", value_parser = parse_level)]
+    pub log_level: Option<log::LevelFilter>,
+    /// Append the server log to FILE rather than writing it to standard
+    /// error; SIGUSR1 reopens it (for logrotate).
+    #[arg(long, value_name = "FILE", conflicts_with = "syslog")]
+    pub log_file: Option<PathBuf>,
+    /// Send the server log to the local syslog (facility daemon, tag
+    /// warren[PID]) through the socket /dev/log, or SOCKET given as
+    /// --syslog=SOCKET; standard error, with a warning, if there is none.
+    #[arg(long, value_name = "SOCKET", num_args = 0..=1, require_equals = true, default_missing_value = "/dev/log")]
+    pub syslog: Option<PathBuf>,
+    /// Log every request to FILE (appended; - is standard output) in the
+    /// combined format. With --config, only the vhosts with no
+    /// "access-log" of their own log there. SIGUSR1 reopens it.
+    #[arg(long, value_name = "FILE|-")]
+    pub access_log: Option<PathBuf>,
+    /// Serve the server's counters in the Prometheus text format at PATH
+    /// (e.g. /metrics): connections, requests by status class, bytes, CGI
+    /// programs, WebSockets, TLS handshakes, reloads. With --config, mount
+    /// callback://warren-metrics where wanted instead (docs/metrics.md).
+    #[arg(long, value_name = "PATH", conflicts_with = "config", value_parser = parse_mountpoint)]
+    pub metrics: Option<String>,
 }
 
 impl ServeArgs {
@@ -166,8 +197,15 @@ fn parse_cgi(v: &str) -> Result<(String, PathBuf), String> {
     Ok((mountpoint.to_string(), PathBuf::from(path)))
 }
 
+fn parse_mountpoint(v: &str) -> Result<String, String> {
+    if !v.starts_with('/') {
+        return Err(format!("{v:?} must start with '/' (e.g. /metrics)"));
+    }
+    Ok(v.to_string())
+}
+
 fn parse_level(v: &str) -> Result<log::LevelFilter, String> {
-    v.parse().map_err(|_| format!("{v:?} is not one of error, warn, info, debug, trace"))
+    warren::config::parse_log_level(v)
 }
 
 fn parse_secs(v: &str) -> Result<u64, String> {

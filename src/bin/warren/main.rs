@@ -21,10 +21,10 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Pack(args)) => pack::pack(&args),
-        Some(Command::Check(args)) => {
-            logging::StderrLog::install(args.log_level);
-            return check::check(&args);
-        }
+        Some(Command::Check(args)) => match logging::install(&args) {
+            Ok(()) => return check::check(&args),
+            Err(e) => Err(e),
+        },
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut cli::command(), "warren", &mut std::io::stdout());
             Ok(())
@@ -36,8 +36,7 @@ fn main() -> ExitCode {
             // Before any thread starts, so that every thread has them
             // blocked and only the signal thread takes them.
             let signals = serve::Signals::block();
-            logging::StderrLog::install(cli.serve.log_level);
-            serve::run(cli.serve, signals)
+            logging::install(&cli.serve).and_then(|()| serve::run(cli.serve, signals))
         }
     };
     match result {

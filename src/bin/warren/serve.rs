@@ -16,12 +16,16 @@
 //!   fails to load or bind is logged, and the running one keeps serving.
 //!   Signals that queued while a reload ran make one reload more, not
 //!   one each.
+//! - SIGUSR1: the log files are reopened by their paths (logrotate moved
+//!   them): `--log-file`, and the access logs of every context
+//!   ([`ContextHandle::reopen_logs`]).
 
 use crate::cli::ServeArgs;
 use crate::site;
 use std::collections::VecDeque;
 use std::sync::mpsc::{channel, Sender};
-use warren::{Context, ContextHandle};
+use std::sync::Arc;
+use warren::{Context, ContextHandle, Metrics};
 
 /// How long a reload waits for the configuration it replaces to stop
 /// accepting (a loop answers at its next turn: well under a millisecond
@@ -90,7 +94,10 @@ fn signal_name(sig: libc::c_int) -> &'static str {
 
 /// Serves what `args` describe until a stop signal, as the module says.
 pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
-    let info = site::context_info(&args, Vec::new())?;
+    // One set of counters for every configuration, reloads included.
+    let metrics = Arc::new(Metrics::new());
+    let info = site::context_info(&args, Vec::new())?.metrics(Arc::clone(&metrics));
+    crate::logging::set_level(&args, info.log_level());
     let context = Context::new(info).map_err(|e| match &args.config {
         Some(dir) => format!("{}: {e}", dir.display()),
         None => e.to_string(),
@@ -137,7 +144,9 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
                 }
                 match current.as_mut() {
                     Some(running) if !stopping => {
-                        match reload(&args, &running.handle) {
+                        let reloaded = reload(&args, &running.handle, &metrics);
+                        metrics.reloaded(reloaded.is_ok());
+                        match reloaded {
                             Ok(context) => {
                                 let listening = context.listening();
                                 let next = start(context, ids.next().unwrap_or_default(), &tx)?;
@@ -161,6 +170,13 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
                 }
                 queue.extend(others);
             }
+            Event::Signal(libc::SIGUSR1) => {
+                crate::logging::reopen();
+                for r in retiring.iter().chain(&current) {
+                    r.handle.reopen_logs();
+                }
+                log::info!("SIGUSR1: log files reopened");
+            }
             Event::Signal(sig) => log::debug!("{}: ignored", signal_name(sig)),
             Event::Ended(id, result) => {
                 if let Err(e) = &result {
@@ -178,6 +194,7 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
                 }
                 retiring.retain(|r| r.id != id);
                 if current.is_none() && retiring.is_empty() {
+                    log::info!("warren {} stopped", env!("CARGO_PKG_VERSION"));
                     return Ok(());
                 }
             }
@@ -200,10 +217,13 @@ fn start(context: Context, id: u64, tx: &Sender<Event>) -> Result<Running, Strin
 }
 
 /// The configuration built again, on the listening sockets `running` has.
-fn reload(args: &ServeArgs, running: &ContextHandle) -> Result<Context, String> {
+fn reload(args: &ServeArgs, running: &ContextHandle, metrics: &Arc<Metrics>) -> Result<Context, String> {
     let listeners = running.listeners().map_err(|e| format!("cannot take the listening sockets over: {e}"))?;
-    let info = site::context_info(args, listeners)?;
-    Context::new(info).map_err(|e| e.to_string())
+    let info = site::context_info(args, listeners)?.metrics(Arc::clone(metrics));
+    let level = info.log_level();
+    let context = Context::new(info).map_err(|e| e.to_string())?;
+    crate::logging::set_level(args, level);
+    Ok(context)
 }
 
 /// Logs what a context serves: a line per vhost with its URL.

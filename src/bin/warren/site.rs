@@ -47,6 +47,9 @@ fn build(args: &ServeArgs, listeners: Option<Vec<TcpListener>>) -> Result<Contex
         for l in listeners.into_iter().flatten() {
             info = info.listener(l);
         }
+        if let Some(log) = &args.access_log {
+            info = info.default_access_log(log);
+        }
         return Ok(info);
     }
     let root = root_mount(args)?;
@@ -79,6 +82,12 @@ fn vhost_on(args: &ServeArgs, root: &Mount, addr: SocketAddr) -> VhostInfo {
     }
     for (mountpoint, path) in &args.cgi {
         vhost = vhost.mount(Mount::cgi(mountpoint, path));
+    }
+    if let Some(log) = &args.access_log {
+        vhost = vhost.access_log(log);
+    }
+    if let Some(path) = &args.metrics {
+        vhost = vhost.mount(Mount::callback(path, warren::plugins::metrics::NAME));
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let plain = if args.redirect_http { PlainOnTls::Redirect } else { PlainOnTls::Drop };
