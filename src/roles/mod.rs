@@ -20,6 +20,10 @@ use crate::protocol::Command;
 pub(crate) struct Conn {
     pub(crate) core: Core,
     pub(crate) role: Role,
+    /// What the open-connections gauge counts it as: moved only with
+    /// the gauge ([`Conn::became`]), so its close takes back exactly what
+    /// was counted, whatever state a panic left it in.
+    counted: crate::metrics::ConnRole,
 }
 
 /// The roles a connection may have.
@@ -31,9 +35,24 @@ pub(crate) enum Role {
 }
 
 impl Conn {
-    /// A new connection: HTTP/1 to begin with.
-    pub(crate) fn new(core: Core) -> Conn {
-        Conn { core, role: Role::Http(h1::H1::new()) }
+    /// A new connection: HTTP/1 to begin with (after its handshake on a
+    /// TLS port), counted in the gauge as `counted`.
+    pub(crate) fn new(core: Core, counted: crate::metrics::ConnRole) -> Conn {
+        Conn { core, role: Role::Http(h1::H1::new()), counted }
+    }
+
+    /// Moves it in the open-connections gauge to `to`.
+    #[cfg_attr(not(any(feature = "tls", feature = "ws")), allow(dead_code))]
+    pub(crate) fn became(&mut self, env: &Env, to: crate::metrics::ConnRole) {
+        if self.counted != to {
+            env.handle.inner.metrics.conn_became(self.counted, to);
+            self.counted = to;
+        }
+    }
+
+    /// What the open-connections gauge counts it as.
+    pub(crate) fn counted(&self) -> crate::metrics::ConnRole {
+        self.counted
     }
 
     fn parts(&mut self) -> (&mut Core, &mut dyn crate::conn::Role) {
@@ -59,7 +78,7 @@ impl Conn {
                     // missing, the event callback): no longer handshaking
                     // for the gauge the close takes it from.
                     if !self.core.out.sock.handshaking() {
-                        metrics.conn_became(ConnRole::TlsHandshake, ConnRole::Http);
+                        self.became(env, ConnRole::Http);
                     }
                     return Step::Close;
                 }
@@ -69,7 +88,7 @@ impl Conn {
                     if self.core.tls.is_some() {
                         inc(&metrics.tls_ok);
                     }
-                    metrics.conn_became(ConnRole::TlsHandshake, ConnRole::Http);
+                    self.became(env, ConnRole::Http);
                     if let (Some(bytes), Role::Http(h1)) = (first, &mut self.role) {
                         h1.preload(bytes);
                     }
@@ -136,19 +155,6 @@ impl Conn {
             Role::Http(r) => crate::conn::Role::phase(r),
             #[cfg(feature = "ws")]
             Role::Ws(r) => crate::conn::Role::phase(r),
-        }
-    }
-
-    /// What it is doing, for the open-connections gauge.
-    pub(crate) fn metrics_role(&self) -> crate::metrics::ConnRole {
-        use crate::metrics::ConnRole;
-        if self.core.out.sock.handshaking() {
-            return ConnRole::TlsHandshake;
-        }
-        match &self.role {
-            Role::Http(_) => ConnRole::Http,
-            #[cfg(feature = "ws")]
-            Role::Ws(_) => ConnRole::Ws,
         }
     }
 

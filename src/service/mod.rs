@@ -647,12 +647,13 @@ impl Service {
             _ => (Link::Plain(PlainTcp(stream)), self.sh.limits.header_timeout),
         };
         let core = Core::new(key, self.generation, link, peer, listener, vhost);
-        entry.insert(Wsi::Conn(Conn::new(core)));
+        let counted = if tls { ConnRole::TlsHandshake } else { ConnRole::Http };
+        entry.insert(Wsi::Conn(Conn::new(core, counted)));
         self.sh.timers.set(key, self.sh.now + first_timeout);
         self.open_conns += 1;
         let metrics = &self.sh.handle.inner.metrics;
         inc(&metrics.accepted);
-        metrics.conn_opened(if tls { ConnRole::TlsHandshake } else { ConnRole::Http });
+        metrics.conn_opened(counted);
         Ok(())
     }
 
@@ -720,13 +721,20 @@ impl Service {
             return;
         };
         self.sh.timers.clear(key);
-        self.sh.handle.inner.metrics.conn_became(ConnRole::Http, ConnRole::Ws);
+        c.became(&self.sh, ConnRole::Ws);
         let sh = &mut self.sh;
         let step = std::panic::catch_unwind(AssertUnwindSafe(|| c.established(sh, &request))).unwrap_or_else(|_| {
             log::error!("panic in a WebSocket's established callback; connection dropped");
             sh.heal();
             Step::Close
         });
+        // A stop's drain told WebSockets to go already: one upgraded since
+        // (on a connection that was idle when it began) goes too.
+        let go_away = self.drain.is_some_and(|d| d.ws_told);
+        let step = match step {
+            Step::Keep if go_away => c.drain(&mut self.sh, true),
+            step => step,
+        };
         if step == Step::Close {
             self.close(key);
         } else {
@@ -747,7 +755,7 @@ impl Service {
             sh.heal();
         }
         let metrics = &self.sh.handle.inner.metrics;
-        metrics.conn_closed(conn.metrics_role());
+        metrics.conn_closed(conn.counted());
         let (received, sent) = conn.core.out.take_traffic();
         metrics.traffic(received, sent);
         if let Err(e) = self.poll.registry().deregister(conn.core.out.sock.socket()) {

@@ -11,13 +11,27 @@
 //!   (RFC 3164, facility daemon), one datagram each.
 //!
 //! [`reopen`] (SIGUSR1) reopens the `--log-file` by its path.
+//!
+//! A thread of its own writes the lines: a thread that logs (an event
+//! loop) only formats its line and queues it, and never waits for a slow
+//! disk, a stalled pipe on stderr or a busy syslog daemon. When the
+//! writer falls [`QUEUE`] lines behind, further lines are dropped, and
+//! how many is written when it catches up. [`flush`] waits (bounded) for
+//! what is queued before the process exits.
 
 use crate::cli::ServeArgs;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Lines that may wait for the writer.
+const QUEUE: usize = 4096;
+/// How long [`flush`] waits for the writer.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// Where the lines go.
 enum Dest {
@@ -26,10 +40,17 @@ enum Dest {
     Syslog { path: PathBuf, sock: UnixDatagram },
 }
 
-/// The logger: its destination, behind a lock so that lines of
-/// different threads never mix.
+/// What the writer thread is sent.
+enum Msg {
+    Line { level: log::Level, body: String, at: SystemTime },
+    Reopen,
+    Flush(SyncSender<()>),
+}
+
+/// The logger: a queue to the writer thread, which owns the destination.
 pub struct Logger {
-    dest: Mutex<Dest>,
+    tx: SyncSender<Msg>,
+    dropped: std::sync::Arc<AtomicU64>,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
@@ -56,7 +77,17 @@ pub fn install(args: &ServeArgs) -> Result<(), String> {
     } else {
         Dest::Stderr { journal: stderr_is_journal() }
     };
-    let logger = LOGGER.get_or_init(|| Logger { dest: Mutex::new(dest) });
+    if LOGGER.get().is_some() {
+        return Ok(());
+    }
+    let (tx, rx) = sync_channel(QUEUE);
+    let dropped = std::sync::Arc::new(AtomicU64::new(0));
+    let counted = std::sync::Arc::clone(&dropped);
+    std::thread::Builder::new()
+        .name("warren-log".into())
+        .spawn(move || write_lines(dest, rx, &counted))
+        .map_err(|e| format!("cannot start the log writer: {e}"))?;
+    let logger = LOGGER.get_or_init(|| Logger { tx, dropped });
     if log::set_logger(logger).is_ok() {
         log::set_max_level(args.log_level.unwrap_or(log::LevelFilter::Info));
     }
@@ -75,18 +106,108 @@ pub fn set_level(args: &ServeArgs, configured: Option<log::LevelFilter>) {
 }
 
 /// Reopens the `--log-file` by its path (after logrotate moved it): the
-/// lines after this go to the file now at the path. A failure keeps the
-/// file open before, and is logged there.
+/// lines logged after this go to the file now at the path. A failure
+/// keeps the file open before, and is logged there.
 pub fn reopen() {
+    if let Some(logger) = LOGGER.get() {
+        // Waits (bounded) for room rather than being dropped.
+        send_bounded(&logger.tx, Msg::Reopen);
+    }
+}
+
+/// Waits until the lines logged so far are written (at most
+/// [`FLUSH_WAIT`]): before the process exits.
+pub fn flush() {
     let Some(logger) = LOGGER.get() else { return };
-    let mut dest = logger.dest.lock().unwrap_or_else(|e| e.into_inner());
-    if let Dest::File { path, file } = &mut *dest {
-        match open_append(path) {
-            Ok(f) => *file = f,
-            Err(e) => {
-                let path = path.display().to_string();
-                drop(dest);
-                log::error!("--log-file {path}: cannot reopen it ({e}); still writing to the file open before");
+    let (tx, rx) = sync_channel(1);
+    if send_bounded(&logger.tx, Msg::Flush(tx)) {
+        let _ = rx.recv_timeout(FLUSH_WAIT);
+    }
+}
+
+/// Queues `msg`, waiting at most [`FLUSH_WAIT`] for room; whether it is.
+fn send_bounded(tx: &SyncSender<Msg>, mut msg: Msg) -> bool {
+    let until = std::time::Instant::now() + FLUSH_WAIT;
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(m)) if std::time::Instant::now() < until => {
+                msg = m;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The writer thread: takes lines and requests off the queue until every
+/// sender is gone.
+fn write_lines(mut dest: Dest, rx: Receiver<Msg>, dropped: &AtomicU64) {
+    let mut reported = 0;
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Line { level, body, at } => {
+                let lost = dropped.load(Ordering::Relaxed);
+                if lost != reported {
+                    let note = format!("{} log lines dropped (the log writer fell behind)", lost - reported);
+                    dest.write(log::Level::Warn, &note, at);
+                    reported = lost;
+                }
+                dest.write(level, &body, at);
+            }
+            Msg::Reopen => dest.reopen(),
+            Msg::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+impl Dest {
+    /// Writes one line (one write each: lines of other processes writing
+    /// to the same file, a reload's, a CGI program's stderr, fall between).
+    fn write(&mut self, level: log::Level, body: &str, at: SystemTime) {
+        match self {
+            Dest::Stderr { journal: true } => {
+                let _ = std::io::stderr().write_all(format!("<{}>{body}\n", severity(level)).as_bytes());
+            }
+            Dest::Stderr { journal: false } => {
+                let _ = std::io::stderr().write_all(format!("{} {body}\n", rfc3339(at)).as_bytes());
+            }
+            Dest::File { file, .. } => {
+                let _ = file.write_all(format!("{} {body}\n", rfc3339(at)).as_bytes());
+            }
+            Dest::Syslog { path, sock } => {
+                let pri = DAEMON * 8 + severity(level);
+                let line = format!("<{pri}>{} warren[{}]: {body}", rfc3164(at), std::process::id());
+                match sock.send(line.as_bytes()) {
+                    // The daemon is busy: the line is lost, as syslog's are.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    // A daemon restarted since: connect again, once.
+                    Err(_) => {
+                        if let Ok(again) = connect(path) {
+                            *sock = again;
+                            let _ = sock.send(line.as_bytes());
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Reopens a `--log-file` by its path.
+    fn reopen(&mut self) {
+        if let Dest::File { path, file } = self {
+            match open_append(path) {
+                Ok(f) => *file = f,
+                Err(e) => {
+                    let note = format!(
+                        "--log-file {}: cannot reopen it ({e}); still writing to the file open before",
+                        path.display()
+                    );
+                    self.write(log::Level::Error, &note, SystemTime::now());
+                }
             }
         }
     }
@@ -167,35 +288,15 @@ impl log::Log for Logger {
             text.push_str(&format!("... ({more} bytes more)"));
         }
         let body = format!("{:<5} {}: {}", r.level(), r.target(), text);
-        let now = SystemTime::now();
-        let mut dest = self.dest.lock().unwrap_or_else(|e| e.into_inner());
-        // Each line is one write: lines of other processes writing to
-        // the same file (a reload's, a CGI program's stderr) fall between.
-        match &mut *dest {
-            Dest::Stderr { journal: true } => {
-                let _ = std::io::stderr().write_all(format!("<{}>{body}\n", severity(r.level())).as_bytes());
-            }
-            Dest::Stderr { journal: false } => {
-                let _ = std::io::stderr().write_all(format!("{} {body}\n", rfc3339(now)).as_bytes());
-            }
-            Dest::File { file, .. } => {
-                let _ = file.write_all(format!("{} {body}\n", rfc3339(now)).as_bytes());
-            }
-            Dest::Syslog { path, sock } => {
-                let pri = DAEMON * 8 + severity(r.level());
-                let line = format!("<{pri}>{} warren[{}]: {body}", rfc3164(now), std::process::id());
-                // A daemon restarted since: connect again, once.
-                if sock.send(line.as_bytes()).is_err() {
-                    if let Ok(again) = connect(path) {
-                        *sock = again;
-                        let _ = sock.send(line.as_bytes());
-                    }
-                }
-            }
+        let line = Msg::Line { level: r.level(), body, at: SystemTime::now() };
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(line) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn flush(&self) {}
+    fn flush(&self) {
+        flush();
+    }
 }
 
 /// Seconds and milliseconds since the epoch (0 before it).

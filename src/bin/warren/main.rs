@@ -39,6 +39,8 @@ fn main() -> ExitCode {
             logging::install(&cli.serve).and_then(|()| serve::run(cli.serve, signals))
         }
     };
+    // What the server logged is written before the process ends.
+    logging::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.contains("(os error 24)") => {

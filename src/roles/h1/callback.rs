@@ -32,7 +32,8 @@ impl H1 {
         self.writing = Writing::Callback(CbResp::AwaitHead);
         let framing = req.framing();
         self.reading = body_reading(framing);
-        self.tx.keep_alive = req.keep_alive();
+        // Draining: this response is the connection's last.
+        self.tx.keep_alive = req.keep_alive() && !sh.draining;
         self.continue_if_expected(c, &req)?;
         let (id, peer) = (c.id(), c.peer);
         self.dispatch(c, sh, RawEvent::Http(id, peer, &req))?;

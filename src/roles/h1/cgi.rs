@@ -85,7 +85,8 @@ impl H1 {
         };
         let framing = req.framing();
         self.reading = body_reading(framing);
-        self.tx.keep_alive = req.keep_alive();
+        // Draining: this response is the connection's last.
+        self.tx.keep_alive = req.keep_alive() && !sh.draining;
         if sh.live[vi].mounts[mi].cgi_running >= m.cgi.max_processes || (!queued && sh.cgi_waiters.has_waiters(vi, mi))
         {
             // CGI-3 [REC]: wait briefly for a slot, reading nothing, in

@@ -335,13 +335,17 @@ impl H1 {
     fn finish_transaction(&mut self, c: &mut Core, sh: &mut Env) {
         c.want_writable = false;
         self.log_transaction(c, sh);
-        if self.tx.keep_alive && matches!(self.reading, Reading::Done) && !self.body_unread && !sh.draining {
+        if self.tx.keep_alive && matches!(self.reading, Reading::Done) && !self.body_unread {
             // A pause of rx was about the request that just ended.
             c.rx_paused = false;
             self.writing = Writing::Idle;
             self.reading = Reading::Head { started: false };
             let keepalive = sh.vhosts[c.vhost].keepalive_timeout;
-            sh.timers.set(c.key, sh.now + keepalive);
+            // Its head said keep-alive before a drain began: closing now
+            // would meet the next request the client may have sent; it is
+            // answered (and is the last) if it comes within DRAIN_IDLE.
+            let wait = if sh.draining { keepalive.min(DRAIN_IDLE) } else { keepalive };
+            sh.timers.set(c.key, sh.now + wait);
         } else {
             self.writing = Writing::Shutdown;
         }
