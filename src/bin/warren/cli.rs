@@ -15,10 +15,17 @@ Examples:
   warren --tls-cert cert.pem --tls-key key.pem --redirect-http
   warren --config /etc/warren             an lwsws-style configuration directory
   warren pack ./site site.zip             pack a directory for serving
+  sudo warren --port 80 --user www-data   bind port 80 as root, then serve as www-data
+  warren --daemon --pid-file /run/warren.pid --config /etc/warren
+                                          in the background (its logs need a file or syslog)
 
 Signals: SIGTERM or SIGINT finish what is in flight (within --grace) and
 exit; a second one stops at once. SIGHUP reloads the configuration,
-keeping the listening sockets.";
+keeping the listening sockets.
+
+Under systemd: Type=notify works (READY=1, RELOADING=1, STOPPING=1), and
+sockets passed by socket activation (LISTEN_FDS) are served rather than
+bound; see contrib/warren.service and contrib/warren.socket.";
 
 /// Serve sites over HTTP(S) and WebSocket: directories, zip archives, CGI
 ///
@@ -94,6 +101,30 @@ pub struct ServeArgs {
     /// error, warn, info, debug or trace.
     #[arg(short = 'd', long, value_name = "LEVEL", default_value = "info", value_parser = parse_level)]
     pub log_level: log::LevelFilter,
+    /// Once every port is bound, become user NAME (or uid N), with its
+    /// groups: bind as root, serve as nobody. Reloads then read files as
+    /// that user. Overrides the configuration's "uid"/"username".
+    #[arg(long, value_name = "NAME|UID")]
+    pub user: Option<String>,
+    /// With --user, or alone: become group NAME (or gid N) once bound
+    /// [default: the user's group].
+    #[arg(long, value_name = "NAME|GID")]
+    pub group: Option<String>,
+    /// With --user: keep these capabilities (comma-separated, e.g.
+    /// net_bind_service to bind ports below 1024 on reloads); every other
+    /// one is dropped.
+    #[arg(long, value_name = "CAP,...", value_delimiter = ',', value_parser = parse_cap)]
+    pub keep_cap: Vec<warren::process::Capability>,
+    /// Run in the background: detach from the terminal, chdir to /, stdin,
+    /// stdout and stderr on /dev/null (so log lines are lost unless
+    /// logged to a file or syslog). Returns once serving (0), or prints
+    /// why it cannot (2).
+    #[arg(long)]
+    pub daemon: bool,
+    /// Write the pid to PATH once serving, and hold it locked: a second
+    /// warren with the same PATH refuses to start. Removed at exit.
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -149,6 +180,10 @@ fn parse_cgi(v: &str) -> Result<(String, PathBuf), String> {
         return Err(format!("{path} is neither a program nor a directory"));
     }
     Ok((mountpoint.to_string(), PathBuf::from(path)))
+}
+
+fn parse_cap(v: &str) -> Result<warren::process::Capability, String> {
+    v.parse()
 }
 
 fn parse_level(v: &str) -> Result<log::LevelFilter, String> {

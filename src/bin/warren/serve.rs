@@ -18,6 +18,7 @@
 //!   one each.
 
 use crate::cli::ServeArgs;
+use crate::process::Service;
 use crate::site;
 use std::collections::VecDeque;
 use std::sync::mpsc::{channel, Sender};
@@ -84,17 +85,19 @@ fn signal_name(sig: libc::c_int) -> &'static str {
 }
 
 /// Serves what `args` describe until a stop signal, as the module says.
-pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
-    let info = site::context_info(&args, Vec::new())?;
+pub fn run(args: ServeArgs, signals: Signals, service: &mut Service) -> Result<(), String> {
+    let info = site::context_info(&args, service.take_activated())?;
     let context = Context::new(info).map_err(|e| match &args.config {
         Some(dir) => format!("{}: {e}", dir.display()),
         None => e.to_string(),
     })?;
+    service.bound()?;
     announce(&context, &args, "serving");
     let (tx, rx) = channel();
     signals.forward(tx.clone()).map_err(|e| format!("cannot start the signal thread: {e}"))?;
     let mut ids = 0..;
     let mut current = Some(start(context, ids.next().unwrap_or_default(), &tx)?);
+    service.ready();
     let mut retiring: Vec<Running> = Vec::new();
     let mut stopping = false;
     let mut queue: VecDeque<Event> = VecDeque::new();
@@ -117,6 +120,7 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
                     args.grace
                 );
                 stopping = true;
+                service.stopping();
                 for r in retiring.iter().chain(&current) {
                     r.handle.drain(args.grace());
                 }
@@ -131,16 +135,18 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
                     }
                 }
                 match current.as_mut() {
-                    Some(running) if !stopping => match reload(&args, &running.handle) {
+                    Some(running) if !stopping => match reload(&args, &running.handle, service) {
                         Ok(context) => {
                             announce(&context, &args, "reloaded: serving");
                             let next = start(context, ids.next().unwrap_or_default(), &tx)?;
                             let old = std::mem::replace(running, next);
                             old.handle.retire(args.grace());
                             retiring.push(old);
+                            service.reloaded(None);
                         }
                         Err(e) => {
-                            log::error!("SIGHUP: reload failed; still serving the configuration loaded before: {e}")
+                            log::error!("SIGHUP: reload failed; still serving the configuration loaded before: {e}");
+                            service.reloaded(Some(&e));
                         }
                     },
                     _ => log::info!("SIGHUP: not reloading, warren is stopping"),
@@ -186,7 +192,8 @@ fn start(context: Context, id: u64, tx: &Sender<Event>) -> Result<Running, Strin
 }
 
 /// The configuration built again, on the listening sockets `running` has.
-fn reload(args: &ServeArgs, running: &ContextHandle) -> Result<Context, String> {
+fn reload(args: &ServeArgs, running: &ContextHandle, service: &Service) -> Result<Context, String> {
+    service.reloading();
     let listeners = running.listeners().map_err(|e| format!("cannot take the listening sockets over: {e}"))?;
     let info = site::context_info(args, listeners)?;
     Context::new(info).map_err(|e| e.to_string())
