@@ -54,6 +54,8 @@ pub mod pack;
 pub mod plugins;
 #[cfg(not(feature = "appliance"))]
 mod plugins;
+#[cfg(target_os = "linux")]
+pub mod process;
 pub mod protocol;
 mod reload;
 mod roles;

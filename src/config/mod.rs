@@ -47,7 +47,71 @@ impl std::error::Error for ConfigError {}
 
 /// Reads `dir/conf` and every regular file of `dir/conf.d` (in name
 /// order) into a [`ContextInfo`].
+///
+/// The process-wide keys (`uid`, `gid`, `username`, `groupname`,
+/// `keep-capabilities`) are not part of it: a context does not change
+/// the process's identity. [`load_process_settings`] reads them.
 pub fn load_dir(dir: &Path) -> Result<ContextInfo, ConfigError> {
+    with_files(dir, |files, texts| build(files, read_files(files, texts)?))
+}
+
+/// The identity the configuration in `dir` asks the process to drop to
+/// once its ports are bound (CFG-6 `uid`, `gid`, `username`, `groupname`,
+/// and warren's `keep-capabilities`: a comma-separated list such as
+/// `"net_bind_service"`), read from the same files as [`load_dir`].
+///
+/// It is separate from [`load_dir`] because the identity belongs to the
+/// process, not to a [`ContextInfo`]: the library never acts on it (an
+/// embedder calls [`crate::process::drop_privileges`] when it chooses),
+/// and a reload, which builds a new context in a process that dropped
+/// its privileges already, has no use for it.
+///
+/// # Errors
+///
+/// The configuration cannot be read, a value is not a name or number,
+/// or both `uid` and `username` (or `gid` and `groupname`) are given.
+#[cfg(target_os = "linux")]
+pub fn load_process_settings(dir: &Path) -> Result<crate::process::Privileges, ConfigError> {
+    use crate::process::{parse_capabilities, Account, Privileges};
+    with_files(dir, |files, texts| {
+        let read = read_files(files, texts)?;
+        let (g, file) = (&read.global, &read.global_file);
+        let account = |id: &Option<Scalar>, id_key: &str, name: &Option<Scalar>, name_key: &str| match (id, name) {
+            (Some(_), Some(_)) => {
+                Err(bad(file, &format!("global.{id_key}"), format!("give \"{id_key}\" or \"{name_key}\", not both")))
+            }
+            (Some(id), None) => {
+                let text = id.text();
+                match text.trim().parse::<u32>() {
+                    Ok(n) => Ok(Some(Account::Id(n))),
+                    Err(_) => Err(bad(file, &format!("global.{id_key}"), format!("{text:?} is not a number"))),
+                }
+            }
+            (None, Some(name)) => {
+                let text = name.text();
+                if text.is_empty() || text.contains(['\0', ':', '\n']) {
+                    return Err(bad(file, &format!("global.{name_key}"), format!("{text:?} is not a name")));
+                }
+                Ok(Some(Account::Name(text)))
+            }
+            (None, None) => Ok(None),
+        };
+        let user = account(&g.uid, "uid", &g.username, "username")?;
+        let group = account(&g.gid, "gid", &g.groupname, "groupname")?;
+        let keep = match &g.keep_capabilities {
+            Some(list) => parse_capabilities(&list.text()).map_err(|e| bad(file, "global.keep-capabilities", e))?,
+            None => Vec::new(),
+        };
+        Ok(Privileges { user, group, keep })
+    })
+}
+
+/// Lists `dir`'s files and runs `f` on them; an error found after
+/// parsing, which names a key, gets the key's position in its file.
+fn with_files<T>(
+    dir: &Path,
+    f: impl FnOnce(&[PathBuf], &mut Vec<(PathBuf, String)>) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
     let mut files = vec![dir.join("conf")];
     let confd = dir.join("conf.d");
     if let Ok(rd) = std::fs::read_dir(&confd) {
@@ -56,7 +120,7 @@ pub fn load_dir(dir: &Path) -> Result<ContextInfo, ConfigError> {
         files.extend(more);
     }
     let mut texts = Vec::new();
-    let result = load_files(&files, &mut texts);
+    let result = f(&files, &mut texts);
     // Errors found after parsing name a key; point at it in its file.
     result.map_err(|mut e| {
         if e.position.is_none() {
@@ -69,10 +133,17 @@ pub fn load_dir(dir: &Path) -> Result<ContextInfo, ConfigError> {
     })
 }
 
-/// [`load_dir`] once the files are listed; each file's text (comments
-/// blanked) is kept in `texts` for error positions.
-fn load_files(files: &[PathBuf], texts: &mut Vec<(PathBuf, String)>) -> Result<ContextInfo, ConfigError> {
-    let dir = files[0].parent().unwrap_or(Path::new(".")).to_path_buf();
+/// The files' contents, parsed: the last `global` section, the file it
+/// is in, and every vhost with its file and index there.
+struct ReadFiles {
+    global: Global,
+    global_file: PathBuf,
+    vhosts: Vec<(PathBuf, usize, Vhost)>,
+}
+
+/// Reads and parses `files`; each file's text (comments blanked) is kept
+/// in `texts` for error positions.
+fn read_files(files: &[PathBuf], texts: &mut Vec<(PathBuf, String)>) -> Result<ReadFiles, ConfigError> {
     let mut global = Global::default();
     let mut global_file = files[0].clone();
     let mut vhosts = Vec::new();
@@ -95,6 +166,13 @@ fn load_files(files: &[PathBuf], texts: &mut Vec<(PathBuf, String)>) -> Result<C
             vhosts.push((file.clone(), i, v));
         }
     }
+    Ok(ReadFiles { global, global_file, vhosts })
+}
+
+/// The [`ContextInfo`] the files read describe.
+fn build(files: &[PathBuf], read: ReadFiles) -> Result<ContextInfo, ConfigError> {
+    let dir = files[0].parent().unwrap_or(Path::new(".")).to_path_buf();
+    let ReadFiles { global, global_file, vhosts } = read;
     if vhosts.is_empty() {
         let file = dir.to_path_buf();
         return Err(ConfigError {
@@ -235,11 +313,15 @@ struct Global {
     default_alpn: Option<Scalar>,
     /// warren's own: the server log's level ([`parse_log_level`]).
     log_level: Option<Scalar>,
+    /// CFG-6: the identity to drop to once bound (read by
+    /// `load_process_settings`, not by `load_dir`).
+    uid: Option<Scalar>,
+    gid: Option<Scalar>,
+    username: Option<Scalar>,
+    groupname: Option<Scalar>,
+    /// warren's own: capabilities kept after the drop (`net_bind_service,net_raw`).
+    keep_capabilities: Option<Scalar>,
     // Known lwsws keys warren does not implement yet:
-    uid: Option<serde_json::Value>,
-    gid: Option<serde_json::Value>,
-    username: Option<serde_json::Value>,
-    groupname: Option<serde_json::Value>,
     plugin_dir: Option<serde_json::Value>,
     count_async_threads: Option<serde_json::Value>,
     reject_service_keywords: Option<serde_json::Value>,
@@ -352,8 +434,7 @@ macro_rules! present {
     };
 }
 
-present!(Global { uid => "uid", gid => "gid", username => "username", groupname => "groupname",
-    plugin_dir => "plugin-dir", count_async_threads => "count-async-threads",
+present!(Global { plugin_dir => "plugin-dir", count_async_threads => "count-async-threads",
     reject_service_keywords => "reject-service-keywords",
     ip_limit_ah => "ip-limit-ah", ip_limit_wsi => "ip-limit-wsi", rlimit_nofile => "rlimit-nofile" });
 present!(Vhost { unix_socket => "unix-socket",

@@ -19,6 +19,9 @@ Examples:
   warren --syslog -d 15                   the log to syslog at info (an lwsws -d number)
   warren pack ./site site.zip             pack a directory for serving
   warren check --config /etc/warren       check a configuration, print what it serves
+  sudo warren --port 80 --user www-data   bind port 80 as root, then serve as www-data
+  warren --daemon --pid-file /run/warren.pid --log-file /var/log/warren.log --config /etc/warren
+                                          in the background
 
 Signals: SIGTERM or SIGINT finish what is in flight (within --grace) and
 exit; a second one stops at once. SIGHUP reloads the configuration,
@@ -27,7 +30,11 @@ logrotate moved them).
 
 Log lines: \"2026-11-27T23:41:07.123Z INFO  target: message\" (UTC); under
 systemd (stderr is the journal) \"<6>INFO  target: message\", the level for
-journald.";
+journald.
+
+Under systemd: Type=notify works (READY=1, RELOADING=1, STOPPING=1), and
+sockets passed by socket activation (LISTEN_FDS) are served rather than
+bound; see contrib/warren.service and contrib/warren.socket.";
 
 /// Serve sites over HTTP(S) and WebSocket: directories, zip archives, CGI
 ///
@@ -140,6 +147,30 @@ pub struct ServeArgs {
     /// callback://warren-metrics where wanted instead (docs/metrics.md).
     #[arg(long, value_name = "PATH", conflicts_with = "config", value_parser = parse_mountpoint)]
     pub metrics: Option<String>,
+    /// Once every port is bound, become user NAME (or uid N), with its
+    /// groups: bind as root, serve as nobody. Reloads then read files as
+    /// that user. Overrides the configuration's "uid"/"username".
+    #[arg(long, value_name = "NAME|UID")]
+    pub user: Option<String>,
+    /// With --user, or alone: become group NAME (or gid N) once bound
+    /// [default: the user's group].
+    #[arg(long, value_name = "NAME|GID")]
+    pub group: Option<String>,
+    /// With --user: keep these capabilities (comma-separated, e.g.
+    /// net_bind_service to bind ports below 1024 on reloads); every other
+    /// one is dropped.
+    #[arg(long, value_name = "CAP,...", value_delimiter = ',', value_parser = parse_cap)]
+    pub keep_cap: Vec<warren::process::Capability>,
+    /// Run in the background: detach from the terminal, chdir to /, stdin,
+    /// stdout and stderr on /dev/null (so log lines are lost unless
+    /// logged to a file or syslog: --log-file, --syslog). Returns once
+    /// serving (0), or prints why it cannot (2).
+    #[arg(long)]
+    pub daemon: bool,
+    /// Write the pid to PATH once serving, and hold it locked: a second
+    /// warren with the same PATH refuses to start. Removed at exit.
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -202,6 +233,10 @@ fn parse_mountpoint(v: &str) -> Result<String, String> {
         return Err(format!("{v:?} must start with '/' (e.g. /metrics)"));
     }
     Ok(v.to_string())
+}
+
+fn parse_cap(v: &str) -> Result<warren::process::Capability, String> {
+    v.parse()
 }
 
 fn parse_level(v: &str) -> Result<log::LevelFilter, String> {

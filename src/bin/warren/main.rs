@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod logging;
 mod pack;
+mod process;
 mod serve;
 mod site;
 
@@ -33,10 +34,22 @@ fn main() -> ExitCode {
             clap_mangen::Man::new(cli::command()).render(&mut std::io::stdout()).map_err(|e| format!("man: {e}"))
         }
         None => {
-            // Before any thread starts, so that every thread has them
-            // blocked and only the signal thread takes them.
-            let signals = serve::Signals::block();
-            logging::install(&cli.serve).and_then(|()| serve::run(cli.serve, signals))
+            let mut args = cli.serve;
+            // Before any thread starts: it may fork (--daemon).
+            match process::Service::prepare(&mut args) {
+                Err(e) => Err(e),
+                Ok(process::Started::Parent(outcome)) => outcome,
+                Ok(process::Started::Serve(mut service)) => {
+                    // Before any thread starts, so that every thread has them
+                    // blocked and only the signal thread takes them.
+                    let signals = serve::Signals::block();
+                    let result = logging::install(&args).and_then(|()| serve::run(args, signals, &mut service));
+                    if let Err(e) = &result {
+                        service.failed(e);
+                    }
+                    result
+                }
+            }
         }
     };
     // What the server logged is written before the process ends.

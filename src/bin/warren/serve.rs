@@ -21,6 +21,7 @@
 //!   ([`ContextHandle::reopen_logs`]).
 
 use crate::cli::ServeArgs;
+use crate::process::Service;
 use crate::site;
 use std::collections::VecDeque;
 use std::sync::mpsc::{channel, Sender};
@@ -93,20 +94,22 @@ fn signal_name(sig: libc::c_int) -> &'static str {
 }
 
 /// Serves what `args` describe until a stop signal, as the module says.
-pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
+pub fn run(args: ServeArgs, signals: Signals, service: &mut Service) -> Result<(), String> {
     // One set of counters for every configuration, reloads included.
     let metrics = Arc::new(Metrics::new());
-    let info = site::context_info(&args, Vec::new())?.metrics(Arc::clone(&metrics));
+    let info = site::context_info(&args, service.take_activated())?.metrics(Arc::clone(&metrics));
     crate::logging::set_level(&args, info.log_level());
     let context = Context::new(info).map_err(|e| match &args.config {
         Some(dir) => format!("{}: {e}", dir.display()),
         None => e.to_string(),
     })?;
+    service.bound()?;
     announce(&context.listening(), &args, "serving");
     let (tx, rx) = channel();
     signals.forward(tx.clone()).map_err(|e| format!("cannot start the signal thread: {e}"))?;
     let mut ids = 0..;
     let mut current = Some(start(context, ids.next().unwrap_or_default(), &tx)?);
+    service.ready();
     let mut retiring: Vec<Running> = Vec::new();
     let mut stopping = false;
     let mut queue: VecDeque<Event> = VecDeque::new();
@@ -129,6 +132,7 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
                     args.grace
                 );
                 stopping = true;
+                service.stopping();
                 for r in retiring.iter().chain(&current) {
                     r.handle.drain(args.grace());
                 }
@@ -144,7 +148,7 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
                 }
                 match current.as_mut() {
                     Some(running) if !stopping => {
-                        let reloaded = reload(&args, &running.handle, &metrics);
+                        let reloaded = reload(&args, &running.handle, &metrics, service);
                         metrics.reloaded(reloaded.is_ok());
                         match reloaded {
                             Ok(context) => {
@@ -160,9 +164,13 @@ pub fn run(args: ServeArgs, signals: Signals) -> Result<(), String> {
                                 }
                                 retiring.push(old);
                                 announce(&listening, &args, "reloaded: serving");
+                                service.reloaded(None);
                             }
                             Err(e) => {
-                                log::error!("SIGHUP: reload failed; still serving the configuration loaded before: {e}")
+                                log::error!(
+                                    "SIGHUP: reload failed; still serving the configuration loaded before: {e}"
+                                );
+                                service.reloaded(Some(&e));
                             }
                         }
                     }
@@ -217,7 +225,13 @@ fn start(context: Context, id: u64, tx: &Sender<Event>) -> Result<Running, Strin
 }
 
 /// The configuration built again, on the listening sockets `running` has.
-fn reload(args: &ServeArgs, running: &ContextHandle, metrics: &Arc<Metrics>) -> Result<Context, String> {
+fn reload(
+    args: &ServeArgs,
+    running: &ContextHandle,
+    metrics: &Arc<Metrics>,
+    service: &Service,
+) -> Result<Context, String> {
+    service.reloading();
     let listeners = running.listeners().map_err(|e| format!("cannot take the listening sockets over: {e}"))?;
     let info = site::context_info(args, listeners)?.metrics(Arc::clone(metrics));
     let level = info.log_level();
