@@ -170,7 +170,9 @@ impl ContextInfo {
             let resolved = crate::vhost::resolve(v, self.fops_factory.as_ref(), now);
             errors.extend(resolved.problems);
             errors.extend(resolved.doubts.into_iter().map(|d| std::io::Error::other(d).into()));
-            if let Some(path) = &v.access_log {
+            // Its own, or the context's default one (as a start opens it).
+            let access_log = v.access_log.as_ref().or(self.default_access_log.as_ref());
+            if let Some(path) = access_log {
                 if let Err(e) = crate::access_log::AccessLog::check_writable(path) {
                     errors.push(std::io::Error::new(e.kind(), format!("vhost {:?}: {e}", v.name)).into());
                 }
@@ -179,7 +181,7 @@ impl ContextInfo {
             let names = resolved.tls.as_ref().and_then(|t| t.slot.as_ref()).map(|s| s.names()).unwrap_or_default();
             #[cfg(not(feature = "tls"))]
             let names = Vec::new();
-            let report = vhost_report(v, names);
+            let report = vhost_report(v, names, access_log.cloned());
             let tls = report.tls.is_some();
             match listeners.iter_mut().find(|l| l.address == v.listen) {
                 Some(l) => {
@@ -200,7 +202,7 @@ impl ContextInfo {
     }
 }
 
-fn vhost_report(v: &VhostInfo, cert_names: Vec<String>) -> VhostReport {
+fn vhost_report(v: &VhostInfo, cert_names: Vec<String>, access_log: Option<std::path::PathBuf>) -> VhostReport {
     #[cfg(feature = "tls")]
     let tls = v.tls.as_ref().map(|t| {
         let (certificate, key) = match &t.cert {
@@ -230,7 +232,7 @@ fn vhost_report(v: &VhostInfo, cert_names: Vec<String>) -> VhostReport {
         keepalive_timeout: v.keepalive_timeout,
         error_pages: v.error_pages.iter().map(|p| (p.status, p.path.clone())).collect(),
         error_document_404: v.error_document_404.clone(),
-        access_log: v.access_log.clone(),
+        access_log,
         mounts: v.mounts.iter().map(mount_report).collect(),
     }
 }

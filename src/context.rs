@@ -375,13 +375,15 @@ impl ContextInfo {
     /// one's [`ContextHandle::listeners`]), how systemd socket activation
     /// passes ports that need privileges (`LISTEN_FDS`), and how several
     /// addresses share one port chosen by the system ([`bind_listener`]
-    /// with port 0, then the others on the port it got). A socket bound to
-    /// the unspecified address (`0.0.0.0` or `::`) also serves a vhost
-    /// asking for the other unspecified address on the same port (a
-    /// systemd `ListenStream=80` is `[::]:80`, dual-stack), and a vhost
-    /// asking for port 0 takes one on its IP address (so a reloaded
-    /// configuration keeps the port the system chose). One no vhost asks
-    /// for is closed when the context starts, with a warning.
+    /// with port 0, then the others on the port it got). Failing an exact
+    /// match, a socket on `[::]:P` also serves a vhost asking for
+    /// `0.0.0.0:P` (a systemd `ListenStream=80` is `[::]:80`, dual-stack,
+    /// serving IPv4 too; a `0.0.0.0` socket never stands in for `::`,
+    /// which would lose IPv6), and a vhost asking for port 0 takes one on
+    /// its IP address (so a reloaded configuration keeps the port the
+    /// system chose); neither fallback takes a socket whose own address
+    /// another vhost asks for. One no vhost takes is closed when the
+    /// context starts (logged at info).
     pub fn listener(mut self, listener: std::net::TcpListener) -> ContextInfo {
         self.inherited.push(listener);
         self
@@ -457,6 +459,17 @@ pub(crate) type VhostReply = std::sync::mpsc::Sender<crate::Result<SocketAddr>>;
 pub(crate) struct DrainRequest {
     pub(crate) grace: Duration,
     pub(crate) keep_websockets: bool,
+}
+
+impl DrainRequest {
+    /// The stricter of two requests: the shorter grace, and WebSockets
+    /// kept only if both keep them.
+    pub(crate) fn stricter(self, other: DrainRequest) -> DrainRequest {
+        DrainRequest {
+            grace: self.grace.min(other.grace),
+            keep_websockets: self.keep_websockets && other.keep_websockets,
+        }
+    }
 }
 
 /// What [`ContextHandle::drain`] and the loop share.
@@ -603,12 +616,14 @@ impl ContextHandle {
     /// when no connection is left, or when `grace` has passed: then what
     /// remains is closed as by [`stop`](Self::stop) (CGI programs are
     /// ended with their whole process group). Calling it again, or
-    /// [`retire`](Self::retire), while a drain runs changes nothing; `stop`
-    /// still ends it at once.
+    /// [`retire`](Self::retire), while a drain runs can only make it
+    /// stricter: the earlier end of the two graces, and WebSockets told to
+    /// go at once if either says so (a stop during a reload's retirement);
+    /// `stop` still ends it at once.
     ///
     /// The receiver gets `()` once the listening sockets are closed (no
-    /// connection accepted after that is this context's), or is
-    /// disconnected if the loop ended first; ignoring it is fine.
+    /// connection accepted after that is this context's), at once if they
+    /// are already (a drain began, or the loop ended); ignoring it is fine.
     pub fn drain(&self, grace: Duration) -> std::sync::mpsc::Receiver<()> {
         self.ask_drain(DrainRequest { grace, keep_websockets: false })
     }
@@ -626,12 +641,14 @@ impl ContextHandle {
         let mut drain = self.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
         if drain.closed {
             let _ = tx.send(());
-            return rx;
+        } else {
+            drain.waiters.push(tx);
         }
-        drain.waiters.push(tx);
-        if drain.request.is_none() {
-            drain.request = Some(request);
-        }
+        // A drain under way takes the stricter of the two (see `drain`).
+        drain.request = Some(match drain.request {
+            Some(asked) => asked.stricter(request),
+            None => request,
+        });
         drop(drain);
         self.wake();
         rx
@@ -639,7 +656,8 @@ impl ContextHandle {
 
     /// Copies (new descriptors, close-on-exec) of the listening sockets
     /// the loop accepts on, for a context that will take over from this
-    /// one ([`ContextInfo::listener`]). Empty once a drain or stop began.
+    /// one ([`ContextInfo::listener`]). Empty once a drain began or the
+    /// loop ended.
     ///
     /// # Errors
     ///

@@ -618,3 +618,76 @@ fn metrics_survive_reloads_and_count_them() {
     signal(&w, libc::SIGTERM);
     assert_eq!(wait_exit(&mut w).code(), Some(0));
 }
+
+/// The head of a keep-alive response went out before a reload, its body
+/// after; the client had already sent its next request (pipelined, so
+/// the test does not race the server): that request is answered, says
+/// `Connection: close`, and only then does the connection close. Each kind
+/// of response that sets its own keep-alive is tried as the next request:
+/// a file, a protocol's (`callback://`), a CGI program's.
+#[test]
+fn a_request_after_a_keep_alive_response_in_a_reload_is_answered() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let big = pattern(24 << 20);
+    std::fs::write(t.path().join("big.bin"), &big).expect("write");
+    std::fs::write(t.path().join("small.txt"), b"small").expect("write");
+    let bin = t.path().join("cgi-bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let prog = bin.join("hi.sh");
+    std::fs::write(&prog, "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nhi from cgi\\n'\n").expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let root = t.path().to_string_lossy().into_owned();
+    let cgi = format!("/cgi-bin={}", bin.display());
+    let (mut w, port, log) = start_warren_logged(&["--root", &root, "--cgi", &cgi, "--grace", "600"]);
+    let nexts = [("/small.txt", "small"), ("/formtest", "<form"), ("/cgi-bin/hi.sh", "hi from cgi")];
+    let mut held = Vec::new();
+    for (path, _) in nexts {
+        let (mut r, head) = begin_get(port, "/big.bin");
+        assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
+        write!(r.get_mut(), "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("pipelined request");
+        let mut first = vec![0; 64 * 1024];
+        r.read_exact(&mut first).expect("the first bytes");
+        held.push((r, first));
+    }
+    signal(&w, libc::SIGHUP);
+    wait_line(&log, "reloaded");
+    for ((mut r, mut body), (path, needle)) in held.into_iter().zip(nexts) {
+        let mut rest = vec![0; big.len() - body.len()];
+        r.read_exact(&mut rest).expect("the rest of the download");
+        body.extend_from_slice(&rest);
+        assert!(body == big, "{path}: the download completed whole");
+        let mut answer = Vec::new();
+        r.read_to_end(&mut answer).expect("the pipelined answer");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: answered: {answer:?}");
+        assert!(answer.contains(needle), "{path}: {answer:?}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{path}: the last response says so: {answer:?}"
+        );
+    }
+    signal(&w, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut w).code(), Some(0));
+}
+
+/// SIGTERM after a reload: the configuration being retired (whose
+/// WebSockets would keep going until the grace) is drained too, and its
+/// WebSockets get 1001 at once.
+#[test]
+fn sigterm_after_a_reload_tells_the_old_websockets_too() {
+    let (mut w, port, log) = start_warren_logged(&["--grace", "600"]);
+    let mut ws = ws::WsClient::connect(addr(port), "/", &[]).expect("upgrade");
+    ws.text("before").expect("send");
+    assert_eq!(ws.recv_message().expect("echo"), (ws::TEXT, b"before".to_vec()));
+    signal(&w, libc::SIGHUP);
+    wait_line(&log, "reloaded");
+    // Still served by the old configuration, until its grace.
+    ws.text("during").expect("send");
+    assert_eq!(ws.recv_message().expect("echo"), (ws::TEXT, b"during".to_vec()));
+    signal(&w, libc::SIGTERM);
+    let close = ws.recv().expect("a close frame");
+    assert_eq!(close.close_code(), Some(1001), "{close:?}");
+    ws.send(true, ws::CLOSE, &1001u16.to_be_bytes()).expect("close back");
+    assert_eq!(wait_exit(&mut w).code(), Some(0));
+}

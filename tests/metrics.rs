@@ -527,3 +527,40 @@ fn a_configuration_enables_it_behind_basic_auth() {
     assert_eq!(metric(&s, &requests("localhost", "2xx")), 1.0);
     assert_eq!(metric(&s, &requests("localhost", "4xx")), 1.0, "the 401");
 }
+
+/// A TLS event callback that panics at `Established` costs that
+/// connection only, and the gauges come back to zero: the close takes
+/// back the role the connection was counted as, not the one a half-done
+/// state suggests (the `tls_handshake` gauge stayed at 1 and `http`
+/// wrapped to 2^64 - 1 before).
+#[test]
+fn a_panic_in_the_tls_callback_leaves_the_gauges_whole() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new(t.path(), "metrics test CA");
+    let leaf = ca.server("site", &["localhost"], |_| {});
+    let root = t.path().join("root");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::write(root.join("page.txt"), b"page").expect("write");
+    let tls = TlsConfig::from_pem_files(&leaf.cert, &leaf.key).on_event(|e| match e {
+        warren::tls::TlsEvent::Established { .. } => panic!("a callback bug"),
+        _ => true,
+    });
+    let metrics = Arc::new(Metrics::new());
+    let server = Server::start(
+        ContextInfo::new().vhost(vhost().tls(tls).mount(files_mount("/", &root))).metrics(Arc::clone(&metrics)),
+    );
+    let req = "GET /page.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let opts = ClientOpts { ca: Some(&ca.path), ..Default::default() };
+    assert!(tls_request(server.addr, "localhost", &opts, req).is_err(), "the connection was dropped");
+    // The loop closes it in the turn it panicked; wait for that turn.
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while server.handle.stats().open != 0 {
+        assert!(std::time::Instant::now() < until, "still open: {:?}", server.handle.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = metrics.render();
+    let s = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    for role in ["tls_handshake", "http", "websocket"] {
+        assert_eq!(metric(&s, &format!("warren_connections_open{{role=\"{role}\"}}")), 0.0, "{text}");
+    }
+}

@@ -487,7 +487,14 @@ fn established(c: &mut Core, env: &mut Env) -> Handshake {
     }
     log::debug!("{}: {} {} sni {:?}", c.peer, session.version, session.cipher, session.sni);
     c.tls = Some(session);
-    env.timers.set(c.key, env.now + env.limits.header_timeout);
+    // Draining: a request sent with the handshake is answered; an idle
+    // client (a browser's preconnect) does not hold the drain for long.
+    let wait = if env.draining {
+        env.limits.header_timeout.min(crate::service::DRAIN_IDLE)
+    } else {
+        env.limits.header_timeout
+    };
+    env.timers.set(c.key, env.now + wait);
     // Plaintext may already wait in rustls (a request sent with the
     // client's Finished): the role reads before any new edge.
     c.readable = true;

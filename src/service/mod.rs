@@ -92,6 +92,8 @@ pub(crate) struct Service {
     factory: Option<crate::context::FopsFactory>,
     /// Listening sockets handed over, until a vhost takes each.
     inherited: Vec<std::net::TcpListener>,
+    /// The addresses the context's vhosts ask for.
+    asked: Vec<SocketAddr>,
     /// A drain under way.
     drain: Option<Drain>,
     /// The access logs of the vhosts, one per file.
@@ -186,6 +188,7 @@ impl Service {
             generation: 0,
             factory: info.fops_factory.take(),
             inherited: std::mem::take(&mut info.inherited),
+            asked: info.vhosts.iter().map(|v| v.listen).collect(),
             drain: None,
             access_logs: Default::default(),
             default_access_log: info.default_access_log.take(),
@@ -195,7 +198,7 @@ impl Service {
         }
         for l in service.inherited.drain(..) {
             match l.local_addr() {
-                Ok(a) => log::warn!("a listening socket handed over, on {a}, matches no vhost's address; closed"),
+                Ok(a) => log::info!("a listening socket handed over, on {a}, matches no vhost's address; closed"),
                 Err(e) => log::warn!("a descriptor handed over as a listening socket is not one ({e}); closed"),
             }
         }
@@ -275,6 +278,11 @@ impl Service {
         let pending = std::mem::take(&mut *self.sh.handle.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner()));
         for (v, reply) in pending {
             let name = v.name.clone();
+            if self.drain.is_some() {
+                let why = format!("vhost {name:?}: the context is draining; it takes no new vhost");
+                let _ = reply.send(Err(crate::Error::invalid_input(why)));
+                continue;
+            }
             let result = self.attach_vhost(v);
             if result.is_ok() {
                 let vi = self.sh.vhosts.len() - 1;
@@ -291,20 +299,23 @@ impl Service {
     }
 
     /// The inherited listener for `addr`, if one was handed over: one
-    /// bound to that address; else, when `addr` is unspecified, one on
-    /// the other unspecified address of the same port (`::` serves IPv4
-    /// too); else, when `addr` asks for any port (0), one on its IP (a
-    /// reload keeps the port the system chose before).
+    /// bound to that address; else, for `0.0.0.0:P`, one on `[::]:P`
+    /// (dual-stack: it serves IPv4 too; not the other way round, which
+    /// would lose IPv6); else, when `addr` asks for any port (0), one on
+    /// its IP (a reload keeps the port the system chose before). A
+    /// fallback never takes a socket whose own address a vhost of the
+    /// context asks for.
     fn take_inherited(&mut self, addr: SocketAddr) -> Option<std::net::TcpListener> {
-        let fits = |l: &std::net::TcpListener| {
-            l.local_addr().is_ok_and(|a| {
-                a == addr
-                    || (a.port() == addr.port() && a.ip().is_unspecified() && addr.ip().is_unspecified())
-                    || (addr.port() == 0 && a.ip() == addr.ip())
-            })
+        let asked = &self.asked;
+        let fallback = |a: SocketAddr| {
+            let dual_stack = addr.ip() == std::net::Ipv4Addr::UNSPECIFIED
+                && a.ip() == std::net::Ipv6Addr::UNSPECIFIED
+                && a.port() == addr.port();
+            let any_port = addr.port() == 0 && a.ip() == addr.ip();
+            (dual_stack || any_port) && !asked.contains(&a)
         };
         let exact = self.inherited.iter().position(|l| l.local_addr().is_ok_and(|a| a == addr));
-        let i = exact.or_else(|| self.inherited.iter().position(fits))?;
+        let i = exact.or_else(|| self.inherited.iter().position(|l| l.local_addr().is_ok_and(fallback)))?;
         Some(self.inherited.swap_remove(i))
     }
 
@@ -336,6 +347,7 @@ impl Service {
         let mut events = Events::with_capacity(1024);
         let mut forced = Vec::new();
         let mut expired = Vec::new();
+        let mut failed = None;
         log::info!("serving on {:?}, up to {} connections", self.addrs, self.max_conns);
         if self.max_conns < 100 {
             log::warn!(
@@ -365,7 +377,10 @@ impl Service {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(e);
+                // The same ending as a stop: connections closed, CGI
+                // groups ended, whoever waits told.
+                failed = Some(e);
+                break;
             }
             self.sh.now = Instant::now();
             self.sh.date.refresh();
@@ -445,8 +460,10 @@ impl Service {
                     break;
                 }
                 let asked = inner.drain.lock().unwrap_or_else(|e| e.into_inner()).request.take();
-                if let Some(request) = asked.filter(|_| self.drain.is_none()) {
-                    self.start_drain(request);
+                match (asked, self.drain.as_mut()) {
+                    (Some(request), None) => self.start_drain(request),
+                    (Some(request), Some(d)) => d.tighten(request, self.sh.now),
+                    (None, _) => {}
                 }
                 self.attach_new_vhosts();
             }
@@ -454,16 +471,22 @@ impl Service {
                 break;
             }
         }
-        let keys: Vec<usize> = self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Conn(_))).map(|(k, _)| k).collect();
-        for key in keys {
+        for key in self.conn_keys() {
             self.close(key);
         }
-        self.sh.handle.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.listeners_closed();
         #[cfg(feature = "cgi")]
         self.sh.reaper.finish();
         self.broadcast(|| RawEvent::ProtocolDestroy);
-        Ok(())
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The slab keys of the connections.
+    fn conn_keys(&self) -> Vec<usize> {
+        self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Conn(_))).map(|(k, _)| k).collect()
     }
 
     /// Begins a drain: the listeners close (their copies for
@@ -475,7 +498,6 @@ impl Service {
         let ws_close_at = if request.keep_websockets { until } else { now };
         self.drain = Some(Drain { until, ws_close_at, ws_told: false, hard_end: None });
         self.sh.draining = true;
-        self.sh.handle.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let listeners: Vec<usize> =
             self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Listen(_))).map(|(k, _)| k).collect();
         for key in listeners {
@@ -498,9 +520,10 @@ impl Service {
         self.tell_conns(false);
     }
 
-    /// The listeners are closed (a drain began, or the loop ends): say
-    /// so to whoever waits for it.
+    /// The listeners are closed (a drain began, or the loop ends): their
+    /// copies go, and whoever waits for it is told.
     fn listeners_closed(&mut self) {
+        self.sh.handle.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let mut drain = self.sh.handle.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
         drain.closed = true;
         for waiter in drain.waiters.drain(..) {
@@ -511,14 +534,18 @@ impl Service {
     /// Tells every connection a drain is on (`websockets`: WebSockets are
     /// to go away now), and acts on what each answers.
     fn tell_conns(&mut self, websockets: bool) {
-        let keys: Vec<usize> = self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Conn(_))).map(|(k, _)| k).collect();
-        for key in keys {
+        for key in self.conn_keys() {
             let sh = &mut self.sh;
             let step = match self.wsis.get_mut(key) {
                 Some(Wsi::Conn(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| c.drain(sh, websockets))),
                 _ => continue,
             };
-            match step.unwrap_or(Step::Close) {
+            let step = step.unwrap_or_else(|_| {
+                log::error!("panic while telling a connection of the drain; connection dropped");
+                self.sh.heal();
+                Step::Close
+            });
+            match step {
                 Step::Close => self.close(key),
                 _ => self.after_service(key),
             }
@@ -811,7 +838,28 @@ impl Service {
     }
 }
 
+/// A context dropped without running (or after): its listeners' copies
+/// close with it, whatever handles live on, so its ports stop taking
+/// connections nobody would serve; whoever waits for that is told.
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.listeners_closed();
+    }
+}
+
 impl Drain {
+    /// A later drain request makes this one stricter, never looser.
+    fn tighten(&mut self, request: crate::context::DrainRequest, now: Instant) {
+        let until = now + request.grace.min(crate::context::MAX_TIMEOUT);
+        if until < self.until && self.hard_end.is_none() {
+            self.until = until;
+        }
+        if !request.keep_websockets {
+            self.ws_close_at = self.ws_close_at.min(now);
+        }
+        self.ws_close_at = self.ws_close_at.min(self.until);
+    }
+
     /// The next time the drain must act.
     fn next_step(&self) -> Instant {
         match self.hard_end {
