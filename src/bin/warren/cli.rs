@@ -66,7 +66,7 @@ stderr, each naming its file and key or its vhost and mount, and exits 2.",
         after_help = "Examples:\n  warren check --config /etc/warren\n  \
                       warren check --root ./site --cgi /cgi-bin=./cgi-bin --port 8080"
     )]
-    Check(ServeArgs),
+    Check(Box<ServeArgs>),
     /// Print a shell completion script for SHELL to standard output.
     #[command(after_help = "Example:\n  warren completions bash > /etc/bash_completion.d/warren")]
     Completions {
