@@ -53,6 +53,13 @@ fn wait_exit(w: &mut Running) -> ExitStatus {
     }
 }
 
+/// SIGTERM, and warren exits 0.
+fn stop(w: &mut Running) {
+    signal(w, libc::SIGTERM);
+    let status = wait_exit(w);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -314,6 +321,14 @@ fn write_config(cfg: &Path, root: &Path) {
     .expect("site");
 }
 
+/// warren on a configuration (in `dir`/cfg) serving `root`.
+fn start_config(dir: &Path, root: &Path) -> (std::path::PathBuf, Running, u16, Receiver<String>) {
+    let cfg = dir.join("cfg");
+    write_config(&cfg, root);
+    let (w, port, log) = start_warren_logged(&["--config", &cfg.to_string_lossy()]);
+    (cfg, w, port, log)
+}
+
 /// SIGHUP with a changed mount: new requests get the new one on the same
 /// port, while a download begun before finishes from the old one.
 #[test]
@@ -343,8 +358,7 @@ fn reload_switches_new_requests_while_a_download_in_flight_finishes() {
     r.read_to_end(&mut rest).expect("the rest");
     body.extend_from_slice(&rest);
     assert!(body == big, "the old connection finished on the old configuration");
-    signal(&w, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut w).code(), Some(0));
+    stop(&mut w);
 }
 
 /// A configuration that does not load (broken JSON, a port another
@@ -353,9 +367,7 @@ fn reload_switches_new_requests_while_a_download_in_flight_finishes() {
 #[test]
 fn a_reload_that_fails_keeps_the_running_configuration() {
     let (t, root) = site();
-    let cfg = t.path().join("cfg");
-    write_config(&cfg, &root);
-    let (mut w, port, log) = start_warren_logged(&["--config", &cfg.to_string_lossy()]);
+    let (cfg, mut w, port, log) = start_config(t.path(), &root);
     let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken = held.local_addr().expect("addr").port();
     let site = cfg.join("conf.d/site");
@@ -398,8 +410,7 @@ fn a_reload_that_fails_keeps_the_running_configuration() {
         assert_eq!(fetch(port, "/index.html"), (200, b"<h1>root index</h1>\n".to_vec()), "{what}");
     }
     drop(held);
-    signal(&w, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut w).code(), Some(0));
+    stop(&mut w);
 }
 
 /// Twenty SIGHUPs at once: warren keeps serving, and once the reloads
@@ -407,9 +418,7 @@ fn a_reload_that_fails_keeps_the_running_configuration() {
 #[test]
 fn a_sighup_storm_leaves_one_configuration_serving() {
     let (t, root) = site();
-    let cfg = t.path().join("cfg");
-    write_config(&cfg, &root);
-    let (mut w, port, log) = start_warren_logged(&["--config", &cfg.to_string_lossy()]);
+    let (_cfg, mut w, port, log) = start_config(t.path(), &root);
     assert_eq!(fetch(port, "/index.html").0, 200);
     let pid = w.0.id();
     let before = fd_count(pid);
@@ -430,8 +439,7 @@ fn a_sighup_storm_leaves_one_configuration_serving() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(fetch(port, "/index.html").0, 200);
-    signal(&w, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut w).code(), Some(0));
+    stop(&mut w);
 }
 
 /// Clients that keep requesting over keep-alive connections while warren
@@ -441,18 +449,16 @@ fn a_sighup_storm_leaves_one_configuration_serving() {
 #[test]
 fn twenty_reloads_under_load_fail_no_request() {
     let (t, root) = site();
-    let cfg = t.path().join("cfg");
-    write_config(&cfg, &root);
-    let (mut w, port, log) = start_warren_logged(&["--config", &cfg.to_string_lossy()]);
-    let stop = Arc::new(AtomicBool::new(false));
+    let (_cfg, mut w, port, log) = start_config(t.path(), &root);
+    let done = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let clients: Vec<_> = (0..4)
         .map(|_| {
-            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            let (done, ok, failed) = (done.clone(), ok.clone(), failed.clone());
             std::thread::spawn(move || {
                 let mut conn: Option<BufReader<TcpStream>> = None;
                 let mut errors = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
+                while !done.load(Ordering::Relaxed) {
                     let c = match conn.take() {
                         Some(c) => c,
                         None => match TcpStream::connect(addr(port)) {
@@ -493,12 +499,11 @@ fn twenty_reloads_under_load_fail_no_request() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    stop.store(true, Ordering::Relaxed);
+    done.store(true, Ordering::Relaxed);
     let errors: Vec<String> = clients.into_iter().flat_map(|c| c.join().expect("client")).collect();
     assert!(errors.is_empty(), "{} failed of {}: {errors:?}", errors.len(), ok.load(Ordering::Relaxed));
     assert_eq!(failed.load(Ordering::Relaxed), 0);
-    signal(&w, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut w).code(), Some(0));
+    stop(&mut w);
 }
 
 /// One keep-alive GET of `path` whose body is `len` bytes; the connection
@@ -615,8 +620,7 @@ fn metrics_survive_reloads_and_count_them() {
         .map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
         .sum();
     assert!(served_2xx >= 1, "the request before the reload is still counted: {text}");
-    signal(&w, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut w).code(), Some(0));
+    stop(&mut w);
 }
 
 /// The head of a keep-alive response went out before a reload, its body
@@ -667,8 +671,7 @@ fn a_request_after_a_keep_alive_response_in_a_reload_is_answered() {
             "{path}: the last response says so: {answer:?}"
         );
     }
-    signal(&w, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut w).code(), Some(0));
+    stop(&mut w);
 }
 
 /// SIGTERM after a reload: the configuration being retired (whose
