@@ -40,8 +40,20 @@ pub(crate) struct AccessLog {
     /// A reopen asked for that did not fit in the queue: sent before the
     /// next line.
     reopen_due: AtomicBool,
-    writer: Option<std::thread::JoinHandle<()>>,
+    /// Disconnected when the writer thread ends (in a mutex only to be
+    /// `Sync`: only `drop` uses it).
+    writer_done: Option<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
 }
+
+/// How long a context that ends waits for its access log's writer to
+/// write what is queued: a writer stuck on a full pipe (a reader of
+/// `--access-log -` or of a FIFO that stopped reading) must not keep the
+/// process from exiting.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The most write errors logged per writer; then one line saying the
+/// rest are not (a log on a full disk must not log a line per request).
+const MAX_ERRORS_LOGGED: u32 = 3;
 
 /// What the log needs from a request, kept from its head to its end.
 #[derive(Debug, Clone)]
@@ -82,12 +94,9 @@ pub(crate) fn is_stdout(path: &Path) -> bool {
     path == Path::new("-")
 }
 
+/// [`crate::process::open_log`], its error naming the access log.
 fn open_append(path: &Path) -> io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("access log {}: {e}", path.display())))
+    crate::process::open_log(path).map_err(|e| io::Error::new(e.kind(), format!("access log {e}")))
 }
 
 impl Sink {
@@ -133,6 +142,11 @@ impl AccessLog {
             Ok(meta) if meta.is_dir() => {
                 return Err(named(io::Error::new(io::ErrorKind::IsADirectory, "a directory")));
             }
+            // Opened as a start would (it creates nothing: it exists):
+            // with no reader, a start would fail.
+            Ok(meta) if std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) => {
+                return open_append(path).map(drop);
+            }
             Ok(_) => (path, libc::W_OK),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -167,14 +181,23 @@ impl AccessLog {
         let (tx, rx) = sync_channel::<Msg>(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let seen = dropped.clone();
-        let writer = std::thread::Builder::new().name("warren-access-log".into()).spawn(move || {
+        let (done_tx, writer_done) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new().name("warren-access-log".into()).spawn(move || {
+            let _done = done_tx;
             let mut sink = sink;
             let mut batch: Vec<u8> = Vec::with_capacity(8192);
             let mut reported = 0;
-            let write = |sink: &mut Sink, batch: &mut Vec<u8>| {
+            let mut errors = 0u32;
+            let mut write = |sink: &mut Sink, batch: &mut Vec<u8>| {
                 if !batch.is_empty() {
                     if let Err(e) = sink.write(batch) {
-                        log::error!("access log {}: {e}", sink.name());
+                        errors = errors.saturating_add(1);
+                        if errors <= MAX_ERRORS_LOGGED {
+                            log::error!("access log {}: {e}", sink.name());
+                        }
+                        if errors == MAX_ERRORS_LOGGED {
+                            log::error!("access log {}: further write errors are not logged", sink.name());
+                        }
                     }
                     batch.clear();
                 }
@@ -204,7 +227,12 @@ impl AccessLog {
                 write(&mut sink, &mut batch);
             }
         })?;
-        Ok(AccessLog { tx: Some(tx), dropped, reopen_due: AtomicBool::new(false), writer: Some(writer) })
+        Ok(AccessLog {
+            tx: Some(tx),
+            dropped,
+            reopen_due: AtomicBool::new(false),
+            writer_done: Some(std::sync::Mutex::new(writer_done)),
+        })
     }
 
     /// Logs one transaction; never blocks.
@@ -258,9 +286,13 @@ impl AccessLogs {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         drop(self.tx.take());
-        if let Some(writer) = self.writer.take() {
-            if writer.join().is_err() {
-                log::error!("the access log writer panicked");
+        if let Some(done) = self.writer_done.take().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())) {
+            // It ends when it has written what was queued; a writer stuck
+            // on a reader that stopped is left behind (its lines lost).
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(WRITER_WAIT) {
+                log::warn!(
+                    "an access log writer is still stuck on its output after {WRITER_WAIT:?}; its last lines are lost"
+                );
             }
         }
     }

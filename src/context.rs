@@ -420,7 +420,10 @@ impl ContextInfo {
     /// Counts into `metrics` rather than into metrics of the context's
     /// own: contexts given the same one (one per thread, or a reloaded
     /// configuration's beside the one it replaces) add up in it, and a
-    /// vhost's counters carry on under its name. See [`crate::metrics`].
+    /// vhost's counters carry on under its name. They also share the
+    /// connection limit: each refuses connections once the open ones of
+    /// all of them reach it (they share the process's descriptors). See
+    /// [`crate::metrics`].
     pub fn metrics(mut self, metrics: Arc<Metrics>) -> ContextInfo {
         self.metrics = Some(metrics);
         self

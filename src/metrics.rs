@@ -130,6 +130,12 @@ impl Metrics {
         self.conn_closed(from);
     }
 
+    /// Connections open now, whatever their role, in every context
+    /// counting here.
+    pub(crate) fn open_total(&self) -> u64 {
+        self.open.iter().map(|g| g.load(Ordering::Relaxed)).sum()
+    }
+
     /// Connections open now in `role`.
     pub(crate) fn open(&self, role: ConnRole) -> u64 {
         self.gauge(role).load(Ordering::Relaxed)

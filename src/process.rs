@@ -836,3 +836,40 @@ fn listening_tcp(fd: RawFd) -> io::Result<TcpListener> {
     // taken once (the variables are gone from the environment).
     Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }
+
+/// Opens a log file to append (creating it), without waiting for a FIFO's
+/// reader: a FIFO nobody reads is an error (`ENXIO`, said in words) rather
+/// than an open that hangs the thread (at start, the whole process) until
+/// one comes. The file is then blocking as usual: its writes belong on a
+/// thread of their own. What the access logs and `--log-file` use. The
+/// error's message begins with the path.
+///
+/// # Errors
+///
+/// What the open says, or that the FIFO has no reader.
+pub fn open_log(path: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let named = |e: io::Error| {
+        let why =
+            if e.raw_os_error() == Some(libc::ENXIO) { "a FIFO with no reader".to_string() } else { e.to_string() };
+        io::Error::new(e.kind(), format!("{}: {why}", path.display()))
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(named)?;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on the file's own descriptor, reading then setting its
+    // status flags.
+    let cleared = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) >= 0
+    };
+    if !cleared {
+        return Err(named(io::Error::last_os_error()));
+    }
+    Ok(file)
+}

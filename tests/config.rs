@@ -354,3 +354,29 @@ fn body_hostname_len(body: &str) -> usize {
     let start = body.find(" and ").expect("marker") + " and ".len();
     body[start..].find("; keep").expect("marker")
 }
+
+/// A link in conf.d to a file that is gone, or a loop, is an error naming
+/// it (it used to be skipped, dropping its vhosts without a word); a
+/// `conf` that is a FIFO is refused, not read (which would block until
+/// someone writes to it).
+#[test]
+fn links_to_nothing_and_fifos_are_named_not_skipped_or_waited_for() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let cfg = t.path();
+    write(cfg, "conf", "{}");
+    write(cfg, "conf.d/site", r#"{ "vhosts": [ { "name": "x", "port": "0" } ] }"#);
+    assert!(warren::config::load_dir(cfg).is_ok());
+    std::os::unix::fs::symlink(cfg.join("gone"), cfg.join("conf.d/linked")).expect("symlink");
+    let e = load_err(cfg);
+    assert!(e.contains("conf.d/linked") && e.contains("symbolic link to nothing"), "{e}");
+    std::fs::remove_file(cfg.join("conf.d/linked")).expect("rm");
+    std::os::unix::fs::symlink("loop", cfg.join("conf.d/loop")).expect("symlink");
+    assert!(load_err(cfg).contains("conf.d/loop"));
+    std::fs::remove_file(cfg.join("conf.d/loop")).expect("rm");
+    std::fs::remove_file(cfg.join("conf")).expect("rm");
+    let c = std::ffi::CString::new(cfg.join("conf").to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: mkfifo reads the NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let e = load_err(cfg);
+    assert!(e.contains("conf") && e.contains("not a regular file"), "{e}");
+}

@@ -12,6 +12,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,12 +32,21 @@ fn signal(w: &Running, sig: libc::c_int) {
 
 /// Reads log lines until one contains `needle`; returns it.
 fn wait_line(log: &Receiver<String>, needle: &str) -> String {
+    wait_line_seeing(log, needle, &mut Vec::new())
+}
+
+/// [`wait_line`], keeping every line read in `seen`.
+fn wait_line_seeing(log: &Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
     let until = Instant::now() + PATIENCE;
     loop {
         let left = until.saturating_duration_since(Instant::now());
         match log.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
+            Ok(line) => {
+                seen.push(line.clone());
+                if line.contains(needle) {
+                    return line;
+                }
+            }
             Err(e) => panic!("no log line with {needle:?}: {e}"),
         }
     }
@@ -693,4 +703,154 @@ fn sigterm_after_a_reload_tells_the_old_websockets_too() {
     assert_eq!(close.close_code(), Some(1001), "{close:?}");
     ws.send(true, ws::CLOSE, &1001u16.to_be_bytes()).expect("close back");
     assert_eq!(wait_exit(&mut w).code(), Some(0));
+}
+
+/// An access log that is a FIFO with no reader is an error at start
+/// (and in `warren check`), not an open that hangs the process with its
+/// signals blocked.
+#[test]
+fn an_access_log_fifo_with_no_reader_is_refused_not_waited_for() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let fifo = t.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: mkfifo reads the NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let fifo = fifo.to_string_lossy().into_owned();
+    for args in [&["--port", "0", "--access-log", &fifo][..], &["check", "--access-log", &fifo]] {
+        let mut child = std::process::Command::new(BIN)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut err = String::new();
+        // Read to its end: warren exits by itself (a hang fails the wait).
+        let mut stderr = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let _ = stderr.read_to_string(&mut err);
+            err
+        });
+        let mut w = Running(child);
+        let status = wait_exit(&mut w);
+        let err = reader.join().expect("stderr");
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("a FIFO with no reader"), "{args:?}: {err}");
+    }
+}
+
+/// A reader of the access log that stops reading (a full pipe) costs
+/// lines, never the exit: SIGTERM still ends warren, 0.
+#[test]
+fn a_stalled_access_log_reader_does_not_hold_the_exit() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let fifo = t.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: mkfifo reads the NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    // The reader: open, never read.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open the FIFO to read");
+    let (_site, root) = site();
+    let (mut w, port, _log) =
+        start_warren_logged(&["--root", &root.to_string_lossy(), "--access-log", &fifo.to_string_lossy()]);
+    // Lines of about 500 bytes: a few hundred fill the pipe (64 KiB).
+    let agent = "a".repeat(400);
+    for _ in 0..400 {
+        let mut s = TcpStream::connect(addr(port)).expect("connect");
+        s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        write!(s, "GET /index.html HTTP/1.1\r\nHost: x\r\nUser-Agent: {agent}\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).expect("answer");
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "requests are answered while the log is stuck");
+    }
+    stop(&mut w);
+    drop(reader);
+}
+
+/// Reloads that each leave a configuration finishing a long download do
+/// not pile up without bound: past eight, the oldest is stopped (its
+/// download cut), while the newer ones go on.
+#[test]
+fn retired_configurations_are_bounded() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let big = pattern(24 << 20);
+    std::fs::write(t.path().join("big.bin"), &big).expect("write");
+    let root = t.path().to_string_lossy().into_owned();
+    let (mut w, port, log) = start_warren_logged(&["--root", &root, "--grace", "600"]);
+    let mut held = Vec::new();
+    let mut seen = Vec::new();
+    for i in 0..9 {
+        let (mut r, _) = begin_get(port, "/big.bin");
+        let mut first = vec![0; 64 * 1024];
+        r.read_exact(&mut first).expect("the first bytes");
+        held.push((r, first));
+        signal(&w, libc::SIGHUP);
+        wait_line_seeing(&log, "reloaded", &mut seen);
+        let stopped = seen.iter().any(|l| l.contains("the oldest stops now"));
+        assert_eq!(stopped, i == 8, "after reload {}: {seen:?}", i + 1);
+    }
+    let mut outcomes = Vec::new();
+    for (mut r, mut body) in held {
+        let mut rest = Vec::new();
+        let _ = r.read_to_end(&mut rest);
+        body.extend_from_slice(&rest);
+        outcomes.push(body == big);
+    }
+    assert_eq!(outcomes, [false, true, true, true, true, true, true, true, true], "only the oldest was cut");
+    stop(&mut w);
+}
+
+/// Contexts that share their metrics share the connection limit: a
+/// reload's new configuration refuses connections past it while the old
+/// one still holds some.
+#[test]
+fn contexts_sharing_metrics_share_the_connection_limit() {
+    let (_t, root) = site();
+    let metrics = std::sync::Arc::new(warren::Metrics::new());
+    let limits = warren::Limits { max_connections: Some(2), ..warren::Limits::default() };
+    let listener = warren::bind_listener(addr(0)).expect("bind");
+    let at = listener.local_addr().expect("addr");
+    let info = |l| {
+        warren::ContextInfo::new()
+            .vhost(vhost_at(at).mount(files_mount("/", &root)))
+            .limits(limits)
+            .metrics(std::sync::Arc::clone(&metrics))
+            .listener(l)
+    };
+    let first = warren::Context::new(info(listener)).expect("first");
+    let first_handle = first.handle();
+    let first_loop = std::thread::spawn(move || first.run());
+    // Two connections of the first, idle in keep-alive.
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let s = TcpStream::connect(at).expect("connect");
+            s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+            keepalive_get(BufReader::new(s), "/index.html", 20).expect("served").expect("kept alive")
+        })
+        .collect();
+    let handed = first_handle.listeners().expect("listeners").into_iter().next().expect("one");
+    let second = warren::Context::new(info(handed)).expect("second");
+    let second_handle = second.handle();
+    let second_loop = std::thread::spawn(move || second.run());
+    first_handle.retire(Duration::from_secs(600)).recv_timeout(PATIENCE).expect("the first stopped accepting");
+    // Refused at accept: the 503 comes without a request.
+    let mut s = TcpStream::connect(at).expect("connect");
+    s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503"),
+        "the first's two connections count against the second's limit: {answer:?}"
+    );
+    drop(held);
+    first_loop.join().expect("first loop").expect("first ran");
+    assert_eq!(fetch(at.port(), "/index.html").0, 200, "once they are gone, the second serves");
+    second_handle.stop();
+    second_loop.join().expect("second loop").expect("second ran");
 }

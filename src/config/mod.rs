@@ -115,7 +115,20 @@ fn with_files<T>(
     let mut files = vec![dir.join("conf")];
     let confd = dir.join("conf.d");
     if let Ok(rd) = std::fs::read_dir(&confd) {
-        let mut more: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
+        let mut more = Vec::new();
+        for path in rd.filter_map(Result::ok).map(|e| e.path()) {
+            // Directories are not configuration; anything else that is
+            // not a regular file is a mistake to say, not to skip: a link
+            // to a file since removed would drop its vhosts silently.
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => more.push(path),
+                Err(e) => {
+                    let message = format!("cannot be read ({e}): a symbolic link to nothing, or a loop?");
+                    return Err(ConfigError { file: path, position: None, message });
+                }
+            }
+        }
         more.sort();
         files.extend(more);
     }
@@ -148,6 +161,14 @@ fn read_files(files: &[PathBuf], texts: &mut Vec<(PathBuf, String)>) -> Result<R
     let mut global_file = files[0].clone();
     let mut vhosts = Vec::new();
     for file in files {
+        // Read only regular files: a FIFO would block the reader (a
+        // reload, `warren check`) until someone writes to it.
+        if let Ok(m) = std::fs::metadata(file) {
+            if !m.is_file() {
+                let message = "not a regular file (a FIFO, socket or device is not read)".to_string();
+                return Err(ConfigError { file: file.clone(), position: None, message });
+            }
+        }
         let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
             file: file.clone(),
             position: None,

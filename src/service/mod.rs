@@ -639,7 +639,11 @@ impl Service {
                     continue;
                 }
             };
-            if self.open_conns >= self.max_conns {
+            // Contexts sharing their metrics (a reload's old and new
+            // configurations) share the process's descriptors: the limit
+            // counts the connections of all of them.
+            let shared = usize::try_from(self.sh.handle.inner.metrics.open_total()).unwrap_or(usize::MAX);
+            if self.open_conns >= self.max_conns || shared >= self.max_conns {
                 inc(&self.sh.handle.inner.metrics.refused);
                 // A TLS client would read an HTTP answer as a broken
                 // record: it gets the close alone.

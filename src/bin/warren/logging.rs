@@ -64,7 +64,7 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 pub fn install(args: &ServeArgs) -> Result<(), String> {
     let mut warning = None;
     let dest = if let Some(path) = &args.log_file {
-        let file = open_append(path).map_err(|e| format!("--log-file {}: {e}", path.display()))?;
+        let file = open_append(path).map_err(|e| format!("--log-file {e}"))?;
         Dest::File { path: path.clone(), file }
     } else if let Some(path) = &args.syslog {
         match connect(path) {
@@ -202,10 +202,7 @@ impl Dest {
             match open_append(path) {
                 Ok(f) => *file = f,
                 Err(e) => {
-                    let note = format!(
-                        "--log-file {}: cannot reopen it ({e}); still writing to the file open before",
-                        path.display()
-                    );
+                    let note = format!("--log-file: cannot reopen {e}; still writing to the file open before");
                     self.write(log::Level::Error, &note, SystemTime::now());
                 }
             }
@@ -213,8 +210,10 @@ impl Dest {
     }
 }
 
+/// [`warren::process::open_log`]: a FIFO with no reader is an error, not
+/// an open that hangs the start or a reopen.
 fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().create(true).append(true).open(path)
+    warren::process::open_log(path)
 }
 
 /// A datagram socket connected to the syslog socket at `path`, not

@@ -33,6 +33,10 @@ use warren::{Context, ContextHandle, Metrics};
 /// unless it is stuck).
 const RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The most configurations kept finishing their connections after
+/// reloads; past it, the oldest is stopped.
+const MAX_RETIRING: usize = 8;
+
 /// What the main thread waits for.
 enum Event {
     Signal(libc::c_int),
@@ -163,6 +167,19 @@ pub fn run(args: ServeArgs, signals: Signals, service: &mut Service) -> Result<(
                                     log::warn!("the configuration before the reload did not stop accepting within {RETIRE_WAIT:?}");
                                 }
                                 retiring.push(old);
+                                if retiring.len() > MAX_RETIRING {
+                                    // Each holds a thread, a poll and its
+                                    // logs' writers: a storm of reloads
+                                    // with long connections must not pile
+                                    // them up without bound.
+                                    let oldest = &retiring[0];
+                                    log::warn!(
+                                        "{} configurations are still finishing their connections; the oldest \
+                                         stops now, closing what it still serves",
+                                        retiring.len()
+                                    );
+                                    oldest.handle.stop();
+                                }
                                 announce(&listening, &args, "reloaded: serving");
                                 service.reloaded(None);
                             }
