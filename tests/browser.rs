@@ -25,8 +25,12 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren");
 
-/// The longest any one step may take.
-const STEP: Duration = Duration::from_secs(15);
+/// The longest any one step may take: only a hung browser or server
+/// reaches it. Each step waits for what it needs (an answer, a page
+/// state), so the bound only has to cover a slow start on a loaded
+/// machine: chromium answering its first command took over 15 s on the
+/// 2-core box while other test binaries ran.
+const STEP: Duration = Duration::from_secs(90);
 
 /// How often a condition is checked again.
 const POLL: Duration = Duration::from_millis(50);
