@@ -262,6 +262,11 @@ impl AccessLog {
 pub(crate) struct AccessLogs(Vec<(PathBuf, Arc<AccessLog>)>);
 
 impl AccessLogs {
+    /// The files open (not standard output).
+    pub(crate) fn paths(&self) -> Vec<PathBuf> {
+        self.0.iter().map(|(p, _)| p.clone()).filter(|p| !is_stdout(p)).collect()
+    }
+
     /// The log for `path`: the one open already, or a new one.
     pub(crate) fn open(&mut self, path: &Path) -> io::Result<Arc<AccessLog>> {
         if let Some((_, log)) = self.0.iter().find(|(p, _)| p == path) {

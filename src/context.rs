@@ -760,6 +760,13 @@ impl Context {
         self.service.listening()
     }
 
+    /// The access logs' files the context opened (standard output, `-`,
+    /// is not one), for instance to hand them to the user a process
+    /// drops to ([`crate::process::hand_over`]).
+    pub fn access_log_paths(&self) -> Vec<std::path::PathBuf> {
+        self.service.access_log_paths()
+    }
+
     /// A handle for other threads.
     pub fn handle(&self) -> ContextHandle {
         self.handle.clone()

@@ -626,9 +626,22 @@ impl PidFile {
                 .create(true)
                 .truncate(false)
                 .mode(0o644)
-                .custom_flags(libc::O_CLOEXEC)
+                // Not through a link: a pid file in a directory another
+                // user can write must not make root truncate the file a
+                // link planted there names.
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
                 .open(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("pid file {}: {e}", path.display())))?;
+                .map_err(|e| {
+                    let why = if e.raw_os_error() == Some(libc::ELOOP) {
+                        "a symbolic link (refused: it could name any file)".to_string()
+                    } else {
+                        e.to_string()
+                    };
+                    io::Error::new(e.kind(), format!("pid file {}: {why}", path.display()))
+                })?;
+            if !file.metadata().is_ok_and(|m| m.is_file()) {
+                return Err(other(format!("pid file {}: not a regular file", path.display())));
+            }
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                 let e = io::Error::last_os_error();
@@ -872,4 +885,28 @@ pub fn open_log(path: &std::path::Path) -> io::Result<std::fs::File> {
         return Err(named(io::Error::last_os_error()));
     }
     Ok(file)
+}
+
+/// Gives the log file at `path` to the user and group of `identity`, so
+/// that once the process has become them it can still reopen it by path
+/// (SIGUSR1 after logrotate moved it, a reload). Only a regular file
+/// that is not a symbolic link is changed, and only by root: nothing to
+/// do otherwise.
+///
+/// # Errors
+///
+/// The change of owner failed (the message names the path).
+pub fn hand_over(path: &std::path::Path, identity: &Identity) -> io::Result<()> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    if !meta.file_type().is_file() {
+        return Ok(());
+    }
+    let uid = identity.user.as_ref().map(|(_, uid)| *uid);
+    std::os::unix::fs::lchown(path, uid, Some(identity.gid)).map_err(|e| {
+        io::Error::new(e.kind(), format!("log file {}: cannot give it to the user to be: {e}", path.display()))
+    })
 }

@@ -540,3 +540,174 @@ fn a_daemon_that_cannot_serve_says_why_and_exits_2() {
     assert_eq!(child.wait().expect("wait").code(), Some(2), "{buf}");
     assert!(buf.contains("/nonexistent/warren-site"), "{buf}");
 }
+
+/// Log files made as root before the drop are handed to the user: a
+/// reload (which opens the access logs again) and a SIGUSR1 after a
+/// logrotate-style move (a new file made for the user, as logrotate's
+/// `create` does) both work as the user. Before, both failed with EACCES.
+#[test]
+fn log_files_are_handed_to_the_user_so_reload_and_reopen_work() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let user = ThrowawayUser::new();
+    let t = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let root = t.path().join("root");
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::write(root.join("index.html"), "hi\n").expect("write");
+    let (access, errors) = (t.path().join("access.log"), t.path().join("error.log"));
+    let args = [
+        "--root",
+        &root.to_string_lossy(),
+        "--user",
+        &user.name,
+        "--access-log",
+        &access.to_string_lossy(),
+        "--log-file",
+        &errors.to_string_lossy(),
+    ];
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).args(["--port", "0"]);
+    // The log goes to a file: read the port from it.
+    let mut warren =
+        Running(cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"));
+    let port = {
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&errors).unwrap_or_default();
+            if let Some(p) = text
+                .split("http://127.0.0.1:")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .and_then(|p| p.parse::<u16>().ok())
+            {
+                break p;
+            }
+            assert!(std::time::Instant::now() < until, "no serving line: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    use std::os::unix::fs::MetadataExt;
+    for f in [&access, &errors] {
+        assert_eq!(std::fs::metadata(f).expect("log").uid(), user.uid, "{} belongs to the user", f.display());
+    }
+    assert_eq!(get_port(port, "/index.html").status, 200);
+    signal(warren.0.id(), libc::SIGHUP);
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&errors).unwrap_or_default();
+        assert!(!text.contains("reload failed"), "{text}");
+        if text.contains("reloaded") {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "no reload: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // logrotate: move, create for the user, signal.
+    std::fs::rename(&access, t.path().join("access.log.1")).expect("mv");
+    std::fs::write(&access, "").expect("create");
+    std::os::unix::fs::chown(&access, Some(user.uid), Some(user.gid)).expect("chown");
+    signal(warren.0.id(), libc::SIGUSR1);
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert_eq!(get_port(port, "/index.html").status, 200);
+        if std::fs::read_to_string(&access).unwrap_or_default().contains("GET /index.html") {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "no line in the reopened access log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(warren.0.id(), libc::SIGTERM);
+    let status = warren.0.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let text = std::fs::read_to_string(&errors).unwrap_or_default();
+    assert!(!text.contains("cannot reopen"), "{text}");
+}
+
+/// A pid file that is a symbolic link is refused: root would otherwise
+/// truncate and write whatever file a link planted in a shared directory
+/// names.
+#[test]
+fn a_pid_file_that_is_a_link_is_refused() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let victim = t.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("write");
+    let link = t.path().join("warren.pid");
+    std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+    // Bounded: a warren that took the link would serve on, not exit.
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["--port", "0", "--pid-file", &link.to_string_lossy()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < until, "warren served on a pid file that is a link");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    child.0.stderr.take().expect("stderr").read_to_string(&mut err).expect("stderr");
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious\n");
+}
+
+/// `warren check` refuses what a start refuses before it binds: a user
+/// that does not exist, a pid file or log file in a missing directory.
+#[test]
+fn check_reports_the_process_settings() {
+    for (args, needle) in [
+        (&["check", "--user", "warren-no-such-user"][..], "warren-no-such-user"),
+        (&["check", "--pid-file", "/no/such/dir/warren.pid"], "/no/such/dir"),
+        (&["check", "--log-file", "/no/such/dir/warren.log"], "/no/such/dir"),
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+/// A descriptor warren inherited without close-on-exec (here fd 7, as a
+/// careless parent leaves one) does not reach CGI programs.
+#[test]
+fn cgi_programs_do_not_inherit_stray_descriptors() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("cgi-bin");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let script = dir.join("fds.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nif [ -e /proc/self/fd/7 ]; then echo leaked; else echo clean; fi\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let secret = std::fs::File::create(t.path().join("secret")).expect("create");
+    let raw = secret.as_raw_fd();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--cgi", &format!("/cgi-bin={}", dir.display())]);
+    // SAFETY: dup2 in the child before exec; the new descriptor has no
+    // close-on-exec flag, as a careless parent would leave it.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (_w, port, _log) = start_warren_command(cmd);
+    let r = get_port(port, "/cgi-bin/fds.sh");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text().trim(), "clean");
+    drop(secret);
+}

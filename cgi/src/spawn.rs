@@ -8,6 +8,11 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 
+/// close_range(2)'s flag that marks the range close-on-exec (Linux 5.11).
+const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+/// How far the fallback for older kernels marks descriptors.
+const FALLBACK_FDS: libc::c_int = 4096;
+
 /// Resource limits set in the child before `exec` (setrlimit). `None`
 /// leaves the server's own limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,8 +77,9 @@ pub fn spawn(
         .stderr(Stdio::piped())
         .process_group(0);
     // SAFETY: the closure runs in the child between fork and exec and
-    // only calls setrlimit(2) and sigprocmask(2), which are
-    // async-signal-safe; it allocates nothing and touches no locks.
+    // only calls setrlimit(2), sigprocmask(2), close_range(2) and
+    // fcntl(2), which are async-signal-safe; it allocates nothing and
+    // touches no locks.
     unsafe {
         cmd.pre_exec(move || {
             for (resource, value) in [
@@ -95,6 +101,20 @@ pub fn spawn(
             libc::sigemptyset(&mut none);
             if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
                 return Err(io::Error::last_os_error());
+            }
+            // Descriptors the server inherited without close-on-exec (from
+            // whoever started it, or a socket activation meant for another
+            // process) are not the program's: every one past stdio closes
+            // at the exec. (Marked rather than closed: the pipe through
+            // which a failed exec is reported must live until then.)
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+                // Kernels before 5.11: one by one, as far as is usual.
+                for fd in 3..FALLBACK_FDS {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags >= 0 {
+                        libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                    }
+                }
             }
             Ok(())
         });

@@ -334,6 +334,10 @@ impl Service {
             .collect()
     }
 
+    pub(crate) fn access_log_paths(&self) -> Vec<std::path::PathBuf> {
+        self.access_logs.paths()
+    }
+
     pub(crate) fn local_addr(&self, vhost: usize) -> Option<SocketAddr> {
         self.vhost_listener.get(vhost).and_then(|&l| self.addrs.get(l)).copied()
     }

@@ -349,7 +349,7 @@ pub fn limit_fds(cmd: &mut Command, fds: u64) {
     }
 }
 
-fn start_warren_command(mut cmd: Command) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
+pub fn start_warren_command(mut cmd: Command) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
     // The log level is info unless the caller chose one.
     if !cmd.get_args().any(|a| a == "-d" || a == "--log-level") {
         cmd.args(["--log-level", "info"]);

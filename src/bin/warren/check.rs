@@ -15,12 +15,17 @@ pub fn check(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match info.check() {
-        Ok(report) => {
+    // What a start refuses before it builds anything: the identity to
+    // drop to, the pid file's and log file's directories.
+    let process: Vec<String> = crate::process::check(args);
+    match (info.check(), process.is_empty()) {
+        (Ok(report), true) => {
             print!("{report}");
             ExitCode::SUCCESS
         }
-        Err(errors) => {
+        (result, _) => {
+            let mut errors: Vec<String> = result.err().unwrap_or_default().iter().map(|e| e.to_string()).collect();
+            errors.extend(process);
             for e in &errors {
                 eprintln!("warren: check: {e}");
             }

@@ -22,15 +22,16 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Pack(args)) => pack::pack(&args),
-        Some(Command::Check(mut args)) => {
+        Some(Command::Check(args)) => {
             // The report is the output. The log goes to stderr (a check
             // creates no file and talks to no syslog), errors only unless
             // -d says otherwise: what a start would warn about is in the
             // report already, as an error.
-            args.log_file = None;
-            args.syslog = None;
-            args.log_level = args.log_level.or(Some(log::LevelFilter::Error));
-            match logging::install(&args) {
+            let mut quiet = (*args).clone();
+            quiet.log_file = None;
+            quiet.syslog = None;
+            quiet.log_level = args.log_level.or(Some(log::LevelFilter::Error));
+            match logging::install(&quiet) {
                 Ok(()) => return check::check(&args),
                 Err(e) => Err(e),
             }

@@ -70,12 +70,17 @@ impl Service {
     }
 
     /// The first context is built (every port bound, every file open):
-    /// the pid file gets the pid, then the privileges go.
-    pub fn bound(&mut self) -> Result<(), String> {
+    /// the pid file gets the pid, the log files (`logs`: made as root,
+    /// reopened by path on SIGUSR1 and reloads) go to the identity to be,
+    /// then the privileges go.
+    pub fn bound(&mut self, logs: &[PathBuf]) -> Result<(), String> {
         if let Some(p) = &mut self.pid_file {
             p.write().map_err(|e| e.to_string())?;
         }
         if let Some(identity) = &self.identity {
+            for path in logs {
+                process::hand_over(path, identity).map_err(|e| format!("refusing to serve: {e}"))?;
+            }
             identity.assume().map_err(|e| format!("refusing to serve: cannot drop privileges: {e}"))?;
             // SAFETY: these getters cannot fail.
             let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -132,6 +137,24 @@ impl Service {
 
 /// The identity asked for: the configuration's, each part replaced by
 /// the flag that gives it.
+/// What `warren check` reports of the process's settings: the identity
+/// to drop to (names that do not exist, conflicting keys), and the
+/// directories the pid file and the log file would be made in.
+pub fn check(args: &ServeArgs) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = privileges(args).and_then(|p| Identity::resolve(&p).map_err(|e| e.to_string())) {
+        problems.push(e);
+    }
+    for (what, path) in [("--pid-file", &args.pid_file), ("--log-file", &args.log_file)] {
+        let Some(path) = path else { continue };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            problems.push(format!("{what} {}: its directory {} does not exist", path.display(), dir.display()));
+        }
+    }
+    problems
+}
+
 fn privileges(args: &ServeArgs) -> Result<Privileges, String> {
     let mut p = match &args.config {
         Some(dir) => warren::config::load_process_settings(dir).map_err(|e| e.to_string())?,

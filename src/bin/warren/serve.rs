@@ -107,7 +107,9 @@ pub fn run(args: ServeArgs, signals: Signals, service: &mut Service) -> Result<(
         Some(dir) => format!("{}: {e}", dir.display()),
         None => e.to_string(),
     })?;
-    service.bound()?;
+    let mut logs = context.access_log_paths();
+    logs.extend(args.log_file.iter().cloned());
+    service.bound(&logs)?;
     announce(&context.listening(), &args, "serving");
     let (tx, rx) = channel();
     signals.forward(tx.clone()).map_err(|e| format!("cannot start the signal thread: {e}"))?;
