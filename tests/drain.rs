@@ -250,15 +250,14 @@ fn cgi_pids(line: &str) -> (i32, i32) {
     (next("pid"), next("bg"))
 }
 
-/// A CGI response in flight when SIGTERM comes finishes within the
-/// grace; after warren exits, the program's whole process group is gone
-/// (its background child too), and warren reaped the program itself.
-#[test]
-fn sigterm_lets_a_cgi_finish_then_ends_its_group() {
+/// warren with `--grace grace` and the [`waiting_cgi`], its response
+/// begun: the program's first line read, which gives its process group.
+/// The test becomes a subreaper first, to see the group's orphans.
+fn cgi_in_flight(grace: &str) -> (tempfile::TempDir, Running, Receiver<String>, BufReader<TcpStream>, i32) {
     become_subreaper();
     let t = tempfile::tempdir().expect("tempdir");
     let bin = waiting_cgi(t.path());
-    let (mut w, port, log) = start_warren_logged(&["--cgi", &format!("/cgi-bin={}", bin.display()), "--grace", "600"]);
+    let (w, port, log) = start_warren_logged(&["--cgi", &format!("/cgi-bin={}", bin.display()), "--grace", grace]);
     let (mut r, head) = begin_get(port, "/cgi-bin/wait.sh");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let mut line = String::new();
@@ -267,7 +266,16 @@ fn sigterm_lets_a_cgi_finish_then_ends_its_group() {
     line.clear();
     r.read_line(&mut line).expect("pids");
     let (pid, bg) = cgi_pids(&line);
-    assert!(bg > 0);
+    assert!(bg > 0, "{line}");
+    (t, w, log, r, pid)
+}
+
+/// A CGI response in flight when SIGTERM comes finishes within the
+/// grace; after warren exits, the program's whole process group is gone
+/// (its background child too), and warren reaped the program itself.
+#[test]
+fn sigterm_lets_a_cgi_finish_then_ends_its_group() {
+    let (t, mut w, log, mut r, pid) = cgi_in_flight("600");
     signal(&w, libc::SIGTERM);
     wait_line(&log, "draining");
     std::fs::write(t.path().join("go"), b"").expect("go");
@@ -290,17 +298,7 @@ fn sigterm_lets_a_cgi_finish_then_ends_its_group() {
 /// group, and warren exits 0.
 #[test]
 fn a_cgi_past_the_grace_is_ended_with_its_group() {
-    become_subreaper();
-    let t = tempfile::tempdir().expect("tempdir");
-    let bin = waiting_cgi(t.path());
-    let (mut w, port, log) = start_warren_logged(&["--cgi", &format!("/cgi-bin={}", bin.display()), "--grace", "1"]);
-    let (mut r, _) = begin_get(port, "/cgi-bin/wait.sh");
-    let mut line = String::new();
-    r.read_line(&mut line).expect("chunk size");
-    line.clear();
-    r.read_line(&mut line).expect("pids");
-    let (pid, bg) = cgi_pids(&line);
-    assert!(bg > 0);
+    let (_t, mut w, log, mut r, pid) = cgi_in_flight("1");
     signal(&w, libc::SIGTERM);
     wait_line(&log, "draining");
     // Never told to go on: the grace ends it.
