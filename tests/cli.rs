@@ -279,3 +279,36 @@ fn bind_takes_host_names_and_ipv6_forms() {
     assert_eq!(curl(&format!("http://127.0.0.1:{}/", addrs[0].port())).1, "200");
     assert_eq!(curl(&format!("http://[::1]:{}/", addrs[0].port())).1, "200");
 }
+
+/// Issue 14 item 8: the completions and the man page come from the same
+/// definition as the parser, so they know every flag; every subcommand's
+/// help has an example.
+#[test]
+fn completions_man_page_and_examples_come_from_the_flags() {
+    let out = |args: &[&str]| {
+        let o = Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("run");
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = out(&["completions", shell]);
+        // Each shell spells a long flag its own way (fish: `-l root`).
+        for flag in ["root", "grace", "metrics", "pid-file", "access-log"] {
+            assert!(script.contains(flag), "{shell}: {flag}");
+        }
+        assert!(script.contains("pack") && script.contains("check"), "{shell}: the subcommands");
+    }
+    let man = out(&["man"]);
+    assert!(man.starts_with(".ie") || man.contains(".TH warren"), "roff: {}", &man[..man.len().min(200)]);
+    for flag in ["\\-\\-root", "\\-\\-grace", "\\-\\-user"] {
+        assert!(man.contains(flag), "the man page documents {flag}");
+    }
+    for args in
+        [&["--help"][..], &["pack", "--help"], &["check", "--help"], &["completions", "--help"], &["man", "--help"]]
+    {
+        let help = out(args);
+        assert!(help.contains("Example"), "{args:?}: {help}");
+    }
+    let bad = Command::new(BIN).args(["completions", "tcsh"]).output().expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+}
