@@ -983,20 +983,6 @@ fn a_queued_request_is_served_when_a_slot_frees() {
     assert!(start.elapsed() >= Duration::from_millis(1000), "two 0.5 s scripts ran at once on a limit of 1");
 }
 
-/// Makes a FIFO at `path`.
-fn mkfifo(path: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
-    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
-    assert_eq!(
-        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
-        0,
-        "mkfifo {}: {}",
-        path.display(),
-        io::Error::last_os_error()
-    );
-}
-
 /// Writes a line to the FIFO at `path` once a program has it open for
 /// reading (waits up to 10 s for that, never blocking on the open).
 fn release(path: &Path) {

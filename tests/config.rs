@@ -374,9 +374,7 @@ fn links_to_nothing_and_fifos_are_named_not_skipped_or_waited_for() {
     assert!(load_err(cfg).contains("conf.d/loop"));
     std::fs::remove_file(cfg.join("conf.d/loop")).expect("rm");
     std::fs::remove_file(cfg.join("conf")).expect("rm");
-    let c = std::ffi::CString::new(cfg.join("conf").to_string_lossy().as_bytes()).expect("path");
-    // SAFETY: mkfifo reads the NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    mkfifo(&cfg.join("conf"));
     let e = load_err(cfg);
     assert!(e.contains("conf") && e.contains("not a regular file"), "{e}");
 }

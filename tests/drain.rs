@@ -185,13 +185,19 @@ fn a_second_signal_stops_at_once() {
     assert!(first.len() + rest.len() < big.len(), "the download was cut");
 }
 
+/// A WebSocket to the echo protocol, which has echoed `text`.
+fn echoing(port: u16, text: &str) -> ws::WsClient {
+    let mut ws = ws::WsClient::connect(addr(port), "/", &[]).expect("upgrade");
+    ws.text(text).expect("send");
+    assert_eq!(ws.recv_message().expect("echo"), (ws::TEXT, text.as_bytes().to_vec()));
+    ws
+}
+
 /// SIGTERM closes a WebSocket with 1001 (going away).
 #[test]
 fn sigterm_closes_websockets_with_1001() {
     let (mut w, port, log) = start_warren_logged(&["--grace", "600"]);
-    let mut ws = ws::WsClient::connect(addr(port), "/", &[]).expect("upgrade");
-    ws.text("hello").expect("send");
-    assert_eq!(ws.recv_message().expect("echo"), (ws::TEXT, b"hello".to_vec()));
+    let mut ws = echoing(port, "hello");
     signal(&w, libc::SIGTERM);
     wait_line(&log, "draining");
     let close = ws.recv().expect("a close frame");
@@ -688,9 +694,7 @@ fn a_request_after_a_keep_alive_response_in_a_reload_is_answered() {
 #[test]
 fn sigterm_after_a_reload_tells_the_old_websockets_too() {
     let (mut w, port, log) = start_warren_logged(&["--grace", "600"]);
-    let mut ws = ws::WsClient::connect(addr(port), "/", &[]).expect("upgrade");
-    ws.text("before").expect("send");
-    assert_eq!(ws.recv_message().expect("echo"), (ws::TEXT, b"before".to_vec()));
+    let mut ws = echoing(port, "before");
     signal(&w, libc::SIGHUP);
     wait_line(&log, "reloaded");
     // Still served by the old configuration, until its grace.
@@ -710,9 +714,7 @@ fn sigterm_after_a_reload_tells_the_old_websockets_too() {
 fn an_access_log_fifo_with_no_reader_is_refused_not_waited_for() {
     let t = tempfile::tempdir().expect("tempdir");
     let fifo = t.path().join("fifo");
-    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
-    // SAFETY: mkfifo reads the NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    mkfifo(&fifo);
     let fifo = fifo.to_string_lossy().into_owned();
     for args in [&["--port", "0", "--access-log", &fifo][..], &["check", "--access-log", &fifo]] {
         let mut child = std::process::Command::new(BIN)
@@ -743,9 +745,7 @@ fn an_access_log_fifo_with_no_reader_is_refused_not_waited_for() {
 fn a_stalled_access_log_reader_does_not_hold_the_exit() {
     let t = tempfile::tempdir().expect("tempdir");
     let fifo = t.path().join("fifo");
-    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
-    // SAFETY: mkfifo reads the NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    mkfifo(&fifo);
     // The reader: open, never read.
     let reader = std::fs::OpenOptions::new()
         .read(true)

@@ -399,3 +399,17 @@ pub fn raw_entry(zip_path: &Path, name: &str) -> Vec<u8> {
     f.read_to_end(&mut raw).expect("read");
     raw
 }
+
+/// Makes a FIFO at `path`.
+pub fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        io::Error::last_os_error()
+    );
+}
