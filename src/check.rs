@@ -115,8 +115,19 @@ pub struct MountReport {
     pub origin: String,
     /// Redirects: whether the path below the mountpoint is appended.
     pub append_path: bool,
-    /// The document served for a directory URL.
-    pub default_document: String,
+    /// The documents tried, in order, for a directory URL.
+    pub index: Vec<String>,
+    /// Suffixes run in place, and their interpreters (empty: the file is
+    /// the program).
+    pub assign: Vec<(String, PathBuf)>,
+    /// Deny rules, as the configuration writes them.
+    pub deny: Vec<String>,
+    /// Whether dotfiles are served.
+    pub dotfiles: bool,
+    /// How symbolic links out of the origin are treated.
+    pub symlinks: crate::Symlinks,
+    /// Directories CGI responses may name in `X-Sendfile`.
+    pub x_sendfile: Vec<PathBuf>,
     /// The `Cache-Control` its file responses carry (`None`: none).
     pub cache: Option<String>,
     /// Basic authentication: the realm and the credentials file.
@@ -257,7 +268,12 @@ fn mount_report(m: &Mount) -> MountReport {
         kind,
         origin,
         append_path,
-        default_document: m.default.clone(),
+        index: m.index.clone(),
+        assign: m.assign.iter().map(|(s, i)| (s.clone(), i.clone().unwrap_or_default())).collect(),
+        deny: m.deny.iter().map(crate::DenyRule::describe).collect(),
+        dotfiles: m.dotfiles,
+        symlinks: m.symlinks,
+        x_sendfile: m.x_sendfile.iter().map(|x| x.dir.clone()).collect(),
         cache: m.cache.as_ref().map(|c| c.header_value().into_owned()),
         auth: m.basic_auth.as_ref().map(|f| (crate::auth::REALM.to_string(), f.clone())),
         extra_mimetypes: m.extra_mimetypes.clone(),
@@ -334,8 +350,34 @@ fn write_mount(f: &mut fmt::Formatter<'_>, m: &MountReport) -> fmt::Result {
     let appended = if m.append_path { " (path appended)" } else { "" };
     writeln!(f, "      origin: {}{appended}", m.origin)?;
     if matches!(m.kind, MountKind::Files | MountKind::Zip) {
-        writeln!(f, "      default document: {}", m.default_document)?;
+        writeln!(f, "      index: {}", m.index.join(", "))?;
+        if !m.assign.is_empty() {
+            let each = |(s, i): &(String, PathBuf)| {
+                if i.as_os_str().is_empty() {
+                    format!("{s} (runs itself)")
+                } else {
+                    format!("{s} {}", i.display())
+                }
+            };
+            writeln!(f, "      runs in place: {}", list(&m.assign, each))?;
+        }
         writeln!(f, "      cache: {}", m.cache.as_deref().unwrap_or("(no Cache-Control)"))?;
+    }
+    if matches!(m.kind, MountKind::Files | MountKind::Zip | MountKind::Cgi) {
+        let dot = if m.dotfiles { "served" } else { "refused (except /.well-known/)" };
+        writeln!(f, "      dotfiles: {dot}")?;
+        if !m.deny.is_empty() {
+            writeln!(f, "      deny: {}", m.deny.join(", "))?;
+        }
+        let links = match m.symlinks {
+            crate::Symlinks::Follow => "followed wherever they lead",
+            crate::Symlinks::SameOwner => "out of the origin only when link and target have one owner",
+            _ => "confined to the origin",
+        };
+        writeln!(f, "      symlinks: {links}")?;
+    }
+    if !m.x_sendfile.is_empty() {
+        writeln!(f, "      x-sendfile: {}", list(&m.x_sendfile, |d| d.display().to_string()))?;
     }
     if let Some((realm, file)) = &m.auth {
         writeln!(f, "      auth: basic, realm {realm:?}, credentials {}", file.display())?;

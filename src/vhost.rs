@@ -124,7 +124,7 @@ pub(crate) fn resolve(v: &VhostInfo, factory: Option<&FopsFactory>, now: Instant
         if let Origin::Path(path) = &m.origin {
             let fops = match factory {
                 Some(f) => f(path),
-                None => crate::mount::default_fops(path),
+                None => crate::mount::default_fops_with(path, m.symlinks),
             };
             match fops {
                 Ok(fops) => m.origin = Origin::File(fops),
@@ -148,6 +148,7 @@ pub(crate) fn resolve(v: &VhostInfo, factory: Option<&FopsFactory>, now: Instant
                 doubts.push(why);
             }
         }
+        mount_scripts(name, m, &mut problems);
         let callback = match &m.origin {
             Origin::Callback(name) => Some(name),
             _ => None,
@@ -193,6 +194,35 @@ pub(crate) fn resolve(v: &VhostInfo, factory: Option<&FopsFactory>, now: Instant
         error_pages,
         problems,
         doubts,
+    }
+}
+
+/// Checks what a mount runs by suffix and opens the directories its
+/// CGI responses may name in `X-Sendfile`.
+fn mount_scripts(name: &str, m: &mut crate::Mount, problems: &mut Vec<crate::Error>) {
+    let mut problem = |why: String| {
+        problems.push(crate::Error::invalid_input(format!("vhost {name:?}: mount {}: {why}", m.mountpoint)))
+    };
+    if !m.assign.is_empty() {
+        if !matches!(m.origin, Origin::File(_) | Origin::Path(_)) {
+            problem("cgi-assign runs files of a file mount; this mount serves no files".into());
+        }
+        #[cfg(not(feature = "cgi"))]
+        problem("cgi-assign, and this warren is built without the `cgi` feature".into());
+        #[cfg(feature = "cgi")]
+        for (suffix, interpreter) in &m.assign {
+            if let Some(Err(why)) = interpreter.as_deref().map(cgi_origin_problem) {
+                problem(format!("cgi-assign {suffix}: {why}"));
+            } else if interpreter.as_deref().is_some_and(std::path::Path::is_dir) {
+                problem(format!("cgi-assign {suffix}: the interpreter is a directory"));
+            }
+        }
+    }
+    for x in m.x_sendfile.iter_mut() {
+        match warren_vfs::PlainFops::new(&x.dir) {
+            Ok(fops) => x.fops = Some(std::sync::Arc::new(fops.with_symlinks(m.symlinks))),
+            Err(e) => problem(format!("x-sendfile directory {}: {e}", x.dir.display())),
+        }
     }
 }
 

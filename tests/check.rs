@@ -152,7 +152,7 @@ fn check_reports_each_mount_kind() {
             ("/formtest", MountKind::Callback)
         ]
     );
-    assert_eq!(mounts[0].default_document, "about.html");
+    assert_eq!(mounts[0].index, ["about.html"]);
     let c = mounts[2].cgi.as_ref().expect("cgi settings");
     assert_eq!((c.timeout.as_secs(), c.max_processes), (7, 3));
     assert_eq!(c.env, [("GREETING".to_string(), "hi".to_string())]);

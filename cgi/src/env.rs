@@ -44,10 +44,13 @@ pub struct CgiRequest {
     /// Request header fields; each becomes `HTTP_NAME` (see
     /// [`environment`](Self::environment) for the exceptions).
     pub headers: Vec<(String, String)>,
-    /// `REDIRECT_STATUS` and `REDIRECT_URL`, set when an interpreter
-    /// (php-cgi) runs a script named by `PATH_INFO`, as Apache's `Action`
-    /// does; php-cgi refuses to run without `REDIRECT_STATUS`.
-    pub redirect: Option<(u16, String)>,
+    /// `REDIRECT_STATUS`, set when an interpreter (php-cgi) runs a
+    /// script, as Apache's `Action` and lighttpd's `cgi.assign` do;
+    /// php-cgi refuses to run without it (`cgi.force_redirect`).
+    pub redirect_status: Option<u16>,
+    /// `REDIRECT_URL`: the URL path an `Action`-style interpreter mount
+    /// was asked for.
+    pub redirect_url: Option<String>,
     /// The mount's extra variables (lws `cgi-env`), set last.
     pub extra: Vec<(String, String)>,
     /// `PATH` for the script; [`DEFAULT_PATH`] when `None`.
@@ -103,8 +106,10 @@ impl CgiRequest {
         if let Some(n) = self.content_length {
             env.push(("CONTENT_LENGTH".into(), n.to_string()));
         }
-        if let Some((status, url)) = &self.redirect {
+        if let Some(status) = self.redirect_status {
             env.push(("REDIRECT_STATUS".into(), status.to_string()));
+        }
+        if let Some(url) = &self.redirect_url {
             env.push(("REDIRECT_URL".into(), url.clone()));
         }
         for (name, value) in &self.headers {

@@ -412,7 +412,8 @@ struct Vhost {
 struct MountConf {
     mountpoint: Option<Scalar>,
     origin: Option<Scalar>,
-    default: Option<Scalar>,
+    /// A name, or a list of names tried in order.
+    default: Option<serde_json::Value>,
     cache_max_age: Option<Scalar>,
     cache_reuse: Option<Scalar>,
     cache_revalidate: Option<Scalar>,
@@ -427,6 +428,17 @@ struct MountConf {
     cgi_max_processes: Option<Scalar>,
     /// FILE-9: `{".suffix": "protocol-name"}`.
     interpret: Option<BTreeMap<String, Scalar>>,
+    /// warren's own: `{".php": "/usr/bin/php-cgi", ".cgi": ""}`, scripts
+    /// of a file mount run in place (lighttpd's `cgi.assign`).
+    cgi_assign: Option<BTreeMap<String, Scalar>>,
+    /// warren's own: `["/inc", "*.bak", ".svn", {"path": "/data", "status": "404"}]`.
+    deny: Option<serde_json::Value>,
+    /// warren's own: serve `.name` segments.
+    allow_dotfiles: Option<Scalar>,
+    /// warren's own: `"confined"`, `"follow"` or `"owner"`.
+    symlinks: Option<Scalar>,
+    /// warren's own: directories a CGI response may name in `X-Sendfile`.
+    x_sendfile: Option<serde_json::Value>,
     // Known lwsws keys warren does not implement yet:
     extra_mimetypes: Option<serde_json::Value>,
     protocol: Option<serde_json::Value>,
@@ -492,6 +504,180 @@ fn unsupported(file: &Path, key: &str, what: &str) -> ConfigError {
 
 fn bad(file: &Path, key: &str, message: String) -> ConfigError {
     ConfigError { file: file.to_path_buf(), position: None, message: format!("{key}: {message}") }
+}
+
+/// The keys of mounts that serve files or run programs: default
+/// documents, scripts by suffix, CGI settings, deny rules, dotfiles,
+/// symlinks, X-Sendfile.
+fn file_mount_keys(file: &Path, at: &str, m: &MountConf, mut mount: Mount) -> Result<Mount, ConfigError> {
+    let files = matches!(mount.origin, crate::Origin::Path(_));
+    let cgi = matches!(mount.origin, crate::Origin::Cgi(_));
+    let only = |key: &str, ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(bad(file, &format!("{at}.{key}"), format!("applies to {what}; this mount is neither")))
+        }
+    };
+    if let Some(d) = &m.default {
+        let names = strings(file, &format!("{at}.default"), d)?;
+        for (i, n) in names.iter().enumerate() {
+            if n.is_empty() || n.contains('/') || n.chars().any(char::is_control) {
+                return Err(bad(file, &format!("{at}.default[{i}]"), format!("{n:?}: expected a file name")));
+            }
+        }
+        mount = mount.index(names);
+    }
+    for (suffix, interpreter) in m.cgi_assign.iter().flatten() {
+        let key = format!("{at}.cgi-assign.{suffix}");
+        only("cgi-assign", files, "file:// mounts")?;
+        if suffix.is_empty() || suffix.contains('/') || suffix.chars().any(char::is_control) {
+            return Err(bad(file, &key, "expected a file-name suffix such as \".php\"".into()));
+        }
+        let interpreter = interpreter.text();
+        if !interpreter.is_empty() && !Path::new(&interpreter).is_absolute() {
+            return Err(bad(file, &key, format!("{interpreter:?}: expected an absolute path, or \"\" (the file runs itself)")));
+        }
+        mount = mount.cgi_assign(suffix.clone(), interpreter);
+    }
+    let runs = cgi || m.cgi_assign.as_ref().is_some_and(|a| !a.is_empty());
+    let what = "cgi:// mounts and file mounts with cgi-assign";
+    if let Some(t) = &m.cgi_timeout {
+        only("cgi-timeout", runs, what)?;
+        mount = mount.cgi_timeout(seconds(file, &format!("{at}.cgi-timeout"), t)?);
+    }
+    for (i, map) in m.cgi_env.iter().flatten().enumerate() {
+        only("cgi-env", runs, what)?;
+        for (k, v) in map {
+            if k.is_empty() || k.contains('=') || k.chars().any(char::is_control) {
+                return Err(bad(file, &format!("{at}.cgi-env[{i}]"), format!("{k:?} is not a variable name")));
+            }
+            if v.text().contains('\0') {
+                return Err(bad(file, &format!("{at}.cgi-env[{i}]"), format!("{k:?}: a value cannot hold NUL")));
+            }
+            mount = mount.cgi_env(k.clone(), v.text());
+        }
+    }
+    if let Some(n) = &m.cgi_max_processes {
+        only("cgi-max-processes", runs, what)?;
+        let n = number(file, &format!("{at}.cgi-max-processes"), n)?;
+        mount = mount.cgi_max_processes(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    if let Some(rules) = &m.deny {
+        only("deny", files || cgi, "file:// and cgi:// mounts")?;
+        for rule in deny_rules(file, &format!("{at}.deny"), rules)? {
+            mount = mount.deny(rule);
+        }
+    }
+    if let Some(v) = &m.allow_dotfiles {
+        only("allow-dotfiles", files || cgi, "file:// and cgi:// mounts")?;
+        mount = mount.allow_dotfiles(v.truthy());
+    }
+    if let Some(v) = &m.symlinks {
+        only("symlinks", files || cgi, "file:// and cgi:// mounts")?;
+        let policy = match v.text().as_str() {
+            "confined" => crate::Symlinks::Confined,
+            "follow" => crate::Symlinks::Follow,
+            "owner" => crate::Symlinks::SameOwner,
+            other => {
+                return Err(bad(
+                    file,
+                    &format!("{at}.symlinks"),
+                    format!("{other:?}: expected \"confined\", \"follow\" or \"owner\""),
+                ))
+            }
+        };
+        mount = mount.symlinks(policy);
+    }
+    if let Some(v) = &m.x_sendfile {
+        only("x-sendfile", runs, what)?;
+        for (i, dir) in strings(file, &format!("{at}.x-sendfile"), v)?.into_iter().enumerate() {
+            if !Path::new(&dir).is_absolute() {
+                return Err(bad(file, &format!("{at}.x-sendfile[{i}]"), format!("{dir:?}: expected an absolute directory")));
+            }
+            mount = mount.x_sendfile(dir);
+        }
+    }
+    Ok(mount)
+}
+
+/// A string, or an array of strings.
+fn strings(file: &Path, key: &str, v: &serde_json::Value) -> Result<Vec<String>, ConfigError> {
+    let expected = || bad(file, key, "expected a string or an array of strings".into());
+    match v {
+        serde_json::Value::String(s) => Ok(vec![s.clone()]),
+        serde_json::Value::Array(items) => {
+            items.iter().map(|i| i.as_str().map(str::to_string).ok_or_else(expected)).collect()
+        }
+        _ => Err(expected()),
+    }
+}
+
+/// `deny`: each item a string (`"/inc"` a path below the mountpoint,
+/// `"*.bak"` a suffix, any other a segment name such as `".svn"`), or an
+/// object `{"path" | "segment" | "suffix": "...", "status": "403" | "404"}`.
+fn deny_rules(file: &Path, key: &str, v: &serde_json::Value) -> Result<Vec<crate::DenyRule>, ConfigError> {
+    let serde_json::Value::Array(items) = v else {
+        return Err(bad(file, key, "expected an array of rules: [\"/inc\", \"*.bak\", {\"path\": \"/data\", \"status\": \"404\"}]".into()));
+    };
+    let from_string = |k: &str, s: &str| -> Result<crate::DenyRule, ConfigError> {
+        if s.is_empty() || s == "/" || s == "*" || s.chars().any(char::is_control) {
+            return Err(bad(file, k, format!("{s:?}: expected \"/path\", \"*suffix\" or a segment name")));
+        }
+        Ok(if s.starts_with('/') {
+            crate::DenyRule::path(s)
+        } else if let Some(suffix) = s.strip_prefix('*') {
+            crate::DenyRule::suffix(suffix)
+        } else if s.contains('/') {
+            return Err(bad(file, k, format!("{s:?}: a segment name holds no \"/\"; a path starts with one")));
+        } else {
+            crate::DenyRule::segment(s)
+        })
+    };
+    let mut rules = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let k = format!("{key}[{i}]");
+        let rule = match item {
+            serde_json::Value::String(s) => from_string(&k, s)?,
+            serde_json::Value::Object(o) => {
+                let mut rule = None;
+                let mut status = 403;
+                for (name, val) in o {
+                    let text = match val {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Number(n) => n.to_string(),
+                        _ => return Err(bad(file, &format!("{k}.{name}"), "expected a string".into())),
+                    };
+                    match name.as_str() {
+                        "path" if text.starts_with('/') => rule = Some(from_string(&k, &text)?),
+                        "path" => return Err(bad(file, &format!("{k}.path"), format!("{text:?}: expected a path starting with \"/\""))),
+                        "segment" if !text.is_empty() && !text.contains('/') => rule = Some(crate::DenyRule::segment(&text)),
+                        "suffix" if !text.is_empty() && !text.contains('/') => rule = Some(crate::DenyRule::suffix(&text)),
+                        "segment" | "suffix" => return Err(bad(file, &format!("{k}.{name}"), format!("{text:?}: expected a name without \"/\""))),
+                        "status" => {
+                            status = match text.as_str() {
+                                "403" => 403,
+                                "404" => 404,
+                                _ => return Err(bad(file, &format!("{k}.status"), format!("{text:?}: expected \"403\" or \"404\""))),
+                            }
+                        }
+                        _ => return Err(bad(file, &format!("{k}.{name}"), "unknown; a rule has one of \"path\", \"segment\", \"suffix\", and \"status\"".into())),
+                    }
+                }
+                let Some(rule) = rule else {
+                    return Err(bad(file, &k, "a rule needs one of \"path\", \"segment\" or \"suffix\"".into()));
+                };
+                if status == 404 {
+                    rule.not_found()
+                } else {
+                    rule
+                }
+            }
+            _ => return Err(bad(file, &k, "expected a string or an object".into())),
+        };
+        rules.push(rule);
+    }
+    Ok(rules)
 }
 
 /// A duration in whole seconds, at most [`crate::MAX_TIMEOUT`].
@@ -684,26 +870,7 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
         if !p.exists() {
             return Err(bad(file, &key, format!("{path:?}: no such program or directory")));
         }
-        let mut mount = Mount::cgi(&mountpoint, p);
-        if let Some(t) = &m.cgi_timeout {
-            mount = mount.cgi_timeout(seconds(file, &format!("{at}.cgi-timeout"), t)?);
-        }
-        for (i, map) in m.cgi_env.iter().flatten().enumerate() {
-            for (k, v) in map {
-                if k.is_empty() || k.contains('=') || k.chars().any(char::is_control) {
-                    return Err(bad(file, &format!("{at}.cgi-env[{i}]"), format!("{k:?} is not a variable name")));
-                }
-                if v.text().contains('\0') {
-                    return Err(bad(file, &format!("{at}.cgi-env[{i}]"), format!("{k:?}: a value cannot hold NUL")));
-                }
-                mount = mount.cgi_env(k.clone(), v.text());
-            }
-        }
-        if let Some(n) = &m.cgi_max_processes {
-            let n = number(file, &format!("{at}.cgi-max-processes"), n)?;
-            mount = mount.cgi_max_processes(usize::try_from(n).unwrap_or(usize::MAX));
-        }
-        mount
+        Mount::cgi(&mountpoint, p)
     } else if let Some(name) = origin.strip_prefix("callback://") {
         if !crate::plugins::NAMES.contains(&name) {
             return Err(bad(file, &key, crate::plugins::unknown(name)));
@@ -720,9 +887,7 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
             ),
         ));
     };
-    if let Some(d) = &m.default {
-        mount = mount.default_document(d.text());
-    }
+    mount = file_mount_keys(file, at, &m, mount)?;
     if let Some(b) = &m.basic_auth {
         // Read at start and again when it changes, but a file that is
         // not there at start is a mistake to say now, not a 401 later.

@@ -120,6 +120,24 @@ pub(crate) fn config_path_problem(path: &str) -> Option<&'static str> {
     None
 }
 
+/// The status for a file that could not be opened.
+pub(crate) fn open_error_status(e: &std::io::Error) -> u16 {
+    // A name too long for the filesystem, or a loop of links, is the
+    // request's fault: nothing by that name can be served.
+    if matches!(e.raw_os_error(), Some(libc::ENAMETOOLONG | libc::ELOOP)) {
+        return 404;
+    }
+    match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory | std::io::ErrorKind::NotADirectory => 404,
+        std::io::ErrorKind::InvalidInput => 404,
+        std::io::ErrorKind::PermissionDenied => 403,
+        // An archive entry in a compression method we do not implement.
+        std::io::ErrorKind::Unsupported => 501,
+        // A corrupt or truncated archive: our data is broken, not the request.
+        _ => 500,
+    }
+}
+
 #[cfg(test)]
 mod field_tests {
     use super::{config_path_problem, field_problem, server_owned_field};

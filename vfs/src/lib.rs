@@ -59,6 +59,19 @@ pub use path::{PathError, VPath};
 pub use pending::{open_blocking, Pending};
 pub use plain::PlainFops;
 
+/// How a [`PlainFops`] treats symbolic links that lead out of its origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Symlinks {
+    /// Refused (the default).
+    #[default]
+    Confined,
+    /// Followed.
+    Follow,
+    /// Followed when each link has the same owner as its target.
+    SameOwner,
+}
+
 use std::fmt::Debug;
 use std::io::{self, SeekFrom};
 use std::ops::BitOr;

@@ -46,6 +46,7 @@ pub struct PlainFops {
     /// probed once, when the origin is opened.
     openat2: bool,
     cache: Option<OpenCache>,
+    symlinks: crate::Symlinks,
 }
 
 #[derive(Debug)]
@@ -86,7 +87,7 @@ impl PlainFops {
             }
             Err(e) => return Err(e),
         };
-        Ok(PlainFops { root, canonical, openat2, cache: None })
+        Ok(PlainFops { root, canonical, openat2, cache: None, symlinks: crate::Symlinks::Confined })
     }
 
     /// Keeps up to `max` files open for `ttl` after they were opened (see
@@ -94,6 +95,17 @@ impl PlainFops {
     pub fn with_open_cache(mut self, ttl: Duration, max: usize) -> PlainFops {
         self.cache = (!ttl.is_zero() && max > 0).then(|| OpenCache { ttl, max, entries: Mutex::default() });
         self
+    }
+
+    /// How links out of the origin are treated.
+    pub fn with_symlinks(mut self, s: crate::Symlinks) -> PlainFops {
+        self.symlinks = s;
+        self
+    }
+
+    /// The symlink policy.
+    pub fn symlinks(&self) -> crate::Symlinks {
+        self.symlinks
     }
 
     fn open_uncached(&self, path: &VPath, flags: OpenFlags) -> io::Result<(File, FileInfo)> {

@@ -12,6 +12,9 @@ Examples:
   warren --root ./site --port 8080        a directory (zip archives in it served from inside)
   warren --root site.zip --bind ::        one archive as the whole site, on every address
   warren --cgi /cgi-bin=./cgi-bin         CGI programs beside the built-in site
+  warren --root /usr/share/dokuwiki --cgi-assign .php=/usr/bin/php-cgi --index doku.php \\
+         --deny /inc --deny /data --deny /conf --deny /bin --symlinks follow
+                                          a PHP application run in place
   warren --tls-cert cert.pem --tls-key key.pem --redirect-http
   warren --config /etc/warren             an lwsws-style configuration directory
   warren --access-log - -d warn           requests on standard output, only problems on stderr
@@ -94,6 +97,35 @@ pub struct ServeArgs {
     /// programs; may be given more than once.
     #[arg(long, value_name = "MOUNTPOINT=PATH", value_parser = parse_cgi)]
     pub cgi: Vec<(String, PathBuf)>,
+    /// Run the --root directory's files ending in SUFFIX in place through
+    /// INTERPRETER (e.g. .php=/usr/bin/php-cgi); an empty INTERPRETER runs
+    /// the file itself (.cgi=). They are never sent as files. May be given
+    /// more than once.
+    #[arg(long, value_name = "SUFFIX=INTERPRETER", value_parser = parse_assign)]
+    pub cgi_assign: Vec<(String, PathBuf)>,
+    /// The documents tried, in order, for a directory URL
+    /// [default: index.html].
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub index: Vec<String>,
+    /// Refuse paths of the --root mount: /PATH (and below it), *SUFFIX, or
+    /// a segment NAME anywhere; =404 after it answers 404 instead of 403
+    /// (e.g. --deny /inc --deny '*.bak' --deny /data=404). May be given
+    /// more than once.
+    #[arg(long, value_name = "RULE", value_parser = parse_deny)]
+    pub deny: Vec<warren::DenyRule>,
+    /// Serve files and directories whose names start with "." (refused by
+    /// default, except /.well-known/).
+    #[arg(long)]
+    pub allow_dotfiles: bool,
+    /// Symbolic links leading out of a mount's directory: confined
+    /// (refused), follow, or owner (followed when the link and its target
+    /// have the same owner).
+    #[arg(long, value_name = "POLICY", value_parser = parse_symlinks, default_value = "confined")]
+    pub symlinks: warren::Symlinks,
+    /// Let CGI responses name a file below DIR in X-Sendfile, for the
+    /// server to send. May be given more than once.
+    #[arg(long, value_name = "DIR")]
+    pub x_sendfile: Vec<PathBuf>,
     /// Listen on port N (0: any free port).
     #[arg(long, value_name = "N", default_value_t = 7681)]
     pub port: u16,
@@ -208,6 +240,48 @@ pub struct PackArgs {
     /// The archive to write.
     #[arg(value_name = "OUT.zip")]
     pub out: PathBuf,
+}
+
+fn parse_assign(v: &str) -> Result<(String, PathBuf), String> {
+    let Some((suffix, interpreter)) = v.split_once('=').filter(|(s, _)| !s.is_empty() && !s.contains('/')) else {
+        return Err(format!("{v:?} is not SUFFIX=INTERPRETER (e.g. .php=/usr/bin/php-cgi, or .cgi= for programs)"));
+    };
+    if !interpreter.is_empty() {
+        let meta = std::fs::metadata(interpreter).map_err(|e| format!("{interpreter}: {e}"))?;
+        use std::os::unix::fs::PermissionsExt;
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            return Err(format!("{interpreter} is not an executable file"));
+        }
+    }
+    Ok((suffix.to_string(), PathBuf::from(interpreter)))
+}
+
+fn parse_deny(v: &str) -> Result<warren::DenyRule, String> {
+    let (rule, hidden) = match v.strip_suffix("=404") {
+        Some(r) => (r, true),
+        None => (v.strip_suffix("=403").unwrap_or(v), false),
+    };
+    let r = if rule.is_empty() || rule == "/" || rule == "*" {
+        return Err(format!("{v:?} is not a rule: /PATH, *SUFFIX or a NAME, optionally followed by =404"));
+    } else if rule.starts_with('/') {
+        warren::DenyRule::path(rule)
+    } else if let Some(suffix) = rule.strip_prefix('*') {
+        warren::DenyRule::suffix(suffix)
+    } else if rule.contains('/') {
+        return Err(format!("{v:?}: a NAME holds no '/'; a /PATH starts with one"));
+    } else {
+        warren::DenyRule::segment(rule)
+    };
+    Ok(if hidden { r.not_found() } else { r })
+}
+
+fn parse_symlinks(v: &str) -> Result<warren::Symlinks, String> {
+    match v {
+        "confined" => Ok(warren::Symlinks::Confined),
+        "follow" => Ok(warren::Symlinks::Follow),
+        "owner" => Ok(warren::Symlinks::SameOwner),
+        _ => Err(format!("{v:?}: expected confined, follow or owner")),
+    }
 }
 
 fn parse_cgi(v: &str) -> Result<(String, PathBuf), String> {

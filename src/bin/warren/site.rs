@@ -81,7 +81,14 @@ fn vhost_on(args: &ServeArgs, root: &Mount, addr: SocketAddr) -> VhostInfo {
         vhost.plugin(name);
     }
     for (mountpoint, path) in &args.cgi {
-        vhost = vhost.mount(Mount::cgi(mountpoint, path));
+        let mut m = Mount::cgi(mountpoint, path).symlinks(args.symlinks).allow_dotfiles(args.allow_dotfiles);
+        if !args.index.is_empty() {
+            m = m.index(args.index.iter().cloned());
+        }
+        for dir in &args.x_sendfile {
+            m = m.x_sendfile(dir);
+        }
+        vhost = vhost.mount(m);
     }
     if let Some(log) = &args.access_log {
         vhost = vhost.access_log(log);
@@ -100,12 +107,30 @@ fn vhost_on(args: &ServeArgs, root: &Mount, addr: SocketAddr) -> VhostInfo {
 /// [`warren::default_fops`], so a check opens it as a start does), or
 /// the built-in site.
 fn root_mount(args: &ServeArgs) -> Result<Mount, String> {
+    if args.root.is_none() && !(args.cgi_assign.is_empty() && args.deny.is_empty()) {
+        return Err("--cgi-assign and --deny apply to the --root directory; give one".into());
+    }
     match &args.root {
         None => {
             let fops = ZipFops::from_bytes("webroot.zip (built in)", DEFAULT_SITE).map_err(|e| e.to_string())?;
             Ok(Mount::files("/", Arc::new(fops)))
         }
-        Some(root) => Ok(Mount::dir("/", root)),
+        Some(root) => {
+            let mut m = Mount::dir("/", root).symlinks(args.symlinks).allow_dotfiles(args.allow_dotfiles);
+            if !args.index.is_empty() {
+                m = m.index(args.index.iter().cloned());
+            }
+            for (suffix, interpreter) in &args.cgi_assign {
+                m = m.cgi_assign(suffix.clone(), interpreter.clone());
+            }
+            for rule in &args.deny {
+                m = m.deny(rule.clone());
+            }
+            for dir in &args.x_sendfile {
+                m = m.x_sendfile(dir);
+            }
+            Ok(m)
+        }
     }
 }
 

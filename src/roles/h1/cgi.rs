@@ -6,15 +6,17 @@
 //! [`crate::roles::cgi`]; this is the connection side, a second
 //! `impl H1` block next to the state machine in the parent module.
 
-use super::{body_reading, log_path, open_error_status, Close, Reading, Writing, H1, READ_CHUNK};
+use super::{body_reading, log_path, Close, Reading, Writing, H1, READ_CHUNK};
 use crate::conn::{Core, Env, Step};
 use crate::http::request::{self, Framing, Limits as HeadLimits, Request};
 use crate::http::respond::{begin_head, end_head, server_sets, BodyFraming};
-use crate::http::Version;
-use crate::mount::Origin;
-use crate::roles::cgi::{CgiRun, Exit, OutFraming, EXIT_WAIT};
+use crate::http::{open_error_status, Version};
+use crate::mount::{Located, Origin};
+use crate::roles::cgi::{CgiRun, CgiTarget, Exit, OutFraming, EXIT_WAIT};
 use crate::vhost::strip_port;
+use std::ffi::OsString;
 use std::io;
+use std::path::{Path, PathBuf};
 
 /// How long a request waits for a CGI slot before 503 (it is started as
 /// soon as one frees: `Env::cgi_waiters`).
@@ -23,9 +25,12 @@ const CGI_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const MAX_LOCAL_REDIRECTS: u8 = 3;
 
 impl H1 {
-    /// Starts the CGI program for `req` on the `cgi://` mount `mi`, or
-    /// makes the request wait for a slot when the mount is at its limit or
-    /// others already wait (`queued`: it is the one whose turn it is).
+    /// Starts the CGI program for `req` on mount `mi` (a `cgi://` mount,
+    /// or a file mount running `script` in place), or makes the request
+    /// wait for a slot when the mount is at its limit or others already
+    /// wait (`queued`: it is the one whose turn it is). Without `script`
+    /// the mount's path is resolved again.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn serve_cgi(
         &mut self,
         c: &mut Core,
@@ -34,55 +39,33 @@ impl H1 {
         mi: usize,
         redirects: u8,
         queued: bool,
+        script: Option<crate::mount::Script>,
     ) {
         let vi = c.vhost;
-        let now = sh.now;
-        let looked = {
-            let m = &sh.vhosts[vi].mounts[mi];
-            let rest = m.remainder(req.path());
-            let Origin::Cgi(origin) = &m.origin else { return };
-            let cache = &mut sh.live[vi].mounts[mi].cgi_cache;
-            crate::roles::cgi::cgi_lookup_cached(origin, &m.mountpoint, rest, cache, now)
+        let plan = match script {
+            Some(s) => script_launch(sh, vi, mi, s),
+            None => plan_cgi(sh, vi, mi, &req),
         };
-        let m = &sh.vhosts[vi].mounts[mi];
-        let Origin::Cgi(origin) = &m.origin else { return };
-        let target = match looked {
-            Ok(t) => t,
-            Err(why) => {
-                log::info!("{}: cgi \"{}\": refused ({}): {}", c.peer, log_path(req.path()), why.status(), why.why());
-                self.skip_body(&req);
-                self.send_error(c, sh, why.status(), Some(&req));
-                return;
-            }
-        };
-        // Paths handed to the program are confined as file opens are: one
-        // that resolves outside its mount's root refuses the request.
-        let mounts = &sh.vhosts[vi].mounts;
-        let translated = if target.path_info.is_empty() {
-            Ok(None)
-        } else {
-            // Worked out for each request, never cached: a link swapped
-            // in below the root must be refused from that moment on, as
-            // a file open there is.
-            crate::roles::cgi::translate(mounts, &target.path_info)
-        };
-        let path_translated = match translated {
-            Ok(p) => p.map(|p| p.to_string_lossy().into_owned()),
-            Err(e) => {
-                // As a file open there: out of the root 403, a name too
-                // long or a loop of links (the request's fault) 404.
-                let status = open_error_status(&e);
-                log::info!(
-                    "{}: cgi \"{}\": refused ({status}): PATH_TRANSLATED for \"{}\": {e}",
-                    c.peer,
-                    log_path(req.path()),
-                    log_path(&target.path_info)
-                );
+        let launch = match plan {
+            Plan::Run(l) => l,
+            Plan::Refuse(status, why) => {
+                log::info!("{}: cgi \"{}\": refused ({status}): {why}", c.peer, log_path(req.path()));
                 self.skip_body(&req);
                 self.send_error(c, sh, status, Some(&req));
                 return;
             }
+            Plan::AddSlash => {
+                let to = format!("{}/", super::raw_path(&req));
+                self.skip_body(&req);
+                self.redirect(c, sh, 301, &to, &req);
+                return;
+            }
+            Plan::File => {
+                self.serve_file(c, sh, &req, mi);
+                return;
+            }
         };
+        let m = &sh.vhosts[vi].mounts[mi];
         let framing = req.framing();
         self.reading = body_reading(framing);
         // Draining: this response is the connection's last.
@@ -106,16 +89,12 @@ impl H1 {
             sh.timers.set(c.key, until);
             return;
         }
-        let document_root = sh.vhosts[vi].document_root.clone();
-        // The origin is the program itself (no `stat` for that here).
-        let program_mount = target.program == *origin;
-        let no_script = path_translated.is_none();
         let host = req.host().map(strip_port).filter(|h| !h.is_empty());
         let cgi_req = warren_cgi::CgiRequest {
             method: req.method_str().to_string(),
-            script_name: target.script_name.clone(),
-            path_info: target.path_info.clone(),
-            path_translated,
+            script_name: launch.script_name.clone(),
+            path_info: launch.path_info,
+            path_translated: launch.path_translated,
             query: req.query().unwrap_or("").to_string(),
             request_uri: req.target().to_string(),
             remote: Some(c.peer),
@@ -123,32 +102,24 @@ impl H1 {
             server_port: c.out.sock.local_addr().map_or(0, |a| a.port()),
             protocol: req.version().as_str().to_string(),
             https: c.is_tls(),
-            document_root,
-            // A program mount (php-cgi, say) with no path after it has no
-            // script: php-cgi would take SCRIPT_FILENAME, its own file,
-            // as the script. Without one it answers "No input file".
-            script_filename: if program_mount && no_script {
-                String::new()
-            } else {
-                target.program.to_string_lossy().into_owned()
-            },
+            document_root: launch.document_root,
+            script_filename: launch.script_filename,
             content_type: req.header_str("content-type").map(str::to_string),
             content_length: match framing {
                 Framing::Length(n) => Some(n),
                 _ => None,
             },
             headers: req.headers().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned())).collect(),
-            // An interpreter mount (php-cgi): as Apache's Action does.
-            redirect: program_mount.then(|| (200, req.path().to_string())),
+            redirect_status: launch.redirect_status,
+            redirect_url: launch.redirect_url,
             extra: tls_vars(&req).into_iter().chain(m.cgi.env.iter().cloned()).collect(),
             path: m.cgi.path.clone(),
         };
-        let cwd = target.program.parent().map_or_else(|| std::path::PathBuf::from("/"), |p| p.to_path_buf());
-        let child = warren_cgi::spawn(&target.program, &[], &cgi_req.environment(), &cwd, m.cgi.limits);
+        let child = warren_cgi::spawn(&launch.program, &launch.args, &cgi_req.environment(), &launch.cwd, m.cgi.limits);
         let child = match child {
             Ok(found) => found,
             Err(e) => {
-                log::error!("cgi {}: cannot start {}: {e}", target.script_name, target.program.display());
+                log::error!("cgi {}: cannot start {}: {e}", launch.script_name, launch.program.display());
                 self.skip_body(&req);
                 self.reading = Reading::Done;
                 let status = if e.kind() == io::ErrorKind::PermissionDenied { 403 } else { 500 };
@@ -161,7 +132,7 @@ impl H1 {
         let metrics = &sh.handle.inner.metrics;
         crate::metrics::inc(&metrics.cgi_started);
         crate::metrics::inc(&metrics.cgi_running);
-        let mut run = CgiRun::new(child, target.script_name, vi, mi, redirects);
+        let mut run = CgiRun::new(child, launch.script_name, vi, mi, redirects);
         if matches!(framing, Framing::None | Framing::Length(0)) {
             // No body: the program sees the end of its input at once.
             self.reading = Reading::Done;
@@ -534,7 +505,7 @@ impl H1 {
                 let max = sh.vhosts[c.vhost].mounts[mount].cgi.max_processes;
                 if sh.live[c.vhost].mounts[mount].cgi_running < max {
                     sh.cgi_waiters.remove(c.vhost, mount, c.key);
-                    self.serve_cgi(c, sh, *req, mount, redirects, true);
+                    self.serve_cgi(c, sh, *req, mount, redirects, true, None);
                 } else if sh.now >= until {
                     sh.cgi_waiters.remove(c.vhost, mount, c.key);
                     log::warn!("{}: CGI slots of \"{}\" all busy; 503", c.peer, log_path(req.path()));
@@ -620,6 +591,180 @@ fn tls_vars(req: &Request) -> Vec<(String, String)> {
     if let Some(t) = req.tls() {
         return t.cgi_vars();
     }
-    let _ = req;
     Vec::new()
+}
+
+/// What runs for a CGI request and what it is told.
+#[derive(Debug)]
+struct Launch {
+    /// What is executed: the program, or a script's interpreter.
+    program: PathBuf,
+    /// Its arguments: the script, for an interpreter.
+    args: Vec<OsString>,
+    /// Where it runs: the script's (or program's) own directory.
+    cwd: PathBuf,
+    script_name: String,
+    path_info: String,
+    path_translated: Option<String>,
+    /// Empty: not set.
+    script_filename: String,
+    document_root: Option<String>,
+    redirect_status: Option<u16>,
+    redirect_url: Option<String>,
+}
+
+/// What a CGI request comes to.
+#[derive(Debug)]
+enum Plan {
+    Run(Launch),
+    /// Refused: the status and why, for the log.
+    Refuse(u16, String),
+    /// A directory named without its slash: 301 to add it.
+    AddSlash,
+    /// A file mount's path that is no script (any more): served as a file.
+    File,
+}
+
+/// Plans the request `req` on mount `mi` of vhost `vi`: a `cgi://` mount's
+/// program, or a script a file mount runs in place.
+fn plan_cgi(sh: &mut Env, vi: usize, mi: usize, req: &Request) -> Plan {
+    let m = &sh.vhosts[vi].mounts[mi];
+    let rest = m.remainder(req.path());
+    match &m.origin {
+        Origin::File(fops) => match crate::mount::locate(m, &**fops, rest, false) {
+            Located::Script(s) => script_launch(sh, vi, mi, s),
+            Located::Refused(status, why) => Plan::Refuse(status, why.into()),
+            Located::AddSlash => Plan::AddSlash,
+            Located::File(..) | Located::Failed(_) => Plan::File,
+        },
+        Origin::Cgi(origin) => {
+            let cache = &mut sh.live[vi].mounts[mi].cgi_cache;
+            match crate::roles::cgi::cgi_lookup_cached(origin, &m.mountpoint, rest, cache, sh.now) {
+                Ok(target) => program_launch(&sh.vhosts[vi], mi, req, target),
+                Err(why) => Plan::Refuse(why.status(), why.why().into()),
+            }
+        }
+        _ => Plan::Refuse(500, "not a mount that runs programs".into()),
+    }
+}
+
+/// A `cgi://` mount's program for `target`. An interpreter mount (the
+/// origin is one program, php-cgi say) runs the file `PATH_INFO` names
+/// through the vhost's file mounts, as Apache's `Action` does: so that
+/// path must be one those mounts would serve (their deny rules and
+/// dotfiles apply), and a directory goes through this mount's default
+/// documents; the interpreter is never handed itself or a directory.
+fn program_launch(vh: &crate::vhost::Vhost, mi: usize, req: &Request, mut target: CgiTarget) -> Plan {
+    let m = &vh.mounts[mi];
+    let Origin::Cgi(origin) = &m.origin else { return Plan::Refuse(500, "not a cgi:// mount".into()) };
+    let interpreter = target.program == *origin;
+    let mut translated = Ok(None);
+    if interpreter {
+        if target.path_info.is_empty() {
+            return Plan::AddSlash;
+        }
+        let served = |path: &str| match crate::mount::find(&vh.mounts, path) {
+            Some((_, fm)) if matches!(fm.origin, Origin::File(_)) => crate::mount::refusal(fm, path),
+            _ => None,
+        };
+        if let Some((status, why)) = served(&target.path_info) {
+            return Plan::Refuse(status, format!("PATH_INFO names a path its file mount refuses: {why}"));
+        }
+        translated = crate::roles::cgi::translate(&vh.mounts, &target.path_info);
+        if matches!(&translated, Ok(Some(p)) if p.is_dir()) {
+            if !target.path_info.ends_with('/') {
+                return Plan::AddSlash;
+            }
+            let found = m.index.iter().find_map(|name| {
+                let path = format!("{}{name}", target.path_info);
+                match crate::roles::cgi::translate(&vh.mounts, &path) {
+                    Ok(Some(p)) if p.is_file() && served(&path).is_none() => Some((path, p)),
+                    _ => None,
+                }
+            });
+            let Some((path, file)) = found else {
+                return Plan::Refuse(404, "a directory without a default document".into());
+            };
+            target.path_info = path;
+            translated = Ok(Some(file));
+        }
+    } else if !target.path_info.is_empty() {
+        // Worked out for each request, never cached: a link swapped in
+        // below the root must be refused from that moment on, as a file
+        // open there is.
+        translated = crate::roles::cgi::translate(&vh.mounts, &target.path_info);
+    }
+    // Paths handed to the program are confined as file opens are: one
+    // that resolves outside its mount's root refuses the request (403;
+    // a name too long or a loop of links, the request's fault, 404).
+    let path_translated = match translated {
+        Ok(p) => p.map(|p| p.to_string_lossy().into_owned()),
+        Err(e) => {
+            let why = format!("PATH_TRANSLATED for \"{}\": {e}", log_path(&target.path_info));
+            return Plan::Refuse(open_error_status(&e), why);
+        }
+    };
+    let cwd = target.program.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    // An interpreter with no file to run has no script: php-cgi would
+    // take SCRIPT_FILENAME, its own file, as the script. Without one it
+    // answers "No input file".
+    let script_filename = if interpreter && path_translated.is_none() {
+        String::new()
+    } else {
+        target.program.to_string_lossy().into_owned()
+    };
+    Plan::Run(Launch {
+        program: target.program,
+        args: Vec::new(),
+        cwd,
+        script_name: target.script_name,
+        path_info: target.path_info,
+        path_translated,
+        script_filename,
+        document_root: vh.document_root.clone(),
+        redirect_status: interpreter.then_some(200),
+        redirect_url: interpreter.then(|| req.path().to_string()),
+    })
+}
+
+/// A script a file mount runs where it sits: its interpreter gets it as
+/// the argument (as lighttpd's `cgi.assign` does), `SCRIPT_FILENAME`
+/// names it, `DOCUMENT_ROOT` is the mount's directory, and
+/// `REDIRECT_STATUS` tells php-cgi a server sent it. `PATH_TRANSLATED`
+/// is `PATH_INFO` mapped through the file mounts, when it maps.
+fn script_launch(sh: &Env, vi: usize, mi: usize, s: crate::mount::Script) -> Plan {
+    let vh = &sh.vhosts[vi];
+    let m = &vh.mounts[mi];
+    let Origin::File(fops) = &m.origin else { return Plan::Refuse(500, "not a file mount".into()) };
+    let (program, args) = match s.interpreter {
+        Some(interpreter) => (interpreter, vec![s.file.clone().into_os_string()]),
+        None => {
+            use std::os::unix::fs::PermissionsExt;
+            let exec = std::fs::metadata(&s.file).is_ok_and(|md| md.permissions().mode() & 0o111 != 0);
+            if !exec {
+                return Plan::Refuse(403, "the script is its own program and is not executable".into());
+            }
+            (s.file.clone(), Vec::new())
+        }
+    };
+    // PATH_INFO is the script's to read (often a route, not a file): a
+    // path that maps nowhere, or out of a root, just has no translation.
+    let path_translated = if s.path_info.is_empty() {
+        None
+    } else {
+        crate::roles::cgi::translate(&vh.mounts, &s.path_info).ok().flatten()
+    };
+    let document_root = fops.resolve_local(&warren_vfs::VPath::root()).ok();
+    Plan::Run(Launch {
+        program,
+        args,
+        cwd: crate::mount::script_dir(&s.file),
+        script_name: s.script_name,
+        path_info: s.path_info,
+        path_translated: path_translated.map(|p| p.to_string_lossy().into_owned()),
+        script_filename: s.file.to_string_lossy().into_owned(),
+        document_root: document_root.map(|p| p.to_string_lossy().into_owned()),
+        redirect_status: Some(200),
+        redirect_url: None,
+    })
 }

@@ -4,7 +4,7 @@
 //! and the media type and gzip negotiation helpers `serve_file` uses.
 
 use super::{
-    log_path, open_error_status, raw_path, Close, MultipartSend, Writing, FILE_WAIT, FILE_WAIT_POLL, H1, READ_CHUNK,
+    log_path, raw_path, Close, MultipartSend, Writing, FILE_WAIT, FILE_WAIT_POLL, H1, READ_CHUNK,
     SENDFILE_CHUNK, SMALL_BODY, VALIDATOR_CACHE,
 };
 use crate::conn::Out;
@@ -13,69 +13,68 @@ use crate::http::plan::{plan_file, FileBody, FileMeta, FilePolicy};
 use crate::http::request::Method;
 use crate::http::request::Request;
 use crate::http::respond::{begin_head, end_head, BodyFraming};
-use crate::http::Version;
-use crate::mount::Origin;
+use crate::http::{open_error_status, Version};
+use crate::mount::{Located, Origin};
 use crate::protocol::RawEvent;
 use std::io;
 use std::io::SeekFrom;
-use warren_vfs::{ContentEncoding, FileFlags, OpenFlags};
+use warren_vfs::{ContentEncoding, FileFlags};
 use warren_vfs::{FileHandle, VPath};
 
 impl H1 {
     pub(super) fn serve_file(&mut self, c: &mut Core, sh: &mut Env, req: &Request, mount_index: usize) {
-        if !matches!(req.method(), Method::Get | Method::Head) {
-            self.send_simple(c, sh, 405, &[("Allow", "GET, HEAD")], true);
-            return;
-        }
         let vh = &sh.vhosts[c.vhost];
         let m = &vh.mounts[mount_index];
         let Origin::File(fops) = &m.origin else { return };
         let rem = m.remainder(req.path());
-        if rem.is_empty() {
-            let to = format!("{}/", raw_path(req));
-            self.redirect(c, sh, 301, &to, req);
-            return;
-        }
-        let Ok(vpath) = VPath::new(rem) else {
-            self.send_error(c, sh, 403, Some(req));
-            return;
-        };
-        let dir_url = rem.ends_with('/');
-        let target = if dir_url { vpath.join(&m.default) } else { Ok(vpath) };
-        let interpreter = match &target {
-            Ok(p) => m.interpreter_for(p.file_name().unwrap_or("")).map(str::to_string),
-            Err(_) => None,
-        };
-        // An interpreted file is read as it is stored, never as gzip.
-        let flags = if accepts_gzip(req) && interpreter.is_none() { OpenFlags::ACCEPT_GZIP } else { OpenFlags::READ };
-        let opened = match target {
-            Ok(p) => fops.open(&p, flags).map(|h| (h, p)),
-            Err(_) => Err(io::ErrorKind::PermissionDenied.into()),
-        };
-        let (file, path) = match opened {
-            Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::IsADirectory && !dir_url => {
+        let (file, path) = match crate::mount::locate(m, &**fops, rem, accepts_gzip(req)) {
+            Located::File(file, path) => (file, path),
+            Located::Script(script) => {
+                #[cfg(feature = "cgi")]
+                self.serve_cgi(c, sh, req.clone(), mount_index, 0, false, Some(script));
+                #[cfg(not(feature = "cgi"))]
+                {
+                    let _ = script;
+                    self.send_error(c, sh, 403, Some(req));
+                }
+                return;
+            }
+            Located::AddSlash => {
                 let to = format!("{}/", raw_path(req));
+                self.skip_body(req);
                 self.redirect(c, sh, 301, &to, req);
                 return;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Located::Refused(status, why) => {
+                log::info!("{}: \"{}\": refused ({status}): {why}", c.peer, log_path(req.path()));
+                self.skip_body(req);
+                self.send_error(c, sh, status, Some(req));
+                return;
+            }
+            Located::Failed(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.skip_body(req);
                 self.wait_for_file(c, sh, req, mount_index, &e);
                 return;
             }
-            Err(e) => {
+            Located::Failed(e) => {
                 let status = open_error_status(&e);
                 if status >= 500 {
                     log::error!("{}: open \"{}\": {e}", c.peer, log_path(req.path()));
                 } else {
                     log::debug!("{}: open \"{}\": {e}", c.peer, log_path(req.path()));
                 }
+                self.skip_body(req);
                 self.send_error(c, sh, status, Some(req));
                 return;
             }
         };
+        self.skip_body(req);
+        if !matches!(req.method(), Method::Get | Method::Head) {
+            self.send_simple(c, sh, 405, &[("Allow", "GET, HEAD")], true);
+            return;
+        }
         let status = if vh.error_document_404.as_deref() == Some(req.path()) { 404 } else { 200 };
-        if let Some(protocol) = interpreter {
+        if let Some(protocol) = m.interpreter_for(path.file_name().unwrap_or("")).map(str::to_string) {
             return self.serve_interpreted(c, sh, req, file, &path, status, mount_index, &protocol);
         }
         let info = file.info().clone();

@@ -579,11 +579,21 @@ impl H1 {
             let verdict = auth.map(|creds| creds.check(req.header("authorization"), now));
             (i, matches!(m.origin, Origin::Callback(_)), verdict)
         });
-        #[cfg(feature = "cgi")]
         if let Some((mi, _, None | Some(auth::Verdict::Allowed))) = found {
-            if matches!(sh.vhosts[c.vhost].mounts[mi].origin, Origin::Cgi(_)) {
+            let m = &sh.vhosts[c.vhost].mounts[mi];
+            // Deny rules and dotfiles, for what serves files or programs.
+            let ruled = matches!(m.origin, Origin::File(_) | Origin::Cgi(_));
+            if let Some((status, why)) = ruled.then(|| crate::mount::refusal(m, req.path())).flatten() {
+                log::info!("{}: \"{}\": refused ({status}): {why}", c.peer, log_path(req.path()));
                 self.unbind(c, sh);
-                self.serve_cgi(c, sh, req, mi, 0, false);
+                self.skip_body(&req);
+                self.send_error(c, sh, status, Some(&req));
+                return Ok(());
+            }
+            #[cfg(feature = "cgi")]
+            if matches!(m.origin, Origin::Cgi(_)) {
+                self.unbind(c, sh);
+                self.serve_cgi(c, sh, req, mi, 0, false, None);
                 return Ok(());
             }
         }
@@ -862,23 +872,6 @@ pub(super) struct MultipartSend {
     in_part: u64,
 }
 
-/// The status for a file that could not be opened.
-pub(super) fn open_error_status(e: &io::Error) -> u16 {
-    // A name too long for the filesystem, or a loop of links, is the
-    // request's fault: nothing by that name can be served.
-    if matches!(e.raw_os_error(), Some(libc::ENAMETOOLONG | libc::ELOOP)) {
-        return 404;
-    }
-    match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory => 404,
-        io::ErrorKind::InvalidInput => 404,
-        io::ErrorKind::PermissionDenied => 403,
-        // An archive entry in a compression method we do not implement.
-        io::ErrorKind::Unsupported => 501,
-        // A corrupt or truncated archive: our data is broken, not the request.
-        _ => 500,
-    }
-}
 
 /// A request path as the error log shows it: escaped as the access log
 /// escapes fields (no line can be forged) and cut to 256 bytes (one

@@ -5,9 +5,16 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use warren_vfs::{Fops, PlainFops};
+use warren_vfs::{Fops, PlainFops, Symlinks};
 #[cfg(feature = "zip")]
 use warren_vfs::{OpenFlags, VPath, ZipFops};
+
+mod locate;
+mod rules;
+
+pub(crate) use locate::{assigned, locate, script_dir, Located, Script};
+pub(crate) use rules::refusal;
+pub use rules::DenyRule;
 
 /// What serves a mount's area (lws's `origin_protocol`).
 #[derive(Clone)]
@@ -58,15 +65,39 @@ pub struct Mount {
     /// `/` or a path without a trailing `/`, e.g. `/app`.
     pub(crate) mountpoint: String,
     pub(crate) origin: Origin,
-    pub(crate) default: String,
+    /// The documents tried, in order, for a directory URL.
+    pub(crate) index: Vec<String>,
     pub(crate) cache: Option<crate::http::CachePolicy>,
     /// The htpasswd-style file of a basic-auth protected mount.
     pub(crate) basic_auth: Option<PathBuf>,
     pub(crate) extra_mimetypes: Vec<(String, String)>,
     /// FILE-9: file-name suffixes whose files pass through a protocol.
     pub(crate) interpret: Vec<(String, String)>,
-    /// Settings of a `cgi://` mount.
+    /// Settings of a `cgi://` mount, and of the scripts a file mount
+    /// runs by suffix.
     pub(crate) cgi: CgiConf,
+    /// File-name suffixes run in place by an interpreter (`None`: the
+    /// file is the program), lighttpd's `cgi.assign`. Never empty
+    /// suffixes; matched ignoring ASCII case.
+    pub(crate) assign: Vec<(String, Option<PathBuf>)>,
+    /// Paths refused, in order.
+    pub(crate) deny: Vec<DenyRule>,
+    /// Whether path segments starting with `.` are served.
+    pub(crate) dotfiles: bool,
+    /// How its filesystem treats symbolic links out of the origin.
+    pub(crate) symlinks: Symlinks,
+    /// Directories a CGI response may name in `X-Sendfile`.
+    pub(crate) x_sendfile: Vec<XSendfile>,
+}
+
+/// A directory whose files a CGI response may have the server send
+/// (`X-Sendfile`), and the filesystem that opens them there.
+#[derive(Debug, Clone)]
+pub(crate) struct XSendfile {
+    /// The directory as configured (absolute).
+    pub(crate) dir: PathBuf,
+    /// Opened when the vhost is built, with the mount's symlink policy.
+    pub(crate) fops: Option<Arc<PlainFops>>,
 }
 
 /// How a `cgi://` mount runs its programs.
@@ -109,12 +140,17 @@ impl Mount {
         Mount {
             mountpoint,
             origin,
-            default: "index.html".to_string(),
+            index: vec!["index.html".to_string()],
             cache: None,
             basic_auth: None,
             extra_mimetypes: Vec::new(),
             interpret: Vec::new(),
             cgi: CgiConf::default(),
+            assign: Vec::new(),
+            deny: Vec::new(),
+            dotfiles: false,
+            symlinks: Symlinks::default(),
+            x_sendfile: Vec::new(),
         }
     }
 
@@ -250,9 +286,92 @@ impl Mount {
     }
 
     /// The document served for a directory URL. Default `index.html`.
+    /// The same as [`index`](Self::index) with one name.
     pub fn default_document(mut self, name: impl Into<String>) -> Mount {
-        self.default = name.into();
+        self.index = vec![name.into()];
         self
+    }
+
+    /// The documents tried, in this order, for a directory URL (lighttpd's
+    /// `index-file.names`, nginx's `index`): the first that exists is
+    /// served, or run when its suffix is assigned to an interpreter
+    /// ([`cgi_assign`](Self::cgi_assign)). `["index.php", "index.html"]`
+    /// runs `index.php` where there is one. Default `["index.html"]`.
+    /// Names holding `/` are ignored (they name no file in the directory).
+    pub fn index<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Mount {
+        self.index = names.into_iter().map(Into::into).filter(|n: &String| !n.is_empty() && !n.contains('/')).collect();
+        self
+    }
+
+    /// Runs the files of this mount whose names end with `suffix`
+    /// (`".php"`, matched ignoring ASCII case) in place, as CGI scripts
+    /// (lighttpd's `cgi.assign`, Apache's `AddHandler` with `Action`):
+    /// `interpreter` gets the script as its argument, and
+    /// `SCRIPT_FILENAME` names it; an empty `interpreter` runs the file
+    /// itself, which must then be executable. Such a file is never sent
+    /// as it is stored, whatever the request: it runs, or the request is
+    /// refused. The mount's `cgi_*` settings (timeout, environment,
+    /// process limit) apply to its scripts. See docs/cgi.md.
+    pub fn cgi_assign(mut self, suffix: impl Into<String>, interpreter: impl Into<PathBuf>) -> Mount {
+        let suffix = suffix.into();
+        if suffix.is_empty() {
+            return self;
+        }
+        let interpreter = interpreter.into();
+        let interpreter = (!interpreter.as_os_str().is_empty()).then_some(interpreter);
+        self.assign.retain(|(s, _)| !s.eq_ignore_ascii_case(&suffix));
+        self.assign.push((suffix, interpreter));
+        self
+    }
+
+    /// Refuses requests for the paths `rule` names (lighttpd's
+    /// `url.access-deny`, nginx's `deny` locations), with 403 or the 404
+    /// the rule chose. Rules apply to file mounts and to `cgi://` mounts.
+    pub fn deny(mut self, rule: DenyRule) -> Mount {
+        self.deny.push(rule);
+        self
+    }
+
+    /// Serves path segments that start with `.` (`.git`, `.env`,
+    /// `.htpasswd`), which are refused (403) by default; `/.well-known/`
+    /// at the top of the URL space is always served.
+    pub fn allow_dotfiles(mut self, allow: bool) -> Mount {
+        self.dotfiles = allow;
+        self
+    }
+
+    /// How symbolic links that lead out of the mount's directory are
+    /// treated (for files and scripts alike): refused by default
+    /// ([`Symlinks::Confined`]), followed ([`Symlinks::Follow`], lighttpd's
+    /// `server.follow-symlink`), or followed only when the link and its
+    /// target have the same owner ([`Symlinks::SameOwner`], nginx's
+    /// `disable_symlinks if_not_owner`). It takes effect for mounts made
+    /// with [`dir`](Self::dir) (whose filesystem warren opens) and for
+    /// `cgi://` directories; a filesystem passed to
+    /// [`files`](Self::files) has its own rules.
+    pub fn symlinks(mut self, policy: Symlinks) -> Mount {
+        self.symlinks = policy;
+        self
+    }
+
+    /// Lets this mount's CGI responses name a file below `dir` in an
+    /// `X-Sendfile` (or `X-LIGHTTPD-send-file`) header: the server then
+    /// sends that file itself, with ranges and validators, and the
+    /// program's own body is dropped. Off by default (the header is then
+    /// removed from the response). `dir` is opened when the vhost is
+    /// built; the file is confined to it as a file mount's are, under
+    /// the mount's symlink policy.
+    pub fn x_sendfile(mut self, dir: impl Into<PathBuf>) -> Mount {
+        let dir = dir.into();
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        self.x_sendfile.push(XSendfile { dir, fops: None });
+        self
+    }
+
+    /// The interpreter assigned to `name`'s suffix (`Some(None)`: the file
+    /// is the program).
+    pub(crate) fn assigned(&self, name: &str) -> Option<&Option<PathBuf>> {
+        assigned(&self.assign, name)
     }
 
     /// Sends `Cache-Control` on this mount's file responses (200, 206 and
@@ -316,9 +435,15 @@ fn open_cache_files() -> usize {
 /// Built without the `zip` feature, a directory is served as it is and a
 /// `.zip` file is refused, saying so.
 pub fn default_fops(path: &Path) -> io::Result<Arc<dyn Fops>> {
+    default_fops_with(path, Symlinks::Confined)
+}
+
+/// [`default_fops`] with a symlink policy for the directory (see
+/// [`Mount::symlinks`]); a mount made by [`Mount::dir`] is opened so.
+pub fn default_fops_with(path: &Path, symlinks: Symlinks) -> io::Result<Arc<dyn Fops>> {
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let plain = |dir: &Path| -> io::Result<Arc<dyn Fops>> {
-        Ok(Arc::new(PlainFops::new(dir)?.with_open_cache(OPEN_CACHE_TTL, open_cache_files())))
+        Ok(Arc::new(PlainFops::new(dir)?.with_symlinks(symlinks).with_open_cache(OPEN_CACHE_TTL, open_cache_files())))
     };
     let meta = std::fs::metadata(path).map_err(named)?;
     if meta.is_dir() {
