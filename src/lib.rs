@@ -78,11 +78,11 @@ pub use context::{
 pub use http::Request;
 pub use metrics::Metrics;
 pub use mount::{default_fops, default_fops_with, DenyRule, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
-pub use warren_vfs::Symlinks;
 pub use protocol::{Action, Cx, Event, HtmlChunk, Protocol, Writer, Wsi, WsiId};
 #[cfg(feature = "cgi")]
 pub use warren_cgi::Limits as CgiLimits;
 pub use warren_vfs as vfs;
+pub use warren_vfs::Symlinks;
 #[cfg(feature = "ws")]
 pub use ws::{CloseCode, WriteKind, WsWriter};
 

@@ -261,7 +261,7 @@ fn warren_check_lists_what_the_example_configuration_serves() {
         };
         match kind {
             "files" | "zip" => {
-                let doc = m.get("default document").expect("default document");
+                let doc = m.get("index").expect("index").split(", ").next().expect("a default document");
                 let (status, _, body) = fetch(&dir_url);
                 assert_eq!(status, 200, "{}", m.mountpoint);
                 let want = std::fs::read_to_string(origin.join(doc)).expect("default document");

@@ -409,12 +409,19 @@ fn an_interpreter_mount_is_never_handed_itself_as_the_script() {
     }
     let r = get(&server, "/php/index.html");
     assert_eq!((r.status, r.text().as_str()), (200, "<h1>root index</h1>\n"));
-    // php-cgi itself: no script, so "No input file", not a parse of itself.
-    for path in ["/real-php", "/real-php/"] {
-        let r = get(&server, path);
-        assert!(!r.text().contains("Parse error") && !r.text().contains("ELF"), "{path}: {}", r.text());
-        assert!(r.text().contains("No input file"), "{path}: {} {}", r.status, r.text());
-    }
+    // php-cgi itself: the mountpoint redirects to the directory, which
+    // goes through the default documents, and a directory without one is
+    // 404: never a parse of itself, never a directory handed to it.
+    let r = get(&server, "/real-php");
+    assert_eq!(r.status, 301);
+    let r = get(&server, "/real-php/");
+    assert!(!r.text().contains("Parse error") && !r.text().contains("ELF"), "{}", r.text());
+    assert_eq!((r.status, r.text().as_str()), (200, "<h1>root index</h1>\n"));
+    let r = get(&server, "/real-php/nodefault/");
+    assert_eq!(r.status, 404, "{}", r.text());
+    // A file that is not there: php-cgi's own "No input file".
+    let r = get(&server, "/real-php/missing.php");
+    assert!(r.text().contains("No input file"), "{} {}", r.status, r.text());
 }
 
 #[test]

@@ -536,7 +536,11 @@ fn file_mount_keys(file: &Path, at: &str, m: &MountConf, mut mount: Mount) -> Re
         }
         let interpreter = interpreter.text();
         if !interpreter.is_empty() && !Path::new(&interpreter).is_absolute() {
-            return Err(bad(file, &key, format!("{interpreter:?}: expected an absolute path, or \"\" (the file runs itself)")));
+            return Err(bad(
+                file,
+                &key,
+                format!("{interpreter:?}: expected an absolute path, or \"\" (the file runs itself)"),
+            ));
         }
         mount = mount.cgi_assign(suffix.clone(), interpreter);
     }
@@ -593,7 +597,11 @@ fn file_mount_keys(file: &Path, at: &str, m: &MountConf, mut mount: Mount) -> Re
         only("x-sendfile", runs, what)?;
         for (i, dir) in strings(file, &format!("{at}.x-sendfile"), v)?.into_iter().enumerate() {
             if !Path::new(&dir).is_absolute() {
-                return Err(bad(file, &format!("{at}.x-sendfile[{i}]"), format!("{dir:?}: expected an absolute directory")));
+                return Err(bad(
+                    file,
+                    &format!("{at}.x-sendfile[{i}]"),
+                    format!("{dir:?}: expected an absolute directory"),
+                ));
             }
             mount = mount.x_sendfile(dir);
         }
@@ -618,7 +626,11 @@ fn strings(file: &Path, key: &str, v: &serde_json::Value) -> Result<Vec<String>,
 /// object `{"path" | "segment" | "suffix": "...", "status": "403" | "404"}`.
 fn deny_rules(file: &Path, key: &str, v: &serde_json::Value) -> Result<Vec<crate::DenyRule>, ConfigError> {
     let serde_json::Value::Array(items) = v else {
-        return Err(bad(file, key, "expected an array of rules: [\"/inc\", \"*.bak\", {\"path\": \"/data\", \"status\": \"404\"}]".into()));
+        return Err(bad(
+            file,
+            key,
+            "expected an array of rules: [\"/inc\", \"*.bak\", {\"path\": \"/data\", \"status\": \"404\"}]".into(),
+        ));
     };
     let from_string = |k: &str, s: &str| -> Result<crate::DenyRule, ConfigError> {
         if s.is_empty() || s == "/" || s == "*" || s.chars().any(char::is_control) {
@@ -650,18 +662,46 @@ fn deny_rules(file: &Path, key: &str, v: &serde_json::Value) -> Result<Vec<crate
                     };
                     match name.as_str() {
                         "path" if text.starts_with('/') => rule = Some(from_string(&k, &text)?),
-                        "path" => return Err(bad(file, &format!("{k}.path"), format!("{text:?}: expected a path starting with \"/\""))),
-                        "segment" if !text.is_empty() && !text.contains('/') => rule = Some(crate::DenyRule::segment(&text)),
-                        "suffix" if !text.is_empty() && !text.contains('/') => rule = Some(crate::DenyRule::suffix(&text)),
-                        "segment" | "suffix" => return Err(bad(file, &format!("{k}.{name}"), format!("{text:?}: expected a name without \"/\""))),
+                        "path" => {
+                            return Err(bad(
+                                file,
+                                &format!("{k}.path"),
+                                format!("{text:?}: expected a path starting with \"/\""),
+                            ))
+                        }
+                        "segment" if !text.is_empty() && !text.contains('/') => {
+                            rule = Some(crate::DenyRule::segment(&text))
+                        }
+                        "suffix" if !text.is_empty() && !text.contains('/') => {
+                            rule = Some(crate::DenyRule::suffix(&text))
+                        }
+                        "segment" | "suffix" => {
+                            return Err(bad(
+                                file,
+                                &format!("{k}.{name}"),
+                                format!("{text:?}: expected a name without \"/\""),
+                            ))
+                        }
                         "status" => {
                             status = match text.as_str() {
                                 "403" => 403,
                                 "404" => 404,
-                                _ => return Err(bad(file, &format!("{k}.status"), format!("{text:?}: expected \"403\" or \"404\""))),
+                                _ => {
+                                    return Err(bad(
+                                        file,
+                                        &format!("{k}.status"),
+                                        format!("{text:?}: expected \"403\" or \"404\""),
+                                    ))
+                                }
                             }
                         }
-                        _ => return Err(bad(file, &format!("{k}.{name}"), "unknown; a rule has one of \"path\", \"segment\", \"suffix\", and \"status\"".into())),
+                        _ => {
+                            return Err(bad(
+                                file,
+                                &format!("{k}.{name}"),
+                                "unknown; a rule has one of \"path\", \"segment\", \"suffix\", and \"status\"".into(),
+                            ))
+                        }
                     }
                 }
                 let Some(rule) = rule else {

@@ -136,6 +136,9 @@ pub(crate) struct CgiRun {
     pidfd: Option<OwnedFd>,
     /// Slab token of the registered pidfd; handed to the reaper with it.
     pub(crate) exit_token: Option<usize>,
+    /// The request, kept when the mount lets a response name a file to
+    /// send (`X-Sendfile`): its conditionals and ranges apply to it.
+    pub(crate) request: Option<Box<crate::http::Request>>,
 }
 
 /// How a program ended, as far as the response cares.
@@ -159,6 +162,7 @@ impl CgiRun {
         CgiRun {
             pidfd,
             exit_token: None,
+            request: None,
             child,
             script,
             vhost,

@@ -133,6 +133,9 @@ impl H1 {
         crate::metrics::inc(&metrics.cgi_started);
         crate::metrics::inc(&metrics.cgi_running);
         let mut run = CgiRun::new(child, launch.script_name, vi, mi, redirects);
+        if !sh.vhosts[vi].mounts[mi].x_sendfile.is_empty() {
+            run.request = Some(Box::new(req.clone()));
+        }
         if matches!(framing, Framing::None | Framing::Length(0)) {
             // No body: the program sees the end of its input at once.
             self.reading = Reading::Done;
@@ -250,6 +253,18 @@ impl H1 {
             self.internal_redirect(c, sh, &path, redirects + 1);
             return Ok(None);
         }
+        if let Some(named) = x_sendfile(&head.headers) {
+            if let Some(req) = run.request.take() {
+                // The program's answer is the file: its body is dropped,
+                // and it may finish (a session saved after the head, say)
+                // without being cut short.
+                let (named, mi) = (named.to_string(), run.mount);
+                self.cgi_end(c, sh, *run, false);
+                self.send_named_file(c, sh, &req, mi, &head, &named);
+                return Ok(None);
+            }
+            log::warn!("cgi {}: X-Sendfile ignored and removed: the mount has no x-sendfile directory", run.script);
+        }
         let discard = run.framing == OutFraming::Discard || matches!(head.status, 100..=199 | 204 | 304);
         if head.chunked && self.tx.version == Version::Http10 && !discard {
             // An HTTP/1.0 client cannot take chunks, and passing them on
@@ -277,8 +292,9 @@ impl H1 {
         let env = vh.head_env(sh.date.text(), c.is_tls());
         let mut rh = begin_head(&mut out, &mut self.tx, head.status, env);
         for (k, v) in &head.headers {
-            // The server owns the framing and these fields.
-            if !server_sets(k) {
+            // The server owns the framing and these fields, and a path
+            // on the server's disk is not the client's business.
+            if !server_sets(k) && x_sendfile(std::slice::from_ref(&(k.clone(), String::new()))).is_none() {
                 rh.header(k, v);
             }
         }
@@ -344,6 +360,57 @@ impl H1 {
         }
         c.out.write_parts(prefix, body)?;
         Ok(())
+    }
+
+    /// Sends the file a CGI response named (`X-Sendfile`), if it lies
+    /// below one of the mount's x-sendfile directories, as a file mount
+    /// sends its files: validators, conditionals and ranges of `req`,
+    /// `sendfile`; the response's own fields go with it.
+    fn send_named_file(
+        &mut self,
+        c: &mut Core,
+        sh: &mut Env,
+        req: &Request,
+        mi: usize,
+        head: &warren_cgi::CgiHead,
+        named: &str,
+    ) {
+        let m = &sh.vhosts[c.vhost].mounts[mi];
+        let path = Path::new(named);
+        let found = m.x_sendfile.iter().find_map(|x| {
+            let rel = path.strip_prefix(&x.dir).ok()?;
+            Some((x.fops.clone()?, rel.to_str()?.to_string()))
+        });
+        let opened = match found {
+            _ if !path.is_absolute() => Err((403, "not an absolute path".to_string())),
+            None => Err((403, "outside the mount's x-sendfile directories".to_string())),
+            Some((fops, rel)) => match warren_vfs::VPath::new(&rel) {
+                Err(e) => Err((403, e.to_string())),
+                Ok(v) if v.is_root() => Err((403, "a directory".to_string())),
+                Ok(v) => match warren_vfs::Fops::open(&*fops, &v, warren_vfs::OpenFlags::READ) {
+                    Ok(f) => Ok((f, v)),
+                    Err(e) => Err((open_error_status(&e), e.to_string())),
+                },
+            },
+        };
+        let (file, vpath) = match opened {
+            Ok(x) => x,
+            Err((status, why)) => {
+                log::warn!("{}: X-Sendfile {:?} refused ({status}): {why}", c.peer, log_path(named));
+                self.tx.keep_alive = false;
+                self.send_error(c, sh, status, Some(req));
+                return;
+            }
+        };
+        if matches!(head.status, 100..=199 | 204 | 304) {
+            log::warn!("{}: X-Sendfile with status {}: no body can go with it", c.peer, head.status);
+            self.tx.keep_alive = false;
+            self.send_error(c, sh, 502, Some(req));
+            return;
+        }
+        let from = super::files::Sending { status: head.status, mount: mi, cgi: Some(&head.headers) };
+        self.send_file(c, sh, req, file, vpath.file_name().unwrap_or(""), from);
+        sh.force(c);
     }
 
     /// stdout reached its end: close the response, retire the program.
@@ -767,4 +834,13 @@ fn script_launch(sh: &Env, vi: usize, mi: usize, s: crate::mount::Script) -> Pla
         redirect_status: Some(200),
         redirect_url: None,
     })
+}
+
+/// The file a CGI response names for the server to send, if it does
+/// (`X-Sendfile`, or lighttpd's `X-LIGHTTPD-send-file`).
+fn x_sendfile(headers: &[(String, String)]) -> Option<&str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-sendfile") || k.eq_ignore_ascii_case("x-lighttpd-send-file"))
+        .map(|(_, v)| v.trim())
 }

@@ -4,8 +4,8 @@
 //! and the media type and gzip negotiation helpers `serve_file` uses.
 
 use super::{
-    log_path, raw_path, Close, MultipartSend, Writing, FILE_WAIT, FILE_WAIT_POLL, H1, READ_CHUNK,
-    SENDFILE_CHUNK, SMALL_BODY, VALIDATOR_CACHE,
+    log_path, raw_path, Close, MultipartSend, Writing, FILE_WAIT, FILE_WAIT_POLL, H1, READ_CHUNK, SENDFILE_CHUNK,
+    SMALL_BODY, VALIDATOR_CACHE,
 };
 use crate::conn::Out;
 use crate::conn::{Core, Env};
@@ -77,6 +77,22 @@ impl H1 {
         if let Some(protocol) = m.interpreter_for(path.file_name().unwrap_or("")).map(str::to_string) {
             return self.serve_interpreted(c, sh, req, file, &path, status, mount_index, &protocol);
         }
+        let from = Sending { status, mount: mount_index, cgi: None };
+        self.send_file(c, sh, req, file, path.file_name().unwrap_or(""), from);
+    }
+
+    /// Sends an opened file as `from` says: validators, conditionals,
+    /// ranges, by `sendfile` where the handle allows.
+    pub(super) fn send_file(
+        &mut self,
+        c: &mut Core,
+        sh: &mut Env,
+        req: &Request,
+        file: Box<dyn FileHandle>,
+        name: &str,
+        from: Sending<'_>,
+    ) {
+        let (status, mount_index) = (from.status, from.mount);
         let info = file.info().clone();
         let gz = info.encoding == ContentEncoding::Gzip;
         let stamp = info.mod_time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
@@ -93,11 +109,19 @@ impl H1 {
         let etag = (!etag.is_empty()).then_some(&**etag);
         let last_modified = (!last_modified.is_empty()).then_some(&**last_modified);
         let m = &sh.vhosts[c.vhost].mounts[mount_index];
-        let cache = m.cache.map(|c| c.header_value());
+        // A CGI's X-Sendfile: its own Cache-Control and Content-Type, if
+        // it said them, and nothing of the mount's file policy.
+        let cgi_field = |n: &str| from.cgi.and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)));
+        let cache = match from.cgi {
+            Some(_) => cgi_field("cache-control").map(|(_, v)| std::borrow::Cow::Borrowed(v.as_str())),
+            None => m.cache.map(|c| c.header_value()),
+        };
         // PERF: borrowed, not copied: the content type is on every response.
-        let name = path.file_name().unwrap_or("");
-        let content_type: Option<&str> =
-            if m.extra_mimetypes.is_empty() { Some(content_type(name)) } else { m.content_type_for(name, known_type) };
+        let content_type: Option<&str> = match cgi_field("content-type") {
+            Some((_, t)) => Some(t),
+            None if m.extra_mimetypes.is_empty() => Some(content_type(name)),
+            None => m.content_type_for(name, known_type),
+        };
         let meta = FileMeta {
             len: info.len,
             mod_time: info.mod_time,
@@ -126,6 +150,11 @@ impl H1 {
         plan.each_header(|n, v| {
             head.header(n, v);
         });
+        for (k, v) in from.cgi.into_iter().flatten() {
+            if !cgi_fields_owned(k) {
+                head.header(k, v);
+            }
+        }
         let (body_start, body_len) = match plan.body {
             FileBody::None | FileBody::Page => {
                 // RFC 9110 §15.4.5: validators and Vary, no content.
@@ -373,6 +402,37 @@ impl H1 {
             self.writing = Writing::Shutdown;
         }
     }
+}
+
+/// Where a file response comes from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sending<'a> {
+    /// 200, or another status without conditionals or ranges.
+    pub status: u16,
+    /// The mount whose content types apply.
+    pub mount: usize,
+    /// The header fields of a CGI response that named the file
+    /// (`X-Sendfile`), sent with it.
+    pub cgi: Option<&'a [(String, String)]>,
+}
+
+/// Fields of a CGI response that an X-Sendfile'd file response does not
+/// take from it: the server's own, what the file's plan sets, and the
+/// X-Sendfile fields themselves.
+fn cgi_fields_owned(name: &str) -> bool {
+    crate::http::respond::server_sets(name)
+        || [
+            "content-type",
+            "cache-control",
+            "content-range",
+            "accept-ranges",
+            "etag",
+            "last-modified",
+            "x-sendfile",
+            "x-lighttpd-send-file",
+        ]
+        .iter()
+        .any(|o| name.eq_ignore_ascii_case(o))
 }
 
 /// Sends the next chunk of `file` (up to `remaining` bytes): by

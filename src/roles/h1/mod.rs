@@ -872,7 +872,6 @@ pub(super) struct MultipartSend {
     in_part: u64,
 }
 
-
 /// A request path as the error log shows it: escaped as the access log
 /// escapes fields (no line can be forged) and cut to 256 bytes (one
 /// request cannot write kilobytes per line).
