@@ -83,3 +83,71 @@ fn messages_say_what_is_wrong_in_words() {
     let e = error_of(t.path(), "{}", site);
     assert!(e.message.contains("expected file://"), "{e}");
 }
+
+/// One mount at `/` of `root` with `keys` added; loaded.
+fn mount_with(dir: &Path, keys: &str) -> Result<warren::ContextInfo, warren::config::ConfigError> {
+    let site = format!(
+        r#"{{"vhosts": [{{"name": "a", "port": "0", "mounts": [
+  {{"mountpoint": "/", "origin": "file://{root}", {keys}}}
+]}}]}}"#,
+        root = dir.display()
+    );
+    std::fs::create_dir_all(dir.join("conf.d")).expect("mkdir");
+    std::fs::write(dir.join("conf"), "{}").expect("write");
+    std::fs::write(dir.join("conf.d/site"), site).expect("write");
+    warren::config::load_dir(dir)
+}
+
+/// The hosting keys (cgi-assign, default lists, deny, allow-dotfiles,
+/// symlinks, x-sendfile) are taken in their documented forms, and every
+/// other form is refused naming the file, the key and what was expected.
+#[test]
+fn hosting_keys_take_their_forms_and_refuse_others() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path();
+    let good = format!(
+        r#""cgi-assign": {{".php": "/bin/sh", ".cgi": ""}}, "default": ["index.php", "index.html"],
+        "deny": ["/inc", "*.bak", ".svn", {{"path": "/data", "status": "404"}}, {{"suffix": "~", "status": 403}}],
+        "allow-dotfiles": "0", "symlinks": "owner", "x-sendfile": "{dl}", "cgi-timeout": "5""#,
+        dl = d.display()
+    );
+    let config = mount_with(d, &good).expect("the documented forms load");
+    let report = config.check().expect("check");
+    let m = &report.listeners[0].vhosts[0].mounts[0];
+    assert_eq!(m.index, ["index.php", "index.html"]);
+    assert_eq!(m.assign.len(), 2);
+    assert_eq!(m.deny, ["/inc", "*.bak", ".svn", "/data (404)", "*~"]);
+    assert_eq!(m.symlinks, warren::Symlinks::SameOwner);
+    assert!(mount_with(d, r#""default": "doku.php""#).is_ok(), "one name as a string");
+    for (keys, key, says) in [
+        (r#""cgi-assign": [".php"]"#, "mounts[0].cgi-assign", "expected"),
+        (r#""cgi-assign": {".php": "php-cgi"}"#, "mounts[0].cgi-assign..php", "absolute path"),
+        (r#""cgi-assign": {"": "/bin/sh"}"#, "mounts[0].cgi-assign.", "suffix"),
+        (r#""default": ["a/b.php"]"#, "mounts[0].default[0]", "file name"),
+        (r#""default": 3"#, "mounts[0].default", "string or an array"),
+        (r#""deny": "/inc""#, "mounts[0].deny", "array of rules"),
+        (r#""deny": [""]"#, "mounts[0].deny[0]", "/path"),
+        (r#""deny": ["a/b"]"#, "mounts[0].deny[0]", "segment name"),
+        (r#""deny": [{"path": "/x", "status": "500"}]"#, "mounts[0].deny[0].status", "\"403\" or \"404\""),
+        (r#""deny": [{"status": "404"}]"#, "mounts[0].deny[0]", "needs one of"),
+        (r#""deny": [{"glob": "*"}]"#, "mounts[0].deny[0].glob", "unknown"),
+        (r#""symlinks": "always""#, "mounts[0].symlinks", "\"confined\", \"follow\" or \"owner\""),
+        (r#""cgi-assign": {".cgi": ""}, "x-sendfile": "relative/dir""#, "mounts[0].x-sendfile[0]", "absolute"),
+        (r#""x-sendfile": "/tmp""#, "mounts[0].x-sendfile", "cgi:// mounts and file mounts with cgi-assign"),
+        (r#""cgi-timeout": "5""#, "mounts[0].cgi-timeout", "cgi:// mounts and file mounts with cgi-assign"),
+    ] {
+        let e = match mount_with(d, keys) {
+            Ok(_) => panic!("accepted: {keys}"),
+            Err(e) => e,
+        };
+        assert!(e.message.contains(&format!("vhosts[0].{key}: ")), "{keys}: {e}");
+        assert!(e.message.contains(says), "{keys}: {e}");
+        assert!(e.to_string().starts_with(&d.join("conf.d/site").display().to_string()), "{e}");
+    }
+    // An interpreter that is not there is the vhost's problem, said at start.
+    let e = mount_with(d, r#""cgi-assign": {".php": "/nonexistent/php-cgi"}"#)
+        .map(|c| warren::Context::new(c).map(|_| ()))
+        .expect("loads");
+    let e = e.expect_err("refused at start");
+    assert!(e.to_string().contains("cgi-assign .php") && e.to_string().contains("/nonexistent/php-cgi"), "{e}");
+}

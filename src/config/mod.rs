@@ -430,7 +430,7 @@ struct MountConf {
     interpret: Option<BTreeMap<String, Scalar>>,
     /// warren's own: `{".php": "/usr/bin/php-cgi", ".cgi": ""}`, scripts
     /// of a file mount run in place (lighttpd's `cgi.assign`).
-    cgi_assign: Option<BTreeMap<String, Scalar>>,
+    cgi_assign: Option<serde_json::Value>,
     /// warren's own: `["/inc", "*.bak", ".svn", {"path": "/data", "status": "404"}]`.
     deny: Option<serde_json::Value>,
     /// warren's own: serve `.name` segments.
@@ -528,13 +528,27 @@ fn file_mount_keys(file: &Path, at: &str, m: &MountConf, mut mount: Mount) -> Re
         }
         mount = mount.index(names);
     }
-    for (suffix, interpreter) in m.cgi_assign.iter().flatten() {
+    let assign = match &m.cgi_assign {
+        None => None,
+        Some(serde_json::Value::Object(map)) => Some(map),
+        Some(_) => {
+            let want = "expected an object {\".php\": \"/usr/bin/php-cgi\", \".cgi\": \"\"}";
+            return Err(bad(file, &format!("{at}.cgi-assign"), want.into()));
+        }
+    };
+    for (suffix, interpreter) in assign.into_iter().flatten() {
         let key = format!("{at}.cgi-assign.{suffix}");
         only("cgi-assign", files, "file:// mounts")?;
+        let serde_json::Value::String(interpreter) = interpreter else {
+            return Err(bad(
+                file,
+                &key,
+                "expected the interpreter's path as a string (\"\": the file runs itself)".into(),
+            ));
+        };
         if suffix.is_empty() || suffix.contains('/') || suffix.chars().any(char::is_control) {
             return Err(bad(file, &key, "expected a file-name suffix such as \".php\"".into()));
         }
-        let interpreter = interpreter.text();
         if !interpreter.is_empty() && !Path::new(&interpreter).is_absolute() {
             return Err(bad(
                 file,
@@ -544,7 +558,7 @@ fn file_mount_keys(file: &Path, at: &str, m: &MountConf, mut mount: Mount) -> Re
         }
         mount = mount.cgi_assign(suffix.clone(), interpreter);
     }
-    let runs = cgi || m.cgi_assign.as_ref().is_some_and(|a| !a.is_empty());
+    let runs = cgi || assign.is_some_and(|a| !a.is_empty());
     let what = "cgi:// mounts and file mounts with cgi-assign";
     if let Some(t) = &m.cgi_timeout {
         only("cgi-timeout", runs, what)?;
