@@ -408,6 +408,11 @@ impl H1 {
             self.send_error(c, sh, 502, Some(req));
             return;
         }
+        if !matches!(self.reading, Reading::Done) {
+            // The program took what it took of the body; the rest cannot
+            // be told from a next request.
+            self.tx.keep_alive = false;
+        }
         let from = super::files::Sending { status: head.status, mount: mi, cgi: Some(&head.headers) };
         self.send_file(c, sh, req, file, vpath.file_name().unwrap_or(""), from);
         sh.force(c);
