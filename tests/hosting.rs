@@ -368,3 +368,66 @@ fn x_sendfile_sends_files_confined_to_their_directory() {
     let r = get(&s, "/get.cgi");
     assert_eq!((r.status, r.text().as_str(), r.header("x-sendfile")), (200, "THE SCRIPT BODY", None));
 }
+
+/// The same through the `warren` binary's flags, and `warren check`
+/// shows what the mount does.
+#[test]
+fn the_binary_flags_host_an_application() {
+    let (_t, root) = app();
+    let root_s = root.to_str().expect("utf-8");
+    let flags = [
+        "--root",
+        root_s,
+        "--cgi-assign",
+        ".php=/usr/bin/php-cgi",
+        "--cgi-assign",
+        ".cgi=",
+        "--index",
+        "index.php,index.html",
+        "--deny",
+        "/inc",
+        "--deny",
+        "/data=404",
+        "--deny",
+        "*~",
+    ];
+    let (_w, port) = start_warren(&flags);
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let status = |p: &str| {
+        let (_, out) = curl(&["--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", &url(p)]);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let (_, body) = curl(&[&url("/")]);
+    assert_eq!(String::from_utf8_lossy(&body), "ran index.php");
+    let (_, body) = curl(&[&url("/doku.php/a/b")]);
+    assert_eq!(String::from_utf8_lossy(&body), "ran doku.php PATH_INFO=/a/b");
+    for (p, want) in
+        [("/inc/secret.php", "403"), ("/data/pages/start.txt", "404"), ("/.env", "403"), ("/doku.php~", "403")]
+    {
+        assert_eq!(status(p), want, "{p}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("check")
+        .args(flags)
+        .args(["--symlinks", "owner"])
+        .output()
+        .expect("warren check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "index: index.php, index.html",
+        "runs in place: .php /usr/bin/php-cgi, .cgi (runs itself)",
+        "deny: /inc, /data (404), *~",
+        "dotfiles: refused (except /.well-known/)",
+        "symlinks: out of the origin only when link and target have one owner",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    // A flag that needs --root says so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["check", "--cgi-assign", ".php=/usr/bin/php-cgi"])
+        .output()
+        .expect("warren check");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--root"), "{}", String::from_utf8_lossy(&out.stderr));
+}
