@@ -4,7 +4,10 @@
 # loopback only, running the same two trivial CGI programs:
 #   hello.sh  a shell script printing a text/plain head and "Hello, world\n"
 #             (13 bytes of body);
-#   hello-c   the same in C, compiled with gcc at run time.
+#   hello-c   the same in C, compiled with gcc at run time;
+#   hello.php the same in PHP, run in place by php-cgi (warren's
+#             --cgi-assign, lighttpd's cgi.assign), beside a static file
+#             (static.txt) on that same mount, which is sent, not run.
 # Measures requests/s (wrk -t1 -c$BENCH_CONNS, keep-alive), median over
 # rounds, for each server and program, and prints warren/lighttpd.
 # Each server runs pinned to one CPU (its CGI children inherit that CPU),
@@ -37,7 +40,8 @@ CONNS=${BENCH_CONNS:-16}
 OUT=${BENCH_OUT:-/tmp/warren-cgi-bench.txt}
 SCPU=${BENCH_SERVER_CPU:-0}
 CCPU=${BENCH_CLIENT_CPU:-1}
-PROGRAMS="hello.sh hello-c"
+# URL paths below /, as the summary names them.
+PROGRAMS="cgi-bin/hello.sh cgi-bin/hello-c hello.php static.txt"
 
 die() { echo "cgi.sh: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
@@ -67,6 +71,7 @@ need_pkg wrk wrk
 need_pkg taskset util-linux
 need_pkg gcc gcc
 need_pkg curl curl
+need_pkg php-cgi php-cgi
 [[ " $SERVERS " == *" lighttpd "* ]] && need_pkg lighttpd lighttpd
 PIN_S=(); PIN_C=()
 if [[ $(nproc) -ge 2 ]]; then
@@ -106,6 +111,8 @@ int main(void) {
 EOF
 gcc -O2 -o "$CGI/hello-c" "$T/hello.c" || die "gcc failed on hello.c"
 chmod 755 "$CGI/hello.sh" "$CGI/hello-c"
+printf '<?php echo "Hello, world\\n";\n' > "$DOC/hello.php"
+printf 'Hello, world\n' > "$DOC/static.txt"
 write_wrk_report "$T/report.lua"
 
 read -r -a FREE < <(free_ports 2)
@@ -125,7 +132,8 @@ server.max-keep-alive-requests = 65535
 server.max-keep-alive-idle = 120
 server.upload-dirs = ( "$T" )
 index-file.names = ( "index.html" )
-mimetype.assign = ( ".html" => "text/html" )
+mimetype.assign = ( ".html" => "text/html", ".txt" => "text/plain" )
+cgi.assign = ( ".php" => "/usr/bin/php-cgi" )
 # Every file under /cgi-bin/ is a program, run directly (no interpreter).
 \$HTTP["url"] =~ "^/cgi-bin/" { cgi.assign = ( "" => "" ) }
 EOF
@@ -135,7 +143,7 @@ start_server() {
   local s=$1
   case $s in
     warren)
-      "${PIN_S[@]}" "$WARREN_BIN" --root "$DOC" --cgi "/cgi-bin=$CGI" --port "${PORT[warren]}" \
+      "${PIN_S[@]}" "$WARREN_BIN" --root "$DOC" --cgi "/cgi-bin=$CGI" --cgi-assign .php=/usr/bin/php-cgi --port "${PORT[warren]}" \
         --bind 127.0.0.1 "${WARREN_EXTRA[@]}" --log-level warn > "$T/warren.log" 2>&1 &
       ;;
     lighttpd)
@@ -150,7 +158,7 @@ start_server() {
     kill -0 "${PID[$s]}" 2>/dev/null || break
     ok=1
     for p in $PROGRAMS; do
-      body=$(curl -s --max-time 5 -w '|%{http_code}' "http://127.0.0.1:${PORT[$s]}/cgi-bin/$p" || true)
+      body=$(curl -s --max-time 5 -w '|%{http_code}' "http://127.0.0.1:${PORT[$s]}/$p" || true)
       [[ $body == $'Hello, world\n|200' ]] || { ok=0; break; }
     done
     [[ $ok == 1 ]] && break
@@ -158,7 +166,7 @@ start_server() {
   done
   if [[ $ok != 1 ]]; then
     echo "--- $s output:" >&2; cat "$T/$s.log" "$T/$s-error.log" 2>/dev/null | tail -20 >&2
-    die "$s did not answer 200 'Hello, world' for /cgi-bin/{${PROGRAMS// /,}} on 127.0.0.1:${PORT[$s]} (last: ${body:-nothing})"
+    die "$s did not answer 200 'Hello, world' for /{${PROGRAMS// /,}} on 127.0.0.1:${PORT[$s]} (last: ${body:-nothing})"
   fi
   log "$s: pid ${PID[$s]} port ${PORT[$s]}"
 }
@@ -185,7 +193,7 @@ read -r -a order <<< "$SERVERS"
 for r in $(seq "$ROUNDS"); do
   for p in $PROGRAMS; do
     for s in "${order[@]}"; do
-      run_wrk "$s" "/cgi-bin/$p"
+      run_wrk "$s" "/$p"
       rps=$(awk -v n="$W_requests" -v d="$W_duration_us" 'BEGIN {printf "%.1f", n / (d / 1e6)}')
       echo "server=$s round=$r test=$p rps=$rps requests=$W_requests bytes=$W_bytes duration_us=$W_duration_us p50_us=$W_p50_us p99_us=$W_p99_us errors=$W_err_connect/$W_err_read/$W_err_write/$W_err_status/$W_err_timeout" >> "$OUT"
       log "round $r $s $p: $rps req/s (p50 ${W_p50_us} us, p99 ${W_p99_us} us, errors $W_err_connect/$W_err_read/$W_err_write/$W_err_status/$W_err_timeout)"
@@ -205,19 +213,19 @@ def med(s, p, key):
     return statistics.median(v) if v else None
 bad = sorted({"%s %s" % (r["server"], r["test"]) for r in rows if any(x != "0" for x in r["errors"].split("/"))})
 print()
-print("%-10s " % "server" + " ".join("%16s" % (p + " req/s") for p in programs)
-      + " " + " ".join("%16s" % (p + " p99 ms") for p in programs))
+print("%-10s " % "server" + " ".join("%24s" % (p + " req/s") for p in programs)
+      + " " + " ".join("%24s" % (p + " p99 ms") for p in programs))
 for s in servers:
     cells = []
     for p in programs:
-        v = med(s, p, "rps"); cells.append("%16s" % ("-" if v is None else "%.0f" % v))
+        v = med(s, p, "rps"); cells.append("%24s" % ("-" if v is None else "%.0f" % v))
     for p in programs:
-        v = med(s, p, "p99_us"); cells.append("%16s" % ("-" if v is None else "%.2f" % (v / 1000)))
+        v = med(s, p, "p99_us"); cells.append("%24s" % ("-" if v is None else "%.2f" % (v / 1000)))
     print("%-10s " % s + " ".join(cells))
 if "warren" in servers and "lighttpd" in servers:
     for p in programs:
         w, l = med("warren", p, "rps"), med("lighttpd", p, "rps")
-        print("warren/lighttpd %-10s req/s x%s" % (p, "-" if not w or not l else "%.2f" % (w / l)))
+        print("warren/lighttpd %-18s req/s x%s" % (p, "-" if not w or not l else "%.2f" % (w / l)))
     print("(median over rounds; higher is better; target: at least x1.00)")
 if bad:
     print("WARNING: errors (connect/read/write/status/timeout) in: " + ", ".join(bad))
