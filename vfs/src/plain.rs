@@ -748,6 +748,14 @@ mod tests {
         link(Path::new("selfloop"), &root.join("selfloop"));
         link(&outer.join("fifo"), &root.join("fifo"));
         link(Path::new("../nope"), &root.join("missing-out"));
+        // Chains of 40 links (the most followed) and of 41, out.
+        for n in [40, 41] {
+            link(Path::new(&format!("../long{n}-1")), &root.join(format!("long{n}")));
+            for k in 1..n - 1 {
+                link(Path::new(&format!("long{n}-{}", k + 1)), &outer.join(format!("long{n}-{k}")));
+            }
+            link(Path::new("secret"), &outer.join(format!("long{n}-{}", n - 1)));
+        }
         let fifo = CString::new(outer.join("fifo").as_os_str().as_bytes()).expect("path");
         // SAFETY: a valid C string.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
@@ -805,6 +813,8 @@ mod tests {
             ("target-other", [Err(Denied), Text("s2"), Err(Denied)]),
             ("both-other", [Err(Denied), Text("s3"), Text("s3")]),
             ("missing-out", [OutToNothing, Err(NotFound), Err(NotFound)]),
+            ("long40", [Err(Denied), Text("secret"), Text("secret")]),
+            ("long41", same(Loop)),
             ("loop", same(Loop)),
             ("selfloop", same(Loop)),
             ("fifo", same(Err(Denied))),
