@@ -391,11 +391,13 @@ fn walk(root: &OwnedFd, path: &VPath, same_owner: bool) -> io::Result<Found> {
                 }
                 continue;
             }
-            Step::Name(name) if name == b"." => continue,
             Step::Name(name) => name,
         };
         if !meta.is_dir() {
             return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+        if name == b"." {
+            continue;
         }
         let name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
         let next = openat(cur.as_fd(), &name, libc::O_PATH | libc::O_NOFOLLOW)?;
@@ -414,6 +416,10 @@ fn walk(root: &OwnedFd, path: &VPath, same_owner: bool) -> io::Result<Found> {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         }
         steps.push_front(Step::EndOfLink(next_meta.uid()));
+        if text.ends_with(b"/") {
+            // `dir/` names a directory, or nothing.
+            steps.push_front(Step::Name(b".".to_vec()));
+        }
         for part in text.split(|&b| b == b'/').rev().filter(|p| !p.is_empty()) {
             steps.push_front(Step::Name(part.to_vec()));
         }
@@ -748,6 +754,7 @@ mod tests {
         link(Path::new("selfloop"), &root.join("selfloop"));
         link(&outer.join("fifo"), &root.join("fifo"));
         link(Path::new("../nope"), &root.join("missing-out"));
+        link(Path::new("../secret/"), &root.join("slash-out"));
         // Chains of 40 links (the most followed) and of 41, out.
         for n in [40, 41] {
             link(Path::new(&format!("../long{n}-1")), &root.join(format!("long{n}")));
@@ -788,6 +795,8 @@ mod tests {
         /// the path leave, `NotFound` in the fallback, which only sees
         /// where an open lands.
         OutToNothing,
+        /// `ENOTDIR`: a file named as a directory (`secret/`).
+        NotADir,
     }
 
     /// The policies, in the order of [`table`]'s columns.
@@ -813,6 +822,7 @@ mod tests {
             ("target-other", [Err(Denied), Text("s2"), Err(Denied)]),
             ("both-other", [Err(Denied), Text("s3"), Text("s3")]),
             ("missing-out", [OutToNothing, Err(NotFound), Err(NotFound)]),
+            ("slash-out", [Refused, NotADir, NotADir]),
             ("long40", [Err(Denied), Text("secret"), Text("secret")]),
             ("long41", same(Loop)),
             ("loop", same(Loop)),
@@ -832,6 +842,7 @@ mod tests {
             (Err(_), Want::Refused) => true,
             (Err(e), Want::OutToNothing) if fops.openat2 => e.kind() == io::ErrorKind::PermissionDenied,
             (Err(e), Want::OutToNothing) => e.kind() == io::ErrorKind::NotFound,
+            (Err(e), Want::NotADir) => e.raw_os_error() == Some(libc::ENOTDIR),
             _ => false,
         };
         assert!(ok, "{how} {p}: want {want:?}, got {:?}", got.map(|b| String::from_utf8_lossy(&b).into_owned()));
