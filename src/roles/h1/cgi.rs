@@ -42,14 +42,8 @@ impl H1 {
             let rest = m.remainder(req.path());
             let Origin::Cgi(origin) = &m.origin else { return };
             let cache = &mut sh.live[vi].mounts[mi].cgi_cache;
-            crate::roles::cgi::cgi_lookup_cached(
-                origin,
-                &m.mountpoint,
-                rest,
-                warren_vfs::Symlinks::Confined,
-                cache,
-                now,
-            )
+            let symlinks = warren_vfs::Symlinks::Confined;
+            crate::roles::cgi::cgi_lookup_cached(origin, &m.mountpoint, rest, symlinks, cache, now)
         };
         let m = &sh.vhosts[vi].mounts[mi];
         let Origin::Cgi(origin) = &m.origin else { return };
