@@ -2,11 +2,13 @@
 //! (the path for clients without gzip) and reading its gzip view (the
 //! passthrough path, when sendfile cannot be used), and loading the central
 //! directory of a 200,000-entry archive (printing what it keeps cached).
+//! Also what opening a plain file costs under each symlink policy, for a
+//! path inside the origin and one through a link out of it.
 //! `cargo bench --bench zip`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::io::Write;
-use warren::vfs::{Fops, OpenFlags, VPath, ZipFops};
+use warren::vfs::{Fops, OpenFlags, PlainFops, Symlinks, VPath, ZipFops};
 
 /// 4 MiB of HTML-like text, deflated in a zip held in memory.
 fn archive() -> (ZipFops, usize) {
@@ -83,5 +85,33 @@ fn zip_directory(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, zip_paths, zip_directory);
+/// `PlainFops::open` (no open-file cache) of `site/root/sub/a.txt` and of
+/// `site/root/out/a.txt`, where `out -> ../elsewhere`, per policy.
+fn plain_open(c: &mut Criterion) {
+    let site = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let root = site.path().join("root");
+    for d in [root.join("sub"), site.path().join("elsewhere")] {
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        std::fs::write(d.join("a.txt"), "hello").unwrap_or_else(|e| panic!("write: {e}"));
+    }
+    std::os::unix::fs::symlink("../elsewhere", root.join("out")).unwrap_or_else(|e| panic!("symlink: {e}"));
+    let mut g = c.benchmark_group("plain_open");
+    for (name, policy) in
+        [("confined", Symlinks::Confined), ("follow", Symlinks::Follow), ("same_owner", Symlinks::SameOwner)]
+    {
+        let fops = PlainFops::new(&root).unwrap_or_else(|e| panic!("fops: {e}")).with_symlinks(policy);
+        for (at, path) in [("inside", "sub/a.txt"), ("link_out", "out/a.txt")] {
+            let path = VPath::new(path).unwrap_or_else(|e| panic!("{e}"));
+            if fops.open(&path, OpenFlags::READ).is_err() {
+                continue; // Confined refuses the link out.
+            }
+            g.bench_function(format!("{name}/{at}"), |b| {
+                b.iter(|| fops.open(&path, OpenFlags::READ).map(|h| h.info().len))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, zip_paths, zip_directory, plain_open);
 criterion_main!(benches);

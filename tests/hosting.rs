@@ -431,3 +431,42 @@ fn the_binary_flags_host_an_application() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--root"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The symlink policy of a mount, for static files and scripts alike:
+/// Debian's layout (a directory of the site linked out to /var/lib) is
+/// refused by default, served under `follow`, and under `owner` only
+/// where the link and its target have the same owner. Links made here;
+/// the tests run as root (`scripts/test` and CI do).
+#[test]
+fn symlink_policies_per_mount() {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test changes a link's owner: run it as root, as scripts/test does");
+    let (t, root) = app();
+    let var = t.path().join("var/tpl");
+    std::fs::create_dir_all(&var).expect("mkdir");
+    std::fs::write(var.join("logo.png"), b"\x89PNG linked").expect("write");
+    std::fs::write(var.join("run.php"), format!("<?php /* {SOURCE_MARK} */ echo 'ran linked run.php'; ?>"))
+        .expect("write");
+    std::os::unix::fs::symlink(&var, root.join("tpl")).expect("symlink");
+    std::os::unix::fs::symlink(&var, root.join("other")).expect("symlink");
+    // `other` is someone else's link to root's files.
+    std::os::unix::fs::lchown(root.join("other"), Some(65534), Some(65534)).expect("lchown");
+    let check = |policy: warren::Symlinks, want: [(&str, u16); 4]| {
+        let s = serve(hosted(&root).symlinks(policy));
+        for (path, status) in want {
+            let r = get(&s, path);
+            assert_eq!(r.status, status, "{policy:?} {path}: {}", r.text());
+            assert!(!r.text().contains(SOURCE_MARK), "{policy:?} {path}");
+            if status == 200 {
+                let want = if path.ends_with(".php") { "ran linked run.php" } else { "\u{fffd}PNG linked" };
+                assert_eq!(r.text(), want, "{policy:?} {path}");
+            }
+        }
+    };
+    use warren::Symlinks::*;
+    check(Confined, [("/tpl/logo.png", 403), ("/tpl/run.php", 403), ("/other/logo.png", 403), ("/other/run.php", 403)]);
+    check(Follow, [("/tpl/logo.png", 200), ("/tpl/run.php", 200), ("/other/logo.png", 200), ("/other/run.php", 200)]);
+    check(
+        SameOwner,
+        [("/tpl/logo.png", 200), ("/tpl/run.php", 200), ("/other/logo.png", 403), ("/other/run.php", 403)],
+    );
+}

@@ -25,7 +25,8 @@
 //!   filesystem receives only these, so a traversal bug in one cannot
 //!   exist.
 //! - [`Fops`]: the filesystem. [`PlainFops`] serves a directory and is
-//!   confined to it by the kernel (`openat2(RESOLVE_BENEATH)`).
+//!   confined to it by the kernel (`openat2(RESOLVE_BENEATH)`), unless its
+//!   [`Symlinks`] policy lets links the administrator made lead out.
 //! - [`FileHandle`]: an open file: bounded reads, seeks, and an optional
 //!   [`FdSpan`] telling the server which bytes it may send with
 //!   `sendfile(2)` instead of reading them.
@@ -57,20 +58,7 @@ pub use crate::zip::{ZipFops, DEFAULT_CACHE_BYTES, GZIP_HEADER, INFLATE_MEMORY, 
 pub use memory::MemoryFile;
 pub use path::{PathError, VPath};
 pub use pending::{open_blocking, Pending};
-pub use plain::PlainFops;
-
-/// How a [`PlainFops`] treats symbolic links that lead out of its origin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Symlinks {
-    /// Refused (the default).
-    #[default]
-    Confined,
-    /// Followed.
-    Follow,
-    /// Followed when each link has the same owner as its target.
-    SameOwner,
-}
+pub use plain::{PlainFops, Symlinks};
 
 use std::fmt::Debug;
 use std::io::{self, SeekFrom};

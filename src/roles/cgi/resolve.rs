@@ -7,7 +7,7 @@ use crate::mount::{find, Mount, Origin};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use warren_vfs::VPath;
+use warren_vfs::{Symlinks, VPath};
 
 /// Where a `cgi://` mount's request goes (RFC 3875 §4.1.5, §4.1.13): the
 /// program to run, the `SCRIPT_NAME` (URL path of the program) and the
@@ -29,8 +29,9 @@ pub(crate) struct CgiTarget {
 /// executable regular file is the script (lws issue 1602) and the rest
 /// PATH_INFO. Segments are checked by [`VPath`], and a directory on the
 /// path that is a symbolic link must resolve beneath the mount's
-/// directory, so nothing outside it can be named (the script itself may
-/// be a link to a program anywhere). `None`: no such script.
+/// directory (under [`Symlinks::Confined`]; see [`cgi_lookup_cached`]
+/// for the others), so nothing outside it can be named (the script itself
+/// may be a link to a program anywhere). `None`: no such script.
 #[cfg(test)]
 pub(crate) fn cgi_resolve(origin: &Path, mountpoint: &str, remainder: &str) -> Option<CgiTarget> {
     cgi_lookup(origin, mountpoint, remainder).ok()
@@ -48,7 +49,7 @@ pub(crate) enum CgiRefusal {
     /// The path names a regular file that is not executable.
     NotExecutable,
     /// A directory on the path is a symbolic link leading out of the
-    /// mount's directory.
+    /// mount's directory, which the mount's [`Symlinks`] policy refuses.
     Outside,
 }
 
@@ -127,15 +128,22 @@ fn executable(p: &Path) -> bool {
 /// [`cgi_resolve`], saying why when there is nothing to run.
 #[cfg(test)]
 pub(crate) fn cgi_lookup(origin: &Path, mountpoint: &str, remainder: &str) -> Result<CgiTarget, CgiRefusal> {
-    cgi_lookup_cached(origin, mountpoint, remainder, &mut CgiCache::default(), Instant::now())
+    cgi_lookup_cached(origin, mountpoint, remainder, Symlinks::Confined, &mut CgiCache::default(), Instant::now())
 }
 
 /// [`cgi_lookup`] through `cache` (see [`CgiCache`]): a path naming a
 /// program found less than [`CGI_CACHE_TTL`] ago costs no system call.
+///
+/// `symlinks` says where a directory on the path that is a symbolic link
+/// may lead: beneath the mount's directory ([`Symlinks::Confined`]),
+/// anywhere ([`Symlinks::Follow`]), or out of it only when the link's
+/// owner (`lstat`) is its target's (`stat`) ([`Symlinks::SameOwner`]);
+/// else [`CgiRefusal::Outside`].
 pub(crate) fn cgi_lookup_cached(
     origin: &Path,
     mountpoint: &str,
     remainder: &str,
+    symlinks: Symlinks,
     cache: &mut CgiCache,
     now: Instant,
 ) -> Result<CgiTarget, CgiRefusal> {
@@ -198,7 +206,8 @@ pub(crate) fn cgi_lookup_cached(
     // names: a file (the script, wherever it is: the administrator's
     // choice) or a directory, which must lie beneath the mount's own
     // directory (resolved, so the origin may itself be a link), else the
-    // request is refused and nothing is cached.
+    // request is refused and nothing is cached; unless the policy follows
+    // links out (Follow), or this one's owner is its target's (SameOwner).
     let mut script = origin.to_path_buf();
     let mut top: Option<PathBuf> = None;
     consumed.clear();
@@ -209,8 +218,16 @@ pub(crate) fn cgi_lookup_cached(
         // ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP...: nothing by that name.
         let Ok(mut meta) = std::fs::symlink_metadata(&script) else { return Err(CgiRefusal::NoScript) };
         if meta.file_type().is_symlink() {
+            use std::os::unix::fs::MetadataExt;
+            let link_owner = meta.uid();
             meta = std::fs::metadata(&script).map_err(|_| CgiRefusal::NoScript)?;
-            if meta.is_dir() {
+            let allowed_out = match symlinks {
+                Symlinks::Follow => true,
+                Symlinks::SameOwner => link_owner == meta.uid(),
+                // Confined, and any policy this code does not know.
+                _ => false,
+            };
+            if meta.is_dir() && !allowed_out {
                 if top.is_none() {
                     top = Some(origin.canonicalize().map_err(|_| CgiRefusal::NoOrigin)?);
                 }
@@ -320,7 +337,8 @@ mod tests {
         let (_t, bin) = cgi_bin();
         let mut cache = CgiCache::default();
         let t0 = Instant::now();
-        let mut look = |rest: &str, at: Instant| cgi_lookup_cached(&bin, "/cgi", rest, &mut cache, at);
+        let mut look =
+            |rest: &str, at: Instant| cgi_lookup_cached(&bin, "/cgi", rest, Symlinks::Confined, &mut cache, at);
         // Cached or not, the same answers as the walk gives.
         for at in [t0, t0 + Duration::from_millis(10)] {
             for rest in
@@ -347,17 +365,30 @@ mod tests {
             let p = bin.join(format!("p{i}"));
             std::fs::write(&p, "#!/bin/sh\n").expect("write");
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-            let r = cgi_lookup_cached(&bin, "/cgi", &format!("/p{i}/x"), &mut cache, t0 + CGI_CACHE_TTL);
+            let r = cgi_lookup_cached(
+                &bin,
+                "/cgi",
+                &format!("/p{i}/x"),
+                Symlinks::Confined,
+                &mut cache,
+                t0 + CGI_CACHE_TTL,
+            );
             assert_eq!(r.map(|r| r.path_info), Ok("/x".to_string()));
             assert!(cache.programs.len() <= CGI_CACHE_PROGRAMS);
         }
         // The origin's kind is looked at again after the second too.
         let one = bin.join("sub/deep.py");
         let mut cache = CgiCache::default();
-        assert!(cgi_lookup_cached(&one, "/", "/x", &mut cache, t0).is_ok());
+        assert!(cgi_lookup_cached(&one, "/", "/x", Symlinks::Confined, &mut cache, t0).is_ok());
         std::fs::remove_file(&one).expect("rm");
-        assert!(cgi_lookup_cached(&one, "/", "/x", &mut cache, t0).is_ok(), "trusted within the second");
-        assert_eq!(cgi_lookup_cached(&one, "/", "/x", &mut cache, t0 + CGI_CACHE_TTL), Err(CgiRefusal::NoOrigin));
+        assert!(
+            cgi_lookup_cached(&one, "/", "/x", Symlinks::Confined, &mut cache, t0).is_ok(),
+            "trusted within the second"
+        );
+        assert_eq!(
+            cgi_lookup_cached(&one, "/", "/x", Symlinks::Confined, &mut cache, t0 + CGI_CACHE_TTL),
+            Err(CgiRefusal::NoOrigin)
+        );
     }
 
     #[test]
@@ -384,13 +415,18 @@ mod tests {
             ["/root/usr/bin/id", "/root/bin/sh", "/data/x.sh", "/data/x.sh/more", "/rel/x.sh", "/real/deep/x.sh"]
         {
             assert_eq!(cgi_lookup(&bin, "/cgi", rest), Err(CgiRefusal::Outside), "{rest}");
-            assert_eq!(cgi_lookup_cached(&bin, "/cgi", rest, &mut cache, t0), Err(CgiRefusal::Outside), "{rest}");
+            assert_eq!(
+                cgi_lookup_cached(&bin, "/cgi", rest, Symlinks::Confined, &mut cache, t0),
+                Err(CgiRefusal::Outside),
+                "{rest}"
+            );
         }
         assert!(cache.programs.is_empty(), "nothing refused is cached");
         // A linked directory inside the mount, and a linked program, run.
-        let r = cgi_lookup_cached(&bin, "/cgi", "/inner/in.sh/a", &mut cache, t0).expect("inner");
+        let r = cgi_lookup_cached(&bin, "/cgi", "/inner/in.sh/a", Symlinks::Confined, &mut cache, t0).expect("inner");
         assert_eq!((r.program, r.path_info.as_str()), (bin.join("inner/in.sh"), "/a"));
-        let r = cgi_lookup_cached(&bin, "/cgi", "/prog.sh/b", &mut cache, t0).expect("linked program");
+        let r =
+            cgi_lookup_cached(&bin, "/cgi", "/prog.sh/b", Symlinks::Confined, &mut cache, t0).expect("linked program");
         assert_eq!((r.program, r.path_info.as_str()), (bin.join("prog.sh"), "/b"));
         // Through a link to the mount's own directory, the same holds.
         let via = t.path().join("via");
@@ -401,5 +437,60 @@ mod tests {
         std::os::unix::fs::symlink("loop", bin.join("loop")).expect("symlink");
         assert_eq!(cgi_lookup(&bin, "/cgi", "/loop/x"), Err(CgiRefusal::NoScript));
         assert_eq!(cgi_lookup(&bin, "/cgi", &format!("/{}", "a".repeat(4000))), Err(CgiRefusal::NoScript));
+    }
+
+    /// The mount's symlink policy: a directory linked out of the mount is
+    /// refused (Confined), followed (Follow), or followed when the link
+    /// and its target have one owner (SameOwner).
+    #[test]
+    fn linked_directories_out_follow_the_mount_policy() {
+        const NOBODY: u32 = 65534;
+        // SAFETY: geteuid(2) has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(euid, 0, "this test gives links and directories to uid {NOBODY}: run it as root (CI does)");
+        let t = tempfile::tempdir().expect("tempdir");
+        let bin = t.path().join("cgi-bin");
+        let (mine, theirs) = (t.path().join("mine"), t.path().join("theirs"));
+        for d in [bin.join("real"), mine.clone(), theirs.clone()] {
+            std::fs::create_dir_all(&d).expect("mkdir");
+            let p = d.join("x.sh");
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        std::os::unix::fs::lchown(&theirs, Some(NOBODY), None).expect("chown");
+        let link = |to: &Path, name: &str, uid: u32| {
+            std::os::unix::fs::symlink(to, bin.join(name)).expect("symlink");
+            std::os::unix::fs::lchown(bin.join(name), Some(uid), None).expect("lchown");
+        };
+        link(&mine, "same", 0);
+        link(Path::new("../mine"), "rel", 0);
+        link(&mine, "link-other", NOBODY);
+        link(&theirs, "target-other", 0);
+        link(&theirs, "both-other", NOBODY);
+        link(Path::new("real"), "inner-other", NOBODY);
+        link(Path::new("loop"), "loop", 0);
+        let out = || Err(CgiRefusal::Outside);
+        let ok = |dir: &str| Ok(bin.join(dir).join("x.sh"));
+        let rows = [
+            ("/same/x.sh/a", [out(), ok("same"), ok("same")]),
+            ("/rel/x.sh/a", [out(), ok("rel"), ok("rel")]),
+            ("/link-other/x.sh/a", [out(), ok("link-other"), out()]),
+            ("/target-other/x.sh/a", [out(), ok("target-other"), out()]),
+            ("/both-other/x.sh/a", [out(), ok("both-other"), ok("both-other")]),
+            // Inside the mount a link's owner does not matter.
+            ("/inner-other/x.sh/a", [ok("inner-other"), ok("inner-other"), ok("inner-other")]),
+            ("/loop/x.sh", [(); 3].map(|_| Err(CgiRefusal::NoScript))),
+        ];
+        let t0 = Instant::now();
+        for (i, policy) in [Symlinks::Confined, Symlinks::Follow, Symlinks::SameOwner].into_iter().enumerate() {
+            let mut cache = CgiCache::default();
+            for (rest, want) in &rows {
+                // Twice: walked, then (if found) from the cache.
+                for _ in 0..2 {
+                    let got = cgi_lookup_cached(&bin, "/cgi", rest, policy, &mut cache, t0).map(|r| r.program);
+                    assert_eq!(&got, &want[i], "{policy:?} {rest}");
+                }
+            }
+        }
     }
 }

@@ -711,7 +711,7 @@ fn plan_cgi(sh: &mut Env, vi: usize, mi: usize, req: &Request) -> Plan {
         },
         Origin::Cgi(origin) => {
             let cache = &mut sh.live[vi].mounts[mi].cgi_cache;
-            match crate::roles::cgi::cgi_lookup_cached(origin, &m.mountpoint, rest, cache, sh.now) {
+            match crate::roles::cgi::cgi_lookup_cached(origin, &m.mountpoint, rest, m.symlinks, cache, sh.now) {
                 Ok(target) => program_launch(&sh.vhosts[vi], mi, req, target),
                 Err(why) => Plan::Refuse(why.status(), why.why().into()),
             }
