@@ -26,9 +26,49 @@ pub struct Packed {
     pub deflated: bool,
 }
 
+/// What to pack besides the plain files, and what to leave out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// Pack dotfiles too: files and directories whose name starts with
+    /// `.` (`.git/`, `.env`, `sub/.cache/`). Without it they are left out,
+    /// and reported in [`Report::left_out`], except a top-level
+    /// `.well-known/` directory, which is packed (its own dotfiles are
+    /// not).
+    pub dotfiles: bool,
+    /// Files left out wherever they are below the directory (whatever name
+    /// or link reaches them): the archive being written and the one it
+    /// replaces, when they are inside it. Paths that do not exist are
+    /// ignored.
+    pub except: &'a [&'a Path],
+}
+
+/// What [`pack_dir_with`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Each file packed, in entry order.
+    pub packed: Vec<Packed>,
+    /// Each dotfile or dotfile directory left out, the topmost only (a
+    /// directory is one entry, however many files it holds), in name
+    /// order. Empty with [`Options::dotfiles`].
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A dotfile, or a directory of them, that was not packed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Its path below the directory, `/`-separated.
+    pub name: String,
+    /// Whether it is a directory.
+    pub dir: bool,
+    /// How many files it holds (1 for a file), counted without following
+    /// links.
+    pub files: u64,
+}
+
 /// Packs every regular file below `dir` (following symlinks that stay
-/// inside it; entries in name order) into a new zip written to `out`.
-/// Returns what was packed.
+/// inside it; entries in name order) into a new zip written to `out`,
+/// leaving dotfiles out as [`Options`] says by default. Returns what was
+/// packed.
 ///
 /// # Errors
 ///
@@ -39,30 +79,83 @@ pub struct Packed {
 /// [`is_io`](crate::Error::is_io) errors; the [`io_error`](crate::Error::io_error)
 /// says which (`PermissionDenied` for a link leading out).
 pub fn pack_dir(dir: &Path, out: impl Write + Seek) -> crate::Result<Vec<Packed>> {
-    pack_dir_except(dir, out, &[])
+    pack_dir_with(dir, out, &Options::default()).map(|r| r.packed)
 }
 
-/// [`pack_dir`], leaving out the files in `except` wherever they are
-/// below `dir` (whatever name or link reaches them): the archive being
-/// written and the one it replaces, when they are inside `dir`. Paths in
-/// `except` that do not exist are ignored.
+/// [`pack_dir`], leaving out the files in `except` as
+/// [`Options::except`] does.
 ///
 /// # Errors
 ///
 /// As [`pack_dir`].
 pub fn pack_dir_except(dir: &Path, out: impl Write + Seek, except: &[&Path]) -> crate::Result<Vec<Packed>> {
-    pack(dir, out, except).map_err(crate::Error::from)
+    pack_dir_with(dir, out, &Options { except, ..Options::default() }).map(|r| r.packed)
 }
 
-/// [`pack_dir_except`] in `io::Error`s (the build script's `crate::Error`
+/// [`pack_dir`] with [`Options`]; the [`Report`] also says which dotfiles
+/// were left out.
+///
+/// # Errors
+///
+/// As [`pack_dir`]. What is left out is not read, so an unreadable
+/// dotfile, or a dotfile link leading out of `dir`, does not stop the
+/// packing.
+pub fn pack_dir_with(dir: &Path, out: impl Write + Seek, opts: &Options<'_>) -> crate::Result<Report> {
+    pack(dir, out, opts).map_err(crate::Error::from)
+}
+
+/// Whether `rel` (a path below the packed directory) is a dotfile that
+/// is not packed: a segment starts with `.`, other than a top-level
+/// `.well-known` directory.
+fn is_dotfile(rel: &Path, is_dir: bool) -> bool {
+    rel.components().enumerate().any(|(i, c)| {
+        let seg = c.as_os_str().as_encoded_bytes();
+        let well_known = i == 0 && seg == b".well-known" && (is_dir || rel.components().count() > 1);
+        seg.first() == Some(&b'.') && !well_known
+    })
+}
+
+/// How many files are below `path` (1 for a file), not following links
+/// below it (a link is one file), nor `path` itself if it leads outside
+/// `root`.
+fn count_files(path: &Path, root: &Path) -> u64 {
+    let inside = std::fs::canonicalize(path).is_ok_and(|real| real.starts_with(root));
+    if !(inside && path.is_dir()) {
+        return 1;
+    }
+    let below = walkdir::WalkDir::new(path).min_depth(1).into_iter().filter_map(Result::ok);
+    below.filter(|e| !e.file_type().is_dir()).count() as u64
+}
+
+/// [`pack_dir_with`] in `io::Error`s (the build script's `crate::Error`
 /// is `io::Error`).
-fn pack(dir: &Path, out: impl Write + Seek, except: &[&Path]) -> io::Result<Vec<Packed>> {
+fn pack(dir: &Path, out: impl Write + Seek, opts: &Options<'_>) -> io::Result<Report> {
     // A file is its device and inode, however it is named.
-    let skip: Vec<(u64, u64)> = except.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| file_id(&m)).collect();
+    let skip: Vec<(u64, u64)> =
+        opts.except.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| file_id(&m)).collect();
     let mut zip = ZipWriter::new(out);
     let mut report = Vec::new();
+    let mut left_out = Vec::new();
     let root = std::fs::canonicalize(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-    let walk = walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name();
+    // A dotfile is left out by its name, and by where it really is: a
+    // link `git` to `.git` does not publish `.git`.
+    let dotted = |path: &Path, is_dir: bool| {
+        let named = path.strip_prefix(dir).is_ok_and(|rel| is_dotfile(rel, is_dir));
+        named
+            || std::fs::canonicalize(path)
+                .ok()
+                .and_then(|real| real.strip_prefix(&root).ok().map(|rel| is_dotfile(rel, is_dir)))
+                .unwrap_or(false)
+    };
+    let walk = walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name().into_iter().filter_entry(|e| {
+        if opts.dotfiles || e.depth() == 0 || !dotted(e.path(), e.file_type().is_dir()) {
+            return true;
+        }
+        let is_dir = e.file_type().is_dir();
+        let name = e.path().strip_prefix(dir).unwrap_or(e.path()).to_string_lossy().into_owned();
+        left_out.push(LeftOut { name, dir: is_dir, files: if is_dir { count_files(e.path(), &root) } else { 1 } });
+        false
+    });
     for entry in walk {
         let entry = entry.map_err(|e| {
             let path = e.path().map(|p| p.display().to_string()).unwrap_or_default();
@@ -115,7 +208,7 @@ fn pack(dir: &Path, out: impl Write + Seek, except: &[&Path]) -> io::Result<Vec<
         report.push(Packed { name, size: data.len() as u64, packed, deflated });
     }
     zip.finish().map_err(io::Error::other)?;
-    Ok(report)
+    Ok(Report { packed: report, left_out })
 }
 
 fn file_id(m: &std::fs::Metadata) -> (u64, u64) {

@@ -130,7 +130,7 @@ fn help_and_version() {
         let out = Command::new(BIN).args(args).output().expect("run");
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("warren pack DIR OUT.zip"), "{args:?}: {text}");
+        assert!(text.contains("warren pack [--dotfiles] DIR OUT.zip"), "{args:?}: {text}");
         assert!(out.stderr.is_empty(), "{args:?}");
     }
 }
@@ -311,4 +311,88 @@ fn completions_man_page_and_examples_come_from_the_flags() {
     }
     let bad = Command::new(BIN).args(["completions", "tcsh"]).output().expect("run");
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// The names in an archive, sorted.
+fn zip_names(path: &std::path::Path) -> Vec<String> {
+    let archive = zip::ZipArchive::new(std::fs::File::open(path).expect("archive")).expect("zip");
+    let mut names: Vec<String> = archive.file_names().map(|n| n.expect("name").into_owned()).collect();
+    names.sort_unstable();
+    names
+}
+
+/// Issue 15 item 4: `warren pack` packed `.env` and `.git/`. Dotfiles
+/// (any segment starting with `.`) are left out unless `--dotfiles`,
+/// except a top-level `.well-known/`; stderr says what was left out, a
+/// directory once with its file count. A link whose name is plain but
+/// which leads to a dotfile directory is left out too.
+#[test]
+fn pack_leaves_dotfiles_out_unless_asked() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let site = t.path().join("site");
+    for d in [".git/refs/heads", ".well-known/acme-challenge", "sub/.cache"] {
+        std::fs::create_dir_all(site.join(d)).expect("mkdir");
+    }
+    for (f, body) in [
+        ("index.html", "<p>hi</p>\n"),
+        (".git/HEAD", "ref: refs/heads/main\n"),
+        (".git/config", "[core]\n"),
+        (".git/refs/heads/main", "0123456789abcdef\n"),
+        (".env", "SECRET=1\n"),
+        (".htpasswd", "admin:x\n"),
+        (".well-known/acme-challenge/x", "token\n"),
+        (".well-known/.hidden", "no\n"),
+        ("sub/.hidden", "no\n"),
+        ("sub/page.html", "<p>sub</p>\n"),
+        ("sub/.cache/x", "cached\n"),
+    ] {
+        std::fs::write(site.join(f), body).expect("write");
+    }
+    std::os::unix::fs::symlink(".git", site.join("git")).expect("symlink");
+
+    let zip = t.path().join("site.zip");
+    let out = Command::new(BIN).arg("pack").arg(&site).arg(&zip).output().expect("pack");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(zip_names(&zip), [".well-known/acme-challenge/x", "index.html", "sub/page.html"]);
+    assert_eq!(
+        err.trim_end(),
+        "pack: left out .env, .git/ (3 files), .htpasswd, .well-known/.hidden, git/ (3 files), sub/.cache/ (1 file), \
+         sub/.hidden: dotfiles are not packed; --dotfiles packs them"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("packed 3 files"));
+
+    let zip = t.path().join("all.zip");
+    let out = Command::new(BIN).args(["pack", "--dotfiles"]).arg(&site).arg(&zip).output().expect("pack");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let names = zip_names(&zip);
+    for f in [".env", ".git/HEAD", ".htpasswd", "git/HEAD", "sub/.cache/x", "sub/.hidden", ".well-known/.hidden"] {
+        assert!(names.iter().any(|n| n == f), "{f} in {names:?}");
+    }
+    assert_eq!(names.len(), 14, "{names:?}");
+    let mut a = zip::ZipArchive::new(std::fs::File::open(&zip).expect("open")).expect("zip");
+    let mut env = String::new();
+    std::io::Read::read_to_string(&mut a.by_name(".env").expect(".env"), &mut env).expect("read");
+    assert_eq!(env, "SECRET=1\n");
+}
+
+/// The left-out line is bounded: at most 20 names, then how many more.
+#[test]
+fn pack_left_out_line_is_bounded() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let site = t.path().join("site");
+    std::fs::create_dir_all(&site).expect("mkdir");
+    std::fs::write(site.join("index.html"), "x").expect("write");
+    for i in 0..25 {
+        std::fs::write(site.join(format!(".f{i:02}")), "x").expect("write");
+    }
+    let zip = t.path().join("site.zip");
+    let out = Command::new(BIN).arg("pack").arg(&site).arg(&zip).output().expect("pack");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(".f19, and 5 more: dotfiles are not packed"), "{err}");
+    assert!(!err.contains(".f20"), "{err}");
+    assert_eq!(zip_names(&zip), ["index.html"]);
 }

@@ -3,6 +3,7 @@
 //! response at a time (Content-Length, chunked, or to EOF).
 #![allow(dead_code)]
 
+pub mod dokuwiki;
 pub mod logs;
 pub mod tls;
 pub mod ws;

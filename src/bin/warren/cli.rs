@@ -218,7 +218,7 @@ impl ServeArgs {
 /// `warren pack`'s arguments.
 #[derive(Debug, Args)]
 #[command(
-    override_usage = "warren pack DIR OUT.zip",
+    override_usage = "warren pack [--dotfiles] DIR OUT.zip",
     long_about = "Pack a directory into a zip archive made for serving.
 
 Writes every file below DIR into OUT.zip, each deflated (level 9) unless
@@ -230,7 +230,11 @@ Symbolic links are followed while they stay inside DIR; one that leads
 outside it refuses the whole pack, as serving DIR would refuse the link.
 The archive is written to OUT.zip.partial and renamed when complete, so a
 failed pack leaves no archive and keeps an existing OUT.zip. When OUT.zip
-is inside DIR, it and its .partial are left out of the archive.",
+is inside DIR, it and its .partial are left out of the archive.
+
+Dotfiles (a file or directory whose name starts with `.`: .git/, .env,
+.htpasswd, sub/.cache/) are left out, except a top-level .well-known/
+directory; stderr says which were left out. --dotfiles packs them too.",
     after_help = "Example:\n  warren pack ./site site.zip && warren --root site.zip"
 )]
 pub struct PackArgs {
@@ -240,6 +244,10 @@ pub struct PackArgs {
     /// The archive to write.
     #[arg(value_name = "OUT.zip")]
     pub out: PathBuf,
+    /// Pack dotfiles (.git/, .env, ...) too; without it they are left out,
+    /// except a top-level .well-known/.
+    #[arg(long)]
+    pub dotfiles: bool,
 }
 
 fn parse_assign(v: &str) -> Result<(String, PathBuf), String> {

@@ -1,5 +1,5 @@
-//! `warren pack DIR OUT.zip`: a directory into a zip archive made for
-//! serving.
+//! `warren pack [--dotfiles] DIR OUT.zip`: a directory into a zip archive
+//! made for serving.
 
 use crate::cli::PackArgs;
 use std::io::ErrorKind;
@@ -32,7 +32,8 @@ pub fn pack(args: &PackArgs) -> Result<(), String> {
     // The archive may be inside DIR: it and the one it replaces are not
     // part of the site.
     let mut writer = std::io::BufWriter::new(file);
-    let packed = warren::pack::pack_dir_except(dir, &mut writer, &[&tmp, out]);
+    let opts = warren::pack::Options { dotfiles: args.dotfiles, except: &[&tmp, out] };
+    let packed = warren::pack::pack_dir_with(dir, &mut writer, &opts);
     let flushed = std::io::Write::flush(&mut writer)
         .map_err(|e| warren::Error::from(std::io::Error::new(e.kind(), format!("{}: {e}", tmp.display()))));
     drop(writer);
@@ -44,6 +45,10 @@ pub fn pack(args: &PackArgs) -> Result<(), String> {
         }
     };
     std::fs::rename(&tmp, out).map_err(|e| format!("pack: {}: {e}", out.display()))?;
+    if let Some(line) = left_out_line(&report.left_out) {
+        eprintln!("{line}");
+    }
+    let report = report.packed;
     let (mut size, mut packed) = (0u64, 0u64);
     for p in &report {
         let how = if p.deflated { "deflated" } else { "stored" };
@@ -58,6 +63,31 @@ pub fn pack(args: &PackArgs) -> Result<(), String> {
         out.display()
     );
     Ok(())
+}
+
+/// At most this many left-out names are listed; the rest are counted.
+const LEFT_OUT_NAMES: usize = 20;
+
+/// The one stderr line saying which dotfiles were left out, if any:
+/// `pack: left out .env, .git/ (12 files): dotfiles are not packed;
+/// --dotfiles packs them`.
+fn left_out_line(left: &[warren::pack::LeftOut]) -> Option<String> {
+    if left.is_empty() {
+        return None;
+    }
+    let mut names: Vec<String> = left
+        .iter()
+        .take(LEFT_OUT_NAMES)
+        .map(|l| match (l.dir, l.files) {
+            (false, _) => l.name.clone(),
+            (true, 1) => format!("{}/ (1 file)", l.name),
+            (true, n) => format!("{}/ ({n} files)", l.name),
+        })
+        .collect();
+    if left.len() > LEFT_OUT_NAMES {
+        names.push(format!("and {} more", left.len() - LEFT_OUT_NAMES));
+    }
+    Some(format!("pack: left out {}: dotfiles are not packed; --dotfiles packs them", names.join(", ")))
 }
 
 fn percent(part: u64, whole: u64) -> String {
