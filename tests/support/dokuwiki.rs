@@ -283,7 +283,7 @@ impl Response {
 /// 8. Static assets: `GET /lib/tpl/dokuwiki/images/logo.png` → 200
 ///    `image/png` (through the `lib/tpl` link out of the root);
 ///    `GET /lib/exe/css.php` → 200 `text/css; charset=utf-8`;
-///    `GET /lib/exe/js.php` → 200 `text/javascript; charset=utf-8`.
+///    `GET /lib/exe/js.php` → 200 `application/javascript; charset=utf-8`.
 pub struct Client {
     base: String,
     jar: PathBuf,
