@@ -9,7 +9,7 @@
 mod support;
 
 use std::path::Path;
-use support::dokuwiki::{self, Client, DokuWiki, Options, PNG};
+use support::dokuwiki::{self, Client, DokuWiki, Options};
 use support::{start_warren, Running};
 
 /// The lwsws configuration docs/cgi.md gives for DokuWiki, with the
@@ -49,64 +49,21 @@ fn warren(wiki: &DokuWiki) -> (Running, u16) {
     start_warren(&["--config", dir.to_str().expect("utf-8")])
 }
 
-/// Start page, edit and save (a form POST with the session cookie, then
-/// the redirect after it), an upload through the media manager, the
-/// uploaded image fetched back, static assets through the links out of
-/// the root with their types, generated CSS and JS, and the denied
-/// directories.
+/// The visit lighttpd gets in tests/dokuwiki_lighttpd.rs
+/// (`dokuwiki::visit`): start page, edit and save (a form POST with the
+/// session cookie, then the redirect after it), an upload through the
+/// media manager, the uploaded image fetched back, static assets through
+/// the links out of the root with their types, generated CSS and JS,
+/// and the denied directories.
 #[test]
 fn dokuwiki_runs_in_place() {
     let wiki = dokuwiki::install(&Options::default());
     let (_w, port) = warren(&wiki);
     let c = Client::new(&wiki, port);
-
-    let start = c.get("/");
-    assert_eq!(start.status, 200, "{}", start.text());
-    assert_eq!(start.header("content-type"), Some("text/html; charset=utf-8"));
-    assert!(start.header("set-cookie").is_some_and(|v| v.starts_with("DokuWiki=")), "{:?}", start.headers);
-    assert!(start.text().contains("warren test wiki"), "the fixture's local.php is read");
-
-    let saved = c.edit_and_save("playground:warren", "Hello from **warren**.");
-    assert_eq!(saved.status, 302, "{}", saved.text());
-    let to = c.url("/doku.php?id=playground:warren");
-    assert_eq!(saved.header("location"), Some(to.as_str()));
-    let page = c.get("/doku.php?id=playground:warren");
-    assert!(page.text().contains("Hello from <strong>warren</strong>."), "{}", page.text());
-    assert_eq!(wiki.page_text("playground:warren").as_deref(), Some("Hello from **warren**."));
-
-    let up = c.upload("warren.png", PNG, "image/png");
-    assert_eq!(up.status, 200);
-    assert!(up.text().contains("<div class=\"success\">Upload successful"), "{}", up.text());
-    assert_eq!(std::fs::read(wiki.media.join("warren.png")).expect("uploaded"), PNG);
-    let img = c.get("/lib/exe/fetch.php?media=warren.png");
-    assert_eq!((img.status, img.header("content-type")), (200, Some("image/png")));
-    assert_eq!(img.body, PNG);
-    // DokuWiki's own conditional handling, through the CGI.
-    let etag = img.header("etag").expect("etag").to_string();
-    let again = c.curl(&["-H", &format!("If-None-Match: {etag}")], "/lib/exe/fetch.php?media=warren.png");
-    assert_eq!(again.status, 304);
-
-    let logo = c.get("/lib/tpl/dokuwiki/images/logo.png");
-    assert_eq!((logo.status, logo.header("content-type")), (200, Some("image/png")));
-    assert_eq!(logo.body, std::fs::read(wiki.var.join("lib/tpl/dokuwiki/images/logo.png")).expect("logo"));
-    assert!(logo.header("etag").is_some(), "a static file, with validators");
-    let css = c.get("/lib/exe/css.php");
-    assert_eq!((css.status, css.header("content-type")), (200, Some("text/css; charset=utf-8")));
+    dokuwiki::visit(&wiki, &c, "playground:warren", "warren.png");
+    // The script's own fields go out as it wrote them.
     let js = c.get("/lib/exe/js.php");
-    assert_eq!((js.status, js.header("content-type")), (200, Some("application/javascript; charset=utf-8")));
-    let ajax = c.get("/lib/exe/ajax.php?call=linkwiz&q=play");
-    assert_eq!(ajax.status, 200, "{}", ajax.text());
-
-    for (denied, status) in [
-        ("/inc/preload.php", 403),
-        ("/data/pages/start.txt", 403),
-        ("/conf/", 403),
-        ("/bin/indexer.php", 403),
-        ("/.htaccess", 403),
-    ] {
-        assert_eq!(c.get(denied).status, status, "{denied}");
-    }
-    assert!(!Path::new("/var/lib/dokuwiki/data/pages/playground/warren.txt").exists());
+    assert_eq!(js.header("content-type"), Some("application/javascript; charset=utf-8"));
 }
 
 /// With the ACL on: a login (a POST that sets the auth cookie, then a
@@ -115,40 +72,19 @@ fn dokuwiki_runs_in_place() {
 fn dokuwiki_logins_and_tokens() {
     let wiki = dokuwiki::install(&Options { acl: true, ..Options::default() });
     let (_w, port) = warren(&wiki);
-    let anon = Client::new(&wiki, port);
-    assert_eq!(anon.save("playground:acl", "anonymous", "").status, 200);
-    assert_eq!(wiki.page_text("playground:acl"), None, "an anonymous save is refused");
-    let c = Client::new(&wiki, port);
-    c.get("/");
-    let login = c.login();
-    assert_eq!(login.status, 302, "{}", login.text());
-    assert!(login.header("set-cookie").is_some_and(|v| v.starts_with("DW")), "{:?}", login.headers);
-    let tok = c.sectok("playground:acl");
-    assert_eq!(tok.len(), 32, "{tok:?}");
-    let bad = c.save("playground:acl", "forged", "0123456789abcdef0123456789abcdef");
-    assert!(bad.text().contains("Security Token did not match"), "{}", bad.text());
-    let saved = c.save("playground:acl", "Saved by tester.", &tok);
-    assert_eq!(saved.status, 302, "{}", saved.text());
-    assert_eq!(wiki.page_text("playground:acl").as_deref(), Some("Saved by tester."));
+    dokuwiki::visit_with_acl(&wiki, port);
 }
 
 /// DokuWiki's `xsendfile` setting: 2 sends `X-Sendfile`, 1 lighttpd's
 /// `X-LIGHTTPD-send-file`; warren sends the media file itself, with
-/// ranges (lighttpd 1.4.69's mod_cgi answers the second with an empty
-/// 200: tests/dokuwiki_lighttpd.rs).
+/// ranges, for both (lighttpd 1.4.69's mod_cgi answers the second with
+/// an empty 200: tests/dokuwiki_lighttpd.rs).
 #[test]
 fn dokuwiki_downloads_go_by_x_sendfile() {
     for mode in [2, 1] {
         let wiki = dokuwiki::install(&Options { xsendfile: mode, ..Options::default() });
-        std::fs::write(wiki.media.join("sent.png"), PNG).expect("media");
         let (_w, port) = warren(&wiki);
-        let c = Client::new(&wiki, port);
-        let img = c.get("/lib/exe/fetch.php?media=sent.png");
-        assert_eq!((img.status, img.header("content-type")), (200, Some("image/png")), "mode {mode}");
-        assert_eq!((img.header("x-sendfile"), img.header("x-lighttpd-send-file")), (None, None));
-        assert_eq!(img.body, PNG, "mode {mode}");
-        let part = c.curl(&["-r", "1-3"], "/lib/exe/fetch.php?media=sent.png");
-        assert_eq!((part.status, &part.body[..]), (206, &PNG[1..4]), "mode {mode}");
+        dokuwiki::fetch_sent(&wiki, port);
     }
 }
 
