@@ -175,6 +175,21 @@ pub(crate) fn resolve(v: &VhostInfo, factory: Option<&FopsFactory>, now: Instant
             c
         }));
     }
+    // An error page is read as a file: never a script, nor what the
+    // mount's rules refuse.
+    for path in v.error_pages.iter().map(|p| p.path.as_str()) {
+        if let Some((_, m)) = crate::mount::find(&mounts, path) {
+            let file = path.rsplit('/').next().unwrap_or("");
+            let why = if m.assigned(file).is_some() {
+                Some("a script of its mount (cgi-assign), which is run, never sent")
+            } else {
+                crate::mount::refusal(m, path).map(|(_, why)| why)
+            };
+            if let Some(why) = why {
+                problems.push(crate::Error::invalid_input(format!("vhost {name:?}: error page {path}: {why}")));
+            }
+        }
+    }
     // So are error pages.
     let mut error_pages: Vec<crate::reload::ErrorPage> =
         v.error_pages.iter().map(|p| crate::reload::ErrorPage::new(p.status, p.path.clone())).collect();

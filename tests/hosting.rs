@@ -230,6 +230,11 @@ fn no_spelling_reaches_the_source() {
         if *want == 200 && !req.starts_with("HEAD") {
             assert!(r.text().starts_with("ran "), "{line} ({what}): {}", r.text());
         }
+        if *want == 200 {
+            // php-cgi's own type: a HEAD of the file sent would say
+            // application/x-httpd-php.
+            assert_eq!(r.header("content-type"), Some("text/html; charset=UTF-8"), "{line} ({what})");
+        }
     }
     // And over curl, as a client that normalises nothing.
     for p in ["/index.php", "/index.php.", "/Index.php", "/bundle.zip/inner.php", "/index.php/"] {
@@ -286,7 +291,11 @@ fn interpreter_mounts_take_directories_through_default_documents() {
     assert!(r.header("location").is_some_and(|l| l.ends_with("/php/sub/")), "{:?}", r.header("location"));
     assert_eq!(get(&s, "/php/nodefault/").status, 404);
     assert_eq!(get(&s, "/php/doku.php/x").text(), "ran doku.php PATH_INFO=/x");
-    for (path, want) in [("/php/.env", 403), ("/php/inc/secret.php", 403), ("/php/data/pages/start.txt", 404)] {
+    // A FIFO would hold php-cgi (and a slot) on a read that never ends.
+    mkfifo(&root.join("pipe"));
+    for (path, want) in
+        [("/php/.env", 403), ("/php/inc/secret.php", 403), ("/php/data/pages/start.txt", 404), ("/php/pipe", 403)]
+    {
         let r = get(&s, path);
         assert_eq!(r.status, want, "{path}");
         assert!(!r.text().contains("hunter2") && !r.text().contains("wiki text"), "{path}");
@@ -439,6 +448,7 @@ fn the_binary_flags_host_an_application() {
 /// the tests run as root (`scripts/test` and CI do).
 #[test]
 fn symlink_policies_per_mount() {
+    // SAFETY: geteuid reads the process's credentials; it cannot fail.
     assert_eq!(unsafe { libc::geteuid() }, 0, "this test changes a link's owner: run it as root, as scripts/test does");
     let (t, root) = app();
     let var = t.path().join("var/tpl");
@@ -469,4 +479,55 @@ fn symlink_policies_per_mount() {
         SameOwner,
         [("/tpl/logo.png", 200), ("/tpl/run.php", 200), ("/other/logo.png", 403), ("/other/run.php", 403)],
     );
+}
+
+/// A one-program mount that is not an interpreter of the site (cgit,
+/// git-http-backend) gets everything below its mountpoint as its own
+/// route: no redirect, no default document, no file rules on it.
+#[test]
+fn one_program_mounts_keep_their_routes() {
+    let (_t, root) = app();
+    let env = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cgi-bin/env.sh");
+    let s = serve_both(&root, Mount::cgi("/env", &env));
+    for (path, info) in
+        [("/env", ""), ("/env/", "/"), ("/env/repo/tree/.gitignore", "/repo/tree/.gitignore"), ("/env/inc/x", "/inc/x")]
+    {
+        let r = get(&s, path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(r.text().contains(&format!("PATH_INFO={info}\n")), "{path}: {}", r.text());
+    }
+    // Told it interprets the site's files, it is php-cgi's kind.
+    let s = serve_both(&root, Mount::cgi("/env", &env).cgi_action(true));
+    assert_eq!(get(&s, "/env").status, 301);
+    assert_eq!(get(&s, "/env/inc/x").status, 403);
+}
+
+/// Things that must not become a way to the source or a secret: an
+/// error page that is a script, X-Sendfile naming a script or a dotfile,
+/// a default document the rules deny.
+#[test]
+fn no_side_door_to_scripts_or_dotfiles() {
+    let (t, root) = app();
+    // An error page is read as a file: a script there is refused at start.
+    let vh = vhost().mount(hosted(&root)).error_page(404, "/index.php");
+    let e = warren::Context::new(ContextInfo::new().vhost(vh)).err().expect("refused");
+    assert!(e.to_string().contains("error page /index.php"), "{e}");
+    // X-Sendfile of a script or a dotfile in the allowed directory.
+    let files = t.path().join("downloads");
+    std::fs::create_dir_all(files.join(".hidden")).expect("mkdir");
+    std::fs::write(files.join("conf.php"), format!("<?php /* {SOURCE_MARK} */ ?>")).expect("write");
+    std::fs::write(files.join(".env"), "hunter2").expect("write");
+    std::fs::write(files.join(".hidden/x"), "hunter2").expect("write");
+    let s = serve(hosted(&root).x_sendfile(&files));
+    for name in ["conf.php", ".env", ".hidden/x"] {
+        sender(&root, "X-Sendfile", &files.join(name));
+        let r = get(&s, "/get.cgi");
+        assert_eq!(r.status, 403, "{name}");
+        assert!(!r.text().contains(SOURCE_MARK) && !r.text().contains("hunter2"), "{name}");
+    }
+    // A default document the rules deny is skipped, not served.
+    let s = serve(hosted(&root).index(["doku.php~", ".env", "index.html"]));
+    let r = get(&s, "/static/");
+    assert_eq!(r.text(), "<p>static index</p>\n");
+    assert_eq!(get(&s, "/").status, 404, "doku.php~ and .env are denied, and / has no index.html");
 }

@@ -439,6 +439,8 @@ struct MountConf {
     symlinks: Option<Scalar>,
     /// warren's own: directories a CGI response may name in `X-Sendfile`.
     x_sendfile: Option<serde_json::Value>,
+    /// warren's own: a one-program `cgi://` mount interprets the site's files.
+    cgi_action: Option<Scalar>,
     // Known lwsws keys warren does not implement yet:
     extra_mimetypes: Option<serde_json::Value>,
     protocol: Option<serde_json::Value>,
@@ -546,8 +548,11 @@ fn file_mount_keys(file: &Path, at: &str, m: &MountConf, mut mount: Mount) -> Re
                 "expected the interpreter's path as a string (\"\": the file runs itself)".into(),
             ));
         };
-        if suffix.is_empty() || suffix.contains('/') || suffix.chars().any(char::is_control) {
-            return Err(bad(file, &key, "expected a file-name suffix such as \".php\"".into()));
+        if let Some(why) = Mount::assign_suffix_problem(suffix) {
+            return Err(bad(file, &key, format!("{suffix:?}: {why}")));
+        }
+        if assign.iter().flat_map(|m| m.keys()).filter(|k| k.eq_ignore_ascii_case(suffix)).count() > 1 {
+            return Err(bad(file, &key, format!("{suffix:?} is given twice (suffixes match ignoring case)")));
         }
         if !interpreter.is_empty() && !Path::new(&interpreter).is_absolute() {
             return Err(bad(
@@ -593,19 +598,12 @@ fn file_mount_keys(file: &Path, at: &str, m: &MountConf, mut mount: Mount) -> Re
     }
     if let Some(v) = &m.symlinks {
         only("symlinks", files || cgi, "file:// and cgi:// mounts")?;
-        let policy = match v.text().as_str() {
-            "confined" => crate::Symlinks::Confined,
-            "follow" => crate::Symlinks::Follow,
-            "owner" => crate::Symlinks::SameOwner,
-            other => {
-                return Err(bad(
-                    file,
-                    &format!("{at}.symlinks"),
-                    format!("{other:?}: expected \"confined\", \"follow\" or \"owner\""),
-                ))
-            }
-        };
+        let policy = v.text().parse().map_err(|why| bad(file, &format!("{at}.symlinks"), why))?;
         mount = mount.symlinks(policy);
+    }
+    if let Some(v) = &m.cgi_action {
+        only("cgi-action", cgi, "cgi:// mounts")?;
+        mount = mount.cgi_action(v.truthy());
     }
     if let Some(v) = &m.x_sendfile {
         only("x-sendfile", runs, what)?;
@@ -646,20 +644,7 @@ fn deny_rules(file: &Path, key: &str, v: &serde_json::Value) -> Result<Vec<crate
             "expected an array of rules: [\"/inc\", \"*.bak\", {\"path\": \"/data\", \"status\": \"404\"}]".into(),
         ));
     };
-    let from_string = |k: &str, s: &str| -> Result<crate::DenyRule, ConfigError> {
-        if s.is_empty() || s == "/" || s == "*" || s.chars().any(char::is_control) {
-            return Err(bad(file, k, format!("{s:?}: expected \"/path\", \"*suffix\" or a segment name")));
-        }
-        Ok(if s.starts_with('/') {
-            crate::DenyRule::path(s)
-        } else if let Some(suffix) = s.strip_prefix('*') {
-            crate::DenyRule::suffix(suffix)
-        } else if s.contains('/') {
-            return Err(bad(file, k, format!("{s:?}: a segment name holds no \"/\"; a path starts with one")));
-        } else {
-            crate::DenyRule::segment(s)
-        })
-    };
+    let from_string = |k: &str, s: &str| crate::DenyRule::parse(s).map_err(|why| bad(file, k, why));
     let mut rules = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let k = format!("{key}[{i}]");

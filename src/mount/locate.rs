@@ -174,6 +174,10 @@ pub(crate) fn locate(m: &Mount, fops: &dyn Fops, rem: &str, gzip: bool) -> Locat
     let mut last = io::Error::from(io::ErrorKind::NotFound);
     for name in &m.index {
         let Ok(p) = vpath.join(name) else { continue };
+        // The document is a path of its own: the mount's rules apply.
+        if super::rules::refusal(m, &format!("{}/{}", base(m), p.as_str())).is_some() {
+            continue;
+        }
         if let Some(interpreter) = m.assigned(name) {
             match script_at(fops, &p) {
                 ScriptAt::Found(file) => {
@@ -202,6 +206,7 @@ pub(crate) fn locate(m: &Mount, fops: &dyn Fops, rem: &str, gzip: bool) -> Locat
 }
 
 /// The directory a script runs in: its own.
+#[cfg(feature = "cgi")]
 pub(crate) fn script_dir(file: &Path) -> PathBuf {
     file.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
 }

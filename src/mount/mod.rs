@@ -12,7 +12,9 @@ use warren_vfs::{OpenFlags, VPath, ZipFops};
 mod locate;
 mod rules;
 
-pub(crate) use locate::{assigned, locate, script_dir, Located, Script};
+#[cfg(feature = "cgi")]
+pub(crate) use locate::script_dir;
+pub(crate) use locate::{assigned, locate, Located, Script};
 pub(crate) use rules::refusal;
 pub use rules::DenyRule;
 
@@ -88,6 +90,9 @@ pub struct Mount {
     pub(crate) symlinks: Symlinks,
     /// Directories a CGI response may name in `X-Sendfile`.
     pub(crate) x_sendfile: Vec<XSendfile>,
+    /// Whether a one-program `cgi://` mount interprets the site's files
+    /// (`None`: when the program is php-cgi).
+    pub(crate) cgi_action: Option<bool>,
 }
 
 /// A directory whose files a CGI response may have the server send
@@ -97,6 +102,7 @@ pub(crate) struct XSendfile {
     /// The directory as configured (absolute).
     pub(crate) dir: PathBuf,
     /// Opened when the vhost is built, with the mount's symlink policy.
+    #[cfg_attr(not(feature = "cgi"), allow(dead_code))]
     pub(crate) fops: Option<Arc<PlainFops>>,
 }
 
@@ -151,6 +157,7 @@ impl Mount {
             dotfiles: false,
             symlinks: Symlinks::default(),
             x_sendfile: Vec::new(),
+            cgi_action: None,
         }
     }
 
@@ -318,10 +325,21 @@ impl Mount {
             return self;
         }
         let interpreter = interpreter.into();
-        let interpreter = (!interpreter.as_os_str().is_empty()).then_some(interpreter);
+        // Scripts run in their own directory: a relative interpreter is
+        // made absolute now, against the server's working directory.
+        let interpreter =
+            (!interpreter.as_os_str().is_empty()).then(|| std::path::absolute(&interpreter).unwrap_or(interpreter));
         self.assign.retain(|(s, _)| !s.eq_ignore_ascii_case(&suffix));
         self.assign.push((suffix, interpreter));
         self
+    }
+
+    /// Why `suffix` cannot be given to [`cgi_assign`](Self::cgi_assign)
+    /// by a configuration, if it cannot: it starts with `.` and holds no
+    /// `*` or `/` (`*.php` would match nothing, and the scripts would be
+    /// sent as files).
+    pub fn assign_suffix_problem(suffix: &str) -> Option<&'static str> {
+        rules::assign_suffix_problem(suffix)
     }
 
     /// Refuses requests for the paths `rule` names (lighttpd's
@@ -366,6 +384,29 @@ impl Mount {
         let dir = std::path::absolute(&dir).unwrap_or(dir);
         self.x_sendfile.push(XSendfile { dir, fops: None });
         self
+    }
+
+    /// Whether a `cgi://` mount of one program runs the site's files, as
+    /// Apache's `Action` does with php-cgi (`true`): `GET /php` is then
+    /// redirected to `/php/`, a `PATH_INFO` naming a directory goes
+    /// through this mount's default documents, and what it names must
+    /// be a regular file the file mounts would serve (their deny rules,
+    /// dotfile refusal and assigned suffixes apply). `false`: the
+    /// program gets whatever follows the mountpoint as `PATH_INFO`, a
+    /// route of its own (cgit, git-http-backend). Unless set, a program
+    /// whose file name starts with `php-cgi` is such an interpreter.
+    pub fn cgi_action(mut self, action: bool) -> Mount {
+        self.cgi_action = Some(action);
+        self
+    }
+
+    /// [`cgi_action`](Self::cgi_action), as set or guessed.
+    pub(crate) fn is_cgi_action(&self) -> bool {
+        match (&self.origin, self.cgi_action) {
+            (_, Some(a)) => a,
+            (Origin::Cgi(p), None) => p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("php-cgi")),
+            _ => false,
+        }
     }
 
     /// The interpreter assigned to `name`'s suffix (`Some(None)`: the file

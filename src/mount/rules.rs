@@ -43,6 +43,33 @@ impl DenyRule {
         DenyRule { what: What::Suffix(suffix.to_string()), status: 403 }
     }
 
+    /// A rule as configurations write it: `/path` (below the mountpoint),
+    /// `*suffix`, or a segment name. A status is not part of it (`/inc=404`
+    /// is refused: configurations say it apart).
+    pub fn parse(s: &str) -> Result<DenyRule, String> {
+        let status_like =
+            s.rsplit_once('=').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if s.is_empty() || s == "/" || s == "*" || s.chars().any(char::is_control) {
+            Err(format!("{s:?}: expected \"/path\", \"*suffix\" or a segment name"))
+        } else if status_like {
+            Err(format!("{s:?}: a status is not part of a rule's name (403 by default; 404 is chosen apart)"))
+        } else if let Some(path) = s.strip_prefix('/') {
+            if path.split('/').any(|seg| seg == "..") {
+                return Err(format!("{s:?}: a path with \"..\" names nothing a request can reach"));
+            }
+            Ok(DenyRule::path(s))
+        } else if let Some(suffix) = s.strip_prefix('*') {
+            if suffix.contains(['/', '*']) {
+                return Err(format!("{s:?}: a suffix holds no \"/\" or \"*\""));
+            }
+            Ok(DenyRule::suffix(suffix))
+        } else if s.contains('/') {
+            Err(format!("{s:?}: a segment name holds no \"/\"; a path starts with one"))
+        } else {
+            Ok(DenyRule::segment(s))
+        }
+    }
+
     /// Answers 404 instead of 403, as if the path were not there.
     pub fn not_found(mut self) -> DenyRule {
         self.status = 404;
@@ -76,6 +103,19 @@ impl DenyRule {
             What::Segment(name) => segments.iter().any(|s| s.eq_ignore_ascii_case(name)),
             What::Suffix(suffix) => segments.iter().any(|s| ends_with_ignore_case(s, suffix)),
         }
+    }
+}
+
+/// Why `suffix` cannot be assigned to an interpreter, if it cannot: a
+/// suffix starts with `.` and holds no `*` or `/` (`*.php` would match
+/// nothing and leave the scripts to be sent as files).
+pub(crate) fn assign_suffix_problem(suffix: &str) -> Option<&'static str> {
+    if !suffix.starts_with('.') || suffix.len() < 2 {
+        Some("expected a file-name suffix starting with \".\", such as \".php\"")
+    } else if suffix.contains(['*', '/', '\\']) || suffix.chars().any(char::is_control) {
+        Some("a suffix holds no \"*\", \"/\" or backslash: \".php\" matches every name ending so")
+    } else {
+        None
     }
 }
 

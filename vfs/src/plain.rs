@@ -98,6 +98,20 @@ pub enum Symlinks {
     SameOwner,
 }
 
+impl std::str::FromStr for Symlinks {
+    type Err = String;
+
+    /// The names configurations use: `confined`, `follow`, `owner`.
+    fn from_str(s: &str) -> Result<Symlinks, String> {
+        match s {
+            "confined" => Ok(Symlinks::Confined),
+            "follow" => Ok(Symlinks::Follow),
+            "owner" => Ok(Symlinks::SameOwner),
+            _ => Err(format!("{s:?}: expected \"confined\", \"follow\" or \"owner\"")),
+        }
+    }
+}
+
 /// Symbolic links followed at most while resolving one path outside the
 /// origin (as the kernel's own limit).
 const MAX_LINKS: u32 = 40;

@@ -105,7 +105,7 @@ pub struct ServeArgs {
     pub cgi_assign: Vec<(String, PathBuf)>,
     /// The documents tried, in order, for a directory URL
     /// [default: index.html].
-    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = parse_index)]
     pub index: Vec<String>,
     /// Refuse paths of the --root mount: /PATH (and below it), *SUFFIX, or
     /// a segment NAME anywhere; =404 after it answers 404 instead of 403
@@ -120,7 +120,7 @@ pub struct ServeArgs {
     /// Symbolic links leading out of a mount's directory: confined
     /// (refused), follow, or owner (followed when the link and its target
     /// have the same owner).
-    #[arg(long, value_name = "POLICY", value_parser = parse_symlinks, default_value = "confined")]
+    #[arg(long, value_name = "POLICY", value_parser = clap::value_parser!(warren::Symlinks), default_value = "confined")]
     pub symlinks: warren::Symlinks,
     /// Let CGI responses name a file below DIR in X-Sendfile, for the
     /// server to send. May be given more than once.
@@ -251,9 +251,15 @@ pub struct PackArgs {
 }
 
 fn parse_assign(v: &str) -> Result<(String, PathBuf), String> {
-    let Some((suffix, interpreter)) = v.split_once('=').filter(|(s, _)| !s.is_empty() && !s.contains('/')) else {
+    let Some((suffix, interpreter)) = v.split_once('=') else {
         return Err(format!("{v:?} is not SUFFIX=INTERPRETER (e.g. .php=/usr/bin/php-cgi, or .cgi= for programs)"));
     };
+    if let Some(why) = warren::Mount::assign_suffix_problem(suffix) {
+        return Err(format!("{suffix:?}: {why}"));
+    }
+    if !interpreter.is_empty() && !std::path::Path::new(interpreter).is_absolute() {
+        return Err(format!("{interpreter:?}: the interpreter's absolute path, please"));
+    }
     if !interpreter.is_empty() {
         let meta = std::fs::metadata(interpreter).map_err(|e| format!("{interpreter}: {e}"))?;
         use std::os::unix::fs::PermissionsExt;
@@ -269,27 +275,15 @@ fn parse_deny(v: &str) -> Result<warren::DenyRule, String> {
         Some(r) => (r, true),
         None => (v.strip_suffix("=403").unwrap_or(v), false),
     };
-    let r = if rule.is_empty() || rule == "/" || rule == "*" {
-        return Err(format!("{v:?} is not a rule: /PATH, *SUFFIX or a NAME, optionally followed by =404"));
-    } else if rule.starts_with('/') {
-        warren::DenyRule::path(rule)
-    } else if let Some(suffix) = rule.strip_prefix('*') {
-        warren::DenyRule::suffix(suffix)
-    } else if rule.contains('/') {
-        return Err(format!("{v:?}: a NAME holds no '/'; a /PATH starts with one"));
-    } else {
-        warren::DenyRule::segment(rule)
-    };
+    let r = warren::DenyRule::parse(rule).map_err(|why| format!("{why} (a RULE may end in =403 or =404)"))?;
     Ok(if hidden { r.not_found() } else { r })
 }
 
-fn parse_symlinks(v: &str) -> Result<warren::Symlinks, String> {
-    match v {
-        "confined" => Ok(warren::Symlinks::Confined),
-        "follow" => Ok(warren::Symlinks::Follow),
-        "owner" => Ok(warren::Symlinks::SameOwner),
-        _ => Err(format!("{v:?}: expected confined, follow or owner")),
+fn parse_index(v: &str) -> Result<String, String> {
+    if v.is_empty() || v.contains('/') || v.chars().any(char::is_control) {
+        return Err(format!("{v:?} is not a file name"));
     }
+    Ok(v.to_string())
 }
 
 fn parse_cgi(v: &str) -> Result<(String, PathBuf), String> {

@@ -110,6 +110,14 @@ fn root_mount(args: &ServeArgs) -> Result<Mount, String> {
     if args.root.is_none() && !(args.cgi_assign.is_empty() && args.deny.is_empty()) {
         return Err("--cgi-assign and --deny apply to the --root directory; give one".into());
     }
+    if !args.x_sendfile.is_empty() && args.cgi_assign.is_empty() && args.cgi.is_empty() {
+        return Err("--x-sendfile lets CGI responses name files: it needs --cgi-assign or --cgi".into());
+    }
+    for (i, (a, _)) in args.cgi_assign.iter().enumerate() {
+        if args.cgi_assign[..i].iter().any(|(b, _)| a.eq_ignore_ascii_case(b)) {
+            return Err(format!("--cgi-assign {a}: given twice (suffixes match ignoring case)"));
+        }
+    }
     match &args.root {
         None => {
             let fops = ZipFops::from_bytes("webroot.zip (built in)", DEFAULT_SITE).map_err(|e| e.to_string())?;

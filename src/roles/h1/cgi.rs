@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 /// How long a request waits for a CGI slot before 503 (it is started as
 /// soon as one frees: `Env::cgi_waiters`).
 const CGI_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// `PATH_INFO` segments past which an in-place script's is not
+/// translated (each costs a lookup in the loop).
+const MAX_TRANSLATED_DEPTH: usize = 32;
 /// Local CGI redirects followed for one request.
 const MAX_LOCAL_REDIRECTS: u8 = 3;
 
@@ -46,6 +49,15 @@ impl H1 {
             Some(s) => script_launch(sh, vi, mi, s),
             None => plan_cgi(sh, vi, mi, &req),
         };
+        if !matches!(plan, Plan::Run(_)) {
+            // No program after all (a request that waited for a slot is
+            // planned again): nothing reads the body, nothing is paused.
+            self.reading = Reading::Done;
+            if self.cgi_paused_rx {
+                self.cgi_paused_rx = false;
+                c.rx_paused = false;
+            }
+        }
         let launch = match plan {
             Plan::Run(l) => l,
             Plan::Refuse(status, why) => {
@@ -253,7 +265,10 @@ impl H1 {
             self.internal_redirect(c, sh, &path, redirects + 1);
             return Ok(None);
         }
-        if let Some(named) = x_sendfile(&head.headers) {
+        // A status that has no body (304 to the script's own
+        // conditional, say) goes out as it is, without the file.
+        let bodiless = matches!(head.status, 100..=199 | 204 | 304);
+        if let Some(named) = x_sendfile(&head.headers).filter(|_| !bodiless) {
             if let Some(req) = run.request.take() {
                 // The program's answer is the file: its body is dropped,
                 // and it may finish (a session saved after the head, say)
@@ -294,7 +309,7 @@ impl H1 {
         for (k, v) in &head.headers {
             // The server owns the framing and these fields, and a path
             // on the server's disk is not the client's business.
-            if !server_sets(k) && x_sendfile(std::slice::from_ref(&(k.clone(), String::new()))).is_none() {
+            if !server_sets(k) && !internal_field(k) {
                 rh.header(k, v);
             }
         }
@@ -381,8 +396,13 @@ impl H1 {
             let rel = path.strip_prefix(&x.dir).ok()?;
             Some((x.fops.clone()?, rel.to_str()?.to_string()))
         });
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let dotted = found.as_ref().is_some_and(|(_, rel)| rel.split('/').any(|s| s.starts_with('.')));
         let opened = match found {
             _ if !path.is_absolute() => Err((403, "not an absolute path".to_string())),
+            // Never a script's source, nor a dotfile the mount refuses.
+            _ if m.assigned(name).is_some() => Err((403, "a file whose suffix the mount runs".to_string())),
+            _ if dotted && !m.dotfiles => Err((403, "a dotfile".to_string())),
             None => Err((403, "outside the mount's x-sendfile directories".to_string())),
             Some((fops, rel)) => match warren_vfs::VPath::new(&rel) {
                 Err(e) => Err((403, e.to_string())),
@@ -402,18 +422,16 @@ impl H1 {
                 return;
             }
         };
-        if matches!(head.status, 100..=199 | 204 | 304) {
-            log::warn!("{}: X-Sendfile with status {}: no body can go with it", c.peer, head.status);
-            self.tx.keep_alive = false;
-            self.send_error(c, sh, 502, Some(req));
-            return;
-        }
         if !matches!(self.reading, Reading::Done) {
             // The program took what it took of the body; the rest cannot
-            // be told from a next request.
+            // be told from a next request, and is not read.
             self.tx.keep_alive = false;
+            self.reading = Reading::Done;
+            self.body_deadline = None;
         }
-        let from = super::files::Sending { status: head.status, mount: mi, cgi: Some(&head.headers) };
+        // A 206 of the script's own is the file's ranges' to decide.
+        let status = if head.status == 206 { 200 } else { head.status };
+        let from = super::files::Sending { status, mount: mi, cgi: Some(&head.headers) };
         self.send_file(c, sh, req, file, vpath.file_name().unwrap_or(""), from);
         sh.force(c);
     }
@@ -663,6 +681,7 @@ fn tls_vars(req: &Request) -> Vec<(String, String)> {
     if let Some(t) = req.tls() {
         return t.cgi_vars();
     }
+    let _ = req;
     Vec::new()
 }
 
@@ -729,14 +748,23 @@ fn plan_cgi(sh: &mut Env, vi: usize, mi: usize, req: &Request) -> Plan {
 fn program_launch(vh: &crate::vhost::Vhost, mi: usize, req: &Request, mut target: CgiTarget) -> Plan {
     let m = &vh.mounts[mi];
     let Origin::Cgi(origin) = &m.origin else { return Plan::Refuse(500, "not a cgi:// mount".into()) };
+    // One program: PATH_INFO and REDIRECT_* as Apache's Action gives
+    // them. An interpreter of the site's files (php-cgi) also has its
+    // paths taken as the site's: see `Mount::cgi_action`.
     let interpreter = target.program == *origin;
+    let action = interpreter && m.is_cgi_action();
     let mut translated = Ok(None);
-    if interpreter {
+    if action {
         if target.path_info.is_empty() {
             return Plan::AddSlash;
         }
+        // What the file mounts would refuse to serve, or run themselves
+        // (a suffix one assigns), is not handed over either.
         let served = |path: &str| match crate::mount::find(&vh.mounts, path) {
-            Some((_, fm)) if matches!(fm.origin, Origin::File(_)) => crate::mount::refusal(fm, path),
+            Some((_, fm)) if matches!(fm.origin, Origin::File(_)) => crate::mount::refusal(fm, path).or_else(|| {
+                let name = path.rsplit('/').next().unwrap_or("");
+                fm.assigned(name).map(|_| (403, "a file its own mount runs in place"))
+            }),
             _ => None,
         };
         if let Some((status, why)) = served(&target.path_info) {
@@ -759,6 +787,12 @@ fn program_launch(vh: &crate::vhost::Vhost, mi: usize, req: &Request, mut target
             };
             target.path_info = path;
             translated = Ok(Some(file));
+        } else if let Ok(Some(p)) = &translated {
+            // A FIFO or a device would hold the program (and a slot) on
+            // a read that never ends.
+            if std::fs::metadata(p).is_ok_and(|md| !md.is_file()) {
+                return Plan::Refuse(403, "PATH_INFO names something that is not a regular file".into());
+            }
         }
     } else if !target.path_info.is_empty() {
         // Worked out for each request, never cached: a link swapped in
@@ -820,13 +854,21 @@ fn script_launch(sh: &Env, vi: usize, mi: usize, s: crate::mount::Script) -> Pla
         }
     };
     // PATH_INFO is the script's to read (often a route, not a file): a
-    // path that maps nowhere, or out of a root, just has no translation.
-    let path_translated = if s.path_info.is_empty() {
+    // path that maps nowhere, out of a root, to what its file mount
+    // refuses (php-cgi with cgi.fix_pathinfo=0 would read it), or that
+    // is too deep to be worth resolving segment by segment, just has no
+    // translation.
+    let refused = |path: &str| match crate::mount::find(&vh.mounts, path) {
+        Some((_, fm)) => crate::mount::refusal(fm, path).is_some(),
+        None => false,
+    };
+    let deep = s.path_info.matches('/').count() > MAX_TRANSLATED_DEPTH;
+    let path_translated = if s.path_info.is_empty() || deep || refused(&s.path_info) {
         None
     } else {
         crate::roles::cgi::translate(&vh.mounts, &s.path_info).ok().flatten()
     };
-    let document_root = fops.resolve_local(&warren_vfs::VPath::root()).ok();
+    let document_root = fops.local_path(&warren_vfs::VPath::root());
     Plan::Run(Launch {
         program,
         args,
@@ -848,4 +890,13 @@ fn x_sendfile(headers: &[(String, String)]) -> Option<&str> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("x-sendfile") || k.eq_ignore_ascii_case("x-lighttpd-send-file"))
         .map(|(_, v)| v.trim())
+}
+
+/// Fields a CGI response addresses to its server, naming paths on its
+/// disk: never passed to the client (lighttpd's and nginx's variants
+/// included, which warren does not act on).
+fn internal_field(name: &str) -> bool {
+    ["x-sendfile", "x-lighttpd-send-file", "x-sendfile2", "x-lighttpd-send-tempfile", "x-accel-redirect"]
+        .iter()
+        .any(|f| name.eq_ignore_ascii_case(f))
 }
