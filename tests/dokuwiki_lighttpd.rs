@@ -45,7 +45,7 @@ index-file.names = ("doku.php")
 cgi.assign = (".php" => "/usr/bin/php-cgi")
 static-file.exclude-extensions = (".php")
 $HTTP["url"] =~ "/(\.|_)ht" {{ url.access-deny = ("") }}
-$HTTP["url"] =~ "^/(bin|data|inc|conf)(/|$)" {{ url.access-deny = ("") }}
+$HTTP["url"] =~ "^/(bin|data|inc|conf|vendor)(/|$)" {{ url.access-deny = ("") }}
 "#,
         site = wiki.site.display(),
         root = wiki.root().display(),

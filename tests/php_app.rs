@@ -26,7 +26,7 @@ fn config(wiki: &DokuWiki) -> String {
       "origin": "file://{site}",
       "default": [ "doku.php" ],
       "cgi-assign": {{ ".php": "/usr/bin/php-cgi" }},
-      "deny": [ "/bin", "/data", "/inc", "/conf" ],
+      "deny": [ "/bin", "/data", "/inc", "/conf", "/vendor" ],
       "symlinks": "follow",
       "x-sendfile": "{media}"
     }} ]

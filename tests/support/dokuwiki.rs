@@ -469,7 +469,14 @@ pub fn visit(wiki: &DokuWiki, c: &Client, page: &str, media: &str) {
     let ajax = c.get("/lib/exe/ajax.php?call=linkwiz&q=play");
     assert_eq!(ajax.status, 200, "{}", ajax.text());
 
-    for denied in ["/inc/preload.php", "/data/pages/start.txt", "/conf/", "/bin/indexer.php", "/.htaccess"] {
+    for denied in [
+        "/inc/preload.php",
+        "/data/pages/start.txt",
+        "/conf/",
+        "/bin/indexer.php",
+        "/vendor/autoload.php",
+        "/.htaccess",
+    ] {
         assert_eq!(c.get(denied).status, 403, "{denied}");
     }
     // Nothing written to the system's copy.
