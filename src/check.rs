@@ -257,7 +257,7 @@ fn mount_report(m: &Mount) -> MountReport {
         Origin::Callback(name) => (MountKind::Callback, name.clone(), false),
         Origin::Redirect { to, append_path } => (MountKind::Redirect, to.clone(), *append_path),
     };
-    let cgi = (kind == MountKind::Cgi).then(|| CgiReport {
+    let cgi = (kind == MountKind::Cgi || !m.assign.is_empty()).then(|| CgiReport {
         timeout: m.cgi.timeout,
         max_processes: m.cgi.max_processes,
         env: m.cgi.env.clone(),
