@@ -11,7 +11,9 @@
 use super::rules::ends_with_ignore_case;
 use super::Mount;
 use std::io;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "cgi")]
+use std::path::Path;
+use std::path::PathBuf;
 use warren_vfs::{FileHandle, Fops, OpenFlags, VPath};
 
 /// A script of a file mount, found where it sits.

@@ -14,7 +14,9 @@ mod rules;
 
 #[cfg(feature = "cgi")]
 pub(crate) use locate::script_dir;
-pub(crate) use locate::{assigned, locate, Located, Script};
+#[cfg(feature = "cgi")]
+pub(crate) use locate::Script;
+pub(crate) use locate::{assigned, locate, Located};
 pub(crate) use rules::refusal;
 pub use rules::DenyRule;
 
