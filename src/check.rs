@@ -117,9 +117,9 @@ pub struct MountReport {
     pub append_path: bool,
     /// The documents tried, in order, for a directory URL.
     pub index: Vec<String>,
-    /// Suffixes run in place, and their interpreters (empty: the file is
-    /// the program).
-    pub assign: Vec<(String, PathBuf)>,
+    /// Suffixes run in place, and their interpreters (`None`: the file
+    /// is the program).
+    pub assign: Vec<(String, Option<PathBuf>)>,
     /// Deny rules, as the configuration writes them.
     pub deny: Vec<String>,
     /// Whether dotfiles are served.
@@ -269,7 +269,7 @@ fn mount_report(m: &Mount) -> MountReport {
         origin,
         append_path,
         index: m.index.clone(),
-        assign: m.assign.iter().map(|(s, i)| (s.clone(), i.clone().unwrap_or_default())).collect(),
+        assign: m.assign.clone(),
         deny: m.deny.iter().map(crate::DenyRule::describe).collect(),
         dotfiles: m.dotfiles,
         symlinks: m.symlinks,
@@ -352,12 +352,9 @@ fn write_mount(f: &mut fmt::Formatter<'_>, m: &MountReport) -> fmt::Result {
     if matches!(m.kind, MountKind::Files | MountKind::Zip) {
         writeln!(f, "      index: {}", m.index.join(", "))?;
         if !m.assign.is_empty() {
-            let each = |(s, i): &(String, PathBuf)| {
-                if i.as_os_str().is_empty() {
-                    format!("{s} (runs itself)")
-                } else {
-                    format!("{s} {}", i.display())
-                }
+            let each = |(s, i): &(String, Option<PathBuf>)| match i {
+                None => format!("{s} (runs itself)"),
+                Some(i) => format!("{s} {}", i.display()),
             };
             writeln!(f, "      runs in place: {}", list(&m.assign, each))?;
         }

@@ -15,6 +15,7 @@ use zip::{CompressionMethod, DateTime, ZipWriter};
 
 /// What happened to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Packed {
     /// The entry name (`/`-separated, relative to the directory).
     pub name: String,
@@ -44,6 +45,7 @@ pub struct Options<'a> {
 
 /// What [`pack_dir_with`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Report {
     /// Each file packed, in entry order.
     pub packed: Vec<Packed>,
@@ -55,6 +57,7 @@ pub struct Report {
 
 /// A dotfile, or a directory of them, that was not packed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LeftOut {
     /// Its path below the directory, `/`-separated.
     pub name: String,

@@ -320,7 +320,8 @@ impl Mount {
     /// itself, which must then be executable. Such a file is never sent
     /// as it is stored, whatever the request: it runs, or the request is
     /// refused. The mount's `cgi_*` settings (timeout, environment,
-    /// process limit) apply to its scripts. See docs/cgi.md.
+    /// process limit) apply to its scripts. Where suffixes overlap, the
+    /// longest that matches decides. See docs/cgi.md.
     pub fn cgi_assign(mut self, suffix: impl Into<String>, interpreter: impl Into<PathBuf>) -> Mount {
         let suffix = suffix.into();
         if suffix.is_empty() {
@@ -333,6 +334,8 @@ impl Mount {
             (!interpreter.as_os_str().is_empty()).then(|| std::path::absolute(&interpreter).unwrap_or(interpreter));
         self.assign.retain(|(s, _)| !s.eq_ignore_ascii_case(&suffix));
         self.assign.push((suffix, interpreter));
+        // The longest suffix that matches decides (`.inc.php` before `.php`).
+        self.assign.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         self
     }
 

@@ -27,7 +27,9 @@ enum What {
 
 impl DenyRule {
     /// Refuses `path` (below the mountpoint: `/inc`, `/data/pages`) and
-    /// everything under it.
+    /// everything under it; `/` (or an empty path) refuses the whole
+    /// mount. [`parse`](Self::parse) refuses those forms, as a
+    /// configuration means something narrower.
     pub fn path(path: &str) -> DenyRule {
         let segments = path.split('/').filter(|s| !s.is_empty() && *s != ".").map(str::to_string).collect();
         DenyRule { what: What::Path(segments), status: 403 }

@@ -393,8 +393,11 @@ impl H1 {
         let m = &sh.vhosts[c.vhost].mounts[mi];
         let path = Path::new(named);
         let found = m.x_sendfile.iter().find_map(|x| {
-            let rel = path.strip_prefix(&x.dir).ok()?;
-            Some((x.fops.clone()?, rel.to_str()?.to_string()))
+            let fops = x.fops.clone()?;
+            // As configured, or as resolved (an application may name
+            // the realpath of a directory configured through a link).
+            let rel = path.strip_prefix(&x.dir).or_else(|_| path.strip_prefix(fops.origin())).ok()?;
+            Some((fops, rel.to_str()?.to_string()))
         });
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let dotted = found.as_ref().is_some_and(|(_, rel)| rel.split('/').any(|s| s.starts_with('.')));
