@@ -212,24 +212,9 @@ pub const PNG: &[u8] = &[
 
 /// One response as curl received it (the last one, if curl saw a
 /// `100 Continue` first).
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    /// Header fields in order, names as sent.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+pub use super::Response;
 
 impl Response {
-    /// The first field named `name` (any case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
     /// The `value` of the first `<input ... name="NAME" value="...">`.
     pub fn input_value(&self, name: &str) -> Option<String> {
         let text = self.text();
@@ -401,14 +386,16 @@ fn parse(out: &[u8]) -> Option<Response> {
         let head = std::str::from_utf8(&rest[..end]).ok()?;
         let body = &rest[end + 4..];
         let mut lines = head.split("\r\n");
-        let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        let status_line = lines.next()?;
+        let version = status_line.split(' ').next()?.to_string();
+        let status: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
         if (100..200).contains(&status) {
             rest = body;
             continue;
         }
         let headers =
             lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned())).collect();
-        return Some(Response { status, headers, body: body.to_vec() });
+        return Some(Response { status, version, headers, body: body.to_vec() });
     }
 }
 
