@@ -9,9 +9,12 @@
 //!   resource limits, its working directory set, and non-blocking pipes.
 //! - [`HeadParser`]: reads the script's response head incrementally,
 //!   accepting CRLF or bare LF, and says what status and headers follow.
+//! - [`fcgi`]: FastCGI records as a pure codec, for application servers
+//!   (php-fpm) that keep running between requests.
 #![deny(missing_docs)]
 
 mod env;
+pub mod fcgi;
 mod head;
 mod spawn;
 
