@@ -17,6 +17,8 @@ pub(crate) use locate::script_dir;
 #[cfg(feature = "cgi")]
 pub(crate) use locate::Script;
 pub(crate) use locate::{assigned, locate, Located};
+#[cfg(feature = "cgi")]
+pub(crate) use rules::file_refusal;
 pub(crate) use rules::refusal;
 pub use rules::DenyRule;
 
@@ -406,6 +408,7 @@ impl Mount {
     }
 
     /// [`cgi_action`](Self::cgi_action), as set or guessed.
+    #[cfg(feature = "cgi")]
     pub(crate) fn is_cgi_action(&self) -> bool {
         match (&self.origin, self.cgi_action) {
             (_, Some(a)) => a,

@@ -153,6 +153,17 @@ pub(crate) fn refusal(m: &Mount, path: &str) -> Option<(u16, &'static str)> {
     None
 }
 
+/// [`refusal`] by the file mount that covers `path` among `mounts`, if
+/// one does: whether a path handed to a program (a `PATH_INFO`) is one
+/// the site would refuse to serve.
+#[cfg(feature = "cgi")]
+pub(crate) fn file_refusal(mounts: &[Mount], path: &str) -> Option<(u16, &'static str)> {
+    match super::find(mounts, path) {
+        Some((_, m)) if matches!(m.origin, super::Origin::File(_)) => refusal(m, path),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,7 @@
 
 mod resolve;
 
-pub(crate) use resolve::{cgi_lookup_cached, translate, CgiCache, CgiTarget};
+pub(crate) use resolve::{cgi_lookup_cached, executable, translate, CgiCache, CgiTarget};
 
 use crate::http::BodyDecoder;
 use std::collections::{HashMap, VecDeque};

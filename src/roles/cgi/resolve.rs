@@ -103,6 +103,31 @@ enum OriginKind {
 }
 
 impl CgiCache {
+    /// Whether `origin` is one program (not a directory of them, nor
+    /// missing), as found within the last [`CGI_CACHE_TTL`].
+    pub(crate) fn origin_is_program(&mut self, origin: &Path, now: Instant) -> bool {
+        self.origin_kind(origin, now) == OriginKind::Program
+    }
+
+    /// What `origin` is, looked at again once [`CGI_CACHE_TTL`] has passed.
+    fn origin_kind(&mut self, origin: &Path, now: Instant) -> OriginKind {
+        if let Some((kind, _)) = self.origin.filter(|(_, at)| now.saturating_duration_since(*at) < CGI_CACHE_TTL) {
+            return kind;
+        }
+        let kind = if executable(origin) {
+            OriginKind::Program
+        } else if origin.is_dir() {
+            OriginKind::Directory
+        } else {
+            OriginKind::Missing
+        };
+        if kind != OriginKind::Directory {
+            self.programs.clear();
+        }
+        self.origin = Some((kind, now));
+        kind
+    }
+
     fn remember(&mut self, script: String, now: Instant) {
         if self.programs.len() >= CGI_CACHE_PROGRAMS && !self.programs.contains_key(&script) {
             self.programs.retain(|_, at| now.saturating_duration_since(*at) < CGI_CACHE_TTL);
@@ -121,7 +146,7 @@ fn file_mode(p: &Path) -> Option<u32> {
     std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode())
 }
 
-fn executable(p: &Path) -> bool {
+pub(crate) fn executable(p: &Path) -> bool {
     file_mode(p).is_some_and(|m| m & 0o111 != 0)
 }
 
@@ -149,23 +174,7 @@ pub(crate) fn cgi_lookup_cached(
 ) -> Result<CgiTarget, CgiRefusal> {
     let fresh = |at: Instant| now.saturating_duration_since(at) < CGI_CACHE_TTL;
     let base = if mountpoint == "/" { "" } else { mountpoint };
-    let kind = match cache.origin {
-        Some((kind, at)) if fresh(at) => kind,
-        _ => {
-            let kind = if executable(origin) {
-                OriginKind::Program
-            } else if origin.is_dir() {
-                OriginKind::Directory
-            } else {
-                OriginKind::Missing
-            };
-            if kind != OriginKind::Directory {
-                cache.programs.clear();
-            }
-            cache.origin = Some((kind, now));
-            kind
-        }
-    };
+    let kind = cache.origin_kind(origin, now);
     match kind {
         OriginKind::Program => {
             return Ok(CgiTarget {

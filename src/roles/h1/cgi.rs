@@ -733,6 +733,14 @@ fn plan_cgi(sh: &mut Env, vi: usize, mi: usize, req: &Request) -> Plan {
         },
         Origin::Cgi(origin) => {
             let cache = &mut sh.live[vi].mounts[mi].cgi_cache;
+            // Deny rules and dotfiles apply to a directory of programs and
+            // to an interpreter of the site's files; a one-program mount's
+            // PATH_INFO is its own route (cgit's `/repo/tree/.gitignore`).
+            if m.is_cgi_action() || !cache.origin_is_program(origin, sh.now) {
+                if let Some((status, why)) = crate::mount::refusal(m, req.path()) {
+                    return Plan::Refuse(status, why.into());
+                }
+            }
             match crate::roles::cgi::cgi_lookup_cached(origin, &m.mountpoint, rest, m.symlinks, cache, sh.now) {
                 Ok(target) => program_launch(&sh.vhosts[vi], mi, req, target),
                 Err(why) => Plan::Refuse(why.status(), why.why().into()),
@@ -763,12 +771,14 @@ fn program_launch(vh: &crate::vhost::Vhost, mi: usize, req: &Request, mut target
         }
         // What the file mounts would refuse to serve, or run themselves
         // (a suffix one assigns), is not handed over either.
-        let served = |path: &str| match crate::mount::find(&vh.mounts, path) {
-            Some((_, fm)) if matches!(fm.origin, Origin::File(_)) => crate::mount::refusal(fm, path).or_else(|| {
-                let name = path.rsplit('/').next().unwrap_or("");
-                fm.assigned(name).map(|_| (403, "a file its own mount runs in place"))
-            }),
-            _ => None,
+        let served = |path: &str| {
+            crate::mount::file_refusal(&vh.mounts, path).or_else(|| match crate::mount::find(&vh.mounts, path) {
+                Some((_, fm)) if matches!(fm.origin, Origin::File(_)) => {
+                    let name = path.rsplit('/').next().unwrap_or("");
+                    fm.assigned(name).map(|_| (403, "a file its own mount runs in place"))
+                }
+                _ => None,
+            })
         };
         if let Some((status, why)) = served(&target.path_info) {
             return Plan::Refuse(status, format!("PATH_INFO names a path its file mount refuses: {why}"));
@@ -813,7 +823,7 @@ fn program_launch(vh: &crate::vhost::Vhost, mi: usize, req: &Request, mut target
             return Plan::Refuse(open_error_status(&e), why);
         }
     };
-    let cwd = target.program.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let cwd = crate::mount::script_dir(&target.program);
     // An interpreter with no file to run has no script: php-cgi would
     // take SCRIPT_FILENAME, its own file, as the script. Without one it
     // answers "No input file".
@@ -848,9 +858,7 @@ fn script_launch(sh: &Env, vi: usize, mi: usize, s: crate::mount::Script) -> Pla
     let (program, args) = match s.interpreter {
         Some(interpreter) => (interpreter, vec![s.file.clone().into_os_string()]),
         None => {
-            use std::os::unix::fs::PermissionsExt;
-            let exec = std::fs::metadata(&s.file).is_ok_and(|md| md.permissions().mode() & 0o111 != 0);
-            if !exec {
+            if !crate::roles::cgi::executable(&s.file) {
                 return Plan::Refuse(403, "the script is its own program and is not executable".into());
             }
             (s.file.clone(), Vec::new())
@@ -861,12 +869,9 @@ fn script_launch(sh: &Env, vi: usize, mi: usize, s: crate::mount::Script) -> Pla
     // refuses (php-cgi with cgi.fix_pathinfo=0 would read it), or that
     // is too deep to be worth resolving segment by segment, just has no
     // translation.
-    let refused = |path: &str| match crate::mount::find(&vh.mounts, path) {
-        Some((_, fm)) => crate::mount::refusal(fm, path).is_some(),
-        None => false,
-    };
     let deep = s.path_info.matches('/').count() > MAX_TRANSLATED_DEPTH;
-    let path_translated = if s.path_info.is_empty() || deep || refused(&s.path_info) {
+    let refused = crate::mount::file_refusal(&vh.mounts, &s.path_info).is_some();
+    let path_translated = if s.path_info.is_empty() || deep || refused {
         None
     } else {
         crate::roles::cgi::translate(&vh.mounts, &s.path_info).ok().flatten()

@@ -581,14 +581,9 @@ impl H1 {
         });
         if let Some((mi, _, None | Some(auth::Verdict::Allowed))) = found {
             let m = &sh.vhosts[c.vhost].mounts[mi];
-            // Deny rules and dotfiles, for what serves files or programs.
-            // A one-program mount's PATH_INFO is the program's route
-            // (cgit's `/repo/tree/.gitignore`), not a file of its.
-            let ruled = match &m.origin {
-                Origin::File(_) => true,
-                Origin::Cgi(p) => m.is_cgi_action() || p.is_dir(),
-                _ => false,
-            };
+            // Deny rules and dotfiles of a file mount (a `cgi://` mount's
+            // are decided where its program is: `serve_cgi`).
+            let ruled = matches!(m.origin, Origin::File(_));
             if let Some((status, why)) = ruled.then(|| crate::mount::refusal(m, req.path())).flatten() {
                 log::info!("{}: \"{}\": refused ({status}): {why}", c.peer, log_path(req.path()));
                 self.unbind(c, sh);
