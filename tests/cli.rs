@@ -106,6 +106,25 @@ fn bad_input_exits_2_with_one_line() {
     fails_with(&["--bind", "no-such-host.invalid"], "no-such-host.invalid");
     fails_with(&["--root", "/no/such/dir"], "/no/such/dir");
     fails_with(&["--log-level", "loud"], "--log-level");
+    // The hosting flags (issue 15): each garbage form named.
+    let root = std::env::temp_dir();
+    let root = root.to_str().expect("utf-8");
+    for (args, says) in [
+        (&["--root", root, "--cgi-assign", "*.php=/usr/bin/php-cgi"][..], "*.php"),
+        (&["--root", root, "--cgi-assign", ".php=php-cgi"], "php-cgi"),
+        (&["--root", root, "--cgi-assign", ".php"], ".php"),
+        (&["--root", root, "--cgi-assign", ".php=/no/such/php-cgi"], "/no/such/php-cgi"),
+        (&["--root", root, "--cgi-assign", ".php=/bin/sh", "--cgi-assign", ".PHP=/bin/sh"], ".PHP"),
+        (&["--root", root, "--deny", "/inc=410"], "/inc=410"),
+        (&["--root", root, "--deny", "/a/../b"], "/a/../b"),
+        (&["--root", root, "--deny", "a/b"], "a/b"),
+        (&["--root", root, "--symlinks", "always"], "always"),
+        (&["--root", root, "--index", "../x"], "../x"),
+        (&["--x-sendfile", root], "--x-sendfile"),
+        (&["--cgi-assign", ".php=/bin/sh"], "--root"),
+    ] {
+        fails_with(args, says);
+    }
     // A port already taken.
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
