@@ -84,6 +84,8 @@ pub enum MountKind {
     Zip,
     /// CGI programs.
     Cgi,
+    /// A FastCGI application server.
+    Fcgi,
     /// A protocol of the vhost.
     Callback,
     /// A redirect (301).
@@ -96,6 +98,7 @@ impl fmt::Display for MountKind {
             MountKind::Files => "files",
             MountKind::Zip => "zip",
             MountKind::Cgi => "cgi",
+            MountKind::Fcgi => "fcgi",
             MountKind::Callback => "callback",
             MountKind::Redirect => "redirect",
         })
@@ -117,9 +120,10 @@ pub struct MountReport {
     pub append_path: bool,
     /// The documents tried, in order, for a directory URL.
     pub index: Vec<String>,
-    /// Suffixes run in place, and their interpreters (`None`: the file
-    /// is the program).
-    pub assign: Vec<(String, Option<PathBuf>)>,
+    /// Suffixes run in place, and what runs them: an interpreter's
+    /// path, a FastCGI server (`fcgi://…`), or empty (the file is its
+    /// own program).
+    pub assign: Vec<(String, String)>,
     /// Deny rules, as the configuration writes them.
     pub deny: Vec<String>,
     /// Whether dotfiles are served.
@@ -152,6 +156,12 @@ pub struct CgiReport {
     pub env: Vec<(String, String)>,
     /// `PATH` given to programs, when not the default.
     pub path: Option<String>,
+    /// FastCGI: a connection not made within this is given up.
+    pub fcgi_connect_timeout: Duration,
+    /// FastCGI: requests in flight at one server, at most.
+    pub fcgi_max_requests: usize,
+    /// FastCGI: idle connections kept per server.
+    pub fcgi_keepalive: usize,
 }
 
 impl ContextInfo {
@@ -254,22 +264,32 @@ fn mount_report(m: &Mount) -> MountReport {
         Origin::Path(p) if p.is_file() => (MountKind::Zip, p.display().to_string(), false),
         Origin::Path(p) => (MountKind::Files, p.display().to_string(), false),
         Origin::Cgi(p) => (MountKind::Cgi, p.display().to_string(), false),
+        Origin::Fcgi(a) => (MountKind::Fcgi, a.to_string(), false),
         Origin::Callback(name) => (MountKind::Callback, name.clone(), false),
         Origin::Redirect { to, append_path } => (MountKind::Redirect, to.clone(), *append_path),
     };
-    let cgi = (kind == MountKind::Cgi || !m.assign.is_empty()).then(|| CgiReport {
+    let runs = matches!(kind, MountKind::Cgi | MountKind::Fcgi) || !m.assign.is_empty();
+    let cgi = runs.then(|| CgiReport {
         timeout: m.cgi.timeout,
         max_processes: m.cgi.max_processes,
         env: m.cgi.env.clone(),
         path: m.cgi.path.clone(),
+        fcgi_connect_timeout: m.cgi.fcgi.connect_timeout,
+        fcgi_max_requests: m.cgi.fcgi.max_requests,
+        fcgi_keepalive: m.cgi.fcgi.keepalive,
     });
+    let runner = |r: &crate::mount::Runner| match r {
+        crate::mount::Runner::Itself => String::new(),
+        crate::mount::Runner::Interpreter(p) => p.display().to_string(),
+        crate::mount::Runner::Fcgi(a) => a.to_string(),
+    };
     MountReport {
         mountpoint: m.mountpoint.clone(),
         kind,
         origin,
         append_path,
         index: m.index.clone(),
-        assign: m.assign.clone(),
+        assign: m.assign.iter().map(|(s, r)| (s.clone(), runner(r))).collect(),
         deny: m.deny.iter().map(crate::DenyRule::describe).collect(),
         dotfiles: m.dotfiles,
         symlinks: m.symlinks,
@@ -352,9 +372,9 @@ fn write_mount(f: &mut fmt::Formatter<'_>, m: &MountReport) -> fmt::Result {
     if matches!(m.kind, MountKind::Files | MountKind::Zip) {
         writeln!(f, "      index: {}", m.index.join(", "))?;
         if !m.assign.is_empty() {
-            let each = |(s, i): &(String, Option<PathBuf>)| match i {
-                None => format!("{s} (runs itself)"),
-                Some(i) => format!("{s} {}", i.display()),
+            let each = |(s, r): &(String, String)| match r.as_str() {
+                "" => format!("{s} (runs itself)"),
+                r => format!("{s} {r}"),
             };
             writeln!(f, "      runs in place: {}", list(&m.assign, each))?;
         }
@@ -393,6 +413,14 @@ fn write_mount(f: &mut fmt::Formatter<'_>, m: &MountReport) -> fmt::Result {
         }
         if let Some(p) = &c.path {
             writeln!(f, "      cgi PATH: {p}")?;
+        }
+        let fcgi = m.kind == MountKind::Fcgi || m.assign.iter().any(|(_, r)| r.starts_with("fcgi://"));
+        if fcgi {
+            let (t, n, k) = (c.fcgi_connect_timeout.as_secs(), c.fcgi_max_requests, c.fcgi_keepalive);
+            writeln!(
+                f,
+                "      fcgi: connect timeout {t} s, at most {n} requests per server, {k} idle connections kept"
+            )?;
         }
     }
     Ok(())

@@ -77,7 +77,7 @@ pub use context::{
 };
 pub use http::Request;
 pub use metrics::Metrics;
-pub use mount::{default_fops, default_fops_with, DenyRule, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
+pub use mount::{default_fops, default_fops_with, DenyRule, FcgiAddr, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
 pub use protocol::{Action, Cx, Event, HtmlChunk, Protocol, Writer, Wsi, WsiId};
 #[cfg(feature = "cgi")]
 pub use warren_cgi::Limits as CgiLimits;

@@ -132,6 +132,13 @@ pub(crate) fn resolve(v: &VhostInfo, factory: Option<&FopsFactory>, now: Instant
                     .push(io::Error::new(e.kind(), format!("vhost {name:?}: mount {}: {e}", m.mountpoint)).into()),
             }
         }
+        #[cfg(not(feature = "cgi"))]
+        if matches!(m.origin, Origin::Fcgi(_)) {
+            problems.push(crate::Error::invalid_input(format!(
+                "vhost {name:?}: mount {}: an fcgi:// mount, and this warren is built without the `cgi` feature",
+                m.mountpoint
+            )));
+        }
         if let Origin::Cgi(program) = &m.origin {
             #[cfg(not(feature = "cgi"))]
             {
@@ -225,10 +232,11 @@ fn mount_scripts(name: &str, m: &mut crate::Mount, problems: &mut Vec<crate::Err
         #[cfg(not(feature = "cgi"))]
         problem("cgi-assign, and this warren is built without the `cgi` feature".into());
         #[cfg(feature = "cgi")]
-        for (suffix, interpreter) in &m.assign {
-            if let Some(Err(why)) = interpreter.as_deref().map(cgi_origin_problem) {
+        for (suffix, runner) in &m.assign {
+            let crate::mount::Runner::Interpreter(interpreter) = runner else { continue };
+            if let Err(why) = cgi_origin_problem(interpreter) {
                 problem(format!("cgi-assign {suffix}: {why}"));
-            } else if interpreter.as_deref().is_some_and(std::path::Path::is_dir) {
+            } else if interpreter.is_dir() {
                 problem(format!("cgi-assign {suffix}: the interpreter is a directory"));
             }
         }

@@ -133,6 +133,15 @@ impl fmt::Display for FcgiError {
 
 impl std::error::Error for FcgiError {}
 
+/// The header of a record of `kind` for `request_id` with `len` bytes of
+/// content and `padding` bytes after them: for a caller that writes the
+/// content from where it lies (a vectored write) instead of copying it.
+pub fn header(kind: RecordType, request_id: u16, len: u16, padding: u8) -> [u8; HEADER_LEN] {
+    let [id1, id0] = request_id.to_be_bytes();
+    let [len1, len0] = len.to_be_bytes();
+    [VERSION, kind.code(), id1, id0, len1, len0, padding, 0]
+}
+
 /// Appends one record of `kind` for `request_id` holding `content` (at
 /// most [`MAX_CONTENT`] bytes), padded to a multiple of 8 bytes as the
 /// specification recommends.
@@ -140,9 +149,7 @@ fn record(out: &mut Vec<u8>, kind: RecordType, request_id: u16, content: &[u8]) 
     debug_assert!(content.len() <= MAX_CONTENT);
     let len = content.len().min(MAX_CONTENT);
     let padding = (8 - len % 8) % 8;
-    let [id1, id0] = request_id.to_be_bytes();
-    let [len1, len0] = (len as u16).to_be_bytes();
-    out.extend_from_slice(&[VERSION, kind.code(), id1, id0, len1, len0, padding as u8, 0]);
+    out.extend_from_slice(&header(kind, request_id, len as u16, padding as u8));
     out.extend_from_slice(&content[..len]);
     out.extend(std::iter::repeat_n(0, padding));
 }

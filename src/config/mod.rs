@@ -441,6 +441,12 @@ struct MountConf {
     x_sendfile: Option<serde_json::Value>,
     /// warren's own: a one-program `cgi://` mount interprets the site's files.
     cgi_action: Option<Scalar>,
+    /// warren's own: seconds to connect to a FastCGI server.
+    fcgi_connect_timeout: Option<Scalar>,
+    /// warren's own: requests in flight at one FastCGI server.
+    fcgi_max_requests: Option<Scalar>,
+    /// warren's own: idle connections kept per FastCGI server.
+    fcgi_keepalive: Option<Scalar>,
     // Known lwsws keys warren does not implement yet:
     extra_mimetypes: Option<serde_json::Value>,
     protocol: Option<serde_json::Value>,
@@ -514,6 +520,7 @@ fn bad(file: &Path, key: &str, message: String) -> ConfigError {
 fn file_mount_keys(file: &Path, at: &str, m: &MountConf, mut mount: Mount) -> Result<Mount, ConfigError> {
     let files = matches!(mount.origin, crate::Origin::Path(_));
     let cgi = matches!(mount.origin, crate::Origin::Cgi(_));
+    let fcgi_mount = matches!(mount.origin, crate::Origin::Fcgi(_));
     let only = |key: &str, ok: bool, what: &str| {
         if ok {
             Ok(())
@@ -554,17 +561,43 @@ fn file_mount_keys(file: &Path, at: &str, m: &MountConf, mut mount: Mount) -> Re
         if assign.iter().flat_map(|m| m.keys()).filter(|k| k.eq_ignore_ascii_case(suffix)).count() > 1 {
             return Err(bad(file, &key, format!("{suffix:?} is given twice (suffixes match ignoring case)")));
         }
+        if let Some(addr) = interpreter.strip_prefix("fcgi://") {
+            let addr = addr.parse().map_err(|why| bad(file, &key, why))?;
+            mount = mount.fcgi_assign(suffix.clone(), addr);
+            continue;
+        }
         if !interpreter.is_empty() && !Path::new(&interpreter).is_absolute() {
             return Err(bad(
                 file,
                 &key,
-                format!("{interpreter:?}: expected an absolute path, or \"\" (the file runs itself)"),
+                format!("{interpreter:?}: expected an absolute path, fcgi://ADDRESS, or \"\" (the file runs itself)"),
             ));
         }
         mount = mount.cgi_assign(suffix.clone(), interpreter);
     }
-    let runs = cgi || assign.is_some_and(|a| !a.is_empty());
-    let what = "cgi:// mounts and file mounts with cgi-assign";
+    let fcgi = fcgi_mount
+        || assign.iter().flat_map(|a| a.values()).any(|v| v.as_str().is_some_and(|v| v.starts_with("fcgi://")));
+    let runs = cgi || fcgi || assign.is_some_and(|a| !a.is_empty());
+    let what = "cgi:// and fcgi:// mounts and file mounts with cgi-assign";
+    let fcgi_what = "fcgi:// mounts and file mounts assigning a suffix to fcgi://";
+    if let Some(t) = &m.fcgi_connect_timeout {
+        only("fcgi-connect-timeout", fcgi, fcgi_what)?;
+        mount = mount.fcgi_connect_timeout(seconds(file, &format!("{at}.fcgi-connect-timeout"), t)?);
+    }
+    if let Some(n) = &m.fcgi_max_requests {
+        only("fcgi-max-requests", fcgi, fcgi_what)?;
+        let key = format!("{at}.fcgi-max-requests");
+        let n = number(file, &key, n)?;
+        if n == 0 {
+            return Err(bad(file, &key, "expected at least 1".into()));
+        }
+        mount = mount.fcgi_max_requests(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    if let Some(n) = &m.fcgi_keepalive {
+        only("fcgi-keepalive", fcgi, fcgi_what)?;
+        let n = number(file, &format!("{at}.fcgi-keepalive"), n)?;
+        mount = mount.fcgi_keepalive(usize::try_from(n).unwrap_or(usize::MAX));
+    }
     if let Some(t) = &m.cgi_timeout {
         only("cgi-timeout", runs, what)?;
         mount = mount.cgi_timeout(seconds(file, &format!("{at}.cgi-timeout"), t)?);
@@ -910,6 +943,8 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
             return Err(bad(file, &key, format!("{path:?}: no such program or directory")));
         }
         Mount::cgi(&mountpoint, p)
+    } else if let Some(addr) = origin.strip_prefix("fcgi://") {
+        Mount::fcgi(&mountpoint, addr.parse().map_err(|why| bad(file, &key, why))?)
     } else if let Some(name) = origin.strip_prefix("callback://") {
         if !crate::plugins::NAMES.contains(&name) {
             return Err(bad(file, &key, crate::plugins::unknown(name)));
@@ -922,7 +957,7 @@ fn build_mount(file: &Path, at: &str, m: MountConf) -> Result<Mount, ConfigError
             file,
             &key,
             format!(
-                "{origin:?}: expected file://, >http://, >https://, http://, https://, cgi:// or callback:// (ORG-1)"
+                "{origin:?}: expected file://, >http://, >https://, http://, https://, cgi://, fcgi:// or callback:// (ORG-1)"
             ),
         ));
     };

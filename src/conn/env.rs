@@ -9,7 +9,7 @@ use crate::reload::ErrorPage;
 #[cfg(feature = "cgi")]
 use crate::roles::cgi::CgiCache;
 #[cfg(feature = "cgi")]
-use crate::roles::cgi::{CgiWaiters, Reaper};
+use crate::roles::cgi::{CgiWaiters, FcgiPool, Reaper};
 use crate::timer::TimerWheel;
 use crate::vhost::Vhost;
 use std::sync::Arc;
@@ -68,6 +68,9 @@ pub(crate) struct Env {
     /// Slab tokens of CGI pipes that were closed, for the loop to free.
     #[cfg(feature = "cgi")]
     pub(crate) dead_pipes: Vec<usize>,
+    /// FastCGI servers' requests in flight and idle connections.
+    #[cfg(feature = "cgi")]
+    pub(crate) fcgi: FcgiPool,
     /// The loop is draining ([`crate::ContextHandle::drain`]): no
     /// connection is kept alive past its current response.
     pub(crate) draining: bool,

@@ -9,7 +9,7 @@
 //! `doku.php`) is refused outright.
 
 use super::rules::ends_with_ignore_case;
-use super::Mount;
+use super::{Mount, Runner};
 use std::io;
 #[cfg(feature = "cgi")]
 use std::path::Path;
@@ -22,8 +22,8 @@ pub(crate) struct Script {
     /// Where it really is (resolved as the mount resolves files: no
     /// symbolic link left in it).
     pub file: PathBuf,
-    /// What runs it; `None`: the file is the program.
-    pub interpreter: Option<PathBuf>,
+    /// What runs it.
+    pub runner: Runner,
     /// The URL path up to and including it.
     pub script_name: String,
     /// The rest of the URL path (empty or starting with `/`).
@@ -46,15 +46,14 @@ pub(crate) enum Located {
     Refused(u16, &'static str),
 }
 
-/// The interpreter `assign` gives `name`, if its suffix is assigned
-/// (`Some(None)`: the file is the program).
-pub(crate) fn assigned<'a>(assign: &'a [(String, Option<PathBuf>)], name: &str) -> Option<&'a Option<PathBuf>> {
+/// What `assign` runs `name` with, if its suffix is assigned.
+pub(crate) fn assigned<'a>(assign: &'a [(String, Runner)], name: &str) -> Option<&'a Runner> {
     assign.iter().find(|(suffix, _)| ends_with_ignore_case(name, suffix)).map(|(_, i)| i)
 }
 
 /// Whether `name` is an assigned suffix's near miss: the suffix followed
 /// by nothing but dots and spaces.
-fn near_miss(assign: &[(String, Option<PathBuf>)], name: &str) -> bool {
+fn near_miss(assign: &[(String, Runner)], name: &str) -> bool {
     let trimmed = name.trim_end_matches(['.', ' ']);
     trimmed.len() != name.len() && assigned(assign, trimmed).is_some()
 }
@@ -139,7 +138,7 @@ pub(crate) fn locate(m: &Mount, fops: &dyn Fops, rem: &str, gzip: bool) -> Locat
             if near_miss(&m.assign, seg) {
                 return Located::Refused(403, "a name that ends like a script's");
             }
-            let Some(interpreter) = m.assigned(seg) else { continue };
+            let Some(runner) = m.assigned(seg) else { continue };
             let prefix = &vpath.as_str()[..at];
             let Ok(p) = VPath::new(prefix) else { continue };
             match script_at(fops, &p) {
@@ -152,7 +151,7 @@ pub(crate) fn locate(m: &Mount, fops: &dyn Fops, rem: &str, gzip: bool) -> Locat
                     }
                     return Located::Script(Script {
                         file,
-                        interpreter: interpreter.clone(),
+                        runner: runner.clone(),
                         script_name: format!("{}/{prefix}", base(m)),
                         path_info,
                     });
@@ -180,13 +179,13 @@ pub(crate) fn locate(m: &Mount, fops: &dyn Fops, rem: &str, gzip: bool) -> Locat
         if super::rules::refusal(m, &format!("{}/{}", base(m), p.as_str())).is_some() {
             continue;
         }
-        if let Some(interpreter) = m.assigned(name) {
+        if let Some(runner) = m.assigned(name) {
             match script_at(fops, &p) {
                 ScriptAt::Found(file) => {
                     let dir = if vpath.is_root() { String::new() } else { format!("/{}", vpath.as_str()) };
                     return Located::Script(Script {
                         file,
-                        interpreter: interpreter.clone(),
+                        runner: runner.clone(),
                         script_name: format!("{}{dir}/{name}", base(m)),
                         path_info: String::new(),
                     });
@@ -260,7 +259,7 @@ mod tests {
         assert_eq!((name.as_str(), file), ("/lib/exe/css.php", root.join("lib/exe/css.php")));
         // Case variants of the suffix are scripts too.
         let m2 = Mount::dir("/", "unused").cgi_assign(".PHP", "");
-        assert!(matches!(locate(&m2, &*fops, "/doku.php", false), Located::Script(s) if s.interpreter.is_none()));
+        assert!(matches!(locate(&m2, &*fops, "/doku.php", false), Located::Script(s) if s.runner == Runner::Itself));
         // Under a mountpoint, SCRIPT_NAME has it.
         let m3 = Mount::dir("/wiki", "unused").cgi_assign(".php", "/usr/bin/php-cgi");
         let (name, info, _) = script(locate(&m3, &*fops, "/doku.php/x", false));

@@ -9,8 +9,12 @@ use warren_vfs::{Fops, PlainFops, Symlinks};
 #[cfg(feature = "zip")]
 use warren_vfs::{OpenFlags, VPath, ZipFops};
 
+mod fcgi;
 mod locate;
 mod rules;
+
+pub use fcgi::FcgiAddr;
+pub(crate) use fcgi::FcgiConf;
 
 #[cfg(feature = "cgi")]
 pub(crate) use locate::script_dir;
@@ -51,6 +55,21 @@ pub enum Origin {
     /// segment naming an executable file is the script; paths through
     /// linked directories never leave the directory). See docs/cgi.md.
     Cgi(PathBuf),
+    /// A FastCGI application server (`fcgi://`): every request below the
+    /// mountpoint goes to it, with the path below the mountpoint as
+    /// `PATH_INFO`. See docs/cgi.md.
+    Fcgi(FcgiAddr),
+}
+
+/// What runs a file whose suffix a mount assigns (`cgi-assign`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Runner {
+    /// The file is its own program.
+    Itself,
+    /// This interpreter, given the file as its argument.
+    Interpreter(PathBuf),
+    /// This FastCGI server, told the file in `SCRIPT_FILENAME`.
+    Fcgi(FcgiAddr),
 }
 
 impl fmt::Debug for Origin {
@@ -61,6 +80,7 @@ impl fmt::Debug for Origin {
             Origin::Callback(name) => write!(f, "Callback({name:?})"),
             Origin::Redirect { to, append_path } => write!(f, "Redirect({to:?}, append_path: {append_path})"),
             Origin::Cgi(p) => write!(f, "Cgi({})", p.display()),
+            Origin::Fcgi(a) => write!(f, "Fcgi({a})"),
         }
     }
 }
@@ -85,7 +105,7 @@ pub struct Mount {
     /// File-name suffixes run in place by an interpreter (`None`: the
     /// file is the program), lighttpd's `cgi.assign`. Never empty
     /// suffixes; matched ignoring ASCII case.
-    pub(crate) assign: Vec<(String, Option<PathBuf>)>,
+    pub(crate) assign: Vec<(String, Runner)>,
     /// Paths refused, in order.
     pub(crate) deny: Vec<DenyRule>,
     /// Whether path segments starting with `.` are served.
@@ -120,6 +140,7 @@ pub(crate) struct CgiConf {
     #[cfg(feature = "cgi")]
     pub(crate) limits: warren_cgi::Limits,
     pub(crate) path: Option<String>,
+    pub(crate) fcgi: FcgiConf,
 }
 
 impl Default for CgiConf {
@@ -131,6 +152,7 @@ impl Default for CgiConf {
             #[cfg(feature = "cgi")]
             limits: warren_cgi::Limits::default(),
             path: None,
+            fcgi: FcgiConf::default(),
         }
     }
 }
@@ -324,7 +346,7 @@ impl Mount {
     /// refused. The mount's `cgi_*` settings (timeout, environment,
     /// process limit) apply to its scripts. Where suffixes overlap, the
     /// longest that matches decides. See docs/cgi.md.
-    pub fn cgi_assign(mut self, suffix: impl Into<String>, interpreter: impl Into<PathBuf>) -> Mount {
+    pub fn cgi_assign(self, suffix: impl Into<String>, interpreter: impl Into<PathBuf>) -> Mount {
         let suffix = suffix.into();
         if suffix.is_empty() {
             return self;
@@ -332,12 +354,62 @@ impl Mount {
         let interpreter = interpreter.into();
         // Scripts run in their own directory: a relative interpreter is
         // made absolute now, against the server's working directory.
-        let interpreter =
-            (!interpreter.as_os_str().is_empty()).then(|| std::path::absolute(&interpreter).unwrap_or(interpreter));
+        let runner = if interpreter.as_os_str().is_empty() {
+            Runner::Itself
+        } else {
+            Runner::Interpreter(std::path::absolute(&interpreter).unwrap_or(interpreter))
+        };
+        self.assign_runner(suffix, runner)
+    }
+
+    /// Runs the files of this mount whose names end with `suffix` in
+    /// place through the FastCGI server at `addr` (php-fpm, say), as
+    /// [`cgi_assign`](Self::cgi_assign) does through a program:
+    /// `SCRIPT_FILENAME` names the file, and the server runs it. The
+    /// mount's `fcgi_*` settings apply. See docs/cgi.md.
+    pub fn fcgi_assign(self, suffix: impl Into<String>, addr: FcgiAddr) -> Mount {
+        self.assign_runner(suffix.into(), Runner::Fcgi(addr))
+    }
+
+    fn assign_runner(mut self, suffix: String, runner: Runner) -> Mount {
+        if suffix.is_empty() {
+            return self;
+        }
         self.assign.retain(|(s, _)| !s.eq_ignore_ascii_case(&suffix));
-        self.assign.push((suffix, interpreter));
+        self.assign.push((suffix, runner));
         // The longest suffix that matches decides (`.inc.php` before `.php`).
         self.assign.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        self
+    }
+
+    /// Sends every request below `mountpoint` to the FastCGI application
+    /// server at `addr`, the path below the mountpoint as `PATH_INFO`
+    /// (`SCRIPT_NAME` is the mountpoint). See docs/cgi.md.
+    pub fn fcgi(mountpoint: &str, addr: FcgiAddr) -> Mount {
+        Mount::new(mountpoint, Origin::Fcgi(addr))
+    }
+
+    /// A connection to a FastCGI server not made within `t` is given up:
+    /// the client gets `504`. Default 5 s.
+    pub fn fcgi_connect_timeout(mut self, t: Duration) -> Mount {
+        self.cgi.fcgi.connect_timeout = t;
+        self
+    }
+
+    /// At most `n` requests in flight at one FastCGI server this mount
+    /// names (all mounts naming it count): more wait in line for up to
+    /// 2 s, then get `503` with `Retry-After`. Keep it at or below the
+    /// server's workers (php-fpm's `pm.max_children`) to keep waiting
+    /// here, not in its listen queue. Default 64.
+    pub fn fcgi_max_requests(mut self, n: usize) -> Mount {
+        self.cgi.fcgi.max_requests = n.max(1);
+        self
+    }
+
+    /// Idle connections to each FastCGI server kept open for the next
+    /// request (`FCGI_KEEP_CONN`); 0 opens one per request. Default 8.
+    pub fn fcgi_keepalive(mut self, n: usize) -> Mount {
+        self.cgi.fcgi.keepalive = n;
         self
     }
 
@@ -417,9 +489,8 @@ impl Mount {
         }
     }
 
-    /// The interpreter assigned to `name`'s suffix (`Some(None)`: the file
-    /// is the program).
-    pub(crate) fn assigned(&self, name: &str) -> Option<&Option<PathBuf>> {
+    /// What runs `name`, if its suffix is assigned.
+    pub(crate) fn assigned(&self, name: &str) -> Option<&Runner> {
         assigned(&self.assign, name)
     }
 

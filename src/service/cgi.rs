@@ -16,12 +16,24 @@ pub(super) enum CgiWsi {
     /// program serving connection `conn`, then (after its request) of the
     /// reaper, which keeps the token until it has reaped it.
     Exit { conn: usize, generation: u32 },
+    /// The connection to a FastCGI server serving connection `conn`.
+    Fcgi { conn: usize, generation: u32 },
 }
 
 impl Service {
     /// An event on a CGI program's descriptor at `key`.
-    pub(super) fn cgi_event(&mut self, key: usize, w: CgiWsi) {
+    pub(super) fn cgi_event(&mut self, key: usize, w: CgiWsi, readable: bool, writable: bool) {
         match w {
+            CgiWsi::Fcgi { conn, generation } => {
+                if let Some(Wsi::Conn(c)) = self.wsis.get_mut(conn) {
+                    if c.core.generation == generation {
+                        if let Some(h) = c.http() {
+                            h.fcgi_ready(readable, writable);
+                        }
+                        self.service_conn(conn);
+                    }
+                }
+            }
             CgiWsi::Pipe { conn, generation, pipe } => {
                 if let Some(Wsi::Conn(c)) = self.wsis.get_mut(conn) {
                     if c.core.generation == generation {
@@ -64,6 +76,26 @@ impl Service {
         let Some(Wsi::Conn(conn)) = self.wsis.get_mut(key) else { return };
         let generation = conn.core.generation;
         let Some(run) = conn.http().and_then(|h| h.cgi_to_register()) else { return };
+        if let Some(fd) = run.fcgi_link().map(|l| l.fd()) {
+            let entry = self.wsis.vacant_entry();
+            let token = entry.key();
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            match self.poll.registry().register(&mut mio::unix::SourceFd(&fd), Token(token), interest) {
+                Ok(()) => {
+                    entry.insert(Wsi::Cgi(CgiWsi::Fcgi { conn: key, generation }));
+                    if let Some(Wsi::Conn(conn)) = self.wsis.get_mut(key) {
+                        if let Some(run) = conn.http().and_then(|h| h.cgi_to_register()) {
+                            run.tokens = Some([None, Some(token), None]);
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::error!("cannot register a FastCGI connection: {e}");
+                    self.close(key);
+                }
+            }
+            return;
+        }
         let pidfd = run.pidfd();
         let mut tokens = [None; 3];
         let mut failed = None;
@@ -128,13 +160,13 @@ impl Service {
         if self.sh.cgi_waiters.is_empty() {
             return;
         }
-        for (vi, mi) in self.sh.cgi_waiters.mounts() {
+        for slots in self.sh.cgi_waiters.waited_for() {
             loop {
-                let running = self.sh.live[vi].mounts[mi].cgi_running;
-                if running >= self.sh.vhosts[vi].mounts[mi].cgi.max_processes {
+                let (running, max) = crate::roles::h1::slots_in_use(&mut self.sh, &slots, None);
+                if running >= max {
                     break;
                 }
-                let Some((key, generation)) = self.sh.cgi_waiters.pop(vi, mi) else { break };
+                let Some((key, generation)) = self.sh.cgi_waiters.pop(&slots) else { break };
                 if matches!(self.wsis.get(key), Some(Wsi::Conn(c)) if c.core.generation == generation && c.waits_for_cgi())
                 {
                     // As its timer would have it do, a slot being free.

@@ -171,6 +171,8 @@ impl Service {
             cgi_waiters: CgiWaiters::default(),
             #[cfg(feature = "cgi")]
             dead_pipes: Vec::new(),
+            #[cfg(feature = "cgi")]
+            fcgi: crate::roles::cgi::FcgiPool::default(),
             draining: false,
         };
         let mut service = Service {
@@ -407,7 +409,11 @@ impl Service {
                     }
                     Some(Wsi::Listen(_)) => self.accept(key),
                     #[cfg(feature = "cgi")]
-                    Some(&mut Wsi::Cgi(w)) => self.cgi_event(key, w),
+                    Some(&mut Wsi::Cgi(w)) => {
+                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                        self.cgi_event(key, w, readable, writable)
+                    }
                     // Sporadic events for a closed wsi happen; ignore them.
                     Some(Wsi::Vacated) | None => {}
                 }

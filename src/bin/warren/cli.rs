@@ -97,12 +97,26 @@ pub struct ServeArgs {
     /// programs; may be given more than once.
     #[arg(long, value_name = "MOUNTPOINT=PATH", value_parser = parse_cgi)]
     pub cgi: Vec<(String, PathBuf)>,
+    /// Send every request below MOUNTPOINT to the FastCGI application
+    /// server at ADDR: a Unix socket's absolute path or HOST:PORT
+    /// (e.g. /app=127.0.0.1:9000); may be given more than once.
+    #[arg(long, value_name = "MOUNTPOINT=ADDR", value_parser = parse_fcgi)]
+    pub fcgi: Vec<(String, warren::FcgiAddr)>,
     /// Run the --root directory's files ending in SUFFIX in place through
-    /// INTERPRETER (e.g. .php=/usr/bin/php-cgi); an empty INTERPRETER runs
-    /// the file itself (.cgi=). They are never sent as files. May be given
-    /// more than once.
+    /// INTERPRETER (e.g. .php=/usr/bin/php-cgi), or through a FastCGI
+    /// server (.php=fcgi:///run/php/php8.2-fpm.sock); an empty INTERPRETER
+    /// runs the file itself (.cgi=). They are never sent as files. May be
+    /// given more than once.
     #[arg(long, value_name = "SUFFIX=INTERPRETER", value_parser = parse_assign)]
-    pub cgi_assign: Vec<(String, PathBuf)>,
+    pub cgi_assign: Vec<(String, Runs)>,
+    /// FastCGI requests in flight at one server at most; more wait up to
+    /// 2 s, then get 503 [default: 64].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub fcgi_max_requests: Option<u32>,
+    /// Idle connections kept open to each FastCGI server (0: a connection
+    /// per request) [default: 8].
+    #[arg(long, value_name = "N")]
+    pub fcgi_keepalive: Option<u32>,
     /// The documents tried, in order, for a directory URL
     /// [default: index.html].
     #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = parse_index)]
@@ -250,12 +264,34 @@ pub struct PackArgs {
     pub dotfiles: bool,
 }
 
-fn parse_assign(v: &str) -> Result<(String, PathBuf), String> {
+/// What runs the files of an assigned suffix.
+#[derive(Debug, Clone)]
+pub enum Runs {
+    /// An interpreter (empty: the file itself).
+    Program(PathBuf),
+    /// A FastCGI server.
+    Fcgi(warren::FcgiAddr),
+}
+
+fn parse_fcgi(v: &str) -> Result<(String, warren::FcgiAddr), String> {
+    let Some((mountpoint, addr)) = v.split_once('=').filter(|(_, a)| !a.is_empty()) else {
+        return Err(format!("{v:?} is not MOUNTPOINT=ADDR (e.g. /app=127.0.0.1:9000 or /app=/run/app.sock)"));
+    };
+    if !mountpoint.starts_with('/') {
+        return Err(format!("the mountpoint {mountpoint:?} must start with '/' (e.g. /app)"));
+    }
+    Ok((mountpoint.to_string(), addr.parse()?))
+}
+
+fn parse_assign(v: &str) -> Result<(String, Runs), String> {
     let Some((suffix, interpreter)) = v.split_once('=') else {
         return Err(format!("{v:?} is not SUFFIX=INTERPRETER (e.g. .php=/usr/bin/php-cgi, or .cgi= for programs)"));
     };
     if let Some(why) = warren::Mount::assign_suffix_problem(suffix) {
         return Err(format!("{suffix:?}: {why}"));
+    }
+    if let Some(addr) = interpreter.strip_prefix("fcgi://") {
+        return Ok((suffix.to_string(), Runs::Fcgi(addr.parse()?)));
     }
     if !interpreter.is_empty() && !std::path::Path::new(interpreter).is_absolute() {
         return Err(format!("{interpreter:?}: the interpreter's absolute path, please"));
@@ -267,7 +303,7 @@ fn parse_assign(v: &str) -> Result<(String, PathBuf), String> {
             return Err(format!("{interpreter} is not an executable file"));
         }
     }
-    Ok((suffix.to_string(), PathBuf::from(interpreter)))
+    Ok((suffix.to_string(), Runs::Program(PathBuf::from(interpreter))))
 }
 
 fn parse_deny(v: &str) -> Result<warren::DenyRule, String> {

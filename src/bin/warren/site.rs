@@ -3,7 +3,7 @@
 //! way at start, on every reload and by `warren check`, so they cannot
 //! drift apart.
 
-use crate::cli::ServeArgs;
+use crate::cli::{Runs, ServeArgs};
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
@@ -90,6 +90,9 @@ fn vhost_on(args: &ServeArgs, root: &Mount, addr: SocketAddr) -> VhostInfo {
         }
         vhost = vhost.mount(m);
     }
+    for (mountpoint, addr) in &args.fcgi {
+        vhost = vhost.mount(fcgi_flags(args, Mount::fcgi(mountpoint, addr.clone())));
+    }
     if let Some(log) = &args.access_log {
         vhost = vhost.access_log(log);
     }
@@ -113,6 +116,10 @@ fn root_mount(args: &ServeArgs) -> Result<Mount, String> {
     if !args.x_sendfile.is_empty() && args.cgi_assign.is_empty() && args.cgi.is_empty() {
         return Err("--x-sendfile lets CGI responses name files: it needs --cgi-assign or --cgi".into());
     }
+    let fcgi = args.fcgi.is_empty() && !args.cgi_assign.iter().any(|(_, r)| matches!(r, Runs::Fcgi(_)));
+    if fcgi && (args.fcgi_max_requests.is_some() || args.fcgi_keepalive.is_some()) {
+        return Err("--fcgi-max-requests and --fcgi-keepalive need --fcgi or --cgi-assign SUFFIX=fcgi://ADDR".into());
+    }
     for (i, (a, _)) in args.cgi_assign.iter().enumerate() {
         if args.cgi_assign[..i].iter().any(|(b, _)| a.eq_ignore_ascii_case(b)) {
             return Err(format!("--cgi-assign {a}: given twice (suffixes match ignoring case)"));
@@ -128,9 +135,13 @@ fn root_mount(args: &ServeArgs) -> Result<Mount, String> {
             if !args.index.is_empty() {
                 m = m.index(args.index.iter().cloned());
             }
-            for (suffix, interpreter) in &args.cgi_assign {
-                m = m.cgi_assign(suffix.clone(), interpreter.clone());
+            for (suffix, runs) in &args.cgi_assign {
+                m = match runs {
+                    Runs::Program(interpreter) => m.cgi_assign(suffix.clone(), interpreter.clone()),
+                    Runs::Fcgi(addr) => m.fcgi_assign(suffix.clone(), addr.clone()),
+                };
             }
+            m = fcgi_flags(args, m);
             for rule in &args.deny {
                 m = m.deny(rule.clone());
             }
@@ -140,6 +151,17 @@ fn root_mount(args: &ServeArgs) -> Result<Mount, String> {
             Ok(m)
         }
     }
+}
+
+/// The FastCGI flags, on a mount that talks to FastCGI servers.
+fn fcgi_flags(args: &ServeArgs, mut m: Mount) -> Mount {
+    if let Some(n) = args.fcgi_max_requests {
+        m = m.fcgi_max_requests(n as usize);
+    }
+    if let Some(n) = args.fcgi_keepalive {
+        m = m.fcgi_keepalive(n as usize);
+    }
+    m
 }
 
 /// The flags' addresses, each with whether it came from a host name, in

@@ -26,8 +26,10 @@
 //! Requests waiting for a slot of a mount at its process limit queue in
 //! [`CgiWaiters`], in arrival order; the loop starts them as slots free.
 
+mod fcgi;
 mod resolve;
 
+pub(crate) use fcgi::{ConnectError, FcgiLink, FcgiPool};
 pub(crate) use resolve::{cgi_lookup_cached, executable, translate, CgiCache, CgiTarget};
 
 use crate::http::BodyDecoder;
@@ -93,10 +95,21 @@ pub(crate) enum Pipe {
     Stderr,
 }
 
-/// One program serving one request.
+/// What answers a request: a program, or a FastCGI server.
+#[derive(Debug)]
+enum Backend {
+    Process {
+        child: CgiChild,
+        /// Readable once the program has exited; `None` without pidfds.
+        pidfd: Option<OwnedFd>,
+    },
+    Fcgi(Box<FcgiLink>),
+}
+
+/// One program (or one FastCGI request) serving one request.
 #[derive(Debug)]
 pub(crate) struct CgiRun {
-    child: CgiChild,
+    backend: Backend,
     /// The script's URL path, for logs.
     pub(crate) script: String,
     /// Which vhost and mount it runs for (their running count).
@@ -122,8 +135,7 @@ pub(crate) struct CgiRun {
     stdin_gone: bool,
     pub(crate) stdout_eof: bool,
     stderr_eof: bool,
-    stderr_line: Vec<u8>,
-    stderr_lines: u32,
+    stderr: StderrLog,
     /// Local redirects followed for this request so far.
     pub(crate) redirects: u8,
     /// With `Passthrough`: the script's chunk framing as it passes, so the
@@ -132,8 +144,6 @@ pub(crate) struct CgiRun {
     /// stdout ended before the program's exit was seen: waiting (until
     /// this instant) to learn whether it crashed.
     pub(crate) exit_wait: Option<Instant>,
-    /// Readable once the program has exited; `None` without pidfds.
-    pidfd: Option<OwnedFd>,
     /// Slab token of the registered pidfd; handed to the reaper with it.
     pub(crate) exit_token: Option<usize>,
     /// The request, kept when the mount lets a response name a file to
@@ -157,13 +167,22 @@ impl CgiRun {
         // Opened before anything can reap the child, so the pid cannot
         // name another process yet.
         let pidfd = pidfd_open(child.child.id());
+        CgiRun::with_backend(Backend::Process { child, pidfd }, script, vhost, mount, redirects)
+    }
+
+    /// A request to a FastCGI server over `link`.
+    pub(crate) fn fcgi(link: FcgiLink, script: String, vhost: usize, mount: usize, redirects: u8) -> CgiRun {
+        CgiRun::with_backend(Backend::Fcgi(Box::new(link)), script, vhost, mount, redirects)
+    }
+
+    fn with_backend(backend: Backend, script: String, vhost: usize, mount: usize, redirects: u8) -> CgiRun {
         // Named in log lines: the name came from a request.
         let script = crate::access_log::log_safe(&script, 256);
+        let log_name = script.clone();
         CgiRun {
-            pidfd,
             exit_token: None,
             request: None,
-            child,
+            backend,
             script,
             vhost,
             mount,
@@ -179,8 +198,7 @@ impl CgiRun {
             stdin_gone: false,
             stdout_eof: false,
             stderr_eof: false,
-            stderr_line: Vec::new(),
-            stderr_lines: 0,
+            stderr: StderrLog { script: log_name, line: Vec::new(), lines: 0 },
             redirects,
             own_chunks: BodyDecoder::chunked(),
             exit_wait: None,
@@ -190,7 +208,14 @@ impl CgiRun {
     /// Whether the program has exited, looked at without reaping it (the
     /// reaper does that, so its group id stays reserved meanwhile).
     pub(crate) fn exit(&self) -> Exit {
-        let pid: libc::id_t = self.child.child.id();
+        let child = match &self.backend {
+            Backend::Process { child, .. } => child,
+            // Its end is the record that says so; without it, the
+            // response was cut short.
+            Backend::Fcgi(link) if link.ended() => return Exit::Exited,
+            Backend::Fcgi(_) => return Exit::Killed,
+        };
+        let pid: libc::id_t = child.child.id();
         // SAFETY: siginfo_t is plain data; waitid(2) fills it for our own
         // child; WNOWAIT leaves the child waitable, WNOHANG never blocks.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -211,12 +236,41 @@ impl CgiRun {
 
     /// The pidfd to register, if there is one.
     pub(crate) fn pidfd(&self) -> Option<RawFd> {
-        self.pidfd.as_ref().map(AsRawFd::as_raw_fd)
+        match &self.backend {
+            Backend::Process { pidfd, .. } => pidfd.as_ref().map(AsRawFd::as_raw_fd),
+            Backend::Fcgi(_) => None,
+        }
     }
 
     /// The pidfd could not be registered: the exit is polled.
     pub(crate) fn drop_pidfd(&mut self) {
-        self.pidfd = None;
+        if let Backend::Process { pidfd, .. } = &mut self.backend {
+            *pidfd = None;
+        }
+    }
+
+    /// The FastCGI connection, if this is a FastCGI request.
+    pub(crate) fn fcgi_link(&self) -> Option<&FcgiLink> {
+        match &self.backend {
+            Backend::Fcgi(link) => Some(link),
+            Backend::Process { .. } => None,
+        }
+    }
+
+    /// The loop reports readiness of the FastCGI connection.
+    pub(crate) fn fcgi_ready(&mut self, readable: bool, writable: bool) {
+        if let Backend::Fcgi(link) = &mut self.backend {
+            link.readable |= readable;
+            link.writable |= writable;
+        }
+    }
+
+    /// Whether stdout may have something to read now.
+    pub(crate) fn can_read(&self) -> bool {
+        match &self.backend {
+            Backend::Process { .. } => self.stdout_ready,
+            Backend::Fcgi(link) => link.can_read(),
+        }
     }
 
     /// How long to wait before looking at the exit status again, while
@@ -233,8 +287,9 @@ impl CgiRun {
 
     /// The pipes to register: (descriptor, which), stdin only while open.
     pub(crate) fn fds(&self) -> Vec<(RawFd, Pipe)> {
-        let mut v = vec![(self.child.stdout.as_raw_fd(), Pipe::Stdout), (self.child.stderr.as_raw_fd(), Pipe::Stderr)];
-        if let Some(stdin) = &self.child.stdin {
+        let Backend::Process { child, .. } = &self.backend else { return Vec::new() };
+        let mut v = vec![(child.stdout.as_raw_fd(), Pipe::Stdout), (child.stderr.as_raw_fd(), Pipe::Stderr)];
+        if let Some(stdin) = &child.stdin {
             v.insert(0, (stdin.as_raw_fd(), Pipe::Stdin));
         }
         v
@@ -242,13 +297,20 @@ impl CgiRun {
 
     /// Whether body bytes wait for stdin (the client's rx is paused).
     pub(crate) fn input_blocked(&self) -> bool {
-        !self.pending_in.is_empty()
+        match &self.backend {
+            Backend::Process { .. } => !self.pending_in.is_empty(),
+            Backend::Fcgi(link) => link.input_blocked(),
+        }
     }
 
     /// Takes request body bytes: writes what stdin takes now, holds the
     /// rest. Returns whether anything moved.
     pub(crate) fn feed(&mut self, data: &[u8]) -> bool {
-        if self.stdin_gone || self.child.stdin.is_none() {
+        let child = match &mut self.backend {
+            Backend::Process { child, .. } => child,
+            Backend::Fcgi(link) => return link.feed(data),
+        };
+        if self.stdin_gone || child.stdin.is_none() {
             return false;
         }
         if !self.pending_in.is_empty() {
@@ -265,6 +327,14 @@ impl CgiRun {
     /// Writes held body bytes, then closes stdin once the body is all
     /// in. Returns whether anything moved.
     pub(crate) fn flush_stdin(&mut self) -> bool {
+        if let Backend::Fcgi(link) = &mut self.backend {
+            let moved = link.flush(self.body_done);
+            if link.failed() {
+                // Gone before its answer: what came is all there is.
+                self.stdout_eof = true;
+            }
+            return moved;
+        }
         let mut moved = false;
         if !self.pending_in.is_empty() && self.stdin_ready {
             let pending = std::mem::take(&mut self.pending_in);
@@ -274,16 +344,19 @@ impl CgiRun {
                 self.pending_in = pending[n..].to_vec();
             }
         }
-        if self.pending_in.is_empty() && (self.body_done || self.stdin_gone) && self.child.stdin.is_some() {
-            // EOF on stdin: the program knows the body has ended.
-            self.child.stdin = None;
-            moved = true;
+        if let Backend::Process { child, .. } = &mut self.backend {
+            if self.pending_in.is_empty() && (self.body_done || self.stdin_gone) && child.stdin.is_some() {
+                // EOF on stdin: the program knows the body has ended.
+                child.stdin = None;
+                moved = true;
+            }
         }
         moved
     }
 
     fn write_stdin(&mut self, data: &[u8]) -> usize {
-        let Some(stdin) = self.child.stdin.as_mut() else { return 0 };
+        let Backend::Process { child, .. } = &mut self.backend else { return 0 };
+        let Some(stdin) = child.stdin.as_mut() else { return 0 };
         let mut done = 0;
         while done < data.len() {
             match stdin.write(&data[done..]) {
@@ -299,7 +372,7 @@ impl CgiRun {
                     log::debug!("cgi {}: stdin: {e}", self.script);
                     self.stdin_gone = true;
                     self.pending_in = Vec::new();
-                    self.child.stdin = None;
+                    child.stdin = None;
                     break;
                 }
             }
@@ -309,8 +382,20 @@ impl CgiRun {
 
     /// Reads stdout into `buf`. `Ok(None)`: nothing now.
     pub(crate) fn read_stdout(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let child = match &mut self.backend {
+            Backend::Process { child, .. } => child,
+            Backend::Fcgi(link) => {
+                let log = &mut self.stderr;
+                let r = link.read_stdout(buf, &mut |bytes| log.bytes(bytes));
+                if matches!(r, Ok(Some(0)) | Err(_)) {
+                    self.stdout_eof = true;
+                    self.stderr.end();
+                }
+                return r;
+            }
+        };
         loop {
-            match self.child.stdout.read(buf) {
+            match child.stdout.read(buf) {
                 Ok(0) => {
                     self.stdout_eof = true;
                     return Ok(Some(0));
@@ -328,25 +413,20 @@ impl CgiRun {
 
     /// Logs what stderr has, line by line. Returns whether anything moved.
     pub(crate) fn drain_stderr(&mut self) -> bool {
+        let Backend::Process { child, .. } = &mut self.backend else { return false };
         let mut moved = false;
         let mut buf = [0u8; 4096];
         let mut reads = 0;
         while self.stderr_ready && !self.stderr_eof && reads < STDERR_READS_PER_STEP {
             reads += 1;
-            match self.child.stderr.read(&mut buf) {
+            match child.stderr.read(&mut buf) {
                 Ok(0) => {
                     self.stderr_eof = true;
-                    self.log_line(true);
+                    self.stderr.end();
                 }
                 Ok(n) => {
                     moved = true;
-                    for &b in &buf[..n] {
-                        if b == b'\n' {
-                            self.log_line(false);
-                        } else if self.stderr_line.len() < MAX_LOG_LINE {
-                            self.stderr_line.push(b);
-                        }
-                    }
+                    self.stderr.bytes(&buf[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stderr_ready = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -356,31 +436,30 @@ impl CgiRun {
         moved
     }
 
-    fn log_line(&mut self, at_eof: bool) {
-        if at_eof && self.stderr_line.is_empty() {
-            return;
-        }
-        self.stderr_lines = self.stderr_lines.saturating_add(1);
-        if self.stderr_lines <= MAX_LOG_LINES {
-            let line = String::from_utf8_lossy(&self.stderr_line);
-            log::warn!("cgi {}: {}", self.script, printable(line.trim_end_matches('\r')));
-        } else if self.stderr_lines == MAX_LOG_LINES + 1 {
-            log::warn!("cgi {}: more than {MAX_LOG_LINES} lines on stderr; the rest are not logged", self.script);
-        }
-        self.stderr_line.clear();
-    }
-
     /// Whether stderr may have more to read now.
     pub(crate) fn stderr_pending(&self) -> bool {
-        self.stderr_ready && !self.stderr_eof
+        matches!(self.backend, Backend::Process { .. }) && self.stderr_ready && !self.stderr_eof
     }
 
     /// Ends the run: the program goes to `reaper`, cut short (`kill`: its
     /// group gets SIGTERM now, SIGKILL after a grace) or left to finish
     /// within `linger`.
-    pub(crate) fn retire(mut self, reaper: &mut Reaper, kill: bool, linger: Duration, now: Instant) {
+    ///
+    /// A FastCGI request's connection leaves the poll and goes back to
+    /// `pool` (kept for the next request, up to `keepalive` idle, or
+    /// closed; `kill`: the server is told of the abort first).
+    pub(crate) fn retire(mut self, reaper: &mut Reaper, pool: &mut FcgiPool, end: Retire, now: Instant) {
         self.drain_stderr();
-        let CgiRun { child, pidfd, exit_token, .. } = self;
+        let CgiRun { backend, exit_token, .. } = self;
+        let (child, pidfd) = match backend {
+            Backend::Process { child, pidfd } => (child, pidfd),
+            Backend::Fcgi(link) => {
+                reaper.forget(link.fd());
+                pool.release(*link, end.keepalive, end.kill);
+                return;
+            }
+        };
+        let Retire { kill, linger, .. } = end;
         let CgiChild { child, stdin, stdout, stderr } = child;
         // Out of the poll first (see `Reaper::forget`), then closing our
         // ends: a program still writing gets EPIPE.
@@ -392,6 +471,54 @@ impl CgiRun {
         drop((stdin, stdout, stderr));
         let watch = Watch { pidfd, token: exit_token, distrusted: false };
         reaper.adopt(child, watch, kill, linger, now);
+    }
+}
+
+/// How a run ends: cut short (`kill`), or left to finish within `linger`;
+/// `keepalive`: idle FastCGI connections its server may keep.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retire {
+    pub(crate) kill: bool,
+    pub(crate) linger: Duration,
+    pub(crate) keepalive: usize,
+}
+
+/// A program's stderr (or a FastCGI server's `FCGI_STDERR`), logged line
+/// by line under the script's name, a bounded number of lines.
+#[derive(Debug)]
+struct StderrLog {
+    script: String,
+    line: Vec<u8>,
+    lines: u32,
+}
+
+impl StderrLog {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                self.log_line();
+            } else if self.line.len() < MAX_LOG_LINE {
+                self.line.push(b);
+            }
+        }
+    }
+
+    /// The stream ended: a last line without its newline is logged.
+    fn end(&mut self) {
+        if !self.line.is_empty() {
+            self.log_line();
+        }
+    }
+
+    fn log_line(&mut self) {
+        self.lines = self.lines.saturating_add(1);
+        if self.lines <= MAX_LOG_LINES {
+            let line = String::from_utf8_lossy(&self.line);
+            log::warn!("cgi {}: {}", self.script, printable(line.trim_end_matches('\r')));
+        } else if self.lines == MAX_LOG_LINES + 1 {
+            log::warn!("cgi {}: more than {MAX_LOG_LINES} lines on stderr; the rest are not logged", self.script);
+        }
+        self.line.clear();
     }
 }
 
@@ -725,13 +852,22 @@ fn group_alive(pgid: i32) -> bool {
     pgid > 0 && unsafe { libc::kill(-pgid, 0) } == 0
 }
 
-/// Requests waiting for a slot of a CGI mount at its process limit, per
-/// (vhost, mount), in arrival order: (slab key, generation). Each
-/// connection waits in one queue at most, and each queue holds at most
-/// [`MAX_CGI_WAITERS`], so this is bounded by the connection limit.
+/// What a request waiting for a slot waits for: a mount's programs
+/// (vhost, mount), or a FastCGI server's requests.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Slots {
+    Mount(usize, usize),
+    Fcgi(crate::mount::FcgiAddr),
+}
+
+/// Requests waiting for a slot of a CGI mount at its process limit (or
+/// of a FastCGI server at its request limit), per [`Slots`], in arrival
+/// order: (slab key, generation). Each connection waits in one queue at
+/// most, and each queue holds at most [`MAX_CGI_WAITERS`], so this is
+/// bounded by the connection limit.
 #[derive(Debug, Default)]
 pub(crate) struct CgiWaiters {
-    queues: HashMap<(usize, usize), VecDeque<(usize, u32)>>,
+    queues: HashMap<Slots, VecDeque<(usize, u32)>>,
 }
 
 impl CgiWaiters {
@@ -739,15 +875,15 @@ impl CgiWaiters {
         self.queues.is_empty()
     }
 
-    /// Whether requests wait for a slot of this mount (a new one queues
-    /// behind them, even when a slot has just freed).
-    pub(crate) fn has_waiters(&self, vhost: usize, mount: usize) -> bool {
-        self.queues.contains_key(&(vhost, mount))
+    /// Whether requests wait for these slots (a new one queues behind
+    /// them, even when a slot has just freed).
+    pub(crate) fn has_waiters(&self, slots: &Slots) -> bool {
+        self.queues.contains_key(slots)
     }
 
     /// Queues connection `key`; false when the queue is full.
-    pub(crate) fn push(&mut self, vhost: usize, mount: usize, key: usize, generation: u32) -> bool {
-        let q = self.queues.entry((vhost, mount)).or_default();
+    pub(crate) fn push(&mut self, slots: &Slots, key: usize, generation: u32) -> bool {
+        let q = self.queues.entry(slots.clone()).or_default();
         if q.len() >= MAX_CGI_WAITERS {
             return false;
         }
@@ -758,26 +894,26 @@ impl CgiWaiters {
 
     /// Takes connection `key` out of the queue (it got its slot, gave up,
     /// or went away).
-    pub(crate) fn remove(&mut self, vhost: usize, mount: usize, key: usize) {
-        if let Some(q) = self.queues.get_mut(&(vhost, mount)) {
+    pub(crate) fn remove(&mut self, slots: &Slots, key: usize) {
+        if let Some(q) = self.queues.get_mut(slots) {
             q.retain(|&(k, _)| k != key);
             if q.is_empty() {
-                self.queues.remove(&(vhost, mount));
+                self.queues.remove(slots);
             }
         }
     }
 
-    /// The mounts that have waiters.
-    pub(crate) fn mounts(&self) -> Vec<(usize, usize)> {
-        self.queues.keys().copied().collect()
+    /// The slots that have waiters.
+    pub(crate) fn waited_for(&self) -> Vec<Slots> {
+        self.queues.keys().cloned().collect()
     }
 
-    /// The first waiter of a mount, taken out of its queue.
-    pub(crate) fn pop(&mut self, vhost: usize, mount: usize) -> Option<(usize, u32)> {
-        let q = self.queues.get_mut(&(vhost, mount))?;
+    /// The first waiter for these slots, taken out of its queue.
+    pub(crate) fn pop(&mut self, slots: &Slots) -> Option<(usize, u32)> {
+        let q = self.queues.get_mut(slots)?;
         let first = q.pop_front();
         if q.is_empty() {
-            self.queues.remove(&(vhost, mount));
+            self.queues.remove(slots);
         }
         first
     }
@@ -808,26 +944,29 @@ mod tests {
     #[test]
     fn waiters_leave_in_arrival_order_and_once() {
         let mut w = CgiWaiters::default();
-        assert!(w.push(0, 1, 7, 1));
-        assert!(w.push(0, 1, 3, 1));
-        assert!(w.push(0, 1, 9, 2));
+        let (m01, m02) = (Slots::Mount(0, 1), Slots::Mount(0, 2));
+        assert!(w.push(&m01, 7, 1));
+        assert!(w.push(&m01, 3, 1));
+        assert!(w.push(&m01, 9, 2));
         // Queued again: moves to the back, never twice.
-        assert!(w.push(0, 1, 7, 1));
-        w.remove(0, 1, 3);
-        assert!(w.has_waiters(0, 1) && !w.has_waiters(0, 2));
-        assert_eq!(w.pop(0, 1), Some((9, 2)));
-        assert_eq!(w.pop(0, 1), Some((7, 1)));
-        assert_eq!(w.pop(0, 1), None);
+        assert!(w.push(&m01, 7, 1));
+        w.remove(&m01, 3);
+        assert!(w.has_waiters(&m01) && !w.has_waiters(&m02));
+        assert_eq!(w.pop(&m01), Some((9, 2)));
+        assert_eq!(w.pop(&m01), Some((7, 1)));
+        assert_eq!(w.pop(&m01), None);
         assert!(w.is_empty());
     }
 
     #[test]
     fn a_full_queue_refuses() {
         let mut w = CgiWaiters::default();
+        let fpm = Slots::Fcgi(crate::mount::FcgiAddr::Unix("/run/fpm.sock".into()));
         for k in 0..MAX_CGI_WAITERS {
-            assert!(w.push(0, 0, k, 0));
+            assert!(w.push(&fpm, k, 0));
         }
-        assert!(!w.push(0, 0, MAX_CGI_WAITERS, 0));
-        assert!(w.push(0, 1, MAX_CGI_WAITERS, 0), "another mount has its own queue");
+        assert!(!w.push(&fpm, MAX_CGI_WAITERS, 0));
+        assert!(w.push(&Slots::Mount(0, 1), MAX_CGI_WAITERS, 0), "other slots have their own queue");
+        assert_eq!(w.waited_for().len(), 2);
     }
 }

@@ -11,8 +11,8 @@ use crate::conn::{Core, Env, Step};
 use crate::http::request::{self, Framing, Limits as HeadLimits, Request};
 use crate::http::respond::{begin_head, end_head, server_sets, BodyFraming};
 use crate::http::{open_error_status, Version};
-use crate::mount::{Located, Origin};
-use crate::roles::cgi::{CgiRun, CgiTarget, Exit, OutFraming, EXIT_WAIT};
+use crate::mount::{FcgiAddr, Located, Origin, Runner};
+use crate::roles::cgi::{CgiRun, CgiTarget, ConnectError, Exit, OutFraming, Retire, Slots, EXIT_WAIT};
 use crate::vhost::strip_port;
 use std::ffi::OsString;
 use std::io;
@@ -24,6 +24,9 @@ const CGI_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// `PATH_INFO` segments past which an in-place script's is not
 /// translated (each costs a lookup in the loop).
 const MAX_TRANSLATED_DEPTH: usize = 32;
+/// `FCGI_OVERLOADED`: the FastCGI server refused the request for want
+/// of resources.
+const FCGI_OVERLOADED: u8 = 2;
 /// Local CGI redirects followed for one request.
 const MAX_LOCAL_REDIRECTS: u8 = 3;
 
@@ -77,16 +80,20 @@ impl H1 {
                 return;
             }
         };
-        let m = &sh.vhosts[vi].mounts[mi];
         let framing = req.framing();
         self.reading = body_reading(framing);
         // Draining: this response is the connection's last.
         self.tx.keep_alive = req.keep_alive() && !sh.draining;
-        if sh.live[vi].mounts[mi].cgi_running >= m.cgi.max_processes || (!queued && sh.cgi_waiters.has_waiters(vi, mi))
-        {
+        let slots = match &launch.exec {
+            Exec::Spawn { .. } => Slots::Mount(vi, mi),
+            Exec::Fcgi(addr) => Slots::Fcgi(addr.clone()),
+        };
+        let max = sh.vhosts[vi].mounts[mi].cgi.fcgi.max_requests;
+        let (running, max) = slots_in_use(sh, &slots, Some(max));
+        if running >= max || (!queued && sh.cgi_waiters.has_waiters(&slots)) {
             // CGI-3 [REC]: wait briefly for a slot, reading nothing, in
             // line: the loop starts the first waiter when a slot frees.
-            if !sh.cgi_waiters.push(vi, mi, c.key, c.generation) {
+            if !sh.cgi_waiters.push(&slots, c.key, c.generation) {
                 log::warn!("{}: too many requests wait for CGI slots of \"{}\"; 503", c.peer, log_path(req.path()));
                 self.tx.keep_alive = false;
                 self.reading = Reading::Done;
@@ -97,10 +104,11 @@ impl H1 {
             c.rx_paused = true;
             self.cgi_paused_rx = true;
             let until = sh.now + CGI_SLOT_WAIT;
-            self.writing = Writing::CgiWait { req: Box::new(req), mount: mi, until, redirects };
+            self.writing = Writing::CgiWait { req: Box::new(req), mount: mi, slots, until, redirects };
             sh.timers.set(c.key, until);
             return;
         }
+        let m = &sh.vhosts[vi].mounts[mi];
         let host = req.host().map(strip_port).filter(|h| !h.is_empty());
         let cgi_req = warren_cgi::CgiRequest {
             method: req.method_str().to_string(),
@@ -127,28 +135,60 @@ impl H1 {
             extra: tls_vars(&req).into_iter().chain(m.cgi.env.iter().cloned()).collect(),
             path: m.cgi.path.clone(),
         };
-        let child = warren_cgi::spawn(&launch.program, &launch.args, &cgi_req.environment(), &launch.cwd, m.cgi.limits);
-        let child = match child {
-            Ok(found) => found,
-            Err(e) => {
-                log::error!("cgi {}: cannot start {}: {e}", launch.script_name, launch.program.display());
-                self.skip_body(&req);
-                self.reading = Reading::Done;
-                let status = if e.kind() == io::ErrorKind::PermissionDenied { 403 } else { 500 };
-                self.send_error(c, sh, status, Some(&req));
-                return;
+        let no_body = matches!(framing, Framing::None | Framing::Length(0));
+        let (mut timeout, conf) = (m.cgi.timeout, m.cgi.fcgi.clone());
+        let mut run = match launch.exec {
+            Exec::Spawn { program, args, cwd } => {
+                let child = warren_cgi::spawn(&program, &args, &cgi_req.environment(), &cwd, m.cgi.limits);
+                let child = match child {
+                    Ok(found) => found,
+                    Err(e) => {
+                        log::error!("cgi {}: cannot start {}: {e}", launch.script_name, program.display());
+                        self.skip_body(&req);
+                        self.reading = Reading::Done;
+                        let status = if e.kind() == io::ErrorKind::PermissionDenied { 403 } else { 500 };
+                        self.send_error(c, sh, status, Some(&req));
+                        return;
+                    }
+                };
+                sh.live[vi].mounts[mi].cgi_running += 1;
+                CgiRun::new(child, launch.script_name, vi, mi, redirects)
+            }
+            Exec::Fcgi(addr) => {
+                let mut link = match sh.fcgi.connect(&addr, conf.keepalive > 0) {
+                    Ok(link) => link,
+                    Err(e) => {
+                        self.skip_body(&req);
+                        self.reading = Reading::Done;
+                        self.tx.keep_alive = false;
+                        match e {
+                            ConnectError::Busy(e) => {
+                                log::warn!("{}: {addr}: {e}; 503", c.peer);
+                                self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
+                            }
+                            ConnectError::Down(e) => {
+                                log::error!("{}: cannot connect to {addr}: {e}; 502", c.peer);
+                                self.send_error(c, sh, 502, Some(&req));
+                            }
+                        }
+                        sh.force(c);
+                        return;
+                    }
+                };
+                link.begin(&cgi_req.environment(), no_body);
+                if link.connecting() {
+                    timeout = timeout.min(conf.connect_timeout);
+                }
+                CgiRun::fcgi(link, launch.script_name, vi, mi, redirects)
             }
         };
-        let timeout = m.cgi.timeout;
-        sh.live[vi].mounts[mi].cgi_running += 1;
         let metrics = &sh.handle.inner.metrics;
         crate::metrics::inc(&metrics.cgi_started);
         crate::metrics::inc(&metrics.cgi_running);
-        let mut run = CgiRun::new(child, launch.script_name, vi, mi, redirects);
         if !sh.vhosts[vi].mounts[mi].x_sendfile.is_empty() {
             run.request = Some(Box::new(req.clone()));
         }
-        if matches!(framing, Framing::None | Framing::Length(0)) {
+        if no_body {
             // No body: the program sees the end of its input at once.
             self.reading = Reading::Done;
             run.body_done = true;
@@ -192,7 +232,7 @@ impl H1 {
             c.rx_paused = false;
             progress = true;
         }
-        if !run.stdout_eof && run.stdout_ready && c.out.writable && !c.out.has_pending() {
+        if !run.stdout_eof && run.can_read() && c.out.writable && !c.out.has_pending() {
             let mut buf = std::mem::take(&mut sh.tx);
             buf.resize(READ_CHUNK, 0);
             let r = run.read_stdout(&mut buf);
@@ -445,11 +485,17 @@ impl H1 {
     /// then (at most `EXIT_WAIT`) the run waits here, polled by the timer.
     pub(super) fn cgi_finish(&mut self, c: &mut Core, sh: &mut Env, mut run: Box<CgiRun>) {
         if run.parser.is_some() {
-            // It ended (or crashed) before a whole head: CGI-5, 502.
+            // It ended (or crashed) before a whole head: CGI-5, 502; a
+            // FastCGI server too busy to take the request says so: 503.
             log::warn!("cgi {}: ended without a complete response head", run.script);
+            let busy = run.fcgi_link().and_then(|l| l.protocol_status()) == Some(FCGI_OVERLOADED);
             self.cgi_end(c, sh, *run, true);
             self.tx.keep_alive = false;
-            self.send_error(c, sh, 502, None);
+            if busy {
+                self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
+            } else {
+                self.send_error(c, sh, 502, None);
+            }
             return;
         }
         let complete = match run.framing {
@@ -512,10 +558,15 @@ impl H1 {
     /// The run is over: its program goes to the reaper (`kill`: cut
     /// short), its slot is free, its pipes' tokens are let go.
     pub(super) fn cgi_end(&mut self, c: &mut Core, sh: &mut Env, run: CgiRun, kill: bool) {
-        let m = &mut sh.live[run.vhost].mounts[run.mount];
-        m.cgi_running = m.cgi_running.saturating_sub(1);
+        if run.fcgi_link().is_none() {
+            // A FastCGI request's slot is its server's, freed by the pool.
+            if let Some(m) = sh.live.get_mut(run.vhost).and_then(|v| v.mounts.get_mut(run.mount)) {
+                m.cgi_running = m.cgi_running.saturating_sub(1);
+            }
+        }
         sh.handle.inner.metrics.cgi_running.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        let linger = sh.vhosts[run.vhost].mounts[run.mount].cgi.timeout;
+        let conf = &sh.vhosts[run.vhost].mounts[run.mount].cgi;
+        let end = Retire { kill, linger: conf.timeout, keepalive: conf.fcgi.keepalive };
         if let Some(tokens) = run.tokens {
             sh.dead_pipes.extend(tokens.into_iter().flatten());
         }
@@ -523,7 +574,7 @@ impl H1 {
             self.cgi_paused_rx = false;
             c.rx_paused = false;
         }
-        run.retire(&mut sh.reaper, kill, linger, sh.now);
+        run.retire(&mut sh.reaper, &mut sh.fcgi, end, sh.now);
     }
 
     /// Serves `path` as a GET in place of the CGI's response (a local
@@ -578,6 +629,13 @@ impl H1 {
         }
     }
 
+    /// The connection to this request's FastCGI server is ready.
+    pub(crate) fn fcgi_ready(&mut self, readable: bool, writable: bool) {
+        if let Writing::Cgi(run) = &mut self.writing {
+            run.fcgi_ready(readable, writable);
+        }
+    }
+
     /// A pipe of this connection's CGI is ready.
     pub(crate) fn cgi_ready(&mut self, pipe: crate::roles::cgi::Pipe) {
         if let Writing::Cgi(run) = &mut self.writing {
@@ -594,13 +652,13 @@ impl H1 {
     /// timeout.
     pub(super) fn cgi_timer(&mut self, c: &mut Core, sh: &mut Env, writing: Writing) -> Step {
         match writing {
-            Writing::CgiWait { req, mount, until, redirects } => {
-                let max = sh.vhosts[c.vhost].mounts[mount].cgi.max_processes;
-                if sh.live[c.vhost].mounts[mount].cgi_running < max {
-                    sh.cgi_waiters.remove(c.vhost, mount, c.key);
+            Writing::CgiWait { req, mount, slots, until, redirects } => {
+                let (running, max) = slots_in_use(sh, &slots, None);
+                if running < max {
+                    sh.cgi_waiters.remove(&slots, c.key);
                     self.serve_cgi(c, sh, *req, mount, redirects, true, None);
                 } else if sh.now >= until {
-                    sh.cgi_waiters.remove(c.vhost, mount, c.key);
+                    sh.cgi_waiters.remove(&slots, c.key);
                     log::warn!("{}: CGI slots of \"{}\" all busy; 503", c.peer, log_path(req.path()));
                     self.cgi_paused_rx = false;
                     c.rx_paused = false;
@@ -609,7 +667,7 @@ impl H1 {
                     self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
                 } else {
                     // Early (the timer was moved): the deadline stays.
-                    self.writing = Writing::CgiWait { req, mount, until, redirects };
+                    self.writing = Writing::CgiWait { req, mount, slots, until, redirects };
                     sh.timers.set(c.key, until);
                     return Step::Keep;
                 }
@@ -631,7 +689,12 @@ impl H1 {
             }
             Writing::Cgi(run) => {
                 let head_sent = run.parser.is_none();
-                log::warn!("cgi {}: no progress within its timeout; ending it", run.script);
+                match run.fcgi_link() {
+                    Some(l) if l.connecting() => {
+                        log::warn!("cgi {}: cannot connect to {} in time", run.script, l.addr())
+                    }
+                    _ => log::warn!("cgi {}: no progress within its timeout; ending it", run.script),
+                }
                 crate::metrics::inc(&sh.handle.inner.metrics.cgi_timeouts);
                 self.cgi_end(c, sh, *run, true);
                 if head_sent || c.out.has_pending() {
@@ -688,15 +751,25 @@ fn tls_vars(req: &Request) -> Vec<(String, String)> {
     Vec::new()
 }
 
+/// What runs a CGI request.
+#[derive(Debug)]
+enum Exec {
+    Spawn {
+        /// What is executed: the program, or a script's interpreter.
+        program: PathBuf,
+        /// Its arguments: the script, for an interpreter.
+        args: Vec<OsString>,
+        /// Where it runs: the script's (or program's) own directory.
+        cwd: PathBuf,
+    },
+    /// A FastCGI server.
+    Fcgi(FcgiAddr),
+}
+
 /// What runs for a CGI request and what it is told.
 #[derive(Debug)]
 struct Launch {
-    /// What is executed: the program, or a script's interpreter.
-    program: PathBuf,
-    /// Its arguments: the script, for an interpreter.
-    args: Vec<OsString>,
-    /// Where it runs: the script's (or program's) own directory.
-    cwd: PathBuf,
+    exec: Exec,
     script_name: String,
     path_info: String,
     path_translated: Option<String>,
@@ -746,7 +819,52 @@ fn plan_cgi(sh: &mut Env, vi: usize, mi: usize, req: &Request) -> Plan {
                 Err(why) => Plan::Refuse(why.status(), why.why().into()),
             }
         }
+        Origin::Fcgi(addr) => fcgi_launch(&sh.vhosts[vi], mi, addr, rest),
         _ => Plan::Refuse(500, "not a mount that runs programs".into()),
+    }
+}
+
+/// A request to an `fcgi://` mount's server: the path below the
+/// mountpoint is `PATH_INFO` (its route), `SCRIPT_NAME` the mountpoint;
+/// `PATH_TRANSLATED` is `PATH_INFO` mapped through the file mounts,
+/// confined as for a `cgi://` program.
+fn fcgi_launch(vh: &crate::vhost::Vhost, mi: usize, addr: &FcgiAddr, rest: &str) -> Plan {
+    let m = &vh.mounts[mi];
+    let path_translated = if rest.is_empty() {
+        None
+    } else {
+        match crate::roles::cgi::translate(&vh.mounts, rest) {
+            Ok(p) => p.map(|p| p.to_string_lossy().into_owned()),
+            Err(e) => {
+                let why = format!("PATH_TRANSLATED for \"{}\": {e}", log_path(rest));
+                return Plan::Refuse(open_error_status(&e), why);
+            }
+        }
+    };
+    let script_name = if m.mountpoint == "/" { String::new() } else { m.mountpoint.clone() };
+    Plan::Run(Launch {
+        exec: Exec::Fcgi(addr.clone()),
+        script_name,
+        path_info: rest.to_string(),
+        path_translated,
+        script_filename: String::new(),
+        document_root: vh.document_root.clone(),
+        redirect_status: None,
+        redirect_url: None,
+    })
+}
+
+/// Requests running for `slots` and how many may: a mount's programs,
+/// or a FastCGI server's requests (`max`: the limit of the mount asking,
+/// remembered for the waiters).
+pub(crate) fn slots_in_use(sh: &mut Env, slots: &Slots, max: Option<usize>) -> (usize, usize) {
+    match slots {
+        Slots::Mount(vi, mi) => {
+            let running = sh.live.get(*vi).and_then(|v| v.mounts.get(*mi)).map_or(0, |m| m.cgi_running);
+            let max = sh.vhosts.get(*vi).and_then(|v| v.mounts.get(*mi)).map_or(0, |m| m.cgi.max_processes);
+            (running, max)
+        }
+        Slots::Fcgi(addr) => sh.fcgi.slots(addr, max),
     }
 }
 
@@ -833,9 +951,7 @@ fn program_launch(vh: &crate::vhost::Vhost, mi: usize, req: &Request, mut target
         target.program.to_string_lossy().into_owned()
     };
     Plan::Run(Launch {
-        program: target.program,
-        args: Vec::new(),
-        cwd,
+        exec: Exec::Spawn { program: target.program, args: Vec::new(), cwd },
         script_name: target.script_name,
         path_info: target.path_info,
         path_translated,
@@ -855,14 +971,18 @@ fn script_launch(sh: &Env, vi: usize, mi: usize, s: crate::mount::Script) -> Pla
     let vh = &sh.vhosts[vi];
     let m = &vh.mounts[mi];
     let Origin::File(fops) = &m.origin else { return Plan::Refuse(500, "not a file mount".into()) };
-    let (program, args) = match s.interpreter {
-        Some(interpreter) => (interpreter, vec![s.file.clone().into_os_string()]),
-        None => {
+    let cwd = crate::mount::script_dir(&s.file);
+    let exec = match s.runner {
+        Runner::Interpreter(interpreter) => {
+            Exec::Spawn { program: interpreter, args: vec![s.file.clone().into_os_string()], cwd }
+        }
+        Runner::Itself => {
             if !crate::roles::cgi::executable(&s.file) {
                 return Plan::Refuse(403, "the script is its own program and is not executable".into());
             }
-            (s.file.clone(), Vec::new())
+            Exec::Spawn { program: s.file.clone(), args: Vec::new(), cwd }
         }
+        Runner::Fcgi(addr) => Exec::Fcgi(addr),
     };
     // PATH_INFO is the script's to read (often a route, not a file): a
     // path that maps nowhere, out of a root, to what its file mount
@@ -878,9 +998,7 @@ fn script_launch(sh: &Env, vi: usize, mi: usize, s: crate::mount::Script) -> Pla
     };
     let document_root = fops.local_path(&warren_vfs::VPath::root());
     Plan::Run(Launch {
-        program,
-        args,
-        cwd: crate::mount::script_dir(&s.file),
+        exec,
         script_name: s.script_name,
         path_info: s.path_info,
         path_translated: path_translated.map(|p| p.to_string_lossy().into_owned()),

@@ -31,6 +31,8 @@ use warren_vfs::FileHandle;
 mod callback;
 #[cfg(feature = "cgi")]
 mod cgi;
+#[cfg(feature = "cgi")]
+pub(crate) use cgi::slots_in_use;
 mod files;
 mod respond;
 #[cfg(feature = "ws")]
@@ -89,7 +91,13 @@ enum Writing {
     /// A CGI mount is at its process limit: the request waits for a slot
     /// (rx paused) until `until`, then gets 503.
     #[cfg(feature = "cgi")]
-    CgiWait { req: Box<Request>, mount: usize, until: std::time::Instant, redirects: u8 },
+    CgiWait {
+        req: Box<Request>,
+        mount: usize,
+        slots: crate::roles::cgi::Slots,
+        until: std::time::Instant,
+        redirects: u8,
+    },
     /// The file's fops answered `WouldBlock` (a big archive's directory
     /// is loading): the open is tried again when the loop is woken for it
     /// (or every `FILE_WAIT_POLL` when `poll`), until `until`, then 503.
@@ -592,7 +600,7 @@ impl H1 {
                 return Ok(());
             }
             #[cfg(feature = "cgi")]
-            if matches!(m.origin, Origin::Cgi(_)) {
+            if matches!(m.origin, Origin::Cgi(_) | Origin::Fcgi(_)) {
                 self.unbind(c, sh);
                 self.serve_cgi(c, sh, req, mi, 0, false, None);
                 return Ok(());
@@ -841,7 +849,7 @@ impl Role for H1 {
             Writing::Cgi(run) => self.cgi_end(c, sh, *run, true),
             // It leaves the line of requests waiting for a slot.
             #[cfg(feature = "cgi")]
-            Writing::CgiWait { mount, .. } => sh.cgi_waiters.remove(c.vhost, mount, c.key),
+            Writing::CgiWait { slots, .. } => sh.cgi_waiters.remove(&slots, c.key),
             _ => {}
         }
         // A transaction cut short is logged with what was sent.

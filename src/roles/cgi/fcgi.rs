@@ -1,0 +1,603 @@
+//! FastCGI: a request to an application server (php-fpm, say) over one
+//! connection, registered in the loop like a CGI program's pipes.
+//!
+//! One request at a time per connection (request id 1; no multiplexing,
+//! which php-fpm does not do either). The records come from the pure
+//! codec [`warren_cgi::fcgi`]; this is their I/O:
+//!
+//! - `FCGI_BEGIN_REQUEST` and the `FCGI_PARAMS` stream (the environment
+//!   the CGI role builds) go out in the connection's first write, with the
+//!   empty `FCGI_STDIN` record when the request has no body;
+//! - body bytes go out as `FCGI_STDIN` records written from where they lie
+//!   (header and data in one vectored write); what the socket cannot take
+//!   now is held, and the client is not read until it drains;
+//! - records are read into one buffer of [`fcgi::MAX_RECORD`] bytes, and
+//!   only when the client can take data: `FCGI_STDOUT` content is handed
+//!   on as the CGI role's stdout, `FCGI_STDERR` goes to the log,
+//!   `FCGI_END_REQUEST` ends the response;
+//! - a connection whose request ended cleanly goes back to its server's
+//!   idle list ([`FcgiPool`], bounded) when the server was asked to keep
+//!   it (`FCGI_KEEP_CONN`); one cut short gets `FCGI_ABORT_REQUEST` and is
+//!   closed.
+
+use crate::mount::FcgiAddr;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use warren_cgi::fcgi::{self, RecordType, Role};
+
+/// The request id of every request (one per connection).
+const ID: u16 = 1;
+
+/// A connection to a FastCGI server.
+#[derive(Debug)]
+enum Stream {
+    Unix(mio::net::UnixStream),
+    Tcp(mio::net::TcpStream),
+}
+
+impl Stream {
+    /// Starts connecting (non-blocking: a TCP connection completes later).
+    fn connect(addr: &FcgiAddr) -> io::Result<Stream> {
+        match addr {
+            FcgiAddr::Unix(p) => mio::net::UnixStream::connect(p).map(Stream::Unix),
+            FcgiAddr::Tcp(a) => {
+                let s = mio::net::TcpStream::connect(*a)?;
+                // Small records (a head, an end-request) are not held back.
+                let _ = s.set_nodelay(true);
+                Ok(Stream::Tcp(s))
+            }
+        }
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Stream::Unix(s) => s.take_error(),
+            Stream::Tcp(s) => s.take_error(),
+        }
+    }
+
+    /// Whether a TCP connection in progress has completed.
+    fn connected(&self) -> bool {
+        match self {
+            Stream::Unix(_) => true,
+            Stream::Tcp(s) => s.peer_addr().is_ok(),
+        }
+    }
+
+    /// Whether an idle connection is still open and quiet: the server
+    /// may have closed it meanwhile (a worker that ended), and a byte
+    /// from it now would be out of turn.
+    fn quiet(&self) -> bool {
+        let mut b = [0u8; 1];
+        // SAFETY: recv(2) into a one-byte buffer we own; MSG_PEEK leaves
+        // the data, MSG_DONTWAIT never blocks.
+        let r = unsafe { libc::recv(self.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tcp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tcp(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One request's connection to a FastCGI server.
+#[derive(Debug)]
+pub(crate) struct FcgiLink {
+    stream: Stream,
+    addr: FcgiAddr,
+    /// A TCP connection not yet made.
+    connecting: bool,
+    /// The server was asked to keep the connection (`FCGI_KEEP_CONN`).
+    keep_conn: bool,
+    /// Taken from the idle list, not new.
+    reused: bool,
+    /// Readiness as the loop reported it; cleared at `WouldBlock`.
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    /// Records read and not yet taken: `rbuf[rstart..rend]`. Never more
+    /// than one record is needed to make progress.
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    /// `FCGI_STDOUT` content in `rbuf` not yet handed on.
+    out: (usize, usize),
+    /// Records to write: `wbuf[wpos..]`.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// The empty `FCGI_STDIN` record is queued (the body is all sent).
+    stdin_ended: bool,
+    /// `FCGI_END_REQUEST`: the application's status and the protocol's.
+    ended: Option<(u32, u8)>,
+    /// The connection failed, closed or spoke nonsense before the end.
+    failed: bool,
+    /// Something has come back for this request.
+    answered: bool,
+    /// New connections of this server not answered yet (see
+    /// [`FcgiPool::release`]); this one counts until it is answered.
+    unanswered: Arc<AtomicUsize>,
+}
+
+impl FcgiLink {
+    /// The descriptor to register in the loop.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// Whether the request came to its end (`FCGI_END_REQUEST`).
+    pub(crate) fn ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    /// Whether the connection failed before the end.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Whether the connection is still being made.
+    pub(crate) fn connecting(&self) -> bool {
+        self.connecting
+    }
+
+    /// The server's address, for logs.
+    pub(crate) fn addr(&self) -> &FcgiAddr {
+        &self.addr
+    }
+
+    /// Queues the request: its begin record and parameters, and the end
+    /// of its (empty) body when `no_body`.
+    pub(crate) fn begin(&mut self, env: &[(OsString, OsString)], no_body: bool) {
+        self.wbuf.clear();
+        self.wpos = 0;
+        fcgi::begin_request(&mut self.wbuf, ID, Role::Responder, self.keep_conn);
+        fcgi::params(&mut self.wbuf, ID, env.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+        if no_body {
+            fcgi::end_stream(&mut self.wbuf, RecordType::Stdin, ID);
+            self.stdin_ended = true;
+        }
+    }
+
+    /// Whether body bytes wait for the socket (the client is not read).
+    pub(crate) fn input_blocked(&self) -> bool {
+        self.wpos < self.wbuf.len()
+    }
+
+    /// Whether there is something to read: buffered, or on the socket.
+    pub(crate) fn can_read(&self) -> bool {
+        self.out.0 < self.out.1 || self.rstart < self.rend || self.readable || self.failed
+    }
+
+    /// Sends body bytes as `FCGI_STDIN` records: written now from where
+    /// they lie when nothing waits before them, else queued (the caller
+    /// stops reading the client until they drain). Returns whether
+    /// anything moved.
+    pub(crate) fn feed(&mut self, data: &[u8]) -> bool {
+        if self.failed || self.ended.is_some() || data.is_empty() {
+            // The server is gone, or answered without (all of) the body.
+            return false;
+        }
+        if self.connecting || self.input_blocked() || !self.writable {
+            fcgi::stream(&mut self.wbuf, RecordType::Stdin, ID, data);
+            return false;
+        }
+        let mut moved = false;
+        for (i, piece) in data.chunks(fcgi::MAX_CONTENT).enumerate() {
+            let head = fcgi::header(RecordType::Stdin, ID, piece.len() as u16, 0);
+            let n = match self.write_parts(&head, piece) {
+                Some(n) => n,
+                None => return moved,
+            };
+            moved |= n > 0;
+            if n < head.len() + piece.len() {
+                // The rest of this record, then the pieces after it.
+                let (h, p) = if n < head.len() { (&head[n..], piece) } else { (&[][..], &piece[n - head.len()..]) };
+                self.wbuf.clear();
+                self.wpos = 0;
+                self.wbuf.extend_from_slice(h);
+                self.wbuf.extend_from_slice(p);
+                let rest = (i + 1) * fcgi::MAX_CONTENT;
+                if rest < data.len() {
+                    fcgi::stream(&mut self.wbuf, RecordType::Stdin, ID, &data[rest..]);
+                }
+                return moved;
+            }
+        }
+        moved
+    }
+
+    /// One vectored write; `None` when the connection failed.
+    fn write_parts(&mut self, head: &[u8], body: &[u8]) -> Option<usize> {
+        loop {
+            match self.stream.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
+                Ok(n) => return Some(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Some(0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(&e);
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, e: &io::Error) {
+        if !self.failed && self.ended.is_none() {
+            log::warn!("{}: {e}", self.addr);
+        }
+        self.failed = true;
+    }
+
+    /// Completes a TCP connection when it becomes writable, writes what
+    /// is queued, and queues the end of the body once `body_done`.
+    /// Returns whether anything moved.
+    pub(crate) fn flush(&mut self, body_done: bool) -> bool {
+        if self.failed {
+            return false;
+        }
+        if self.connecting {
+            if !self.writable {
+                return false;
+            }
+            match self.stream.take_error() {
+                Ok(None) if self.stream.connected() => self.connecting = false,
+                Ok(None) => {
+                    // Woken early: not made yet.
+                    self.writable = false;
+                    return false;
+                }
+                Ok(Some(e)) | Err(e) => {
+                    self.fail(&e);
+                    return true;
+                }
+            }
+        }
+        if body_done && !self.stdin_ended && self.ended.is_none() {
+            if self.wpos == self.wbuf.len() {
+                self.wbuf.clear();
+                self.wpos = 0;
+            }
+            fcgi::end_stream(&mut self.wbuf, RecordType::Stdin, ID);
+            self.stdin_ended = true;
+        }
+        let mut moved = false;
+        while self.wpos < self.wbuf.len() && self.writable && self.ended.is_none() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => {
+                    self.fail(&io::Error::from(io::ErrorKind::WriteZero));
+                    return true;
+                }
+                Ok(n) => {
+                    self.wpos += n;
+                    moved = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(&e);
+                    return true;
+                }
+            }
+        }
+        if self.wpos == self.wbuf.len() && self.wpos > 0 {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        moved
+    }
+
+    /// Reads the response: `FCGI_STDOUT` content into `buf`, `FCGI_STDERR`
+    /// content to `stderr`. `Ok(Some(0))`: the response is over (ended,
+    /// or the connection closed before its end); `Ok(None)`: nothing now.
+    /// Reads the socket only when nothing buffered is left to hand on.
+    pub(crate) fn read_stdout(&mut self, buf: &mut [u8], stderr: &mut dyn FnMut(&[u8])) -> io::Result<Option<usize>> {
+        let mut n = 0;
+        loop {
+            if self.out.0 < self.out.1 {
+                let k = (self.out.1 - self.out.0).min(buf.len() - n);
+                buf[n..n + k].copy_from_slice(&self.rbuf[self.out.0..self.out.0 + k]);
+                self.out.0 += k;
+                n += k;
+                if n == buf.len() {
+                    return Ok(Some(n));
+                }
+                continue;
+            }
+            if self.ended.is_some() || self.failed {
+                return Ok(Some(n));
+            }
+            if self.decode_one(stderr)? {
+                continue;
+            }
+            if n > 0 {
+                return Ok(Some(n));
+            }
+            if !self.readable {
+                return Ok(None);
+            }
+            match self.fill() {
+                Ok(0) => {
+                    self.fail(&io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the end of the response"));
+                    return Ok(Some(0));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.fail(&e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Reads once into the record buffer, making room first.
+    fn fill(&mut self) -> io::Result<usize> {
+        if self.rbuf.len() < fcgi::MAX_RECORD {
+            self.rbuf.resize(fcgi::MAX_RECORD, 0);
+        }
+        if self.rstart == self.rend {
+            (self.rstart, self.rend) = (0, 0);
+        } else if self.rend == self.rbuf.len() {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            (self.rstart, self.rend) = (0, self.rend - self.rstart);
+        }
+        loop {
+            match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(k) => {
+                    self.rend += k;
+                    if k > 0 {
+                        self.answer();
+                    }
+                    return Ok(k);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Takes the next whole record in the buffer, if there is one.
+    fn decode_one(&mut self, stderr: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
+        let (kind, id, len, used) = match fcgi::decode(&self.rbuf[self.rstart..self.rend]) {
+            Ok(Some((r, used))) => (r.kind, r.request_id, r.content.len(), used),
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                let e = io::Error::new(io::ErrorKind::InvalidData, e);
+                self.fail(&e);
+                return Err(e);
+            }
+        };
+        let at = self.rstart + fcgi::HEADER_LEN;
+        self.rstart += used;
+        if id != ID {
+            // Another request's, or the connection's (management
+            // records): nothing this request asked for.
+            return Ok(true);
+        }
+        match kind {
+            RecordType::Stdout => self.out = (at, at + len),
+            RecordType::Stderr => stderr(&self.rbuf[at..at + len]),
+            RecordType::EndRequest => match fcgi::end_request(&self.rbuf[at..at + len]) {
+                Ok(status) => {
+                    if status.1 != 0 {
+                        log::warn!("{}: the request ended with protocol status {}", self.addr, status.1);
+                    }
+                    self.ended = Some(status);
+                }
+                Err(e) => {
+                    let e = io::Error::new(io::ErrorKind::InvalidData, e);
+                    self.fail(&e);
+                    return Err(e);
+                }
+            },
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    fn answer(&mut self) {
+        if !self.answered {
+            self.answered = true;
+            if !self.reused {
+                self.unanswered.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The protocol status of the end, if the request ended.
+    pub(crate) fn protocol_status(&self) -> Option<u8> {
+        self.ended.map(|(_, p)| p)
+    }
+
+    /// Looks, without waiting, for the end of a response whose rest is
+    /// not wanted (an X-Sendfile answer): what is buffered or can be read
+    /// now is taken and dropped, up to `FCGI_END_REQUEST`.
+    fn settle(&mut self) {
+        let mut drop_buf = [0u8; 4096];
+        for _ in 0..16 {
+            self.out = (0, 0);
+            match self.read_stdout(&mut drop_buf, &mut |_| {}) {
+                Ok(Some(_)) if self.ended.is_none() && !self.failed => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// Whether the connection can serve another request.
+    fn reusable(&self) -> bool {
+        self.keep_conn
+            && !self.failed
+            && self.ended.is_some_and(|(_, p)| p == 0)
+            && self.stdin_ended
+            && self.wpos == self.wbuf.len()
+            && self.rstart == self.rend
+            && self.out.0 == self.out.1
+    }
+
+    /// Ready for the next request on the same connection.
+    fn reset(&mut self) {
+        self.reused = true;
+        (self.rstart, self.rend, self.out) = (0, 0, (0, 0));
+        self.wbuf.clear();
+        self.wpos = 0;
+        self.stdin_ended = false;
+        self.ended = None;
+        self.answered = false;
+        self.readable = true;
+        self.writable = true;
+    }
+}
+
+impl Drop for FcgiLink {
+    fn drop(&mut self) {
+        self.answer();
+    }
+}
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// The server's listen queue is full (`EAGAIN` on a Unix socket).
+    Busy(io::Error),
+    /// Refused, no such socket, no route: the server is not there.
+    Down(io::Error),
+}
+
+/// Each FastCGI server's requests in flight and idle connections.
+#[derive(Debug, Default)]
+pub(crate) struct FcgiPool {
+    servers: HashMap<FcgiAddr, Server>,
+}
+
+#[derive(Debug, Default)]
+struct Server {
+    running: usize,
+    /// The limit the last request planned for it carried.
+    max: usize,
+    idle: Vec<FcgiLink>,
+    unanswered: Arc<AtomicUsize>,
+}
+
+impl FcgiPool {
+    /// Requests in flight at `addr`, and how many may be (`max`, from the
+    /// mount of the request asking, is remembered for the waiters).
+    pub(crate) fn slots(&mut self, addr: &FcgiAddr, max: Option<usize>) -> (usize, usize) {
+        let s = self.servers.entry(addr.clone()).or_default();
+        if let Some(m) = max {
+            s.max = m;
+        }
+        (s.running, s.max.max(1))
+    }
+
+    /// A connection for a request to `addr`: an idle one that is still
+    /// open, or a new one. `keep_conn`: ask the server to keep it.
+    pub(crate) fn connect(&mut self, addr: &FcgiAddr, keep_conn: bool) -> Result<FcgiLink, ConnectError> {
+        let s = self.servers.entry(addr.clone()).or_default();
+        while let Some(mut link) = s.idle.pop() {
+            if link.stream.quiet() {
+                link.keep_conn = keep_conn;
+                s.running += 1;
+                return Ok(link);
+            }
+        }
+        let stream = match Stream::connect(addr) {
+            Ok(st) => st,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(ConnectError::Busy(e)),
+            Err(e) => return Err(ConnectError::Down(e)),
+        };
+        s.running += 1;
+        s.unanswered.fetch_add(1, Ordering::Relaxed);
+        Ok(FcgiLink {
+            connecting: matches!(stream, Stream::Tcp(_)),
+            stream,
+            addr: addr.clone(),
+            keep_conn,
+            reused: false,
+            readable: true,
+            writable: true,
+            rbuf: Vec::new(),
+            rstart: 0,
+            rend: 0,
+            out: (0, 0),
+            wbuf: Vec::new(),
+            wpos: 0,
+            stdin_ended: false,
+            ended: None,
+            failed: false,
+            answered: false,
+            unanswered: s.unanswered.clone(),
+        })
+    }
+
+    /// A request is over: its connection is kept for the next one when
+    /// it ended cleanly, the server was asked to keep it, fewer than
+    /// `keepalive` are idle, and no new connection to this server waits
+    /// for its first answer (it may be waiting for a worker that an idle
+    /// kept connection would hold: php-fpm's workers serve one connection
+    /// at a time). Else it is closed, after `FCGI_ABORT_REQUEST` when the
+    /// request was cut short (`abort`).
+    pub(crate) fn release(&mut self, mut link: FcgiLink, keepalive: usize, abort: bool) {
+        let Some(s) = self.servers.get_mut(&link.addr) else { return };
+        s.running = s.running.saturating_sub(1);
+        if abort && link.ended.is_none() && !link.failed && !link.connecting {
+            if link.wpos == link.wbuf.len() {
+                let mut rec = Vec::with_capacity(fcgi::HEADER_LEN);
+                fcgi::abort_request(&mut rec, ID);
+                // Best effort: the connection is closed right after.
+                let _ = link.stream.write(&rec);
+            }
+            return;
+        }
+        if !abort && link.ended.is_none() {
+            link.settle();
+        }
+        link.answer();
+        if link.reusable() && s.idle.len() < keepalive && s.unanswered.load(Ordering::Relaxed) == 0 {
+            link.reset();
+            s.idle.push(link);
+        }
+    }
+}
