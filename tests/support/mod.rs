@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod dokuwiki;
+pub mod fpm;
 pub mod logs;
 pub mod tls;
 pub mod ws;
