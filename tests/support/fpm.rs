@@ -53,7 +53,11 @@ pub fn installed() -> bool {
 #[derive(Debug, Clone)]
 pub struct FpmOptions {
     /// `pm.max_children` with `pm = static`: the workers the master forks
-    /// at start (and forks again when one dies). Default 4.
+    /// at start (and forks again when one dies). Default 4. A worker
+    /// serves one connection at a time and stays with a connection kept
+    /// open (FCGI_KEEP_CONN) until the client closes it: a client keeping
+    /// as many idle connections as there are workers leaves none to
+    /// accept a new one (requests on it wait).
     pub children: usize,
     /// Listen on 127.0.0.1 at a free port instead of `fpm.sock`.
     pub tcp: bool,
