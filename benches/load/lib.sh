@@ -54,6 +54,15 @@ EOF
 
 # cpu_ticks PID: user+system clock ticks the process has used.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# server_ticks SERVER: cpu_ticks of PID[SERVER], or, where the script has
+# an associative array CPU_PIDS with an entry for SERVER (a space-separated
+# list of pids, e.g. a master and its workers), their sum.
+server_ticks() {
+  local pids=${PID[$1]} p sum=0
+  if declare -p CPU_PIDS >/dev/null 2>&1 && [[ -n ${CPU_PIDS[$1]:-} ]]; then pids=${CPU_PIDS[$1]}; fi
+  for p in $pids; do sum=$((sum + $(cpu_ticks "$p"))); done
+  echo "$sum"
+}
 # rss_kib PID: resident set, KiB.
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
@@ -75,13 +84,13 @@ stop_servers_and_exit() {
 # run_wrk SERVER PATH [HEADER]: one wrk run against PORT[SERVER] (client
 # pinned by PIN_C) over WRK_SCHEME (http unless set: https), its
 # WRKRESULT line set as W_* variables, the server's CPU seconds during the
-# run as W_cpu_s, and wrk's own (user + system, from bash's `time`) as
+# run (server_ticks) as W_cpu_s, and wrk's own (user + system, from bash's `time`) as
 # W_ccpu_s.
 run_wrk() {
   local s=$1 path=$2 hdr=${3:-} line t0 t1
   local h=()
   [[ -n $hdr ]] && h=(-H "$hdr")
-  t0=$(cpu_ticks "${PID[$s]}")
+  t0=$(server_ticks "$s")
   (
     TIMEFORMAT='%3U %3S'
     time timeout $((SECS + 60)) "${PIN_C[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
@@ -90,7 +99,7 @@ run_wrk() {
   WRKPID=$!
   wait "$WRKPID" || true
   WRKPID=""
-  t1=$(cpu_ticks "${PID[$s]}")
+  t1=$(server_ticks "$s")
   cat "$T/wrk.out" >> "$T/wrk-$s.log"
   line=$(grep '^WRKRESULT' "$T/wrk.out" || true)
   [[ -n $line ]] || die "wrk against $s $path gave no result (see $T/wrk-$s.log; BENCH_KEEP=1 keeps it)"
