@@ -1,0 +1,507 @@
+//! FastCGI (issue 16): warren in front of a real php-fpm (Debian's
+//! `php8.2-fpm`, started per test by `support::fpm` with its own pool on a
+//! socket in a temp dir). `.php` files of a file mount run through it in
+//! place (`cgi-assign` with `fcgi://`), with the parameters the CGI role
+//! builds (RFC 3875 §4.1; spec CGI-2), the body streamed as FCGI_STDIN
+//! and the response as FCGI_STDOUT at the client's pace (CGI-6, CGI-9),
+//! the server told when the client goes away (CGI-11), and every failure
+//! of the server an HTTP answer or a cut response, never a stuck
+//! connection (CGI-5, CGI-10).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+use support::fpm::{Fpm, FpmOptions};
+use support::{start_warren_logged, Reader, Response, Running};
+
+/// warren serving `fpm`'s docroot at `/`, `.php` through `fpm`, with
+/// `keys` (more mount keys, each ending with a comma) from an lwsws
+/// configuration.
+fn serve(fpm: &Fpm, keys: &str) -> (Running, u16, Receiver<String>) {
+    let dir = fpm.dir().join("warren");
+    std::fs::create_dir_all(dir.join("conf.d")).expect("mkdir");
+    std::fs::write(dir.join("conf"), "{ \"global\": {} }\n").expect("conf");
+    let vhost = format!(
+        r#"{{ "vhosts": [ {{ "name": "localhost", "port": "0", "interface": "127.0.0.1",
+    "mounts": [ {{ "mountpoint": "/", "origin": "file://{root}", {keys}
+      "default": [ "index.php", "index.html" ], "cgi-assign": {{ ".php": "fcgi://{addr}" }} }} ] }} ] }}"#,
+        root = fpm.docroot().display(),
+        addr = fpm.addr(),
+    );
+    std::fs::write(dir.join("conf.d/site"), vhost).expect("conf.d");
+    start_warren_logged(&["--config", dir.to_str().expect("utf-8")])
+}
+
+fn connect(port: u16) -> Reader {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    Reader::new(s)
+}
+
+/// One request on `r`'s connection and its response.
+fn ask(r: &mut Reader, req: &str) -> Response {
+    r.stream.write_all(req.as_bytes()).expect("write");
+    r.response(req.starts_with("HEAD ")).expect("response")
+}
+
+fn get(port: u16, path: &str) -> Response {
+    ask(&mut connect(port), &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
+}
+
+/// Waits (bounded) for `f` to hold; the wait is for an outcome, never a
+/// measure of time.
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < until, "waited a minute for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A line of the log that contains `needle`, waited for.
+fn logged(log: &Receiver<String>, needle: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no log line with {needle:?}"),
+        }
+    }
+}
+
+/// Descriptors warren has open.
+fn fds(w: &Running) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", w.0.id())).expect("fds").count()
+}
+
+const ENV_PHP: &str = r#"<?php
+header('Content-Type: text/plain');
+foreach (['SCRIPT_FILENAME', 'SCRIPT_NAME', 'PATH_INFO', 'PATH_TRANSLATED', 'REQUEST_METHOD',
+          'QUERY_STRING', 'REQUEST_URI', 'CONTENT_TYPE', 'CONTENT_LENGTH', 'HTTPS', 'REDIRECT_STATUS',
+          'DOCUMENT_ROOT', 'SERVER_PROTOCOL', 'GATEWAY_INTERFACE', 'HTTP_X_PROBE', 'REMOTE_ADDR'] as $k) {
+    echo $k, '=', $_SERVER[$k] ?? '(unset)', "\n";
+}
+echo 'body=', file_get_contents('php://input'), "\n";
+error_log('env.php was here');
+"#;
+
+/// The RFC 3875 parameters reach php-fpm as the CGI role builds them
+/// (spec CGI-2): the script found where it sits, PATH_INFO after it,
+/// REDIRECT_STATUS for PHP's force-redirect check, HTTPS unset on plain
+/// HTTP; the body arrives; stderr records land in warren's log.
+#[test]
+fn parameters_body_and_stderr() {
+    let fpm = Fpm::start(FpmOptions::default());
+    fpm.script("env.php", ENV_PHP);
+    std::fs::create_dir(fpm.docroot().join("data")).expect("mkdir");
+    let (_w, port, log) = serve(&fpm, "");
+    let body = "a=1&b=2";
+    let req = format!(
+        "POST /env.php/data/x?q=1 HTTP/1.1\r\nHost: localhost\r\nX-Probe: probe\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = ask(&mut connect(port), &req);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let root = fpm.docroot().canonicalize().expect("canonical");
+    let text = r.text();
+    for want in [
+        format!("SCRIPT_FILENAME={}/env.php", root.display()),
+        "SCRIPT_NAME=/env.php".into(),
+        "PATH_INFO=/data/x".into(),
+        format!("PATH_TRANSLATED={}/data/x", root.display()),
+        "REQUEST_METHOD=POST".into(),
+        "QUERY_STRING=q=1".into(),
+        "REQUEST_URI=/env.php/data/x?q=1".into(),
+        "CONTENT_TYPE=application/x-www-form-urlencoded".into(),
+        "CONTENT_LENGTH=7".into(),
+        "HTTPS=(unset)".into(),
+        "REDIRECT_STATUS=200".into(),
+        format!("DOCUMENT_ROOT={}", root.display()),
+        "SERVER_PROTOCOL=HTTP/1.1".into(),
+        "GATEWAY_INTERFACE=CGI/1.1".into(),
+        "HTTP_X_PROBE=probe".into(),
+        "REMOTE_ADDR=127.0.0.1".into(),
+        format!("body={body}"),
+    ] {
+        assert!(text.lines().any(|l| l == want), "no {want:?} in:\n{text}");
+    }
+    assert_eq!(r.header("content-type"), Some("text/plain;charset=UTF-8"));
+    let line = logged(&log, "env.php was here");
+    assert!(line.contains("/env.php"), "the log line names the script: {line}");
+    // The default document runs through it too.
+    fpm.script("index.php", "<?php echo 'index ran';");
+    assert_eq!(get(port, "/").text(), "index ran");
+}
+
+/// A 50 MiB body streams through as FCGI_STDIN records (the client is
+/// read only as php-fpm takes them) and arrives whole: php-fpm's hash of
+/// what it read is the hash of what was sent.
+#[test]
+fn a_large_body_arrives_whole() {
+    let opts = FpmOptions {
+        php_admin_values: vec![("post_max_size".into(), "64M".into()), ("memory_limit".into(), "32M".into())],
+        ..FpmOptions::default()
+    };
+    let fpm = Fpm::start(opts);
+    fpm.script(
+        "hash.php",
+        "<?php $h = hash_init('sha256'); $in = fopen('php://input', 'rb'); $n = 0;\n\
+         while (!feof($in)) { $b = fread($in, 65536); $n += strlen($b); hash_update($h, $b); }\n\
+         echo $n, ' ', hash_final($h);",
+    );
+    let (_w, port, _log) = serve(&fpm, "");
+    let body = support::pattern(50 << 20);
+    let mut r = connect(port);
+    let head = format!(
+        "POST /hash.php HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    r.stream.write_all(head.as_bytes()).expect("head");
+    r.stream.write_all(&body).expect("body");
+    let resp = r.response(false).expect("response");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("stdin").write_all(&body)?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum");
+    let want = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string();
+    assert_eq!(resp.text(), format!("{} {want}", body.len()));
+}
+
+/// A 1 GiB response to a reader that stalls, then reads: php-fpm is held
+/// back through the connection (warren reads FCGI_STDOUT only as the
+/// client takes it), so warren's memory stays flat, and every byte
+/// arrives.
+#[test]
+fn a_gigabyte_to_a_slow_reader_keeps_memory_flat() {
+    let fpm = Fpm::start(FpmOptions::default());
+    fpm.script(
+        "big.php",
+        "<?php header('Content-Type: application/octet-stream'); $s = str_repeat('z', 65536);\n\
+         for ($i = 0; $i < 16384; $i++) { echo $s; }",
+    );
+    let (w, port, _log) = serve(&fpm, "");
+    // Warm: the first request's allocations are not the stream's.
+    assert_eq!(get(port, "/big.php?warm").status, 200);
+    let before = w.peak_rss_kib();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.write_all(b"GET /big.php HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    let mut stalls = 0;
+    loop {
+        let n = s.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        // Stall a few times early on: the sockets fill, php-fpm blocks.
+        if stalls < 5 && total > (stalls + 1) * (4 << 20) {
+            stalls += 1;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    assert_eq!(stalls, 5);
+    // Chunked framing adds a few bytes per chunk; the body is 1 GiB.
+    assert!(total > 1 << 30, "got {total} bytes");
+    let after = w.peak_rss_kib();
+    assert!(after < before + 16 * 1024, "peak RSS grew from {before} KiB to {after} KiB");
+}
+
+/// The client going away mid-response ends the request at php-fpm: the
+/// connection is aborted and closed, and the script, at its next write,
+/// finds itself aborted (`connection_status()` 1) instead of running on.
+#[test]
+fn a_client_going_away_aborts_the_script() {
+    let fpm = Fpm::start(FpmOptions::default());
+    let marker = fpm.docroot().join("status.txt");
+    fpm.script(
+        "stream.php",
+        &format!(
+            "<?php ignore_user_abort(false);\n\
+             register_shutdown_function(function () {{ file_put_contents('{m}', (string) connection_status()); }});\n\
+             header('Content-Type: text/plain');\n\
+             for ($i = 0; $i < 6000; $i++) {{ echo str_repeat('y', 8191), \"\\n\"; flush(); usleep(10000); }}",
+            m = marker.display()
+        ),
+    );
+    let (_w, port, _log) = serve(&fpm, "");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(b"GET /stream.php HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let mut got = 0;
+    let mut buf = [0u8; 8192];
+    while got < 65536 {
+        got += s.read(&mut buf).expect("read");
+    }
+    drop(s);
+    // Without the abort it would run for a minute, then say 0.
+    wait_for("the script's shutdown", || marker.exists());
+    wait_for("the marker's content", || std::fs::read_to_string(&marker).is_ok_and(|m| !m.is_empty()));
+    assert_eq!(std::fs::read_to_string(&marker).expect("marker"), "1", "connection_status()");
+}
+
+/// php-fpm killed mid-response: the response ends without its last
+/// chunk (so the client knows it is cut), and the next request, with the
+/// server gone, gets 502 with the styled page; nothing is left open.
+#[test]
+fn a_server_killed_mid_response_cuts_it() {
+    let mut fpm = Fpm::start(FpmOptions::default());
+    fpm.script(
+        "slow.php",
+        "<?php header('Content-Type: text/plain');\n\
+         for ($i = 0; $i < 6000; $i++) { echo str_repeat('s', 1023), \"\\n\"; flush(); usleep(10000); }",
+    );
+    let (w, port, _log) = serve(&fpm, "");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.write_all(b"GET /slow.php HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    while got.len() < 16384 {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    fpm.kill();
+    // Read to the end: the connection closes, without the last chunk.
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("not closed: {e}"),
+        }
+    }
+    assert!(!got.ends_with(b"0\r\n\r\n"), "a cut response must not end as a whole one");
+    let r = get(port, "/slow.php");
+    assert_eq!(r.status, 502);
+    assert!(r.header("content-type").is_some_and(|t| t.starts_with("text/html")));
+    assert!(r.text().contains("502"), "the styled page: {}", r.text());
+    // The failed connections are all closed.
+    let base = fds(&w);
+    for _ in 0..20 {
+        assert_eq!(get(port, "/slow.php").status, 502);
+    }
+    assert_eq!(fds(&w), base, "descriptors leaked");
+}
+
+/// A server that is not there: 502 with the styled page, over a Unix
+/// socket that does not exist and a TCP port nobody listens on; a file
+/// beside the scripts is still served.
+#[test]
+fn a_server_not_started_is_502() {
+    let site = tempfile::tempdir().expect("tempdir");
+    std::fs::write(site.path().join("a.php"), "<?php echo 1;").expect("script");
+    std::fs::write(site.path().join("a.txt"), "plain").expect("file");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed = free.local_addr().expect("addr");
+    drop(free);
+    let gone = site.path().join("no-such.sock");
+    for addr in [gone.display().to_string(), closed.to_string()] {
+        let root = site.path().to_str().expect("utf-8");
+        let (w, port, log) = start_warren_logged(&["--root", root, "--cgi-assign", &format!(".php=fcgi://{addr}")]);
+        let r = get(port, "/a.php");
+        assert_eq!(r.status, 502, "{addr}");
+        assert!(r.text().contains("502"), "the styled page: {}", r.text());
+        logged(&log, &addr);
+        assert_eq!(get(port, "/a.txt").text(), "plain");
+        let base = fds(&w);
+        for _ in 0..10 {
+            assert_eq!(get(port, "/a.php").status, 502);
+        }
+        assert_eq!(fds(&w), base, "descriptors leaked");
+    }
+}
+
+/// A script that says nothing within the mount's `cgi-timeout` gets the
+/// client a 504 (CGI-10), and a server that does not accept the
+/// connection within `fcgi-connect-timeout` (a listener whose queue is
+/// full) gets one too.
+#[test]
+fn silence_and_an_unmade_connection_are_504() {
+    let fpm = Fpm::start(FpmOptions::default());
+    fpm.script("sleep.php", "<?php sleep(20); echo 'late';");
+    let (_w, port, _log) = serve(&fpm, r#""cgi-timeout": "1","#);
+    let r = get(port, "/sleep.php");
+    assert_eq!(r.status, 504, "{}", r.text());
+
+    // A listener that never accepts, its queue full: a connection to it
+    // is never made.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    // SAFETY: listen(2) again on our own listening socket: a backlog of 0.
+    assert_eq!(unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 0) }, 0);
+    let addr = listener.local_addr().expect("addr");
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        // Once the queue is full, connections hang: these give up.
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            fillers.push(s);
+        }
+    }
+    let site = tempfile::tempdir().expect("tempdir");
+    std::fs::write(site.path().join("a.php"), "<?php echo 1;").expect("script");
+    let dir = site.path().join("warren");
+    std::fs::create_dir_all(dir.join("conf.d")).expect("mkdir");
+    std::fs::write(dir.join("conf"), "{ \"global\": {} }\n").expect("conf");
+    let vhost = format!(
+        r#"{{ "vhosts": [ {{ "name": "localhost", "port": "0", "interface": "127.0.0.1",
+    "mounts": [ {{ "mountpoint": "/", "origin": "file://{root}", "fcgi-connect-timeout": "1",
+      "cgi-assign": {{ ".php": "fcgi://{addr}" }} }} ] }} ] }}"#,
+        root = site.path().display()
+    );
+    std::fs::write(dir.join("conf.d/site"), vhost).expect("conf.d");
+    let (_w2, port2, log) = start_warren_logged(&["--config", dir.to_str().expect("utf-8")]);
+    let r = get(port2, "/a.php");
+    assert_eq!(r.status, 504, "{}", r.text());
+    logged(&log, "cannot connect");
+}
+
+/// At `fcgi-max-requests`, a request waits in line briefly, then gets
+/// 503 with `Retry-After`; the one in flight is unharmed.
+#[test]
+fn past_the_request_limit_is_503() {
+    let fpm = Fpm::start(FpmOptions::default());
+    let go = fpm.docroot().join("go");
+    let started = fpm.docroot().join("started");
+    fpm.script(
+        "hold.php",
+        &format!(
+            "<?php touch('{s}'); while (!file_exists('{g}')) usleep(10000); echo 'released';",
+            s = started.display(),
+            g = go.display()
+        ),
+    );
+    fpm.script("hello.php", "<?php echo 'hello';");
+    let (_w, port, _log) = serve(&fpm, r#""fcgi-max-requests": "1","#);
+    let first = std::thread::spawn(move || get(port, "/hold.php"));
+    wait_for("the first request to run", || started.exists());
+    let r = get(port, "/hello.php");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    std::fs::write(&go, "").expect("go");
+    let r = first.join().expect("first");
+    assert_eq!((r.status, r.text().as_str()), (200, "released"));
+    assert_eq!(get(port, "/hello.php").text(), "hello");
+}
+
+/// Unix sockets warren has open (its listener, clients, FastCGI
+/// connections).
+fn sockets(w: &Running) -> usize {
+    let dir = format!("/proc/{}/fd", w.0.id());
+    std::fs::read_dir(&dir)
+        .expect("fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// Connections to php-fpm are kept for the next request (FCGI_KEEP_CONN),
+/// no more than `fcgi-keepalive` of them idle, and reused: sequential
+/// requests open none.
+#[test]
+fn connections_are_kept_and_bounded() {
+    let fpm = Fpm::start(FpmOptions { children: 6, ..FpmOptions::default() });
+    let go = fpm.docroot().join("go");
+    fpm.script(
+        "hold.php",
+        &format!(
+            "<?php while (ob_get_level()) ob_end_flush();\n\
+             echo 'a'; flush(); while (!file_exists('{g}')) usleep(10000); echo 'b';",
+            g = go.display()
+        ),
+    );
+    fpm.script("hello.php", "<?php echo 'hello';");
+    std::fs::write(fpm.docroot().join("static.txt"), "static").expect("file");
+    let (w, port, _log) = serve(&fpm, r#""fcgi-keepalive": "2","#);
+    let mut c = connect(port);
+    let get_on = |c: &mut Reader, path: &str| ask(c, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    assert_eq!(get_on(&mut c, "/static.txt").text(), "static");
+    let base = sockets(&w);
+    // Six at once: six connections; when they end, two stay.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.write_all(b"GET /hold.php HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+        let mut b = [0u8; 1];
+        // The head and the first byte of the body: the request is in flight.
+        let mut seen = Vec::new();
+        while !seen.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).expect("head");
+            seen.push(b[0]);
+        }
+        held.push(s);
+    }
+    std::fs::write(&go, "").expect("go");
+    for mut s in held {
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).expect("rest");
+        assert!(rest.windows(1).any(|w| w == b"b"), "{}", String::from_utf8_lossy(&rest));
+    }
+    // A request after them on the kept client connection: their ends
+    // have all been dealt with.
+    assert_eq!(get_on(&mut c, "/static.txt").text(), "static");
+    assert_eq!(sockets(&w), base + 2, "two idle connections kept");
+    for _ in 0..20 {
+        assert_eq!(get_on(&mut c, "/hello.php").text(), "hello");
+    }
+    assert_eq!(get_on(&mut c, "/static.txt").text(), "static");
+    assert_eq!(sockets(&w), base + 2, "reused, none opened");
+}
+
+/// An `fcgi://` mount: every request below it goes to the server, the
+/// path below the mountpoint as PATH_INFO, SCRIPT_NAME the mountpoint; a
+/// front controller is named with `cgi-env` (`SCRIPT_FILENAME`), as
+/// docs/cgi.md shows. Without one, php-fpm has no script and says so.
+#[test]
+fn a_whole_mount_goes_to_the_server() {
+    let fpm = Fpm::start(FpmOptions::default());
+    let app = fpm.script(
+        "app.php",
+        "<?php echo $_SERVER['SCRIPT_NAME'], '|', $_SERVER['PATH_INFO'] ?? '', '|', $_SERVER['QUERY_STRING'];",
+    );
+    let dir = fpm.dir().join("warren");
+    std::fs::create_dir_all(dir.join("conf.d")).expect("mkdir");
+    std::fs::write(dir.join("conf"), "{ \"global\": {} }\n").expect("conf");
+    let vhost = format!(
+        r#"{{ "vhosts": [ {{ "name": "localhost", "port": "0", "interface": "127.0.0.1",
+    "mounts": [ {{ "mountpoint": "/app", "origin": "fcgi://{addr}", "cgi-env": [ {{ "SCRIPT_FILENAME": "{app}" }} ] }},
+                {{ "mountpoint": "/bare", "origin": "fcgi://{addr}" }} ] }} ] }}"#,
+        addr = fpm.addr(),
+        app = app.display()
+    );
+    std::fs::write(dir.join("conf.d/site"), vhost).expect("conf.d");
+    let (_w, port, _log) = start_warren_logged(&["--config", dir.to_str().expect("utf-8")]);
+    let r = get(port, "/app/users/7?x=1");
+    assert_eq!((r.status, r.text().as_str()), (200, "/app|/users/7|x=1"));
+    let r = get(port, "/bare/x");
+    assert_eq!(r.status, 404, "php-fpm's own answer: {}", r.text());
+}
+
+/// More requests at once than php-fpm has workers: those past the
+/// workers wait in php-fpm's listen queue, and connections of finished
+/// requests are not kept idle meanwhile (a kept connection holds its
+/// worker), so every request is answered, none waits for a timeout.
+#[test]
+fn more_requests_than_workers_all_get_answers() {
+    let fpm = Fpm::start(FpmOptions { children: 2, ..FpmOptions::default() });
+    fpm.script("nap.php", "<?php usleep(200000); echo 'rested';");
+    let (_w, port, _log) = serve(&fpm, r#""cgi-timeout": "20", "fcgi-keepalive": "8","#);
+    let clients: Vec<_> = (0..6).map(|_| std::thread::spawn(move || get(port, "/nap.php"))).collect();
+    for c in clients {
+        let r = c.join().expect("client");
+        assert_eq!((r.status, r.text().as_str()), (200, "rested"));
+    }
+}
