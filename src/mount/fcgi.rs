@@ -88,8 +88,8 @@ mod tests {
     fn addresses_parse_as_sockets_or_host_and_port() {
         assert_eq!("fcgi:///run/php/fpm.sock".parse(), Ok(FcgiAddr::Unix("/run/php/fpm.sock".into())));
         assert_eq!("/tmp/x.sock".parse(), Ok(FcgiAddr::Unix("/tmp/x.sock".into())));
-        assert_eq!("127.0.0.1:9000".parse(), Ok(FcgiAddr::Tcp("127.0.0.1:9000".parse().unwrap())));
-        assert_eq!("fcgi://[::1]:9000".parse(), Ok(FcgiAddr::Tcp("[::1]:9000".parse().unwrap())));
+        assert_eq!("127.0.0.1:9000".parse(), Ok(FcgiAddr::Tcp("127.0.0.1:9000".parse().expect("addr"))));
+        assert_eq!("fcgi://[::1]:9000".parse(), Ok(FcgiAddr::Tcp("[::1]:9000".parse().expect("addr"))));
         assert!(matches!("localhost:9000".parse(), Ok(FcgiAddr::Tcp(a)) if a.port() == 9000));
         for bad in ["", "fcgi://", "relative.sock", "127.0.0.1", "host:", ":9000", "127.0.0.1:99999"] {
             assert!(bad.parse::<FcgiAddr>().is_err(), "{bad:?}");
