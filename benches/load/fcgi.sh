@@ -43,6 +43,7 @@
 #   BENCH_FPM_CHILDREN  php-fpm workers (pm = static), default 4
 #   BENCH_PIN_FPM       1 (default): php-fpm on the server CPU; 0: unpinned
 #   BENCH_NGINX_KEEPCONN  N > 0: nginx keeps N FastCGI connections; default 0
+#   BENCH_WARREN_ARGS   more warren flags, e.g. "--fcgi-max-requests 4" 
 #   BENCH_OUT           raw results file, default /tmp/warren-fcgi-bench.txt
 #   WARREN_BIN          warren binary, default <repo>/target/release/warren
 #   BENCH_SERVER_CPU / BENCH_CLIENT_CPU  CPUs to pin to, default 0 / 1
@@ -93,6 +94,8 @@ if [[ " $SERVERS " == *" warren "* ]]; then
   WARREN_BIN=$(cd "$(dirname "$WARREN_BIN")" && pwd)/$(basename "$WARREN_BIN")
   [[ $("$WARREN_BIN" --help 2>&1 || true) == *--cgi-assign* ]] || die "$WARREN_BIN --help has no --cgi-assign"
   WARREN_EXTRA+=(--keepalive-timeout 120)
+  # shellcheck disable=SC2206  # word splitting wanted: extra flags
+  [[ -n ${BENCH_WARREN_ARGS:-} ]] && WARREN_EXTRA+=($BENCH_WARREN_ARGS)
 fi
 
 # --- tools ------------------------------------------------------------------

@@ -38,6 +38,8 @@ pub(crate) struct Env {
     pub(crate) live: Vec<VhostLive>,
     /// For each listening socket, its vhosts in creation order.
     pub(crate) listeners: Vec<Vec<usize>>,
+    /// For each listening socket, its port (a CGI request's `SERVER_PORT`).
+    pub(crate) listen_ports: Vec<u16>,
     pub(crate) limits: Limits,
     /// The receive buffer, lent to the connection being served.
     pub(crate) rx: Vec<u8>,

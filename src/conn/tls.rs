@@ -109,10 +109,6 @@ impl Wire {
     fn bytes_acked(&self) -> Option<u64> {
         self.tcp.bytes_acked()
     }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.local_addr()
-    }
 }
 
 impl Read for Wire {
@@ -304,10 +300,6 @@ impl Transport for TlsLink {
 
     fn socket(&mut self) -> &mut TcpStream {
         self.tcp.tcp.socket()
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.local_addr()
     }
 }
 

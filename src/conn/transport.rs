@@ -14,7 +14,6 @@
 use mio::net::TcpStream;
 use std::fmt;
 use std::io::{self, Read};
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// The byte stream under a role.
@@ -85,10 +84,6 @@ pub(crate) trait Transport: fmt::Debug + Send {
 
     /// The socket, to register and deregister with the loop's poll.
     fn socket(&mut self) -> &mut TcpStream;
-
-    /// The address the peer connected to (a CGI's `SERVER_PORT`).
-    #[cfg_attr(not(feature = "cgi"), allow(dead_code))]
-    fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 
 /// A connection's transport: plain TCP held in place (no allocation per
@@ -211,9 +206,5 @@ impl Transport for PlainTcp {
 
     fn socket(&mut self) -> &mut TcpStream {
         &mut self.0
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
     }
 }

@@ -72,9 +72,11 @@ pub(crate) enum ScriptAt {
 }
 
 /// What `fops` has at `path`, resolved as its opens are (so under its
-/// symlink policy): a script must be a regular file of the local disk.
+/// symlink policy; an answer may be as old as its open cache keeps
+/// files, 1 s by default, as lighttpd's stat cache): a script must be a
+/// regular file of the local disk.
 pub(crate) fn script_at(fops: &dyn Fops, path: &VPath) -> ScriptAt {
-    match fops.resolve_local(path) {
+    match fops.resolve_local_cached(path) {
         Ok(real) => match std::fs::metadata(&real) {
             Ok(m) if m.is_file() => ScriptAt::Found(real),
             Ok(m) if m.is_dir() => ScriptAt::Directory,

@@ -154,6 +154,7 @@ impl Service {
             vhosts: Arc::new(Vec::new()),
             live: Vec::new(),
             listeners: Vec::new(),
+            listen_ports: Vec::new(),
             limits: info.limits,
             rx: vec![0; RX_BUF],
             tx: Vec::with_capacity(16 * 1024),
@@ -249,7 +250,9 @@ impl Service {
                 let index = self.sh.listeners.len();
                 let entry = self.wsis.vacant_entry();
                 self.poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE)?;
-                self.addrs.push(sock.local_addr()?);
+                let addr = sock.local_addr()?;
+                self.addrs.push(addr);
+                self.sh.listen_ports.push(addr.port());
                 entry.insert(Wsi::Listen(Listen { sock, index, tls, forced: false }));
                 self.wanted.push(v.listen);
                 self.listener_tls.push(tls);

@@ -115,6 +115,20 @@ pub trait Fops: Send + Sync + Debug {
         Err(io::ErrorKind::Unsupported.into())
     }
 
+    /// [`resolve_local`](Self::resolve_local), answered from a cache
+    /// where the filesystem keeps one: an answer may be as old as its
+    /// cache keeps them (a [`PlainFops`] with an open
+    /// cache: as long as it keeps files open). For the scripts a server
+    /// runs in place, looked up on every request; never for paths that
+    /// must be confined as of now.
+    ///
+    /// # Errors
+    ///
+    /// As `resolve_local`.
+    fn resolve_local_cached(&self, path: &VPath) -> io::Result<std::path::PathBuf> {
+        self.resolve_local(path)
+    }
+
     /// Asks this filesystem to add one to `counter` for each archive
     /// directory it reads (a zip's central directory: at first use, and
     /// again when the archive changes), and the reads it made before.

@@ -142,6 +142,8 @@ struct OpenCache {
     ttl: Duration,
     max: usize,
     entries: Mutex<HashMap<String, Cached>>,
+    /// [`Fops::resolve_local_cached`]'s answers, as long as opens are kept.
+    resolved: Mutex<HashMap<String, (PathBuf, Instant)>>,
 }
 
 #[derive(Debug)]
@@ -200,9 +202,15 @@ impl PlainFops {
     }
 
     /// Keeps up to `max` files open for `ttl` after they were opened (see
-    /// the type's docs). Each cached file holds a descriptor.
+    /// the type's docs). Each cached file holds a descriptor. Up to `max`
+    /// answers of [`Fops::resolve_local_cached`] are kept as long.
     pub fn with_open_cache(mut self, ttl: Duration, max: usize) -> PlainFops {
-        self.cache = (!ttl.is_zero() && max > 0).then(|| OpenCache { ttl, max, entries: Mutex::default() });
+        self.cache = (!ttl.is_zero() && max > 0).then(|| OpenCache {
+            ttl,
+            max,
+            entries: Mutex::default(),
+            resolved: Mutex::default(),
+        });
         self
     }
 
@@ -459,6 +467,24 @@ impl Fops for PlainFops {
         // Where it leads out of the origin, the policy has decided.
         let file = self.open_path_beneath(path)?;
         std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+    }
+
+    fn resolve_local_cached(&self, path: &VPath) -> io::Result<PathBuf> {
+        let Some(cache) = self.cache.as_ref() else { return self.resolve_local(path) };
+        let now = Instant::now();
+        let mut resolved = cache.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((real, _)) = resolved.get(path.as_str()).filter(|(_, at)| now.duration_since(*at) < cache.ttl) {
+            return Ok(real.clone());
+        }
+        let real = self.resolve_local(path)?;
+        if resolved.len() >= cache.max {
+            resolved.retain(|_, (_, at)| now.duration_since(*at) < cache.ttl);
+            if resolved.len() >= cache.max {
+                resolved.clear();
+            }
+        }
+        resolved.insert(path.as_str().to_string(), (real.clone(), now));
+        Ok(real)
     }
 
     fn open(&self, path: &VPath, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {

@@ -32,6 +32,8 @@ use warren_cgi::fcgi::{self, RecordType, Role};
 
 /// The request id of every request (one per connection).
 const ID: u16 = 1;
+/// The record buffer's first size: a small answer's records fit.
+const FIRST_READ: usize = 16 * 1024;
 
 /// A connection to a FastCGI server.
 #[derive(Debug)]
@@ -165,6 +167,11 @@ impl FcgiLink {
     /// Whether the request came to its end (`FCGI_END_REQUEST`).
     pub(crate) fn ended(&self) -> bool {
         self.ended.is_some()
+    }
+
+    /// Whether all `FCGI_STDOUT` content read has been handed on.
+    pub(crate) fn drained(&self) -> bool {
+        self.out.0 == self.out.1
     }
 
     /// Whether the connection failed before the end.
@@ -375,14 +382,17 @@ impl FcgiLink {
 
     /// Reads once into the record buffer, making room first.
     fn fill(&mut self) -> io::Result<usize> {
-        if self.rbuf.len() < fcgi::MAX_RECORD {
-            self.rbuf.resize(fcgi::MAX_RECORD, 0);
-        }
         if self.rstart == self.rend {
             (self.rstart, self.rend) = (0, 0);
-        } else if self.rend == self.rbuf.len() {
+        } else if self.rend == self.rbuf.len() && self.rstart > 0 {
             self.rbuf.copy_within(self.rstart..self.rend, 0);
             (self.rstart, self.rend) = (0, self.rend - self.rstart);
+        }
+        if self.rend == self.rbuf.len() {
+            // Small answers fit the first size; a record needs at most
+            // the largest.
+            let size = if self.rbuf.is_empty() { FIRST_READ } else { fcgi::MAX_RECORD };
+            self.rbuf.resize(size.max(self.rend + 1), 0);
         }
         loop {
             match self.stream.read(&mut self.rbuf[self.rend..]) {

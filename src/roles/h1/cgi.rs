@@ -119,7 +119,7 @@ impl H1 {
             request_uri: req.target().to_string(),
             remote: Some(c.peer),
             server_name: host.unwrap_or(&sh.vhosts[vi].name).to_string(),
-            server_port: c.out.sock.local_addr().map_or(0, |a| a.port()),
+            server_port: sh.listen_ports.get(c.listener).copied().unwrap_or(0),
             protocol: req.version().as_str().to_string(),
             https: c.is_tls(),
             document_root: launch.document_root,
@@ -333,7 +333,12 @@ impl H1 {
         let framing = if discard {
             BodyFraming::None
         } else {
-            BodyFraming::plan(self.tx.version, head.status, head.content_length, head.chunked)
+            // The whole answer already here (a FastCGI response and its
+            // end in one read): its length is known, and it goes out in
+            // one write, without chunks.
+            let whole = run.fcgi_link().is_some_and(|l| l.ended() && l.drained()) && !head.chunked;
+            let length = head.content_length.or_else(|| whole.then(|| (data.len() - used) as u64));
+            BodyFraming::plan(self.tx.version, head.status, length, head.chunked)
         };
         run.framing = match framing {
             _ if discard => OutFraming::Discard,

@@ -349,6 +349,13 @@ impl Fops for ZipFops {
         }
     }
 
+    fn resolve_local_cached(&self, path: &VPath) -> io::Result<std::path::PathBuf> {
+        match &self.mode {
+            Mode::Chain { base, prefix: None, .. } => base.resolve_local_cached(path),
+            _ => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
     /// Counts each central directory read into a cache entry (a failed
     /// read is not a load); an archive in memory counts none.
     fn count_directory_loads(&self, counter: Arc<AtomicU64>) {
