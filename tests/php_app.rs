@@ -4,17 +4,23 @@
 //! links out of the document root followed, `bin`, `data`, `inc`, `conf`
 //! and dotfiles refused. The configuration is the one docs/cgi.md shows
 //! ("Hosting a PHP application"), read by `warren --config`. The same
-//! requests run against lighttpd in tests/dokuwiki_lighttpd.rs.
+//! requests run against lighttpd in tests/dokuwiki_lighttpd.rs, and
+//! against the same DokuWiki with `.php` going to a real php-fpm over
+//! FastCGI (issue 16; `dokuwiki_over_php_fpm`).
 
 mod support;
 
 use std::path::Path;
 use support::dokuwiki::{self, Client, DokuWiki, Options};
+use support::fpm::{Fpm, FpmOptions};
 use support::{start_warren, Running};
 
+/// What runs `.php` files: php-cgi by default, as docs/cgi.md shows.
+const PHP_CGI: &str = "/usr/bin/php-cgi";
+
 /// The lwsws configuration docs/cgi.md gives for DokuWiki, with the
-/// fixture's paths for Debian's.
-fn config(wiki: &DokuWiki) -> String {
+/// fixture's paths for Debian's and `runner` for `.php`.
+fn config(wiki: &DokuWiki, runner: &str) -> String {
     format!(
         r#"{{
   "vhosts": [ {{
@@ -25,7 +31,7 @@ fn config(wiki: &DokuWiki) -> String {
       "mountpoint": "/",
       "origin": "file://{site}",
       "default": [ "doku.php" ],
-      "cgi-assign": {{ ".php": "/usr/bin/php-cgi" }},
+      "cgi-assign": {{ ".php": "{runner}" }},
       "deny": [ "/bin", "/data", "/inc", "/conf", "/vendor" ],
       "symlinks": "follow",
       "x-sendfile": "{media}"
@@ -38,14 +44,20 @@ fn config(wiki: &DokuWiki) -> String {
     )
 }
 
-/// warren serving `wiki` from its configuration.
+/// warren serving `wiki` from its configuration, `.php` by php-cgi.
 fn warren(wiki: &DokuWiki) -> (Running, u16) {
+    assert!(Path::new(PHP_CGI).is_file(), "needs php-cgi (scripts/test installs it)");
+    warren_with(wiki, PHP_CGI)
+}
+
+/// warren serving `wiki` from its configuration, `.php` run by `runner`
+/// (a program, or `fcgi://ADDR`).
+fn warren_with(wiki: &DokuWiki, runner: &str) -> (Running, u16) {
     assert!(dokuwiki::installed(), "needs dokuwiki (scripts/test installs it)");
-    assert!(Path::new("/usr/bin/php-cgi").is_file(), "needs php-cgi (scripts/test installs it)");
     let dir = wiki.root().join("warren");
     std::fs::create_dir_all(dir.join("conf.d")).expect("mkdir");
     std::fs::write(dir.join("conf"), "{ \"global\": {} }\n").expect("conf");
-    std::fs::write(dir.join("conf.d/wiki"), config(wiki)).expect("conf.d");
+    std::fs::write(dir.join("conf.d/wiki"), config(wiki, runner)).expect("conf.d");
     start_warren(&["--config", dir.to_str().expect("utf-8")])
 }
 
@@ -64,6 +76,32 @@ fn dokuwiki_runs_in_place() {
     // The script's own fields go out as it wrote them.
     let js = c.get("/lib/exe/js.php");
     assert_eq!(js.header("content-type"), Some("application/javascript; charset=utf-8"));
+}
+
+/// The same application with `.php` going to a real php-fpm pool over
+/// FastCGI (`"cgi-assign": { ".php": "fcgi://…" }`, the one line that
+/// changes in docs/cgi.md's configuration): the visit, the login and its
+/// tokens, and downloads by X-Sendfile, each on its own copy, all on one
+/// pool.
+#[test]
+fn dokuwiki_over_php_fpm() {
+    let fpm = Fpm::start(FpmOptions::default());
+    let runner = fpm.origin();
+    let wiki = dokuwiki::install(&Options::default());
+    let (_w, port) = warren_with(&wiki, &runner);
+    let c = Client::new(&wiki, port);
+    dokuwiki::visit(&wiki, &c, "playground:fpm", "fpm.png");
+    let js = c.get("/lib/exe/js.php");
+    assert_eq!(js.header("content-type"), Some("application/javascript; charset=utf-8"));
+    let wiki = dokuwiki::install(&Options { acl: true, ..Options::default() });
+    let (_w, port) = warren_with(&wiki, &runner);
+    dokuwiki::visit_with_acl(&wiki, port);
+    let wiki = dokuwiki::install(&Options { xsendfile: 2, ..Options::default() });
+    let (_w, port) = warren_with(&wiki, &runner);
+    dokuwiki::fetch_sent(&wiki, port);
+    // It was the pool that ran them: without it, the page is a 502.
+    drop(fpm);
+    assert_eq!(Client::new(&wiki, port).get("/doku.php").status, 502);
 }
 
 /// With the ACL on: a login (a POST that sets the auth cookie, then a
