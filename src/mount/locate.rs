@@ -77,12 +77,9 @@ pub(crate) enum ScriptAt {
 /// regular file of the local disk.
 pub(crate) fn script_at(fops: &dyn Fops, path: &VPath) -> ScriptAt {
     match fops.resolve_local_cached(path) {
-        Ok(real) => match std::fs::metadata(&real) {
-            Ok(m) if m.is_file() => ScriptAt::Found(real),
-            Ok(m) if m.is_dir() => ScriptAt::Directory,
-            Ok(_) => ScriptAt::Refused(403, "a script that is not a regular file"),
-            Err(_) => ScriptAt::Missing,
-        },
+        Ok(local) if local.file_type.is_file() => ScriptAt::Found(local.path),
+        Ok(local) if local.file_type.is_dir() => ScriptAt::Directory,
+        Ok(_) => ScriptAt::Refused(403, "a script that is not a regular file"),
         Err(e) if e.kind() == io::ErrorKind::NotFound => ScriptAt::Missing,
         Err(e) if matches!(e.kind(), io::ErrorKind::Unsupported | io::ErrorKind::NotADirectory) => {
             // Not on the local disk (inside an archive), or a file on the

@@ -28,7 +28,7 @@ impl Service {
                 if let Some(Wsi::Conn(c)) = self.wsis.get_mut(conn) {
                     if c.core.generation == generation {
                         if let Some(h) = c.http() {
-                            h.fcgi_ready(readable, writable);
+                            h.fcgi_ready(key, readable, writable);
                         }
                         self.service_conn(conn);
                     }
@@ -76,7 +76,23 @@ impl Service {
         let Some(Wsi::Conn(conn)) = self.wsis.get_mut(key) else { return };
         let generation = conn.core.generation;
         let Some(run) = conn.http().and_then(|h| h.cgi_to_register()) else { return };
-        if let Some(fd) = run.fcgi_link().map(|l| l.fd()) {
+        if let Some((fd, kept)) = run.fcgi_link().map(|l| (l.fd(), l.token)) {
+            // A kept connection is in the poll already: its token now
+            // leads here.
+            if let Some(token) = kept {
+                let Some(slot @ Wsi::Cgi(CgiWsi::Fcgi { .. })) = self.wsis.get_mut(token) else {
+                    log::error!("a kept FastCGI connection's token {token} is not its own");
+                    self.close(key);
+                    return;
+                };
+                *slot = Wsi::Cgi(CgiWsi::Fcgi { conn: key, generation });
+                if let Some(Wsi::Conn(conn)) = self.wsis.get_mut(key) {
+                    if let Some(run) = conn.http().and_then(|h| h.cgi_to_register()) {
+                        run.tokens = Some([None, Some(token), None]);
+                    }
+                }
+                return;
+            }
             let entry = self.wsis.vacant_entry();
             let token = entry.key();
             let interest = Interest::READABLE | Interest::WRITABLE;
@@ -86,6 +102,9 @@ impl Service {
                     if let Some(Wsi::Conn(conn)) = self.wsis.get_mut(key) {
                         if let Some(run) = conn.http().and_then(|h| h.cgi_to_register()) {
                             run.tokens = Some([None, Some(token), None]);
+                            if let Some(link) = run.fcgi_link_mut() {
+                                link.token = Some(token);
+                            }
                         }
                     }
                 }

@@ -115,18 +115,20 @@ pub trait Fops: Send + Sync + Debug {
         Err(io::ErrorKind::Unsupported.into())
     }
 
-    /// [`resolve_local`](Self::resolve_local), answered from a cache
-    /// where the filesystem keeps one: an answer may be as old as its
-    /// cache keeps them (a [`PlainFops`] with an open
+    /// [`resolve_local`](Self::resolve_local) and the kind of file there,
+    /// answered from a cache where the filesystem keeps one: an answer may
+    /// be as old as its cache keeps them (a [`PlainFops`] with an open
     /// cache: as long as it keeps files open). For the scripts a server
     /// runs in place, looked up on every request; never for paths that
     /// must be confined as of now.
     ///
     /// # Errors
     ///
-    /// As `resolve_local`.
-    fn resolve_local_cached(&self, path: &VPath) -> io::Result<std::path::PathBuf> {
-        self.resolve_local(path)
+    /// As `resolve_local`, or what reading the file's metadata gives.
+    fn resolve_local_cached(&self, path: &VPath) -> io::Result<LocalFile> {
+        let path = self.resolve_local(path)?;
+        let file_type = std::fs::metadata(&path)?.file_type();
+        Ok(LocalFile { path, file_type })
     }
 
     /// Asks this filesystem to add one to `counter` for each archive
@@ -192,6 +194,15 @@ pub trait FileHandle: Send + Debug {
     fn close(self: Box<Self>) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// A file of the local disk, as [`Fops::resolve_local_cached`] finds it.
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    /// Its real path: no link on the way.
+    pub path: std::path::PathBuf,
+    /// What it is (a link at the end followed).
+    pub file_type: std::fs::FileType,
 }
 
 /// Bytes of a file descriptor that stand for the handle's next bytes.

@@ -1,7 +1,7 @@
 //! [`PlainFops`]: a directory of the real filesystem, confined to itself
 //! (or, by its [`Symlinks`] policy, to where its links lead).
 
-use crate::{seek_target, ContentEncoding, FdSpan, FileFlags, FileHandle, FileInfo, Fops, OpenFlags, VPath};
+use crate::{seek_target, ContentEncoding, FdSpan, FileFlags, FileHandle, FileInfo, Fops, LocalFile, OpenFlags, VPath};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::fs::File;
@@ -143,7 +143,7 @@ struct OpenCache {
     max: usize,
     entries: Mutex<HashMap<String, Cached>>,
     /// [`Fops::resolve_local_cached`]'s answers, as long as opens are kept.
-    resolved: Mutex<HashMap<String, (PathBuf, Instant)>>,
+    resolved: Mutex<HashMap<String, (LocalFile, Instant)>>,
 }
 
 #[derive(Debug)]
@@ -469,22 +469,28 @@ impl Fops for PlainFops {
         std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
     }
 
-    fn resolve_local_cached(&self, path: &VPath) -> io::Result<PathBuf> {
-        let Some(cache) = self.cache.as_ref() else { return self.resolve_local(path) };
+    fn resolve_local_cached(&self, path: &VPath) -> io::Result<LocalFile> {
+        let local = |path: &VPath| -> io::Result<LocalFile> {
+            let file = self.open_path_beneath(path)?;
+            let file_type = file.metadata()?.file_type();
+            let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+            Ok(LocalFile { path, file_type })
+        };
+        let Some(cache) = self.cache.as_ref() else { return local(path) };
         let now = Instant::now();
         let mut resolved = cache.resolved.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((real, _)) = resolved.get(path.as_str()).filter(|(_, at)| now.duration_since(*at) < cache.ttl) {
-            return Ok(real.clone());
+        if let Some((found, _)) = resolved.get(path.as_str()).filter(|(_, at)| now.duration_since(*at) < cache.ttl) {
+            return Ok(found.clone());
         }
-        let real = self.resolve_local(path)?;
+        let found = local(path)?;
         if resolved.len() >= cache.max {
             resolved.retain(|_, (_, at)| now.duration_since(*at) < cache.ttl);
             if resolved.len() >= cache.max {
                 resolved.clear();
             }
         }
-        resolved.insert(path.as_str().to_string(), (real.clone(), now));
-        Ok(real)
+        resolved.insert(path.as_str().to_string(), (found.clone(), now));
+        Ok(found)
     }
 
     fn open(&self, path: &VPath, flags: OpenFlags) -> io::Result<Box<dyn FileHandle>> {

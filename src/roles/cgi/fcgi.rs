@@ -20,6 +20,7 @@
 //!   it (`FCGI_KEEP_CONN`); one cut short gets `FCGI_ABORT_REQUEST` and is
 //!   closed.
 
+use super::Reaper;
 use crate::mount::FcgiAddr;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -153,6 +154,11 @@ pub(crate) struct FcgiLink {
     failed: bool,
     /// Something has come back for this request.
     answered: bool,
+    /// The loop's token for the connection, once it is in the poll. A
+    /// kept connection stays in the poll, under its token, while idle
+    /// and for the next request on it; the token is let go when the
+    /// connection is closed.
+    pub(crate) token: Option<usize>,
     /// New connections of this server not answered yet (see
     /// [`FcgiPool::release`]); this one counts until it is answered.
     unanswered: Arc<AtomicUsize>,
@@ -544,7 +550,12 @@ impl FcgiPool {
 
     /// A connection for a request to `addr`: an idle one that is still
     /// open, or a new one. `keep_conn`: ask the server to keep it.
-    pub(crate) fn connect(&mut self, addr: &FcgiAddr, keep_conn: bool) -> Result<FcgiLink, ConnectError> {
+    pub(crate) fn connect(
+        &mut self,
+        addr: &FcgiAddr,
+        keep_conn: bool,
+        reaper: &mut Reaper,
+    ) -> Result<FcgiLink, ConnectError> {
         let s = self.servers.entry(addr.clone()).or_default();
         while let Some(mut link) = s.idle.pop() {
             if link.stream.quiet() {
@@ -552,6 +563,7 @@ impl FcgiPool {
                 s.running += 1;
                 return Ok(link);
             }
+            close(link, reaper);
         }
         let stream = match Stream::connect(addr) {
             Ok(st) => st,
@@ -578,6 +590,7 @@ impl FcgiPool {
             ended: None,
             failed: false,
             answered: false,
+            token: None,
             unanswered: s.unanswered.clone(),
         })
     }
@@ -589,8 +602,8 @@ impl FcgiPool {
     /// kept connection would hold: php-fpm's workers serve one connection
     /// at a time). Else it is closed, after `FCGI_ABORT_REQUEST` when the
     /// request was cut short (`abort`).
-    pub(crate) fn release(&mut self, mut link: FcgiLink, keepalive: usize, abort: bool) {
-        let Some(s) = self.servers.get_mut(&link.addr) else { return };
+    pub(crate) fn release(&mut self, mut link: FcgiLink, keepalive: usize, abort: bool, reaper: &mut Reaper) {
+        let Some(s) = self.servers.get_mut(&link.addr) else { return close(link, reaper) };
         s.running = s.running.saturating_sub(1);
         if abort && link.ended.is_none() && !link.failed && !link.connecting {
             if link.wpos == link.wbuf.len() {
@@ -599,7 +612,7 @@ impl FcgiPool {
                 // Best effort: the connection is closed right after.
                 let _ = link.stream.write(&rec);
             }
-            return;
+            return close(link, reaper);
         }
         if !abort && link.ended.is_none() {
             link.settle();
@@ -608,6 +621,16 @@ impl FcgiPool {
         if link.reusable() && s.idle.len() < keepalive && s.unanswered.load(Ordering::Relaxed) == 0 {
             link.reset();
             s.idle.push(link);
+        } else {
+            close(link, reaper);
         }
+    }
+}
+
+/// Closes `link`: out of the poll first (see [`Reaper::forget`]), its
+/// token let go.
+fn close(link: FcgiLink, reaper: &mut Reaper) {
+    if let Some(token) = link.token {
+        reaper.forget_token(link.fd(), token);
     }
 }

@@ -257,9 +257,22 @@ impl CgiRun {
         }
     }
 
+    /// The FastCGI connection, to be changed.
+    pub(crate) fn fcgi_link_mut(&mut self) -> Option<&mut FcgiLink> {
+        match &mut self.backend {
+            Backend::Fcgi(link) => Some(link),
+            Backend::Process { .. } => None,
+        }
+    }
+
     /// The loop reports readiness of the FastCGI connection.
-    pub(crate) fn fcgi_ready(&mut self, readable: bool, writable: bool) {
+    pub(crate) fn fcgi_ready(&mut self, token: usize, readable: bool, writable: bool) {
+        // An event of an earlier request's connection, idle since, under
+        // a token this connection's events once came by: not ours.
         if let Backend::Fcgi(link) = &mut self.backend {
+            if link.token != Some(token) {
+                return;
+            }
             link.readable |= readable;
             link.writable |= writable;
         }
@@ -454,8 +467,8 @@ impl CgiRun {
         let (child, pidfd) = match backend {
             Backend::Process { child, pidfd } => (child, pidfd),
             Backend::Fcgi(link) => {
-                reaper.forget(link.fd());
-                pool.release(*link, end.keepalive, end.kill);
+                // The connection's token is the pool's to keep or let go.
+                pool.release(*link, end.keepalive, end.kill, reaper);
                 return;
             }
         };
@@ -629,6 +642,13 @@ impl Reaper {
             // ENOENT (never registered) is fine.
             let _ = r.deregister(&mut mio::unix::SourceFd(&fd));
         }
+    }
+
+    /// Takes `fd` out of the poll before it is closed, and lets its
+    /// `token` go (a FastCGI connection's).
+    pub(crate) fn forget_token(&mut self, fd: RawFd, token: usize) {
+        self.forget(fd);
+        self.freed.push(token);
     }
 
     /// A finished entry: its pidfd leaves the poll and is closed, its

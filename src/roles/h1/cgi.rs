@@ -18,6 +18,8 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// How much of a FastCGI answer is taken per turn.
+const FCGI_READ_CHUNK: usize = 64 * 1024;
 /// How long a request waits for a CGI slot before 503 (it is started as
 /// soon as one frees: `Env::cgi_waiters`).
 const CGI_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -155,7 +157,7 @@ impl H1 {
                 CgiRun::new(child, launch.script_name, vi, mi, redirects)
             }
             Exec::Fcgi(addr) => {
-                let mut link = match sh.fcgi.connect(&addr, conf.keepalive > 0) {
+                let mut link = match sh.fcgi.connect(&addr, conf.keepalive > 0, &mut sh.reaper) {
                     Ok(link) => link,
                     Err(e) => {
                         self.skip_body(&req);
@@ -234,7 +236,11 @@ impl H1 {
         }
         if !run.stdout_eof && run.can_read() && c.out.writable && !c.out.has_pending() {
             let mut buf = std::mem::take(&mut sh.tx);
-            buf.resize(READ_CHUNK, 0);
+            // A FastCGI answer comes in records of up to 64 KiB, read a
+            // whole one at a time: so much at most goes to the client
+            // per turn (and waits for it, if it is slow), as nginx's
+            // default fastcgi_buffers hold.
+            buf.resize(if run.fcgi_link().is_some() { FCGI_READ_CHUNK } else { READ_CHUNK }, 0);
             let r = run.read_stdout(&mut buf);
             let r = match r {
                 Ok(Some(n)) if n > 0 => {
@@ -572,7 +578,9 @@ impl H1 {
         sh.handle.inner.metrics.cgi_running.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let conf = &sh.vhosts[run.vhost].mounts[run.mount].cgi;
         let end = Retire { kill, linger: conf.timeout, keepalive: conf.fcgi.keepalive };
-        if let Some(tokens) = run.tokens {
+        // A FastCGI connection's token goes with the connection (kept
+        // in the poll while it is kept: see `FcgiPool::release`).
+        if let Some(tokens) = run.tokens.filter(|_| run.fcgi_link().is_none()) {
             sh.dead_pipes.extend(tokens.into_iter().flatten());
         }
         if self.cgi_paused_rx {
@@ -635,9 +643,9 @@ impl H1 {
     }
 
     /// The connection to this request's FastCGI server is ready.
-    pub(crate) fn fcgi_ready(&mut self, readable: bool, writable: bool) {
+    pub(crate) fn fcgi_ready(&mut self, token: usize, readable: bool, writable: bool) {
         if let Writing::Cgi(run) = &mut self.writing {
-            run.fcgi_ready(readable, writable);
+            run.fcgi_ready(token, readable, writable);
         }
     }
 

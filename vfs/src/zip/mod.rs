@@ -349,7 +349,7 @@ impl Fops for ZipFops {
         }
     }
 
-    fn resolve_local_cached(&self, path: &VPath) -> io::Result<std::path::PathBuf> {
+    fn resolve_local_cached(&self, path: &VPath) -> io::Result<crate::LocalFile> {
         match &self.mode {
             Mode::Chain { base, prefix: None, .. } => base.resolve_local_cached(path),
             _ => Err(io::ErrorKind::Unsupported.into()),
