@@ -139,6 +139,27 @@ fn mistakes_name_the_file_line_column_and_key() {
     let e = load_err(cfg);
     assert!(e.contains("vhosts[0].mounts[0].origin") && e.contains("no such program or directory"), "{e}");
 
+    // FastCGI keys (issue 16): what each expects, and only where it means
+    // something.
+    for (mount, key, says) in [
+        (r#""origin": "fcgi://nowhere""#, "origin", "host:port"),
+        (r#""origin": "fcgi:///run/x.sock", "fcgi-connect-timeout": "0""#, "fcgi-connect-timeout", "at least 1 second"),
+        (r#""origin": "fcgi:///run/x.sock", "fcgi-max-requests": "0""#, "fcgi-max-requests", "at least 1"),
+        (r#""origin": "fcgi:///run/x.sock", "fcgi-keepalive": "many""#, "fcgi-keepalive", "expected"),
+        (r#""origin": "file:///tmp", "fcgi-keepalive": "2""#, "fcgi-keepalive", "fcgi://"),
+        (r#""origin": "file:///tmp", "cgi-assign": { ".php": "fcgi://" }"#, "cgi-assign", "fcgi://"),
+    ] {
+        let text = format!(
+            r#"{{ "vhosts": [ {{ "name": "x", "port": "0", "mounts": [ {{ "mountpoint": "/", {mount} }} ] }} ] }}"#
+        );
+        write(cfg, "conf.d/bad", &text);
+        let e = load_err(cfg);
+        assert!(
+            e.contains("conf.d/bad") && e.contains(&format!("vhosts[0].mounts[0].{key}")) && e.contains(says),
+            "{mount}: {e}"
+        );
+    }
+
     write(cfg, "conf.d/bad", r#"{ "vhosts": [ { "name": "x" } ] }"#);
     assert!(load_err(cfg).contains("\"port\" is required"));
 

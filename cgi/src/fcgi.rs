@@ -12,6 +12,10 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 8;
 /// The most content one record carries.
 pub const MAX_CONTENT: usize = 0xffff;
+/// The most content a record this codec writes carries: a multiple of 8,
+/// so that a full record needs no padding (PHP refuses a record whose
+/// content and padding come to more than 65535 bytes).
+pub const MAX_WRITE: usize = 0xfff8;
 /// The longest record: header, content and padding.
 pub const MAX_RECORD: usize = HEADER_LEN + MAX_CONTENT + 255;
 /// `FCGI_KEEP_CONN`: the application keeps the connection open after the
@@ -119,6 +123,9 @@ pub enum FcgiError {
     EndRequestLength(usize),
     /// A name-value pair whose lengths run past its record.
     Pair,
+    /// A name-value pair of this many bytes, encoded: more than a record
+    /// holds.
+    PairTooLong(usize),
 }
 
 impl fmt::Display for FcgiError {
@@ -127,6 +134,7 @@ impl fmt::Display for FcgiError {
             FcgiError::Version(v) => write!(f, "a FastCGI record of version {v}, not 1"),
             FcgiError::EndRequestLength(n) => write!(f, "an FCGI_END_REQUEST body of {n} bytes, not 8"),
             FcgiError::Pair => f.write_str("a name-value pair longer than its record"),
+            FcgiError::PairTooLong(n) => write!(f, "a name-value pair of {n} bytes, more than a record holds"),
         }
     }
 }
@@ -143,11 +151,11 @@ pub fn header(kind: RecordType, request_id: u16, len: u16, padding: u8) -> [u8; 
 }
 
 /// Appends one record of `kind` for `request_id` holding `content` (at
-/// most [`MAX_CONTENT`] bytes), padded to a multiple of 8 bytes as the
+/// most [`MAX_WRITE`] bytes), padded to a multiple of 8 bytes as the
 /// specification recommends.
 fn record(out: &mut Vec<u8>, kind: RecordType, request_id: u16, content: &[u8]) {
-    debug_assert!(content.len() <= MAX_CONTENT);
-    let len = content.len().min(MAX_CONTENT);
+    debug_assert!(content.len() <= MAX_WRITE);
+    let len = content.len().min(MAX_WRITE);
     let padding = (8 - len % 8) % 8;
     out.extend_from_slice(&header(kind, request_id, len as u16, padding as u8));
     out.extend_from_slice(&content[..len]);
@@ -172,7 +180,7 @@ pub fn abort_request(out: &mut Vec<u8>, request_id: u16) {
 /// `data` appends nothing: an empty record ends a stream
 /// ([`end_stream`]).
 pub fn stream(out: &mut Vec<u8>, kind: RecordType, request_id: u16, data: &[u8]) {
-    for piece in data.chunks(MAX_CONTENT) {
+    for piece in data.chunks(MAX_WRITE) {
         record(out, kind, request_id, piece);
     }
 }
@@ -200,16 +208,41 @@ pub fn pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// Appends the whole `Params` stream of `request_id` for `pairs`: the
-/// pairs (split across records where they must be) and the empty record
-/// that ends it.
-pub fn params<'p>(out: &mut Vec<u8>, request_id: u16, pairs: impl IntoIterator<Item = (&'p [u8], &'p [u8])>) {
+/// Appends the whole `Params` stream of `request_id` for `pairs`: as
+/// many pairs to a record as fit, never one split across two (the
+/// specification allows it, but PHP reads each record's pairs on their
+/// own), and the empty record that ends it.
+///
+/// # Errors
+///
+/// [`FcgiError::PairTooLong`] for a pair that does not fit one record;
+/// `out` is then as it was.
+pub fn params<'p>(
+    out: &mut Vec<u8>,
+    request_id: u16,
+    pairs: impl IntoIterator<Item = (&'p [u8], &'p [u8])>,
+) -> Result<(), FcgiError> {
+    let start = out.len();
     let mut body = Vec::new();
+    let mut one = Vec::new();
     for (name, value) in pairs {
-        pair(&mut body, name, value);
+        one.clear();
+        pair(&mut one, name, value);
+        if one.len() > MAX_WRITE {
+            out.truncate(start);
+            return Err(FcgiError::PairTooLong(one.len()));
+        }
+        if body.len() + one.len() > MAX_WRITE {
+            record(out, RecordType::Params, request_id, &body);
+            body.clear();
+        }
+        body.extend_from_slice(&one);
     }
-    stream(out, RecordType::Params, request_id, &body);
+    if !body.is_empty() {
+        record(out, RecordType::Params, request_id, &body);
+    }
     end_stream(out, RecordType::Params, request_id);
+    Ok(())
 }
 
 /// The first record in `input`, if all of it is there: the record and
@@ -303,7 +336,7 @@ mod tests {
     fn a_request_encodes_and_decodes_back() {
         let mut out = Vec::new();
         begin_request(&mut out, 7, Role::Responder, true);
-        params(&mut out, 7, [(&b"SCRIPT_FILENAME"[..], &b"/srv/x.php"[..]), (b"QUERY_STRING", b"")]);
+        params(&mut out, 7, [(&b"SCRIPT_FILENAME"[..], &b"/srv/x.php"[..]), (b"QUERY_STRING", b"")]).expect("params");
         stream(&mut out, RecordType::Stdin, 7, b"body");
         end_stream(&mut out, RecordType::Stdin, 7);
         abort_request(&mut out, 7);
@@ -322,17 +355,33 @@ mod tests {
 
     #[test]
     fn long_values_and_long_streams_are_split_and_rejoined() {
-        let long = vec![b'v'; 70_000];
+        // Pairs fill records whole: two of 40,000 bytes take two.
+        let long = vec![b'v'; 40_000];
         let mut out = Vec::new();
-        params(&mut out, 1, [(&b"N"[..], &long[..]), (&[b'n'; 200][..], &b"x"[..])]);
+        params(&mut out, 1, [(&b"N"[..], &long[..]), (&[b'n'; 200][..], &long[..]), (b"S", b"x")]).expect("params");
         let records = all(&out);
         assert_eq!(records.len(), 3, "two records of pairs, then the end");
-        assert!(records.iter().all(|r| r.2.len() <= MAX_CONTENT));
+        assert!(records.iter().all(|r| r.2.len() <= MAX_WRITE));
+        for r in &records[..2] {
+            assert!(pairs(&r.2).all(|p| p.is_ok()), "each record holds whole pairs");
+        }
         let joined: Vec<u8> = records.iter().flat_map(|r| r.2.clone()).collect();
         let got: Vec<_> = pairs(&joined).map(|p| p.expect("pair")).collect();
-        assert_eq!(got.len(), 2);
-        assert_eq!((got[0].0, got[0].1.len()), (&b"N"[..], 70_000));
-        assert_eq!((got[1].0.len(), got[1].1), (200, &b"x"[..]));
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[0].0, got[0].1.len()), (&b"N"[..], 40_000));
+        assert_eq!((got[1].0.len(), got[1].1.len()), (200, 40_000));
+        assert_eq!(got[2], (&b"S"[..], &b"x"[..]));
+        // One pair longer than a record: an error, and nothing appended.
+        let mut out = vec![1, 2, 3];
+        let e = params(&mut out, 1, [(&b"A"[..], &b"a"[..]), (&b"N"[..], &vec![b'v'; 70_000][..])]);
+        assert_eq!(e, Err(FcgiError::PairTooLong(70_006)));
+        assert_eq!(out, [1, 2, 3]);
+        // A long stream fills records to MAX_WRITE: no padding needed.
+        let mut out = Vec::new();
+        stream(&mut out, RecordType::Stdin, 1, &vec![0; 70_000]);
+        let records = all(&out);
+        assert_eq!(records.iter().map(|r| r.2.len()).collect::<Vec<_>>(), [MAX_WRITE, 70_000 - MAX_WRITE]);
+        assert_eq!(out[6], 0, "a full record has no padding");
         // A four-byte length has its high bit set.
         let mut one = Vec::new();
         pair(&mut one, &[b'a'; 130], b"");

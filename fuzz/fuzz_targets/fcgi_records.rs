@@ -19,9 +19,15 @@ fuzz_target!(|data: &[u8]| {
         if let RecordType::Stdout = record.kind {
             let mut again = Vec::new();
             stream(&mut again, RecordType::Stdout, record.request_id, record.content);
-            if let Ok(Some((back, _))) = decode(&again) {
-                assert_eq!(back.content, record.content);
+            // Re-encoded in records of at most MAX_WRITE bytes each.
+            let mut back = Vec::new();
+            let mut left = &again[..];
+            while let Ok(Some((r, used))) = decode(left) {
+                back.extend_from_slice(r.content);
+                left = &left[used..];
             }
+            assert!(left.is_empty());
+            assert_eq!(back, record.content);
         }
         rest = &rest[used..];
     }

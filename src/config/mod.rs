@@ -582,7 +582,13 @@ fn file_mount_keys(file: &Path, at: &str, m: &MountConf, mut mount: Mount) -> Re
     let fcgi_what = "fcgi:// mounts and file mounts assigning a suffix to fcgi://";
     if let Some(t) = &m.fcgi_connect_timeout {
         only("fcgi-connect-timeout", fcgi, fcgi_what)?;
-        mount = mount.fcgi_connect_timeout(seconds(file, &format!("{at}.fcgi-connect-timeout"), t)?);
+        let key = format!("{at}.fcgi-connect-timeout");
+        let t = seconds(file, &key, t)?;
+        if t.is_zero() {
+            // Every connection not made at once would be a 504.
+            return Err(bad(file, &key, "expected at least 1 second".into()));
+        }
+        mount = mount.fcgi_connect_timeout(t);
     }
     if let Some(n) = &m.fcgi_max_requests {
         only("fcgi-max-requests", fcgi, fcgi_what)?;

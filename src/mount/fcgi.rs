@@ -45,8 +45,19 @@ impl FromStr for FcgiAddr {
         if host.is_empty() || port.parse::<u16>().is_err() {
             return Err(format!("{s:?}: expected a socket's absolute path or host:port"));
         }
+        // A name is looked up once, here. Where it has addresses of both
+        // families (`localhost`: ::1 and 127.0.0.1), the IPv4 one: what
+        // php-fpm's usual `listen = 127.0.0.1:9000` answers on.
         match (host, port.parse::<u16>().unwrap_or(0)).to_socket_addrs() {
-            Ok(mut addrs) => addrs.next().map(FcgiAddr::Tcp).ok_or_else(|| format!("{host:?}: no address")),
+            Ok(addrs) => {
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                addrs
+                    .iter()
+                    .find(|a| a.is_ipv4())
+                    .or(addrs.first())
+                    .map(|a| FcgiAddr::Tcp(*a))
+                    .ok_or_else(|| format!("{host:?}: no address"))
+            }
             Err(e) => Err(format!("{host:?}: {e}")),
         }
     }
@@ -90,7 +101,10 @@ mod tests {
         assert_eq!("/tmp/x.sock".parse(), Ok(FcgiAddr::Unix("/tmp/x.sock".into())));
         assert_eq!("127.0.0.1:9000".parse(), Ok(FcgiAddr::Tcp("127.0.0.1:9000".parse().expect("addr"))));
         assert_eq!("fcgi://[::1]:9000".parse(), Ok(FcgiAddr::Tcp("[::1]:9000".parse().expect("addr"))));
-        assert!(matches!("localhost:9000".parse(), Ok(FcgiAddr::Tcp(a)) if a.port() == 9000));
+        assert!(
+            matches!("localhost:9000".parse(), Ok(FcgiAddr::Tcp(a)) if a.port() == 9000 && a.is_ipv4()),
+            "IPv4 first"
+        );
         for bad in ["", "fcgi://", "relative.sock", "127.0.0.1", "host:", ":9000", "127.0.0.1:99999"] {
             assert!(bad.parse::<FcgiAddr>().is_err(), "{bad:?}");
         }

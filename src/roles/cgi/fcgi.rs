@@ -33,6 +33,8 @@ use warren_cgi::fcgi::{self, RecordType, Role};
 
 /// The request id of every request (one per connection).
 const ID: u16 = 1;
+/// Socket reads per [`FcgiLink::read_stdout`].
+const FILLS_PER_READ: usize = 4;
 /// The record buffer's first size: a small answer's records fit.
 const FIRST_READ: usize = 16 * 1024;
 
@@ -154,6 +156,11 @@ pub(crate) struct FcgiLink {
     failed: bool,
     /// Something has come back for this request.
     answered: bool,
+    /// The server stopped taking the request (a write failed: it closed
+    /// its reading side, having answered without the whole body, or
+    /// being about to): the rest of the body is dropped, the answer is
+    /// still read to its end, and the connection is not kept.
+    input_gone: bool,
     /// The loop's token for the connection, once it is in the poll. A
     /// kept connection stays in the poll, under its token, while idle
     /// and for the next request on it; the token is let go when the
@@ -173,6 +180,14 @@ impl FcgiLink {
     /// Whether the request came to its end (`FCGI_END_REQUEST`).
     pub(crate) fn ended(&self) -> bool {
         self.ended.is_some()
+    }
+
+    /// Whether this request may be sent again on a new connection: it
+    /// went on a kept one that closed before any answer (a php-fpm
+    /// worker that ended after its `pm.max_requests`, between its last
+    /// answer and closing), so the server did not run it.
+    pub(crate) fn retryable(&self) -> bool {
+        self.reused && !self.answered && self.ended.is_none()
     }
 
     /// Whether all `FCGI_STDOUT` content read has been handed on.
@@ -197,15 +212,25 @@ impl FcgiLink {
 
     /// Queues the request: its begin record and parameters, and the end
     /// of its (empty) body when `no_body`.
-    pub(crate) fn begin(&mut self, env: &[(OsString, OsString)], no_body: bool) {
+    ///
+    /// # Errors
+    ///
+    /// A variable too long for one record (see [`fcgi::params`]): the
+    /// link is then failed, nothing sent.
+    pub(crate) fn begin(&mut self, env: &[(OsString, OsString)], no_body: bool) -> Result<(), fcgi::FcgiError> {
         self.wbuf.clear();
         self.wpos = 0;
         fcgi::begin_request(&mut self.wbuf, ID, Role::Responder, self.keep_conn);
-        fcgi::params(&mut self.wbuf, ID, env.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+        if let Err(e) = fcgi::params(&mut self.wbuf, ID, env.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))) {
+            self.wbuf.clear();
+            self.failed = true;
+            return Err(e);
+        }
         if no_body {
             fcgi::end_stream(&mut self.wbuf, RecordType::Stdin, ID);
             self.stdin_ended = true;
         }
+        Ok(())
     }
 
     /// Whether body bytes wait for the socket (the client is not read).
@@ -223,7 +248,7 @@ impl FcgiLink {
     /// stops reading the client until they drain). Returns whether
     /// anything moved.
     pub(crate) fn feed(&mut self, data: &[u8]) -> bool {
-        if self.failed || self.ended.is_some() || data.is_empty() {
+        if self.failed || self.input_gone || self.ended.is_some() || data.is_empty() {
             // The server is gone, or answered without (all of) the body.
             return false;
         }
@@ -232,7 +257,7 @@ impl FcgiLink {
             return false;
         }
         let mut moved = false;
-        for (i, piece) in data.chunks(fcgi::MAX_CONTENT).enumerate() {
+        for (i, piece) in data.chunks(fcgi::MAX_WRITE).enumerate() {
             let head = fcgi::header(RecordType::Stdin, ID, piece.len() as u16, 0);
             let n = match self.write_parts(&head, piece) {
                 Some(n) => n,
@@ -246,7 +271,7 @@ impl FcgiLink {
                 self.wpos = 0;
                 self.wbuf.extend_from_slice(h);
                 self.wbuf.extend_from_slice(p);
-                let rest = (i + 1) * fcgi::MAX_CONTENT;
+                let rest = (i + 1) * fcgi::MAX_WRITE;
                 if rest < data.len() {
                     fcgi::stream(&mut self.wbuf, RecordType::Stdin, ID, &data[rest..]);
                 }
@@ -267,11 +292,21 @@ impl FcgiLink {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.fail(&e);
+                    self.write_failed(&e);
                     return None;
                 }
             }
         }
+    }
+
+    /// A write failed: the server takes nothing more of this request,
+    /// but what it answered may be there to read (see `input_gone`).
+    fn write_failed(&mut self, e: &io::Error) {
+        log::info!("{}: stopped taking the request body: {e}", self.addr);
+        self.input_gone = true;
+        self.keep_conn = false;
+        self.wbuf.clear();
+        self.wpos = 0;
     }
 
     fn fail(&mut self, e: &io::Error) {
@@ -285,7 +320,7 @@ impl FcgiLink {
     /// is queued, and queues the end of the body once `body_done`.
     /// Returns whether anything moved.
     pub(crate) fn flush(&mut self, body_done: bool) -> bool {
-        if self.failed {
+        if self.failed || self.input_gone {
             return false;
         }
         if self.connecting {
@@ -317,7 +352,7 @@ impl FcgiLink {
         while self.wpos < self.wbuf.len() && self.writable && self.ended.is_none() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => {
-                    self.fail(&io::Error::from(io::ErrorKind::WriteZero));
+                    self.write_failed(&io::Error::from(io::ErrorKind::WriteZero));
                     return true;
                 }
                 Ok(n) => {
@@ -327,7 +362,7 @@ impl FcgiLink {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.fail(&e);
+                    self.write_failed(&e);
                     return true;
                 }
             }
@@ -343,8 +378,12 @@ impl FcgiLink {
     /// content to `stderr`. `Ok(Some(0))`: the response is over (ended,
     /// or the connection closed before its end); `Ok(None)`: nothing now.
     /// Reads the socket only when nothing buffered is left to hand on.
+    /// At most [`FILLS_PER_READ`] reads of the socket: a server sending
+    /// only `FCGI_STDERR` cannot hold the loop (`Ok(None)` then, with
+    /// `readable` left set, for the caller to come back).
     pub(crate) fn read_stdout(&mut self, buf: &mut [u8], stderr: &mut dyn FnMut(&[u8])) -> io::Result<Option<usize>> {
         let mut n = 0;
+        let mut fills = 0;
         loop {
             if self.out.0 < self.out.1 {
                 let k = (self.out.1 - self.out.0).min(buf.len() - n);
@@ -365,9 +404,10 @@ impl FcgiLink {
             if n > 0 {
                 return Ok(Some(n));
             }
-            if !self.readable {
+            if !self.readable || fills == FILLS_PER_READ {
                 return Ok(None);
             }
+            fills += 1;
             match self.fill() {
                 Ok(0) => {
                     self.fail(&io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the end of the response"));
@@ -550,14 +590,16 @@ impl FcgiPool {
 
     /// A connection for a request to `addr`: an idle one that is still
     /// open, or a new one. `keep_conn`: ask the server to keep it.
+    /// `fresh`: a new one, whatever is idle.
     pub(crate) fn connect(
         &mut self,
         addr: &FcgiAddr,
         keep_conn: bool,
+        fresh: bool,
         reaper: &mut Reaper,
     ) -> Result<FcgiLink, ConnectError> {
         let s = self.servers.entry(addr.clone()).or_default();
-        while let Some(mut link) = s.idle.pop() {
+        while let Some(mut link) = s.idle.pop().filter(|_| !fresh) {
             if link.stream.quiet() {
                 link.keep_conn = keep_conn;
                 s.running += 1;
@@ -590,6 +632,7 @@ impl FcgiPool {
             ended: None,
             failed: false,
             answered: false,
+            input_gone: false,
             token: None,
             unanswered: s.unanswered.clone(),
         })

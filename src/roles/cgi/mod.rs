@@ -121,6 +121,9 @@ pub(crate) struct CgiRun {
     pub(crate) stderr_ready: bool,
     /// Slab tokens of the registered pipes; `None` until registered.
     pub(crate) tokens: Option<[Option<usize>; 3]>,
+    /// A FastCGI read took stderr records (something moved, even with no
+    /// stdout to show for it); taken by the step.
+    pub(crate) stderr_moved: bool,
     /// Until the head is complete.
     pub(crate) parser: Option<HeadParser>,
     pub(crate) framing: OutFraming,
@@ -190,6 +193,7 @@ impl CgiRun {
             stdout_ready: true,
             stderr_ready: true,
             tokens: None,
+            stderr_moved: false,
             parser: Some(HeadParser::new()),
             framing: OutFraming::Chunk,
             chunk_open: false,
@@ -399,7 +403,11 @@ impl CgiRun {
             Backend::Process { child, .. } => child,
             Backend::Fcgi(link) => {
                 let log = &mut self.stderr;
-                let r = link.read_stdout(buf, &mut |bytes| log.bytes(bytes));
+                let moved = &mut self.stderr_moved;
+                let r = link.read_stdout(buf, &mut |bytes| {
+                    *moved = true;
+                    log.bytes(bytes);
+                });
                 if matches!(r, Ok(Some(0)) | Err(_)) {
                     self.stdout_eof = true;
                     self.stderr.end();

@@ -12,7 +12,7 @@ use crate::http::request::{self, Framing, Limits as HeadLimits, Request};
 use crate::http::respond::{begin_head, end_head, server_sets, BodyFraming};
 use crate::http::{open_error_status, Version};
 use crate::mount::{FcgiAddr, Located, Origin, Runner};
-use crate::roles::cgi::{CgiRun, CgiTarget, ConnectError, Exit, OutFraming, Retire, Slots, EXIT_WAIT};
+use crate::roles::cgi::{CgiRun, CgiTarget, ConnectError, Exit, FcgiLink, OutFraming, Retire, Slots, EXIT_WAIT};
 use crate::vhost::strip_port;
 use std::ffi::OsString;
 use std::io;
@@ -157,31 +157,54 @@ impl H1 {
                 CgiRun::new(child, launch.script_name, vi, mi, redirects)
             }
             Exec::Fcgi(addr) => {
-                let mut link = match sh.fcgi.connect(&addr, conf.keepalive > 0, &mut sh.reaper) {
-                    Ok(link) => link,
-                    Err(e) => {
-                        self.skip_body(&req);
-                        self.reading = Reading::Done;
-                        self.tx.keep_alive = false;
-                        match e {
-                            ConnectError::Busy(e) => {
-                                log::warn!("{}: {addr}: {e}; 503", c.peer);
-                                self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
+                // A body without a length is never kept behind: PHP
+                // reads (and drains) stdin up to CONTENT_LENGTH only, and
+                // records left unread would be taken for the next
+                // request's. So the server closes that connection.
+                let keep_conn = conf.keepalive > 0 && !matches!(framing, Framing::Chunked);
+                let mut link =
+                    match sh.fcgi.connect(&addr, keep_conn, std::mem::take(&mut self.fcgi_fresh), &mut sh.reaper) {
+                        Ok(link) => link,
+                        Err(e) => {
+                            self.skip_body(&req);
+                            self.reading = Reading::Done;
+                            self.tx.keep_alive = false;
+                            match e {
+                                ConnectError::Busy(e) => {
+                                    log::warn!("{}: {addr}: {e}; 503", c.peer);
+                                    self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
+                                }
+                                ConnectError::Down(e) => {
+                                    log::error!("{}: cannot connect to {addr}: {e}; 502", c.peer);
+                                    self.send_error(c, sh, 502, Some(&req));
+                                }
                             }
-                            ConnectError::Down(e) => {
-                                log::error!("{}: cannot connect to {addr}: {e}; 502", c.peer);
-                                self.send_error(c, sh, 502, Some(&req));
-                            }
+                            sh.force(c);
+                            return;
                         }
-                        sh.force(c);
-                        return;
-                    }
-                };
-                link.begin(&cgi_req.environment(), no_body);
+                    };
+                if let Err(e) = link.begin(&cgi_req.environment(), no_body) {
+                    // A header (or a cgi-env value) longer than a record:
+                    // nothing was sent.
+                    log::warn!("{}: {addr}: {e}; 431", c.peer);
+                    sh.fcgi.release(link, 0, false, &mut sh.reaper);
+                    self.skip_body(&req);
+                    self.reading = Reading::Done;
+                    self.tx.keep_alive = false;
+                    self.send_error(c, sh, 431, Some(&req));
+                    sh.force(c);
+                    return;
+                }
                 if link.connecting() {
                     timeout = timeout.min(conf.connect_timeout);
                 }
-                CgiRun::fcgi(link, launch.script_name, vi, mi, redirects)
+                let mut run = CgiRun::fcgi(link, launch.script_name, vi, mi, redirects);
+                if no_body && run.fcgi_link().is_some_and(FcgiLink::retryable) {
+                    // Kept to be sent again, should this kept connection
+                    // turn out closed (see `cgi_finish`).
+                    run.request = Some(Box::new(req.clone()));
+                }
+                run
             }
         };
         let metrics = &sh.handle.inner.metrics;
@@ -247,7 +270,11 @@ impl H1 {
                     progress = true;
                     self.cgi_output(c, sh, run, &buf[..n])
                 }
-                Ok(_) => Ok(Some(run)),
+                Ok(_) => {
+                    // Only stderr records: the loop comes back for more.
+                    progress |= std::mem::take(&mut run.stderr_moved);
+                    Ok(Some(run))
+                }
                 Err(e) => {
                     log::warn!("cgi {}: stdout: {e}", run.script);
                     run.stdout_eof = true;
@@ -314,7 +341,10 @@ impl H1 {
         // A status that has no body (304 to the script's own
         // conditional, say) goes out as it is, without the file.
         let bodiless = matches!(head.status, 100..=199 | 204 | 304);
-        if let Some(named) = x_sendfile(&head.headers).filter(|_| !bodiless) {
+        // (The request is also kept for a FastCGI retry: the mount's
+        // x-sendfile directories say whether the header is taken.)
+        let sends_files = !sh.vhosts[c.vhost].mounts[run.mount].x_sendfile.is_empty();
+        if let Some(named) = x_sendfile(&head.headers).filter(|_| !bodiless && sends_files) {
             if let Some(req) = run.request.take() {
                 // The program's answer is the file: its body is dropped,
                 // and it may finish (a session saved after the head, say)
@@ -498,6 +528,18 @@ impl H1 {
         if run.parser.is_some() {
             // It ended (or crashed) before a whole head: CGI-5, 502; a
             // FastCGI server too busy to take the request says so: 503.
+            if run.fcgi_link().is_some_and(FcgiLink::retryable) {
+                if let Some(req) = run.request.take() {
+                    // Closed under it before it was taken: once more, on
+                    // a new connection.
+                    log::info!("cgi {}: a kept FastCGI connection was closed; sending again", run.script);
+                    let (mi, redirects) = (run.mount, run.redirects);
+                    self.cgi_end(c, sh, *run, true);
+                    self.fcgi_fresh = true;
+                    self.serve_cgi(c, sh, *req, mi, redirects, true, None);
+                    return;
+                }
+            }
             log::warn!("cgi {}: ended without a complete response head", run.script);
             let busy = run.fcgi_link().and_then(|l| l.protocol_status()) == Some(FCGI_OVERLOADED);
             self.cgi_end(c, sh, *run, true);

@@ -161,6 +161,10 @@ pub(crate) struct H1 {
     /// not by a protocol.
     #[cfg(feature = "cgi")]
     cgi_paused_rx: bool,
+    /// The next FastCGI request is a retry: on a new connection, not an
+    /// idle kept one (see `H1::cgi_finish`).
+    #[cfg(feature = "cgi")]
+    fcgi_fresh: bool,
     /// The current request has a body that has not been read to its end.
     /// Whatever path answered it, the connection is not reused while this
     /// holds: the unread bytes would be parsed as the next request.
@@ -188,6 +192,8 @@ impl H1 {
             upgrade: None,
             #[cfg(feature = "cgi")]
             cgi_paused_rx: false,
+            #[cfg(feature = "cgi")]
+            fcgi_fresh: false,
             body_unread: false,
             body_deadline: None,
             rx_paused_at: None,
