@@ -609,3 +609,15 @@ fn a_variable_longer_than_a_record_is_431() {
     let (_w, port, _log) = serve(&fpm, &format!(r#""cgi-env": [ {{ "LONG": "{}" }} ],"#, "v".repeat(60_000)));
     assert_eq!(get(port, "/hello.php").text(), "hello", "60,000 bytes fit");
 }
+
+/// `fcgi-connect-timeout` bounds making the connection, not the answer:
+/// over TCP (made at once on loopback), a script slower than it but
+/// within `cgi-timeout` is answered (it got a 504 at the connect timeout).
+#[test]
+fn the_connect_timeout_does_not_bound_the_answer() {
+    let fpm = Fpm::start(FpmOptions { tcp: true, ..FpmOptions::default() });
+    fpm.script("slow.php", "<?php sleep(2); echo 'slow';");
+    let (_w, port, _log) = serve(&fpm, r#""fcgi-connect-timeout": "1", "cgi-timeout": "30","#);
+    let r = get(port, "/slow.php");
+    assert_eq!((r.status, r.text()), (200, "slow".to_string()));
+}

@@ -195,9 +195,6 @@ impl H1 {
                     sh.force(c);
                     return;
                 }
-                if link.connecting() {
-                    timeout = timeout.min(conf.connect_timeout);
-                }
                 let mut run = CgiRun::fcgi(link, launch.script_name, vi, mi, redirects);
                 if no_body && run.fcgi_link().is_some_and(FcgiLink::retryable) {
                     // Kept to be sent again, should this kept connection
@@ -231,6 +228,12 @@ impl H1 {
         if self.cgi_paused_rx {
             self.cgi_paused_rx = false;
             c.rx_paused = false;
+        }
+        // A connection still being made has `fcgi-connect-timeout` (the
+        // step that completes it moves the deadline on); one made at
+        // once (loopback, Unix) has the whole timeout.
+        if run.fcgi_link().is_some_and(FcgiLink::connecting) {
+            timeout = timeout.min(sh.vhosts[vi].mounts[mi].cgi.fcgi.connect_timeout);
         }
         self.writing = Writing::Cgi(Box::new(run));
         if let Err(e) = self.continue_if_expected(c, &req) {
