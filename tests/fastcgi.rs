@@ -516,47 +516,60 @@ fn more_requests_than_workers_all_get_answers() {
     }
 }
 
-/// A body without a length (chunked) is sent to the server, but its
-/// connection is not kept: PHP drains stdin only up to CONTENT_LENGTH,
-/// so the records it left would be taken for the next request's (which
-/// then failed with 502). And a server that answers without reading the
-/// body and closes (a write to it then fails): its answer is read and
-/// sent, the rest of the body dropped.
+/// A body without a length (chunked) is refused with 411 and the styled
+/// page: PHP reads stdin only up to CONTENT_LENGTH, so the script would
+/// see no body at all (an upload silently lost). Nothing reaches the
+/// server, and a body of 8 MiB is not waited for.
 #[test]
-fn a_body_without_a_length_leaves_nothing_behind() {
+fn a_body_without_a_length_is_411() {
     let fpm = Fpm::start(FpmOptions::default());
-    fpm.script("early.php", "<?php echo 'early';");
-    let (w, port, _log) = serve(&fpm, r#""fcgi-keepalive": "8","#);
+    fpm.script("len.php", "<?php echo strlen(file_get_contents('php://input'));");
+    let (w, port, _log) = serve(&fpm, "");
     let mut c = connect(port);
-    for i in 0..6 {
-        let body = if i % 2 == 0 { "5\r\nhello\r\n0\r\n\r\n".to_string() } else { String::new() };
-        let r = if body.is_empty() {
-            ask(&mut c, "GET /early.php HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        } else {
-            ask(
-                &mut c,
-                &format!("POST /early.php HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n{body}"),
-            )
-        };
-        assert_eq!((r.status, r.text()), (200, "early".to_string()), "request {i}");
-    }
-    // 8 MiB, chunked, that the script never reads.
+    let r = ask(&mut c, "POST /len.php HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!((r.status, r.text()), (200, "5".to_string()), "with a length");
+    let r = ask(
+        &mut c,
+        "POST /len.php HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 411);
+    assert!(r.text().contains("411"), "the styled page: {}", r.text());
     let mut big = connect(port);
-    let head = "POST /early.php HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n";
-    big.stream.write_all(head.as_bytes()).expect("head");
-    let chunk = vec![b'x'; 64 * 1024];
-    for _ in 0..128 {
-        big.stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).expect("size");
-        big.stream.write_all(&chunk).expect("chunk");
-        big.stream.write_all(b"\r\n").expect("end");
-    }
-    big.stream.write_all(b"0\r\n\r\n").expect("last");
-    let r = big.response(false).expect("response");
-    assert_eq!((r.status, r.text()), (200, "early".to_string()));
+    big.stream
+        .write_all(b"POST /len.php HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n")
+        .expect("head");
+    let chunk = vec![b'x'; 0x10000];
+    let _ = big.stream.write_all(&chunk);
+    assert_eq!(big.response(false).expect("response").status, 411);
     drop(big);
     drop(c);
     let base = fds(&w);
-    assert_eq!(get(port, "/early.php").text(), "early");
+    assert_eq!(get(port, "/len.php").text(), "0");
+    fds_back_to(&w, base);
+}
+
+/// A server that answers without reading the body and closes (a write
+/// to it then fails): its answer is read and sent, the rest of the body
+/// dropped (the answer was thrown away, a 502).
+#[test]
+fn an_answer_before_the_body_is_sent() {
+    let fake = FakeFcgi::start();
+    let (w, port, _log) = start_warren_logged(&["--fcgi", &format!("/app={}", fake.path.display())]);
+    let mut c = connect(port);
+    c.stream
+        .write_all(b"POST /app/early HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8388608\r\n\r\n")
+        .expect("head");
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..128 {
+        if c.stream.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let r = c.response(false).expect("response");
+    assert_eq!((r.status, r.text()), (200, "early".to_string()));
+    drop(c);
+    let base = fds(&w);
+    assert_eq!(get(port, "/app/ok").text(), "ok");
     fds_back_to(&w, base);
 }
 
@@ -620,4 +633,184 @@ fn the_connect_timeout_does_not_bound_the_answer() {
     let (_w, port, _log) = serve(&fpm, r#""fcgi-connect-timeout": "1", "cgi-timeout": "30","#);
     let r = get(port, "/slow.php");
     assert_eq!((r.status, r.text()), (200, "slow".to_string()));
+}
+
+/// A FastCGI server of the test's own on a Unix socket, for what php-fpm
+/// will not do on demand: one connection at a time, kept while warren
+/// asks; `/app/early` is answered at once and the connection closed,
+/// the body unread; `REQUEST_URI` `/app/redir` is answered at once with a local
+/// redirect (`Location` without `Status`) and its body left unread,
+/// anything else after its body with `ok`. Each record that comes where
+/// a request's `FCGI_BEGIN_REQUEST` must is noted in `stray`.
+struct FakeFcgi {
+    path: std::path::PathBuf,
+    stray: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// `/app/wait` is answered (after its body) once this is set.
+    go: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// `/app/wait` has come, with the end of its body.
+    waiting: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeFcgi {
+    fn start() -> FakeFcgi {
+        use std::sync::atomic::Ordering;
+        use warren_cgi::fcgi::{self, RecordType};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fake.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let stray = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let noted = stray.clone();
+        let go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let gone = go.clone();
+        let waiting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let came = waiting.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut buf = Vec::new();
+                // Reads the next record (kind, content); None at EOF.
+                let mut next = |conn: &mut std::os::unix::net::UnixStream| loop {
+                    if let Ok(Some((r, used))) = fcgi::decode(&buf) {
+                        let got = (r.kind, r.content.to_vec());
+                        buf.drain(..used);
+                        return Some(got);
+                    }
+                    let mut chunk = [0u8; 65536];
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                'requests: loop {
+                    let keep = loop {
+                        match next(&mut conn) {
+                            None => break 'requests,
+                            Some((RecordType::BeginRequest, c)) => break c.get(2) == Some(&fcgi::KEEP_CONN),
+                            Some(_) => {
+                                noted.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    };
+                    let mut params = Vec::new();
+                    loop {
+                        match next(&mut conn) {
+                            Some((RecordType::Params, c)) if c.is_empty() => break,
+                            Some((RecordType::Params, c)) => params.extend_from_slice(&c),
+                            _ => break 'requests,
+                        }
+                    }
+                    let uri = |u: &[u8]| fcgi::pairs(&params).flatten().any(|(n, v)| n == b"REQUEST_URI" && v == u);
+                    let (redirect, wait, early) = (uri(b"/app/redir"), uri(b"/app/wait"), uri(b"/app/early"));
+                    if early {
+                        let mut out = Vec::new();
+                        fcgi::stream(&mut out, RecordType::Stdout, 1, b"Content-Type: text/plain\r\n\r\nearly");
+                        fcgi::end_stream(&mut out, RecordType::Stdout, 1);
+                        out.extend_from_slice(&fcgi::header(RecordType::EndRequest, 1, 8, 0));
+                        out.extend_from_slice(&[0; 8]);
+                        let _ = conn.write_all(&out);
+                        // Closed with the body unread.
+                        break 'requests;
+                    }
+                    let answer: &[u8] = if redirect {
+                        b"Location: /app/wait\r\n\r\n"
+                    } else {
+                        loop {
+                            match next(&mut conn) {
+                                Some((RecordType::Stdin, c)) if c.is_empty() => break,
+                                Some((RecordType::Stdin, _)) => {}
+                                _ => break 'requests,
+                            }
+                        }
+                        came.store(wait, Ordering::SeqCst);
+                        while wait && !gone.load(Ordering::SeqCst) {
+                            // Whatever comes meanwhile is after this
+                            // request's end of input.
+                            conn.set_read_timeout(Some(Duration::from_millis(10))).expect("timeout");
+                            let mut chunk = [0u8; 65536];
+                            if let Ok(n) = conn.read(&mut chunk) {
+                                if n == 0 {
+                                    break 'requests;
+                                }
+                                noted.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        conn.set_read_timeout(None).expect("timeout");
+                        b"Content-Type: text/plain\r\n\r\nok"
+                    };
+                    let mut out = Vec::new();
+                    fcgi::stream(&mut out, RecordType::Stdout, 1, answer);
+                    fcgi::end_stream(&mut out, RecordType::Stdout, 1);
+                    out.extend_from_slice(&fcgi::header(RecordType::EndRequest, 1, 8, 0));
+                    out.extend_from_slice(&[0; 8]);
+                    if conn.write_all(&out).is_err() || !keep {
+                        break;
+                    }
+                    if redirect {
+                        // The body it did not read comes after the answer,
+                        // up to its end (as PHP drains it): not stray.
+                        loop {
+                            match next(&mut conn) {
+                                Some((RecordType::Stdin, c)) if !c.is_empty() => {}
+                                Some((RecordType::Stdin, _)) => break,
+                                Some(_) => {
+                                    noted.fetch_add(1, Ordering::SeqCst);
+                                    break;
+                                }
+                                None => break 'requests,
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        FakeFcgi { path, stray, go, waiting, _dir: dir }
+    }
+}
+
+/// A local redirect (`Location` without `Status`) while the POST body is
+/// still coming: the rest of the body, arriving while the redirected
+/// request runs, is dropped, not sent after that request's end of input
+/// (it was, as FCGI_STDIN records the server took for the next request's).
+#[test]
+fn a_body_after_a_local_redirect_goes_nowhere() {
+    use std::sync::atomic::Ordering;
+    let fake = FakeFcgi::start();
+    let (_w, port, _log) = start_warren_logged(&["--fcgi", &format!("/app={}", fake.path.display())]);
+    let mut c = connect(port);
+    c.stream.write_all(b"POST /app/redir HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\n\r\n").expect("head");
+    c.stream.write_all(&[b'x'; 1000]).expect("first part");
+    // The redirected request (/app/wait) is at the server, waiting; the
+    // rest of the body goes in, and warren reads all of it.
+    wait_for("the redirected request", || fake.waiting.load(Ordering::SeqCst));
+    c.stream.write_all(&vec![b'x'; 199_000]).expect("the rest");
+    let me = c.stream.local_addr().expect("addr").port();
+    wait_for("warren to read the whole body", || unread(port, me) == Some(0));
+    fake.go.store(true, Ordering::SeqCst);
+    let r = c.response(false).expect("response");
+    assert_eq!((r.status, r.text()), (200, "ok".to_string()));
+    drop(c);
+    for _ in 0..3 {
+        assert_eq!(get(port, "/app/ok").text(), "ok");
+    }
+    assert_eq!(fake.stray.load(Ordering::SeqCst), 0, "records outside a request");
+}
+
+/// Bytes the kernel holds unread for warren (listening on `port`) from
+/// the client at local port `peer`, and unacknowledged on the way there:
+/// /proc/net/tcp's tx_queue + rx_queue of both ends.
+fn unread(port: u16, peer: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let mut total = None;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let port_of = |a: &str| a.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+        let (local, remote) = (port_of(f.get(1)?)?, port_of(f.get(2)?)?);
+        if (local, remote) == (port, peer) || (local, remote) == (peer, port) {
+            let (tx, rx) = f.get(4)?.split_once(':')?;
+            let q = u64::from_str_radix(tx, 16).ok()? + u64::from_str_radix(rx, 16).ok()?;
+            total = Some(total.unwrap_or(0) + q);
+        }
+    }
+    total
 }

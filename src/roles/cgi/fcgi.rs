@@ -248,8 +248,12 @@ impl FcgiLink {
     /// stops reading the client until they drain). Returns whether
     /// anything moved.
     pub(crate) fn feed(&mut self, data: &[u8]) -> bool {
-        if self.failed || self.input_gone || self.ended.is_some() || data.is_empty() {
-            // The server is gone, or answered without (all of) the body.
+        if self.failed || self.input_gone || self.stdin_ended || self.ended.is_some() || data.is_empty() {
+            // The server is gone, or answered without (all of) the body,
+            // or this request's input has ended (a request after a local
+            // redirect has none): the bytes are dropped, never sent after
+            // the stream's end, where they would be taken for the next
+            // request's.
             return false;
         }
         if self.connecting || self.input_blocked() || !self.writable {

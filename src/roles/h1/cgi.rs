@@ -157,11 +157,20 @@ impl H1 {
                 CgiRun::new(child, launch.script_name, vi, mi, redirects)
             }
             Exec::Fcgi(addr) => {
-                // A body without a length is never kept behind: PHP
-                // reads (and drains) stdin up to CONTENT_LENGTH only, and
-                // records left unread would be taken for the next
-                // request's. So the server closes that connection.
-                let keep_conn = conf.keepalive > 0 && !matches!(framing, Framing::Chunked);
+                if matches!(framing, Framing::Chunked) {
+                    // PHP reads stdin only up to CONTENT_LENGTH: a body
+                    // without one would reach the script as nothing, the
+                    // upload silently lost. Said plainly instead (as nginx
+                    // did before it spooled such bodies to disk).
+                    log::info!("{}: {addr}: a chunked request body (no length); 411", c.peer);
+                    self.skip_body(&req);
+                    self.reading = Reading::Done;
+                    self.tx.keep_alive = false;
+                    self.send_error(c, sh, 411, Some(&req));
+                    sh.force(c);
+                    return;
+                }
+                let keep_conn = conf.keepalive > 0;
                 let mut link =
                     match sh.fcgi.connect(&addr, keep_conn, std::mem::take(&mut self.fcgi_fresh), &mut sh.reaper) {
                         Ok(link) => link,
