@@ -122,6 +122,15 @@ fn bad_input_exits_2_with_one_line() {
         (&["--root", root, "--index", "../x"], "../x"),
         (&["--x-sendfile", root], "--x-sendfile"),
         (&["--cgi-assign", ".php=/bin/sh"], "--root"),
+        // FastCGI (issue 16).
+        (&["--root", root, "--cgi-assign", ".php=fcgi://relative.sock"], "relative.sock"),
+        (&["--fcgi", "/app"], "/app"),
+        (&["--fcgi", "/app=nowhere"], "nowhere"),
+        (&["--root", root, "--fcgi-max-requests", "4"], "--fcgi-max-requests"),
+        (&["--root", root, "--fcgi-connect-timeout", "2"], "--fcgi-connect-timeout"),
+        (&["--fcgi", "/app=/run/x.sock", "--fcgi-max-requests", "0"], "--fcgi-max-requests"),
+        (&["--fcgi", "/app=/run/x.sock", "--fcgi-connect-timeout", "0"], "--fcgi-connect-timeout"),
+        (&["--fcgi", "/app=/run/x.sock", "--fcgi-keepalive", "many"], "--fcgi-keepalive"),
     ] {
         fails_with(args, says);
     }

@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// per request) [default: 8].
     #[arg(long, value_name = "N")]
     pub fcgi_keepalive: Option<u32>,
+    /// Seconds to make a connection to a FastCGI server (then 504)
+    /// [default: 5].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub fcgi_connect_timeout: Option<u32>,
     /// The documents tried, in order, for a directory URL
     /// [default: index.html].
     #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = parse_index)]

@@ -117,8 +117,13 @@ fn root_mount(args: &ServeArgs) -> Result<Mount, String> {
         return Err("--x-sendfile lets CGI responses name files: it needs --cgi-assign or --cgi".into());
     }
     let fcgi = args.fcgi.is_empty() && !args.cgi_assign.iter().any(|(_, r)| matches!(r, Runs::Fcgi(_)));
-    if fcgi && (args.fcgi_max_requests.is_some() || args.fcgi_keepalive.is_some()) {
-        return Err("--fcgi-max-requests and --fcgi-keepalive need --fcgi or --cgi-assign SUFFIX=fcgi://ADDR".into());
+    if fcgi
+        && (args.fcgi_max_requests.is_some() || args.fcgi_keepalive.is_some() || args.fcgi_connect_timeout.is_some())
+    {
+        return Err(
+            "--fcgi-max-requests, --fcgi-keepalive and --fcgi-connect-timeout need --fcgi or --cgi-assign SUFFIX=fcgi://ADDR"
+                .into(),
+        );
     }
     for (i, (a, _)) in args.cgi_assign.iter().enumerate() {
         if args.cgi_assign[..i].iter().any(|(b, _)| a.eq_ignore_ascii_case(b)) {
@@ -160,6 +165,9 @@ fn fcgi_flags(args: &ServeArgs, mut m: Mount) -> Mount {
     }
     if let Some(n) = args.fcgi_keepalive {
         m = m.fcgi_keepalive(n as usize);
+    }
+    if let Some(s) = args.fcgi_connect_timeout {
+        m = m.fcgi_connect_timeout(std::time::Duration::from_secs(s.into()));
     }
     m
 }
