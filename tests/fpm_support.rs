@@ -49,7 +49,12 @@ fn the_pool_forks_its_workers_answers_from_them_and_dies_whole() {
     let (pid, limit, name) = who(&fpm, "first");
     assert!(workers.contains(&pid), "answered by {pid}, not one of the workers {workers:?}");
     assert_eq!((limit.as_str(), name.as_str()), ("24M", "/who.php"), "php_admin_value and the params reach PHP");
-    assert!(fpm.log().contains("to-the-log first"), "a script's stderr goes to the log: {}", fpm.log());
+    // The master relays a worker's stderr on its own time: waited for.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !fpm.log().contains("to-the-log first") {
+        assert!(std::time::Instant::now() < until, "a script's stderr goes to the log: {}", fpm.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 
     let master = (fpm.pid(), fpm::start_time(fpm.pid()));
     let started: Vec<_> = workers.iter().map(|&w| (w, fpm::start_time(w))).collect();
