@@ -131,6 +131,9 @@ fn bad_input_exits_2_with_one_line() {
         (&["--fcgi", "/app=/run/x.sock", "--fcgi-max-requests", "0"], "--fcgi-max-requests"),
         (&["--fcgi", "/app=/run/x.sock", "--fcgi-connect-timeout", "0"], "--fcgi-connect-timeout"),
         (&["--fcgi", "/app=/run/x.sock", "--fcgi-keepalive", "many"], "--fcgi-keepalive"),
+        // The site is at `/`: a program mounted there would never run.
+        (&["--fcgi", "/=/run/x.sock"], "the site is served at /"),
+        (&["--cgi", "/=/bin/sh"], "the site is served at /"),
     ] {
         fails_with(args, says);
     }

@@ -637,7 +637,9 @@ fn the_connect_timeout_does_not_bound_the_answer() {
 
 /// A FastCGI server of the test's own on a Unix socket, for what php-fpm
 /// will not do on demand: one connection at a time, kept while warren
-/// asks; `/app/early` is answered at once and the connection closed,
+/// asks; `/app/send?PATH` is answered with `X-Sendfile: PATH`;
+/// `/app/flood` is answered after 2 MiB of records of an unknown
+/// type; `/app/early` is answered at once and the connection closed,
 /// the body unread; `REQUEST_URI` `/app/redir` is answered at once with a local
 /// redirect (`Location` without `Status`) and its body left unread,
 /// anything else after its body with `ok`. Each record that comes where
@@ -700,8 +702,42 @@ impl FakeFcgi {
                             _ => break 'requests,
                         }
                     }
-                    let uri = |u: &[u8]| fcgi::pairs(&params).flatten().any(|(n, v)| n == b"REQUEST_URI" && v == u);
+                    let uri = |u: &[u8]| {
+                        fcgi::pairs(&params).flatten().any(|(n, v)| n == b"SCRIPT_NAME" && v == b"/app")
+                            && fcgi::pairs(&params).flatten().any(|(n, v)| n == b"PATH_INFO" && v == &u[4..])
+                    };
                     let (redirect, wait, early) = (uri(b"/app/redir"), uri(b"/app/wait"), uri(b"/app/early"));
+                    if let Some((_, file)) = fcgi::pairs(&params)
+                        .flatten()
+                        .find(|(n, _)| *n == b"QUERY_STRING")
+                        .filter(|_| uri(b"/app/send"))
+                    {
+                        // X-Sendfile: the file the query names.
+                        let mut head = b"X-Sendfile: ".to_vec();
+                        head.extend_from_slice(file);
+                        head.extend_from_slice(b"\r\n\r\n");
+                        let mut out = Vec::new();
+                        fcgi::stream(&mut out, RecordType::Stdout, 1, &head);
+                        fcgi::end_stream(&mut out, RecordType::Stdout, 1);
+                        out.extend_from_slice(&fcgi::header(RecordType::EndRequest, 1, 8, 0));
+                        out.extend_from_slice(&[0; 8]);
+                        let _ = conn.write_all(&out);
+                        break 'requests;
+                    }
+                    if uri(b"/app/flood") {
+                        // 2 MiB of records of a type nobody knows, then
+                        // the answer.
+                        let mut out = Vec::new();
+                        for _ in 0..256 {
+                            fcgi::stream(&mut out, RecordType::Other(200), 1, &[b'j'; 8192]);
+                        }
+                        fcgi::stream(&mut out, RecordType::Stdout, 1, b"Content-Type: text/plain\r\n\r\nflooded");
+                        fcgi::end_stream(&mut out, RecordType::Stdout, 1);
+                        out.extend_from_slice(&fcgi::header(RecordType::EndRequest, 1, 8, 0));
+                        out.extend_from_slice(&[0; 8]);
+                        let _ = conn.write_all(&out);
+                        break 'requests;
+                    }
                     if early {
                         let mut out = Vec::new();
                         fcgi::stream(&mut out, RecordType::Stdout, 1, b"Content-Type: text/plain\r\n\r\nearly");
@@ -813,4 +849,47 @@ fn unread(port: u16, peer: u16) -> Option<u64> {
         }
     }
     total
+}
+
+/// A server sending many records that are not stdout (2 MiB of an
+/// unknown type) before its answer: warren reads them a few at a time,
+/// never holding the loop (a static file is served meanwhile), and comes
+/// back for the rest without waiting for more to arrive: the answer
+/// comes.
+#[test]
+fn records_that_are_not_stdout_do_not_hold_the_loop() {
+    let fake = FakeFcgi::start();
+    let (_w, port, _log) = start_warren_logged(&["--fcgi", &format!("/app={}", fake.path.display())]);
+    for _ in 0..3 {
+        let r = get(port, "/app/flood");
+        assert_eq!((r.status, r.text()), (200, "flooded".to_string()));
+    }
+    assert_eq!(get(port, "/").status, 200);
+}
+
+/// `--x-sendfile DIR` applies to `--fcgi` mounts too: a file below DIR
+/// that the server names is sent by warren, with its ranges; one outside
+/// is refused.
+#[test]
+fn x_sendfile_from_a_fastcgi_mount() {
+    let fake = FakeFcgi::start();
+    let files = tempfile::tempdir().expect("tempdir");
+    std::fs::write(files.path().join("big.bin"), vec![b'z'; 100_000]).expect("file");
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("secret"), "secret").expect("file");
+    let dir = files.path().to_str().expect("utf-8");
+    let (_w, port, _log) =
+        start_warren_logged(&["--fcgi", &format!("/app={}", fake.path.display()), "--x-sendfile", dir]);
+    let r = get(port, &format!("/app/send?{dir}/big.bin"));
+    assert_eq!((r.status, r.body.len()), (200, 100_000));
+    let r = ask(
+        &mut connect(port),
+        &format!(
+            "GET /app/send?{dir}/big.bin HTTP/1.1\r\nHost: localhost\r\nRange: bytes=0-9\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!((r.status, r.text()), (206, "zzzzzzzzzz".to_string()));
+    let r = get(port, &format!("/app/send?{}/secret", outside.path().display()));
+    assert_ne!(r.status, 200);
+    assert!(!r.text().contains("secret"));
 }

@@ -113,7 +113,12 @@ fn parse(head: &[u8]) -> Result<CgiHead, HeadError> {
         if name.eq_ignore_ascii_case("location") {
             location = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("content-length") {
-            content_length = Some(value.parse().map_err(|_| HeadError::Malformed("bad Content-Length"))?);
+            let n: u64 = value.parse().map_err(|_| HeadError::Malformed("bad Content-Length"))?;
+            if content_length.is_some_and(|m| m != n) {
+                // Which one frames the body? Neither is to be trusted.
+                return Err(HeadError::Malformed("two different Content-Length values"));
+            }
+            content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.eq_ignore_ascii_case("chunked");
             if !chunked {
@@ -187,9 +192,12 @@ mod tests {
             b"X: a\0b\n\n",
             b"Content-Length: -1\n\n",
             b"Transfer-Encoding: gzip\n\n",
+            b"Content-Length: 5\nContent-Length: 100\n\n",
         ] {
             assert!(matches!(whole(bad), Err(HeadError::Malformed(_))), "{:?}", String::from_utf8_lossy(bad));
         }
+        // The same length twice is one length.
+        assert_eq!(whole(b"Content-Length: 5\nContent-Length: 5\n\n").map(|h| h.0.content_length), Ok(Some(5)));
         let mut p = HeadParser::new();
         let big = vec![b'a'; MAX_HEAD + 10];
         assert_eq!(p.feed(&big), Err(HeadError::TooLarge));

@@ -91,7 +91,11 @@ fn vhost_on(args: &ServeArgs, root: &Mount, addr: SocketAddr) -> VhostInfo {
         vhost = vhost.mount(m);
     }
     for (mountpoint, addr) in &args.fcgi {
-        vhost = vhost.mount(fcgi_flags(args, Mount::fcgi(mountpoint, addr.clone())));
+        let mut m = fcgi_flags(args, Mount::fcgi(mountpoint, addr.clone()));
+        for dir in &args.x_sendfile {
+            m = m.x_sendfile(dir);
+        }
+        vhost = vhost.mount(m);
     }
     if let Some(log) = &args.access_log {
         vhost = vhost.access_log(log);
@@ -113,8 +117,21 @@ fn root_mount(args: &ServeArgs) -> Result<Mount, String> {
     if args.root.is_none() && !(args.cgi_assign.is_empty() && args.deny.is_empty()) {
         return Err("--cgi-assign and --deny apply to the --root directory; give one".into());
     }
-    if !args.x_sendfile.is_empty() && args.cgi_assign.is_empty() && args.cgi.is_empty() {
-        return Err("--x-sendfile lets CGI responses name files: it needs --cgi-assign or --cgi".into());
+    if !args.x_sendfile.is_empty() && args.cgi_assign.is_empty() && args.cgi.is_empty() && args.fcgi.is_empty() {
+        return Err("--x-sendfile lets CGI responses name files: it needs --cgi-assign, --cgi or --fcgi".into());
+    }
+    // The site (--root, or the built-in one) is at `/`: a program there
+    // would never be reached.
+    if let Some((mp, flag)) = args
+        .cgi
+        .iter()
+        .map(|(mp, _)| (mp, "--cgi"))
+        .chain(args.fcgi.iter().map(|(mp, _)| (mp, "--fcgi")))
+        .find(|(mp, _)| mp.trim_end_matches('/').is_empty())
+    {
+        return Err(format!(
+            "{flag} {mp}=...: the site is served at /; give another mountpoint, or --cgi-assign SUFFIX=... to run the site's own scripts"
+        ));
     }
     let fcgi = args.fcgi.is_empty() && !args.cgi_assign.iter().any(|(_, r)| matches!(r, Runs::Fcgi(_)));
     if fcgi

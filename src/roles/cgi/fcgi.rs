@@ -156,6 +156,9 @@ pub(crate) struct FcgiLink {
     failed: bool,
     /// Something has come back for this request.
     answered: bool,
+    /// [`read_stdout`](Self::read_stdout) stopped at its limit of socket
+    /// reads, the socket still readable.
+    capped: bool,
     /// The server stopped taking the request (a write failed: it closed
     /// its reading side, having answered without the whole body, or
     /// being about to): the rest of the body is dropped, the answer is
@@ -188,6 +191,12 @@ impl FcgiLink {
     /// answer and closing), so the server did not run it.
     pub(crate) fn retryable(&self) -> bool {
         self.reused && !self.answered && self.ended.is_none()
+    }
+
+    /// Whether the last read stopped at its limit with more to read
+    /// (then cleared).
+    pub(crate) fn take_capped(&mut self) -> bool {
+        std::mem::take(&mut self.capped)
     }
 
     /// Whether all `FCGI_STDOUT` content read has been handed on.
@@ -383,8 +392,9 @@ impl FcgiLink {
     /// or the connection closed before its end); `Ok(None)`: nothing now.
     /// Reads the socket only when nothing buffered is left to hand on.
     /// At most [`FILLS_PER_READ`] reads of the socket: a server sending
-    /// only `FCGI_STDERR` cannot hold the loop (`Ok(None)` then, with
-    /// `readable` left set, for the caller to come back).
+    /// only records that are not stdout cannot hold the loop (`Ok(None)`
+    /// then, with [`take_capped`](Self::take_capped) true, for the
+    /// caller to come back).
     pub(crate) fn read_stdout(&mut self, buf: &mut [u8], stderr: &mut dyn FnMut(&[u8])) -> io::Result<Option<usize>> {
         let mut n = 0;
         let mut fills = 0;
@@ -408,7 +418,11 @@ impl FcgiLink {
             if n > 0 {
                 return Ok(Some(n));
             }
-            if !self.readable || fills == FILLS_PER_READ {
+            if !self.readable {
+                return Ok(None);
+            }
+            if fills == FILLS_PER_READ {
+                self.capped = true;
                 return Ok(None);
             }
             fills += 1;
@@ -540,6 +554,7 @@ impl FcgiLink {
     /// Ready for the next request on the same connection.
     fn reset(&mut self) {
         self.reused = true;
+        self.capped = false;
         (self.rstart, self.rend, self.out) = (0, 0, (0, 0));
         self.wbuf.clear();
         self.wpos = 0;
@@ -637,6 +652,7 @@ impl FcgiPool {
             failed: false,
             answered: false,
             input_gone: false,
+            capped: false,
             token: None,
             unanswered: s.unanswered.clone(),
         })

@@ -121,9 +121,10 @@ pub(crate) struct CgiRun {
     pub(crate) stderr_ready: bool,
     /// Slab tokens of the registered pipes; `None` until registered.
     pub(crate) tokens: Option<[Option<usize>; 3]>,
-    /// A FastCGI read took stderr records (something moved, even with no
-    /// stdout to show for it); taken by the step.
-    pub(crate) stderr_moved: bool,
+    /// A FastCGI read stopped at its limit of socket reads with more
+    /// there (records that were not stdout): the step comes back for
+    /// the rest, without counting it as progress. Taken by the step.
+    pub(crate) fcgi_again: bool,
     /// Until the head is complete.
     pub(crate) parser: Option<HeadParser>,
     pub(crate) framing: OutFraming,
@@ -193,7 +194,7 @@ impl CgiRun {
             stdout_ready: true,
             stderr_ready: true,
             tokens: None,
-            stderr_moved: false,
+            fcgi_again: false,
             parser: Some(HeadParser::new()),
             framing: OutFraming::Chunk,
             chunk_open: false,
@@ -403,11 +404,8 @@ impl CgiRun {
             Backend::Process { child, .. } => child,
             Backend::Fcgi(link) => {
                 let log = &mut self.stderr;
-                let moved = &mut self.stderr_moved;
-                let r = link.read_stdout(buf, &mut |bytes| {
-                    *moved = true;
-                    log.bytes(bytes);
-                });
+                let r = link.read_stdout(buf, &mut |bytes| log.bytes(bytes));
+                self.fcgi_again = link.take_capped();
                 if matches!(r, Ok(Some(0)) | Err(_)) {
                     self.stdout_eof = true;
                     self.stderr.end();

@@ -264,6 +264,7 @@ impl H1 {
             sh.force(c);
         }
         let mut progress = run.flush_stdin();
+        let mut again = false;
         if self.cgi_paused_rx && !run.input_blocked() {
             self.cgi_paused_rx = false;
             c.rx_paused = false;
@@ -283,8 +284,10 @@ impl H1 {
                     self.cgi_output(c, sh, run, &buf[..n])
                 }
                 Ok(_) => {
-                    // Only stderr records: the loop comes back for more.
-                    progress |= std::mem::take(&mut run.stderr_moved);
+                    // Records that were not stdout, more than a turn's
+                    // worth: the loop comes back for the rest (the
+                    // timeout runs on: stderr alone is no answer).
+                    again = std::mem::take(&mut run.fcgi_again);
                     Ok(Some(run))
                 }
                 Err(e) => {
@@ -310,7 +313,7 @@ impl H1 {
             sh.timers.set(c.key, sh.now + timeout);
         }
         self.writing = Writing::Cgi(run);
-        Ok(progress || logged)
+        Ok(progress || logged || again)
     }
 
     /// Bytes from stdout: the head while it lasts, then the body.
