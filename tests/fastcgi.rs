@@ -501,9 +501,10 @@ fn a_whole_mount_goes_to_the_server() {
 }
 
 /// More requests at once than php-fpm has workers: those past the
-/// workers wait in php-fpm's listen queue, and connections of finished
-/// requests are not kept idle meanwhile (a kept connection holds its
-/// worker), so every request is answered, none waits for a timeout.
+/// workers wait (in php-fpm's listen queue, then, once warren has seen
+/// that, in its own), and no connection is kept idle while another waits
+/// in the listen queue (a kept connection holds its worker), so every
+/// request is answered, none waits for a timeout.
 #[test]
 fn more_requests_than_workers_all_get_answers() {
     let fpm = Fpm::start(FpmOptions { children: 2, ..FpmOptions::default() });
@@ -513,6 +514,185 @@ fn more_requests_than_workers_all_get_answers() {
     for c in clients {
         let r = c.join().expect("client");
         assert_eq!((r.status, r.text().as_str()), (200, "rested"));
+    }
+}
+
+/// PHP that prints the sockets its worker has open (`socket:[INODE]`,
+/// space-separated): the pool's listening socket, the same in every
+/// worker, and the connection the request came on.
+const SOCKETS_PHP: &str = "$s = []; foreach (scandir('/proc/self/fd') as $f) { $l = @readlink(\"/proc/self/fd/$f\"); \
+    if ($l && str_starts_with($l, 'socket:')) $s[] = $l; } echo implode(' ', $s);";
+
+/// How many connections the answers of [`SOCKETS_PHP`] came on: the
+/// sockets seen, less the listening one.
+fn connections_seen<'a>(answers: impl IntoIterator<Item = &'a str>) -> usize {
+    let seen: std::collections::HashSet<&str> = answers.into_iter().flat_map(str::split_whitespace).collect();
+    seen.len().saturating_sub(1)
+}
+
+/// A script that waits for the file `go-G` (G from the query, default
+/// 0) before it answers (with [`SOCKETS_PHP`]), after touching
+/// `started-N` (N from the query): a request its worker runs but has not
+/// answered yet. Returns `go-0`.
+fn hold_script(fpm: &Fpm) -> std::path::PathBuf {
+    let d = fpm.docroot();
+    fpm.script(
+        "hold.php",
+        &format!(
+            "<?php touch('{d}/started-' . intval($_GET['n'])); $g = '{d}/go-' . intval($_GET['g'] ?? 0);\n\
+             while (!file_exists($g)) usleep(10000); {SOCKETS_PHP}",
+            d = d.display(),
+        ),
+    );
+    d.join("go-0")
+}
+
+/// Whether the hold scripts numbered `ns` have all started.
+fn started(fpm: &Fpm, ns: std::ops::Range<usize>) -> bool {
+    ns.into_iter().all(|i| fpm.docroot().join(format!("started-{i}")).exists())
+}
+
+/// More clients than workers on a Unix socket: warren sees connections
+/// wait in php-fpm's listen queue and learns how many requests the pool
+/// takes at once; the rest wait in its own queue, and the connections
+/// are kept and handed on, not opened and closed per request (which is
+/// what the pool's `accepted conn` counts). Requests that wait behind
+/// slow scripts wait as long as the scripts take (up to `cgi-timeout`),
+/// not the 2 s of a mount's own `fcgi-max-requests`.
+#[test]
+fn more_clients_than_workers_share_kept_connections() {
+    let fpm = Fpm::start(FpmOptions { children: 2, ..FpmOptions::default() });
+    fpm.script("conn.php", &format!("<?php {SOCKETS_PHP}"));
+    let go = hold_script(&fpm);
+    let (_w, port, _log) = serve(&fpm, r#""cgi-timeout": "30","#);
+    let (clients, each) = (8, 40);
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = connect(port);
+                (0..each)
+                    .map(|_| ask(&mut c, "GET /conn.php HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+                    .filter(|r| r.status == 200)
+                    .map(|r| r.text())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let answers: Vec<String> = threads.into_iter().flat_map(|t| t.join().expect("client")).collect();
+    assert_eq!(answers.len(), clients * each);
+    let conns = connections_seen(answers.iter().map(String::as_str));
+    // Opened per request, it would be 320.
+    assert!(conns < clients * each / 4, "{conns} connections for {} requests", clients * each);
+
+    // Four slow requests on two workers: two wait, past 2 s.
+    let held: Vec<_> = (0..4).map(|n| std::thread::spawn(move || get(port, &format!("/hold.php?n={n}")))).collect();
+    let running = || (0..4).filter(|&i| started(&fpm, i..i + 1)).count();
+    wait_for("two scripts running", || running() == 2);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(running(), 2, "more ran than two workers");
+    std::fs::write(&go, "").expect("go");
+    for h in held {
+        let r = h.join().expect("held");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+/// A script slow to answer is not a connection waiting in the listen
+/// queue: php-fpm has read its request (the bytes warren wrote are gone
+/// from the socket), so connections that end meanwhile are kept, and the
+/// next requests use them.
+#[test]
+fn a_slow_answer_does_not_stop_connections_being_kept() {
+    let fpm = Fpm::start(FpmOptions { children: 4, ..FpmOptions::default() });
+    let go = hold_script(&fpm);
+    let (_w, port, _log) = serve(&fpm, "");
+    let batch = |first: usize| {
+        let held: Vec<_> =
+            (first..first + 3).map(|n| std::thread::spawn(move || get(port, &format!("/hold.php?n={n}")))).collect();
+        wait_for("three scripts running", || started(&fpm, first..first + 3));
+        std::fs::write(&go, "").expect("go");
+        let answers: Vec<String> = held
+            .into_iter()
+            .map(|h| {
+                let r = h.join().expect("held");
+                assert_eq!(r.status, 200, "{}", r.text());
+                r.text()
+            })
+            .collect();
+        std::fs::remove_file(&go).expect("rm go");
+        answers
+    };
+    let mut answers = batch(0);
+    answers.extend(batch(3));
+    // Three connections for both batches.
+    assert_eq!(connections_seen(answers.iter().map(String::as_str)), 3, "{answers:?}");
+}
+
+/// An `ondemand` pool starts with no worker and forks them as
+/// connections wait: what warren learns while they are forked is too
+/// low, and it tries one more connection now and then (after requests
+/// end, or when a request has waited with none ending), so four long
+/// requests still run at once on four workers.
+#[test]
+fn an_ondemand_pool_gets_all_its_workers_used() {
+    let fpm = Fpm::start(FpmOptions { children: 4, ondemand: true, ..FpmOptions::default() });
+    fpm.script("hello.php", "<?php echo 'hello';");
+    let go = hold_script(&fpm);
+    let (_w, port, _log) = serve(&fpm, r#""cgi-timeout": "60","#);
+    let threads: Vec<_> = (0..12)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = connect(port);
+                (0..10).all(|_| ask(&mut c, "GET /hello.php HTTP/1.1\r\nHost: localhost\r\n\r\n").status == 200)
+            })
+        })
+        .collect();
+    assert!(threads.into_iter().all(|t| t.join().expect("client")));
+    let held: Vec<_> = (0..4).map(|n| std::thread::spawn(move || get(port, &format!("/hold.php?n={n}")))).collect();
+    wait_for("four scripts running at once", || started(&fpm, 0..4));
+    std::fs::write(&go, "").expect("go");
+    for h in held {
+        let r = h.join().expect("held");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+/// A limit learned while other clients held workers grows back when they
+/// let go: three of four workers held by direct connections, warren's
+/// three requests find one and learn 1; once the others are free, four
+/// long requests through warren get a worker each, one more tried each
+/// time a request has waited with none ending.
+#[test]
+fn a_limit_learned_too_low_grows_back() {
+    let fpm = Fpm::start(FpmOptions { children: 4, ..FpmOptions::default() });
+    hold_script(&fpm);
+    let (_w, port, _log) = serve(&fpm, r#""cgi-timeout": "60","#);
+    let fpm = std::sync::Arc::new(fpm);
+    let go = |g: usize| std::fs::write(fpm.docroot().join(format!("go-{g}")), "").expect("go");
+    let direct: Vec<_> = (10..13)
+        .map(|n| {
+            let fpm = fpm.clone();
+            std::thread::spawn(move || fpm.get("hold.php", &format!("n={n}&g=1")).expect("direct").stdout)
+        })
+        .collect();
+    wait_for("three workers held directly", || started(&fpm, 10..13));
+    let through: Vec<_> =
+        (20..23).map(|n| std::thread::spawn(move || get(port, &format!("/hold.php?n={n}&g=2")))).collect();
+    wait_for("one of warren's three running", || (20..23).any(|i| started(&fpm, i..i + 1)));
+    go(2);
+    for t in through {
+        assert_eq!(t.join().expect("through").status, 200);
+    }
+    go(1);
+    for d in direct {
+        assert!(!d.join().expect("direct").is_empty());
+    }
+    let held: Vec<_> =
+        (30..34).map(|n| std::thread::spawn(move || get(port, &format!("/hold.php?n={n}&g=3")))).collect();
+    wait_for("four scripts running at once", || started(&fpm, 30..34));
+    go(3);
+    for h in held {
+        assert_eq!(h.join().expect("held").status, 200);
     }
 }
 

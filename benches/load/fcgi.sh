@@ -326,14 +326,17 @@ start_server() {
   echo "# wrk: $(wrk -v 2>&1 | head -1)"
 } > "$OUT"
 
-for s in $SERVERS; do start_server "$s"; done
-
+# One front server at a time: each is started for its run and stopped
+# after it, so that connections one keeps to the pool (holding workers)
+# cannot starve the next.
 read -r -a order <<< "$SERVERS"
 for r in $(seq "$ROUNDS"); do
   for p in $SCRIPTS; do
     for CONNS in $CONNS_LIST; do
       for s in "${order[@]}"; do
+        start_server "$s"
         run_wrk "$s" "/$p"
+        stop_server "$s"
         read -r rps cpu_us < <(awk -v n="$W_requests" -v d="$W_duration_us" -v c="$W_cpu_s" \
           'BEGIN {printf "%.1f %.1f\n", n / (d / 1e6), (n > 0 ? c * 1e6 / n : 0)}')
         echo "server=$s round=$r test=$p conns=$CONNS rps=$rps cpu_us_per_req=$cpu_us cpu_s=$W_cpu_s requests=$W_requests bytes=$W_bytes duration_us=$W_duration_us p50_us=$W_p50_us p99_us=$W_p99_us errors=$W_err_connect/$W_err_read/$W_err_write/$W_err_status/$W_err_timeout" >> "$OUT"

@@ -66,17 +66,25 @@ server_ticks() {
 # rss_kib PID: resident set, KiB.
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# stop_server NAME: SIGTERM to PID[NAME], SIGKILL after 5 s, reaped, and
+# forgotten.
+stop_server() {
+  local s=$1
+  [[ -n ${PID[$s]:-} ]] || return 0
+  kill "${PID[$s]}" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "${PID[$s]}" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "${PID[$s]}" 2>/dev/null || true
+  wait "${PID[$s]}" 2>/dev/null || true
+  unset "PID[$s]"
+}
+
 # stop_servers_and_exit RC: what every script's EXIT trap ends with: each
-# server in PID gets SIGTERM, then SIGKILL after 5 s, and is reaped; the
-# temp dir $T goes unless BENCH_KEEP=1; exits with RC.
+# server in PID is stopped (stop_server); the temp dir $T goes unless
+# BENCH_KEEP=1; exits with RC.
 stop_servers_and_exit() {
   local rc=$1 s
   for s in "${!PID[@]}"; do kill "${PID[$s]}" 2>/dev/null; done
-  for s in "${!PID[@]}"; do
-    for _ in $(seq 50); do kill -0 "${PID[$s]}" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "${PID[$s]}" 2>/dev/null
-    wait "${PID[$s]}" 2>/dev/null
-  done
+  for s in "${!PID[@]}"; do stop_server "$s"; done
   if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "temp dir kept: $T" >&2; else rm -rf "$T"; fi
   exit "$rc"
 }

@@ -70,6 +70,9 @@ pub struct FpmOptions {
     /// `pm.max_requests`: a worker exits after serving that many (and is
     /// replaced). None: never.
     pub max_requests: Option<u32>,
+    /// `pm = ondemand` instead of `static`: no worker at start, one forked
+    /// per connection waiting while fewer than `children` run.
+    pub ondemand: bool,
 }
 
 impl Default for FpmOptions {
@@ -80,6 +83,7 @@ impl Default for FpmOptions {
             php_admin_values: Vec::new(),
             request_terminate_timeout: None,
             max_requests: None,
+            ondemand: false,
         }
     }
 }
@@ -137,12 +141,13 @@ impl Fpm {
              [test]\n\
              listen = {addr}\n\
              listen.mode = 0666\n\
-             pm = static\n\
+             pm = {pm}\n\
              pm.max_children = {children}\n\
              catch_workers_output = yes\n\
              decorate_workers_output = no\n",
             root = root.display(),
             children = opts.children,
+            pm = if opts.ondemand { "ondemand" } else { "static" },
         );
         if let Some(t) = opts.request_terminate_timeout {
             conf.push_str(&format!("request_terminate_timeout = {t}\n"));
@@ -176,7 +181,8 @@ impl Fpm {
                 fpm.master = None;
                 return Err(format!("exited ({st}): {}", fpm.everything_logged()));
             }
-            if fpm.connect().is_ok() && fpm.worker_pids().len() == fpm.children {
+            // (An ondemand pool forks a worker for this very connection.)
+            if fpm.connect().is_ok() && (opts.ondemand || fpm.worker_pids().len() == fpm.children) {
                 return Ok(fpm);
             }
             if Instant::now() > deadline {

@@ -109,8 +109,9 @@ pub struct ServeArgs {
     /// given more than once.
     #[arg(long, value_name = "SUFFIX=INTERPRETER", value_parser = parse_assign)]
     pub cgi_assign: Vec<(String, Runs)>,
-    /// FastCGI requests in flight at one server at most; more wait up to
-    /// 2 s, then get 503 [default: 64].
+    /// FastCGI requests in flight at one server at most (on a Unix socket
+    /// fewer when the pool is seen to have fewer workers: the rest wait
+    /// in line); more wait up to 2 s, then get 503 [default: 64].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub fcgi_max_requests: Option<u32>,
     /// Idle connections kept open to each FastCGI server (0: a connection

@@ -27,7 +27,7 @@ use std::ffi::OsString;
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use warren_cgi::fcgi::{self, RecordType, Role};
 
@@ -37,6 +37,13 @@ const ID: u16 = 1;
 const FILLS_PER_READ: usize = 4;
 /// The record buffer's first size: a small answer's records fit.
 const FIRST_READ: usize = 16 * 1024;
+/// The most completions a server's limit waits, after a failed try of
+/// one more connection, before the next try (see [`Server::learn`]).
+const MAX_PROBE_BACKOFF: u32 = 256;
+/// How long a request waits under a server's learned limit, nothing
+/// ending, before it may try one more connection (see
+/// [`FcgiPool::try_more`]).
+pub(crate) const TRY_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A connection to a FastCGI server.
 #[derive(Debug)]
@@ -169,9 +176,85 @@ pub(crate) struct FcgiLink {
     /// and for the next request on it; the token is let go when the
     /// connection is closed.
     pub(crate) token: Option<usize>,
-    /// New connections of this server not answered yet (see
-    /// [`FcgiPool::release`]); this one counts until it is answered.
-    unanswered: Arc<AtomicUsize>,
+    /// Something of this request has been written.
+    sent: bool,
+    /// While a new connection is not answered: whether the server has
+    /// taken it from its listen queue yet (see [`Watch`]).
+    watch: Option<Arc<Watch>>,
+}
+
+/// Whether a new connection has been taken by the server: a php-fpm
+/// worker serves one connection at a time, and the others wait, unread,
+/// in the listen queue. Seen from here, on a Unix socket, as the bytes
+/// written and not yet read (`SIOCOUTQ`): they fall when the server reads
+/// the request's first write, whatever the script then takes to answer
+/// (a slow script is not a queued connection). Over TCP the kernel takes
+/// the bytes for the server before it accepts, so nothing can be told
+/// until the first answer.
+#[derive(Debug)]
+struct Watch {
+    fd: RawFd,
+    /// Unix: `SIOCOUTQ` after the last write (0: nothing written yet).
+    mark: AtomicUsize,
+    state: AtomicU8,
+    unix: bool,
+}
+
+/// [`Watch::state`]: in the listen queue, as far as is known.
+const WAITING: u8 = 0;
+/// Read by the server (a worker took it), not answered yet.
+const TAKEN: u8 = 1;
+/// Answered, or closed: the watch is over.
+const DONE: u8 = 2;
+
+/// What the watches of a server's new connections say.
+#[derive(Debug, Default, Clone, Copy)]
+struct Queued {
+    /// Connections known to wait in the listen queue.
+    waiting: usize,
+    /// Connections that may or may not (TCP, or nothing written yet).
+    unknown: usize,
+}
+
+impl Watch {
+    /// Bytes written on the socket that the server has not read.
+    fn unread(&self) -> Option<usize> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) stores one int into `n`; `fd` is
+        // open while the watch is not DONE (the link marks it DONE before
+        // its stream is closed).
+        let r = unsafe { libc::ioctl(self.fd, libc::TIOCOUTQ, &mut n) };
+        (r == 0).then_some(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Updates the state from the socket: TAKEN once fewer bytes are
+    /// unread than after the last write.
+    fn look(&self) -> u8 {
+        let state = self.state.load(Ordering::Relaxed);
+        if state != WAITING || !self.unix {
+            return state;
+        }
+        let mark = self.mark.load(Ordering::Relaxed);
+        if mark > 0 && self.unread().is_some_and(|n| n < mark) {
+            self.state.store(TAKEN, Ordering::Relaxed);
+            return TAKEN;
+        }
+        state
+    }
+
+    /// After a write: the bytes now unread are the new mark. (Before
+    /// each write, [`look`](Self::look) sees whether the server read
+    /// since the last.)
+    fn wrote(&self) {
+        if self.unix && self.state.load(Ordering::Relaxed) == WAITING {
+            match self.unread() {
+                // Read already, as soon as written.
+                Some(0) => self.state.store(TAKEN, Ordering::Relaxed),
+                Some(n) => self.mark.store(n, Ordering::Relaxed),
+                None => {}
+            }
+        }
+    }
 }
 
 impl FcgiLink {
@@ -235,11 +318,20 @@ impl FcgiLink {
             self.failed = true;
             return Err(e);
         }
-        if no_body {
+        if no_body && !self.first_write_alone() {
             fcgi::end_stream(&mut self.wbuf, RecordType::Stdin, ID);
             self.stdin_ended = true;
         }
         Ok(())
+    }
+
+    /// Whether the request's first write (begin and parameters) goes
+    /// out alone: on a new Unix connection, so that the server's reading
+    /// it shows (see [`Watch`]). The end of an empty body follows in a
+    /// second write ([`flush`](Self::flush) queues it), as a script may
+    /// not read its input until it ends.
+    fn first_write_alone(&self) -> bool {
+        !self.sent && self.watch.as_ref().is_some_and(|w| w.unix)
     }
 
     /// Whether body bytes wait for the socket (the client is not read).
@@ -265,11 +357,15 @@ impl FcgiLink {
             // request's.
             return false;
         }
+        let mut moved = false;
+        if self.first_write_alone() && !self.connecting {
+            // The parameters go out on their own first.
+            moved = self.flush(false);
+        }
         if self.connecting || self.input_blocked() || !self.writable {
             fcgi::stream(&mut self.wbuf, RecordType::Stdin, ID, data);
-            return false;
+            return moved;
         }
-        let mut moved = false;
         for (i, piece) in data.chunks(fcgi::MAX_WRITE).enumerate() {
             let head = fcgi::header(RecordType::Stdin, ID, piece.len() as u16, 0);
             let n = match self.write_parts(&head, piece) {
@@ -296,9 +392,13 @@ impl FcgiLink {
 
     /// One vectored write; `None` when the connection failed.
     fn write_parts(&mut self, head: &[u8], body: &[u8]) -> Option<usize> {
+        self.before_write();
         loop {
             match self.stream.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
-                Ok(n) => return Some(n),
+                Ok(n) => {
+                    self.after_write(n);
+                    return Some(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.writable = false;
                     return Some(0);
@@ -309,6 +409,21 @@ impl FcgiLink {
                     return None;
                 }
             }
+        }
+    }
+
+    /// Before a write on a new connection: has the server read since the
+    /// last?
+    fn before_write(&self) {
+        if let Some(w) = &self.watch {
+            w.look();
+        }
+    }
+
+    fn after_write(&mut self, n: usize) {
+        self.sent |= n > 0;
+        if let Some(w) = &self.watch {
+            w.wrote();
         }
     }
 
@@ -353,38 +468,49 @@ impl FcgiLink {
                 }
             }
         }
-        if body_done && !self.stdin_ended && self.ended.is_none() {
-            if self.wpos == self.wbuf.len() {
+        let mut moved = false;
+        loop {
+            // The end of the body joins what is queued, unless the first
+            // write must go alone and has not gone yet.
+            if body_done && !self.stdin_ended && self.ended.is_none() && !self.first_write_alone() {
+                if self.wpos == self.wbuf.len() {
+                    self.wbuf.clear();
+                    self.wpos = 0;
+                }
+                fcgi::end_stream(&mut self.wbuf, RecordType::Stdin, ID);
+                self.stdin_ended = true;
+            }
+            let queued = self.wbuf.len() - self.wpos;
+            while self.wpos < self.wbuf.len() && self.writable && self.ended.is_none() {
+                self.before_write();
+                match self.stream.write(&self.wbuf[self.wpos..]) {
+                    Ok(0) => {
+                        self.write_failed(&io::Error::from(io::ErrorKind::WriteZero));
+                        return true;
+                    }
+                    Ok(n) => {
+                        self.after_write(n);
+                        self.wpos += n;
+                        moved = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.write_failed(&e);
+                        return true;
+                    }
+                }
+            }
+            if self.wpos == self.wbuf.len() && self.wpos > 0 {
                 self.wbuf.clear();
                 self.wpos = 0;
             }
-            fcgi::end_stream(&mut self.wbuf, RecordType::Stdin, ID);
-            self.stdin_ended = true;
-        }
-        let mut moved = false;
-        while self.wpos < self.wbuf.len() && self.writable && self.ended.is_none() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
-                Ok(0) => {
-                    self.write_failed(&io::Error::from(io::ErrorKind::WriteZero));
-                    return true;
-                }
-                Ok(n) => {
-                    self.wpos += n;
-                    moved = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.write_failed(&e);
-                    return true;
-                }
+            // Once more for the end of the body held back behind a first
+            // write that has now gone.
+            if !(body_done && !self.stdin_ended && queued > 0 && self.wbuf.is_empty() && self.writable) {
+                return moved;
             }
         }
-        if self.wpos == self.wbuf.len() && self.wpos > 0 {
-            self.wbuf.clear();
-            self.wpos = 0;
-        }
-        moved
     }
 
     /// Reads the response: `FCGI_STDOUT` content into `buf`, `FCGI_STDERR`
@@ -513,11 +639,9 @@ impl FcgiLink {
     }
 
     fn answer(&mut self) {
-        if !self.answered {
-            self.answered = true;
-            if !self.reused {
-                self.unanswered.fetch_sub(1, Ordering::Relaxed);
-            }
+        self.answered = true;
+        if let Some(w) = self.watch.take() {
+            w.state.store(DONE, Ordering::Relaxed);
         }
     }
 
@@ -559,6 +683,7 @@ impl FcgiLink {
         self.wbuf.clear();
         self.wpos = 0;
         self.stdin_ended = false;
+        self.sent = false;
         self.ended = None;
         self.answered = false;
         self.readable = true;
@@ -593,7 +718,100 @@ struct Server {
     /// The limit the last request planned for it carried.
     max: usize,
     idle: Vec<FcgiLink>,
-    unanswered: Arc<AtomicUsize>,
+    /// The new connections not answered yet.
+    watches: Vec<Arc<Watch>>,
+    /// How many requests at once the server has been seen to take (its
+    /// workers, as far as it lends them to this loop); `None` until a
+    /// connection was seen to wait in its listen queue. See
+    /// [`learn`](Self::learn).
+    workers: Option<usize>,
+    /// A request over `workers` is running, to see whether there is one
+    /// more worker now.
+    trying: bool,
+    /// Requests to end before the next try, and the wait after the next
+    /// failed one.
+    try_in: u32,
+    backoff: u32,
+}
+
+impl Server {
+    /// Looks at the new connections' watches (the ended ones let go).
+    fn queued(&mut self) -> Queued {
+        let mut q = Queued::default();
+        self.watches.retain(|w| match w.look() {
+            DONE => false,
+            TAKEN => true,
+            _ => {
+                if w.unix && w.mark.load(Ordering::Relaxed) > 0 {
+                    q.waiting += 1;
+                } else {
+                    q.unknown += 1;
+                }
+                true
+            }
+        });
+        q
+    }
+
+    /// A request ended (`running` still counts it) with `q` waiting: the
+    /// server's worker count, learned from its listen queue.
+    ///
+    /// A php-fpm worker serves one connection at a time, so with more
+    /// connections than workers the rest wait in the listen queue, and a
+    /// kept connection holds its worker while idle. When connections are
+    /// seen waiting, the workers are those running the others: the
+    /// limit becomes `running - waiting`, and requests over it wait in
+    /// this loop's queue (in order, for up to `cgi-timeout`) instead,
+    /// where a kept connection is handed to the next. Now and then one
+    /// request over the limit tries a new connection: the pool may have
+    /// grown (a `dynamic` or `ondemand` pool starts workers as needed);
+    /// taken, the limit grows by one and the next try follows at once;
+    /// left waiting, the next waits twice as many requests as the last
+    /// (up to [`MAX_PROBE_BACKOFF`]). Only Unix sockets can tell (see
+    /// [`Watch`]); over TCP the limit stays the configured one.
+    fn learn(&mut self, addr: &FcgiAddr, q: Queued) {
+        self.try_in = self.try_in.saturating_sub(1);
+        let before = self.workers;
+        if q.unknown > 0 {
+            return;
+        }
+        if q.waiting > 0 {
+            // Those running and not waiting have a worker each, and so
+            // has each idle kept connection.
+            self.workers = Some((self.running.saturating_sub(q.waiting) + self.idle.len()).max(1));
+            if std::mem::take(&mut self.trying) {
+                self.backoff = (self.backoff * 2).clamp(2, MAX_PROBE_BACKOFF);
+                self.try_in = self.backoff;
+            }
+        } else {
+            self.tried();
+        }
+        if self.workers != before {
+            if let Some(w) = self.workers {
+                log::debug!("{addr}: {w} request(s) at once (learned from its listen queue)");
+            }
+        }
+    }
+
+    /// Nothing waits in the listen queue: a connection being tried was
+    /// taken, one more worker; the next try may follow at once.
+    fn tried(&mut self) {
+        if std::mem::take(&mut self.trying) {
+            self.workers = self.workers.map(|w| w + 1);
+            self.backoff = 0;
+            self.try_in = 0;
+        }
+    }
+
+    /// How many requests may run: the mount's limit, or fewer when the
+    /// server was seen to take fewer (one more while trying).
+    fn limit(&self) -> usize {
+        let max = self.max.max(1);
+        match self.workers {
+            Some(w) if w < max => w + usize::from(self.trying || self.try_in == 0),
+            _ => max,
+        }
+    }
 }
 
 impl FcgiPool {
@@ -604,7 +822,28 @@ impl FcgiPool {
         if let Some(m) = max {
             s.max = m;
         }
-        (s.running, s.max.max(1))
+        (s.running, s.limit())
+    }
+
+    /// A request has waited [`TRY_AFTER`] for a server under its learned
+    /// limit with nothing ending meanwhile (long scripts): whether one
+    /// more connection may be tried now, whatever the backoff. Not while
+    /// a connection is seen waiting in the listen queue.
+    pub(crate) fn try_more(&mut self, addr: &FcgiAddr) -> bool {
+        let Some(s) = self.servers.get_mut(addr) else { return false };
+        let q = s.queued();
+        if q.waiting + q.unknown > 0 || s.workers.is_none() {
+            return false;
+        }
+        s.tried();
+        s.try_in = 0;
+        s.running < s.limit()
+    }
+
+    /// Whether `addr` runs as many requests as the mount allows (not
+    /// only as many as it has been seen to take).
+    pub(crate) fn at_max(&self, addr: &FcgiAddr) -> bool {
+        self.servers.get(addr).is_some_and(|s| s.running >= s.max.max(1))
     }
 
     /// A connection for a request to `addr`: an idle one that is still
@@ -621,6 +860,10 @@ impl FcgiPool {
         while let Some(mut link) = s.idle.pop().filter(|_| !fresh) {
             if link.stream.quiet() {
                 link.keep_conn = keep_conn;
+                if s.workers.is_some_and(|w| s.running >= w) {
+                    // Kept, it has a worker: one more than was thought.
+                    s.workers = Some(s.running + 1);
+                }
                 s.running += 1;
                 return Ok(link);
             }
@@ -631,8 +874,17 @@ impl FcgiPool {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(ConnectError::Busy(e)),
             Err(e) => return Err(ConnectError::Down(e)),
         };
+        if s.workers.is_some_and(|w| s.running >= w) {
+            s.trying = true;
+        }
         s.running += 1;
-        s.unanswered.fetch_add(1, Ordering::Relaxed);
+        let watch = Arc::new(Watch {
+            fd: stream.as_raw_fd(),
+            mark: AtomicUsize::new(0),
+            state: AtomicU8::new(WAITING),
+            unix: matches!(stream, Stream::Unix(_)),
+        });
+        s.watches.push(watch.clone());
         Ok(FcgiLink {
             connecting: matches!(stream, Stream::Tcp(_)),
             stream,
@@ -648,25 +900,30 @@ impl FcgiPool {
             wbuf: Vec::new(),
             wpos: 0,
             stdin_ended: false,
+            sent: false,
             ended: None,
             failed: false,
             answered: false,
             input_gone: false,
             capped: false,
             token: None,
-            unanswered: s.unanswered.clone(),
+            watch: Some(watch),
         })
     }
 
     /// A request is over: its connection is kept for the next one when
     /// it ended cleanly, the server was asked to keep it, fewer than
     /// `keepalive` are idle, and no new connection to this server waits
-    /// for its first answer (it may be waiting for a worker that an idle
-    /// kept connection would hold: php-fpm's workers serve one connection
-    /// at a time). Else it is closed, after `FCGI_ABORT_REQUEST` when the
-    /// request was cut short (`abort`).
+    /// in its listen queue (or may: over TCP, one not answered yet). It
+    /// may be waiting for the worker this one would hold: php-fpm's
+    /// workers serve one connection at a time. Else it is closed, after
+    /// `FCGI_ABORT_REQUEST` when the request was cut short (`abort`).
     pub(crate) fn release(&mut self, mut link: FcgiLink, keepalive: usize, abort: bool, reaper: &mut Reaper) {
         let Some(s) = self.servers.get_mut(&link.addr) else { return close(link, reaper) };
+        // This one's watch is over, whatever it says.
+        link.answer();
+        let q = s.queued();
+        s.learn(&link.addr, q);
         s.running = s.running.saturating_sub(1);
         if abort && link.ended.is_none() && !link.failed && !link.connecting {
             if link.wpos == link.wbuf.len() {
@@ -680,8 +937,7 @@ impl FcgiPool {
         if !abort && link.ended.is_none() {
             link.settle();
         }
-        link.answer();
-        if link.reusable() && s.idle.len() < keepalive && s.unanswered.load(Ordering::Relaxed) == 0 {
+        if link.reusable() && s.idle.len() < keepalive && q.waiting + q.unknown == 0 {
             link.reset();
             s.idle.push(link);
         } else {

@@ -29,7 +29,7 @@
 mod fcgi;
 mod resolve;
 
-pub(crate) use fcgi::{ConnectError, FcgiLink, FcgiPool};
+pub(crate) use fcgi::{ConnectError, FcgiLink, FcgiPool, TRY_AFTER};
 pub(crate) use resolve::{cgi_lookup_cached, executable, translate, CgiCache, CgiTarget};
 
 use crate::http::BodyDecoder;

@@ -105,9 +105,17 @@ impl H1 {
             }
             c.rx_paused = true;
             self.cgi_paused_rx = true;
-            let until = sh.now + CGI_SLOT_WAIT;
+            // Past the configured limit, a short wait. Under it, a
+            // FastCGI server's requests over its workers wait here
+            // rather than in its listen queue (see `FcgiPool`): as long
+            // as they would have there.
+            let wait = match &slots {
+                Slots::Fcgi(addr) if !sh.fcgi.at_max(addr) => sh.vhosts[vi].mounts[mi].cgi.timeout,
+                _ => CGI_SLOT_WAIT,
+            };
+            let until = sh.now + wait;
+            sh.timers.set(c.key, wait_timer(sh, &slots, until));
             self.writing = Writing::CgiWait { req: Box::new(req), mount: mi, slots, until, redirects };
-            sh.timers.set(c.key, until);
             return;
         }
         let m = &sh.vhosts[vi].mounts[mi];
@@ -723,7 +731,14 @@ impl H1 {
     pub(super) fn cgi_timer(&mut self, c: &mut Core, sh: &mut Env, writing: Writing) -> Step {
         match writing {
             Writing::CgiWait { req, mount, slots, until, redirects } => {
-                let (running, max) = slots_in_use(sh, &slots, None);
+                let (mut running, mut max) = slots_in_use(sh, &slots, None);
+                if running >= max && sh.now < until {
+                    if let Slots::Fcgi(addr) = &slots {
+                        if sh.fcgi.try_more(addr) {
+                            (running, max) = slots_in_use(sh, &slots, None);
+                        }
+                    }
+                }
                 if running < max {
                     sh.cgi_waiters.remove(&slots, c.key);
                     self.serve_cgi(c, sh, *req, mount, redirects, true, None);
@@ -736,9 +751,9 @@ impl H1 {
                     self.reading = Reading::Done;
                     self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
                 } else {
-                    // Early (the timer was moved): the deadline stays.
+                    // Not yet: the deadline stays.
+                    sh.timers.set(c.key, wait_timer(sh, &slots, until));
                     self.writing = Writing::CgiWait { req, mount, slots, until, redirects };
-                    sh.timers.set(c.key, until);
                     return Step::Keep;
                 }
                 sh.force(c);
@@ -922,6 +937,17 @@ fn fcgi_launch(vh: &crate::vhost::Vhost, mi: usize, addr: &FcgiAddr, rest: &str)
         redirect_status: None,
         redirect_url: None,
     })
+}
+
+/// When a request waiting for a slot is looked at next: at its deadline,
+/// or, waiting for a FastCGI server under its learned limit, after
+/// [`TRY_AFTER`](crate::roles::cgi::TRY_AFTER) (it may then try one more
+/// connection).
+fn wait_timer(sh: &Env, slots: &Slots, until: std::time::Instant) -> std::time::Instant {
+    match slots {
+        Slots::Fcgi(addr) if !sh.fcgi.at_max(addr) => until.min(sh.now + crate::roles::cgi::TRY_AFTER),
+        _ => until,
+    }
 }
 
 /// Requests running for `slots` and how many may: a mount's programs,
