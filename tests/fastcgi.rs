@@ -471,6 +471,25 @@ fn connections_are_kept_and_bounded() {
     wait_for("the two reused, none opened", || sockets(&w) == base + 2);
 }
 
+/// A kept connection idle for 10 s is closed: it holds a php-fpm worker
+/// that another client of the pool may need.
+#[test]
+fn an_idle_kept_connection_is_let_go() {
+    let fpm = Fpm::start(FpmOptions { children: 1, ..FpmOptions::default() });
+    fpm.script("hello.php", "<?php echo 'hello';");
+    std::fs::write(fpm.docroot().join("static.txt"), "static").expect("file");
+    let (w, port, _log) = serve(&fpm, "");
+    let mut c = connect(port);
+    let get_on = |c: &mut Reader, path: &str| ask(c, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    assert_eq!(get_on(&mut c, "/static.txt").text(), "static");
+    let base = sockets(&w);
+    assert_eq!(get_on(&mut c, "/hello.php").text(), "hello");
+    assert_eq!(sockets(&w), base + 1, "the connection kept");
+    wait_for("the kept connection closed", || sockets(&w) == base);
+    // The only worker is free: a client of its own gets it.
+    assert!(String::from_utf8_lossy(&fpm.get("hello.php", "").expect("direct").stdout).ends_with("hello"));
+}
+
 /// An `fcgi://` mount: every request below it goes to the server, the
 /// path below the mountpoint as PATH_INFO, SCRIPT_NAME the mountpoint; a
 /// front controller is named with `cgi-env` (`SCRIPT_FILENAME`), as

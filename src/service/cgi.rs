@@ -66,6 +66,9 @@ impl Service {
             self.sh.reaper.poll(self.sh.now);
         }
         self.wake_cgi_waiters();
+        if self.sh.fcgi.next_expiry().is_some_and(|at| at <= self.sh.now) {
+            self.sh.fcgi.expire(self.sh.now, &mut self.sh.reaper);
+        }
         self.free_dead_pipes();
     }
 

@@ -369,12 +369,16 @@ impl Service {
                 let now = Instant::now();
                 let wheel = self.sh.timers.next_timeout(now);
                 let protocol = self.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
-                // The reaper's deadlines (signals due); exits come as pidfd
-                // events, polled only where pidfds are missing (no SIGCHLD
-                // handler: the process may not be ours to take it over).
+                // The reaper's deadlines (signals due; exits come as pidfd
+                // events, polled only where pidfds are missing: no SIGCHLD
+                // handler, the process may not be ours to take it over),
+                // and kept FastCGI connections' idle ends.
                 #[cfg(feature = "cgi")]
-                let protocol = match self.sh.reaper.next_wake(now).map(|at| at.saturating_duration_since(now)) {
-                    Some(wake) => Some(protocol.map_or(wake, |p| p.min(wake))),
+                let protocol = match self.sh.reaper.next_wake(now).into_iter().chain(self.sh.fcgi.next_expiry()).min() {
+                    Some(at) => {
+                        let wake = at.saturating_duration_since(now);
+                        Some(protocol.map_or(wake, |p| p.min(wake)))
+                    }
                     None => protocol,
                 };
                 let drain = self.drain.as_ref().map(|d| d.next_step().saturating_duration_since(now));

@@ -29,6 +29,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use warren_cgi::fcgi::{self, RecordType, Role};
 
 /// The request id of every request (one per connection).
@@ -44,6 +45,9 @@ const MAX_PROBE_BACKOFF: u32 = 256;
 /// ending, before it may try one more connection (see
 /// [`FcgiPool::try_more`]).
 pub(crate) const TRY_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a kept connection may stay idle: it holds a php-fpm worker
+/// that another client of the pool may want.
+pub(crate) const IDLE_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A connection to a FastCGI server.
 #[derive(Debug)]
@@ -717,7 +721,8 @@ struct Server {
     running: usize,
     /// The limit the last request planned for it carried.
     max: usize,
-    idle: Vec<FcgiLink>,
+    /// Kept connections and since when, the oldest first.
+    idle: Vec<(FcgiLink, Instant)>,
     /// The new connections not answered yet.
     watches: Vec<Arc<Watch>>,
     /// How many requests at once the server has been seen to take (its
@@ -840,6 +845,22 @@ impl FcgiPool {
         s.running < s.limit()
     }
 
+    /// Closes connections idle for [`IDLE_KEPT`] (each holds a php-fpm
+    /// worker; and a server a reload removed is let go).
+    pub(crate) fn expire(&mut self, now: Instant, reaper: &mut Reaper) {
+        for s in self.servers.values_mut() {
+            let old = s.idle.iter().take_while(|(_, since)| now.saturating_duration_since(*since) >= IDLE_KEPT).count();
+            for (link, _) in s.idle.drain(..old) {
+                close(link, reaper);
+            }
+        }
+    }
+
+    /// When [`expire`](Self::expire) has something to do next.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.servers.values().filter_map(|s| s.idle.first()).map(|(_, since)| *since + IDLE_KEPT).min()
+    }
+
     /// Whether `addr` runs as many requests as the mount allows (not
     /// only as many as it has been seen to take).
     pub(crate) fn at_max(&self, addr: &FcgiAddr) -> bool {
@@ -857,7 +878,7 @@ impl FcgiPool {
         reaper: &mut Reaper,
     ) -> Result<FcgiLink, ConnectError> {
         let s = self.servers.entry(addr.clone()).or_default();
-        while let Some(mut link) = s.idle.pop().filter(|_| !fresh) {
+        while let Some((mut link, _)) = s.idle.pop().filter(|_| !fresh) {
             if link.stream.quiet() {
                 link.keep_conn = keep_conn;
                 if s.workers.is_some_and(|w| s.running >= w) {
@@ -939,7 +960,7 @@ impl FcgiPool {
         }
         if link.reusable() && s.idle.len() < keepalive && q.waiting + q.unknown == 0 {
             link.reset();
-            s.idle.push(link);
+            s.idle.push((link, Instant::now()));
         } else {
             close(link, reaper);
         }
