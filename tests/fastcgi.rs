@@ -471,6 +471,25 @@ fn connections_are_kept_and_bounded() {
     wait_for("the two reused, none opened", || sockets(&w) == base + 2);
 }
 
+/// A field value with obs-text (bytes 0x80-0xFF, RFC 9110 §5.5), here a
+/// Latin-1 file name, is passed on as it came, not refused as a bad head.
+#[test]
+fn a_latin1_field_value_is_passed_on() {
+    let fpm = Fpm::start(FpmOptions::default());
+    fpm.script(
+        "latin1.php",
+        "<?php header(\"Content-Disposition: attachment; filename=\\\"caf\\xe9.txt\\\"\"); echo 'ok';",
+    );
+    let (_w, port, _log) = serve(&fpm, "");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(b"GET /latin1.php HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    assert!(raw.starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&raw));
+    let want: &[u8] = b"\r\nContent-Disposition: attachment; filename=\"caf\xe9.txt\"\r\n";
+    assert!(raw.windows(want.len()).any(|w| w == want), "{}", String::from_utf8_lossy(&raw));
+}
+
 /// A kept connection idle for 10 s is closed: it holds a php-fpm worker
 /// that another client of the pool may need.
 #[test]

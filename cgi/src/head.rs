@@ -31,7 +31,10 @@ pub struct CgiHead {
     /// From `Status:`, or 302 for a client redirect, else 200.
     pub status: u16,
     /// The fields to send on, in order; `Status` is never among them.
-    pub headers: Vec<(String, String)>,
+    /// Values are bytes: besides visible ASCII, a value may carry
+    /// obs-text (0x80-0xFF, RFC 9110 §5.5: a Latin-1 file name, say),
+    /// passed on as it came.
+    pub headers: Vec<(String, Vec<u8>)>,
     /// A `Location`, classified.
     pub redirect: Option<Redirect>,
     /// The script's `Content-Length`, if it gave one.
@@ -84,23 +87,24 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 fn parse(head: &[u8]) -> Result<CgiHead, HeadError> {
-    let text = std::str::from_utf8(head).map_err(|_| HeadError::Malformed("head is not UTF-8"))?;
     let mut status = None;
     let mut location = None;
     let mut headers = Vec::new();
     let mut content_length = None;
     let mut chunked = false;
-    for line in text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).filter(|l| !l.is_empty()) {
-        if line.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+    for line in head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).filter(|l| !l.is_empty()) {
+        if line.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
             return Err(HeadError::Malformed("control byte in head"));
         }
-        let (name, value) = line.split_once(':').ok_or(HeadError::Malformed("line without ':'"))?;
-        let value = value.trim();
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        let colon = line.iter().position(|&b| b == b':').ok_or(HeadError::Malformed("line without ':'"))?;
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.is_empty() || !name.iter().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b)) {
             return Err(HeadError::Malformed("bad field name"));
         }
+        // ASCII, checked just above.
+        let name = text(name, "bad field name")?;
         if name.eq_ignore_ascii_case("status") {
-            let code = value.split(' ').next().unwrap_or("");
+            let code = text(value, "bad Status")?.split(' ').next().unwrap_or("");
             let code: u16 = code.parse().map_err(|_| HeadError::Malformed("bad Status"))?;
             if !(200..=599).contains(&code) {
                 // 1xx too: a CGI answers once, and an interim status
@@ -111,21 +115,22 @@ fn parse(head: &[u8]) -> Result<CgiHead, HeadError> {
             continue;
         }
         if name.eq_ignore_ascii_case("location") {
-            location = Some(value.to_string());
+            location = Some(text(value, "Location is not UTF-8")?.to_string());
         } else if name.eq_ignore_ascii_case("content-length") {
-            let n: u64 = value.parse().map_err(|_| HeadError::Malformed("bad Content-Length"))?;
+            let n: u64 =
+                text(value, "bad Content-Length")?.parse().map_err(|_| HeadError::Malformed("bad Content-Length"))?;
             if content_length.is_some_and(|m| m != n) {
                 // Which one frames the body? Neither is to be trusted.
                 return Err(HeadError::Malformed("two different Content-Length values"));
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.eq_ignore_ascii_case("chunked");
+            chunked = value.eq_ignore_ascii_case(b"chunked");
             if !chunked {
                 return Err(HeadError::Malformed("Transfer-Encoding other than chunked"));
             }
         }
-        headers.push((name.to_string(), value.to_string()));
+        headers.push((name.to_string(), value.to_vec()));
     }
     let redirect =
         location.map(|l| if l.starts_with('/') && status.is_none() { Redirect::Local(l) } else { Redirect::Client(l) });
@@ -135,6 +140,11 @@ fn parse(head: &[u8]) -> Result<CgiHead, HeadError> {
         _ => 200,
     };
     Ok(CgiHead { status, headers, redirect, content_length, chunked })
+}
+
+/// `v` as text, or the head is refused saying `what`.
+fn text<'a>(v: &'a [u8], what: &'static str) -> Result<&'a str, HeadError> {
+    std::str::from_utf8(v).map_err(|_| HeadError::Malformed(what))
 }
 
 #[cfg(test)]
@@ -167,7 +177,10 @@ mod tests {
         let (h, n) = whole(b"Content-Type: text/plain\nStatus: 404 Not here\r\nX-A: 1\n\nbody").expect("head");
         assert_eq!(n, 55);
         assert_eq!(h.status, 404);
-        assert_eq!(h.headers, vec![("Content-Type".into(), "text/plain".into()), ("X-A".into(), "1".into())]);
+        assert_eq!(h.headers, vec![("Content-Type".into(), b"text/plain".to_vec()), ("X-A".into(), b"1".to_vec())]);
+        // obs-text in a value is passed on as it came.
+        let (h, _) = whole(b"Content-Disposition: attachment; filename=\"caf\xe9.txt\"\n\n").expect("obs-text");
+        assert_eq!(h.headers[0].1, b"attachment; filename=\"caf\xe9.txt\"");
         let (h, _) = whole(b"Location: /other?x\r\n\r\n").expect("local");
         assert_eq!((h.status, h.redirect), (200, Some(Redirect::Local("/other?x".into()))));
         let (h, _) = whole(b"Location: https://example.com/\n\n").expect("client");

@@ -414,7 +414,7 @@ impl H1 {
             // The server owns the framing and these fields, and a path
             // on the server's disk is not the client's business.
             if !server_sets(k) && !internal_field(k) {
-                rh.header(k, v);
+                rh.header_bytes(k, v);
             }
         }
         end_head(rh, &mut self.tx, framing);
@@ -1107,11 +1107,13 @@ fn script_launch(sh: &Env, vi: usize, mi: usize, s: crate::mount::Script) -> Pla
 
 /// The file a CGI response names for the server to send, if it does
 /// (`X-Sendfile`, or lighttpd's `X-LIGHTTPD-send-file`).
-fn x_sendfile(headers: &[(String, String)]) -> Option<&str> {
+fn x_sendfile(headers: &[(String, Vec<u8>)]) -> Option<&str> {
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("x-sendfile") || k.eq_ignore_ascii_case("x-lighttpd-send-file"))
-        .map(|(_, v)| v.trim())
+        // (A name that is not UTF-8 names no file warren serves.)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .map(str::trim)
 }
 
 /// Fields a CGI response addresses to its server, naming paths on its

@@ -111,14 +111,18 @@ impl H1 {
         let m = &sh.vhosts[c.vhost].mounts[mount_index];
         // A CGI's X-Sendfile: its own Cache-Control and Content-Type, if
         // it said them, and nothing of the mount's file policy.
-        let cgi_field = |n: &str| from.cgi.and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)));
+        let cgi_field = |n: &str| {
+            from.cgi
+                .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
         let cache = match from.cgi {
-            Some(_) => cgi_field("cache-control").map(|(_, v)| std::borrow::Cow::Borrowed(v.as_str())),
+            Some(_) => cgi_field("cache-control").map(std::borrow::Cow::Borrowed),
             None => m.cache.map(|c| c.header_value()),
         };
         // PERF: borrowed, not copied: the content type is on every response.
         let content_type: Option<&str> = match cgi_field("content-type") {
-            Some((_, t)) => Some(t),
+            Some(t) => Some(t),
             None if m.extra_mimetypes.is_empty() => Some(content_type(name)),
             None => m.content_type_for(name, known_type),
         };
@@ -152,7 +156,7 @@ impl H1 {
         });
         for (k, v) in from.cgi.into_iter().flatten() {
             if !cgi_fields_owned(k) {
-                head.header(k, v);
+                head.header_bytes(k, v);
             }
         }
         let (body_start, body_len) = match plan.body {
@@ -413,7 +417,7 @@ pub(super) struct Sending<'a> {
     pub mount: usize,
     /// The header fields of a CGI response that named the file
     /// (`X-Sendfile`), sent with it.
-    pub cgi: Option<&'a [(String, String)]>,
+    pub cgi: Option<&'a [(String, Vec<u8>)]>,
 }
 
 /// Fields of a CGI response that an X-Sendfile'd file response does not
