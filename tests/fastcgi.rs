@@ -585,6 +585,23 @@ fn hold_script(fpm: &Fpm) -> std::path::PathBuf {
     d.join("go-0")
 }
 
+/// Requests for the hold script numbered `ns`, waiting for `go-G`, each
+/// from a thread of its own.
+fn hold(port: u16, ns: std::ops::Range<usize>, g: usize) -> Vec<std::thread::JoinHandle<Response>> {
+    ns.map(|n| std::thread::spawn(move || get(port, &format!("/hold.php?n={n}&g={g}")))).collect()
+}
+
+/// The answers of `held` requests, each a 200.
+fn answers(held: Vec<std::thread::JoinHandle<Response>>) -> Vec<String> {
+    held.into_iter()
+        .map(|h| {
+            let r = h.join().expect("held");
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.text()
+        })
+        .collect()
+}
+
 /// Whether the hold scripts numbered `ns` have all started.
 fn started(fpm: &Fpm, ns: std::ops::Range<usize>) -> bool {
     ns.into_iter().all(|i| fpm.docroot().join(format!("started-{i}")).exists())
@@ -616,23 +633,20 @@ fn more_clients_than_workers_share_kept_connections() {
             })
         })
         .collect();
-    let answers: Vec<String> = threads.into_iter().flat_map(|t| t.join().expect("client")).collect();
-    assert_eq!(answers.len(), clients * each);
-    let conns = connections_seen(answers.iter().map(String::as_str));
+    let texts: Vec<String> = threads.into_iter().flat_map(|t| t.join().expect("client")).collect();
+    assert_eq!(texts.len(), clients * each);
+    let conns = connections_seen(texts.iter().map(String::as_str));
     // Opened per request, it would be 320.
     assert!(conns < clients * each / 4, "{conns} connections for {} requests", clients * each);
 
     // Four slow requests on two workers: two wait, past 2 s.
-    let held: Vec<_> = (0..4).map(|n| std::thread::spawn(move || get(port, &format!("/hold.php?n={n}")))).collect();
+    let held = hold(port, 0..4, 0);
     let running = || (0..4).filter(|&i| started(&fpm, i..i + 1)).count();
     wait_for("two scripts running", || running() == 2);
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(running(), 2, "more ran than two workers");
     std::fs::write(&go, "").expect("go");
-    for h in held {
-        let r = h.join().expect("held");
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
+    answers(held);
 }
 
 /// A script slow to answer is not a connection waiting in the listen
@@ -645,25 +659,17 @@ fn a_slow_answer_does_not_stop_connections_being_kept() {
     let go = hold_script(&fpm);
     let (_w, port, _log) = serve(&fpm, "");
     let batch = |first: usize| {
-        let held: Vec<_> =
-            (first..first + 3).map(|n| std::thread::spawn(move || get(port, &format!("/hold.php?n={n}")))).collect();
+        let held = hold(port, first..first + 3, 0);
         wait_for("three scripts running", || started(&fpm, first..first + 3));
         std::fs::write(&go, "").expect("go");
-        let answers: Vec<String> = held
-            .into_iter()
-            .map(|h| {
-                let r = h.join().expect("held");
-                assert_eq!(r.status, 200, "{}", r.text());
-                r.text()
-            })
-            .collect();
+        let got = answers(held);
         std::fs::remove_file(&go).expect("rm go");
-        answers
+        got
     };
-    let mut answers = batch(0);
-    answers.extend(batch(3));
+    let mut got = batch(0);
+    got.extend(batch(3));
     // Three connections for both batches.
-    assert_eq!(connections_seen(answers.iter().map(String::as_str)), 3, "{answers:?}");
+    assert_eq!(connections_seen(got.iter().map(String::as_str)), 3, "{got:?}");
 }
 
 /// An `ondemand` pool starts with no worker and forks them as
@@ -686,13 +692,10 @@ fn an_ondemand_pool_gets_all_its_workers_used() {
         })
         .collect();
     assert!(threads.into_iter().all(|t| t.join().expect("client")));
-    let held: Vec<_> = (0..4).map(|n| std::thread::spawn(move || get(port, &format!("/hold.php?n={n}")))).collect();
+    let held = hold(port, 0..4, 0);
     wait_for("four scripts running at once", || started(&fpm, 0..4));
     std::fs::write(&go, "").expect("go");
-    for h in held {
-        let r = h.join().expect("held");
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
+    answers(held);
 }
 
 /// A limit learned while other clients held workers grows back when they
@@ -714,24 +717,18 @@ fn a_limit_learned_too_low_grows_back() {
         })
         .collect();
     wait_for("three workers held directly", || started(&fpm, 10..13));
-    let through: Vec<_> =
-        (20..23).map(|n| std::thread::spawn(move || get(port, &format!("/hold.php?n={n}&g=2")))).collect();
+    let through = hold(port, 20..23, 2);
     wait_for("one of warren's three running", || (20..23).any(|i| started(&fpm, i..i + 1)));
     go(2);
-    for t in through {
-        assert_eq!(t.join().expect("through").status, 200);
-    }
+    answers(through);
     go(1);
     for d in direct {
         assert!(!d.join().expect("direct").is_empty());
     }
-    let held: Vec<_> =
-        (30..34).map(|n| std::thread::spawn(move || get(port, &format!("/hold.php?n={n}&g=3")))).collect();
+    let held = hold(port, 30..34, 3);
     wait_for("four scripts running at once", || started(&fpm, 30..34));
     go(3);
-    for h in held {
-        assert_eq!(h.join().expect("held").status, 200);
-    }
+    answers(held);
 }
 
 /// A body without a length (chunked) is refused with 411 and the styled
