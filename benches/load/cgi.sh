@@ -122,15 +122,7 @@ write_lighttpd_conf() {
   cat > "$T/lighttpd.conf" <<EOF
 server.modules = ( "mod_cgi" )
 server.document-root = "$DOC"
-server.bind = "127.0.0.1"
-server.port = ${PORT[lighttpd]}
-server.errorlog = "$T/lighttpd-error.log"
-server.max-worker = 0
-server.max-fds = 16384
-server.max-connections = 8192
-server.max-keep-alive-requests = 65535
-server.max-keep-alive-idle = 120
-server.upload-dirs = ( "$T" )
+$(lighttpd_common)
 index-file.names = ( "index.html" )
 mimetype.assign = ( ".html" => "text/html", ".txt" => "text/plain" )
 cgi.assign = ( ".php" => "/usr/bin/php-cgi" )

@@ -72,18 +72,7 @@ need_pkg python3 python3
 need_pkg wrk wrk
 need_pkg taskset util-linux
 need_pkg getconf libc-bin
-if [[ " $SERVERS " == *" nginx "* ]] && ! command -v nginx >/dev/null 2>&1; then
-  # nginx-light where the distribution still has it, else nginx.
-  if [[ $apt_updated == 0 && ${BENCH_NO_INSTALL:-0} != 1 ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2; apt_updated=1
-  fi
-  # (read the whole output: grep -q under pipefail could see apt-cache's SIGPIPE)
-  if [[ $(apt-cache policy nginx-light 2>/dev/null) == *"Candidate: "[0-9]* ]]; then
-    need_pkg nginx nginx-light
-  else
-    need_pkg nginx nginx
-  fi
-fi
+if [[ " $SERVERS " == *" nginx "* ]]; then need_nginx; fi
 [[ " $SERVERS " == *" lighttpd "* ]] && need_pkg lighttpd lighttpd
 
 PIN_S=(); PIN_C=()
@@ -143,11 +132,7 @@ http {
   keepalive_requests 1000000;
   # lighttpd caches stat results and open fds by default; give nginx the same.
   open_file_cache max=1024 inactive=60s;
-  client_body_temp_path $T/nginx-tmp/body;
-  proxy_temp_path $T/nginx-tmp/proxy;
-  fastcgi_temp_path $T/nginx-tmp/fastcgi;
-  uwsgi_temp_path $T/nginx-tmp/uwsgi;
-  scgi_temp_path $T/nginx-tmp/scgi;
+$(nginx_temp_paths "$T/nginx-tmp")
   types { text/html html; application/octet-stream bin; }
   default_type application/octet-stream;
   server {
@@ -162,15 +147,7 @@ EOF
 write_lighttpd_conf() {
   cat > "$T/lighttpd.conf" <<EOF
 server.document-root = "$DOC"
-server.bind = "127.0.0.1"
-server.port = ${PORT[lighttpd]}
-server.errorlog = "$T/lighttpd-error.log"
-server.max-worker = 0
-server.max-fds = 16384
-server.max-connections = 8192
-server.max-keep-alive-requests = 65535
-server.max-keep-alive-idle = 120
-server.upload-dirs = ( "$T" )
+$(lighttpd_common)
 index-file.names = ( "index.html" )
 mimetype.assign = ( ".html" => "text/html", ".bin" => "application/octet-stream" )
 EOF

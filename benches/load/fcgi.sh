@@ -109,19 +109,7 @@ need_pkg getconf libc-bin
 need_pkg curl curl
 need_pkg pgrep procps
 need_pkg php-fpm8.2 php8.2-fpm
-if [[ " $SERVERS " == *" nginx "* ]] && ! command -v nginx >/dev/null 2>&1; then
-  # nginx-light where the distribution still has it, else nginx (both
-  # have the FastCGI module).
-  if [[ $apt_updated == 0 && ${BENCH_NO_INSTALL:-0} != 1 ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2; apt_updated=1
-  fi
-  # (read the whole output: grep -q under pipefail could see apt-cache's SIGPIPE)
-  if [[ $(apt-cache policy nginx-light 2>/dev/null) == *"Candidate: "[0-9]* ]]; then
-    need_pkg nginx nginx-light
-  else
-    need_pkg nginx nginx
-  fi
-fi
+if [[ " $SERVERS " == *" nginx "* ]]; then need_nginx; fi
 # Debian's lighttpd has mod_fastcgi built into the binary (no .so).
 [[ " $SERVERS " == *" lighttpd "* ]] && need_pkg lighttpd lighttpd
 PIN_S=(); PIN_C=(); PIN_F=()
@@ -223,11 +211,7 @@ http {
   access_log off;
   keepalive_timeout 120s;
   keepalive_requests 1000000;
-  client_body_temp_path $T/nginx-tmp/body;
-  proxy_temp_path $T/nginx-tmp/proxy;
-  fastcgi_temp_path $T/nginx-tmp/fastcgi;
-  uwsgi_temp_path $T/nginx-tmp/uwsgi;
-  scgi_temp_path $T/nginx-tmp/scgi;
+$(nginx_temp_paths "$T/nginx-tmp")
   default_type application/octet-stream;
   $upstream
   server {
@@ -250,15 +234,7 @@ write_lighttpd_conf() {
   cat > "$T/lighttpd.conf" <<EOF
 server.modules = ( "mod_fastcgi" )
 server.document-root = "$DOC"
-server.bind = "127.0.0.1"
-server.port = ${PORT[lighttpd]}
-server.errorlog = "$T/lighttpd-error.log"
-server.max-worker = 0
-server.max-fds = 16384
-server.max-connections = 8192
-server.max-keep-alive-requests = 65535
-server.max-keep-alive-idle = 120
-server.upload-dirs = ( "$T" )
+$(lighttpd_common)
 server.stream-response-body = 1
 index-file.names = ( "index.html" )
 fastcgi.server = ( ".php" => (( "socket" => "$SOCK", "check-local" => "enable" )) )

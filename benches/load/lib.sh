@@ -27,6 +27,48 @@ need_pkg() {  # need_pkg COMMAND PACKAGE...
   command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' still missing after installing $*"
 }
 
+# need_nginx: installs nginx unless present: nginx-light where the
+# distribution still has it, else nginx (both have the FastCGI and gzip
+# modules the scripts use).
+need_nginx() {
+  command -v nginx >/dev/null 2>&1 && return 0
+  if [[ $apt_updated == 0 && ${BENCH_NO_INSTALL:-0} != 1 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2; apt_updated=1
+  fi
+  # (read the whole output: grep -q under pipefail could see apt-cache's SIGPIPE)
+  if [[ $(apt-cache policy nginx-light 2>/dev/null) == *"Candidate: "[0-9]* ]]; then
+    need_pkg nginx nginx-light
+  else
+    need_pkg nginx nginx
+  fi
+}
+
+# lighttpd_common: the lines every script's lighttpd.conf has (bound to
+# 127.0.0.1:PORT[lighttpd], its error log and uploads in $T, limits
+# raised for load).
+lighttpd_common() {
+  cat <<EOF
+server.bind = "127.0.0.1"
+server.port = ${PORT[lighttpd]}
+server.errorlog = "$T/lighttpd-error.log"
+server.max-worker = 0
+server.max-fds = 16384
+server.max-connections = 8192
+server.max-keep-alive-requests = 65535
+server.max-keep-alive-idle = 120
+server.upload-dirs = ( "$T" )
+EOF
+}
+
+# nginx_temp_paths DIR: an nginx.conf's http-level temp paths, all below
+# DIR (nginx would otherwise want its compiled-in /var/lib/nginx).
+nginx_temp_paths() {
+  local p
+  for p in client_body proxy fastcgi uwsgi scgi; do
+    if [[ $p == client_body ]]; then echo "  client_body_temp_path $1/body;"; else echo "  ${p}_temp_path $1/$p;"; fi
+  done
+}
+
 # write_wrk_report FILE: a wrk Lua script whose done() prints one
 # WRKRESULT line with exact request and byte counts and latency.
 write_wrk_report() {

@@ -78,11 +78,7 @@ http {
   sendfile on;
   keepalive_timeout 120s;
   keepalive_requests 1000000;
-  client_body_temp_path $T/nginx-tmp/body;
-  proxy_temp_path $T/nginx-tmp/proxy;
-  fastcgi_temp_path $T/nginx-tmp/fastcgi;
-  uwsgi_temp_path $T/nginx-tmp/uwsgi;
-  scgi_temp_path $T/nginx-tmp/scgi;
+$(nginx_temp_paths "$T/nginx-tmp")
   default_type application/octet-stream;
   server {
     listen 127.0.0.1:${PORT[nginx]};

@@ -71,16 +71,7 @@ need_pkg openssl openssl
 need_pkg curl curl
 need_pkg taskset util-linux
 need_pkg getconf libc-bin
-if [[ " $SERVERS " == *" nginx "* ]] && ! command -v nginx >/dev/null 2>&1; then
-  if [[ $apt_updated == 0 && ${BENCH_NO_INSTALL:-0} != 1 ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2; apt_updated=1
-  fi
-  if [[ $(apt-cache policy nginx-light 2>/dev/null) == *"Candidate: "[0-9]* ]]; then
-    need_pkg nginx nginx-light
-  else
-    need_pkg nginx nginx
-  fi
-fi
+if [[ " $SERVERS " == *" nginx "* ]]; then need_nginx; fi
 
 PIN_S=(); PIN_C=()
 if [[ $(nproc) -ge 2 ]]; then
@@ -139,11 +130,7 @@ http {
   keepalive_timeout 120s;
   keepalive_requests 1000000;
   open_file_cache max=1024 inactive=60s;
-  client_body_temp_path $T/nginx-tmp/body;
-  proxy_temp_path $T/nginx-tmp/proxy;
-  fastcgi_temp_path $T/nginx-tmp/fastcgi;
-  uwsgi_temp_path $T/nginx-tmp/uwsgi;
-  scgi_temp_path $T/nginx-tmp/scgi;
+$(nginx_temp_paths "$T/nginx-tmp")
   types { application/octet-stream bin; }
   default_type application/octet-stream;
   ssl_certificate $T/cert.pem;

@@ -115,18 +115,7 @@ need_pkg zip zip
 need_pkg cmp diffutils
 need_pkg taskset util-linux
 need_pkg getconf libc-bin
-if { has nginx-static || has nginx-gzip; } && ! command -v nginx >/dev/null 2>&1; then
-  # nginx-light where the distribution still has it, else nginx.
-  if [[ $apt_updated == 0 && ${BENCH_NO_INSTALL:-0} != 1 ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2; apt_updated=1
-  fi
-  # (read the whole output: grep -q under pipefail could see apt-cache's SIGPIPE)
-  if [[ $(apt-cache policy nginx-light 2>/dev/null) == *"Candidate: "[0-9]* ]]; then
-    need_pkg nginx nginx-light
-  else
-    need_pkg nginx nginx
-  fi
-fi
+if { has nginx-static || has nginx-gzip; }; then need_nginx; fi
 if has nginx-static && [[ $(nginx -V 2>&1) != *http_gzip_static_module* ]]; then
   die "this nginx was built without http_gzip_static_module (nginx -V); install the 'nginx' package or drop nginx-static from BENCH_SERVERS"
 fi
@@ -295,11 +284,7 @@ http {
   keepalive_timeout 120s;
   keepalive_requests 1000000;
   open_file_cache max=1024 inactive=60s;
-  client_body_temp_path $T/$s/tmp/body;
-  proxy_temp_path $T/$s/tmp/proxy;
-  fastcgi_temp_path $T/$s/tmp/fastcgi;
-  uwsgi_temp_path $T/$s/tmp/uwsgi;
-  scgi_temp_path $T/$s/tmp/scgi;
+$(nginx_temp_paths "$T/$s/tmp")
   types { text/html html; application/octet-stream bin; }
   default_type application/octet-stream;
   gzip_vary on;

@@ -171,11 +171,7 @@ impl H1 {
                     // upload silently lost. Said plainly instead (as nginx
                     // did before it spooled such bodies to disk).
                     log::info!("{}: {addr}: a chunked request body (no length); 411", c.peer);
-                    self.skip_body(&req);
-                    self.reading = Reading::Done;
-                    self.tx.keep_alive = false;
-                    self.send_error(c, sh, 411, Some(&req));
-                    sh.force(c);
+                    self.fcgi_refused(c, sh, &req, 411);
                     return;
                 }
                 let keep_conn = conf.keepalive > 0;
@@ -183,20 +179,17 @@ impl H1 {
                     match sh.fcgi.connect(&addr, keep_conn, std::mem::take(&mut self.fcgi_fresh), &mut sh.reaper) {
                         Ok(link) => link,
                         Err(e) => {
-                            self.skip_body(&req);
-                            self.reading = Reading::Done;
-                            self.tx.keep_alive = false;
-                            match e {
+                            let status = match e {
                                 ConnectError::Busy(e) => {
                                     log::warn!("{}: {addr}: {e}; 503", c.peer);
-                                    self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
+                                    503
                                 }
                                 ConnectError::Down(e) => {
                                     log::error!("{}: cannot connect to {addr}: {e}; 502", c.peer);
-                                    self.send_error(c, sh, 502, Some(&req));
+                                    502
                                 }
-                            }
-                            sh.force(c);
+                            };
+                            self.fcgi_refused(c, sh, &req, status);
                             return;
                         }
                     };
@@ -205,11 +198,7 @@ impl H1 {
                     // nothing was sent.
                     log::warn!("{}: {addr}: {e}; 431", c.peer);
                     sh.fcgi.release(link, 0, false, &mut sh.reaper);
-                    self.skip_body(&req);
-                    self.reading = Reading::Done;
-                    self.tx.keep_alive = false;
-                    self.send_error(c, sh, 431, Some(&req));
-                    sh.force(c);
+                    self.fcgi_refused(c, sh, &req, 431);
                     return;
                 }
                 let mut run = CgiRun::fcgi(link, launch.script_name, vi, mi, redirects);
@@ -257,6 +246,21 @@ impl H1 {
             log::debug!("{}: write: {e}", c.peer);
         }
         sh.timers.set(c.key, sh.now + timeout);
+        sh.force(c);
+    }
+
+    /// A FastCGI request that goes no further: its body skipped, the
+    /// connection closed after `status` (503 with `Retry-After`, else the
+    /// styled page).
+    fn fcgi_refused(&mut self, c: &mut Core, sh: &mut Env, req: &Request, status: u16) {
+        self.skip_body(req);
+        self.reading = Reading::Done;
+        self.tx.keep_alive = false;
+        if status == 503 {
+            self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
+        } else {
+            self.send_error(c, sh, status, Some(req));
+        }
         sh.force(c);
     }
 
