@@ -46,6 +46,8 @@ pub struct Metrics {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) cgi_running: AtomicU64,
+    /// Requests waiting for a CGI slot (kept by the loop's queues).
+    pub(crate) cgi_waiting: Arc<AtomicU64>,
     pub(crate) cgi_started: AtomicU64,
     pub(crate) cgi_timeouts: AtomicU64,
     pub(crate) ws_upgrades: AtomicU64,
@@ -221,6 +223,13 @@ impl Metrics {
             "gauge",
             "CGI programs serving a request now.",
             &[(&[], get(&self.cgi_running))],
+        );
+        family(
+            &mut out,
+            "warren_cgi_waiting",
+            "gauge",
+            "Requests waiting for a CGI slot: a mount's process limit, or a FastCGI server's request limit.",
+            &[(&[], get(&self.cgi_waiting))],
         );
         family(
             &mut out,

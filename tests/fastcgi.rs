@@ -19,20 +19,29 @@ use support::{start_warren_logged, Reader, Response, Running};
 
 /// warren serving `fpm`'s docroot at `/`, `.php` through `fpm`, with
 /// `keys` (more mount keys, each ending with a comma) from an lwsws
-/// configuration.
+/// configuration; its metrics at `/metrics`.
 fn serve(fpm: &Fpm, keys: &str) -> (Running, u16, Receiver<String>) {
+    serve_with(fpm, keys, &[])
+}
+
+/// [`serve`] with more command-line arguments.
+fn serve_with(fpm: &Fpm, keys: &str, args: &[&str]) -> (Running, u16, Receiver<String>) {
     let dir = fpm.dir().join("warren");
     std::fs::create_dir_all(dir.join("conf.d")).expect("mkdir");
     std::fs::write(dir.join("conf"), "{ \"global\": {} }\n").expect("conf");
     let vhost = format!(
         r#"{{ "vhosts": [ {{ "name": "localhost", "port": "0", "interface": "127.0.0.1",
+    "ws-protocols": [ {{ "warren-metrics": {{}} }} ],
     "mounts": [ {{ "mountpoint": "/", "origin": "file://{root}", {keys}
-      "default": [ "index.php", "index.html" ], "cgi-assign": {{ ".php": "fcgi://{addr}" }} }} ] }} ] }}"#,
+      "default": [ "index.php", "index.html" ], "cgi-assign": {{ ".php": "fcgi://{addr}" }} }},
+      {{ "mountpoint": "/metrics", "origin": "callback://warren-metrics" }} ] }} ] }}"#,
         root = fpm.docroot().display(),
         addr = fpm.addr(),
     );
     std::fs::write(dir.join("conf.d/site"), vhost).expect("conf.d");
-    start_warren_logged(&["--config", dir.to_str().expect("utf-8")])
+    let mut all = vec!["--config", dir.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    start_warren_logged(&all)
 }
 
 fn connect(port: u16) -> Reader {
@@ -729,6 +738,65 @@ fn a_limit_learned_too_low_grows_back() {
     wait_for("four scripts running at once", || started(&fpm, 30..34));
     go(3);
     answers(held);
+}
+
+/// Requests warren holds for php-fpm now: running (in a worker or its
+/// listen queue) and waiting in warren's own queue.
+fn in_hand(port: u16) -> u64 {
+    let text = get(port, "/metrics").text();
+    let gauge = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    gauge("warren_cgi_running") + gauge("warren_cgi_waiting")
+}
+
+/// Requests that wait for a FastCGI server start in the order they came:
+/// only the first waiter takes a worker that frees (or tries one more
+/// connection), and one that waits again keeps its place and its
+/// deadline. On one worker that warren has learned it has, ten requests
+/// sent one after another behind a held one run in that order, and none
+/// is refused however long the queue waits (within `cgi-timeout`).
+#[test]
+fn waiters_start_in_arrival_order() {
+    let fpm = Fpm::start(FpmOptions { children: 1, ..FpmOptions::default() });
+    let go = hold_script(&fpm);
+    let order = fpm.docroot().join("order");
+    fpm.script(
+        "order.php",
+        &format!(
+            "<?php file_put_contents('{}', intval($_GET['n']) . \"\\n\", FILE_APPEND | LOCK_EX); usleep(200000); echo 'ok';",
+            order.display()
+        ),
+    );
+    fpm.script("hello.php", "<?php echo 'hello';");
+    let (_w, port, log) = serve_with(&fpm, r#""cgi-timeout": "60","#, &["--log-level", "debug"]);
+    // Bursts on the one worker until warren has seen requests wait in
+    // php-fpm's listen queue and learned that it takes one at a time.
+    let learned = (0..20).any(|_| {
+        let burst: Vec<_> = (0..6).map(|_| std::thread::spawn(move || get(port, "/hello.php").status)).collect();
+        assert!(burst.into_iter().all(|b| b.join().expect("burst") == 200));
+        std::iter::from_fn(|| log.try_recv().ok()).any(|l| l.contains("1 request(s) at once"))
+    });
+    assert!(learned, "warren never learned the pool's one worker");
+    let held = hold(port, 0..1, 0);
+    wait_for("the held script running", || started(&fpm, 0..1));
+    let mut sent = Vec::new();
+    for n in 1..=10 {
+        sent.push(std::thread::spawn(move || get(port, &format!("/order.php?n={n}"))));
+        // In warren's hands (the held one and those before) before the next.
+        wait_for("the request in hand", || in_hand(port) == n + 1);
+    }
+    std::fs::write(&go, "").expect("go");
+    answers(held);
+    for r in sent {
+        let r = r.join().expect("sent");
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    }
+    let ran: Vec<usize> =
+        std::fs::read_to_string(&order).expect("order").lines().map(|l| l.parse().expect("n")).collect();
+    assert_eq!(ran, (1..=10).collect::<Vec<_>>());
 }
 
 /// A body without a length (chunked) is refused with 411 and the styled

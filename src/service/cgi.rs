@@ -188,11 +188,17 @@ impl Service {
                 if running >= max {
                     break;
                 }
-                let Some((key, generation)) = self.sh.cgi_waiters.pop(&slots) else { break };
-                if matches!(self.wsis.get(key), Some(Wsi::Conn(c)) if c.core.generation == generation && c.waits_for_cgi())
+                let Some((key, generation)) = self.sh.cgi_waiters.first(&slots) else { break };
+                if !matches!(self.wsis.get(key), Some(Wsi::Conn(c)) if c.core.generation == generation && c.waits_for_cgi())
                 {
-                    // As its timer would have it do, a slot being free.
-                    self.conn_timer(key);
+                    self.sh.cgi_waiters.remove(&slots, key);
+                    continue;
+                }
+                // As its timer would have it do, a slot being free: it
+                // leaves the queue when it starts.
+                self.conn_timer(key);
+                if self.sh.cgi_waiters.first(&slots) == Some((key, generation)) {
+                    break;
                 }
             }
         }

@@ -169,7 +169,7 @@ impl Service {
             #[cfg(feature = "cgi")]
             reaper: Reaper::new(poll.registry().try_clone().ok()),
             #[cfg(feature = "cgi")]
-            cgi_waiters: CgiWaiters::default(),
+            cgi_waiters: CgiWaiters::counted(Arc::clone(&handle.inner.metrics.cgi_waiting)),
             #[cfg(feature = "cgi")]
             dead_pipes: Vec::new(),
             #[cfg(feature = "cgi")]

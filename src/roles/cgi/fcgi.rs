@@ -27,7 +27,7 @@ use std::ffi::OsString;
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use warren_cgi::fcgi::{self, RecordType, Role};
@@ -202,14 +202,18 @@ struct Watch {
     mark: AtomicUsize,
     state: AtomicU8,
     unix: bool,
+    /// Counted as taken by [`Server::queued`].
+    counted: AtomicBool,
 }
 
 /// [`Watch::state`]: in the listen queue, as far as is known.
 const WAITING: u8 = 0;
 /// Read by the server (a worker took it), not answered yet.
 const TAKEN: u8 = 1;
-/// Answered, or closed: the watch is over.
+/// Answered: the watch is over.
 const DONE: u8 = 2;
+/// Closed without an answer: the watch is over, and says nothing.
+const GONE: u8 = 3;
 
 /// What the watches of a server's new connections say.
 #[derive(Debug, Default, Clone, Copy)]
@@ -218,6 +222,8 @@ struct Queued {
     waiting: usize,
     /// Connections that may or may not (TCP, or nothing written yet).
     unknown: usize,
+    /// Connections taken since the last look.
+    taken: usize,
 }
 
 impl Watch {
@@ -649,6 +655,13 @@ impl FcgiLink {
         }
     }
 
+    /// The request is over: its watch too (GONE when never answered).
+    fn unwatch(&mut self) {
+        if let Some(w) = self.watch.take() {
+            w.state.store(if self.answered { DONE } else { GONE }, Ordering::Relaxed);
+        }
+    }
+
     /// The protocol status of the end, if the request ended.
     pub(crate) fn protocol_status(&self) -> Option<u8> {
         self.ended.map(|(_, p)| p)
@@ -730,31 +743,44 @@ struct Server {
     /// connection was seen to wait in its listen queue. See
     /// [`learn`](Self::learn).
     workers: Option<usize>,
-    /// A request over `workers` is running, to see whether there is one
-    /// more worker now.
-    trying: bool,
+    /// The watch of a connection made over `workers`, to see whether
+    /// there is one more worker now.
+    trying: Option<Arc<Watch>>,
     /// Requests to end before the next try, and the wait after the next
     /// failed one.
     try_in: u32,
     backoff: u32,
+    /// Workers freed by closing connections while others waited in the
+    /// listen queue, not yet seen taking one: between requests, still
+    /// the server's (see [`learn`](Self::learn)).
+    freed: usize,
 }
 
 impl Server {
     /// Looks at the new connections' watches (the ended ones let go).
     fn queued(&mut self) -> Queued {
         let mut q = Queued::default();
-        self.watches.retain(|w| match w.look() {
-            DONE => false,
-            TAKEN => true,
-            _ => {
-                if w.unix && w.mark.load(Ordering::Relaxed) > 0 {
-                    q.waiting += 1;
-                } else {
-                    q.unknown += 1;
+        self.watches.retain(|w| {
+            let state = w.look();
+            if matches!(state, TAKEN | DONE) && !w.counted.swap(true, Ordering::Relaxed) {
+                q.taken += 1;
+            }
+            match state {
+                DONE | GONE => false,
+                TAKEN => true,
+                _ => {
+                    if w.unix && w.mark.load(Ordering::Relaxed) > 0 {
+                        q.waiting += 1;
+                    } else {
+                        q.unknown += 1;
+                    }
+                    true
                 }
-                true
             }
         });
+        // Each connection taken had a free worker: maybe one this loop
+        // freed. With none waiting, those freed are idle.
+        self.freed = if q.waiting == 0 { 0 } else { self.freed.saturating_sub(q.taken) };
         q
     }
 
@@ -777,19 +803,31 @@ impl Server {
     fn learn(&mut self, addr: &FcgiAddr, q: Queued) {
         self.try_in = self.try_in.saturating_sub(1);
         let before = self.workers;
+        // A try is judged at the first end after it began: a worker that
+        // end frees (once its connection is closed) could take it next,
+        // which would say nothing of the pool.
+        if let Some(t) = &self.trying {
+            if matches!(t.look(), TAKEN | DONE) {
+                self.tried();
+            } else {
+                self.trying = None;
+                self.backoff = (self.backoff * 2).clamp(2, MAX_PROBE_BACKOFF);
+                self.try_in = self.backoff;
+            }
+        }
         if q.unknown > 0 {
             return;
         }
         if q.waiting > 0 {
             // Those running and not waiting have a worker each, and so
-            // has each idle kept connection.
-            self.workers = Some((self.running.saturating_sub(q.waiting) + self.idle.len()).max(1));
-            if std::mem::take(&mut self.trying) {
-                self.backoff = (self.backoff * 2).clamp(2, MAX_PROBE_BACKOFF);
-                self.try_in = self.backoff;
-            }
-        } else {
-            self.tried();
+            // has each idle kept connection; and those freed by closing
+            // a connection will take a waiting one.
+            self.workers = Some((self.running.saturating_sub(q.waiting) + self.idle.len() + self.freed).max(1));
+        } else if let Some(w) = self.workers {
+            // None waits: every request running has a worker, and so has
+            // every idle kept connection (a pool that forks workers as
+            // connections wait has grown under the last tries).
+            self.workers = Some(w.max(self.running + self.idle.len()));
         }
         if self.workers != before {
             if let Some(w) = self.workers {
@@ -798,10 +836,10 @@ impl Server {
         }
     }
 
-    /// Nothing waits in the listen queue: a connection being tried was
-    /// taken, one more worker; the next try may follow at once.
+    /// The connection being tried was taken, with no request ending
+    /// meanwhile: one more worker; the next try may follow at once.
     fn tried(&mut self) {
-        if std::mem::take(&mut self.trying) {
+        if self.trying.take().is_some() {
             self.workers = self.workers.map(|w| w + 1);
             self.backoff = 0;
             self.try_in = 0;
@@ -813,7 +851,7 @@ impl Server {
     fn limit(&self) -> usize {
         let max = self.max.max(1);
         match self.workers {
-            Some(w) if w < max => w + usize::from(self.trying || self.try_in == 0),
+            Some(w) if w < max => w + usize::from(self.trying.is_some() || self.try_in == 0),
             _ => max,
         }
     }
@@ -895,16 +933,17 @@ impl FcgiPool {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(ConnectError::Busy(e)),
             Err(e) => return Err(ConnectError::Down(e)),
         };
-        if s.workers.is_some_and(|w| s.running >= w) {
-            s.trying = true;
-        }
-        s.running += 1;
         let watch = Arc::new(Watch {
             fd: stream.as_raw_fd(),
             mark: AtomicUsize::new(0),
             state: AtomicU8::new(WAITING),
             unix: matches!(stream, Stream::Unix(_)),
+            counted: AtomicBool::new(false),
         });
+        if s.trying.is_none() && s.workers.is_some_and(|w| s.running >= w) {
+            s.trying = Some(watch.clone());
+        }
+        s.running += 1;
         s.watches.push(watch.clone());
         Ok(FcgiLink {
             connecting: matches!(stream, Stream::Tcp(_)),
@@ -942,10 +981,14 @@ impl FcgiPool {
     pub(crate) fn release(&mut self, mut link: FcgiLink, keepalive: usize, abort: bool, reaper: &mut Reaper) {
         let Some(s) = self.servers.get_mut(&link.addr) else { return close(link, reaper) };
         // This one's watch is over, whatever it says.
-        link.answer();
+        link.unwatch();
         let q = s.queued();
         s.learn(&link.addr, q);
         s.running = s.running.saturating_sub(1);
+        // Closed, its worker (if it had one) takes a waiting connection.
+        if q.waiting > 0 && (link.answered || (link.reused && !link.failed)) {
+            s.freed += 1;
+        }
         if abort && link.ended.is_none() && !link.failed && !link.connecting {
             if link.wpos == link.wbuf.len() {
                 let mut rec = Vec::with_capacity(fcgi::HEADER_LEN);

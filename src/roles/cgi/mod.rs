@@ -37,7 +37,8 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warren_cgi::{CgiChild, HeadParser};
 
@@ -894,9 +895,16 @@ pub(crate) enum Slots {
 #[derive(Debug, Default)]
 pub(crate) struct CgiWaiters {
     queues: HashMap<Slots, VecDeque<(usize, u32)>>,
+    /// How many wait, in all queues (the `warren_cgi_waiting` gauge).
+    waiting: Arc<AtomicU64>,
 }
 
 impl CgiWaiters {
+    /// Queues that count their waiters in `gauge`.
+    pub(crate) fn counted(gauge: Arc<AtomicU64>) -> CgiWaiters {
+        CgiWaiters { queues: HashMap::new(), waiting: gauge }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.queues.is_empty()
     }
@@ -913,16 +921,47 @@ impl CgiWaiters {
         if q.len() >= MAX_CGI_WAITERS {
             return false;
         }
+        let before = q.len();
         q.retain(|&(k, _)| k != key);
+        if q.len() == before {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+        }
         q.push_back((key, generation));
         true
+    }
+
+    /// Puts connection `key` back at the head of the queue, unless it is
+    /// in it still (where it stays): a request that had its turn, or its
+    /// slot, and must wait again keeps its place. False when the queue
+    /// is full.
+    pub(crate) fn push_front(&mut self, slots: &Slots, key: usize, generation: u32) -> bool {
+        let q = self.queues.entry(slots.clone()).or_default();
+        if q.iter().any(|&(k, _)| k == key) {
+            return true;
+        }
+        if q.len() >= MAX_CGI_WAITERS {
+            return false;
+        }
+        q.push_front((key, generation));
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// The first waiter for these slots: only it may take a slot (or try
+    /// one more FastCGI connection), so they start in arrival order.
+    pub(crate) fn first(&self, slots: &Slots) -> Option<(usize, u32)> {
+        self.queues.get(slots).and_then(|q| q.front().copied())
     }
 
     /// Takes connection `key` out of the queue (it got its slot, gave up,
     /// or went away).
     pub(crate) fn remove(&mut self, slots: &Slots, key: usize) {
         if let Some(q) = self.queues.get_mut(slots) {
+            let before = q.len();
             q.retain(|&(k, _)| k != key);
+            if q.len() < before {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
             if q.is_empty() {
                 self.queues.remove(slots);
             }
@@ -935,9 +974,13 @@ impl CgiWaiters {
     }
 
     /// The first waiter for these slots, taken out of its queue.
+    #[cfg(test)]
     pub(crate) fn pop(&mut self, slots: &Slots) -> Option<(usize, u32)> {
         let q = self.queues.get_mut(slots)?;
         let first = q.pop_front();
+        if first.is_some() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
         if q.is_empty() {
             self.queues.remove(slots);
         }
@@ -982,6 +1025,20 @@ mod tests {
         assert_eq!(w.pop(&m01), Some((7, 1)));
         assert_eq!(w.pop(&m01), None);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_waiter_put_back_keeps_its_place() {
+        let mut w = CgiWaiters::default();
+        let m = Slots::Mount(0, 1);
+        assert!(w.push(&m, 1, 0) && w.push(&m, 2, 0) && w.push(&m, 3, 0));
+        // Still queued: it stays where it is.
+        assert!(w.push_front(&m, 2, 0));
+        assert_eq!(w.first(&m), Some((1, 0)));
+        // Taken out for its turn, then back: first again.
+        w.remove(&m, 1);
+        assert!(w.push_front(&m, 1, 0));
+        assert_eq!([w.pop(&m), w.pop(&m), w.pop(&m), w.pop(&m)], [Some((1, 0)), Some((2, 0)), Some((3, 0)), None]);
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl H1 {
         req: Request,
         mi: usize,
         redirects: u8,
-        queued: bool,
+        queued: Option<std::time::Instant>,
         script: Option<crate::mount::Script>,
     ) {
         let vi = c.vhost;
@@ -92,10 +92,15 @@ impl H1 {
         };
         let max = sh.vhosts[vi].mounts[mi].cgi.fcgi.max_requests;
         let (running, max) = slots_in_use(sh, &slots, Some(max));
-        if running >= max || (!queued && sh.cgi_waiters.has_waiters(&slots)) {
+        if running >= max || (queued.is_none() && sh.cgi_waiters.has_waiters(&slots)) {
             // CGI-3 [REC]: wait briefly for a slot, reading nothing, in
             // line: the loop starts the first waiter when a slot frees.
-            if !sh.cgi_waiters.push(&slots, c.key, c.generation) {
+            // One that waited already keeps its place and its deadline.
+            let pushed = match queued {
+                Some(_) => sh.cgi_waiters.push_front(&slots, c.key, c.generation),
+                None => sh.cgi_waiters.push(&slots, c.key, c.generation),
+            };
+            if !pushed {
                 log::warn!("{}: too many requests wait for CGI slots of \"{}\"; 503", c.peer, log_path(req.path()));
                 self.tx.keep_alive = false;
                 self.reading = Reading::Done;
@@ -113,7 +118,7 @@ impl H1 {
                 Slots::Fcgi(addr) if !sh.fcgi.at_max(addr) => sh.vhosts[vi].mounts[mi].cgi.timeout,
                 _ => CGI_SLOT_WAIT,
             };
-            let until = sh.now + wait;
+            let until = queued.unwrap_or(sh.now + wait);
             sh.timers.set(c.key, wait_timer(sh, &slots, until));
             self.writing = Writing::CgiWait { req: Box::new(req), mount: mi, slots, until, redirects };
             return;
@@ -563,7 +568,8 @@ impl H1 {
                     let (mi, redirects) = (run.mount, run.redirects);
                     self.cgi_end(c, sh, *run, true);
                     self.fcgi_fresh = true;
-                    self.serve_cgi(c, sh, *req, mi, redirects, true, None);
+                    let until = sh.now + sh.vhosts[c.vhost].mounts[mi].cgi.timeout;
+                    self.serve_cgi(c, sh, *req, mi, redirects, Some(until), None);
                     return;
                 }
             }
@@ -735,17 +741,20 @@ impl H1 {
     pub(super) fn cgi_timer(&mut self, c: &mut Core, sh: &mut Env, writing: Writing) -> Step {
         match writing {
             Writing::CgiWait { req, mount, slots, until, redirects } => {
+                // Only the first waiter may start (the loop wakes it
+                // when a slot frees), so they start in arrival order.
+                let first = sh.cgi_waiters.first(&slots).is_none_or(|(k, _)| k == c.key);
                 let (mut running, mut max) = slots_in_use(sh, &slots, None);
-                if running >= max && sh.now < until {
+                if first && running >= max && sh.now < until {
                     if let Slots::Fcgi(addr) = &slots {
                         if sh.fcgi.try_more(addr) {
                             (running, max) = slots_in_use(sh, &slots, None);
                         }
                     }
                 }
-                if running < max {
+                if first && running < max {
                     sh.cgi_waiters.remove(&slots, c.key);
-                    self.serve_cgi(c, sh, *req, mount, redirects, true, None);
+                    self.serve_cgi(c, sh, *req, mount, redirects, Some(until), None);
                 } else if sh.now >= until {
                     sh.cgi_waiters.remove(&slots, c.key);
                     log::warn!("{}: CGI slots of \"{}\" all busy; 503", c.peer, log_path(req.path()));

@@ -31,7 +31,7 @@ impl H1 {
             Located::File(file, path) => (file, path),
             Located::Script(script) => {
                 #[cfg(feature = "cgi")]
-                self.serve_cgi(c, sh, req.clone(), mount_index, 0, false, Some(script));
+                self.serve_cgi(c, sh, req.clone(), mount_index, 0, None, Some(script));
                 #[cfg(not(feature = "cgi"))]
                 {
                     let _ = script;

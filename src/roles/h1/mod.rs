@@ -608,7 +608,7 @@ impl H1 {
             #[cfg(feature = "cgi")]
             if matches!(m.origin, Origin::Cgi(_) | Origin::Fcgi(_)) {
                 self.unbind(c, sh);
-                self.serve_cgi(c, sh, req, mi, 0, false, None);
+                self.serve_cgi(c, sh, req, mi, 0, None, None);
                 return Ok(());
             }
         }
