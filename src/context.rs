@@ -92,6 +92,37 @@ pub const DEFAULT_WS_PING: Duration = Duration::from_secs(60);
 /// ping.
 pub const DEFAULT_WS_HANGUP: Duration = Duration::from_secs(10);
 
+/// A vhost's TCP keepalive ([`VhostInfo::tcp_keepalive`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TcpKeepalive {
+    pub(crate) time: Duration,
+    pub(crate) probes: u32,
+    pub(crate) interval: Duration,
+}
+
+impl TcpKeepalive {
+    /// What is wrong with it, if anything.
+    pub(crate) fn problem(&self) -> Option<String> {
+        let secs = |d: Duration| d.subsec_nanos() == 0 && (1..=32767).contains(&d.as_secs());
+        if !secs(self.time) {
+            Some(format!("TCP keepalive time {:?}: expected whole seconds from 1 to 32767", self.time))
+        } else if !secs(self.interval) {
+            Some(format!("TCP keepalive interval {:?}: expected whole seconds from 1 to 32767", self.interval))
+        } else if !(1..=127).contains(&self.probes) {
+            Some(format!("TCP keepalive probes {}: expected 1 to 127", self.probes))
+        } else {
+            None
+        }
+    }
+
+    /// Sets it on an accepted connection.
+    pub(crate) fn apply(&self, stream: &mio::net::TcpStream) -> io::Result<()> {
+        let ka =
+            socket2::TcpKeepalive::new().with_time(self.time).with_interval(self.interval).with_retries(self.probes);
+        socket2::SockRef::from(stream).set_tcp_keepalive(&ka)
+    }
+}
+
 /// One virtual host: a name, where it listens, its mounts and protocols.
 #[derive(Debug)]
 pub struct VhostInfo {
@@ -101,6 +132,7 @@ pub struct VhostInfo {
     pub(crate) protocols: Vec<Box<dyn AnyProtocol>>,
     pub(crate) error_document_404: Option<String>,
     pub(crate) keepalive_timeout: Duration,
+    pub(crate) tcp_keepalive: Option<TcpKeepalive>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) server_string: Option<String>,
     pub(crate) access_log: Option<std::path::PathBuf>,
@@ -136,6 +168,7 @@ impl VhostInfo {
             protocols: Vec::new(),
             error_document_404: None,
             keepalive_timeout: Duration::from_secs(5),
+            tcp_keepalive: None,
             headers: Vec::new(),
             server_string: None,
             access_log: None,
@@ -302,6 +335,23 @@ impl VhostInfo {
     /// Default 5 s (lws's `keepalive_timeout`).
     pub fn keepalive_timeout(mut self, t: Duration) -> VhostInfo {
         self.keepalive_timeout = t;
+        self
+    }
+
+    /// Turns on TCP keepalive for the connections this vhost accepts
+    /// (lws's `ka_time`, `ka_probes`, `ka_interval`; seed "ka"): after
+    /// `time` without traffic the kernel sends a probe, then one every
+    /// `interval`, and after `probes` unanswered the connection fails
+    /// and is closed, so a peer that vanished (a cable pulled, a NAT
+    /// that forgot the flow) does not hold a connection until its
+    /// timeout, or forever for an idle WebSocket. Set at accept from the
+    /// first vhost on the address, as the others on it are told apart
+    /// only by the request. `time` and `interval` are whole seconds from
+    /// 1 to 32767, `probes` from 1 to 127 (Linux's bounds); off by
+    /// default (the system's `net.ipv4.tcp_keepalive_*` do not apply to
+    /// a socket without `SO_KEEPALIVE`).
+    pub fn tcp_keepalive(mut self, time: Duration, probes: u32, interval: Duration) -> VhostInfo {
+        self.tcp_keepalive = Some(TcpKeepalive { time, probes, interval });
         self
     }
 

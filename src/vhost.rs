@@ -22,6 +22,9 @@ pub(crate) struct Vhost {
     pub(crate) mounts: Vec<Mount>,
     pub(crate) error_document_404: Option<String>,
     pub(crate) keepalive_timeout: Duration,
+    /// TCP keepalive for the connections its address accepts (when it
+    /// is the address's first vhost).
+    pub(crate) tcp_keepalive: Option<crate::context::TcpKeepalive>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) server_string: Option<String>,
     /// The protocol for WebSocket upgrades that name none.
@@ -297,6 +300,7 @@ pub(crate) fn build(
         protocols,
         error_document_404,
         keepalive_timeout,
+        tcp_keepalive,
         headers,
         server_string,
         access_log,
@@ -327,6 +331,7 @@ pub(crate) fn build(
         mounts,
         error_document_404,
         keepalive_timeout,
+        tcp_keepalive,
         headers,
         server_string,
         default_protocol,
@@ -370,6 +375,9 @@ fn check_vhost(v: &VhostInfo) -> Vec<String> {
         }
     };
     check(check_duration("the keep-alive timeout", v.keepalive_timeout));
+    if let Some(why) = v.tcp_keepalive.as_ref().and_then(crate::context::TcpKeepalive::problem) {
+        check(Err(why));
+    }
     if let Some((ping, hangup)) = v.ws_keepalive {
         check(check_duration("the WebSocket ping interval", ping));
         check(check_duration("the WebSocket hang-up time", hangup));

@@ -361,6 +361,11 @@ struct Vhost {
     interface: Option<Scalar>,
     #[serde(rename = "keepalive_timeout")]
     keepalive_timeout: Option<Scalar>,
+    /// warren's own, after lws's `ka_time`, `ka_probes`, `ka_interval`
+    /// (seed "ka"): TCP keepalive for the connections accepted.
+    ka_time: Option<Scalar>,
+    ka_probes: Option<Scalar>,
+    ka_interval: Option<Scalar>,
     headers: Option<Vec<BTreeMap<String, Scalar>>>,
     error_document_404: Option<Scalar>,
     mounts: Option<Vec<MountConf>>,
@@ -772,6 +777,42 @@ fn number(file: &Path, key: &str, v: &Scalar) -> Result<u64, ConfigError> {
     v.text().trim().parse().map_err(|_| bad(file, key, format!("expected a number, found {:?}", v.text())))
 }
 
+/// `ka-time` (seconds; 0 or absent: off), `ka-probes` (default 9) and
+/// `ka-interval` (seconds, default 75): Linux's defaults for the two
+/// that may be left out.
+fn tcp_keepalive(file: &Path, at: &str, v: &Vhost) -> Result<Option<(Duration, u32, Duration)>, ConfigError> {
+    let within = |key: &str, s: &Scalar, max: u64| {
+        let key = format!("{at}.{key}");
+        let n = number(file, &key, s)?;
+        if n > max {
+            return Err(bad(file, &key, format!("expected a number from 0 to {max}, found {n}")));
+        }
+        Ok(n)
+    };
+    let time = v.ka_time.as_ref().map(|s| within("ka-time", s, 32767)).transpose()?.unwrap_or(0);
+    if time == 0 {
+        if let Some(key) = [("ka-probes", &v.ka_probes), ("ka-interval", &v.ka_interval)]
+            .into_iter()
+            .find_map(|(k, s)| s.is_some().then_some(k))
+        {
+            return Err(bad(
+                file,
+                &format!("{at}.{key}"),
+                "expected \"ka-time\" too: keepalive is off without it".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let probes = v.ka_probes.as_ref().map(|s| within("ka-probes", s, 127)).transpose()?.unwrap_or(9);
+    let interval = v.ka_interval.as_ref().map(|s| within("ka-interval", s, 32767)).transpose()?.unwrap_or(75);
+    for (key, n) in [("ka-probes", probes), ("ka-interval", interval)] {
+        if n == 0 {
+            return Err(bad(file, &format!("{at}.{key}"), "expected at least 1".into()));
+        }
+    }
+    Ok(Some((Duration::from_secs(time), u32::try_from(probes).unwrap_or(9), Duration::from_secs(interval))))
+}
+
 fn build_vhost(
     file: &Path,
     index: usize,
@@ -795,6 +836,7 @@ fn build_vhost(
             )
         })?,
     };
+    let ka = tcp_keepalive(file, &at, &v)?;
     let name = v.name.map_or_else(|| "default".to_string(), |n| n.text());
     if name.chars().any(char::is_control) {
         return Err(bad(file, &format!("{at}.name"), format!("{name:?}: a vhost name cannot hold control characters")));
@@ -808,6 +850,9 @@ fn build_vhost(
     }
     if let Some(k) = &v.keepalive_timeout {
         vhost = vhost.keepalive_timeout(seconds(file, &format!("{at}.keepalive_timeout"), k)?);
+    }
+    if let Some((time, probes, interval)) = ka {
+        vhost = vhost.tcp_keepalive(time, probes, interval);
     }
     for (i, map) in v.headers.unwrap_or_default().into_iter().enumerate() {
         for (k, val) in map {

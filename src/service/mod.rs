@@ -684,6 +684,9 @@ impl Service {
 
     fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, listener: usize, tls: bool) -> io::Result<()> {
         stream.set_nodelay(true)?;
+        if let Some(ka) = self.sh.listeners[listener].first().and_then(|&v| self.sh.vhosts[v].tcp_keepalive) {
+            ka.apply(&stream)?;
+        }
         let entry = self.wsis.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)?;

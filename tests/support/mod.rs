@@ -6,6 +6,7 @@
 pub mod dokuwiki;
 pub mod fpm;
 pub mod logs;
+pub mod sockets;
 pub mod tls;
 pub mod ws;
 

@@ -156,6 +156,12 @@ pub struct ServeArgs {
     /// Idle keep-alive timeout, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub keepalive_timeout: u64,
+    /// TCP keepalive on accepted connections: a probe after SECS without
+    /// traffic, then one every INTERVAL seconds (default 75); PROBES
+    /// unanswered (default 9) and the connection is closed. Whole
+    /// seconds 1-32767, probes 1-127 [default: off].
+    #[arg(long, value_name = "SECS[,PROBES[,INTERVAL]]", value_parser = parse_tcp_keepalive)]
+    pub tcp_keepalive: Option<(u64, u32, u64)>,
     /// Serve HTTPS (and wss://) with the PEM certificate chain in FILE
     /// (leaf first), with --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -358,6 +364,26 @@ fn parse_cap(v: &str) -> Result<warren::process::Capability, String> {
 
 fn parse_level(v: &str) -> Result<log::LevelFilter, String> {
     warren::config::parse_log_level(v)
+}
+
+fn parse_tcp_keepalive(v: &str) -> Result<(u64, u32, u64), String> {
+    let mut parts = v.split(',');
+    let mut next = |what: &str, max: u64, default: u64| -> Result<u64, String> {
+        match parts.next() {
+            None => Ok(default),
+            Some(p) => match p.trim().parse::<u64>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(format!("{what} {p:?}: expected a whole number from 1 to {max}")),
+            },
+        }
+    };
+    let time = next("SECS", 32767, 0)?;
+    let probes = next("PROBES", 127, 9)?;
+    let interval = next("INTERVAL", 32767, 75)?;
+    if parts.next().is_some() {
+        return Err(format!("{v:?}: expected SECS[,PROBES[,INTERVAL]]"));
+    }
+    Ok((time, u32::try_from(probes).unwrap_or(9), interval))
 }
 
 fn parse_secs(v: &str) -> Result<u64, String> {

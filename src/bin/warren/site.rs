@@ -7,6 +7,7 @@ use crate::cli::{Runs, ServeArgs};
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
+use std::time::Duration;
 use warren::tls::{PlainOnTls, TlsConfig};
 use warren::vfs::ZipFops;
 use warren::{ContextInfo, Mount, VhostInfo};
@@ -77,6 +78,9 @@ fn vhost_on(args: &ServeArgs, root: &Mount, addr: SocketAddr) -> VhostInfo {
         // Upgrades that name no subprotocol get the echo (what the
         // Autobahn suite and quick tests with a bare client expect).
         .default_protocol(warren::plugins::echo::NAME);
+    if let Some((time, probes, interval)) = args.tcp_keepalive {
+        vhost = vhost.tcp_keepalive(Duration::from_secs(time), probes, Duration::from_secs(interval));
+    }
     for name in warren::plugins::NAMES {
         vhost.plugin(name);
     }
