@@ -53,6 +53,13 @@ pub struct Limits {
     /// Connections served at once; more are refused. `None` (the default):
     /// from RLIMIT_NOFILE at start, see [`Context::max_connections`].
     pub max_connections: Option<usize>,
+    /// Connections one peer address may have open at once (lwsws's
+    /// `ip-limit-wsi`, CORE-9): one more is closed as soon as it is
+    /// accepted, with no answer, and counted in
+    /// `warren_peer_refused_total`. IPv4 peers on an IPv6 socket count
+    /// as their IPv4 address. Clients behind one NAT share an address,
+    /// so set it generously. 0 (the default): no limit.
+    pub peer_connections: usize,
     /// The largest WebSocket message (after inflation) a protocol accepts
     /// unless it says otherwise ([`Protocol::max_message_size`]); bigger
     /// closes with 1009. Default 16 MiB. Messages are streamed to the
@@ -78,6 +85,7 @@ impl Default for Limits {
             max_head: 8192,
             max_uri: 4096,
             max_connections: None,
+            peer_connections: 0,
             ws_max_message: 16 << 20,
             ws_close_timeout: Duration::from_secs(5),
             tls_handshake_timeout: Duration::from_secs(10),
@@ -546,6 +554,8 @@ pub(crate) struct HandleInner {
     pub(crate) listeners: std::sync::Mutex<Vec<std::net::TcpListener>>,
     pub(crate) cancels: AtomicU64,
     pub(crate) metrics: Arc<Metrics>,
+    /// What each peer address holds, while a peer limit is set.
+    pub(crate) peers: crate::peers::Peers,
     pub(crate) new_vhosts: std::sync::Mutex<Vec<NewVhost>>,
     /// Work a file system did off the loop is done
     /// ([`warren_vfs::Pending`]): requests waiting for a file open again.

@@ -50,6 +50,7 @@ pub mod metrics;
 mod mount;
 #[cfg(feature = "appliance")]
 pub mod pack;
+mod peers;
 #[cfg(feature = "appliance")]
 pub mod plugins;
 #[cfg(not(feature = "appliance"))]

@@ -41,6 +41,9 @@ pub struct Metrics {
     open: [AtomicU64; 3],
     pub(crate) accepted: AtomicU64,
     pub(crate) refused: AtomicU64,
+    /// Connections closed at accept: their peer had as many as
+    /// `Limits::peer_connections`.
+    pub(crate) peer_refused: AtomicU64,
     /// Request heads parsed (for [`Stats`](crate::Stats)).
     pub(crate) requests: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
@@ -183,6 +186,13 @@ impl Metrics {
             "counter",
             "Connections refused because the connection limit was reached.",
             &[(&[], get(&self.refused))],
+        );
+        family(
+            &mut out,
+            "warren_peer_refused_total",
+            "counter",
+            "Connections closed at accept because their peer address had as many open as allowed (ip-limit-wsi).",
+            &[(&[], get(&self.peer_refused))],
         );
         let vhosts: Vec<Arc<VhostMetrics>> = self.vhosts.lock().unwrap_or_else(|e| e.into_inner()).clone();
         const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

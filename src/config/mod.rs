@@ -208,6 +208,10 @@ fn build(files: &[PathBuf], read: ReadFiles) -> Result<ContextInfo, ConfigError>
     if let Some(t) = &global.timeout_secs {
         limits.io_timeout = seconds(&global_file, "global.timeout-secs", t)?;
     }
+    if let Some(n) = &global.ip_limit_wsi {
+        limits.peer_connections =
+            usize::try_from(number(&global_file, "global.ip-limit-wsi", n)?).unwrap_or(usize::MAX);
+    }
     if let Some(n) = &global.count_threads {
         if number(&global_file, "global.count-threads", n)? != 1 {
             return Err(unsupported(&global_file, "global.count-threads", "more than one service thread"));
@@ -325,6 +329,8 @@ impl Scalar {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct Global {
     server_string: Option<Scalar>,
+    /// CORE-9: connections per peer address (0: no limit).
+    ip_limit_wsi: Option<Scalar>,
     timeout_secs: Option<Scalar>,
     count_threads: Option<Scalar>,
     /// Deprecated in lws and ignored there too.
@@ -349,7 +355,6 @@ struct Global {
     count_async_threads: Option<serde_json::Value>,
     reject_service_keywords: Option<serde_json::Value>,
     ip_limit_ah: Option<serde_json::Value>,
-    ip_limit_wsi: Option<serde_json::Value>,
     rlimit_nofile: Option<serde_json::Value>,
 }
 
@@ -484,7 +489,7 @@ macro_rules! present {
 
 present!(Global { plugin_dir => "plugin-dir", count_async_threads => "count-async-threads",
     reject_service_keywords => "reject-service-keywords",
-    ip_limit_ah => "ip-limit-ah", ip_limit_wsi => "ip-limit-wsi", rlimit_nofile => "rlimit-nofile" });
+    ip_limit_ah => "ip-limit-ah", rlimit_nofile => "rlimit-nofile" });
 present!(Vhost { unix_socket => "unix-socket",
     unix_socket_perms => "unix-socket-perms", client_ssl_key => "client-ssl-key",
     client_ssl_cert => "client-ssl-cert", client_ssl_ca => "client-ssl-ca",

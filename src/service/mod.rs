@@ -138,6 +138,7 @@ impl Service {
                 listeners: Default::default(),
                 cancels: Default::default(),
                 metrics: info.metrics.take().unwrap_or_default(),
+                peers: Default::default(),
                 new_vhosts: Default::default(),
                 files_ready: Default::default(),
                 reopen_logs: Default::default(),
@@ -669,8 +670,18 @@ impl Service {
                 }
                 continue;
             }
+            let per_peer = self.sh.limits.peer_connections;
+            if per_peer > 0 && !self.sh.handle.inner.peers.admit(peer.ip(), per_peer) {
+                // CORE-9: closed at once, with no answer.
+                inc(&self.sh.handle.inner.metrics.peer_refused);
+                log::debug!("{peer}: already has {per_peer} connections; closed");
+                continue;
+            }
             if let Err(e) = self.adopt(stream, peer, index, tls) {
                 log::warn!("{peer}: cannot adopt connection: {e}");
+                if per_peer > 0 {
+                    self.sh.handle.inner.peers.left(peer.ip());
+                }
             }
         }
         // More may be waiting; come back after others had a turn.
@@ -816,6 +827,9 @@ impl Service {
         #[cfg(feature = "cgi")]
         self.free_dead_pipes();
         self.open_conns -= 1;
+        if self.sh.limits.peer_connections > 0 {
+            self.sh.handle.inner.peers.left(conn.core.peer.ip());
+        }
         self.apply_commands();
     }
 

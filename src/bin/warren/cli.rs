@@ -162,6 +162,11 @@ pub struct ServeArgs {
     /// seconds 1-32767, probes 1-127 [default: off].
     #[arg(long, value_name = "SECS[,PROBES[,INTERVAL]]", value_parser = parse_tcp_keepalive)]
     pub tcp_keepalive: Option<(u64, u32, u64)>,
+    /// At most N connections open at once from one peer address (lwsws's
+    /// ip-limit-wsi); one more is closed at once, unanswered [default:
+    /// no limit; with --config, the global "ip-limit-wsi"].
+    #[arg(long, value_name = "N", conflicts_with = "config", value_parser = clap::value_parser!(u32).range(1..))]
+    pub peer_connections: Option<u32>,
     /// Serve HTTPS (and wss://) with the PEM certificate chain in FILE
     /// (leaf first), with --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]

@@ -54,7 +54,11 @@ fn build(args: &ServeArgs, listeners: Option<Vec<TcpListener>>) -> Result<Contex
         return Ok(info);
     }
     let root = root_mount(args)?;
-    let mut info = ContextInfo::new();
+    let limits = warren::Limits {
+        peer_connections: args.peer_connections.map_or(0, |n| n as usize),
+        ..warren::Limits::default()
+    };
+    let mut info = ContextInfo::new().limits(limits);
     let Some(listeners) = listeners else {
         for (addr, _) in flag_addrs(args)? {
             info = info.vhost(vhost_on(args, &root, addr));
