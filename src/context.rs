@@ -60,6 +60,14 @@ pub struct Limits {
     /// as their IPv4 address. Clients behind one NAT share an address,
     /// so set it generously. 0 (the default): no limit.
     pub peer_connections: usize,
+    /// Requests one peer address may have in progress at once, from the
+    /// first byte of a head to the end of its response (lwsws's
+    /// `ip-limit-ah`, CORE-9; a WebSocket's request ends with its
+    /// upgrade). Soft: a connection whose request would be one more is
+    /// not read until one of its peer's requests ends (in arrival order
+    /// among this loop's), counted in `warren_peer_waits_total`; waiting,
+    /// it keeps its idle or header timeout. 0 (the default): no limit.
+    pub peer_requests: usize,
     /// The largest WebSocket message (after inflation) a protocol accepts
     /// unless it says otherwise ([`Protocol::max_message_size`]); bigger
     /// closes with 1009. Default 16 MiB. Messages are streamed to the
@@ -86,6 +94,7 @@ impl Default for Limits {
             max_uri: 4096,
             max_connections: None,
             peer_connections: 0,
+            peer_requests: 0,
             ws_max_message: 16 << 20,
             ws_close_timeout: Duration::from_secs(5),
             tls_handshake_timeout: Duration::from_secs(10),

@@ -44,6 +44,8 @@ pub struct Metrics {
     /// Connections closed at accept: their peer had as many as
     /// `Limits::peer_connections`.
     pub(crate) peer_refused: AtomicU64,
+    /// Requests that waited for their peer's request slot.
+    pub(crate) peer_waits: AtomicU64,
     /// Request heads parsed (for [`Stats`](crate::Stats)).
     pub(crate) requests: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
@@ -193,6 +195,13 @@ impl Metrics {
             "counter",
             "Connections closed at accept because their peer address had as many open as allowed (ip-limit-wsi).",
             &[(&[], get(&self.peer_refused))],
+        );
+        family(
+            &mut out,
+            "warren_peer_waits_total",
+            "counter",
+            "Requests that waited because their peer address had as many in progress as allowed (ip-limit-ah).",
+            &[(&[], get(&self.peer_waits))],
         );
         let vhosts: Vec<Arc<VhostMetrics>> = self.vhosts.lock().unwrap_or_else(|e| e.into_inner()).clone();
         const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

@@ -1,19 +1,55 @@
 //! What each peer address holds (CORE-9, seed "peer_limits"; lwsws's
-//! `ip-limit-wsi`): its open connections, counted while a limit is set
-//! ([`Limits::peer_connections`](crate::Limits::peer_connections)).
+//! `ip-limit-wsi` and `ip-limit-ah`): its open connections and its
+//! requests in progress, each counted while its limit is set
+//! ([`Limits::peer_connections`](crate::Limits::peer_connections),
+//! [`Limits::peer_requests`](crate::Limits::peer_requests)).
 //!
-//! One table per context, behind a lock taken once at accept and once
-//! at close, so every loop of a context counts into it. A peer leaves
-//! the table with its last connection, so the table holds at most one
-//! entry per open connection.
+//! One table per context, each behind a lock taken at accept and close,
+//! and at a request's start and end, so every loop of a context counts
+//! into it. A peer leaves a table with its last connection or request,
+//! so each holds at most one entry per open connection.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default)]
 pub(crate) struct Peers {
     conns: Mutex<HashMap<IpAddr, usize>>,
+    requests: Mutex<HashMap<IpAddr, usize>>,
+    /// A request slot was given back since the loops last looked (the
+    /// connections waiting for one may go on).
+    freed: AtomicBool,
+}
+
+/// A request in progress from a peer (lws's "ah", a header table): given
+/// back when dropped, at the end of its transaction, an upgrade, or a
+/// close.
+pub(crate) struct RequestSlot {
+    peers: Arc<crate::context::HandleInner>,
+    ip: IpAddr,
+}
+
+impl std::fmt::Debug for RequestSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestSlot").field("ip", &self.ip).finish()
+    }
+}
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        let peers = &self.peers.peers;
+        let mut requests = peers.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = requests.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                requests.remove(&self.ip);
+            }
+        }
+        drop(requests);
+        peers.freed.store(true, Ordering::Release);
+    }
 }
 
 /// IPv4 peers on an IPv6 socket (`::ffff:a.b.c.d`) count as the IPv4
@@ -43,6 +79,26 @@ impl Peers {
                 conns.remove(&key(ip));
             }
         }
+    }
+
+    /// A request slot for `ip`, unless it has `max` requests in progress.
+    pub(crate) fn begin(handle: &Arc<crate::context::HandleInner>, ip: IpAddr, max: usize) -> Option<RequestSlot> {
+        let ip = key(ip);
+        let mut requests = handle.peers.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let n = requests.entry(ip).or_insert(0);
+        if *n >= max {
+            if *n == 0 {
+                requests.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(RequestSlot { peers: Arc::clone(handle), ip })
+    }
+
+    /// Whether a slot was given back since the last call.
+    pub(crate) fn take_freed(&self) -> bool {
+        self.freed.swap(false, Ordering::Acquire)
     }
 
     /// How many connections `ip` has open (for tests and status).

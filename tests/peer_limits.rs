@@ -1,8 +1,10 @@
 //! Peer limits (CORE-9, seed "peer_limits"): connections per peer
 //! address (`Limits::peer_connections`, lwsws's global `ip-limit-wsi`,
-//! `--peer-connections`). One more than the limit is closed at once with
+//! `--peer-connections`): one more than the limit is closed at once with
 //! no answer; other addresses are not affected; a connection that closes
-//! makes room again.
+//! makes room again. And requests in progress per peer address
+//! (`Limits::peer_requests`, `ip-limit-ah`, `--peer-requests`): one more
+//! waits, unread, until one ends.
 
 mod support;
 
@@ -76,7 +78,7 @@ fn the_configuration_and_the_flag_set_the_limit() {
     let root = root.to_string_lossy().into_owned();
     let conf = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(conf.path().join("conf.d")).expect("mkdir");
-    std::fs::write(conf.path().join("conf"), r#"{"global": {"ip-limit-wsi": "2"}}"#).expect("conf");
+    std::fs::write(conf.path().join("conf"), r#"{"global": {"ip-limit-wsi": "2", "ip-limit-ah": "1"}}"#).expect("conf");
     std::fs::write(
         conf.path().join("conf.d/site"),
         format!(
@@ -86,11 +88,55 @@ fn the_configuration_and_the_flag_set_the_limit() {
     )
     .expect("site");
     let (_w, port) = start_warren(&["--config", conf.path().to_str().expect("utf-8")]);
-    let (_f, flag_port) = start_warren(&["--root", &root, "--peer-connections", "2"]);
+    let (_f, flag_port) = start_warren(&["--root", &root, "--peer-connections", "2", "--peer-requests", "1"]);
     for port in [port, flag_port] {
         let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let mut held: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.1", to)).collect();
         assert!(held.iter_mut().all(answered));
         assert!(!answered(&mut connect_from("127.0.0.1", to)), "a third, on {port}");
     }
+}
+
+/// The peer's own counter of waits, from the metrics.
+fn waits(m: &warren::Metrics) -> String {
+    m.render().lines().find(|l| l.starts_with("warren_peer_waits_total ")).expect("the counter").to_string()
+}
+
+/// `Limits::peer_requests` (lwsws's `ip-limit-ah`) is soft: a request
+/// from a peer that has as many in progress waits, unread, and is
+/// answered once one of them ends; another address is served meanwhile.
+#[test]
+fn a_request_over_the_peer_limit_waits_for_one_to_end() {
+    let (_t, root) = site();
+    // Far more than the socket buffers hold: its response stays in
+    // progress while its client does not read.
+    let big = 32usize << 20;
+    std::fs::write(root.join("big.bin"), vec![b'x'; big]).expect("big");
+    let limits = Limits { peer_requests: 1, ..Limits::default() };
+    let server = Server::start(ContextInfo::new().limits(limits).vhost(vhost().mount(files_mount("/", &root))));
+    let mut first = connect_from("127.0.0.1", server.addr);
+    first.write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let mut peek = [0u8; 1];
+    assert_eq!(first.peek(&mut peek).expect("the response begins"), 1);
+
+    let mut second = connect_from("127.0.0.1", server.addr);
+    second.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let until = Instant::now() + Duration::from_secs(20);
+    while waits(&server.handle.metrics()) != "warren_peer_waits_total 1" {
+        assert!(Instant::now() < until, "the second request never waited");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    second.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(second.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "answered while its peer's one request was in progress"
+    );
+    assert!(answered(&mut connect_from("127.0.0.2", server.addr)), "another address is served meanwhile");
+
+    let whole = Reader::new(first).response(false).expect("the big response");
+    assert_eq!((whole.status, whole.body.len()), (200, big));
+    second.set_nonblocking(false).expect("blocking");
+    let r = Reader::new(second).response(false).expect("the waiting one is answered");
+    assert_eq!(r.status, 200);
 }

@@ -212,6 +212,9 @@ fn build(files: &[PathBuf], read: ReadFiles) -> Result<ContextInfo, ConfigError>
         limits.peer_connections =
             usize::try_from(number(&global_file, "global.ip-limit-wsi", n)?).unwrap_or(usize::MAX);
     }
+    if let Some(n) = &global.ip_limit_ah {
+        limits.peer_requests = usize::try_from(number(&global_file, "global.ip-limit-ah", n)?).unwrap_or(usize::MAX);
+    }
     if let Some(n) = &global.count_threads {
         if number(&global_file, "global.count-threads", n)? != 1 {
             return Err(unsupported(&global_file, "global.count-threads", "more than one service thread"));
@@ -331,6 +334,8 @@ struct Global {
     server_string: Option<Scalar>,
     /// CORE-9: connections per peer address (0: no limit).
     ip_limit_wsi: Option<Scalar>,
+    /// CORE-9: requests in progress per peer address (0: no limit).
+    ip_limit_ah: Option<Scalar>,
     timeout_secs: Option<Scalar>,
     count_threads: Option<Scalar>,
     /// Deprecated in lws and ignored there too.
@@ -354,7 +359,6 @@ struct Global {
     plugin_dir: Option<serde_json::Value>,
     count_async_threads: Option<serde_json::Value>,
     reject_service_keywords: Option<serde_json::Value>,
-    ip_limit_ah: Option<serde_json::Value>,
     rlimit_nofile: Option<serde_json::Value>,
 }
 
@@ -489,7 +493,7 @@ macro_rules! present {
 
 present!(Global { plugin_dir => "plugin-dir", count_async_threads => "count-async-threads",
     reject_service_keywords => "reject-service-keywords",
-    ip_limit_ah => "ip-limit-ah", rlimit_nofile => "rlimit-nofile" });
+    rlimit_nofile => "rlimit-nofile" });
 present!(Vhost { unix_socket => "unix-socket",
     unix_socket_perms => "unix-socket-perms", client_ssl_key => "client-ssl-key",
     client_ssl_cert => "client-ssl-cert", client_ssl_ca => "client-ssl-ca",

@@ -67,6 +67,10 @@ pub(crate) struct Env {
     /// Requests waiting for a CGI slot, started in order as slots free.
     #[cfg(feature = "cgi")]
     pub(crate) cgi_waiters: CgiWaiters,
+    /// Connections waiting for their peer's request slot
+    /// (`Limits::peer_requests`), in arrival order: (slab key,
+    /// generation). One entry per waiting connection at most.
+    pub(crate) peer_waiters: Vec<(usize, u32)>,
     /// Slab tokens of CGI pipes that were closed, for the loop to free.
     #[cfg(feature = "cgi")]
     pub(crate) dead_pipes: Vec<usize>,

@@ -171,6 +171,7 @@ impl Service {
             reaper: Reaper::new(poll.registry().try_clone().ok()),
             #[cfg(feature = "cgi")]
             cgi_waiters: CgiWaiters::counted(Arc::clone(&handle.inner.metrics.cgi_waiting)),
+            peer_waiters: Vec::new(),
             #[cfg(feature = "cgi")]
             dead_pipes: Vec::new(),
             #[cfg(feature = "cgi")]
@@ -451,6 +452,9 @@ impl Service {
             }
             #[cfg(feature = "cgi")]
             self.cgi_turn();
+            if !self.sh.peer_waiters.is_empty() && self.sh.handle.inner.peers.take_freed() {
+                self.wake_peer_waiters();
+            }
             for key in self.vacated.drain(..) {
                 if matches!(self.wsis.get(key), Some(Wsi::Vacated)) {
                     self.wsis.remove(key);
@@ -831,6 +835,33 @@ impl Service {
             self.sh.handle.inner.peers.left(conn.core.peer.ip());
         }
         self.apply_commands();
+    }
+
+    /// Gives request slots their peers gave back to the connections
+    /// waiting for them, in arrival order (CORE-9, `ip-limit-ah`).
+    fn wake_peer_waiters(&mut self) {
+        let max = self.sh.limits.peer_requests;
+        let mut waiters = std::mem::take(&mut self.sh.peer_waiters);
+        waiters.retain(|&(key, generation)| {
+            let Some(Wsi::Conn(c)) = self.wsis.get_mut(key) else { return false };
+            if c.core.generation != generation {
+                return false;
+            }
+            let ip = c.core.peer.ip();
+            let Some(h) = c.http() else { return false };
+            match crate::peers::Peers::begin(&self.sh.handle.inner, ip, max) {
+                Some(slot) => {
+                    h.grant_peer_slot(slot);
+                    c.core.rx_paused = false;
+                    self.sh.force(&mut c.core);
+                    false
+                }
+                None => true,
+            }
+        });
+        // Waiters added meanwhile (none: this runs between turns) go after.
+        waiters.append(&mut self.sh.peer_waiters);
+        self.sh.peer_waiters = waiters;
     }
 
     /// Applies what callbacks asked for about other connections.

@@ -167,6 +167,12 @@ pub struct ServeArgs {
     /// no limit; with --config, the global "ip-limit-wsi"].
     #[arg(long, value_name = "N", conflicts_with = "config", value_parser = clap::value_parser!(u32).range(1..))]
     pub peer_connections: Option<u32>,
+    /// At most N requests in progress at once from one peer address
+    /// (lwsws's ip-limit-ah); a connection starting one more is not read
+    /// until one ends [default: no limit; with --config, the global
+    /// "ip-limit-ah"].
+    #[arg(long, value_name = "N", conflicts_with = "config", value_parser = clap::value_parser!(u32).range(1..))]
+    pub peer_requests: Option<u32>,
     /// Serve HTTPS (and wss://) with the PEM certificate chain in FILE
     /// (leaf first), with --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]

@@ -56,6 +56,7 @@ fn build(args: &ServeArgs, listeners: Option<Vec<TcpListener>>) -> Result<Contex
     let root = root_mount(args)?;
     let limits = warren::Limits {
         peer_connections: args.peer_connections.map_or(0, |n| n as usize),
+        peer_requests: args.peer_requests.map_or(0, |n| n as usize),
         ..warren::Limits::default()
     };
     let mut info = ContextInfo::new().limits(limits);

@@ -175,6 +175,11 @@ pub(crate) struct H1 {
     body_deadline: Option<std::time::Instant>,
     /// Since when rx has been paused (for `body_deadline`).
     rx_paused_at: Option<std::time::Instant>,
+    /// The request in progress, counted against its peer's
+    /// `Limits::peer_requests` (given back when dropped).
+    peer_slot: Option<crate::peers::RequestSlot>,
+    /// In `Env::peer_waiters`, not read until the loop grants a slot.
+    peer_waiting: bool,
 }
 
 impl H1 {
@@ -197,7 +202,37 @@ impl H1 {
             body_unread: false,
             body_deadline: None,
             rx_paused_at: None,
+            peer_slot: None,
+            peer_waiting: false,
         }
+    }
+
+    /// The loop gives a waiting connection its peer's freed request slot.
+    pub(crate) fn grant_peer_slot(&mut self, slot: crate::peers::RequestSlot) {
+        self.peer_slot = Some(slot);
+        self.peer_waiting = false;
+    }
+
+    /// Whether the first bytes of a new request may be read: with a peer
+    /// request limit, only holding one of the peer's slots. Else the
+    /// connection waits in line, unread.
+    fn may_start_request(&mut self, c: &mut Core, sh: &mut Env) -> bool {
+        let max = sh.limits.peer_requests;
+        if max == 0 || self.peer_slot.is_some() {
+            return true;
+        }
+        if !self.peer_waiting {
+            if let Some(slot) = crate::peers::Peers::begin(&sh.handle.inner, c.peer.ip(), max) {
+                self.peer_slot = Some(slot);
+                return true;
+            }
+            self.peer_waiting = true;
+            sh.peer_waiters.push((c.key, c.generation));
+            crate::metrics::inc(&sh.handle.inner.metrics.peer_waits);
+            log::debug!("{}: {max} requests of this peer in progress; this one waits", c.peer);
+        }
+        c.rx_paused = true;
+        false
     }
 
     /// Bytes a plaintext client sent a TLS port (RAW-4), read before the
@@ -348,6 +383,8 @@ impl H1 {
     /// Ends a transaction whose response has fully left.
     fn finish_transaction(&mut self, c: &mut Core, sh: &mut Env) {
         c.want_writable = false;
+        // The request is over: its peer may start another.
+        self.peer_slot = None;
         self.log_transaction(c, sh);
         if self.tx.keep_alive && matches!(self.reading, Reading::Done) && !self.body_unread {
             // A pause of rx was about the request that just ended.
@@ -437,6 +474,10 @@ impl H1 {
         while used < input.len() && !c.rx_paused {
             match &mut self.reading {
                 Reading::Head { started } => {
+                    if !*started && self.peer_slot.is_none() && !self.may_start_request(c, sh) {
+                        break;
+                    }
+                    let Reading::Head { started } = &mut self.reading else { break };
                     let limits = HeadLimits { max_head: sh.limits.max_head, max_uri: sh.limits.max_uri };
                     match request::parse(&input[used..], limits) {
                         Ok(None) => {
@@ -849,6 +890,9 @@ impl Role for H1 {
     }
 
     fn on_close(&mut self, c: &mut Core, sh: &mut Env) {
+        if std::mem::take(&mut self.peer_waiting) {
+            sh.peer_waiters.retain(|&(key, _)| key != c.key);
+        }
         match std::mem::replace(&mut self.writing, Writing::Closed) {
             // The client went away: so does the program (CGI-9).
             #[cfg(feature = "cgi")]
