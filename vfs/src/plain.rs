@@ -65,10 +65,13 @@ use std::time::{Duration, Instant, SystemTime};
 /// [`with_open_cache`](Self::with_open_cache) keeps recently opened files
 /// open, with their metadata, for a short time (as lighttpd's stat cache
 /// and nginx's `open_file_cache` do), so a busy file costs no
-/// `open`/`stat`/`close` per request. Within the time to live a change on
-/// disk may go unseen: a replaced file (new inode) is still served from
-/// the old one, and a file rewritten in place is served with its old
-/// length. Off by default.
+/// `open`/`stat`/`close` per request. The content of a file of at most
+/// 16 KiB is kept too, read once when it is opened, so a small response
+/// costs no read either (at most `max` × 16 KiB per origin). Within the
+/// time to live a change on disk may go unseen: a replaced file (new
+/// inode) is still served from the old one, and a file rewritten in place
+/// is served with its old length (or, when small, its old content).
+/// Off by default.
 #[derive(Debug)]
 pub struct PlainFops {
     root: OwnedFd,
@@ -151,6 +154,32 @@ struct Cached {
     file: Arc<File>,
     info: FileInfo,
     at: Instant,
+    /// The whole content of a file of at most [`SMALL_CACHED`] bytes, read
+    /// when the entry was made: served with no read at all.
+    body: Option<Arc<[u8]>>,
+}
+
+/// Files up to this size have their content kept in the open-file cache
+/// with their descriptor, so a small response costs no `pread`: with the
+/// cache's `max` entries, at most `max` × 16 KiB per origin.
+const SMALL_CACHED: u64 = 16 * 1024;
+
+/// The whole of a small file, read at `0`, if it is still `len` long.
+fn small_body(file: &File, len: u64) -> Option<Arc<[u8]>> {
+    if len > SMALL_CACHED {
+        return None;
+    }
+    let mut buf = vec![0u8; usize::try_from(len).ok()?];
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], got as u64) {
+            Ok(0) => return None,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(buf.into())
 }
 
 impl PlainFops {
@@ -501,6 +530,9 @@ impl Fops for PlainFops {
         let now = Instant::now();
         let mut entries = cache.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = entries.get(path.as_str()).filter(|c| now.duration_since(c.at) < cache.ttl) {
+            if let Some(body) = &c.body {
+                return Ok(Box::new(SmallHandle { body: body.clone(), info: c.info.clone(), pos: 0 }));
+            }
             return Ok(Box::new(PlainHandle { file: c.file.clone(), info: c.info.clone(), pos: 0 }));
         }
         let (file, info) = match self.open_uncached(path, flags) {
@@ -517,8 +549,15 @@ impl Fops for PlainFops {
                 entries.clear();
             }
         }
-        entries.insert(path.as_str().to_string(), Cached { file: file.clone(), info: info.clone(), at: now });
-        Ok(Box::new(PlainHandle { file, info, pos: 0 }))
+        let body = small_body(&file, info.len);
+        entries.insert(
+            path.as_str().to_string(),
+            Cached { file: file.clone(), info: info.clone(), at: now, body: body.clone() },
+        );
+        match body {
+            Some(body) => Ok(Box::new(SmallHandle { body, info, pos: 0 })),
+            None => Ok(Box::new(PlainHandle { file, info, pos: 0 })),
+        }
     }
 }
 
@@ -577,6 +616,39 @@ struct PlainHandle {
     file: Arc<File>,
     info: FileInfo,
     pos: u64,
+}
+
+/// A small file served from the content the open-file cache read (see
+/// [`SMALL_CACHED`]): reads are copies, and there is no descriptor to
+/// `sendfile` from.
+#[derive(Debug)]
+struct SmallHandle {
+    body: Arc<[u8]>,
+    info: FileInfo,
+    pos: u64,
+}
+
+impl FileHandle for SmallHandle {
+    fn info(&self) -> &FileInfo {
+        &self.info
+    }
+
+    fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let start = usize::try_from(self.pos).unwrap_or(usize::MAX).min(self.body.len());
+        let n = buf.len().min(self.body.len() - start);
+        buf[..n].copy_from_slice(&self.body[start..start + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.pos = seek_target(self.pos, self.info.len, pos)?;
+        Ok(self.pos)
+    }
 }
 
 impl FileHandle for PlainHandle {
@@ -704,6 +776,24 @@ mod tests {
         }
         let n = fops.cache.as_ref().map_or(0, |c| c.entries.lock().map_or(0, |e| e.len()));
         assert!(n <= 2, "cache bounded: {n}");
+    }
+
+    /// Small files are served from the content the cache read (no
+    /// descriptor, so no `sendfile`, and no read); bigger ones from their
+    /// descriptor. A small file rewritten in place is not served as it
+    /// was past the cache's window.
+    #[test]
+    fn small_files_are_kept_in_memory_within_the_window() {
+        let (_t, fops) = site();
+        let root = fops.origin().to_path_buf();
+        std::fs::write(root.join("big.bin"), vec![7u8; SMALL_CACHED as usize + 1]).expect("big");
+        let fops = fops.with_open_cache(Duration::from_millis(200), 8);
+        let open = |p: &str| fops.open(&VPath::new(p).expect("path"), OpenFlags::READ).expect("open");
+        assert!(open("a.txt").sendfile_span().is_none(), "small: from memory");
+        assert!(open("big.bin").sendfile_span().is_some(), "big: from its descriptor");
+        std::fs::write(root.join("a.txt"), b"HELLO").expect("rewrite in place");
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(read_all(&fops, "a.txt").ok(), Some(b"HELLO".to_vec()), "after it");
     }
 
     #[test]

@@ -61,7 +61,24 @@ pub(super) struct Archive {
     /// Entries refused at load (absolute names), by normalised name, in
     /// `names`; sorted.
     pub(super) refused: Vec<(u32, u16)>,
+    /// The stored bytes of small entries read so far, by where they start
+    /// (see [`Archive::small_entry`]).
+    pub(super) small: std::sync::Mutex<SmallEntries>,
 }
+
+/// Small entries' bytes kept in memory, up to [`SMALL_ENTRIES_BYTES`].
+#[derive(Default)]
+pub(super) struct SmallEntries {
+    bytes: usize,
+    by_start: std::collections::HashMap<u64, std::sync::Arc<[u8]>>,
+}
+
+/// An entry whose stored bytes (a stored entry's content, or the deflate
+/// stream served as gzip) are at most this many is kept in memory once
+/// read, so a small response from an archive costs no read of it.
+pub(super) const SMALL_ENTRY: u64 = 16 * 1024;
+/// The most bytes of small entries kept per archive.
+pub(super) const SMALL_ENTRIES_BYTES: usize = 1 << 20;
 
 /// Where the central directory is: its offset, size, entry count, and
 /// how far every offset in it is shifted (by data before the archive).
@@ -339,7 +356,7 @@ impl Archive {
         names.shrink_to_fit();
         records.shrink_to_fit();
         refused.shrink_to_fit();
-        Ok(Archive { name, source, names, records, refused })
+        Ok(Archive { name, source, names, records, refused, small: Default::default() })
     }
 
     /// Heap and struct bytes the directory takes.
@@ -429,7 +446,32 @@ impl Archive {
             info,
             pos: 0,
             kind,
+            small: None,
         }))
+    }
+
+    /// The `len` stored bytes at `start` of a small entry, from memory, or
+    /// read now and kept while the archive keeps fewer than
+    /// [`SMALL_ENTRIES_BYTES`]. None for an archive in memory already, an
+    /// entry too big, or one the archive ends inside.
+    pub(super) fn small_entry(&self, start: u64, len: u64) -> Option<std::sync::Arc<[u8]>> {
+        if len > SMALL_ENTRY || matches!(self.source, Source::Memory(_)) {
+            return None;
+        }
+        if let Some(b) = self.small.lock().unwrap_or_else(|e| e.into_inner()).by_start.get(&start) {
+            return Some(b.clone());
+        }
+        let mut buf = vec![0u8; usize::try_from(len).ok()?];
+        if self.source.read_at(&mut buf, start).ok()? != buf.len() {
+            return None;
+        }
+        let bytes: std::sync::Arc<[u8]> = buf.into();
+        let mut small = self.small.lock().unwrap_or_else(|e| e.into_inner());
+        if small.bytes + bytes.len() <= SMALL_ENTRIES_BYTES && !small.by_start.contains_key(&start) {
+            small.bytes += bytes.len();
+            small.by_start.insert(start, bytes.clone());
+        }
+        Some(bytes)
     }
 
     /// Where an entry's data begins: after its local header, which is

@@ -569,6 +569,9 @@ struct ZipHandle {
     info: FileInfo,
     pos: u64,
     kind: Kind,
+    /// A small entry's stored bytes, from the archive's memory
+    /// ([`Archive::small_entry`]), taken at the first read.
+    small: Option<Arc<[u8]>>,
 }
 
 impl fmt::Debug for ZipHandle {
@@ -580,6 +583,23 @@ impl fmt::Debug for ZipHandle {
 impl ZipHandle {
     fn broken(&self, why: &str) -> io::Error {
         self.archive.fail(io::ErrorKind::InvalidData, &self.name, why)
+    }
+
+    /// Reads the entry's stored bytes at `offset` (from its start): from
+    /// memory when it is small, else from the archive.
+    fn stored_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if self.small.is_none() {
+            self.small = self.archive.small_entry(self.start, self.csize);
+        }
+        match &self.small {
+            Some(bytes) => {
+                let from = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+                let n = buf.len().min(bytes.len() - from);
+                buf[..n].copy_from_slice(&bytes[from..from + n]);
+                Ok(n)
+            }
+            None => self.archive.source.read_at(buf, self.start + offset),
+        }
     }
 
     fn read_inflated(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -675,8 +695,9 @@ impl FileHandle for ZipHandle {
         }
         let buf = &mut buf[..want];
         let n = match &self.kind {
-            Kind::Stored => self.archive.source.read_at(buf, self.start + self.pos)?,
+            Kind::Stored => self.stored_at(buf, self.pos)?,
             Kind::Gzip { trailer } => {
+                let trailer = *trailer;
                 let head = GZIP_HEADER.len() as u64;
                 let body_end = head + self.csize;
                 if self.pos < head {
@@ -686,7 +707,7 @@ impl FileHandle for ZipHandle {
                     n
                 } else if self.pos < body_end {
                     let n = buf.len().min((body_end - self.pos) as usize);
-                    self.archive.source.read_at(&mut buf[..n], self.start + self.pos - head)?
+                    self.stored_at(&mut buf[..n], self.pos - head)?
                 } else {
                     let from = (self.pos - body_end) as usize;
                     let n = buf.len().min(trailer.len() - from);
