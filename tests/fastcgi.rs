@@ -770,16 +770,8 @@ fn waiters_start_in_arrival_order() {
             order.display()
         ),
     );
-    fpm.script("hello.php", "<?php echo 'hello';");
     let (_w, port, log) = serve_with(&fpm, r#""cgi-timeout": "60","#, &["--log-level", "debug"]);
-    // Bursts on the one worker until warren has seen requests wait in
-    // php-fpm's listen queue and learned that it takes one at a time.
-    let learned = (0..20).any(|_| {
-        let burst: Vec<_> = (0..6).map(|_| std::thread::spawn(move || get(port, "/hello.php").status)).collect();
-        assert!(burst.into_iter().all(|b| b.join().expect("burst") == 200));
-        std::iter::from_fn(|| log.try_recv().ok()).any(|l| l.contains("1 request(s) at once"))
-    });
-    assert!(learned, "warren never learned the pool's one worker");
+    learn_one_worker(&fpm, port, &log);
     let held = hold(port, 0..1, 0);
     wait_for("the held script running", || started(&fpm, 0..1));
     let mut sent = Vec::new();
@@ -797,6 +789,74 @@ fn waiters_start_in_arrival_order() {
     let ran: Vec<usize> =
         std::fs::read_to_string(&order).expect("order").lines().map(|l| l.parse().expect("n")).collect();
     assert_eq!(ran, (1..=10).collect::<Vec<_>>());
+}
+
+/// A request whose client leaves while it waits in php-fpm's listen
+/// queue is not run when a worker takes it later: warren holds back the
+/// record that ends its parameters until a worker has taken the
+/// connection, so the worker reads a request cut short and drops it
+/// (before, it ran every such request, each holding a worker for
+/// nobody).
+#[test]
+fn a_request_left_in_the_listen_queue_is_not_run() {
+    let fpm = Fpm::start(FpmOptions { children: 1, ..FpmOptions::default() });
+    let go = hold_script(&fpm);
+    let (_w, port, _log) = serve(&fpm, r#""cgi-timeout": "60","#);
+    let held = hold(port, 0..1, 0);
+    wait_for("the one worker busy", || started(&fpm, 0..1));
+    // warren has not seen the pool full yet: this one goes to php-fpm's
+    // listen queue.
+    let mut left = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    left.write_all(b"GET /hold.php?n=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    wait_for("both requests in warren's hands", || in_hand(port) == 2);
+    drop(left);
+    wait_for("the one that left let go", || in_hand(port) == 1);
+    std::fs::write(&go, "").expect("go");
+    answers(held);
+    // php-fpm takes its listen queue in order: the left one before this.
+    assert_eq!(get(port, "/hold.php?n=2").status, 200);
+    assert!(started(&fpm, 2..3));
+    assert!(!started(&fpm, 1..2), "the request whose client left was run");
+}
+
+/// Bursts on a pool of one worker until warren has seen requests wait in
+/// php-fpm's listen queue and learned that it takes one at a time.
+fn learn_one_worker(fpm: &Fpm, port: u16, log: &Receiver<String>) {
+    fpm.script("hello.php", "<?php echo 'hello';");
+    let learned = (0..20).any(|_| {
+        let burst: Vec<_> = (0..6).map(|_| std::thread::spawn(move || get(port, "/hello.php").status)).collect();
+        assert!(burst.into_iter().all(|b| b.join().expect("burst") == 200));
+        std::iter::from_fn(|| log.try_recv().ok()).any(|l| l.contains("1 request(s) at once"))
+    });
+    assert!(learned, "warren never learned the pool's one worker");
+}
+
+/// A script whose client left keeps its worker until its next output
+/// (PHP notices only then): warren counts that worker as busy until a
+/// new connection is seen taken, so the requests after it wait in
+/// warren's line, not in php-fpm's listen queue behind it (at most one
+/// tries a connection). Before, every client that gave up freed a slot
+/// at once, and a stream of them filled the listen queue with requests
+/// php-fpm then ran for nobody.
+#[test]
+fn a_worker_whose_client_left_still_counts_as_busy() {
+    let fpm = Fpm::start(FpmOptions { children: 1, ..FpmOptions::default() });
+    let go = hold_script(&fpm);
+    let (_w, port, log) = serve_with(&fpm, r#""cgi-timeout": "60","#, &["--log-level", "debug"]);
+    learn_one_worker(&fpm, port, &log);
+    let mut left = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    left.write_all(b"GET /hold.php?n=0 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    wait_for("the script running", || started(&fpm, 0..1));
+    drop(left);
+    wait_for("its client's leaving seen", || in_hand(port) == 0);
+    let after = hold(port, 1..5, 0);
+    wait_for("four more in hand", || in_hand(port) == 4);
+    let text = get(port, "/metrics").text();
+    let waiting: u64 =
+        text.lines().find_map(|l| l.strip_prefix("warren_cgi_waiting ")?.parse().ok()).expect("warren_cgi_waiting");
+    assert!(waiting >= 3, "{waiting} of 4 wait in warren's line; the rest went to the listen queue");
+    std::fs::write(&go, "").expect("go");
+    answers(after);
 }
 
 /// A body without a length (chunked) is refused with 411 and the styled

@@ -754,6 +754,12 @@ struct Server {
     /// listen queue, not yet seen taking one: between requests, still
     /// the server's (see [`learn`](Self::learn)).
     freed: usize,
+    /// Workers still running a script whose client left: warren closed
+    /// the connection (after `FCGI_ABORT_REQUEST`), and PHP stops the
+    /// script only at its next output. Counted as busy until a new
+    /// connection is seen taken, so the line does not send requests into
+    /// the listen queue behind them.
+    ghosts: usize,
 }
 
 impl Server {
@@ -779,13 +785,17 @@ impl Server {
             }
         });
         // Each connection taken had a free worker: maybe one this loop
-        // freed. With none waiting, those freed are idle.
-        self.freed = if q.waiting == 0 { 0 } else { self.freed.saturating_sub(q.taken) };
+        // freed, or one a left script let go. With none waiting, those
+        // freed are idle.
+        let by_freed = self.freed.min(q.taken);
+        self.freed = if q.waiting == 0 { 0 } else { self.freed - by_freed };
+        self.ghosts = self.ghosts.saturating_sub(q.taken - by_freed);
         q
     }
 
-    /// A request ended (`running` still counts it) with `q` waiting: the
-    /// server's worker count, learned from its listen queue.
+    /// A request ended (`running` still counts it; `taken`: it had a
+    /// worker) with `q` waiting: the server's worker count, learned from
+    /// its listen queue.
     ///
     /// A php-fpm worker serves one connection at a time, so with more
     /// connections than workers the rest wait in the listen queue, and a
@@ -800,8 +810,11 @@ impl Server {
     /// left waiting, the next waits twice as many requests as the last
     /// (up to [`MAX_PROBE_BACKOFF`]). Only Unix sockets can tell (see
     /// [`Watch`]); over TCP the limit stays the configured one.
-    fn learn(&mut self, addr: &FcgiAddr, q: Queued) {
+    fn learn(&mut self, addr: &FcgiAddr, q: Queued, taken: bool) {
         self.try_in = self.try_in.saturating_sub(1);
+        // The requests that have a worker: all running but those seen
+        // waiting, and this one if it never had one.
+        let busy = self.running.saturating_sub(usize::from(!taken));
         let before = self.workers;
         // A try is judged at the first end after it began: a worker that
         // end frees (once its connection is closed) could take it next,
@@ -822,12 +835,12 @@ impl Server {
             // Those running and not waiting have a worker each, and so
             // has each idle kept connection; and those freed by closing
             // a connection will take a waiting one.
-            self.workers = Some((self.running.saturating_sub(q.waiting) + self.idle.len() + self.freed).max(1));
+            self.workers = Some((busy.saturating_sub(q.waiting) + self.idle.len() + self.freed + self.ghosts).max(1));
         } else if let Some(w) = self.workers {
             // None waits: every request running has a worker, and so has
             // every idle kept connection (a pool that forks workers as
             // connections wait has grown under the last tries).
-            self.workers = Some(w.max(self.running + self.idle.len()));
+            self.workers = Some(w.max(busy + self.idle.len() + self.ghosts));
         }
         if self.workers != before {
             if let Some(w) = self.workers {
@@ -851,7 +864,9 @@ impl Server {
     fn limit(&self) -> usize {
         let max = self.max.max(1);
         match self.workers {
-            Some(w) if w < max => w + usize::from(self.trying.is_some() || self.try_in == 0),
+            Some(w) if w < max => {
+                w.saturating_sub(self.ghosts) + usize::from(self.trying.is_some() || self.try_in == 0)
+            }
             _ => max,
         }
     }
@@ -980,16 +995,23 @@ impl FcgiPool {
     /// `FCGI_ABORT_REQUEST` when the request was cut short (`abort`).
     pub(crate) fn release(&mut self, mut link: FcgiLink, keepalive: usize, abort: bool, reaper: &mut Reaper) {
         let Some(s) = self.servers.get_mut(&link.addr) else { return close(link, reaper) };
+        // Whether it had a worker: a request whose client left while it
+        // waited in the listen queue had none.
+        let taken =
+            link.answered || (link.reused && !link.failed) || link.watch.as_ref().is_some_and(|w| w.look() == TAKEN);
         // This one's watch is over, whatever it says.
         link.unwatch();
         let q = s.queued();
-        s.learn(&link.addr, q);
+        s.learn(&link.addr, q, taken);
         s.running = s.running.saturating_sub(1);
         // Closed, its worker (if it had one) takes a waiting connection.
-        if q.waiting > 0 && (link.answered || (link.reused && !link.failed)) {
+        if q.waiting > 0 && taken {
             s.freed += 1;
         }
         if abort && link.ended.is_none() && !link.failed && !link.connecting {
+            if taken && s.workers.is_some() {
+                s.ghosts = (s.ghosts + 1).min(s.workers.unwrap_or(0));
+            }
             if link.wpos == link.wbuf.len() {
                 let mut rec = Vec::with_capacity(fcgi::HEADER_LEN);
                 fcgi::abort_request(&mut rec, ID);

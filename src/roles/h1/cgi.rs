@@ -119,8 +119,9 @@ impl H1 {
                 _ => CGI_SLOT_WAIT,
             };
             let until = queued.unwrap_or(sh.now + wait);
+            let short = queued.is_none() && wait == CGI_SLOT_WAIT;
             sh.timers.set(c.key, wait_timer(sh, &slots, until));
-            self.writing = Writing::CgiWait { req: Box::new(req), mount: mi, slots, until, redirects };
+            self.writing = Writing::CgiWait { req: Box::new(req), mount: mi, slots, until, redirects, short };
             return;
         }
         let m = &sh.vhosts[vi].mounts[mi];
@@ -207,7 +208,12 @@ impl H1 {
                     return;
                 }
                 let mut run = CgiRun::fcgi(link, launch.script_name, vi, mi, redirects);
-                if no_body && run.fcgi_link().is_some_and(FcgiLink::retryable) {
+                // RFC 9110 §9.2.2: a request that may be repeated. A
+                // worker killed while running a POST (or a GET) also
+                // closes without an answer; only these may then run twice
+                // (as nginx resends only idempotent methods).
+                let idempotent = matches!(req.method_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE");
+                if no_body && idempotent && run.fcgi_link().is_some_and(FcgiLink::retryable) {
                     // Kept to be sent again, should this kept connection
                     // turn out closed (see `cgi_finish`).
                     run.request = Some(Box::new(req.clone()));
@@ -740,7 +746,20 @@ impl H1 {
     /// timeout.
     pub(super) fn cgi_timer(&mut self, c: &mut Core, sh: &mut Env, writing: Writing) -> Step {
         match writing {
-            Writing::CgiWait { req, mount, slots, until, redirects } => {
+            Writing::CgiWait { req, mount, slots, mut until, redirects, mut short } => {
+                if short && sh.now >= until {
+                    // It came while the server ran as many requests as
+                    // allowed (a cold start: its limit not learned yet);
+                    // under the learned limit now, it waits as long as
+                    // the others.
+                    if let Slots::Fcgi(addr) = &slots {
+                        if !sh.fcgi.at_max(addr) {
+                            let since = until.checked_sub(CGI_SLOT_WAIT).unwrap_or(until);
+                            until = since + sh.vhosts[c.vhost].mounts[mount].cgi.timeout;
+                            short = false;
+                        }
+                    }
+                }
                 // Only the first waiter may start (the loop wakes it
                 // when a slot frees), so they start in arrival order.
                 let first = sh.cgi_waiters.first(&slots).is_none_or(|(k, _)| k == c.key);
@@ -766,7 +785,7 @@ impl H1 {
                 } else {
                     // Not yet: the deadline stays.
                     sh.timers.set(c.key, wait_timer(sh, &slots, until));
-                    self.writing = Writing::CgiWait { req, mount, slots, until, redirects };
+                    self.writing = Writing::CgiWait { req, mount, slots, until, redirects, short };
                     return Step::Keep;
                 }
                 sh.force(c);

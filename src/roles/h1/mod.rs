@@ -97,6 +97,9 @@ enum Writing {
         slots: crate::roles::cgi::Slots,
         until: std::time::Instant,
         redirects: u8,
+        /// It waits only `CGI_SLOT_WAIT`, the server having been at its
+        /// configured limit when it came.
+        short: bool,
     },
     /// The file's fops answered `WouldBlock` (a big archive's directory
     /// is loading): the open is tried again when the loop is woken for it
