@@ -859,6 +859,39 @@ fn a_worker_whose_client_left_still_counts_as_busy() {
     answers(after);
 }
 
+/// A worker killed while it runs a request on a kept connection closes
+/// it without an answer, as one retiring after `pm.max_requests` does
+/// before it reads one: a `GET` may be sent again, but a `POST` is not
+/// (it would run twice), and gets `502`.
+#[test]
+fn a_post_whose_worker_dies_is_not_sent_again() {
+    let fpm = Fpm::start(FpmOptions { children: 1, ..FpmOptions::default() });
+    let ran = fpm.docroot().join("ran");
+    fpm.script(
+        "once.php",
+        &format!(
+            "<?php file_put_contents('{}', \"x\", FILE_APPEND); touch('{}/started'); sleep(30);",
+            ran.display(),
+            fpm.docroot().display()
+        ),
+    );
+    fpm.script("hello.php", "<?php echo 'hello';");
+    let (_w, port, _log) = serve(&fpm, "");
+    let mut c = connect(port);
+    // The connection is kept after this one.
+    assert_eq!(ask(&mut c, "GET /hello.php HTTP/1.1\r\nHost: localhost\r\n\r\n").status, 200);
+    let post = std::thread::spawn(move || {
+        ask(&mut c, "POST /once.php HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n").status
+    });
+    wait_for("the script running", || fpm.docroot().join("started").exists());
+    for pid in fpm.worker_pids() {
+        // SAFETY: a plain signal to a process this test's php-fpm started.
+        unsafe { libc::kill(i32::try_from(pid).expect("pid"), libc::SIGKILL) };
+    }
+    assert_eq!(post.join().expect("post"), 502);
+    assert_eq!(std::fs::read_to_string(&ran).expect("ran"), "x", "the POST ran more than once");
+}
+
 /// A body without a length (chunked) is refused with 411 and the styled
 /// page: PHP reads stdin only up to CONTENT_LENGTH, so the script would
 /// see no body at all (an upload silently lost). Nothing reaches the
