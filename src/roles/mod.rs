@@ -193,7 +193,6 @@ impl Conn {
 
 impl Conn {
     /// Its HTTP/1 role, if that is what it speaks now.
-    #[cfg(feature = "cgi")]
     pub(crate) fn http(&mut self) -> Option<&mut h1::H1> {
         match &mut self.role {
             Role::Http(h) => Some(h),
