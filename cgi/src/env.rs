@@ -1,5 +1,6 @@
 //! The CGI environment (RFC 3875 §4.1), plus lws's names (spec CGI-2).
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 
@@ -68,49 +69,59 @@ impl CgiRequest {
     /// script's own HTTP clients ("httpoxy", CVE-2016-5385). Header names
     /// that are not plain tokens are skipped.
     pub fn environment(&self) -> Vec<(OsString, OsString)> {
-        let mut env: Vec<(String, String)> = vec![
-            ("GATEWAY_INTERFACE".into(), "CGI/1.1".into()),
-            ("SERVER_SOFTWARE".into(), concat!("warren/", env!("CARGO_PKG_VERSION")).into()),
-            ("SERVER_NAME".into(), self.server_name.clone()),
-            ("SERVER_PORT".into(), self.server_port.to_string()),
-            ("SERVER_PROTOCOL".into(), self.protocol.clone()),
-            ("REQUEST_METHOD".into(), self.method.clone()),
-            ("SCRIPT_NAME".into(), self.script_name.clone()),
-            ("PATH_INFO".into(), self.path_info.clone()),
-            ("QUERY_STRING".into(), self.query.clone()),
-            ("REQUEST_URI".into(), self.request_uri.clone()),
-            ("PATH".into(), self.path.clone().unwrap_or_else(|| DEFAULT_PATH.into())),
-        ];
+        self.pairs().into_iter().map(|(k, v)| (k.into_owned().into(), v.into_owned().into())).collect()
+    }
+
+    /// The same variables as [`environment`](Self::environment), in the
+    /// same order, borrowed from the request where they can be: what a
+    /// FastCGI request encodes straight into its records, without an
+    /// allocation per variable.
+    pub fn pairs(&self) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+        let b = |s: &'static str| Cow::Borrowed(s);
+        let mut env: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(24 + self.headers.len() + self.extra.len());
+        env.extend([
+            (b("GATEWAY_INTERFACE"), b("CGI/1.1")),
+            (b("SERVER_SOFTWARE"), b(concat!("warren/", env!("CARGO_PKG_VERSION")))),
+            (b("SERVER_NAME"), Cow::Borrowed(self.server_name.as_str())),
+            (b("SERVER_PORT"), Cow::Owned(self.server_port.to_string())),
+            (b("SERVER_PROTOCOL"), Cow::Borrowed(self.protocol.as_str())),
+            (b("REQUEST_METHOD"), Cow::Borrowed(self.method.as_str())),
+            (b("SCRIPT_NAME"), Cow::Borrowed(self.script_name.as_str())),
+            (b("PATH_INFO"), Cow::Borrowed(self.path_info.as_str())),
+            (b("QUERY_STRING"), Cow::Borrowed(self.query.as_str())),
+            (b("REQUEST_URI"), Cow::Borrowed(self.request_uri.as_str())),
+            (b("PATH"), Cow::Borrowed(self.path.as_deref().unwrap_or(DEFAULT_PATH))),
+        ]);
         if !self.script_filename.is_empty() {
-            env.push(("SCRIPT_FILENAME".into(), self.script_filename.clone()));
+            env.push((b("SCRIPT_FILENAME"), Cow::Borrowed(self.script_filename.as_str())));
             // lws's name for the program (CGI-2), for scripts written for lwsws.
-            env.push(("SCRIPT_PATH".into(), self.script_filename.clone()));
+            env.push((b("SCRIPT_PATH"), Cow::Borrowed(self.script_filename.as_str())));
         }
         if let Some(t) = &self.path_translated {
-            env.push(("PATH_TRANSLATED".into(), t.clone()));
+            env.push((b("PATH_TRANSLATED"), Cow::Borrowed(t.as_str())));
         }
         if let Some(addr) = self.remote {
-            env.push(("REMOTE_ADDR".into(), addr.ip().to_string()));
-            env.push(("REMOTE_PORT".into(), addr.port().to_string()));
+            env.push((b("REMOTE_ADDR"), Cow::Owned(addr.ip().to_string())));
+            env.push((b("REMOTE_PORT"), Cow::Owned(addr.port().to_string())));
         }
         if self.https {
-            env.push(("HTTPS".into(), "on".into()));
+            env.push((b("HTTPS"), b("on")));
         }
-        env.push(("REQUEST_SCHEME".into(), if self.https { "https" } else { "http" }.into()));
+        env.push((b("REQUEST_SCHEME"), b(if self.https { "https" } else { "http" })));
         if let Some(root) = &self.document_root {
-            env.push(("DOCUMENT_ROOT".into(), root.clone()));
+            env.push((b("DOCUMENT_ROOT"), Cow::Borrowed(root.as_str())));
         }
         if let Some(t) = &self.content_type {
-            env.push(("CONTENT_TYPE".into(), t.clone()));
+            env.push((b("CONTENT_TYPE"), Cow::Borrowed(t.as_str())));
         }
         if let Some(n) = self.content_length {
-            env.push(("CONTENT_LENGTH".into(), n.to_string()));
+            env.push((b("CONTENT_LENGTH"), Cow::Owned(n.to_string())));
         }
         if let Some(status) = self.redirect_status {
-            env.push(("REDIRECT_STATUS".into(), status.to_string()));
+            env.push((b("REDIRECT_STATUS"), Cow::Owned(status.to_string())));
         }
         if let Some(url) = &self.redirect_url {
-            env.push(("REDIRECT_URL".into(), url.clone()));
+            env.push((b("REDIRECT_URL"), Cow::Borrowed(url.as_str())));
         }
         for (name, value) in &self.headers {
             // Names with `_` are dropped, as nginx and Apache do: both
@@ -121,23 +132,26 @@ impl CgiRequest {
             if !token || skip.iter().any(|s| name.eq_ignore_ascii_case(s)) {
                 continue;
             }
-            let key = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
+            let mut key = String::with_capacity(5 + name.len());
+            key.push_str("HTTP_");
+            key.extend(name.bytes().map(|c| if c == b'-' { '_' } else { char::from(c.to_ascii_uppercase()) }));
             // Repeated fields are joined, as RFC 9110 §5.3 allows.
             match env.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, v)) => {
+                    let v = v.to_mut();
                     v.push_str(", ");
                     v.push_str(value);
                 }
-                None => env.push((key, value.clone())),
+                None => env.push((Cow::Owned(key), Cow::Borrowed(value.as_str()))),
             }
         }
         for (k, v) in &self.extra {
             match env.iter_mut().find(|(ek, _)| ek == k) {
-                Some((_, ev)) => *ev = v.clone(),
-                None => env.push((k.clone(), v.clone())),
+                Some((_, ev)) => *ev = Cow::Borrowed(v.as_str()),
+                None => env.push((Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str()))),
             }
         }
-        env.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
+        env
     }
 }
 

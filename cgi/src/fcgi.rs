@@ -223,26 +223,48 @@ pub fn params<'p>(
     pairs: impl IntoIterator<Item = (&'p [u8], &'p [u8])>,
 ) -> Result<(), FcgiError> {
     let start = out.len();
-    let mut body = Vec::new();
-    let mut one = Vec::new();
+    // The pairs go straight into `out` behind a header written when the
+    // record is full (or the pairs end): no copy, no buffer per pair.
+    let mut open = start;
+    out.extend_from_slice(&[0; HEADER_LEN]);
     for (name, value) in pairs {
-        one.clear();
-        pair(&mut one, name, value);
-        if one.len() > MAX_WRITE {
+        let size = pair_len(name.len()) + pair_len(value.len()) + name.len() + value.len();
+        if size > MAX_WRITE {
             out.truncate(start);
-            return Err(FcgiError::PairTooLong(one.len()));
+            return Err(FcgiError::PairTooLong(size));
         }
-        if body.len() + one.len() > MAX_WRITE {
-            record(out, RecordType::Params, request_id, &body);
-            body.clear();
+        if out.len() - open - HEADER_LEN + size > MAX_WRITE {
+            close_record(out, open, request_id);
+            open = out.len();
+            out.extend_from_slice(&[0; HEADER_LEN]);
         }
-        body.extend_from_slice(&one);
+        pair(out, name, value);
     }
-    if !body.is_empty() {
-        record(out, RecordType::Params, request_id, &body);
+    if out.len() - open > HEADER_LEN {
+        close_record(out, open, request_id);
+    } else {
+        out.truncate(open);
     }
     end_stream(out, RecordType::Params, request_id);
     Ok(())
+}
+
+/// The bytes a pair's length takes: one below 128, else four.
+fn pair_len(len: usize) -> usize {
+    if len < 128 {
+        1
+    } else {
+        4
+    }
+}
+
+/// Writes the header of the `Params` record whose content runs from
+/// `at + HEADER_LEN` to the end of `out`, and pads it to 8 bytes.
+fn close_record(out: &mut Vec<u8>, at: usize, request_id: u16) {
+    let len = out.len() - at - HEADER_LEN;
+    let padding = (8 - len % 8) % 8;
+    out[at..at + HEADER_LEN].copy_from_slice(&header(RecordType::Params, request_id, len as u16, padding as u8));
+    out.extend(std::iter::repeat_n(0, padding));
 }
 
 /// The first record in `input`, if all of it is there: the record and
@@ -371,6 +393,15 @@ mod tests {
         assert_eq!((got[0].0, got[0].1.len()), (&b"N"[..], 40_000));
         assert_eq!((got[1].0.len(), got[1].1.len()), (200, 40_000));
         assert_eq!(got[2], (&b"S"[..], &b"x"[..]));
+        // Pairs that fill a record exactly share it; one byte more opens
+        // a second (each pair here takes 1 + 4 + 1 + len bytes).
+        for (extra, want) in [(0, 2), (1, 3)] {
+            let a = vec![b'a'; MAX_WRITE / 2 - 6];
+            let b = vec![b'b'; MAX_WRITE / 2 - 6 + extra];
+            let mut out = Vec::new();
+            params(&mut out, 1, [(&b"A"[..], &a[..]), (&b"B"[..], &b[..])]).expect("params");
+            assert_eq!(all(&out).len(), want, "{extra} byte(s) over");
+        }
         // One pair longer than a record: an error, and nothing appended.
         let mut out = vec![1, 2, 3];
         let e = params(&mut out, 1, [(&b"A"[..], &b"a"[..]), (&b"N"[..], &vec![b'v'; 70_000][..])]);

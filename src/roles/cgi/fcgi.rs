@@ -22,11 +22,10 @@
 
 use super::Reaper;
 use crate::mount::FcgiAddr;
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -319,7 +318,7 @@ impl FcgiLink {
     ///
     /// A variable too long for one record (see [`fcgi::params`]): the
     /// link is then failed, nothing sent.
-    pub(crate) fn begin(&mut self, env: &[(OsString, OsString)], no_body: bool) -> Result<(), fcgi::FcgiError> {
+    pub(crate) fn begin(&mut self, env: &[(Cow<'_, str>, Cow<'_, str>)], no_body: bool) -> Result<(), fcgi::FcgiError> {
         self.wbuf.clear();
         self.wpos = 0;
         fcgi::begin_request(&mut self.wbuf, ID, Role::Responder, self.keep_conn);

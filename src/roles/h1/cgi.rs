@@ -199,7 +199,7 @@ impl H1 {
                             return;
                         }
                     };
-                if let Err(e) = link.begin(&cgi_req.environment(), no_body) {
+                if let Err(e) = link.begin(&cgi_req.pairs(), no_body) {
                     // A header (or a cgi-env value) longer than a record:
                     // nothing was sent.
                     log::warn!("{}: {addr}: {e}; 431", c.peer);
