@@ -320,6 +320,14 @@ impl VhostInfo {
     /// (which, built without the `appliance` feature, knows no plugin).
     pub(crate) fn add_plugin(&mut self, name: &str, options: &[(&str, &str)]) -> Result<(), String> {
         let p = crate::plugins::with_options(name, options)?;
+        // Each service loop makes its own instance the same way.
+        let owned: Vec<(String, String)> = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let plugin = name.to_string();
+        let make = move || {
+            let options: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            crate::plugins::with_options(&plugin, &options).ok()
+        };
+        let p: Box<dyn AnyProtocol> = Box::new(crate::protocol::PerLoop::with_first(p, Arc::new(make)));
         match self.protocols.iter().position(|q| q.name() == name) {
             Some(i) if !options.is_empty() => self.protocols[i] = p,
             Some(_) => {}
@@ -335,9 +343,26 @@ impl VhostInfo {
         self
     }
 
-    /// Adds a protocol, which `callback://` mounts can name.
+    /// Adds a protocol, which `callback://` mounts can name: this one
+    /// instance serves the vhost. A context of more than one service loop
+    /// ([`ContextInfo::threads`]) needs one per loop instead:
+    /// [`protocol_per_loop`](Self::protocol_per_loop).
     pub fn protocol<P: Protocol>(mut self, protocol: P) -> VhostInfo {
         self.protocols.push(Box::new(protocol));
+        self
+    }
+
+    /// Adds a protocol of which each service loop has its own instance,
+    /// made by `make` when the loop is (lws's per-thread protocol
+    /// instances, the tsi model): callbacks for a connection come to the
+    /// instance of the loop that serves it, so its state needs no lock.
+    /// State the instances share is for `make` to hand them (an
+    /// `Arc<Mutex<_>>` it captures), hence `Send + Sync`.
+    pub fn protocol_per_loop<P: Protocol>(mut self, make: impl Fn() -> P + Send + Sync + 'static) -> VhostInfo {
+        let make = move || Some(Box::new(make()) as Box<dyn AnyProtocol>);
+        if let Some(p) = crate::protocol::PerLoop::new(Arc::new(make)) {
+            self.protocols.push(Box::new(p));
+        }
         self
     }
 
@@ -402,6 +427,11 @@ pub struct ContextInfo {
     pub(crate) default_access_log: Option<std::path::PathBuf>,
     /// The server log's level a configuration asks for.
     pub(crate) log_level: Option<log::LevelFilter>,
+    /// Service loops (threads); 0 and 1 both mean one.
+    pub(crate) threads: usize,
+    /// Descriptors each loop may use for its connections; `None`: the
+    /// process's limit shared between them.
+    pub(crate) fd_limit_per_thread: Option<usize>,
 }
 
 impl fmt::Debug for ContextInfo {
@@ -414,6 +444,8 @@ impl fmt::Debug for ContextInfo {
             .field("metrics", &self.metrics.is_some())
             .field("default_access_log", &self.default_access_log)
             .field("log_level", &self.log_level)
+            .field("threads", &self.threads)
+            .field("fd_limit_per_thread", &self.fd_limit_per_thread)
             .finish()
     }
 }
@@ -484,6 +516,37 @@ impl ContextInfo {
         self
     }
 
+    /// Serves from `count` service loops, each on its own thread with its
+    /// own poll, connection table, timers and receive buffer (lws
+    /// `count_threads`; the `count-threads` key, `--threads`). At most
+    /// [`MAX_THREADS`]; 0 and 1 both mean one loop, on the thread that
+    /// calls [`Context::run`] (the others get threads of their own).
+    ///
+    /// Every loop accepts on the same listening sockets: a connection
+    /// goes to the loop that takes it first, which is the least busy
+    /// one. Vhosts are shared; each loop has its own instance of each
+    /// protocol, so a vhost's protocols must be per-loop plugins or given
+    /// with [`VhostInfo::protocol_per_loop`] ([`Context::new`] refuses a
+    /// protocol given as one instance with [`VhostInfo::protocol`]).
+    /// What a loop counts for CGI (`cgi-max`) and FastCGI
+    /// (`fcgi-max-requests`, the learned pool size) it counts for its own
+    /// connections.
+    pub fn threads(mut self, count: usize) -> ContextInfo {
+        self.threads = count;
+        self
+    }
+
+    /// The descriptors each service loop may use for its connections
+    /// (lws `fd_limit_per_thread`); the loop then serves at most what
+    /// [`Context::max_connections`] would make of that many. Unset (the
+    /// default), the process's limit is shared: each of N loops gets a
+    /// 1/N share. Either way the process as a whole never serves more
+    /// than its own limit allows.
+    pub fn fd_limit_per_thread(mut self, fds: usize) -> ContextInfo {
+        self.fd_limit_per_thread = Some(fds);
+        self
+    }
+
     /// Counts into `metrics` rather than into metrics of the context's
     /// own: contexts given the same one (one per thread, or a reloaded
     /// configuration's beside the one it replaces) add up in it, and a
@@ -542,34 +605,126 @@ impl DrainRequest {
     }
 }
 
-/// What [`ContextHandle::drain`] and the loop share.
+/// What [`ContextHandle::drain`] and the loops share.
 #[derive(Debug, Default)]
 pub(crate) struct DrainState {
-    /// Asked for, until the loop takes it.
-    pub(crate) request: Option<DrainRequest>,
-    /// The loop has closed its listeners (or ended).
-    pub(crate) closed: bool,
-    /// Told when that happens.
+    /// Per loop: it has closed its listeners (or ended).
+    pub(crate) closed: Vec<bool>,
+    /// Told when every loop has.
     pub(crate) waiters: Vec<std::sync::mpsc::Sender<()>>,
 }
 
-pub(crate) struct HandleInner {
+impl DrainState {
+    /// Every loop has closed its listeners.
+    pub(crate) fn all_closed(&self) -> bool {
+        self.closed.iter().all(|&c| c)
+    }
+}
+
+/// The most service loops a context runs ([`ContextInfo::threads`]).
+pub const MAX_THREADS: usize = 64;
+
+/// What other threads ask of one service loop.
+pub(crate) struct LoopSignals {
     pub(crate) waker: mio::Waker,
+    pub(crate) cancels: AtomicU64,
+    /// Work a file system did off the loop is done
+    /// ([`warren_vfs::Pending`]): requests waiting for a file open again.
+    pub(crate) files_ready: AtomicBool,
+    /// A drain asked for, until the loop takes it.
+    pub(crate) drain: std::sync::Mutex<Option<DrainRequest>>,
+    /// Vhosts the first loop attached since, for this one to serve too.
+    pub(crate) replicas: std::sync::Mutex<Vec<crate::service::Replica>>,
+    /// Connections another loop accepted for this one; `None` once the
+    /// loop has ended.
+    handed: std::sync::Mutex<Option<Vec<Handed>>>,
+    /// Connections the loop serves, and those handed to it not yet
+    /// adopted: what "least loaded" compares.
+    load: std::sync::atomic::AtomicUsize,
+}
+
+/// A connection one loop accepted for another.
+#[derive(Debug)]
+pub(crate) struct Handed {
+    pub(crate) stream: mio::net::TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) listener: usize,
+    pub(crate) tls: bool,
+}
+
+impl LoopSignals {
+    pub(crate) fn new(waker: mio::Waker) -> LoopSignals {
+        LoopSignals {
+            waker,
+            cancels: AtomicU64::new(0),
+            files_ready: AtomicBool::new(false),
+            drain: Default::default(),
+            replicas: Default::default(),
+            handed: std::sync::Mutex::new(Some(Vec::new())),
+            load: Default::default(),
+        }
+    }
+
+    /// The loop's load, `None` once it has ended.
+    pub(crate) fn load(&self) -> Option<usize> {
+        let handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
+        handed.as_ref().map(|_| self.load.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn loaded(&self, n: usize) {
+        self.load.fetch_add(n, Ordering::AcqRel);
+    }
+
+    pub(crate) fn unloaded(&self, n: usize) {
+        let _ = self.load.fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| Some(l.saturating_sub(n)));
+    }
+
+    /// Hands the loop a connection (counted in its load) and wakes it;
+    /// the connection back if the loop has ended.
+    pub(crate) fn hand(&self, h: Handed) -> Result<(), Handed> {
+        let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(queue) = handed.as_mut() else { return Err(h) };
+        queue.push(h);
+        self.load.fetch_add(1, Ordering::AcqRel);
+        drop(handed);
+        self.wake();
+        Ok(())
+    }
+
+    /// The connections handed over since the last call.
+    pub(crate) fn take_handed(&self) -> Vec<Handed> {
+        let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
+        handed.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The loop has ended: nothing more is handed to it; what was, and
+    /// not taken, is returned (to be closed).
+    pub(crate) fn ended(&self) -> Vec<Handed> {
+        self.handed.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
+    }
+
+    pub(crate) fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake a service loop: {e}");
+        }
+    }
+}
+
+pub(crate) struct HandleInner {
+    /// One per service loop, the first loop's first.
+    pub(crate) loops: Vec<LoopSignals>,
     pub(crate) stop: AtomicBool,
-    /// A drain asked for, and who waits for its listeners to close.
+    /// Who waits for the listeners to close.
     pub(crate) drain: std::sync::Mutex<DrainState>,
     /// Copies of the listening sockets while they accept, for
     /// [`ContextHandle::listeners`]; emptied when a drain begins.
     pub(crate) listeners: std::sync::Mutex<Vec<std::net::TcpListener>>,
-    pub(crate) cancels: AtomicU64,
     pub(crate) metrics: Arc<Metrics>,
     /// What each peer address holds, while a peer limit is set.
     pub(crate) peers: crate::peers::Peers,
     pub(crate) new_vhosts: std::sync::Mutex<Vec<NewVhost>>,
-    /// Work a file system did off the loop is done
-    /// ([`warren_vfs::Pending`]): requests waiting for a file open again.
-    pub(crate) files_ready: AtomicBool,
-    /// [`ContextHandle::reopen_logs`] was called.
+    /// [`ContextHandle::reopen_logs`] was called (the first loop reopens
+    /// the files every loop writes to).
     pub(crate) reopen_logs: AtomicBool,
     /// The certificates of TLS vhosts read from files, by vhost name,
     /// for [`ContextHandle::set_certificate`].
@@ -577,10 +732,18 @@ pub(crate) struct HandleInner {
     pub(crate) certs: std::sync::Mutex<Vec<(String, Arc<crate::tls::CertSlot>)>>,
 }
 
-/// The waker the loop hands to [`warren_vfs::Pending::wake_on_done`]: it
-/// sets `files_ready` and wakes the loop. One per loop, so a piece of
-/// work keeps it once however many requests wait for it.
-pub(crate) struct FilesReady(pub(crate) Arc<HandleInner>);
+impl HandleInner {
+    pub(crate) fn wake_all(&self) {
+        for l in &self.loops {
+            l.wake();
+        }
+    }
+}
+
+/// The waker a loop hands to [`warren_vfs::Pending::wake_on_done`]: it
+/// sets that loop's `files_ready` and wakes it. One per loop, so a piece
+/// of work keeps it once however many requests wait for it.
+pub(crate) struct FilesReady(pub(crate) Arc<HandleInner>, pub(crate) usize);
 
 impl std::task::Wake for FilesReady {
     fn wake(self: Arc<Self>) {
@@ -588,9 +751,9 @@ impl std::task::Wake for FilesReady {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.files_ready.store(true, Ordering::Release);
-        if let Err(e) = self.0.waker.wake() {
-            log::error!("cannot wake the service loop: {e}");
+        if let Some(l) = self.0.loops.get(self.1) {
+            l.files_ready.store(true, Ordering::Release);
+            l.wake();
         }
     }
 }
@@ -614,8 +777,10 @@ impl ContextHandle {
     /// once to every protocol of every vhost. Safe from any thread, any
     /// number of times (wakes may coalesce).
     pub fn cancel_service(&self) {
-        self.inner.cancels.fetch_add(1, Ordering::Release);
-        self.wake();
+        for l in &self.inner.loops {
+            l.cancels.fetch_add(1, Ordering::Release);
+            l.wake();
+        }
     }
 
     /// Adds a vhost to the running loop (lws `lws_create_vhost` after
@@ -638,7 +803,10 @@ impl ContextHandle {
             None => vhost,
         };
         self.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner()).push((vhost, tx));
-        self.wake();
+        // The first loop attaches it, then hands it to the others.
+        if let Some(first) = self.inner.loops.first() {
+            first.wake();
+        }
         rx
     }
 
@@ -711,18 +879,22 @@ impl ContextHandle {
     fn ask_drain(&self, request: DrainRequest) -> std::sync::mpsc::Receiver<()> {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut drain = self.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
-        if drain.closed {
+        if drain.all_closed() {
             let _ = tx.send(());
         } else {
             drain.waiters.push(tx);
         }
-        // A drain under way takes the stricter of the two (see `drain`).
-        drain.request = Some(match drain.request {
-            Some(asked) => asked.stricter(request),
-            None => request,
-        });
         drop(drain);
-        self.wake();
+        for l in &self.inner.loops {
+            // A drain under way takes the stricter of the two (see `drain`).
+            let mut asked = l.drain.lock().unwrap_or_else(|e| e.into_inner());
+            *asked = Some(match *asked {
+                Some(before) => before.stricter(request),
+                None => request,
+            });
+            drop(asked);
+            l.wake();
+        }
         rx
     }
 
@@ -747,7 +919,9 @@ impl ContextHandle {
     /// thread. A log to standard output stays as it is.
     pub fn reopen_logs(&self) {
         self.inner.reopen_logs.store(true, Ordering::Release);
-        self.wake();
+        if let Some(first) = self.inner.loops.first() {
+            first.wake();
+        }
     }
 
     /// Asks the loop to stop at once; [`Context::run`] then returns.
@@ -755,13 +929,7 @@ impl ContextHandle {
     /// their process groups.
     pub fn stop(&self) {
         self.inner.stop.store(true, Ordering::Release);
-        self.wake();
-    }
-
-    fn wake(&self) {
-        if let Err(e) = self.inner.waker.wake() {
-            log::error!("cannot wake the service loop: {e}");
-        }
+        self.inner.wake_all();
     }
 
     /// The counters now.
@@ -790,50 +958,64 @@ impl ContextHandle {
 /// A server: listening sockets bound, ready to [`run`](Context::run).
 #[derive(Debug)]
 pub struct Context {
-    service: Service,
+    /// The service loops, the first one first (it binds, and attaches
+    /// vhosts added later before handing them to the others).
+    services: Vec<Service>,
     handle: ContextHandle,
 }
 
 impl Context {
-    /// Binds every vhost's address and prepares the loop.
+    /// Binds every vhost's address and prepares the loops.
     ///
     /// # Errors
     ///
     /// No vhost, a `callback://` mount naming a protocol its vhost lacks,
-    /// a header or limit out of bounds
+    /// a header or limit out of bounds, more than one thread with a
+    /// protocol given as one instance
     /// ([`is_invalid_input`](crate::Error::is_invalid_input)); an address
     /// that cannot be bound ([`is_bind`](crate::Error::is_bind), the
     /// message names it); a mount's directory or archive, or an access
     /// log, that cannot be opened ([`is_io`](crate::Error::is_io)).
     pub fn new(info: ContextInfo) -> crate::Result<Context> {
-        let (service, handle) = Service::new(info)?;
-        Ok(Context { service, handle })
+        let (services, handle) = Service::new(info)?;
+        Ok(Context { services, handle })
+    }
+
+    fn first(&self) -> &Service {
+        // `Service::new` makes at least one.
+        &self.services[0]
     }
 
     /// The address vhost number `index` (in creation order) listens on.
     pub fn local_addr(&self, index: usize) -> Option<SocketAddr> {
-        self.service.local_addr(index)
+        self.first().local_addr(index)
     }
 
     /// The most connections served at once: RLIMIT_NOFILE at start (raised
     /// to its hard limit), less a reserve for listeners, files being
     /// served and the process's own descriptors, unless
-    /// [`Limits::max_connections`] says otherwise.
+    /// [`Limits::max_connections`] says otherwise. With several loops,
+    /// for all of them together.
     pub fn max_connections(&self) -> usize {
-        self.service.max_connections()
+        self.first().max_connections()
+    }
+
+    /// The service loops the context runs ([`ContextInfo::threads`]).
+    pub fn threads(&self) -> usize {
+        self.services.len()
     }
 
     /// What the context serves: each vhost with its address and scheme,
     /// in creation order.
     pub fn listening(&self) -> Vec<Listening> {
-        self.service.listening()
+        self.first().listening()
     }
 
     /// The access logs' files the context opened (standard output, `-`,
     /// is not one), for instance to hand them to the user a process
     /// drops to ([`crate::process::hand_over`]).
     pub fn access_log_paths(&self) -> Vec<std::path::PathBuf> {
-        self.service.access_log_paths()
+        self.first().access_log_paths()
     }
 
     /// A handle for other threads.
@@ -841,13 +1023,60 @@ impl Context {
         self.handle.clone()
     }
 
-    /// Runs the loop on this thread until [`ContextHandle::stop`].
+    /// Runs the loops until [`ContextHandle::stop`] (or the end of a
+    /// drain): the first on this thread, each other one on a thread of
+    /// its own (`warren-loop-N`), and returns when all have ended. A loop
+    /// that fails stops the others.
     ///
     /// # Errors
     ///
-    /// The loop cannot wait for events ([`is_io`](crate::Error::is_io)).
+    /// A loop cannot wait for events ([`is_io`](crate::Error::is_io)),
+    /// or cannot be given its thread.
     pub fn run(self) -> crate::Result<()> {
-        Ok(self.service.run()?)
+        let mut services = self.services.into_iter();
+        let Some(first) = services.next() else { return Ok(()) };
+        let inner = Arc::clone(&self.handle.inner);
+        let mut threads = Vec::new();
+        let mut failed: Option<io::Error> = None;
+        for (i, service) in services.enumerate() {
+            let mine = Arc::clone(&inner);
+            let spawned = std::thread::Builder::new().name(format!("warren-loop-{}", i + 1)).spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.run()))
+                    .unwrap_or_else(|_| Err(io::Error::other("a service loop panicked")));
+                if result.is_err() {
+                    mine.stop.store(true, Ordering::Release);
+                    mine.wake_all();
+                }
+                result
+            });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    // The loops already running are stopped; this one's
+                    // service is gone with the closure.
+                    inner.stop.store(true, Ordering::Release);
+                    inner.wake_all();
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let mine = first.run();
+        if mine.is_err() {
+            inner.stop.store(true, Ordering::Release);
+            inner.wake_all();
+        }
+        for t in threads {
+            let result = t.join().unwrap_or_else(|_| Err(io::Error::other("a service loop panicked")));
+            if let Err(e) = result {
+                failed.get_or_insert(e);
+            }
+        }
+        mine?;
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default)]
@@ -20,7 +20,11 @@ pub(crate) struct Peers {
     requests: Mutex<HashMap<IpAddr, usize>>,
     /// A request slot was given back since the loops last looked (the
     /// connections waiting for one may go on).
-    freed: AtomicBool,
+    /// Per loop (a bit each): a request slot was given back since the
+    /// loop last looked.
+    freed: AtomicU64,
+    /// Per loop (a bit each): connections of the loop wait for a slot.
+    waiting: AtomicU64,
 }
 
 /// A request in progress from a peer (lws's "ah", a header table): given
@@ -48,7 +52,17 @@ impl Drop for RequestSlot {
             }
         }
         drop(requests);
-        peers.freed.store(true, Ordering::Release);
+        peers.freed.store(u64::MAX, Ordering::Release);
+        // A loop with waiters may be asleep in its poll: wake it (this
+        // one included, harmlessly, as the bit cannot say which is ours).
+        let waiting = peers.waiting.load(Ordering::Acquire);
+        if waiting != 0 {
+            for (i, l) in self.peers.loops.iter().enumerate().take(64) {
+                if waiting & (1 << i) != 0 {
+                    l.wake();
+                }
+            }
+        }
     }
 }
 
@@ -97,8 +111,23 @@ impl Peers {
     }
 
     /// Whether a slot was given back since the last call.
-    pub(crate) fn take_freed(&self) -> bool {
-        self.freed.swap(false, Ordering::Acquire)
+    /// Whether a slot was given back since loop `tsi` last asked.
+    pub(crate) fn take_freed(&self, tsi: usize) -> bool {
+        let bit = 1u64 << (tsi % 64);
+        self.freed.fetch_and(!bit, Ordering::AcqRel) & bit != 0
+    }
+
+    /// Says whether loop `tsi` has connections waiting for a slot (so a
+    /// slot given back on another loop wakes it). Said before the loop
+    /// looks at [`take_freed`](Self::take_freed), so that no slot given
+    /// back in between goes unseen.
+    pub(crate) fn set_waiting(&self, tsi: usize, waiting: bool) {
+        let bit = 1u64 << (tsi % 64);
+        if waiting {
+            self.waiting.fetch_or(bit, Ordering::AcqRel);
+        } else {
+            self.waiting.fetch_and(!bit, Ordering::AcqRel);
+        }
     }
 
     /// How many connections `ip` has open (for tests and status).

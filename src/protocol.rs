@@ -43,6 +43,7 @@ use std::any::Any;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a callback asks the loop to do with the connection.
@@ -395,6 +396,66 @@ pub(crate) trait AnyProtocol: Send {
     fn rx_buffer_size(&self) -> usize;
     #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     fn max_message_size(&self) -> u64;
+    /// A fresh instance for another service loop; `None`: this one is
+    /// the only one there can be ([`crate::VhostInfo::protocol`]).
+    fn replica(&self) -> Option<Box<dyn AnyProtocol>> {
+        None
+    }
+    /// Whether [`replica`](Self::replica) makes instances.
+    fn per_loop(&self) -> bool {
+        false
+    }
+}
+
+/// How a per-loop protocol's instances are made.
+pub(crate) type MakeProtocol = Arc<dyn Fn() -> Option<Box<dyn AnyProtocol>> + Send + Sync>;
+
+/// A protocol each service loop has an instance of
+/// ([`crate::VhostInfo::protocol_per_loop`], and the built-in plugins).
+pub(crate) struct PerLoop {
+    inner: Box<dyn AnyProtocol>,
+    make: MakeProtocol,
+}
+
+impl PerLoop {
+    pub(crate) fn new(make: MakeProtocol) -> Option<PerLoop> {
+        Some(PerLoop { inner: make()?, make })
+    }
+
+    /// With its first instance made already.
+    pub(crate) fn with_first(inner: Box<dyn AnyProtocol>, make: MakeProtocol) -> PerLoop {
+        PerLoop { inner, make }
+    }
+}
+
+impl AnyProtocol for PerLoop {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn new_session(&self) -> Session {
+        self.inner.new_session()
+    }
+
+    fn dispatch(&mut self, cx: &mut Cx<'_>, event: RawEvent<'_>, session: Option<&mut Session>) -> Action {
+        self.inner.dispatch(cx, event, session)
+    }
+
+    fn rx_buffer_size(&self) -> usize {
+        self.inner.rx_buffer_size()
+    }
+
+    fn max_message_size(&self) -> u64 {
+        self.inner.max_message_size()
+    }
+
+    fn replica(&self) -> Option<Box<dyn AnyProtocol>> {
+        Some(Box::new(PerLoop::new(Arc::clone(&self.make))?))
+    }
+
+    fn per_loop(&self) -> bool {
+        true
+    }
 }
 
 impl<P: Protocol> AnyProtocol for P {

@@ -99,7 +99,7 @@ impl Watch {
 /// neither time nor version (a user fops) is read again at each such look.
 /// If it cannot be opened or read, the last good copy stays (a warning is
 /// logged once); with none, the built-in page is sent.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ErrorPage {
     pub(crate) status: u16,
     /// The URL path of the page.

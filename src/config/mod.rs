@@ -215,12 +215,15 @@ fn build(files: &[PathBuf], read: ReadFiles) -> Result<ContextInfo, ConfigError>
     if let Some(n) = &global.ip_limit_ah {
         limits.peer_requests = usize::try_from(number(&global_file, "global.ip-limit-ah", n)?).unwrap_or(usize::MAX);
     }
-    if let Some(n) = &global.count_threads {
-        if number(&global_file, "global.count-threads", n)? != 1 {
-            return Err(unsupported(&global_file, "global.count-threads", "more than one service thread"));
-        }
-    }
     let mut info = ContextInfo::new().limits(limits);
+    if let Some(n) = &global.count_threads {
+        let n = number(&global_file, "global.count-threads", n)?;
+        let max = crate::context::MAX_THREADS as u64;
+        if n == 0 || n > max {
+            return Err(bad(&global_file, "global.count-threads", format!("{n}: expected 1 to {max} service threads")));
+        }
+        info = info.threads(n as usize);
+    }
     if let Some(level) = &global.log_level {
         let level = parse_log_level(&level.text()).map_err(|why| bad(&global_file, "global.log-level", why))?;
         info.log_level = Some(level);

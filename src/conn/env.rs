@@ -109,6 +109,22 @@ pub(crate) struct MountLive {
     pub(crate) cgi_cache: CgiCache,
 }
 
+impl VhostLive {
+    /// The same vhost's live state for another service loop: its own
+    /// protocol instances (`None` when one has no other), the shared
+    /// access log and counters, copies of the error pages and
+    /// credentials, and nothing running.
+    pub(crate) fn replica(&self) -> Option<VhostLive> {
+        Some(VhostLive {
+            protocols: self.protocols.iter().map(|p| p.replica()).collect::<Option<Vec<_>>>()?,
+            access_log: self.access_log.clone(),
+            error_pages: self.error_pages.clone(),
+            mounts: self.mounts.iter().map(|m| MountLive::new(m.auth.clone())).collect(),
+            metrics: Arc::clone(&self.metrics),
+        })
+    }
+}
+
 impl MountLive {
     pub(crate) fn new(auth: Option<Credentials>) -> MountLive {
         MountLive {
@@ -122,6 +138,46 @@ impl MountLive {
 }
 
 impl Env {
+    /// Loop number `tsi`'s, with no vhost yet; `registry` is its poll's
+    /// (for CGI programs' pidfds).
+    pub(crate) fn new(
+        registry: &mio::Registry,
+        handle: &ContextHandle,
+        limits: Limits,
+        tsi: usize,
+        now: Instant,
+    ) -> Env {
+        #[cfg(not(feature = "cgi"))]
+        let _ = registry;
+        Env {
+            vhosts: Arc::new(Vec::new()),
+            live: Vec::new(),
+            listeners: Vec::new(),
+            listen_ports: Vec::new(),
+            limits,
+            rx: vec![0; RX_BUF],
+            tx: Vec::with_capacity(16 * 1024),
+            date: DateCache::default(),
+            validators: Default::default(),
+            commands: Vec::new(),
+            handle: handle.clone(),
+            files_waker: std::task::Waker::from(Arc::new(crate::context::FilesReady(Arc::clone(&handle.inner), tsi))),
+            timers: TimerWheel::new(now),
+            forced: Vec::new(),
+            now,
+            #[cfg(feature = "cgi")]
+            reaper: Reaper::new(registry.try_clone().ok()),
+            #[cfg(feature = "cgi")]
+            cgi_waiters: CgiWaiters::counted(Arc::clone(&handle.inner.metrics.cgi_waiting)),
+            peer_waiters: Vec::new(),
+            #[cfg(feature = "cgi")]
+            dead_pipes: Vec::new(),
+            #[cfg(feature = "cgi")]
+            fcgi: FcgiPool::default(),
+            draining: false,
+        }
+    }
+
     /// Puts back what a panic may have left taken: a role borrows the
     /// receive and transmit buffers with `mem::take` while it works, and a
     /// panic below it (a protocol's callback, a bug) would otherwise leave

@@ -5,15 +5,11 @@
 #[cfg(feature = "cgi")]
 mod cgi;
 
-use crate::conn::{Core, Env, Link, PlainTcp, Step, RX_BUF};
+use crate::conn::{Core, Env, Link, PlainTcp, Step};
 use crate::context::{check_context, ContextHandle, ContextInfo, HandleInner, VhostInfo};
-use crate::http::encode::DateCache;
 use crate::metrics::{inc, ConnRole};
 use crate::protocol::{Command, Cx, RawEvent};
-#[cfg(feature = "cgi")]
-use crate::roles::cgi::{CgiWaiters, Reaper};
 use crate::roles::Conn;
-use crate::timer::TimerWheel;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -70,8 +66,31 @@ struct Listen {
     forced: bool,
 }
 
+/// A vhost the first loop attached, for another loop to serve too.
+pub(crate) struct Replica {
+    /// The vhost table with it.
+    vhosts: Arc<Vec<crate::vhost::Vhost>>,
+    /// Its live state for that loop.
+    live: crate::conn::VhostLive,
+    /// The listener it is served on.
+    listener: usize,
+    /// That listener, when the vhost made it: a copy of its socket.
+    new_listener: Option<NewListener>,
+}
+
+/// A listening socket another loop accepts on too.
+struct NewListener {
+    sock: std::net::TcpListener,
+    tls: bool,
+    addr: SocketAddr,
+    wanted: SocketAddr,
+}
+
 /// One service loop.
 pub(crate) struct Service {
+    /// Its index among the context's loops (lws's tsi); 0 binds and
+    /// attaches vhosts added later, then hands them to the others.
+    tsi: usize,
     poll: Poll,
     wsis: Slab<Wsi>,
     /// What roles may use of the loop.
@@ -84,7 +103,10 @@ pub(crate) struct Service {
     /// Whether each listener speaks TLS.
     listener_tls: Vec<bool>,
     vhost_listener: Vec<usize>,
+    /// Connections this loop serves at most.
     max_conns: usize,
+    /// Connections the whole process serves at most.
+    total_conns: usize,
     open_conns: usize,
     /// Slots vacated this turn, freed at its end.
     vacated: Vec<usize>,
@@ -124,62 +146,80 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    pub(crate) fn new(info: ContextInfo) -> crate::Result<(Service, ContextHandle)> {
+    /// The context's loops (at least one; [`ContextInfo::threads`]), the
+    /// first with the vhosts built and their listeners bound, the others
+    /// sharing them.
+    pub(crate) fn new(info: ContextInfo) -> crate::Result<(Vec<Service>, ContextHandle)> {
         check_context(&info)?;
         let mut info = info;
+        let threads = info.threads.max(1);
+        if threads > crate::context::MAX_THREADS {
+            return Err(crate::Error::invalid_input(format!(
+                "{threads} service threads: at most {} are supported",
+                crate::context::MAX_THREADS
+            )));
+        }
+        if threads > 1 {
+            for v in &info.vhosts {
+                if let Some(p) = v.protocols.iter().find(|p| !p.per_loop()) {
+                    return Err(crate::Error::invalid_input(format!(
+                        "vhost {:?}: protocol {:?} was given as one instance (VhostInfo::protocol), and {threads} \
+                         service threads each need their own: give it with VhostInfo::protocol_per_loop",
+                        v.name,
+                        p.name()
+                    )));
+                }
+            }
+        }
         ignore_sigpipe();
-        let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
+        let mut polls = Vec::with_capacity(threads);
+        let mut signals = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let poll = Poll::new()?;
+            signals.push(crate::context::LoopSignals::new(Waker::new(poll.registry(), WAKER)?));
+            polls.push(poll);
+        }
         let handle = ContextHandle {
             inner: Arc::new(HandleInner {
-                waker,
+                loops: signals,
                 stop: Default::default(),
-                drain: Default::default(),
+                drain: std::sync::Mutex::new(crate::context::DrainState {
+                    closed: vec![false; threads],
+                    waiters: Vec::new(),
+                }),
                 listeners: Default::default(),
-                cancels: Default::default(),
                 metrics: info.metrics.take().unwrap_or_default(),
                 peers: Default::default(),
                 new_vhosts: Default::default(),
-                files_ready: Default::default(),
                 reopen_logs: Default::default(),
                 #[cfg(feature = "tls")]
                 certs: Default::default(),
             }),
         };
-        let max_conns = match info.limits.max_connections {
+        let mut total_conns = match info.limits.max_connections {
             Some(n) => n,
             None => connections_for(fd_limit())?,
         };
-        let now = Instant::now();
-        let sh = Env {
-            vhosts: Arc::new(Vec::new()),
-            live: Vec::new(),
-            listeners: Vec::new(),
-            listen_ports: Vec::new(),
-            limits: info.limits,
-            rx: vec![0; RX_BUF],
-            tx: Vec::with_capacity(16 * 1024),
-            date: DateCache::default(),
-            validators: Default::default(),
-            commands: Vec::new(),
-            handle: handle.clone(),
-            files_waker: std::task::Waker::from(Arc::new(crate::context::FilesReady(Arc::clone(&handle.inner)))),
-            timers: TimerWheel::new(now),
-            forced: Vec::new(),
-            now,
-            #[cfg(feature = "cgi")]
-            reaper: Reaper::new(poll.registry().try_clone().ok()),
-            #[cfg(feature = "cgi")]
-            cgi_waiters: CgiWaiters::counted(Arc::clone(&handle.inner.metrics.cgi_waiting)),
-            peer_waiters: Vec::new(),
-            #[cfg(feature = "cgi")]
-            dead_pipes: Vec::new(),
-            #[cfg(feature = "cgi")]
-            fcgi: crate::roles::cgi::FcgiPool::default(),
-            draining: false,
+        // Each loop's share, rounded up so that loops all at their share
+        // are the process at its limit (and a connection is refused
+        // rather than left waiting); or what each may have on its own.
+        let per_loop = match info.fd_limit_per_thread.filter(|_| threads > 1) {
+            Some(fds) => {
+                let n = connections_for(fds)?;
+                total_conns = total_conns.min(n.saturating_mul(threads));
+                n
+            }
+            None => total_conns.div_ceil(threads),
         };
+        let mut polls = polls.into_iter();
+        let Some(first_poll) = polls.next() else {
+            return Err(crate::Error::invalid_input("no service loop".to_string()));
+        };
+        let now = Instant::now();
+        let sh = Env::new(first_poll.registry(), &handle, info.limits, 0, now);
         let mut service = Service {
-            poll,
+            tsi: 0,
+            poll: first_poll,
             wsis: Slab::new(),
             sh,
             protocol_timers: Vec::new(),
@@ -187,7 +227,8 @@ impl Service {
             wanted: Vec::new(),
             listener_tls: Vec::new(),
             vhost_listener: Vec::new(),
-            max_conns,
+            max_conns: per_loop,
+            total_conns,
             open_conns: 0,
             vacated: Vec::new(),
             generation: 0,
@@ -207,7 +248,102 @@ impl Service {
                 Err(e) => log::warn!("a descriptor handed over as a listening socket is not one ({e}); closed"),
             }
         }
-        Ok((service, handle))
+        let mut services = Vec::with_capacity(threads);
+        for (i, poll) in polls.enumerate() {
+            let replica = service.replica(i + 1, poll)?;
+            services.push(replica);
+        }
+        services.insert(0, service);
+        Ok((services, handle))
+    }
+
+    /// Loop number `tsi`, polling `poll`: the same vhosts, its own
+    /// protocol instances, a copy of each listening socket registered in
+    /// its poll.
+    fn replica(&self, tsi: usize, poll: Poll) -> crate::Result<Service> {
+        let mut sh = Env::new(poll.registry(), &self.sh.handle, self.sh.limits, tsi, Instant::now());
+        sh.vhosts = Arc::clone(&self.sh.vhosts);
+        sh.listeners = self.sh.listeners.clone();
+        sh.listen_ports = self.sh.listen_ports.clone();
+        for (v, live) in self.sh.vhosts.iter().zip(&self.sh.live) {
+            let Some(live) = live.replica() else {
+                return Err(crate::Error::invalid_input(format!(
+                    "vhost {:?}: a protocol was given as one instance, and each service thread needs its own",
+                    v.name
+                )));
+            };
+            sh.live.push(live);
+        }
+        let mut wsis = Slab::new();
+        for (_, w) in self.wsis.iter() {
+            let Wsi::Listen(l) = w else { continue };
+            let copy = std::net::TcpListener::from(std::os::fd::AsFd::as_fd(&l.sock).try_clone_to_owned()?);
+            let mut sock = TcpListener::from_std(copy);
+            let entry = wsis.vacant_entry();
+            poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE)?;
+            entry.insert(Wsi::Listen(Listen { sock, index: l.index, tls: l.tls, forced: false }));
+        }
+        Ok(Service {
+            tsi,
+            poll,
+            wsis,
+            sh,
+            protocol_timers: Vec::new(),
+            addrs: self.addrs.clone(),
+            wanted: self.wanted.clone(),
+            listener_tls: self.listener_tls.clone(),
+            vhost_listener: self.vhost_listener.clone(),
+            max_conns: self.max_conns,
+            total_conns: self.total_conns,
+            open_conns: 0,
+            vacated: Vec::new(),
+            generation: 0,
+            factory: None,
+            inherited: Vec::new(),
+            asked: self.asked.clone(),
+            drain: None,
+            access_logs: Default::default(),
+            default_access_log: None,
+        })
+    }
+
+    /// Vhosts the first loop attached since this one last looked: served
+    /// here too, their protocols initialised.
+    fn take_replicas(&mut self) {
+        let Some(signals) = self.sh.handle.inner.loops.get(self.tsi) else { return };
+        let replicas = std::mem::take(&mut *signals.replicas.lock().unwrap_or_else(|e| e.into_inner()));
+        for r in replicas {
+            if let Some(l) = r.new_listener {
+                let index = self.sh.listeners.len();
+                let mut sock = TcpListener::from_std(l.sock);
+                let entry = self.wsis.vacant_entry();
+                if self.drain.is_none() {
+                    if let Err(e) = self.poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE) {
+                        log::error!("loop {}: cannot watch the listener on {}: {e}", self.tsi, l.addr);
+                    } else {
+                        entry.insert(Wsi::Listen(Listen { sock, index, tls: l.tls, forced: false }));
+                    }
+                }
+                self.addrs.push(l.addr);
+                self.sh.listen_ports.push(l.addr.port());
+                self.wanted.push(l.wanted);
+                self.listener_tls.push(l.tls);
+                self.sh.listeners.push(Vec::new());
+            }
+            let vi = self.sh.live.len();
+            if let Some(vs) = self.sh.listeners.get_mut(r.listener) {
+                vs.push(vi);
+            }
+            self.vhost_listener.push(r.listener);
+            self.sh.vhosts = r.vhosts;
+            self.sh.live.push(r.live);
+            let Env { live, commands, handle, .. } = &mut self.sh;
+            for (pi, p) in live[vi].protocols.iter_mut().enumerate() {
+                let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
+                dispatch_guarded(p.as_mut(), &mut cx, RawEvent::ProtocolInit);
+            }
+            self.apply_commands();
+        }
     }
 
     /// Builds a vhost (checked, its mounts resolved, its credentials,
@@ -290,9 +426,24 @@ impl Service {
                 let _ = reply.send(Err(crate::Error::invalid_input(why)));
                 continue;
             }
+            let loops = self.sh.handle.inner.loops.len();
+            if loops > 1 {
+                if let Some(p) = v.protocols.iter().find(|p| !p.per_loop()) {
+                    let why = format!(
+                        "vhost {name:?}: protocol {:?} was given as one instance (VhostInfo::protocol), and the \
+                         context's {loops} service threads each need their own: give it with \
+                         VhostInfo::protocol_per_loop",
+                        p.name()
+                    );
+                    let _ = reply.send(Err(crate::Error::invalid_input(why)));
+                    continue;
+                }
+            }
+            let listeners_before = self.sh.listeners.len();
             let result = self.attach_vhost(v);
             if result.is_ok() {
                 let vi = self.sh.vhosts.len() - 1;
+                self.hand_to_other_loops(vi, listeners_before);
                 let Env { live, commands, handle, .. } = &mut self.sh;
                 for (pi, p) in live[vi].protocols.iter_mut().enumerate() {
                     let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
@@ -302,6 +453,40 @@ impl Service {
                 log::info!("vhost {name:?} added on {:?}", result.as_ref().ok());
             }
             let _ = reply.send(result);
+        }
+    }
+
+    /// Hands vhost `vi`, just attached, to the other loops (with a copy
+    /// of its listener if it made one: `listeners_before` were there).
+    fn hand_to_other_loops(&mut self, vi: usize, listeners_before: usize) {
+        let inner = Arc::clone(&self.sh.handle.inner);
+        for (tsi, signals) in inner.loops.iter().enumerate().skip(1) {
+            let Some(live) = self.sh.live[vi].replica() else { continue };
+            let li = self.vhost_listener[vi];
+            let new_listener = if self.sh.listeners.len() > listeners_before {
+                let sock = self.wsis.iter().find_map(|(_, w)| match w {
+                    Wsi::Listen(l) if l.index == li => Some(std::os::fd::AsFd::as_fd(&l.sock).try_clone_to_owned()),
+                    _ => None,
+                });
+                match sock {
+                    Some(Ok(fd)) => Some(NewListener {
+                        sock: std::net::TcpListener::from(fd),
+                        tls: self.listener_tls[li],
+                        addr: self.addrs[li],
+                        wanted: self.wanted[li],
+                    }),
+                    Some(Err(e)) => {
+                        log::error!("loop {tsi} cannot accept on {}: {e}", self.addrs[li]);
+                        None
+                    }
+                    None => None,
+                }
+            } else {
+                None
+            };
+            let replica = Replica { vhosts: Arc::clone(&self.sh.vhosts), live, listener: li, new_listener };
+            signals.replicas.lock().unwrap_or_else(|e| e.into_inner()).push(replica);
+            signals.wake();
         }
     }
 
@@ -350,7 +535,7 @@ impl Service {
     }
 
     pub(crate) fn max_connections(&self) -> usize {
-        self.max_conns
+        self.total_conns
     }
 
     pub(crate) fn run(mut self) -> io::Result<()> {
@@ -359,11 +544,13 @@ impl Service {
         let mut forced = Vec::new();
         let mut expired = Vec::new();
         let mut failed = None;
-        log::info!("serving on {:?}, up to {} connections", self.addrs, self.max_conns);
-        if self.max_conns < 100 {
+        if self.tsi == 0 {
+            log::info!("serving on {:?}, up to {} connections", self.addrs, self.total_conns);
+        }
+        if self.tsi == 0 && self.total_conns < 100 {
             log::warn!(
                 "only {} connections at once: the file descriptor limit is low (raise it with ulimit -n)",
-                self.max_conns
+                self.total_conns
             );
         }
         loop {
@@ -401,7 +588,7 @@ impl Service {
             self.sh.date.refresh();
             // Before any event is served: a line logged after the reopen
             // was asked for goes to the new file.
-            if self.sh.handle.inner.reopen_logs.swap(false, Ordering::AcqRel) {
+            if self.tsi == 0 && self.sh.handle.inner.reopen_logs.swap(false, Ordering::AcqRel) {
                 self.access_logs.reopen();
             }
             let mut woken = false;
@@ -452,8 +639,13 @@ impl Service {
             }
             #[cfg(feature = "cgi")]
             self.cgi_turn();
-            if !self.sh.peer_waiters.is_empty() && self.sh.handle.inner.peers.take_freed() {
-                self.wake_peer_waiters();
+            if self.sh.limits.peer_requests > 0 {
+                let peers = &self.sh.handle.inner.peers;
+                peers.set_waiting(self.tsi, !self.sh.peer_waiters.is_empty());
+                if peers.take_freed(self.tsi) && !self.sh.peer_waiters.is_empty() {
+                    self.wake_peer_waiters();
+                    self.sh.handle.inner.peers.set_waiting(self.tsi, !self.sh.peer_waiters.is_empty());
+                }
             }
             for key in self.vacated.drain(..) {
                 if matches!(self.wsis.get(key), Some(Wsi::Vacated)) {
@@ -462,10 +654,11 @@ impl Service {
             }
             if woken {
                 let inner = Arc::clone(&self.sh.handle.inner);
-                if inner.cancels.swap(0, Ordering::AcqRel) > 0 {
+                let Some(signals) = inner.loops.get(self.tsi) else { break };
+                if signals.cancels.swap(0, Ordering::AcqRel) > 0 {
                     self.broadcast(|| RawEvent::EventWaitCancelled);
                 }
-                if inner.files_ready.swap(false, Ordering::AcqRel) {
+                if signals.files_ready.swap(false, Ordering::AcqRel) {
                     // Requests waiting for a file open again, as their
                     // timer would have them do.
                     let waiting: Vec<usize> = self
@@ -481,18 +674,24 @@ impl Service {
                 if inner.stop.load(Ordering::Acquire) {
                     break;
                 }
-                let asked = inner.drain.lock().unwrap_or_else(|e| e.into_inner()).request.take();
+                let asked = signals.drain.lock().unwrap_or_else(|e| e.into_inner()).take();
                 match (asked, self.drain.as_mut()) {
                     (Some(request), None) => self.start_drain(request),
                     (Some(request), Some(d)) => d.tighten(request, self.sh.now),
                     (None, _) => {}
                 }
-                self.attach_new_vhosts();
+                if self.tsi == 0 {
+                    self.attach_new_vhosts();
+                } else {
+                    self.take_replicas();
+                }
+                self.take_handed();
             }
             if self.drain.is_some() && self.drain_turn() {
                 break;
             }
         }
+        self.end_handing();
         for key in self.conn_keys() {
             self.close(key);
         }
@@ -547,9 +746,14 @@ impl Service {
     fn listeners_closed(&mut self) {
         self.sh.handle.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let mut drain = self.sh.handle.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
-        drain.closed = true;
-        for waiter in drain.waiters.drain(..) {
-            let _ = waiter.send(());
+        if let Some(closed) = drain.closed.get_mut(self.tsi) {
+            *closed = true;
+        }
+        // Told once every loop has closed its copies.
+        if drain.all_closed() {
+            for waiter in drain.waiters.drain(..) {
+                let _ = waiter.send(());
+            }
         }
     }
 
@@ -665,7 +869,10 @@ impl Service {
             // configurations) share the process's descriptors: the limit
             // counts the connections of all of them.
             let shared = usize::try_from(self.sh.handle.inner.metrics.open_total()).unwrap_or(usize::MAX);
-            if self.open_conns >= self.max_conns || shared >= self.max_conns {
+            // The loop with the fewest connections serves it (lws's
+            // least-loaded thread): this one, or another it is handed to.
+            let target = if shared < self.total_conns { self.least_loaded() } else { None };
+            let Some(target) = target else {
                 inc(&self.sh.handle.inner.metrics.refused);
                 // A TLS client would read an HTTP answer as a broken
                 // record: it gets the close alone.
@@ -673,7 +880,7 @@ impl Service {
                     refuse(stream);
                 }
                 continue;
-            }
+            };
             let per_peer = self.sh.limits.peer_connections;
             if per_peer > 0 && !self.sh.handle.inner.peers.admit(peer.ip(), per_peer) {
                 // CORE-9: closed at once, with no answer.
@@ -681,12 +888,19 @@ impl Service {
                 log::debug!("{peer}: already has {per_peer} connections; closed");
                 continue;
             }
-            if let Err(e) = self.adopt(stream, peer, index, tls) {
-                log::warn!("{peer}: cannot adopt connection: {e}");
-                if per_peer > 0 {
-                    self.sh.handle.inner.peers.left(peer.ip());
+            if target != self.tsi {
+                let handed = crate::context::Handed { stream, peer, listener: index, tls };
+                match self.sh.handle.inner.loops[target].hand(handed) {
+                    Ok(()) => continue,
+                    // That loop has ended: served here after all.
+                    Err(back) => {
+                        let crate::context::Handed { stream, peer, .. } = back;
+                        self.adopt_counted(stream, peer, index, tls, true);
+                        continue;
+                    }
                 }
             }
+            self.adopt_counted(stream, peer, index, tls, true);
         }
         // More may be waiting; come back after others had a turn.
         if let Some(Wsi::Listen(l)) = self.wsis.get_mut(key) {
@@ -694,6 +908,62 @@ impl Service {
                 l.forced = true;
                 self.sh.forced.push(key);
             }
+        }
+    }
+
+    /// The loop that serves the next connection: the one with the fewest
+    /// (this one when it ties), among those below their share; `None`
+    /// when all are at it.
+    fn least_loaded(&self) -> Option<usize> {
+        let loops = &self.sh.handle.inner.loops;
+        if loops.len() == 1 {
+            return (self.open_conns < self.max_conns).then_some(self.tsi);
+        }
+        let load = |i: usize| loops[i].load().filter(|&n| n < self.max_conns);
+        let mut best = load(self.tsi).map(|n| (n, self.tsi));
+        for i in (0..loops.len()).filter(|&i| i != self.tsi) {
+            if let Some(n) = load(i) {
+                if best.is_none_or(|(b, _)| n < b) {
+                    best = Some((n, i));
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// Adopts a connection admitted already (its peer counted); a
+    /// failure gives the peer's count back. `count`: the loop's load
+    /// has not counted it yet (it was not handed over).
+    fn adopt_counted(&mut self, stream: TcpStream, peer: SocketAddr, listener: usize, tls: bool, count: bool) {
+        let signals = &self.sh.handle.inner.loops[self.tsi];
+        if count {
+            signals.loaded(1);
+        }
+        if let Err(e) = self.adopt(stream, peer, listener, tls) {
+            log::warn!("{peer}: cannot adopt connection: {e}");
+            self.sh.handle.inner.loops[self.tsi].unloaded(1);
+            if self.sh.limits.peer_connections > 0 {
+                self.sh.handle.inner.peers.left(peer.ip());
+            }
+        }
+    }
+
+    /// The loop ends: no more connections are handed to it, and those
+    /// handed and not adopted are closed (their peers' counts given back).
+    fn end_handing(&mut self) {
+        let inner = &self.sh.handle.inner;
+        for h in inner.loops[self.tsi].ended() {
+            if self.sh.limits.peer_connections > 0 {
+                inner.peers.left(h.peer.ip());
+            }
+        }
+    }
+
+    /// Connections another loop accepted for this one.
+    fn take_handed(&mut self) {
+        let handed = self.sh.handle.inner.loops[self.tsi].take_handed();
+        for h in handed {
+            self.adopt_counted(h.stream, h.peer, h.listener, h.tls, false);
         }
     }
 
@@ -831,6 +1101,7 @@ impl Service {
         #[cfg(feature = "cgi")]
         self.free_dead_pipes();
         self.open_conns -= 1;
+        self.sh.handle.inner.loops[self.tsi].unloaded(1);
         if self.sh.limits.peer_connections > 0 {
             self.sh.handle.inner.peers.left(conn.core.peer.ip());
         }
@@ -912,6 +1183,7 @@ impl Service {
 /// connections nobody would serve; whoever waits for that is told.
 impl Drop for Service {
     fn drop(&mut self) {
+        self.end_handing();
         self.listeners_closed();
     }
 }

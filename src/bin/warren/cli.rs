@@ -162,6 +162,11 @@ pub struct ServeArgs {
     /// seconds 1-32767, probes 1-127 [default: off].
     #[arg(long, value_name = "SECS[,PROBES[,INTERVAL]]", value_parser = parse_tcp_keepalive)]
     pub tcp_keepalive: Option<(u64, u32, u64)>,
+    /// Serve from N service loops, each on its own thread, all accepting
+    /// on the same ports (lwsws's count-threads); 1 to 64 [default: 1;
+    /// with --config, the global "count-threads", which this overrides].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub threads: Option<u32>,
     /// At most N connections open at once from one peer address (lwsws's
     /// ip-limit-wsi); one more is closed at once, unanswered [default:
     /// no limit; with --config, the global "ip-limit-wsi"].

@@ -43,6 +43,15 @@ pub fn check_info(args: &ServeArgs) -> Result<ContextInfo, String> {
 
 /// [`context_info`] (`listeners` given) or [`check_info`] (none).
 fn build(args: &ServeArgs, listeners: Option<Vec<TcpListener>>) -> Result<ContextInfo, String> {
+    let info = build_site(args, listeners)?;
+    Ok(match args.threads {
+        Some(n) => info.threads(n as usize),
+        None => info,
+    })
+}
+
+/// [`build`] but for the service threads.
+fn build_site(args: &ServeArgs, listeners: Option<Vec<TcpListener>>) -> Result<ContextInfo, String> {
     if let Some(dir) = &args.config {
         let mut info = warren::config::load_dir(dir).map_err(|e| e.to_string())?;
         for l in listeners.into_iter().flatten() {
