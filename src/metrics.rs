@@ -66,6 +66,9 @@ pub struct Metrics {
     /// Per vhost name, consulted when a vhost is attached (never per
     /// request); bounded by the vhosts ever attached.
     vhosts: Mutex<Vec<Arc<VhostMetrics>>>,
+    /// Connections each service loop took, by loop index (grown when a
+    /// context makes its loops, never per connection).
+    loops: Mutex<Vec<Arc<AtomicU64>>>,
 }
 
 /// The counters of one vhost name.
@@ -121,6 +124,15 @@ impl Metrics {
     }
 
     /// A connection began in `role`.
+    /// The counter of connections service loop `tsi` takes.
+    pub(crate) fn loop_counter(&self, tsi: usize) -> Arc<AtomicU64> {
+        let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        while loops.len() <= tsi {
+            loops.push(Arc::default());
+        }
+        Arc::clone(&loops[tsi])
+    }
+
     pub(crate) fn conn_opened(&self, role: ConnRole) {
         inc(self.gauge(role));
     }
@@ -202,6 +214,18 @@ impl Metrics {
             "counter",
             "Requests that waited because their peer address had as many in progress as allowed (ip-limit-ah).",
             &[(&[], get(&self.peer_waits))],
+        );
+        let loops: Vec<u64> = self.loops.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|c| get(c)).collect();
+        let names: Vec<String> = (0..loops.len()).map(|i| i.to_string()).collect();
+        let samples: Vec<([(&str, &str); 1], u64)> =
+            names.iter().zip(&loops).map(|(name, &n)| ([("loop", name.as_str())], n)).collect();
+        let samples: Vec<(&[(&str, &str)], u64)> = samples.iter().map(|(l, n)| (&l[..], *n)).collect();
+        family(
+            &mut out,
+            "warren_loop_connections_total",
+            "counter",
+            "Connections each service loop took (count-threads).",
+            &samples,
         );
         let vhosts: Vec<Arc<VhostMetrics>> = self.vhosts.lock().unwrap_or_else(|e| e.into_inner()).clone();
         const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

@@ -105,6 +105,8 @@ pub(crate) struct Service {
     vhost_listener: Vec<usize>,
     /// Connections this loop serves at most.
     max_conns: usize,
+    /// Counts the connections it takes (`warren_loop_connections_total`).
+    taken: Arc<std::sync::atomic::AtomicU64>,
     /// Connections the whole process serves at most.
     total_conns: usize,
     open_conns: usize,
@@ -228,6 +230,7 @@ impl Service {
             listener_tls: Vec::new(),
             vhost_listener: Vec::new(),
             max_conns: per_loop,
+            taken: handle.inner.metrics.loop_counter(0),
             total_conns,
             open_conns: 0,
             vacated: Vec::new(),
@@ -294,6 +297,7 @@ impl Service {
             listener_tls: self.listener_tls.clone(),
             vhost_listener: self.vhost_listener.clone(),
             max_conns: self.max_conns,
+            taken: self.sh.handle.inner.metrics.loop_counter(tsi),
             total_conns: self.total_conns,
             open_conns: 0,
             vacated: Vec::new(),
@@ -989,6 +993,7 @@ impl Service {
         self.open_conns += 1;
         let metrics = &self.sh.handle.inner.metrics;
         inc(&metrics.accepted);
+        inc(&self.taken);
         metrics.conn_opened(counted);
         Ok(())
     }

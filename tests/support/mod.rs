@@ -352,10 +352,23 @@ pub fn limit_fds(cmd: &mut Command, fds: u64) {
     }
 }
 
+/// The service loops `WARREN_TEST_THREADS` asks the binary's tests to
+/// run on, if set.
+pub fn test_threads() -> Option<u32> {
+    std::env::var("WARREN_TEST_THREADS").ok().and_then(|v| v.parse().ok())
+}
+
 pub fn start_warren_command(mut cmd: Command) -> (Running, u16, std::sync::mpsc::Receiver<String>) {
     // The log level is info unless the caller chose one.
     if !cmd.get_args().any(|a| a == "-d" || a == "--log-level") {
         cmd.args(["--log-level", "info"]);
+    }
+    // WARREN_TEST_THREADS=N runs the server-level tests on N service
+    // loops (scripts/test runs a set of them so).
+    if let Some(n) = test_threads() {
+        if !cmd.get_args().any(|a| a == "--threads") {
+            cmd.args(["--threads", &n.to_string()]);
+        }
     }
     let mut child = cmd
         .args(["--port", "0"])
