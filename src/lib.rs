@@ -74,7 +74,7 @@ pub use error::{Error, Result};
 
 pub use context::{
     bind_listener, Context, ContextHandle, ContextInfo, FopsFactory, Limits, Listening, Stats, VhostInfo,
-    DEFAULT_WS_HANGUP, DEFAULT_WS_PING, MAX_TIMEOUT,
+    DEFAULT_WS_HANGUP, DEFAULT_WS_PING, MAX_THREADS, MAX_TIMEOUT,
 };
 pub use http::Request;
 pub use metrics::Metrics;
