@@ -319,15 +319,12 @@ impl VhostInfo {
     /// [`VhostInfo::plugin_with_options`], for the configuration too
     /// (which, built without the `appliance` feature, knows no plugin).
     pub(crate) fn add_plugin(&mut self, name: &str, options: &[(&str, &str)]) -> Result<(), String> {
-        let p = crate::plugins::with_options(name, options)?;
-        // Each service loop makes its own instance the same way.
-        let owned: Vec<(String, String)> = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let plugin = name.to_string();
-        let make = move || {
-            let options: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            crate::plugins::with_options(&plugin, &options).ok()
+        // Each service loop makes its own instance.
+        let make = crate::plugins::maker(name, options)?;
+        let Some(p) = crate::protocol::PerLoop::new(make) else {
+            return Err(format!("plugin {name:?} could not be made"));
         };
-        let p: Box<dyn AnyProtocol> = Box::new(crate::protocol::PerLoop::with_first(p, Arc::new(make)));
+        let p: Box<dyn AnyProtocol> = Box::new(p);
         match self.protocols.iter().position(|q| q.name() == name) {
             Some(i) if !options.is_empty() => self.protocols[i] = p,
             Some(_) => {}
@@ -638,6 +635,9 @@ pub(crate) struct LoopSignals {
     /// Connections another loop accepted for this one; `None` once the
     /// loop has ended.
     handed: std::sync::Mutex<Option<Vec<Handed>>>,
+    /// (vhost, protocol) pairs whose connections on this loop another
+    /// loop asked to be made writeable.
+    pub(crate) writable_all: std::sync::Mutex<Vec<(usize, usize)>>,
     /// Connections the loop serves, and those handed to it not yet
     /// adopted: what "least loaded" compares.
     load: std::sync::atomic::AtomicUsize,
@@ -661,6 +661,7 @@ impl LoopSignals {
             drain: Default::default(),
             replicas: Default::default(),
             handed: std::sync::Mutex::new(Some(Vec::new())),
+            writable_all: Default::default(),
             load: Default::default(),
         }
     }

@@ -252,6 +252,8 @@ pub(crate) enum Command {
     WritableAllProtocol {
         vhost: usize,
         protocol: usize,
+        /// On every service loop, not only the caller's.
+        all_loops: bool,
     },
     RxFlow(WsiId, bool),
     Timeout(WsiId, Option<Duration>),
@@ -298,9 +300,32 @@ impl Cx<'_> {
     }
 
     /// Asks for a writeable callback on every connection bound to the
-    /// calling protocol on this vhost.
+    /// calling protocol on this vhost, in this service loop: the
+    /// connections this instance of the protocol serves (with one loop,
+    /// all of them). Only those connections are visited (the loop keeps
+    /// a list per protocol), however many others it serves.
     pub fn callback_on_writable_all_protocol(&mut self) {
-        self.commands.push(Command::WritableAllProtocol { vhost: self.vhost, protocol: self.protocol });
+        self.commands.push(Command::WritableAllProtocol {
+            vhost: self.vhost,
+            protocol: self.protocol,
+            all_loops: false,
+        });
+    }
+
+    /// [`callback_on_writable_all_protocol`](Self::callback_on_writable_all_protocol)
+    /// on every service loop ([`ContextInfo::threads`](crate::ContextInfo::threads)):
+    /// each other loop is woken and gives its connections of this
+    /// protocol their callback, on its own thread, to its own instance
+    /// (lws's `lws_callback_on_writable_all_protocol` across threads).
+    /// What those instances write is theirs to share, e.g. through an
+    /// `Arc<Mutex<_>>` their maker hands each
+    /// ([`VhostInfo::protocol_per_loop`](crate::VhostInfo::protocol_per_loop)).
+    pub fn callback_on_writable_all_protocol_all_loops(&mut self) {
+        self.commands.push(Command::WritableAllProtocol {
+            vhost: self.vhost,
+            protocol: self.protocol,
+            all_loops: true,
+        });
     }
 
     /// Stops (`false`) or resumes (`true`) reading from `wsi`. While
@@ -420,11 +445,6 @@ pub(crate) struct PerLoop {
 impl PerLoop {
     pub(crate) fn new(make: MakeProtocol) -> Option<PerLoop> {
         Some(PerLoop { inner: make()?, make })
-    }
-
-    /// With its first instance made already.
-    pub(crate) fn with_first(inner: Box<dyn AnyProtocol>, make: MakeProtocol) -> PerLoop {
-        PerLoop { inner, make }
     }
 }
 

@@ -300,3 +300,85 @@ fn count_threads_in_the_configuration() {
     }
     drop(site_dir);
 }
+
+/// Issue 17 item 2: the mirror's members meet across loops. Eight
+/// clients on four loops each send one message; each gets all eight,
+/// and every loop served some of them.
+#[test]
+fn the_mirror_reaches_members_on_every_loop() {
+    use support::ws::{WsClient, TEXT};
+    let (running, port) = start_warren(&["--threads", "4", "--metrics", "/metrics"]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let proto = "Sec-WebSocket-Protocol: lws-mirror-protocol";
+    // A client is a member once it gets its own message back (the 101
+    // leaves before its loop has made it one: a message another loop
+    // mirrors meanwhile is not for it).
+    let mut clients: Vec<WsClient> = (0..8)
+        .map(|i| {
+            let mut c = WsClient::connect(addr, "/?mirror=x", &[proto]).expect("upgrade");
+            c.stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+            let hello = format!("hello {i}");
+            c.send(true, TEXT, hello.as_bytes()).expect("send");
+            while c.recv_message().expect("its own hello").1 != hello.as_bytes() {}
+            c
+        })
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(true, TEXT, format!("from {i}").as_bytes()).expect("send");
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        while got.len() < 8 {
+            let (op, m) = c.recv_message().expect("a message");
+            assert_eq!(op, TEXT);
+            let m = String::from_utf8_lossy(&m).into_owned();
+            if m.starts_with("from ") {
+                got.push(m);
+            }
+        }
+        got.sort();
+        let want: Vec<String> = (0..8).map(|j| format!("from {j}")).collect();
+        assert_eq!(got, want, "client {i}");
+    }
+    // Every loop had members (the metrics scrape is one more connection).
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let loops: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("warren_loop_connections_total{loop=\""))
+        .filter_map(|l| l.split_once("\"} ")?.1.parse().ok())
+        .collect();
+    assert_eq!(loops.len(), 4, "{text}");
+    assert!(loops.iter().all(|&n| n >= 2), "{loops:?}");
+    drop(running);
+}
+
+/// Issue 17 item 2: lws-status lists the connections of every loop.
+#[test]
+fn lws_status_lists_the_connections_of_every_loop() {
+    use support::ws::WsClient;
+    let (running, port) = start_warren(&["--threads", "3"]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let proto = "Sec-WebSocket-Protocol: lws-status";
+    let mut clients: Vec<WsClient> = (0..3)
+        .map(|_| {
+            let c = WsClient::connect(addr, "/", &[proto]).expect("upgrade");
+            c.stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+            c
+        })
+        .collect();
+    // One client per loop; each is told, sooner or later, of all three.
+    for (i, c) in clients.iter_mut().enumerate() {
+        loop {
+            let (_, m) = c.recv_message().unwrap_or_else(|e| panic!("client {i}: no report of 3: {e}"));
+            let report: serde_json::Value = serde_json::from_slice(&m).expect("json");
+            if report["wsi"] == "3" {
+                assert_eq!(report["conns"].as_array().map(Vec::len), Some(3), "{report}");
+                break;
+            }
+        }
+    }
+    drop(running);
+}

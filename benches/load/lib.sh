@@ -131,7 +131,7 @@ stop_servers_and_exit() {
   exit "$rc"
 }
 
-# run_wrk SERVER PATH [HEADER]: one wrk run against PORT[SERVER] (client
+# run_wrk SERVER PATH [HEADER]: one wrk run (WRK_THREADS threads, default 1) against PORT[SERVER] (client
 # pinned by PIN_C) over WRK_SCHEME (http unless set: https), its
 # WRKRESULT line set as W_* variables, the server's CPU seconds during the
 # run (server_ticks) as W_cpu_s, and wrk's own (user + system, from bash's `time`) as
@@ -143,7 +143,7 @@ run_wrk() {
   t0=$(server_ticks "$s")
   (
     TIMEFORMAT='%3U %3S'
-    time timeout $((SECS + 60)) "${PIN_C[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency \
+    time timeout $((SECS + 60)) "${PIN_C[@]}" wrk -t"${WRK_THREADS:-1}" -c"$CONNS" -d"${SECS}s" --latency \
       "${h[@]}" -s "$T/report.lua" "${WRK_SCHEME:-http}://127.0.0.1:${PORT[$s]}$path" > "$T/wrk.out" 2>&1
   ) 2> "$T/wrk.time" &
   WRKPID=$!

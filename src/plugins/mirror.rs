@@ -9,10 +9,17 @@
 //! back on the senders); it resumes when [`RESUME_AT`] are free. A member
 //! that holds the ring up, not reading for [`STALL`], is closed, so one
 //! stuck client cannot stall the others for long or grow the server.
+//!
+//! With several service loops the loops' instances share one hub (made
+//! once per vhost and handed to each by its maker): a message received on
+//! any loop reaches the members on every loop, each loop writing to its
+//! own members with the hub's lock released; a pause, a resume or a
+//! member closed for stalling is acted on by the loop that serves it.
 
 use crate::protocol::{Action, Cx, Event, Protocol, WsiId};
 use crate::ws::WriteKind;
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The plugin's name.
@@ -30,25 +37,54 @@ pub const STALL: Duration = Duration::from_secs(3);
 /// Instances per vhost.
 pub const MAX_INSTANCES: usize = 3;
 
-/// The plugin: its instances.
+/// What the loops' instances of the plugin share: the mirror instances
+/// (named by `?mirror=`), their rings and members.
 #[derive(Debug, Default)]
-pub struct Mirror {
+pub struct Hub {
     instances: Vec<Instance>,
+    /// Numbers the loops' plugin instances (a member is its loop's
+    /// number and its connection's id there).
+    loops: usize,
+}
+
+/// One service loop's instance of the plugin.
+#[derive(Debug)]
+pub struct Mirror {
+    hub: Arc<Mutex<Hub>>,
+    /// This instance's number among those sharing the hub.
+    me: usize,
+    /// Per mirror instance name: whether this loop's members are paused.
+    paused_here: Vec<(String, bool)>,
     /// A Timer is on its way (one at a time).
     timer_pending: bool,
+}
+
+impl Default for Mirror {
+    /// An instance with a hub of its own (one loop).
+    fn default() -> Mirror {
+        Mirror::sharing(&Arc::default())
+    }
+}
+
+/// A member: the loop instance serving it, its connection there, and
+/// the sequence number of the next message it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Member {
+    at: usize,
+    id: WsiId,
+    next: u64,
 }
 
 #[derive(Debug)]
 struct Instance {
     name: String,
     /// Messages `base..base + ring.len()`.
-    ring: VecDeque<(bool, Vec<u8>)>,
+    ring: VecDeque<(bool, Arc<[u8]>)>,
     base: u64,
-    /// Each member and the sequence number of the next message it gets.
-    members: Vec<(WsiId, u64)>,
+    members: Vec<Member>,
     paused: bool,
     /// While paused: the slowest member, where it stood, and since when.
-    stalled: Option<(WsiId, u64, Instant)>,
+    stalled: Option<(usize, WsiId, u64, Instant)>,
 }
 
 impl Instance {
@@ -56,9 +92,9 @@ impl Instance {
         self.base + self.ring.len() as u64
     }
 
-    /// Drops messages every member has, and resumes rx if there is room.
-    fn trim(&mut self, cx: &mut Cx<'_>) {
-        let oldest = self.members.iter().map(|m| m.1).min().unwrap_or(self.head());
+    /// Drops messages every member has; true when that lifted a pause.
+    fn trim(&mut self) -> bool {
+        let oldest = self.members.iter().map(|m| m.next).min().unwrap_or(self.head());
         while self.base < oldest && !self.ring.is_empty() {
             self.ring.pop_front();
             self.base += 1;
@@ -66,14 +102,13 @@ impl Instance {
         if self.paused && RING - self.ring.len() >= RESUME_AT {
             self.paused = false;
             self.stalled = None;
-            for (id, _) in &self.members {
-                cx.rx_flow_control(*id, true);
-            }
+            return true;
         }
+        false
     }
 
-    fn slowest(&self) -> Option<(WsiId, u64, Instant)> {
-        self.members.iter().min_by_key(|m| m.1).map(|m| (m.0, m.1, Instant::now()))
+    fn slowest(&self) -> Option<(usize, WsiId, u64, Instant)> {
+        self.members.iter().min_by_key(|m| m.next).map(|m| (m.at, m.id, m.next, Instant::now()))
     }
 }
 
@@ -86,9 +121,64 @@ pub struct MirrorSession {
 }
 
 impl Mirror {
-    fn instance(&mut self, name: &str) -> Option<&mut Instance> {
-        self.instances.iter_mut().find(|i| i.name == name)
+    /// An instance for one more service loop, sharing `hub` with the
+    /// instances of the vhost's other loops.
+    pub fn sharing(hub: &Arc<Mutex<Hub>>) -> Mirror {
+        let me = {
+            let mut h = lock(hub);
+            h.loops += 1;
+            h.loops - 1
+        };
+        Mirror { hub: Arc::clone(hub), me, paused_here: Vec::new(), timer_pending: false }
     }
+
+    /// Brings this loop's members of each instance in line with the
+    /// hub's pause (set or lifted by whichever loop filled or drained
+    /// the ring), and keeps a stall timer while one is paused.
+    fn sync(&mut self, cx: &mut Cx<'_>) {
+        let hub = lock(&self.hub);
+        let mut any_paused = false;
+        for inst in &hub.instances {
+            let mine = inst.members.iter().filter(|m| m.at == self.me);
+            let here = match self.paused_here.iter_mut().find(|(n, _)| *n == inst.name) {
+                Some((_, p)) => p,
+                None => {
+                    self.paused_here.push((inst.name.clone(), false));
+                    let last = self.paused_here.len() - 1;
+                    &mut self.paused_here[last].1
+                }
+            };
+            if *here != inst.paused {
+                *here = inst.paused;
+                for m in mine {
+                    cx.rx_flow_control(m.id, !inst.paused);
+                }
+            }
+            any_paused |= inst.paused && inst.members.iter().any(|m| m.at == self.me);
+        }
+        self.paused_here.retain(|(n, _)| hub.instances.iter().any(|i| i.name == *n));
+        // Due when the slowest member will have stalled for STALL.
+        let due = hub
+            .instances
+            .iter()
+            .filter(|i| i.paused)
+            .filter_map(|i| i.stalled.map(|(_, _, _, since)| STALL.saturating_sub(since.elapsed())))
+            .min()
+            .unwrap_or(STALL);
+        drop(hub);
+        if any_paused && !self.timer_pending {
+            self.timer_pending = true;
+            cx.schedule(due.max(Duration::from_millis(50)));
+        }
+    }
+}
+
+fn lock(hub: &Mutex<Hub>) -> MutexGuard<'_, Hub> {
+    hub.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn instance<'a>(hub: &'a mut Hub, name: &str) -> Option<&'a mut Instance> {
+    hub.instances.iter_mut().find(|i| i.name == name)
 }
 
 impl Protocol for Mirror {
@@ -114,11 +204,12 @@ impl Protocol for Mirror {
                     .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("mirror=")))
                     .unwrap_or("")
                     .to_string();
-                if self.instance(&name).is_none() {
-                    if self.instances.len() >= MAX_INSTANCES {
+                let mut hub = lock(&self.hub);
+                if instance(&mut hub, &name).is_none() {
+                    if hub.instances.len() >= MAX_INSTANCES {
                         return Action::Close;
                     }
-                    self.instances.push(Instance {
+                    hub.instances.push(Instance {
                         name: name.clone(),
                         ring: VecDeque::new(),
                         base: 0,
@@ -127,11 +218,23 @@ impl Protocol for Mirror {
                         stalled: None,
                     });
                 }
-                let Some(inst) = self.instance(&name) else { return Action::Close };
+                let Some(inst) = instance(&mut hub, &name) else { return Action::Close };
                 let head = inst.head();
-                inst.members.push((wsi.id, head));
-                if inst.paused {
+                inst.members.push(Member { at: self.me, id: wsi.id, next: head });
+                let paused = inst.paused;
+                drop(hub);
+                if paused {
+                    // As this loop's other members are (see `sync`).
                     cx.rx_flow_control(wsi.id, false);
+                }
+                match self.paused_here.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, p)) if *p != paused => {
+                        // This loop had not caught up with the pause:
+                        // `sync` does the others.
+                        self.sync(cx);
+                    }
+                    Some(_) => {}
+                    None => self.paused_here.push((name.clone(), paused)),
                 }
                 wsi.session.instance = name;
             }
@@ -145,9 +248,10 @@ impl Protocol for Mirror {
                 if !rx.is_final_fragment() {
                     return Action::Continue;
                 }
-                let message = std::mem::take(&mut s.incoming);
+                let message: Arc<[u8]> = std::mem::take(&mut s.incoming).into();
                 let binary = s.binary;
-                let Some(inst) = self.instance(&s.instance) else { return Action::Continue };
+                let mut hub = lock(&self.hub);
+                let Some(inst) = instance(&mut hub, &s.instance) else { return Action::Continue };
                 if inst.ring.len() == RING {
                     // Full despite the pause (pieces already in flight):
                     // the slowest loses its oldest message, memory does not grow.
@@ -155,74 +259,104 @@ impl Protocol for Mirror {
                     inst.base += 1;
                     let base = inst.base;
                     for m in inst.members.iter_mut() {
-                        m.1 = m.1.max(base);
+                        m.next = m.next.max(base);
                     }
                 }
                 inst.ring.push_back((binary, message));
                 if !inst.paused && RING - inst.ring.len() < PAUSE_BELOW {
                     inst.paused = true;
                     inst.stalled = inst.slowest();
-                    for (id, _) in &inst.members {
-                        cx.rx_flow_control(*id, false);
-                    }
-                    if !self.timer_pending {
-                        self.timer_pending = true;
-                        cx.schedule(STALL);
-                    }
                 }
-                cx.callback_on_writable_all_protocol();
+                drop(hub);
+                self.sync(cx);
+                cx.callback_on_writable_all_protocol_all_loops();
             }
             Event::ServerWriteable(wsi, writer) => {
+                self.sync(cx);
                 let id = wsi.id;
-                let Some(inst) = self.instance(&wsi.session.instance) else { return Action::Continue };
-                let Some(member) = inst.members.iter_mut().find(|m| m.0 == id) else { return Action::Continue };
-                let Some((binary, msg)) = inst.ring.get((member.1 - inst.base) as usize) else {
-                    return Action::Continue;
+                let name = &wsi.session.instance;
+                // The message is taken out under the lock, written without it.
+                let (kind, msg, seq) = {
+                    let mut hub = lock(&self.hub);
+                    let Some(inst) = instance(&mut hub, name) else { return Action::Continue };
+                    let me = self.me;
+                    let Some(member) = inst.members.iter().find(|m| m.at == me && m.id == id) else {
+                        return Action::Continue;
+                    };
+                    let Some((binary, msg)) = inst.ring.get((member.next - inst.base) as usize) else {
+                        return Action::Continue;
+                    };
+                    (if *binary { WriteKind::Binary } else { WriteKind::Text }, Arc::clone(msg), member.next)
                 };
-                let kind = if *binary { WriteKind::Binary } else { WriteKind::Text };
-                if writer.write(msg, kind, true).is_err() {
+                if writer.write(&msg, kind, true).is_err() {
                     return Action::Close;
                 }
-                member.1 += 1;
-                if member.1 < inst.head() {
+                let mut hub = lock(&self.hub);
+                let Some(inst) = instance(&mut hub, name) else { return Action::Continue };
+                let me = self.me;
+                let head = inst.head();
+                let Some(member) = inst.members.iter_mut().find(|m| m.at == me && m.id == id) else {
+                    return Action::Continue;
+                };
+                member.next = member.next.max(seq + 1);
+                if member.next < head {
                     cx.callback_on_writable(id);
                 }
-                inst.trim(cx);
+                let resumed = inst.trim();
+                drop(hub);
+                if resumed {
+                    self.sync(cx);
+                    cx.callback_on_writable_all_protocol_all_loops();
+                }
             }
             Event::Timer => {
                 self.timer_pending = false;
-                let mut next: Option<Duration> = None;
-                for inst in self.instances.iter_mut().filter(|i| i.paused) {
-                    let Some((id, tail, since)) = inst.stalled else { continue };
-                    let stuck = inst.members.iter().any(|m| m.0 == id && m.1 == tail);
-                    if stuck && since.elapsed() >= STALL {
-                        // No progress in STALL: let it go, the rest move on.
-                        log::info!("{NAME}: a client read nothing for {STALL:?} while the ring was full; closing it");
-                        inst.members.retain(|m| m.0 != id);
-                        cx.set_timeout(id, Some(Duration::ZERO));
-                        inst.trim(cx);
-                    } else if !stuck {
-                        // That one moved: watch whoever is slowest now.
-                        inst.stalled = inst.slowest();
-                    }
-                    if inst.paused {
-                        let left = inst.stalled.map_or(STALL, |(_, _, since)| STALL.saturating_sub(since.elapsed()));
-                        next = Some(next.map_or(left, |n| n.min(left)));
+                let mut resumed = false;
+                {
+                    let mut hub = lock(&self.hub);
+                    for inst in hub.instances.iter_mut().filter(|i| i.paused) {
+                        let Some((at, id, tail, since)) = inst.stalled else { continue };
+                        let stuck = inst.members.iter().any(|m| m.at == at && m.id == id && m.next == tail);
+                        if !stuck {
+                            // That one moved: watch whoever is slowest now.
+                            inst.stalled = inst.slowest();
+                        } else if at == self.me && since.elapsed() >= STALL {
+                            // No progress in STALL: let it go, the rest
+                            // move on. (A member of another loop is that
+                            // loop's to close, at its own timer.)
+                            log::info!(
+                                "{NAME}: a client read nothing for {STALL:?} while the ring was full; closing it"
+                            );
+                            inst.members.retain(|m| !(m.at == at && m.id == id));
+                            cx.set_timeout(id, Some(Duration::ZERO));
+                            resumed |= inst.trim();
+                        }
                     }
                 }
-                if let Some(after) = next {
-                    self.timer_pending = true;
-                    cx.schedule(after.max(Duration::from_millis(50)));
+                self.sync(cx);
+                if resumed {
+                    cx.callback_on_writable_all_protocol_all_loops();
                 }
+                // `sync` keeps the timer going while a pause lasts.
             }
+            Event::EventWaitCancelled => self.sync(cx),
             Event::Closed(wsi) => {
                 let id = wsi.id;
-                if let Some(inst) = self.instance(&wsi.session.instance) {
-                    inst.members.retain(|m| m.0 != id);
-                    inst.trim(cx);
+                let me = self.me;
+                let mut resumed = false;
+                {
+                    let mut hub = lock(&self.hub);
+                    if let Some(inst) = instance(&mut hub, &wsi.session.instance) {
+                        inst.members.retain(|m| !(m.at == me && m.id == id));
+                        resumed = inst.trim();
+                    }
+                    // Instances live while they have members.
+                    hub.instances.retain(|i| !i.members.is_empty());
                 }
-                // Instances live while they have members.
-                self.instances.retain(|i| !i.members.is_empty());
+                if resumed {
+                    self.sync(cx);
+                    cx.callback_on_writable_all_protocol_all_loops();
+                }
             }
             _ => {}
         }

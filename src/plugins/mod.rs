@@ -53,6 +53,35 @@ pub(crate) fn with_options(name: &str, options: &[(&str, &str)]) -> Result<Box<d
     })
 }
 
+/// How each service loop makes its instance of the plugin `name` with
+/// `options` (checked now): a fresh one each time, except where the
+/// loops' instances share state (the mirror's hub, the status list), made
+/// here once for the vhost.
+#[cfg(feature = "appliance")]
+pub(crate) fn maker(name: &str, options: &[(&str, &str)]) -> Result<crate::protocol::MakeProtocol, String> {
+    with_options(name, options)?;
+    if name == mirror::NAME {
+        let hub = std::sync::Arc::default();
+        return Ok(std::sync::Arc::new(move || Some(Box::new(mirror::Mirror::sharing(&hub)) as Box<dyn AnyProtocol>)));
+    }
+    if name == status::NAME {
+        let list = std::sync::Arc::default();
+        return Ok(std::sync::Arc::new(move || Some(Box::new(status::Status::sharing(&list)) as Box<dyn AnyProtocol>)));
+    }
+    let owned: Vec<(String, String)> = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let name = name.to_string();
+    Ok(std::sync::Arc::new(move || {
+        let options: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        with_options(&name, &options).ok()
+    }))
+}
+
+/// Without the `appliance` feature there is no plugin to make.
+#[cfg(not(feature = "appliance"))]
+pub(crate) fn maker(name: &str, _options: &[(&str, &str)]) -> Result<crate::protocol::MakeProtocol, String> {
+    Err(unknown(name))
+}
+
 /// Without the `appliance` feature there is no plugin to make.
 #[cfg(not(feature = "appliance"))]
 pub(crate) fn with_options(name: &str, _options: &[(&str, &str)]) -> Result<Box<dyn AnyProtocol>, String> {

@@ -14,6 +14,7 @@
 //! listeners one message each per period, not one per connect.
 
 use crate::protocol::{Action, Cx, Event, Protocol, WsiId};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The shortest time between two rounds of updates.
@@ -24,18 +25,35 @@ pub const NAME: &str = "lws-status";
 /// Connections listed at most (the rest are counted in `wsi`).
 const MAX_LISTED: usize = 100;
 
-/// The plugin: the connections it serves.
+/// What the loops' instances share: the connections of all of them.
 #[derive(Debug, Default)]
-pub struct Status {
-    conns: Vec<Client>,
+pub struct StatusList {
+    /// Each with the number of the loop instance serving it.
+    conns: Vec<(usize, Client)>,
     /// Bumped on every change; a session that has sent it is up to date.
     generation: u64,
+    /// The report of a generation, built once for all listeners.
+    cached: Option<(u64, Arc<str>)>,
+    /// Numbers the loops' instances.
+    loops: usize,
+}
+
+/// One service loop's instance of the plugin.
+#[derive(Debug)]
+pub struct Status {
+    list: Arc<Mutex<StatusList>>,
+    me: usize,
     /// A round of updates is scheduled.
     pending: bool,
-    /// The report of a generation, built once for all listeners.
-    cached: Option<(u64, String)>,
     /// The machine's name, looked up once.
     hostname: Option<String>,
+}
+
+impl Default for Status {
+    /// An instance with a list of its own (one loop).
+    fn default() -> Status {
+        Status::sharing(&Arc::default())
+    }
 }
 
 #[derive(Debug)]
@@ -53,30 +71,43 @@ pub struct StatusSession {
 }
 
 impl Status {
-    fn report(&mut self) -> String {
-        let hostname = self.hostname.get_or_insert_with(hostname).clone();
-        let conns: Vec<_> = self
+    /// An instance for one more service loop, sharing `list` with the
+    /// instances of the vhost's other loops.
+    pub fn sharing(list: &Arc<Mutex<StatusList>>) -> Status {
+        let me = {
+            let mut l = lock(list);
+            l.loops += 1;
+            l.loops - 1
+        };
+        Status { list: Arc::clone(list), me, pending: false, hostname: None }
+    }
+
+    fn report(list: &StatusList, hostname: &str) -> String {
+        let conns: Vec<_> = list
             .conns
             .iter()
             .take(MAX_LISTED)
-            .map(|c| serde_json::json!({"peer": c.peer, "time": c.time.to_string(), "ua": c.ua}))
+            .map(|(_, c)| serde_json::json!({"peer": c.peer, "time": c.time.to_string(), "ua": c.ua}))
             .collect();
         serde_json::json!({
             "version": concat!("warren ", env!("CARGO_PKG_VERSION")),
             "hostname": hostname,
-            "wsi": self.conns.len().to_string(),
+            "wsi": list.conns.len().to_string(),
             "conns": conns,
         })
         .to_string()
     }
 
     fn changed(&mut self, cx: &mut Cx<'_>) {
-        self.generation += 1;
         if !self.pending {
             self.pending = true;
             cx.schedule(BATCH);
         }
     }
+}
+
+fn lock(list: &Mutex<StatusList>) -> MutexGuard<'_, StatusList> {
+    list.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Protocol for Status {
@@ -95,24 +126,45 @@ impl Protocol for Status {
             Event::Established(wsi, req) => {
                 let time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 let ua = req.header_str("user-agent").unwrap_or("").chars().take(256).collect();
-                self.conns.push(Client { id: wsi.id, peer: wsi.peer.ip().to_string(), time, ua });
+                let mut list = lock(&self.list);
+                list.conns.push((self.me, Client { id: wsi.id, peer: wsi.peer.ip().to_string(), time, ua }));
+                list.generation += 1;
+                drop(list);
                 self.changed(cx);
             }
             Event::Closed(wsi) => {
-                self.conns.retain(|c| c.id != wsi.id);
+                let me = self.me;
+                let mut list = lock(&self.list);
+                list.conns.retain(|(at, c)| !(*at == me && c.id == wsi.id));
+                list.generation += 1;
+                drop(list);
                 self.changed(cx);
             }
             Event::Timer => {
                 self.pending = false;
-                cx.callback_on_writable_all_protocol();
+                cx.callback_on_writable_all_protocol_all_loops();
             }
-            Event::ServerWriteable(wsi, writer) if wsi.session.sent != self.generation => {
-                wsi.session.sent = self.generation;
-                if self.cached.as_ref().is_none_or(|(g, _)| *g != self.generation) {
-                    self.cached = Some((self.generation, self.report()));
-                }
-                let report = self.cached.as_ref().map_or("", |(_, r)| r.as_str());
-                if writer.text(report).is_err() {
+            Event::ServerWriteable(wsi, writer) => {
+                let hostname = self.hostname.get_or_insert_with(hostname).clone();
+                // The report is taken under the lock, written without it.
+                let (generation, report) = {
+                    let mut list = lock(&self.list);
+                    let generation = list.generation;
+                    if wsi.session.sent == generation {
+                        return Action::Continue;
+                    }
+                    let report = match &list.cached {
+                        Some((g, r)) if *g == generation => Arc::clone(r),
+                        _ => {
+                            let r: Arc<str> = Status::report(&list, &hostname).into();
+                            list.cached = Some((generation, Arc::clone(&r)));
+                            r
+                        }
+                    };
+                    (generation, report)
+                };
+                wsi.session.sent = generation;
+                if writer.text(&report).is_err() {
                     return Action::Close;
                 }
             }

@@ -105,6 +105,10 @@ pub(crate) struct Service {
     vhost_listener: Vec<usize>,
     /// Connections this loop serves at most.
     max_conns: usize,
+    /// The connections bound to each (vhost, protocol), by slab key, for
+    /// `callback_on_writable_all_protocol`; and what each is listed under.
+    members: std::collections::HashMap<(usize, usize), std::collections::BTreeSet<usize>>,
+    member_of: std::collections::HashMap<usize, (usize, usize)>,
     /// Counts the connections it takes (`warren_loop_connections_total`).
     taken: Arc<std::sync::atomic::AtomicU64>,
     /// Connections the whole process serves at most.
@@ -231,6 +235,8 @@ impl Service {
             vhost_listener: Vec::new(),
             max_conns: per_loop,
             taken: handle.inner.metrics.loop_counter(0),
+            members: Default::default(),
+            member_of: Default::default(),
             total_conns,
             open_conns: 0,
             vacated: Vec::new(),
@@ -298,6 +304,8 @@ impl Service {
             vhost_listener: self.vhost_listener.clone(),
             max_conns: self.max_conns,
             taken: self.sh.handle.inner.metrics.loop_counter(tsi),
+            members: Default::default(),
+            member_of: Default::default(),
             total_conns: self.total_conns,
             open_conns: 0,
             vacated: Vec::new(),
@@ -690,6 +698,7 @@ impl Service {
                     self.take_replicas();
                 }
                 self.take_handed();
+                self.take_writable_all();
             }
             if self.drain.is_some() && self.drain_turn() {
                 break;
@@ -779,6 +788,7 @@ impl Service {
                 Step::Close => self.close(key),
                 _ => self.after_service(key),
             }
+            self.reindex(key);
             self.apply_commands();
         }
     }
@@ -1017,6 +1027,7 @@ impl Service {
             Step::Upgrade => self.upgrade(key),
             Step::Keep => self.after_service(key),
         }
+        self.reindex(key);
         self.apply_commands();
     }
 
@@ -1040,6 +1051,7 @@ impl Service {
             Step::Close => self.close(key),
             _ => self.after_service(key),
         }
+        self.reindex(key);
         self.apply_commands();
     }
 
@@ -1089,6 +1101,7 @@ impl Service {
             _ => return,
         };
         self.vacated.push(key);
+        self.reindex(key);
         let Wsi::Conn(mut conn) = taken else { return };
         let sh = &mut self.sh;
         if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
@@ -1140,6 +1153,55 @@ impl Service {
         self.sh.peer_waiters = waiters;
     }
 
+    /// Keeps the per-protocol lists up to date with what the connection at
+    /// `key` is bound to now (after each of its turns; none once closed).
+    fn reindex(&mut self, key: usize) {
+        let now = match self.wsis.get(key) {
+            Some(Wsi::Conn(c)) => c.bound_to(),
+            _ => None,
+        };
+        let was = self.member_of.get(&key).copied();
+        if was == now {
+            return;
+        }
+        if let Some(p) = was {
+            if let Some(set) = self.members.get_mut(&p) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.members.remove(&p);
+                }
+            }
+            self.member_of.remove(&key);
+        }
+        if let Some(p) = now {
+            self.members.entry(p).or_default().insert(key);
+            self.member_of.insert(key, p);
+        }
+    }
+
+    /// A writeable callback for each connection of this loop bound to
+    /// `protocol` of `vhost`: its list, not a scan of every connection.
+    fn writable_all(&mut self, vhost: usize, protocol: usize) {
+        let Some(keys) = self.members.get(&(vhost, protocol)) else { return };
+        for &key in keys {
+            if let Some(Wsi::Conn(c)) = self.wsis.get_mut(key) {
+                if c.bound_to() == Some((vhost, protocol)) {
+                    c.core.want_writable = true;
+                    self.sh.force(&mut c.core);
+                }
+            }
+        }
+    }
+
+    /// What other loops asked of this one's connections.
+    fn take_writable_all(&mut self) {
+        let Some(l) = self.sh.handle.inner.loops.get(self.tsi) else { return };
+        let asked = std::mem::take(&mut *l.writable_all.lock().unwrap_or_else(|e| e.into_inner()));
+        for (vhost, protocol) in asked {
+            self.writable_all(vhost, protocol);
+        }
+    }
+
     /// Applies what callbacks asked for about other connections.
     fn apply_commands(&mut self) {
         if self.sh.commands.is_empty() {
@@ -1149,13 +1211,18 @@ impl Service {
         let mut commands = std::mem::take(&mut self.sh.commands);
         for cmd in commands.drain(..) {
             match cmd {
-                Command::WritableAllProtocol { vhost, protocol } => {
-                    for (_, w) in self.wsis.iter_mut() {
-                        if let Wsi::Conn(c) = w {
-                            if c.bound_to() == Some((vhost, protocol)) {
-                                c.core.want_writable = true;
-                                self.sh.force(&mut c.core);
+                Command::WritableAllProtocol { vhost, protocol, all_loops } => {
+                    self.writable_all(vhost, protocol);
+                    if all_loops {
+                        let inner = Arc::clone(&self.sh.handle.inner);
+                        for (i, l) in inner.loops.iter().enumerate().filter(|(i, _)| *i != self.tsi) {
+                            let mut asked = l.writable_all.lock().unwrap_or_else(|e| e.into_inner());
+                            if !asked.contains(&(vhost, protocol)) {
+                                asked.push((vhost, protocol));
                             }
+                            drop(asked);
+                            log::trace!("loop {}: writeable callbacks asked of loop {i}", self.tsi);
+                            l.wake();
                         }
                     }
                 }
