@@ -24,6 +24,8 @@ pub(crate) struct Conn {
     /// the gauge ([`Conn::became`]), so its close takes back exactly what
     /// was counted, whatever state a panic left it in.
     counted: crate::metrics::ConnRole,
+    /// The (vhost, protocol) whose list the loop has it on.
+    pub(crate) listed: Option<(usize, usize)>,
 }
 
 /// The roles a connection may have.
@@ -38,7 +40,7 @@ impl Conn {
     /// A new connection: HTTP/1 to begin with (after its handshake on a
     /// TLS port), counted in the gauge as `counted`.
     pub(crate) fn new(core: Core, counted: crate::metrics::ConnRole) -> Conn {
-        Conn { core, role: Role::Http(h1::H1::new()), counted }
+        Conn { core, role: Role::Http(h1::H1::new()), counted, listed: None }
     }
 
     /// Moves it in the open-connections gauge to `to`.

@@ -106,9 +106,9 @@ pub(crate) struct Service {
     /// Connections this loop serves at most.
     max_conns: usize,
     /// The connections bound to each (vhost, protocol), by slab key, for
-    /// `callback_on_writable_all_protocol`; and what each is listed under.
+    /// `callback_on_writable_all_protocol` (each connection says which
+    /// list it is on: `Conn::listed`).
     members: std::collections::HashMap<(usize, usize), std::collections::BTreeSet<usize>>,
-    member_of: std::collections::HashMap<usize, (usize, usize)>,
     /// Counts the connections it takes (`warren_loop_connections_total`).
     taken: Arc<std::sync::atomic::AtomicU64>,
     /// Connections the whole process serves at most.
@@ -236,7 +236,6 @@ impl Service {
             max_conns: per_loop,
             taken: handle.inner.metrics.loop_counter(0),
             members: Default::default(),
-            member_of: Default::default(),
             total_conns,
             open_conns: 0,
             vacated: Vec::new(),
@@ -305,7 +304,6 @@ impl Service {
             max_conns: self.max_conns,
             taken: self.sh.handle.inner.metrics.loop_counter(tsi),
             members: Default::default(),
-            member_of: Default::default(),
             total_conns: self.total_conns,
             open_conns: 0,
             vacated: Vec::new(),
@@ -1101,8 +1099,8 @@ impl Service {
             _ => return,
         };
         self.vacated.push(key);
-        self.reindex(key);
         let Wsi::Conn(mut conn) = taken else { return };
+        self.relist(key, conn.listed.take(), None);
         let sh = &mut self.sh;
         if std::panic::catch_unwind(AssertUnwindSafe(|| conn.on_close(sh))).is_err() {
             log::error!("{}: panic in close callbacks", conn.core.peer);
@@ -1156,14 +1154,17 @@ impl Service {
     /// Keeps the per-protocol lists up to date with what the connection at
     /// `key` is bound to now (after each of its turns; none once closed).
     fn reindex(&mut self, key: usize) {
-        let now = match self.wsis.get(key) {
-            Some(Wsi::Conn(c)) => c.bound_to(),
-            _ => None,
-        };
-        let was = self.member_of.get(&key).copied();
-        if was == now {
+        let Some(Wsi::Conn(c)) = self.wsis.get_mut(key) else { return };
+        let now = c.bound_to();
+        if now == c.listed {
             return;
         }
+        let was = std::mem::replace(&mut c.listed, now);
+        self.relist(key, was, now);
+    }
+
+    /// Moves `key` from the list of `was` to that of `now`.
+    fn relist(&mut self, key: usize, was: Option<(usize, usize)>, now: Option<(usize, usize)>) {
         if let Some(p) = was {
             if let Some(set) = self.members.get_mut(&p) {
                 set.remove(&key);
@@ -1171,11 +1172,9 @@ impl Service {
                     self.members.remove(&p);
                 }
             }
-            self.member_of.remove(&key);
         }
         if let Some(p) = now {
             self.members.entry(p).or_default().insert(key);
-            self.member_of.insert(key, p);
         }
     }
 
