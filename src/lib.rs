@@ -73,8 +73,8 @@ pub use check::{CgiReport, ListenerReport, MountKind, MountReport, Report, TlsRe
 pub use error::{Error, Result};
 
 pub use context::{
-    bind_listener, Context, ContextHandle, ContextInfo, FopsFactory, Limits, Listening, Stats, VhostInfo,
-    DEFAULT_WS_HANGUP, DEFAULT_WS_PING, MAX_THREADS, MAX_TIMEOUT,
+    bind_listener, bind_reuse_port_listener, Context, ContextHandle, ContextInfo, FopsFactory, Limits, Listening,
+    Stats, VhostInfo, DEFAULT_WS_HANGUP, DEFAULT_WS_PING, MAX_THREADS, MAX_TIMEOUT,
 };
 pub use http::Request;
 pub use metrics::Metrics;

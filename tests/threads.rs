@@ -9,6 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -381,4 +382,53 @@ fn lws_status_lists_the_connections_of_every_loop() {
         }
     }
     drop(running);
+}
+
+/// Listening sockets on `port` (any process; the tests' ports are
+/// their own).
+fn listeners_on(port: u16) -> usize {
+    let mut n = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && f.get(3) == Some(&"0A") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn reuse_port_gives_each_loop_a_socket_of_its_own() {
+    let (t, root) = site();
+    let root = root.to_string_lossy().into_owned();
+    let (plain, plain_port) = start_warren(&["--root", &root, "--threads", "3", "--metrics", "/metrics"]);
+    assert_eq!(listeners_on(plain_port), 1, "by default one socket, handed out by load");
+    drop(plain);
+    let (running, port) = start_warren(&["--root", &root, "--threads", "3", "--reuse-port", "--metrics", "/metrics"]);
+    assert_eq!(listeners_on(port), 3, "one per loop");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..30 {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+        let mut got = String::new();
+        s.read_to_string(&mut got).expect("read");
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    }
+    drop(running);
+    let out = std::process::Command::new(BIN).args(["--root", &root, "--reuse-port"]).output().expect("run");
+    assert!(!out.status.success(), "--reuse-port needs --threads");
+    // The library: a vhost added later gets a socket per loop too.
+    let info = ContextInfo::new().threads(2).reuse_port(true).vhost(vhost().mount(files_mount("/", Path::new(&root))));
+    let server = Server::start(info);
+    assert_eq!(listeners_on(server.addr.port()), 2);
+    let own = SocketAddr::from(([127, 0, 0, 2], 0));
+    let added = server.handle.add_vhost(VhostInfo::new("added", own).mount(files_mount("/", Path::new(&root))));
+    let addr = added.recv_timeout(Duration::from_secs(20)).expect("an answer").expect("added");
+    wait_for("the second loop's socket", || listeners_on(addr.port()) == 2);
+    drop(t);
 }

@@ -66,6 +66,8 @@ trap 'exit 130' INT TERM
 head -c 1024 /dev/urandom > "$DOC/1k.bin"
 head -c $((10 * 1024 * 1024)) /dev/urandom > "$DOC/10m.bin"
 write_wrk_report "$T/report.lua"
+# nginx's workers (master_process on) run as nobody: the docroot must be theirs to read.
+chmod -R a+rX "$T"
 gcc -O2 -o "$T/floor" "$FLOOR_C"
 
 read -r -a FREE < <(free_ports 4)
@@ -132,7 +134,7 @@ EOF
   done
   [[ $ok == 1 ]] || die "$s did not serve /1k.bin on port ${PORT[$s]} ($(tail -3 "$T/$s.log" 2>/dev/null))"
   # nginx's CPU is its master's and its workers'.
-  CPU_PIDS[$s]="${PID[$s]} $(pgrep -P "${PID[$s]}" | tr '\n' ' ')"
+  CPU_PIDS[$s]="${PID[$s]} $( (pgrep -P "${PID[$s]}" || true) | tr '\n' ' ')"
   log "$s ($loops): pids ${CPU_PIDS[$s]}"
 }
 

@@ -62,6 +62,9 @@ struct Listen {
     index: usize,
     /// Its vhosts speak TLS.
     tls: bool,
+    /// A socket of this loop's own on a shared port (`SO_REUSEPORT`,
+    /// [`ContextInfo::reuse_port`]): what it accepts, it serves.
+    own: bool,
     /// Queued on the forced-service list (more connections are waiting).
     forced: bool,
 }
@@ -82,6 +85,7 @@ pub(crate) struct Replica {
 struct NewListener {
     sock: std::net::TcpListener,
     tls: bool,
+    own: bool,
     addr: SocketAddr,
     wanted: SocketAddr,
 }
@@ -103,6 +107,8 @@ pub(crate) struct Service {
     /// Whether each listener speaks TLS.
     listener_tls: Vec<bool>,
     vhost_listener: Vec<usize>,
+    /// Ports bound here get a socket per loop (`SO_REUSEPORT`).
+    reuse_port: bool,
     /// Connections this loop serves at most.
     max_conns: usize,
     /// The connections bound to each (vhost, protocol), by slab key, for
@@ -233,6 +239,7 @@ impl Service {
             wanted: Vec::new(),
             listener_tls: Vec::new(),
             vhost_listener: Vec::new(),
+            reuse_port: info.reuse_port && threads > 1,
             max_conns: per_loop,
             taken: handle.inner.metrics.loop_counter(0),
             members: Default::default(),
@@ -285,11 +292,17 @@ impl Service {
         let mut wsis = Slab::new();
         for (_, w) in self.wsis.iter() {
             let Wsi::Listen(l) = w else { continue };
-            let copy = std::net::TcpListener::from(std::os::fd::AsFd::as_fd(&l.sock).try_clone_to_owned()?);
+            // A socket of its own on the port, or a copy of the first
+            // loop's (one queue, handed out by load).
+            let copy = if l.own {
+                crate::context::reuse_port_listener(self.addrs[l.index])?
+            } else {
+                std::net::TcpListener::from(std::os::fd::AsFd::as_fd(&l.sock).try_clone_to_owned()?)
+            };
             let mut sock = TcpListener::from_std(copy);
             let entry = wsis.vacant_entry();
             poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE)?;
-            entry.insert(Wsi::Listen(Listen { sock, index: l.index, tls: l.tls, forced: false }));
+            entry.insert(Wsi::Listen(Listen { sock, index: l.index, tls: l.tls, own: l.own, forced: false }));
         }
         Ok(Service {
             tsi,
@@ -301,6 +314,7 @@ impl Service {
             wanted: self.wanted.clone(),
             listener_tls: self.listener_tls.clone(),
             vhost_listener: self.vhost_listener.clone(),
+            reuse_port: self.reuse_port,
             max_conns: self.max_conns,
             taken: self.sh.handle.inner.metrics.loop_counter(tsi),
             members: Default::default(),
@@ -331,7 +345,7 @@ impl Service {
                     if let Err(e) = self.poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE) {
                         log::error!("loop {}: cannot watch the listener on {}: {e}", self.tsi, l.addr);
                     } else {
-                        entry.insert(Wsi::Listen(Listen { sock, index, tls: l.tls, forced: false }));
+                        entry.insert(Wsi::Listen(Listen { sock, index, tls: l.tls, own: l.own, forced: false }));
                     }
                 }
                 self.addrs.push(l.addr);
@@ -388,9 +402,16 @@ impl Service {
                 li
             }
             None => {
-                let std_sock = match self.take_inherited(v.listen) {
-                    Some(l) => l,
-                    None => crate::context::bind_listener(v.listen)?,
+                // With `reuse_port`, a port bound here, or handed over
+                // with SO_REUSEPORT set, gets a socket per loop; another
+                // handed over is shared (handed out by load).
+                let (std_sock, own) = match self.take_inherited(v.listen) {
+                    Some(l) => {
+                        let own = self.reuse_port && socket2::SockRef::from(&l).reuse_port().unwrap_or(false);
+                        (l, own)
+                    }
+                    None if self.reuse_port => (crate::context::bind_reuse_port_listener(v.listen)?, true),
+                    None => (crate::context::bind_listener(v.listen)?, false),
                 };
                 std_sock.set_nonblocking(true)?;
                 let copy = std_sock.try_clone()?;
@@ -401,7 +422,7 @@ impl Service {
                 let addr = sock.local_addr()?;
                 self.addrs.push(addr);
                 self.sh.listen_ports.push(addr.port());
-                entry.insert(Wsi::Listen(Listen { sock, index, tls, forced: false }));
+                entry.insert(Wsi::Listen(Listen { sock, index, tls, own, forced: false }));
                 self.wanted.push(v.listen);
                 self.listener_tls.push(tls);
                 self.sh.listeners.push(Vec::new());
@@ -474,13 +495,22 @@ impl Service {
             let Some(live) = self.sh.live[vi].replica() else { continue };
             let li = self.vhost_listener[vi];
             let new_listener = if self.sh.listeners.len() > listeners_before {
+                let addr = self.addrs[li];
                 let sock = self.wsis.iter().find_map(|(_, w)| match w {
-                    Wsi::Listen(l) if l.index == li => Some(std::os::fd::AsFd::as_fd(&l.sock).try_clone_to_owned()),
+                    Wsi::Listen(l) if l.index == li && l.own => {
+                        Some(crate::context::reuse_port_listener(addr).map(|s| (s, true)))
+                    }
+                    Wsi::Listen(l) if l.index == li => Some(
+                        std::os::fd::AsFd::as_fd(&l.sock)
+                            .try_clone_to_owned()
+                            .map(|fd| (std::net::TcpListener::from(fd), false)),
+                    ),
                     _ => None,
                 });
                 match sock {
-                    Some(Ok(fd)) => Some(NewListener {
-                        sock: std::net::TcpListener::from(fd),
+                    Some(Ok((sock, own))) => Some(NewListener {
+                        sock,
+                        own,
                         tls: self.listener_tls[li],
                         addr: self.addrs[li],
                         wanted: self.wanted[li],
@@ -859,7 +889,7 @@ impl Service {
     fn accept(&mut self, key: usize) {
         for _ in 0..ACCEPT_BUDGET {
             let Some(Wsi::Listen(l)) = self.wsis.get(key) else { return };
-            let (index, tls) = (l.index, l.tls);
+            let (index, tls, own) = (l.index, l.tls, l.own);
             let (stream, peer) = match l.sock.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -883,7 +913,13 @@ impl Service {
             let shared = usize::try_from(self.sh.handle.inner.metrics.open_total()).unwrap_or(usize::MAX);
             // The loop with the fewest connections serves it (lws's
             // least-loaded thread): this one, or another it is handed to.
-            let target = if shared < self.total_conns { self.least_loaded() } else { None };
+            let target = match shared < self.total_conns {
+                // Its own socket on a shared port: served here while this
+                // loop is below its share.
+                true if own && self.open_conns < self.max_conns => Some(self.tsi),
+                true => self.least_loaded(),
+                false => None,
+            };
             let Some(target) = target else {
                 inc(&self.sh.handle.inner.metrics.refused);
                 // A TLS client would read an HTTP answer as a broken

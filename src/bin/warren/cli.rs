@@ -167,6 +167,14 @@ pub struct ServeArgs {
     /// with --config, the global "count-threads", which this overrides].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub threads: Option<u32>,
+    /// With --threads: give each loop a listening socket of its own on
+    /// each port (SO_REUSEPORT): the kernel spreads connections, none
+    /// crosses threads (faster for a connection per request), but the
+    /// spread is uneven and a reload resets connections waiting in the
+    /// closing loops' queues [default: one queue per port, each
+    /// connection handed to the least-loaded loop].
+    #[arg(long, requires = "threads")]
+    pub reuse_port: bool,
     /// At most N connections open at once from one peer address (lwsws's
     /// ip-limit-wsi); one more is closed at once, unanswered [default:
     /// no limit; with --config, the global "ip-limit-wsi"].

@@ -45,7 +45,7 @@ pub fn check_info(args: &ServeArgs) -> Result<ContextInfo, String> {
 fn build(args: &ServeArgs, listeners: Option<Vec<TcpListener>>) -> Result<ContextInfo, String> {
     let info = build_site(args, listeners)?;
     Ok(match args.threads {
-        Some(n) => info.threads(n as usize),
+        Some(n) => info.threads(n as usize).reuse_port(args.reuse_port),
         None => info,
     })
 }
@@ -240,7 +240,12 @@ fn bind_flags(args: &ServeArgs) -> Result<Vec<TcpListener>, String> {
         let addr = SocketAddr::new(addr.ip(), port);
         // Left to try if this one is skipped: the rest, or one bound.
         let left = total - i - 1 + bound.len();
-        match warren::bind_listener(addr) {
+        let bound_here = if args.reuse_port && args.threads.is_some_and(|n| n > 1) {
+            warren::bind_reuse_port_listener(addr)
+        } else {
+            warren::bind_listener(addr)
+        };
+        match bound_here {
             Ok(l) => {
                 if port == 0 {
                     port = l.local_addr().map_err(|e| format!("{addr}: {e}"))?.port();
