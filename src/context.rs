@@ -655,13 +655,22 @@ pub(crate) struct LoopSignals {
     pub(crate) replicas: std::sync::Mutex<Vec<crate::service::Replica>>,
     /// Connections another loop accepted for this one; `None` once the
     /// loop has ended.
-    handed: std::sync::Mutex<Option<Vec<Handed>>>,
+    handed: std::sync::Mutex<Hands>,
     /// (vhost, protocol) pairs whose connections on this loop another
     /// loop asked to be made writeable.
     pub(crate) writable_all: std::sync::Mutex<Vec<(usize, usize)>>,
     /// Connections the loop serves, and those handed to it not yet
     /// adopted: what "least loaded" compares.
     load: std::sync::atomic::AtomicUsize,
+}
+
+/// What other loops handed a loop, and whether it takes more.
+#[derive(Debug)]
+pub(crate) struct Hands {
+    queue: Vec<Handed>,
+    /// Cleared when the loop drains or ends: nothing more is handed to
+    /// it (what is queued it still takes, or closes when it ends).
+    open: bool,
 }
 
 /// A connection one loop accepted for another.
@@ -681,7 +690,7 @@ impl LoopSignals {
             files_ready: AtomicBool::new(false),
             drain: Default::default(),
             replicas: Default::default(),
-            handed: std::sync::Mutex::new(Some(Vec::new())),
+            handed: std::sync::Mutex::new(Hands { queue: Vec::new(), open: true }),
             writable_all: Default::default(),
             load: Default::default(),
         }
@@ -690,7 +699,7 @@ impl LoopSignals {
     /// The loop's load, `None` once it has ended.
     pub(crate) fn load(&self) -> Option<usize> {
         let handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
-        handed.as_ref().map(|_| self.load.load(Ordering::Acquire))
+        handed.open.then(|| self.load.load(Ordering::Acquire))
     }
 
     pub(crate) fn loaded(&self, n: usize) {
@@ -702,11 +711,13 @@ impl LoopSignals {
     }
 
     /// Hands the loop a connection (counted in its load) and wakes it;
-    /// the connection back if the loop has ended.
+    /// the connection back if the loop takes no more.
     pub(crate) fn hand(&self, h: Handed) -> Result<(), Handed> {
         let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(queue) = handed.as_mut() else { return Err(h) };
-        queue.push(h);
+        if !handed.open {
+            return Err(h);
+        }
+        handed.queue.push(h);
         self.load.fetch_add(1, Ordering::AcqRel);
         drop(handed);
         self.wake();
@@ -715,14 +726,22 @@ impl LoopSignals {
 
     /// The connections handed over since the last call.
     pub(crate) fn take_handed(&self) -> Vec<Handed> {
-        let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
-        handed.as_mut().map(std::mem::take).unwrap_or_default()
+        std::mem::take(&mut self.handed.lock().unwrap_or_else(|e| e.into_inner()).queue)
+    }
+
+    /// The loop drains: nothing more is handed to it (a connection
+    /// another loop accepts meanwhile is that loop's), and what was
+    /// handed before is still taken.
+    pub(crate) fn close_hands(&self) {
+        self.handed.lock().unwrap_or_else(|e| e.into_inner()).open = false;
     }
 
     /// The loop has ended: nothing more is handed to it; what was, and
     /// not taken, is returned (to be closed).
     pub(crate) fn ended(&self) -> Vec<Handed> {
-        self.handed.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
+        let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
+        handed.open = false;
+        std::mem::take(&mut handed.queue)
     }
 
     pub(crate) fn wake(&self) {

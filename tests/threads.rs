@@ -432,3 +432,53 @@ fn reuse_port_gives_each_loop_a_socket_of_its_own() {
     wait_for("the second loop's socket", || listeners_on(addr.port()) == 2);
     drop(t);
 }
+
+/// Probe finding: 64 loops hold descriptors of their own (a poll, a
+/// waker, listener copies); the connection limit used to ignore them, so
+/// with `ulimit -n 300` the process ran out at about 37 connections while
+/// it counted on 112: new clients then waited, unanswered, and every loop
+/// logged EMFILE ten times a second. Now the limit leaves them out: one
+/// connection too many gets its 503, and the log stays quiet.
+#[test]
+fn many_loops_count_their_own_descriptors() {
+    let (t, root) = site();
+    let root = root.to_string_lossy().into_owned();
+    let (running, port, log) = start_warren_with_fd_limit(&["--root", &root, "--threads", "64"], 300);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let ask = |s: &mut TcpStream| -> String {
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        if s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").is_err() {
+            return "write failed".into();
+        }
+        let mut buf = [0u8; 12];
+        match s.read(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) => format!("no answer: {e}"),
+        }
+    };
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        let got = ask(&mut s);
+        match got.as_str() {
+            "HTTP/1.1 200" => held.push(s),
+            "HTTP/1.1 503" => refused += 1,
+            other => panic!("after {} served and {refused} refused: {other:?}", held.len()),
+        }
+    }
+    assert!(refused > 0 && held.len() >= 8, "{} served, {refused} refused", held.len());
+    drop(held);
+    let mut s = TcpStream::connect(addr).expect("connect");
+    wait_for("served again", || {
+        ask(&mut s) == "HTTP/1.1 200" || {
+            s = TcpStream::connect(addr).expect("connect");
+            false
+        }
+    });
+    drop(running);
+    let lines: Vec<String> = log.iter().collect();
+    let emfile = lines.iter().filter(|l| l.contains("Too many open files")).count();
+    assert!(emfile <= 64, "{emfile} EMFILE warnings");
+    drop(t);
+}

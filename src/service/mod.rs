@@ -30,6 +30,9 @@ const FD_RESERVE: usize = 512;
 const MIN_CONNECTIONS: usize = 8;
 /// How long accepting pauses when the process is out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The least time between two warnings that accepting is out of
+/// descriptors.
+const OUT_OF_FDS_LOG_EVERY: Duration = Duration::from_secs(60);
 /// While draining, how long an idle keep-alive connection is kept for a
 /// request its client may have sent already (one sent meanwhile is still
 /// answered, with `Connection: close`).
@@ -109,6 +112,9 @@ pub(crate) struct Service {
     vhost_listener: Vec<usize>,
     /// Ports bound here get a socket per loop (`SO_REUSEPORT`).
     reuse_port: bool,
+    /// When accepting last warned it was out of descriptors, and how
+    /// many times it was since.
+    out_of_fds: Option<(Instant, u64)>,
     /// Connections this loop serves at most.
     max_conns: usize,
     /// The connections bound to each (vhost, protocol), by slab key, for
@@ -208,16 +214,21 @@ impl Service {
                 certs: Default::default(),
             }),
         };
+        // What each loop holds whatever it serves: its poll (twice: the
+        // CGI reaper has its own handle), its waker, and a copy of each
+        // listener; these come off the process's descriptors first.
+        let per_loop_fds = 3 + info.vhosts.len();
+        let loops_fds = per_loop_fds * threads;
         let mut total_conns = match info.limits.max_connections {
             Some(n) => n,
-            None => connections_for(fd_limit())?,
+            None => connections_for(fd_limit().saturating_sub(loops_fds))?,
         };
         // Each loop's share, rounded up so that loops all at their share
         // are the process at its limit (and a connection is refused
         // rather than left waiting); or what each may have on its own.
         let per_loop = match info.fd_limit_per_thread.filter(|_| threads > 1) {
             Some(fds) => {
-                let n = connections_for(fds)?;
+                let n = connections_for(fds.saturating_sub(per_loop_fds))?;
                 total_conns = total_conns.min(n.saturating_mul(threads));
                 n
             }
@@ -240,6 +251,7 @@ impl Service {
             listener_tls: Vec::new(),
             vhost_listener: Vec::new(),
             reuse_port: info.reuse_port && threads > 1,
+            out_of_fds: None,
             max_conns: per_loop,
             taken: handle.inner.metrics.loop_counter(0),
             members: Default::default(),
@@ -315,6 +327,7 @@ impl Service {
             listener_tls: self.listener_tls.clone(),
             vhost_listener: self.vhost_listener.clone(),
             reuse_port: self.reuse_port,
+            out_of_fds: None,
             max_conns: self.max_conns,
             taken: self.sh.handle.inner.metrics.loop_counter(tsi),
             members: Default::default(),
@@ -755,6 +768,10 @@ impl Service {
     /// [`ContextHandle::listeners`] too: a socket left open would queue
     /// connections nobody serves), and each connection is told.
     fn start_drain(&mut self, request: crate::context::DrainRequest) {
+        // No connection is handed to this loop from now on; those handed
+        // before are served (`drain_turn` takes them).
+        self.sh.handle.inner.loops[self.tsi].close_hands();
+        self.take_handed();
         let now = self.sh.now;
         let until = now + request.grace.min(crate::context::MAX_TIMEOUT);
         let ws_close_at = if request.keep_websockets { until } else { now };
@@ -826,6 +843,8 @@ impl Service {
     fn drain_turn(&mut self) -> bool {
         let Some(mut d) = self.drain else { return false };
         let now = self.sh.now;
+        // Handed before the drain began, and not yet taken: served too.
+        self.take_handed();
         if self.open_conns == 0 {
             return true;
         }
@@ -898,7 +917,20 @@ impl Service {
                 {
                     // Out of descriptors: the listener stays readable, so
                     // retry from a timer rather than spin.
-                    log::warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    // Said once a minute at most per loop (a client
+                    // holding the process at its limit must not fill
+                    // the log), with how many more there were.
+                    let now = self.sh.now;
+                    if self.out_of_fds.is_none_or(|(at, _)| now.duration_since(at) >= OUT_OF_FDS_LOG_EVERY) {
+                        let more = self.out_of_fds.map_or(0, |(_, n)| n);
+                        log::warn!(
+                            "accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?} ({more} more times since the last \
+                             such warning)"
+                        );
+                        self.out_of_fds = Some((now, 0));
+                    } else if let Some((_, n)) = self.out_of_fds.as_mut() {
+                        *n += 1;
+                    }
                     self.sh.timers.set(key, self.sh.now + ACCEPT_BACKOFF);
                     return;
                 }
