@@ -35,6 +35,15 @@ fn wait_line(log: &Receiver<String>, needle: &str) -> String {
     wait_line_seeing(log, needle, &mut Vec::new())
 }
 
+/// Waits until every service loop has begun the drain (each says
+/// "draining"; with `WARREN_TEST_THREADS` there are several, and the
+/// port closes only once the last has closed its copy of the listener).
+fn wait_drain(log: &Receiver<String>) {
+    for _ in 0..support::test_threads().unwrap_or(1).max(1) {
+        wait_line(log, "draining");
+    }
+}
+
 /// [`wait_line`], keeping every line read in `seen`.
 fn wait_line_seeing(log: &Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
     let until = Instant::now() + PATIENCE;
@@ -146,7 +155,7 @@ fn sigterm_lets_a_download_in_flight_finish() {
     let mut body = vec![0; 64 * 1024];
     r.read_exact(&mut body).expect("the first bytes");
     signal(&w, libc::SIGTERM);
-    wait_line(&log, "draining");
+    wait_drain(&log);
     assert!(refused(port), "the listener is closed once the drain begins");
     let mut rest = Vec::new();
     r.read_to_end(&mut rest).expect("the rest");
@@ -176,7 +185,7 @@ fn a_second_signal_stops_at_once() {
     let mut first = vec![0; 64 * 1024];
     r.read_exact(&mut first).expect("the first bytes");
     signal(&w, libc::SIGTERM);
-    wait_line(&log, "draining");
+    wait_drain(&log);
     signal(&w, libc::SIGINT);
     let status = wait_exit(&mut w);
     assert_eq!(status.code(), Some(0), "{status:?}");
@@ -199,7 +208,7 @@ fn sigterm_closes_websockets_with_1001() {
     let (mut w, port, log) = start_warren_logged(&["--grace", "600"]);
     let mut ws = echoing(port, "hello");
     signal(&w, libc::SIGTERM);
-    wait_line(&log, "draining");
+    wait_drain(&log);
     let close = ws.recv().expect("a close frame");
     assert_eq!(close.close_code(), Some(1001), "{close:?}");
     // Answer it: the handshake completes and warren exits.
@@ -283,7 +292,7 @@ fn cgi_in_flight(grace: &str) -> (tempfile::TempDir, Running, Receiver<String>, 
 fn sigterm_lets_a_cgi_finish_then_ends_its_group() {
     let (t, mut w, log, mut r, pid) = cgi_in_flight("600");
     signal(&w, libc::SIGTERM);
-    wait_line(&log, "draining");
+    wait_drain(&log);
     std::fs::write(t.path().join("go"), b"").expect("go");
     let mut rest = String::new();
     r.read_to_string(&mut rest).expect("the rest");
@@ -306,7 +315,7 @@ fn sigterm_lets_a_cgi_finish_then_ends_its_group() {
 fn a_cgi_past_the_grace_is_ended_with_its_group() {
     let (_t, mut w, log, mut r, pid) = cgi_in_flight("1");
     signal(&w, libc::SIGTERM);
-    wait_line(&log, "draining");
+    wait_drain(&log);
     // Never told to go on: the grace ends it.
     let mut rest = String::new();
     let _ = r.read_to_string(&mut rest);
