@@ -21,7 +21,9 @@ pub(crate) mod streams;
 pub(crate) mod tls;
 pub(crate) mod transport;
 
-pub(crate) use env::{Env, MountLive, VhostLive, RX_BUF};
+#[cfg(feature = "ws")]
+pub(crate) use env::RX_BUF;
+pub(crate) use env::{Env, MountLive, VhostLive};
 pub(crate) use out::Out;
 pub(crate) use transport::{Link, PlainTcp};
 

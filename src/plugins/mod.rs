@@ -18,6 +18,7 @@ pub mod status;
 #[cfg(feature = "appliance")]
 pub mod vars;
 
+#[cfg(feature = "appliance")]
 use crate::protocol::AnyProtocol;
 
 /// The names of the built-in plugins.
@@ -79,12 +80,6 @@ pub(crate) fn maker(name: &str, options: &[(&str, &str)]) -> Result<crate::proto
 /// Without the `appliance` feature there is no plugin to make.
 #[cfg(not(feature = "appliance"))]
 pub(crate) fn maker(name: &str, _options: &[(&str, &str)]) -> Result<crate::protocol::MakeProtocol, String> {
-    Err(unknown(name))
-}
-
-/// Without the `appliance` feature there is no plugin to make.
-#[cfg(not(feature = "appliance"))]
-pub(crate) fn with_options(name: &str, _options: &[(&str, &str)]) -> Result<Box<dyn AnyProtocol>, String> {
     Err(unknown(name))
 }
 
