@@ -61,6 +61,7 @@ pub mod protocol;
 mod reload;
 mod roles;
 mod service;
+mod signals;
 mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;

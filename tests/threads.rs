@@ -93,12 +93,26 @@ fn which_conn(addr: SocketAddr) -> (TcpStream, String) {
 
 /// `warren_loop_connections_total` by loop.
 fn per_loop(m: &warren::Metrics) -> BTreeMap<String, u64> {
-    m.render()
-        .lines()
+    per_loop_in(&m.render())
+}
+
+/// `warren_loop_connections_total` by loop, in a metrics text.
+fn per_loop_in(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
         .filter_map(|l| l.strip_prefix("warren_loop_connections_total{loop=\""))
         .filter_map(|l| l.split_once("\"} "))
         .map(|(i, n)| (i.to_string(), n.parse().expect("a count")))
         .collect()
+}
+
+/// The whole answer to `GET path` on a connection of its own.
+fn get_close(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let mut got = String::new();
+    s.read_to_string(&mut got).expect("read");
+    got
 }
 
 /// Waits (at most 20 s) until `done` holds.
@@ -248,11 +262,7 @@ fn the_binary_runs_count_threads_loops() {
     wait_for("three loops", || names() == ["warren-loop-0", "warren-loop-1", "warren-loop-2"]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     for _ in 0..6 {
-        let mut s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
-        let mut got = String::new();
-        s.read_to_string(&mut got).expect("read");
+        let got = get_close(addr, "/");
         assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     }
     // SIGTERM drains every loop and the process exits.
@@ -342,17 +352,10 @@ fn the_mirror_reaches_members_on_every_loop() {
         assert_eq!(got, want, "client {i}");
     }
     // Every loop had members (the metrics scrape is one more connection).
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
-    let loops: Vec<u64> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("warren_loop_connections_total{loop=\""))
-        .filter_map(|l| l.split_once("\"} ")?.1.parse().ok())
-        .collect();
+    let text = get_close(addr, "/metrics");
+    let loops = per_loop_in(&text);
     assert_eq!(loops.len(), 4, "{text}");
-    assert!(loops.iter().all(|&n| n >= 2), "{loops:?}");
+    assert!(loops.values().all(|&n| n >= 2), "{loops:?}");
     drop(running);
 }
 
@@ -412,11 +415,7 @@ fn reuse_port_gives_each_loop_a_socket_of_its_own() {
     assert_eq!(listeners_on(port), 3, "one per loop");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     for _ in 0..30 {
-        let mut s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
-        let mut got = String::new();
-        s.read_to_string(&mut got).expect("read");
+        let got = get_close(addr, "/");
         assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     }
     drop(running);

@@ -161,7 +161,7 @@ impl Env {
             validators: Default::default(),
             commands: Vec::new(),
             handle: handle.clone(),
-            files_waker: std::task::Waker::from(Arc::new(crate::context::FilesReady(Arc::clone(&handle.inner), tsi))),
+            files_waker: std::task::Waker::from(Arc::new(crate::signals::FilesReady(Arc::clone(&handle.inner), tsi))),
             timers: TimerWheel::new(now),
             forced: Vec::new(),
             now,

@@ -4,6 +4,9 @@
 
 #[cfg(feature = "cgi")]
 mod cgi;
+mod loops;
+
+pub(crate) use loops::Replica;
 
 use crate::conn::{Core, Env, Link, PlainTcp, Step};
 use crate::context::{check_context, ContextHandle, ContextInfo, HandleInner, VhostInfo};
@@ -70,27 +73,6 @@ struct Listen {
     own: bool,
     /// Queued on the forced-service list (more connections are waiting).
     forced: bool,
-}
-
-/// A vhost the first loop attached, for another loop to serve too.
-pub(crate) struct Replica {
-    /// The vhost table with it.
-    vhosts: Arc<Vec<crate::vhost::Vhost>>,
-    /// Its live state for that loop.
-    live: crate::conn::VhostLive,
-    /// The listener it is served on.
-    listener: usize,
-    /// That listener, when the vhost made it: a copy of its socket.
-    new_listener: Option<NewListener>,
-}
-
-/// A listening socket another loop accepts on too.
-struct NewListener {
-    sock: std::net::TcpListener,
-    tls: bool,
-    own: bool,
-    addr: SocketAddr,
-    wanted: SocketAddr,
 }
 
 /// One service loop.
@@ -194,7 +176,7 @@ impl Service {
         let mut signals = Vec::with_capacity(threads);
         for _ in 0..threads {
             let poll = Poll::new()?;
-            signals.push(crate::context::LoopSignals::new(Waker::new(poll.registry(), WAKER)?));
+            signals.push(crate::signals::LoopSignals::new(Waker::new(poll.registry(), WAKER)?));
             polls.push(poll);
         }
         let handle = ContextHandle {
@@ -240,32 +222,11 @@ impl Service {
         };
         let now = Instant::now();
         let sh = Env::new(first_poll.registry(), &handle, info.limits, 0, now);
-        let mut service = Service {
-            tsi: 0,
-            poll: first_poll,
-            wsis: Slab::new(),
-            sh,
-            protocol_timers: Vec::new(),
-            addrs: Vec::new(),
-            wanted: Vec::new(),
-            listener_tls: Vec::new(),
-            vhost_listener: Vec::new(),
-            reuse_port: info.reuse_port && threads > 1,
-            out_of_fds: None,
-            max_conns: per_loop,
-            taken: handle.inner.metrics.loop_counter(0),
-            members: Default::default(),
-            total_conns,
-            open_conns: 0,
-            vacated: Vec::new(),
-            generation: 0,
-            factory: info.fops_factory.take(),
-            inherited: std::mem::take(&mut info.inherited),
-            asked: info.vhosts.iter().map(|v| v.listen).collect(),
-            drain: None,
-            access_logs: Default::default(),
-            default_access_log: info.default_access_log.take(),
-        };
+        let mut service = Service::blank(0, first_poll, sh, (per_loop, total_conns), info.reuse_port && threads > 1);
+        service.factory = info.fops_factory.take();
+        service.inherited = std::mem::take(&mut info.inherited);
+        service.asked = info.vhosts.iter().map(|v| v.listen).collect();
+        service.default_access_log = info.default_access_log.take();
         for v in std::mem::take(&mut info.vhosts) {
             service.attach_vhost(v)?;
         }
@@ -284,102 +245,35 @@ impl Service {
         Ok((services, handle))
     }
 
-    /// Loop number `tsi`, polling `poll`: the same vhosts, its own
-    /// protocol instances, a copy of each listening socket registered in
-    /// its poll.
-    fn replica(&self, tsi: usize, poll: Poll) -> crate::Result<Service> {
-        let mut sh = Env::new(poll.registry(), &self.sh.handle, self.sh.limits, tsi, Instant::now());
-        sh.vhosts = Arc::clone(&self.sh.vhosts);
-        sh.listeners = self.sh.listeners.clone();
-        sh.listen_ports = self.sh.listen_ports.clone();
-        for (v, live) in self.sh.vhosts.iter().zip(&self.sh.live) {
-            let Some(live) = live.replica() else {
-                return Err(crate::Error::invalid_input(format!(
-                    "vhost {:?}: a protocol was given as one instance, and each service thread needs its own",
-                    v.name
-                )));
-            };
-            sh.live.push(live);
-        }
-        let mut wsis = Slab::new();
-        for (_, w) in self.wsis.iter() {
-            let Wsi::Listen(l) = w else { continue };
-            // A socket of its own on the port, or a copy of the first
-            // loop's (one queue, handed out by load).
-            let copy = if l.own {
-                crate::context::reuse_port_listener(self.addrs[l.index])?
-            } else {
-                std::net::TcpListener::from(std::os::fd::AsFd::as_fd(&l.sock).try_clone_to_owned()?)
-            };
-            let mut sock = TcpListener::from_std(copy);
-            let entry = wsis.vacant_entry();
-            poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE)?;
-            entry.insert(Wsi::Listen(Listen { sock, index: l.index, tls: l.tls, own: l.own, forced: false }));
-        }
-        Ok(Service {
+    /// Loop number `tsi` with nothing to serve yet: `conns` is what it may
+    /// serve and what the process may.
+    fn blank(tsi: usize, poll: Poll, sh: Env, conns: (usize, usize), reuse_port: bool) -> Service {
+        let taken = sh.handle.inner.metrics.loop_counter(tsi);
+        Service {
             tsi,
             poll,
-            wsis,
+            wsis: Slab::new(),
             sh,
             protocol_timers: Vec::new(),
-            addrs: self.addrs.clone(),
-            wanted: self.wanted.clone(),
-            listener_tls: self.listener_tls.clone(),
-            vhost_listener: self.vhost_listener.clone(),
-            reuse_port: self.reuse_port,
+            addrs: Vec::new(),
+            wanted: Vec::new(),
+            listener_tls: Vec::new(),
+            vhost_listener: Vec::new(),
+            reuse_port,
             out_of_fds: None,
-            max_conns: self.max_conns,
-            taken: self.sh.handle.inner.metrics.loop_counter(tsi),
+            max_conns: conns.0,
+            taken,
             members: Default::default(),
-            total_conns: self.total_conns,
+            total_conns: conns.1,
             open_conns: 0,
             vacated: Vec::new(),
             generation: 0,
             factory: None,
             inherited: Vec::new(),
-            asked: self.asked.clone(),
+            asked: Vec::new(),
             drain: None,
             access_logs: Default::default(),
             default_access_log: None,
-        })
-    }
-
-    /// Vhosts the first loop attached since this one last looked: served
-    /// here too, their protocols initialised.
-    fn take_replicas(&mut self) {
-        let Some(signals) = self.sh.handle.inner.loops.get(self.tsi) else { return };
-        let replicas = std::mem::take(&mut *signals.replicas.lock().unwrap_or_else(|e| e.into_inner()));
-        for r in replicas {
-            if let Some(l) = r.new_listener {
-                let index = self.sh.listeners.len();
-                let mut sock = TcpListener::from_std(l.sock);
-                let entry = self.wsis.vacant_entry();
-                if self.drain.is_none() {
-                    if let Err(e) = self.poll.registry().register(&mut sock, Token(entry.key()), Interest::READABLE) {
-                        log::error!("loop {}: cannot watch the listener on {}: {e}", self.tsi, l.addr);
-                    } else {
-                        entry.insert(Wsi::Listen(Listen { sock, index, tls: l.tls, own: l.own, forced: false }));
-                    }
-                }
-                self.addrs.push(l.addr);
-                self.sh.listen_ports.push(l.addr.port());
-                self.wanted.push(l.wanted);
-                self.listener_tls.push(l.tls);
-                self.sh.listeners.push(Vec::new());
-            }
-            let vi = self.sh.live.len();
-            if let Some(vs) = self.sh.listeners.get_mut(r.listener) {
-                vs.push(vi);
-            }
-            self.vhost_listener.push(r.listener);
-            self.sh.vhosts = r.vhosts;
-            self.sh.live.push(r.live);
-            let Env { live, commands, handle, .. } = &mut self.sh;
-            for (pi, p) in live[vi].protocols.iter_mut().enumerate() {
-                let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
-                dispatch_guarded(p.as_mut(), &mut cx, RawEvent::ProtocolInit);
-            }
-            self.apply_commands();
         }
     }
 
@@ -497,49 +391,6 @@ impl Service {
                 log::info!("vhost {name:?} added on {:?}", result.as_ref().ok());
             }
             let _ = reply.send(result);
-        }
-    }
-
-    /// Hands vhost `vi`, just attached, to the other loops (with a copy
-    /// of its listener if it made one: `listeners_before` were there).
-    fn hand_to_other_loops(&mut self, vi: usize, listeners_before: usize) {
-        let inner = Arc::clone(&self.sh.handle.inner);
-        for (tsi, signals) in inner.loops.iter().enumerate().skip(1) {
-            let Some(live) = self.sh.live[vi].replica() else { continue };
-            let li = self.vhost_listener[vi];
-            let new_listener = if self.sh.listeners.len() > listeners_before {
-                let addr = self.addrs[li];
-                let sock = self.wsis.iter().find_map(|(_, w)| match w {
-                    Wsi::Listen(l) if l.index == li && l.own => {
-                        Some(crate::context::reuse_port_listener(addr).map(|s| (s, true)))
-                    }
-                    Wsi::Listen(l) if l.index == li => Some(
-                        std::os::fd::AsFd::as_fd(&l.sock)
-                            .try_clone_to_owned()
-                            .map(|fd| (std::net::TcpListener::from(fd), false)),
-                    ),
-                    _ => None,
-                });
-                match sock {
-                    Some(Ok((sock, own))) => Some(NewListener {
-                        sock,
-                        own,
-                        tls: self.listener_tls[li],
-                        addr: self.addrs[li],
-                        wanted: self.wanted[li],
-                    }),
-                    Some(Err(e)) => {
-                        log::error!("loop {tsi} cannot accept on {}: {e}", self.addrs[li]);
-                        None
-                    }
-                    None => None,
-                }
-            } else {
-                None
-            };
-            let replica = Replica { vhosts: Arc::clone(&self.sh.vhosts), live, listener: li, new_listener };
-            signals.replicas.lock().unwrap_or_else(|e| e.into_inner()).push(replica);
-            signals.wake();
         }
     }
 
@@ -969,12 +820,12 @@ impl Service {
                 continue;
             }
             if target != self.tsi {
-                let handed = crate::context::Handed { stream, peer, listener: index, tls };
+                let handed = crate::signals::Handed { stream, peer, listener: index, tls };
                 match self.sh.handle.inner.loops[target].hand(handed) {
                     Ok(()) => continue,
                     // That loop has ended: served here after all.
                     Err(back) => {
-                        let crate::context::Handed { stream, peer, .. } = back;
+                        let crate::signals::Handed { stream, peer, .. } = back;
                         self.adopt_counted(stream, peer, index, tls, true);
                         continue;
                     }
@@ -988,62 +839,6 @@ impl Service {
                 l.forced = true;
                 self.sh.forced.push(key);
             }
-        }
-    }
-
-    /// The loop that serves the next connection: the one with the fewest
-    /// (this one when it ties), among those below their share; `None`
-    /// when all are at it.
-    fn least_loaded(&self) -> Option<usize> {
-        let loops = &self.sh.handle.inner.loops;
-        if loops.len() == 1 {
-            return (self.open_conns < self.max_conns).then_some(self.tsi);
-        }
-        let load = |i: usize| loops[i].load().filter(|&n| n < self.max_conns);
-        let mut best = load(self.tsi).map(|n| (n, self.tsi));
-        for i in (0..loops.len()).filter(|&i| i != self.tsi) {
-            if let Some(n) = load(i) {
-                if best.is_none_or(|(b, _)| n < b) {
-                    best = Some((n, i));
-                }
-            }
-        }
-        best.map(|(_, i)| i)
-    }
-
-    /// Adopts a connection admitted already (its peer counted); a
-    /// failure gives the peer's count back. `count`: the loop's load
-    /// has not counted it yet (it was not handed over).
-    fn adopt_counted(&mut self, stream: TcpStream, peer: SocketAddr, listener: usize, tls: bool, count: bool) {
-        let signals = &self.sh.handle.inner.loops[self.tsi];
-        if count {
-            signals.loaded(1);
-        }
-        if let Err(e) = self.adopt(stream, peer, listener, tls) {
-            log::warn!("{peer}: cannot adopt connection: {e}");
-            self.sh.handle.inner.loops[self.tsi].unloaded(1);
-            if self.sh.limits.peer_connections > 0 {
-                self.sh.handle.inner.peers.left(peer.ip());
-            }
-        }
-    }
-
-    /// The loop ends: no more connections are handed to it, and those
-    /// handed and not adopted are closed (their peers' counts given back).
-    fn end_handing(&mut self) {
-        let inner = &self.sh.handle.inner;
-        for h in inner.loops[self.tsi].ended() {
-            if self.sh.limits.peer_connections > 0 {
-                inner.peers.left(h.peer.ip());
-            }
-        }
-    }
-
-    /// Connections another loop accepted for this one.
-    fn take_handed(&mut self) {
-        let handed = self.sh.handle.inner.loops[self.tsi].take_handed();
-        for h in handed {
-            self.adopt_counted(h.stream, h.peer, h.listener, h.tls, false);
         }
     }
 
@@ -1217,56 +1012,6 @@ impl Service {
         // Waiters added meanwhile (none: this runs between turns) go after.
         waiters.append(&mut self.sh.peer_waiters);
         self.sh.peer_waiters = waiters;
-    }
-
-    /// Keeps the per-protocol lists up to date with what the connection at
-    /// `key` is bound to now (after each of its turns; none once closed).
-    fn reindex(&mut self, key: usize) {
-        let Some(Wsi::Conn(c)) = self.wsis.get_mut(key) else { return };
-        let now = c.bound_to();
-        if now == c.listed {
-            return;
-        }
-        let was = std::mem::replace(&mut c.listed, now);
-        self.relist(key, was, now);
-    }
-
-    /// Moves `key` from the list of `was` to that of `now`.
-    fn relist(&mut self, key: usize, was: Option<(usize, usize)>, now: Option<(usize, usize)>) {
-        if let Some(p) = was {
-            if let Some(set) = self.members.get_mut(&p) {
-                set.remove(&key);
-                if set.is_empty() {
-                    self.members.remove(&p);
-                }
-            }
-        }
-        if let Some(p) = now {
-            self.members.entry(p).or_default().insert(key);
-        }
-    }
-
-    /// A writeable callback for each connection of this loop bound to
-    /// `protocol` of `vhost`: its list, not a scan of every connection.
-    fn writable_all(&mut self, vhost: usize, protocol: usize) {
-        let Some(keys) = self.members.get(&(vhost, protocol)) else { return };
-        for &key in keys {
-            if let Some(Wsi::Conn(c)) = self.wsis.get_mut(key) {
-                if c.bound_to() == Some((vhost, protocol)) {
-                    c.core.want_writable = true;
-                    self.sh.force(&mut c.core);
-                }
-            }
-        }
-    }
-
-    /// What other loops asked of this one's connections.
-    fn take_writable_all(&mut self) {
-        let Some(l) = self.sh.handle.inner.loops.get(self.tsi) else { return };
-        let asked = std::mem::take(&mut *l.writable_all.lock().unwrap_or_else(|e| e.into_inner()));
-        for (vhost, protocol) in asked {
-            self.writable_all(vhost, protocol);
-        }
     }
 
     /// Applies what callbacks asked for about other connections.
