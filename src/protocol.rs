@@ -443,8 +443,16 @@ pub(crate) struct PerLoop {
 }
 
 impl PerLoop {
+    /// With a first instance, unless the maker fails (or panics: it may
+    /// run on a loop's thread, for a vhost added while serving).
     pub(crate) fn new(make: MakeProtocol) -> Option<PerLoop> {
-        Some(PerLoop { inner: make()?, make })
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make())) {
+            Ok(inner) => Some(PerLoop { inner: inner?, make }),
+            Err(_) => {
+                log::error!("a protocol's maker (VhostInfo::protocol_per_loop) panicked");
+                None
+            }
+        }
     }
 }
 

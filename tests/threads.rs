@@ -481,3 +481,30 @@ fn many_loops_count_their_own_descriptors() {
     assert!(emfile <= 64, "{emfile} EMFILE warnings");
     drop(t);
 }
+
+/// A protocol's maker runs on the first loop's thread for a vhost added
+/// while serving: one that panics refuses that vhost, on every loop, and
+/// the loops go on serving.
+#[test]
+fn a_maker_that_panics_refuses_the_vhost_not_the_loops() {
+    let (info, _, cancelled, _t) = which_info(2);
+    let server = Server::start(info);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (c, seen) = (Arc::clone(&calls), Arc::clone(&cancelled));
+    let v = VhostInfo::new("added", SocketAddr::from(([127, 0, 0, 2], 0)))
+        .protocol_per_loop(move || {
+            // The first instance is made here; the second, for the other
+            // loop, on the first loop's thread.
+            assert!(c.fetch_add(1, Ordering::SeqCst) == 0, "a maker that fails");
+            Which { instance: 9, cancelled: Arc::clone(&seen) }
+        })
+        .mount(Mount::callback("/which", "which"));
+    let answer = server.handle.add_vhost(v).recv_timeout(Duration::from_secs(20)).expect("an answer");
+    let e = answer.expect_err("refused");
+    assert!(e.to_string().contains("maker failed"), "{e}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Held open, so that the second goes to the other loop.
+    let held: Vec<(TcpStream, String)> = (0..2).map(|_| which_conn(server.addr)).collect();
+    let served: std::collections::BTreeSet<&String> = held.iter().map(|(_, i)| i).collect();
+    assert_eq!(served.len(), 2, "both loops still serve: {served:?}");
+}

@@ -115,13 +115,18 @@ impl VhostLive {
     /// access log and counters, copies of the error pages and
     /// credentials, and nothing running.
     pub(crate) fn replica(&self) -> Option<VhostLive> {
-        Some(VhostLive {
-            protocols: self.protocols.iter().map(|p| p.replica()).collect::<Option<Vec<_>>>()?,
+        Some(self.with_protocols(self.protocols.iter().map(|p| p.replica()).collect::<Option<Vec<_>>>()?))
+    }
+
+    /// [`replica`](Self::replica) with its protocol instances made already.
+    pub(crate) fn with_protocols(&self, protocols: Vec<Box<dyn AnyProtocol>>) -> VhostLive {
+        VhostLive {
+            protocols,
             access_log: self.access_log.clone(),
             error_pages: self.error_pages.clone(),
             mounts: self.mounts.iter().map(|m| MountLive::new(m.auth.clone())).collect(),
             metrics: Arc::clone(&self.metrics),
-        })
+        }
     }
 }
 

@@ -46,7 +46,7 @@ impl Service {
         for (v, live) in self.sh.vhosts.iter().zip(&self.sh.live) {
             let Some(live) = live.replica() else {
                 return Err(crate::Error::invalid_input(format!(
-                    "vhost {:?}: a protocol was given as one instance, and each service thread needs its own",
+                    "vhost {:?}: a protocol could not be made for service thread {tsi} (its maker failed)",
                     v.name
                 )));
             };
@@ -117,11 +117,17 @@ impl Service {
     }
 
     /// Hands vhost `vi`, just attached, to the other loops (with a copy
-    /// of its listener if it made one: `listeners_before` were there).
-    pub(super) fn hand_to_other_loops(&mut self, vi: usize, listeners_before: usize) {
+    /// of its listener if it made one: `listeners_before` were there),
+    /// each with its set of protocol instances from `sets`, in loop order.
+    pub(super) fn hand_to_other_loops(
+        &mut self,
+        vi: usize,
+        listeners_before: usize,
+        sets: Vec<Vec<Box<dyn crate::protocol::AnyProtocol>>>,
+    ) {
         let inner = Arc::clone(&self.sh.handle.inner);
-        for (tsi, signals) in inner.loops.iter().enumerate().skip(1) {
-            let Some(live) = self.sh.live[vi].replica() else { continue };
+        for ((tsi, signals), protocols) in inner.loops.iter().enumerate().skip(1).zip(sets) {
+            let live = self.sh.live[vi].with_protocols(protocols);
             let li = self.vhost_listener[vi];
             let new_listener = if self.sh.listeners.len() > listeners_before {
                 let addr = self.addrs[li];

@@ -377,11 +377,21 @@ impl Service {
                     continue;
                 }
             }
+            // The other loops' instances of its protocols, made before it
+            // is attached: a maker that fails refuses the vhost on every
+            // loop, rather than leave one loop without it.
+            let sets: Option<Vec<Vec<Box<dyn crate::protocol::AnyProtocol>>>> =
+                (1..loops).map(|_| v.protocols.iter().map(|p| p.replica()).collect()).collect();
+            let Some(sets) = sets else {
+                let why = format!("vhost {name:?}: a protocol's maker failed for one of the service threads");
+                let _ = reply.send(Err(crate::Error::invalid_input(why)));
+                continue;
+            };
             let listeners_before = self.sh.listeners.len();
             let result = self.attach_vhost(v);
             if result.is_ok() {
                 let vi = self.sh.vhosts.len() - 1;
-                self.hand_to_other_loops(vi, listeners_before);
+                self.hand_to_other_loops(vi, listeners_before, sets);
                 let Env { live, commands, handle, .. } = &mut self.sh;
                 for (pi, p) in live[vi].protocols.iter_mut().enumerate() {
                     let mut cx = Cx { commands, vhost: vi, protocol: pi, handle };
