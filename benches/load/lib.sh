@@ -96,13 +96,17 @@ EOF
 
 # cpu_ticks PID: user+system clock ticks the process has used.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# user_ticks PID: the user-space part of cpu_ticks.
+user_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12}'; }
 # server_ticks SERVER: cpu_ticks of PID[SERVER], or, where the script has
 # an associative array CPU_PIDS with an entry for SERVER (a space-separated
 # list of pids, e.g. a master and its workers), their sum.
+# server_ticks SERVER user: the same for user time only.
 server_ticks() {
-  local pids=${PID[$1]} p sum=0
+  local pids=${PID[$1]} p sum=0 count=cpu_ticks
+  [[ ${2:-} == user ]] && count=user_ticks
   if declare -p CPU_PIDS >/dev/null 2>&1 && [[ -n ${CPU_PIDS[$1]:-} ]]; then pids=${CPU_PIDS[$1]}; fi
-  for p in $pids; do sum=$((sum + $(cpu_ticks "$p"))); done
+  for p in $pids; do sum=$((sum + $($count "$p"))); done
   echo "$sum"
 }
 # rss_kib PID: resident set, KiB.
@@ -134,13 +138,14 @@ stop_servers_and_exit() {
 # run_wrk SERVER PATH [HEADER]: one wrk run (WRK_THREADS threads, default 1) against PORT[SERVER] (client
 # pinned by PIN_C) over WRK_SCHEME (http unless set: https), its
 # WRKRESULT line set as W_* variables, the server's CPU seconds during the
-# run (server_ticks) as W_cpu_s, and wrk's own (user + system, from bash's `time`) as
+# run (server_ticks) as W_cpu_s, its user-space part as W_ucpu_s, and wrk's own (user + system, from bash's `time`) as
 # W_ccpu_s.
 run_wrk() {
-  local s=$1 path=$2 hdr=${3:-} line t0 t1
+  local s=$1 path=$2 hdr=${3:-} line t0 t1 u0 u1
   local h=()
   [[ -n $hdr ]] && h=(-H "$hdr")
   t0=$(server_ticks "$s")
+  u0=$(server_ticks "$s" user)
   (
     TIMEFORMAT='%3U %3S'
     time timeout $((SECS + 60)) "${PIN_C[@]}" wrk -t"${WRK_THREADS:-1}" -c"$CONNS" -d"${SECS}s" --latency \
@@ -150,12 +155,15 @@ run_wrk() {
   wait "$WRKPID" || true
   WRKPID=""
   t1=$(server_ticks "$s")
+  u1=$(server_ticks "$s" user)
   cat "$T/wrk.out" >> "$T/wrk-$s.log"
   line=$(grep '^WRKRESULT' "$T/wrk.out" || true)
   [[ -n $line ]] || die "wrk against $s $path gave no result (see $T/wrk-$s.log; BENCH_KEEP=1 keeps it)"
   eval "$(echo "${line#WRKRESULT }" | tr ' ' '\n' | sed 's/^/W_/')"
   # shellcheck disable=SC2034  # read by the scripts that source this
   W_cpu_s=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", t / hz}')
+  # shellcheck disable=SC2034
+  W_ucpu_s=$(awk -v t="$((u1 - u0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", t / hz}')
   # shellcheck disable=SC2034
   W_ccpu_s=$(client_cpu "$T/wrk.time")
 }

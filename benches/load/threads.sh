@@ -10,13 +10,20 @@
 #    (server CPU time / requests; servers pinned to one CPU, wrk to the
 #    other) of warren, nginx (1 worker), lighttpd and the floor
 #    (../shared/bench/floor.c: one epoll loop, one recv and one send per
-#    request, the answer prebuilt in memory), served in the same run.
+#    request, the answer prebuilt in memory), served in the same run,
+#    each split into user and kernel time.
+# 3. The floor again with WORK_NS nanoseconds of user-space work per
+#    request (a clock_gettime spin before each send; floor.c is patched
+#    at build time, the patch checked): how the floor's CPU per request
+#    grows with the work a server does in user space, to read part 2
+#    against.
 #
 # Knobs (environment):
 #   BENCH_ROUNDS   rounds of alternating runs, default 3
 #   BENCH_SECS     seconds per wrk run, default 8
 #   BENCH_CONNS    wrk connections, default 50
 #   BENCH_FLOOR    floor.c, default <repo>/../shared/bench/floor.c
+#   BENCH_WORK     part 3's work per request in ns, default "1000 2000 3000"
 #   BENCH_OUT      raw results file, default /tmp/warren-threads-bench.txt
 #   WARREN_BIN     warren binary, default <repo>/target/release/warren
 #   BENCH_KEEP=1   keep the temp dir; BENCH_NO_INSTALL=1 never run apt-get
@@ -32,6 +39,7 @@ SECS=${BENCH_SECS:-8}
 CONNS=${BENCH_CONNS:-50}
 FLOOR_C=${BENCH_FLOOR:-$HERE/../../../shared/bench/floor.c}
 OUT=${BENCH_OUT:-/tmp/warren-threads-bench.txt}
+WORK=${BENCH_WORK:-1000 2000 3000}
 log() { echo "== $*" >&2; }
 die() { echo "threads.sh: $*" >&2; exit 1; }
 [[ -x $WARREN_BIN ]] || die "no warren binary at $WARREN_BIN (cargo build --release)"
@@ -69,6 +77,12 @@ write_wrk_report "$T/report.lua"
 # nginx's workers (master_process on) run as nobody: the docroot must be theirs to read.
 chmod -R a+rX "$T"
 gcc -O2 -o "$T/floor" "$FLOOR_C"
+# The floor with work: the second argument is the ns to spin per request.
+sed -e 's|^static char resp\[2048\]; static int rlen;|#include <time.h>\nstatic char resp[2048]; static int rlen; static long spin_ns;\nstatic void spin(void) { struct timespec a, b; clock_gettime(CLOCK_MONOTONIC, \&a); do clock_gettime(CLOCK_MONOTONIC, \&b); while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < spin_ns); }|' \
+  -e 's|int port = argc > 1 ? atoi(argv\[1\]) : 18999;|& spin_ns = argc > 2 ? atol(argv[2]) : 0;|' \
+  -e 's|for (int q = 0; q < reqs; q++) send(|for (int q = 0; q < reqs; q++) if (spin(), 1) send(|' "$FLOOR_C" > "$T/floor_work.c"
+[[ $(grep -c 'spin' "$T/floor_work.c") -ge 4 ]] || die "floor.c changed: the work patch no longer applies (see $T/floor_work.c)"
+gcc -O2 -o "$T/floor_work" "$T/floor_work.c"
 
 read -r -a FREE < <(free_ports 4)
 PORT[warren]=${FREE[0]}; PORT[nginx]=${FREE[1]}; PORT[lighttpd]=${FREE[2]}; PORT[floor]=${FREE[3]}
@@ -116,6 +130,10 @@ EOF
       ;;
     floor)
       "$@" "$T/floor" "${PORT[floor]}" > "$T/floor.log" 2>&1 &
+      ;;
+    floor+*)
+      PORT[$s]=${PORT[floor]}
+      "$@" "$T/floor_work" "${PORT[floor]}" "${s#floor+}" > "$T/floor.log" 2>&1 &
       ;;
   esac
   PID[$s]=$!
@@ -169,12 +187,13 @@ PIN_S=(taskset -c 0)
 PIN_C=(taskset -c 1)
 WRK_THREADS=1
 for r in $(seq "$ROUNDS"); do
-  for s in warren nginx lighttpd floor; do
+  for s in warren nginx lighttpd floor $(printf 'floor+%s ' $WORK); do
     start_server "$s" 1 "${PIN_S[@]}"
     run_wrk "$s" /1k.bin
     us=$(awk -v c="$W_cpu_s" -v n="$W_requests" 'BEGIN {printf "%.2f", c * 1e6 / n}')
+    uus=$(awk -v c="$W_ucpu_s" -v n="$W_requests" 'BEGIN {printf "%.2f", c * 1e6 / n}')
     rps=$(awk -v n="$W_requests" -v d="$W_duration_us" 'BEGIN {printf "%.1f", n / (d / 1e6)}')
-    echo "part=1loop server=$s round=$r test=1k us_per_req=$us rps=$rps errors=$W_err_connect/$W_err_read/$W_err_write/$W_err_status/$W_err_timeout" >> "$OUT"
+    echo "part=1loop server=$s round=$r test=1k us_per_req=$us user_us=$uus rps=$rps errors=$W_err_connect/$W_err_read/$W_err_write/$W_err_status/$W_err_timeout" >> "$OUT"
     log "round $r $s (1) 1k: $rps req/s, $us us CPU/req"
     stop_server "$s"
   done
@@ -198,10 +217,12 @@ print("warren / best peer: 1 KiB x%.2f, 10 MiB x%.2f" % (w1 / best1 if best1 els
 print()
 print("one loop, pinned (server CPU 0, wrk CPU 1): server CPU per 1 KiB keep-alive request")
 floor = med("1loop", "floor", "1k", "us_per_req")
-print("%-10s %10s %12s %10s" % ("server", "us/req", "req/s", "x floor"))
-for s in ("floor", "warren", "nginx", "lighttpd"):
-    us = med("1loop", s, "1k", "us_per_req")
-    print("%-10s %10.2f %12.0f %10.2f" % (s, us, med("1loop", s, "1k", "rps"), us / floor if floor else 0))
+print("%-12s %8s %8s %8s %10s %8s" % ("server", "us/req", "user", "kernel", "req/s", "x floor"))
+work = sorted({r["server"] for r in rows if r["server"].startswith("floor+")}, key=lambda s: int(s[6:]))
+for s in ["floor", "warren", "nginx", "lighttpd"] + work:
+    us, user = med("1loop", s, "1k", "us_per_req"), med("1loop", s, "1k", "user_us")
+    print("%-12s %8.2f %8.2f %8.2f %10.0f %8.2f" % (s, us, user, us - user, med("1loop", s, "1k", "rps"), us / floor if floor else 0))
+print("(floor+N: the floor with N ns of user-space work per request)")
 bad = [r["server"] + " " + r["test"] for r in rows if r.get("errors", "0/0/0/0/0").split("/")[3] != "0"]
 if bad:
     print("WARNING: non-2xx/3xx responses in: " + ", ".join(bad))
