@@ -171,6 +171,9 @@ pub struct VhostInfo {
     pub(crate) plain_on_tls: crate::tls::PlainOnTls,
     #[cfg(feature = "tls")]
     pub(crate) sts: bool,
+    pub(crate) listen_accept_protocol: Option<String>,
+    pub(crate) apply_listen_accept: bool,
+    pub(crate) fallback_listen_accept: bool,
 }
 
 impl VhostInfo {
@@ -201,7 +204,44 @@ impl VhostInfo {
             plain_on_tls: crate::tls::PlainOnTls::Drop,
             #[cfg(feature = "tls")]
             sts: false,
+            listen_accept_protocol: None,
+            apply_listen_accept: false,
+            fallback_listen_accept: false,
         }
+    }
+
+    /// The protocol raw connections on this vhost's port are bound to
+    /// (lws's `listen_accept_protocol`), with
+    /// [`apply_listen_accept`](Self::apply_listen_accept) or
+    /// [`fallback_listen_accept`](Self::fallback_listen_accept). It gets
+    /// [`Event::RawAdopt`](crate::protocol::Event::RawAdopt), then
+    /// [`Event::RawRx`](crate::protocol::Event::RawRx) as bytes arrive.
+    /// The port's first vhost decides for every vhost on it.
+    pub fn listen_accept_protocol(mut self, name: impl Into<String>) -> VhostInfo {
+        self.listen_accept_protocol = Some(name.into());
+        self
+    }
+
+    /// Every connection this vhost's port accepts is raw from its first
+    /// byte, bound to the [`listen_accept_protocol`](Self::listen_accept_protocol)
+    /// (RAW-1; lwsws `apply-listen-accept`, `onlyraw`): no HTTP at all.
+    /// On a TLS vhost the handshake comes first and the protocol reads
+    /// and writes plaintext.
+    pub fn apply_listen_accept(mut self, on: bool) -> VhostInfo {
+        self.apply_listen_accept = on;
+        self
+    }
+
+    /// A connection to this vhost's (plaintext) port whose first bytes
+    /// are not a known HTTP method followed by a space becomes raw,
+    /// bound to the [`listen_accept_protocol`](Self::listen_accept_protocol),
+    /// which gets what was read so far as its first rx (RAW-2; lwsws
+    /// `fallback-listen-accept`): an SSH server and a web site can share
+    /// port 443 this way. Decided at the first byte no method can have;
+    /// HTTP requests are served as ever.
+    pub fn fallback_listen_accept(mut self, on: bool) -> VhostInfo {
+        self.fallback_listen_accept = on;
+        self
     }
 
     /// Serves this vhost over TLS (see [`crate::tls`]). Every vhost on

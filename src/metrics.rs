@@ -32,13 +32,15 @@ pub(crate) enum ConnRole {
     /// A WebSocket.
     #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     Ws,
+    /// A raw wsi: a raw connection, an adopted descriptor or UDP socket.
+    Raw,
 }
 
 /// A server's counters and gauges. `Send + Sync`; share it with [`Arc`].
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Open connections by [`ConnRole`] (gauges).
-    open: [AtomicU64; 3],
+    open: [AtomicU64; 4],
     pub(crate) accepted: AtomicU64,
     pub(crate) refused: AtomicU64,
     /// Connections closed at accept: their peer had as many as
@@ -185,6 +187,7 @@ impl Metrics {
                 (&[("role", "tls_handshake")], self.open(ConnRole::TlsHandshake)),
                 (&[("role", "http")], self.open(ConnRole::Http)),
                 (&[("role", "websocket")], self.open(ConnRole::Ws)),
+                (&[("role", "raw")], self.open(ConnRole::Raw)),
             ],
         );
         family(

@@ -141,6 +141,27 @@ pub enum Event<'a, S> {
     #[cfg(feature = "ws")]
     /// The WebSocket connection closed; its session is dropped after this.
     Closed(Wsi<'a, S>),
+    /// A raw wsi is bound to this protocol (lws `RAW_ADOPT`,
+    /// `RAW_ADOPT_FILE`): a connection on a raw port or one that fell
+    /// back to raw (RAW-1, RAW-2), or a descriptor adopted with
+    /// [`Cx::adopt_file`], [`Cx::adopt_udp`] or [`Cx::adopt_socket`].
+    /// The session was just made.
+    RawAdopt(Wsi<'a, S>, RawKind),
+    /// Bytes arrived on a raw wsi (lws `RAW_RX`, `RAW_RX_FILE`): what one
+    /// read gave, or one datagram, whose sender is then
+    /// [`Wsi::peer`]. Nothing may be written here: keep what you need,
+    /// ask for [`Event::RawWriteable`], and pause rx
+    /// ([`Cx::rx_flow_control`]) if you cannot keep more.
+    RawRx(Wsi<'a, S>, &'a [u8]),
+    /// A raw wsi can take one write (lws `RAW_WRITEABLE`).
+    RawWriteable(Wsi<'a, S>, RawWriter<'a>),
+    /// A raw wsi closed (lws `RAW_CLOSE`); its session is dropped after
+    /// this.
+    RawClose(Wsi<'a, S>),
+    /// The wsi's own timer ([`Cx::set_timer`]) came due (lws
+    /// `LWS_CALLBACK_TIMER`, from `lws_set_timer_usecs`). Any wsi bound
+    /// to the protocol gets it: HTTP, WebSocket or raw.
+    WsiTimer(Wsi<'a, S>),
 }
 
 impl<S> fmt::Debug for Event<'_, S> {
@@ -170,6 +191,11 @@ impl<S> fmt::Debug for Event<'_, S> {
             Event::PeerInitiatedClose(..) => "PeerInitiatedClose",
             #[cfg(feature = "ws")]
             Event::Closed(..) => "Closed",
+            Event::RawAdopt(..) => "RawAdopt",
+            Event::RawRx(..) => "RawRx",
+            Event::RawWriteable(..) => "RawWriteable",
+            Event::RawClose(..) => "RawClose",
+            Event::WsiTimer(..) => "WsiTimer",
         };
         f.write_str(name)
     }
@@ -245,8 +271,86 @@ impl Writer<'_> {
     }
 }
 
+/// What a raw wsi is ([`Event::RawAdopt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RawKind {
+    /// A TCP connection (accepted on a raw port, fallen back from HTTP,
+    /// or adopted): a byte stream.
+    Socket,
+    /// A descriptor that is not a socket: a FIFO, a pipe, a character
+    /// device, a terminal. [`Wsi::peer`] is `0.0.0.0:0`.
+    File,
+    /// A UDP socket: each [`Event::RawRx`] is one datagram, from
+    /// [`Wsi::peer`]; write with [`RawWriter::send_to`].
+    Udp,
+}
+
+/// The single write a raw writeable callback may make
+/// ([`Event::RawWriteable`]); like [`Writer`], each method consumes it.
+#[derive(Debug)]
+pub struct RawWriter<'a> {
+    pub(crate) core: &'a mut crate::conn::Core,
+}
+
+impl RawWriter<'_> {
+    /// Writes `data` to a stream or file. What the kernel does not take
+    /// now is kept by the wsi (its one pending write) and sent before
+    /// the next [`Event::RawWriteable`]; an empty write does nothing. On
+    /// a UDP socket: sends one datagram to its connected peer, if
+    /// [`connect`](std::net::UdpSocket::connect)ed before adoption.
+    pub fn write(self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.core.udp {
+            return self.datagram(data, None);
+        }
+        self.core.out.write(data, false)
+    }
+
+    /// Sends `data` as one datagram to `to` (UDP wsis only). When the
+    /// kernel refuses it (its buffer is full: `WouldBlock`), nothing was
+    /// sent, the error says so, and another [`Event::RawWriteable`]
+    /// comes when the socket can take more: send it again then.
+    pub fn send_to(self, data: &[u8], to: SocketAddr) -> io::Result<()> {
+        if !self.core.udp {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "send_to on a wsi that is not UDP"));
+        }
+        self.datagram(data, Some(to))
+    }
+
+    fn datagram(self, data: &[u8], to: Option<SocketAddr>) -> io::Result<()> {
+        let sock = &mut self.core.out.sock;
+        let r = match to {
+            Some(to) => sock.send_to(data, to),
+            None => sock.send(data, false),
+        };
+        match r {
+            Ok(n) if n == data.len() => Ok(()),
+            Ok(n) => Err(io::Error::other(format!("datagram cut: {n} of {} bytes sent", data.len()))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS) => {
+                // Asked again when the socket can take more.
+                self.core.out.writable = false;
+                self.core.want_writable = true;
+                Err(io::Error::new(io::ErrorKind::WouldBlock, "the kernel refused the datagram; send it again"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A descriptor to adopt as a raw wsi, made by the `Cx::adopt_*` calls
+/// and adopted by the loop when the callback returns.
+#[derive(Debug)]
+pub(crate) enum Adoptee {
+    File(std::os::fd::OwnedFd),
+    Udp(mio::net::UdpSocket),
+    Socket(mio::net::TcpStream, SocketAddr),
+}
+
 /// A request made from inside a callback, applied when it returns.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) enum Command {
     Writable(WsiId),
     WritableAllProtocol {
@@ -266,6 +370,14 @@ pub(crate) enum Command {
         protocol: usize,
         after: Duration,
     },
+    /// A wsi's own timer (`None`: cancelled).
+    WsiTimer(WsiId, Option<Duration>),
+    /// A descriptor to adopt as a raw wsi bound to a protocol.
+    Adopt {
+        vhost: usize,
+        protocol: usize,
+        what: Adoptee,
+    },
 }
 
 impl Command {
@@ -275,7 +387,11 @@ impl Command {
             Command::Writable(id) | Command::RxFlow(id, _) | Command::Timeout(id, _) => Some(id),
             #[cfg(feature = "ws")]
             Command::InflateChunk(id, _) => Some(id),
-            Command::WritableAllProtocol { .. } | Command::Schedule { .. } => None,
+            // The loop's own to apply (the wsi's role has no part in them).
+            Command::WsiTimer(..)
+            | Command::WritableAllProtocol { .. }
+            | Command::Schedule { .. }
+            | Command::Adopt { .. } => None,
         }
     }
 }
@@ -350,6 +466,65 @@ impl Cx<'_> {
         self.commands.push(Command::Schedule { vhost: self.vhost, protocol: self.protocol, after });
     }
 
+    /// Arms (or re-arms, or with `None` cancels) `wsi`'s own timer: one
+    /// [`Event::WsiTimer`] after `after`, at the loop's timer resolution
+    /// (50 ms), unless re-armed or cancelled first. It is cancelled when
+    /// the wsi closes. Independent of [`set_timeout`](Self::set_timeout),
+    /// which closes the wsi; longer than [`MAX_TIMEOUT`] counts as
+    /// [`MAX_TIMEOUT`].
+    pub fn set_timer(&mut self, wsi: WsiId, after: Option<Duration>) {
+        self.commands.push(Command::WsiTimer(wsi, after.map(|a| a.min(MAX_TIMEOUT))));
+    }
+
+    /// Adopts a descriptor that is not a socket (a FIFO, a pipe, a
+    /// character device, stdin) as a raw wsi bound to the calling
+    /// protocol on this vhost, as lws's `lws_adopt_descriptor_vhost`
+    /// does: [`Event::RawAdopt`] with [`RawKind::File`] follows once the
+    /// callback returns, then [`Event::RawRx`] as bytes arrive, and
+    /// [`Event::RawClose`] at end of file or an error. The descriptor is
+    /// made non-blocking. Regular files and directories are refused (the
+    /// kernel's poll cannot watch them: they are always ready).
+    pub fn adopt_file(&mut self, fd: std::os::fd::OwnedFd) -> io::Result<()> {
+        crate::roles::raw::check_pollable(&fd)?;
+        crate::roles::raw::set_nonblocking(&fd)?;
+        self.adopt(Adoptee::File(fd));
+        Ok(())
+    }
+
+    /// Makes a UDP socket bound to `addr` (port 0: any free port) and
+    /// adopts it as a raw wsi bound to the calling protocol on this vhost
+    /// (lws's `lws_create_adopt_udp`), returning the address it is bound
+    /// to. Each datagram arrives as one [`Event::RawRx`] whose
+    /// [`Wsi::peer`] is the sender; answer with [`RawWriter::send_to`].
+    pub fn adopt_udp(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let sock = mio::net::UdpSocket::bind(addr)?;
+        let local = sock.local_addr()?;
+        self.adopt(Adoptee::Udp(sock));
+        Ok(local)
+    }
+
+    /// Adopts a UDP socket made elsewhere (connected, with options set);
+    /// see [`adopt_udp`](Self::adopt_udp).
+    pub fn adopt_udp_socket(&mut self, sock: std::net::UdpSocket) -> io::Result<()> {
+        sock.set_nonblocking(true)?;
+        self.adopt(Adoptee::Udp(mio::net::UdpSocket::from_std(sock)));
+        Ok(())
+    }
+
+    /// Adopts a connected TCP stream (one this program connected or
+    /// accepted itself) as a raw wsi bound to the calling protocol on
+    /// this vhost, with [`RawKind::Socket`].
+    pub fn adopt_socket(&mut self, stream: std::net::TcpStream) -> io::Result<()> {
+        let peer = stream.peer_addr()?;
+        stream.set_nonblocking(true)?;
+        self.adopt(Adoptee::Socket(mio::net::TcpStream::from_std(stream), peer));
+        Ok(())
+    }
+
+    fn adopt(&mut self, what: Adoptee) {
+        self.commands.push(Command::Adopt { vhost: self.vhost, protocol: self.protocol, what });
+    }
+
     /// Sets an option of an extension on a WebSocket connection, as lws's
     /// `lws_set_extension_option()` does; call it from
     /// [`Event::Established`]. Known: `permessage-deflate` /
@@ -407,6 +582,11 @@ pub(crate) enum RawEvent<'a> {
     PeerClose(WsiId, SocketAddr, CloseCode, &'a str),
     #[cfg(feature = "ws")]
     WsClosed(WsiId, SocketAddr),
+    RawAdopt(WsiId, SocketAddr, RawKind),
+    RawRx(WsiId, SocketAddr, &'a [u8]),
+    RawWriteable(WsiId, SocketAddr, RawWriter<'a>),
+    RawClose(WsiId, SocketAddr),
+    WsiTimer(WsiId, SocketAddr),
 }
 
 /// A session as the core stores it.
@@ -534,6 +714,11 @@ impl<P: Protocol> AnyProtocol for P {
             }
             #[cfg(feature = "ws")]
             (RawEvent::WsClosed(id, peer), Some(session)) => Event::Closed(Wsi { id, session, peer }),
+            (RawEvent::RawAdopt(id, peer, kind), Some(session)) => Event::RawAdopt(Wsi { id, session, peer }, kind),
+            (RawEvent::RawRx(id, peer, data), Some(session)) => Event::RawRx(Wsi { id, session, peer }, data),
+            (RawEvent::RawWriteable(id, peer, w), Some(session)) => Event::RawWriteable(Wsi { id, session, peer }, w),
+            (RawEvent::RawClose(id, peer), Some(session)) => Event::RawClose(Wsi { id, session, peer }),
+            (RawEvent::WsiTimer(id, peer), Some(session)) => Event::WsiTimer(Wsi { id, session, peer }),
             // A connection event without this protocol's session: the
             // binding is inconsistent, which is our bug; drop the connection.
             (_, None) => return Action::Close,

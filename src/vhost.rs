@@ -43,6 +43,9 @@ pub(crate) struct Vhost {
     /// Its protocols' names, by index (the instances are in
     /// [`VhostLive::protocols`]).
     pub(crate) protocol_names: Vec<String>,
+    /// What its port's connections become raw for (when it is the
+    /// port's first vhost): RAW-1, RAW-2.
+    pub(crate) raw_accept: Option<RawAccept>,
     /// Its TLS, when it has a certificate.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::VhostTls>,
@@ -53,6 +56,17 @@ pub(crate) struct Vhost {
     /// Whether responses over TLS carry Strict-Transport-Security.
     #[cfg(feature = "tls")]
     pub(crate) sts: bool,
+}
+
+/// A vhost's raw accepting ([`crate::VhostInfo::listen_accept_protocol`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawAccept {
+    /// The protocol raw connections are bound to, by index.
+    pub(crate) protocol: usize,
+    /// Every connection is raw from its first byte (RAW-1).
+    pub(crate) always: bool,
+    /// A connection whose first bytes are not HTTP becomes raw (RAW-2).
+    pub(crate) fallback: bool,
 }
 
 impl Vhost {
@@ -311,8 +325,31 @@ pub(crate) fn build(
         plain_on_tls,
         #[cfg(feature = "tls")]
         sts,
+        listen_accept_protocol,
+        apply_listen_accept,
+        fallback_listen_accept,
         ..
     } = v;
+    let raw_accept = match (listen_accept_protocol, apply_listen_accept || fallback_listen_accept) {
+        (Some(p), true) => match protocols.iter().position(|x| x.name() == p) {
+            Some(protocol) => {
+                Some(RawAccept { protocol, always: apply_listen_accept, fallback: fallback_listen_accept })
+            }
+            None => {
+                return Err(crate::Error::invalid_input(format!(
+                    "vhost {name:?}: listen-accept-protocol {p:?} is not one of its protocols ({})",
+                    protocols.iter().map(|x| format!("{:?}", x.name())).collect::<Vec<_>>().join(", ")
+                )))
+            }
+        },
+        (None, true) => {
+            return Err(crate::Error::invalid_input(format!(
+                "vhost {name:?}: apply-listen-accept and fallback-listen-accept need listen-accept-protocol, the \
+                 protocol raw connections are bound to"
+            )))
+        }
+        (_, false) => None,
+    };
     for m in &mounts {
         if let Origin::File(fops) = &m.origin {
             fops.count_directory_loads(std::sync::Arc::clone(&metrics.zip_loads));
@@ -338,6 +375,7 @@ pub(crate) fn build(
         ws_keepalive,
         ws_deflate,
         protocol_names: protocols.iter().map(|p| p.name().to_string()).collect(),
+        raw_accept,
         #[cfg(feature = "tls")]
         tls,
         #[cfg(feature = "tls")]

@@ -8,6 +8,7 @@
 //! has but warren does not implement yet are refused with a message that
 //! says so, rather than silently doing nothing.
 
+mod raw;
 mod text;
 mod tls;
 
@@ -417,11 +418,12 @@ struct Vhost {
     noipv6: Option<serde_json::Value>,
     ipv6only: Option<serde_json::Value>,
     strict_host_check: Option<serde_json::Value>,
-    listen_accept_role: Option<serde_json::Value>,
-    listen_accept_protocol: Option<serde_json::Value>,
-    apply_listen_accept: Option<serde_json::Value>,
-    onlyraw: Option<serde_json::Value>,
-    fallback_listen_accept: Option<serde_json::Value>,
+    // RAW-1, RAW-2 (config/raw.rs):
+    listen_accept_role: Option<Scalar>,
+    listen_accept_protocol: Option<Scalar>,
+    apply_listen_accept: Option<Scalar>,
+    onlyraw: Option<Scalar>,
+    fallback_listen_accept: Option<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -502,10 +504,7 @@ present!(Vhost { unix_socket => "unix-socket",
     client_ssl_cert => "client-ssl-cert", client_ssl_ca => "client-ssl-ca",
     client_ssl_ciphers => "client-ssl-ciphers", enable_client_ssl => "enable-client-ssl",
     ignore_missing_cert => "ignore-missing-cert", noipv6 => "noipv6",
-    ipv6only => "ipv6only", strict_host_check => "strict-host-check",
-    listen_accept_role => "listen-accept-role", listen_accept_protocol => "listen-accept-protocol",
-    apply_listen_accept => "apply-listen-accept", onlyraw => "onlyraw",
-    fallback_listen_accept => "fallback-listen-accept" });
+    ipv6only => "ipv6only", strict_host_check => "strict-host-check" });
 present!(MountConf { protocol => "protocol",
     auth_mask => "auth-mask", pmo => "pmo",
     cgi_chroot => "cgi-chroot", cgi_chdir => "cgi-chdir", headers => "headers",
@@ -849,11 +848,11 @@ fn build_vhost(
         })?,
     };
     let ka = tcp_keepalive(file, &at, &v)?;
-    let name = v.name.map_or_else(|| "default".to_string(), |n| n.text());
+    let name = v.name.clone().map_or_else(|| "default".to_string(), |n| n.text());
     if name.chars().any(char::is_control) {
         return Err(bad(file, &format!("{at}.name"), format!("{name:?}: a vhost name cannot hold control characters")));
     }
-    let mut vhost = VhostInfo::new(name, SocketAddr::new(ip, port));
+    let mut vhost = raw::apply(file, &at, &v, VhostInfo::new(name, SocketAddr::new(ip, port)))?;
     if let Some((server_file, s)) = server {
         if let Some(why) = crate::http::field_problem("Server", &s.text()) {
             return Err(bad(server_file, "global.server-string", format!("{:?}: {why}", s.text())));

@@ -16,6 +16,7 @@
 
 mod env;
 mod out;
+pub(crate) mod rawio;
 pub(crate) mod streams;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
@@ -39,6 +40,9 @@ pub(crate) enum Step {
     /// The connection switched protocols: its role changes in place.
     #[cfg(feature = "ws")]
     Upgrade,
+    /// What arrived is not HTTP and the port falls back to raw (RAW-2):
+    /// the role becomes raw in place.
+    Raw,
 }
 
 /// Why a connection is being closed (for the debug log).
@@ -83,6 +87,11 @@ pub(crate) struct Core {
     /// redirected or refused as the vhost its Host names says.
     #[cfg(feature = "tls")]
     pub(crate) plain_on_tls: bool,
+    /// A UDP socket (datagrams, `sendto`).
+    pub(crate) udp: bool,
+    /// Adopted from a descriptor rather than accepted: not counted
+    /// against its peer's connections.
+    pub(crate) adopted: bool,
 }
 
 impl Core {
@@ -114,6 +123,8 @@ impl Core {
             tls: None,
             #[cfg(feature = "tls")]
             plain_on_tls: false,
+            udp: false,
+            adopted: false,
         }
     }
 

@@ -298,8 +298,8 @@ impl Transport for TlsLink {
         Some((std::mem::take(&mut self.tcp.received), std::mem::take(&mut self.tcp.sent)))
     }
 
-    fn socket(&mut self) -> &mut TcpStream {
-        self.tcp.tcp.socket()
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        self.tcp.tcp.source()
     }
 }
 

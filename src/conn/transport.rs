@@ -82,8 +82,19 @@ pub(crate) trait Transport: fmt::Debug + Send {
         None
     }
 
-    /// The socket, to register and deregister with the loop's poll.
-    fn socket(&mut self) -> &mut TcpStream;
+    /// Sends one datagram to `to` (UDP); `Unsupported` on a stream.
+    fn send_to(&mut self, _data: &[u8], _to: std::net::SocketAddr) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Receives one datagram and its sender (UDP); `Unsupported` on a
+    /// stream.
+    fn recv_from(&mut self, _buf: &mut [u8]) -> io::Result<(usize, std::net::SocketAddr)> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// The descriptor, to register and deregister with the loop's poll.
+    fn source(&mut self) -> &mut dyn mio::event::Source;
 }
 
 /// A connection's transport: plain TCP held in place (no allocation per
@@ -94,9 +105,10 @@ pub(crate) enum Link {
     /// TLS (boxed: a rustls session is some hundreds of bytes).
     #[cfg(feature = "tls")]
     Tls(Box<super::tls::TlsLink>),
-    /// Any other transport (none yet: QUIC streams or a user's own may
-    /// come), behind a thin pointer so a plain connection pays nothing.
-    #[allow(dead_code, clippy::redundant_allocation)]
+    /// Any other transport (a raw file or a UDP socket:
+    /// [`super::rawio`]), behind a thin pointer so a plain connection
+    /// pays nothing.
+    #[allow(clippy::redundant_allocation)]
     Boxed(Box<Box<dyn Transport>>),
 }
 
@@ -204,7 +216,7 @@ impl Transport for PlainTcp {
         (r == 0 && len as usize >= needed).then_some(info.tcpi_bytes_acked)
     }
 
-    fn socket(&mut self) -> &mut TcpStream {
+    fn source(&mut self) -> &mut dyn mio::event::Source {
         &mut self.0
     }
 }

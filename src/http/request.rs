@@ -50,6 +50,68 @@ impl Method {
     }
 }
 
+/// The methods a port that falls back to raw (RAW-2) takes as HTTP: the
+/// RFC 9110 ones, PATCH, and WebDAV's (RFC 4918), which CGI programs
+/// such as PHP applications may serve. `PRI` is HTTP/2's preface.
+const KNOWN_METHODS: &[&[u8]] = &[
+    b"GET",
+    b"HEAD",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"OPTIONS",
+    b"PATCH",
+    b"CONNECT",
+    b"TRACE",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"PRI",
+];
+
+/// What a connection's first bytes say about it ([`sniff_method`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniff {
+    /// A known method and a space: HTTP.
+    Http,
+    /// Too few bytes to tell.
+    Maybe,
+    /// No known method begins like this: not HTTP.
+    NotHttp,
+}
+
+/// Whether `bytes`, the first a client sent, begin an HTTP request: a
+/// known method followed by a space, after any empty lines (RFC 9112
+/// §2.2 lets a server ignore those). Decided at the first byte that
+/// cannot continue any known method, so a protocol whose client speaks
+/// first (SSH's `SSH-2.0-`, a typed line) is told apart at once.
+pub fn sniff_method(bytes: &[u8]) -> Sniff {
+    let start = bytes.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(bytes.len());
+    let b = &bytes[start..];
+    if b.is_empty() {
+        return Sniff::Maybe;
+    }
+    let mut maybe = false;
+    for m in KNOWN_METHODS {
+        if b.len() > m.len() {
+            if b.starts_with(m) && b[m.len()] == b' ' {
+                return Sniff::Http;
+            }
+        } else if m.starts_with(b) {
+            maybe = true;
+        }
+    }
+    if maybe {
+        Sniff::Maybe
+    } else {
+        Sniff::NotHttp
+    }
+}
+
 /// The protocol version of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Version {
@@ -396,6 +458,22 @@ fn trim(v: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sniffing_tells_http_from_other_bytes() {
+        // RAW-2: decided at the first byte no known method can have.
+        assert_eq!(sniff_method(b"GET / HTTP/1.1\r\n"), Sniff::Http);
+        assert_eq!(sniff_method(b"\r\nPROPFIND /x"), Sniff::Http);
+        assert_eq!(sniff_method(b"SSH-2.0-OpenSSH_9.2\r\n"), Sniff::NotHttp);
+        assert_eq!(sniff_method(b"hello\n"), Sniff::NotHttp);
+        assert_eq!(sniff_method(b"get / HTTP/1.1"), Sniff::NotHttp);
+        assert_eq!(sniff_method(b"GETX / HTTP/1.1"), Sniff::NotHttp);
+        assert_eq!(sniff_method(b"\x16\x03\x01"), Sniff::NotHttp);
+        assert_eq!(sniff_method(b"PO"), Sniff::Maybe);
+        assert_eq!(sniff_method(b"POST"), Sniff::Maybe);
+        assert_eq!(sniff_method(b"\r\n"), Sniff::Maybe);
+        assert_eq!(sniff_method(b""), Sniff::Maybe);
+    }
 
     const LIMITS: Limits = Limits { max_head: 8192, max_uri: 4096 };
 

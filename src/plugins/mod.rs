@@ -14,6 +14,8 @@ pub mod mirror;
 #[cfg(feature = "appliance")]
 pub mod post_demo;
 #[cfg(feature = "appliance")]
+pub mod raw_test;
+#[cfg(feature = "appliance")]
 pub mod status;
 #[cfg(feature = "appliance")]
 pub mod vars;
@@ -23,8 +25,16 @@ use crate::protocol::AnyProtocol;
 
 /// The names of the built-in plugins.
 #[cfg(feature = "appliance")]
-pub const NAMES: &[&str] =
-    &[post_demo::NAME, echo::NAME, dumb_increment::NAME, mirror::NAME, status::NAME, vars::NAME, metrics::NAME];
+pub const NAMES: &[&str] = &[
+    post_demo::NAME,
+    echo::NAME,
+    dumb_increment::NAME,
+    mirror::NAME,
+    status::NAME,
+    vars::NAME,
+    metrics::NAME,
+    raw_test::NAME,
+];
 /// None without the `appliance` feature.
 #[cfg(not(feature = "appliance"))]
 pub const NAMES: &[&str] = &[];
@@ -36,6 +46,7 @@ pub const NAMES: &[&str] = &[];
 pub(crate) fn with_options(name: &str, options: &[(&str, &str)]) -> Result<Box<dyn AnyProtocol>, String> {
     let takes: &[&str] = match name {
         dumb_increment::NAME => &["options"],
+        raw_test::NAME => &["fifo-path", "udp", "raw"],
         _ => &[],
     };
     if let Some((k, _)) = options.iter().find(|(k, _)| !takes.contains(k)) {
@@ -50,6 +61,7 @@ pub(crate) fn with_options(name: &str, options: &[(&str, &str)]) -> Result<Box<d
         status::NAME => Box::new(status::Status::default()),
         vars::NAME => Box::new(vars::Vars),
         metrics::NAME => Box::new(metrics::MetricsPlugin),
+        raw_test::NAME => Box::new(raw_test::RawTest::with_options(options, Default::default())?),
         _ => return Err(unknown(name)),
     })
 }
@@ -68,6 +80,15 @@ pub(crate) fn maker(name: &str, options: &[(&str, &str)]) -> Result<crate::proto
     if name == status::NAME {
         let list = std::sync::Arc::default();
         return Ok(std::sync::Arc::new(move || Some(Box::new(status::Status::sharing(&list)) as Box<dyn AnyProtocol>)));
+    }
+    if name == raw_test::NAME {
+        let claimed = std::sync::Arc::default();
+        let owned: Vec<(String, String)> = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        return Ok(std::sync::Arc::new(move || {
+            let options: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let t = raw_test::RawTest::with_options(&options, std::sync::Arc::clone(&claimed)).ok()?;
+            Some(Box::new(t) as Box<dyn AnyProtocol>)
+        }));
     }
     let owned: Vec<(String, String)> = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let name = name.to_string();

@@ -7,6 +7,7 @@
 #[cfg(feature = "cgi")]
 pub(crate) mod cgi;
 pub(crate) mod h1;
+pub(crate) mod raw;
 #[cfg(feature = "ws")]
 pub(crate) mod ws;
 
@@ -34,6 +35,7 @@ pub(crate) enum Role {
     Http(h1::H1),
     #[cfg(feature = "ws")]
     Ws(ws::Ws),
+    Raw(raw::Raw),
 }
 
 impl Conn {
@@ -41,6 +43,45 @@ impl Conn {
     /// TLS port), counted in the gauge as `counted`.
     pub(crate) fn new(core: Core, counted: crate::metrics::ConnRole) -> Conn {
         Conn { core, role: Role::Http(h1::H1::new()), counted, listed: None }
+    }
+
+    /// A raw wsi from the start (a raw port's connection, RAW-1, or an
+    /// adopted descriptor), bound to protocol `protocol` of `vhost`;
+    /// `counted` as [`Conn::new`]'s (a raw TLS connection is counted as
+    /// handshaking until its handshake is done).
+    pub(crate) fn new_raw(
+        core: Core,
+        env: &Env,
+        (vhost, protocol): (usize, usize),
+        kind: crate::protocol::RawKind,
+        counted: crate::metrics::ConnRole,
+    ) -> Conn {
+        let raw = raw::Raw::new(env, vhost, protocol, kind, Vec::new());
+        Conn { core, role: Role::Raw(raw), counted, listed: None }
+    }
+
+    /// The wsi's own timer ([`crate::protocol::Cx::set_timer`]) came due:
+    /// its protocol, if it has one, is told.
+    pub(crate) fn user_timer(&mut self, env: &mut Env) -> Step {
+        match &mut self.role {
+            Role::Http(h) => h.user_timer(&mut self.core, env),
+            #[cfg(feature = "ws")]
+            Role::Ws(w) => w.user_timer(&mut self.core, env),
+            Role::Raw(r) => r.user_timer(&mut self.core, env),
+        }
+    }
+
+    /// After [`Step::Raw`]: the HTTP role gives way to a raw one bound to
+    /// the port's `listen-accept-protocol`, in place, with what was read
+    /// so far as its first rx (RAW-2).
+    pub(crate) fn fall_back_to_raw(&mut self, env: &Env) -> bool {
+        let Role::Http(h1) = &mut self.role else { return false };
+        let Some(&first) = env.listeners.get(self.core.listener).and_then(|l| l.first()) else { return false };
+        let Some(accept) = env.vhosts[first].raw_accept else { return false };
+        let held = h1.take_input();
+        self.role = Role::Raw(raw::Raw::new(env, first, accept.protocol, crate::protocol::RawKind::Socket, held));
+        self.core.vhost = first;
+        true
     }
 
     /// Moves it in the open-connections gauge to `to`.
@@ -62,6 +103,7 @@ impl Conn {
             Role::Http(r) => (&mut self.core, r),
             #[cfg(feature = "ws")]
             Role::Ws(r) => (&mut self.core, r),
+            Role::Raw(r) => (&mut self.core, r),
         }
     }
 
@@ -90,9 +132,12 @@ impl Conn {
                     if self.core.tls.is_some() {
                         inc(&metrics.tls_ok);
                     }
-                    self.became(env, ConnRole::Http);
-                    if let (Some(bytes), Role::Http(h1)) = (first, &mut self.role) {
-                        h1.preload(bytes);
+                    let raw = matches!(self.role, Role::Raw(_));
+                    self.became(env, if raw { ConnRole::Raw } else { ConnRole::Http });
+                    match (first, &mut self.role) {
+                        (Some(bytes), Role::Http(h1)) => h1.preload(bytes),
+                        (Some(bytes), Role::Raw(r)) => r.preload(bytes),
+                        _ => {}
                     }
                 }
             }
@@ -138,6 +183,7 @@ impl Conn {
             Role::Http(_) => false,
             #[cfg(feature = "ws")]
             Role::Ws(w) => w.closing(),
+            Role::Raw(_) => false,
         }
     }
 
@@ -146,6 +192,7 @@ impl Conn {
             Role::Http(r) => crate::conn::Role::bound_to(r),
             #[cfg(feature = "ws")]
             Role::Ws(r) => crate::conn::Role::bound_to(r),
+            Role::Raw(r) => crate::conn::Role::bound_to(r),
         }
     }
 
@@ -157,6 +204,7 @@ impl Conn {
             Role::Http(r) => crate::conn::Role::phase(r),
             #[cfg(feature = "ws")]
             Role::Ws(r) => crate::conn::Role::phase(r),
+            Role::Raw(r) => crate::conn::Role::phase(r),
         }
     }
 
@@ -188,7 +236,7 @@ impl Conn {
     pub(crate) fn established(&mut self, env: &mut Env, req: &Request) -> Step {
         match &mut self.role {
             Role::Ws(ws) => ws.established(&mut self.core, env, req),
-            Role::Http(_) => Step::Close,
+            _ => Step::Close,
         }
     }
 }
@@ -198,8 +246,7 @@ impl Conn {
     pub(crate) fn http(&mut self) -> Option<&mut h1::H1> {
         match &mut self.role {
             Role::Http(h) => Some(h),
-            #[cfg(feature = "ws")]
-            Role::Ws(_) => None,
+            _ => None,
         }
     }
 }

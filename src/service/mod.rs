@@ -5,6 +5,7 @@
 #[cfg(feature = "cgi")]
 mod cgi;
 mod loops;
+mod raw;
 
 pub(crate) use loops::Replica;
 
@@ -86,6 +87,8 @@ pub(crate) struct Service {
     sh: Env,
     /// Protocol timers ([`Cx::schedule`]): when, vhost, protocol.
     protocol_timers: Vec<(Instant, usize, usize)>,
+    /// Each wsi's own timer ([`Cx::set_timer`]), by slab key.
+    wsi_timers: crate::timer::TimerWheel,
     /// Bound address of each listener, and the address it was asked for.
     addrs: Vec<SocketAddr>,
     wanted: Vec<SocketAddr>,
@@ -255,6 +258,7 @@ impl Service {
             wsis: Slab::new(),
             sh,
             protocol_timers: Vec::new(),
+            wsi_timers: crate::timer::TimerWheel::new(Instant::now()),
             addrs: Vec::new(),
             wanted: Vec::new(),
             listener_tls: Vec::new(),
@@ -471,6 +475,10 @@ impl Service {
             let timeout = if self.sh.forced.is_empty() {
                 let now = Instant::now();
                 let wheel = self.sh.timers.next_timeout(now);
+                let wheel = match (wheel, self.wsi_timers.next_timeout(now)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let protocol = self.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
                 // The reaper's deadlines (signals due; exits come as pidfd
                 // events, polled only where pidfds are missing: no SIGCHLD
@@ -550,6 +558,10 @@ impl Service {
                     Some(Wsi::Listen(_)) => self.accept(key),
                     _ => {}
                 }
+            }
+            self.wsi_timers.expire(self.sh.now, &mut expired);
+            for key in expired.drain(..) {
+                self.wsi_timer(key);
             }
             #[cfg(feature = "cgi")]
             self.cgi_turn();
@@ -868,9 +880,28 @@ impl Service {
             _ => (Link::Plain(PlainTcp(stream)), self.sh.limits.header_timeout),
         };
         let core = Core::new(key, self.generation, link, peer, listener, vhost);
-        let counted = if tls { ConnRole::TlsHandshake } else { ConnRole::Http };
-        entry.insert(Wsi::Conn(Conn::new(core, counted)));
-        self.sh.timers.set(key, self.sh.now + first_timeout);
+        // RAW-1: the port's first vhost may make every connection raw.
+        let raw = self.sh.vhosts[vhost].raw_accept.filter(|a| a.always).map(|a| (vhost, a.protocol));
+        let counted = match (tls, raw) {
+            (true, _) => ConnRole::TlsHandshake,
+            (false, Some(_)) => ConnRole::Raw,
+            (false, None) => ConnRole::Http,
+        };
+        let conn = match raw {
+            Some(bound) => {
+                let mut conn = Conn::new_raw(core, &self.sh, bound, crate::protocol::RawKind::Socket, counted);
+                // Its protocol hears of it now, not at its first byte.
+                self.sh.force(&mut conn.core);
+                conn
+            }
+            None => Conn::new(core, counted),
+        };
+        entry.insert(Wsi::Conn(conn));
+        // A raw connection has no timeout but the handshake's and those
+        // its protocol sets.
+        if tls || raw.is_none() {
+            self.sh.timers.set(key, self.sh.now + first_timeout);
+        }
         self.open_conns += 1;
         let metrics = &self.sh.handle.inner.metrics;
         inc(&metrics.accepted);
@@ -896,6 +927,7 @@ impl Service {
             Step::Close => self.close(key),
             #[cfg(feature = "ws")]
             Step::Upgrade => self.upgrade(key),
+            Step::Raw => self.fall_back(key),
             Step::Keep => self.after_service(key),
         }
         self.reindex(key);
@@ -983,15 +1015,16 @@ impl Service {
         metrics.conn_closed(conn.counted());
         let (received, sent) = conn.core.out.take_traffic();
         metrics.traffic(received, sent);
-        if let Err(e) = self.poll.registry().deregister(conn.core.out.sock.socket()) {
+        if let Err(e) = self.poll.registry().deregister(conn.core.out.sock.source()) {
             log::debug!("deregister: {e}");
         }
         self.sh.timers.clear(key);
+        self.wsi_timers.clear(key);
         #[cfg(feature = "cgi")]
         self.free_dead_pipes();
         self.open_conns -= 1;
         self.sh.handle.inner.loops[self.tsi].unloaded(1);
-        if self.sh.limits.peer_connections > 0 {
+        if self.sh.limits.peer_connections > 0 && !conn.core.adopted {
             self.sh.handle.inner.peers.left(conn.core.peer.ip());
         }
         self.apply_commands();
@@ -1048,6 +1081,8 @@ impl Service {
                         }
                     }
                 }
+                Command::WsiTimer(id, after) => self.set_wsi_timer(id, after),
+                Command::Adopt { vhost, protocol, what } => self.adopt_raw(vhost, protocol, what),
                 Command::Schedule { vhost, protocol, after } => {
                     // Bounded: one pending timer per protocol and delay is
                     // plenty; a protocol asking in a loop gets no more.

@@ -3,7 +3,7 @@
 //! events, and applying the commands and actions it returns.
 
 use super::{body_reading, Binding, Close, Reading, Writing, H1};
-use crate::conn::{Core, Env};
+use crate::conn::{Core, Env, Step};
 use crate::http::request::{Framing, Request};
 use crate::mount::Origin;
 use crate::protocol::{Action, Command, Cx, RawEvent};
@@ -62,6 +62,16 @@ impl H1 {
         match action {
             Action::Continue => Ok(()),
             Action::Close => Err(Close("protocol asked to close".into())),
+        }
+    }
+
+    /// The wsi's own timer ([`Cx::set_timer`](crate::protocol::Cx::set_timer))
+    /// came due: its protocol, if it is bound to one, is told.
+    pub(crate) fn user_timer(&mut self, c: &mut Core, sh: &mut Env) -> Step {
+        let (id, peer) = (c.id(), c.peer);
+        match self.dispatch(c, sh, RawEvent::WsiTimer(id, peer)) {
+            Ok(()) => Step::Keep,
+            Err(_) => Step::Close,
         }
     }
 

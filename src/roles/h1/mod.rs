@@ -11,7 +11,7 @@
 use crate::auth;
 use crate::conn::{Core, Env, Role};
 use crate::http::plan::Multipart;
-use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Method, Request};
+use crate::http::request::{self, Framing, HeadError, Limits as HeadLimits, Method, Request, Sniff};
 use crate::http::respond::TxInfo;
 use crate::http::{uri, BodyDecoder, Version};
 use crate::mount::{self, Origin};
@@ -183,6 +183,12 @@ pub(crate) struct H1 {
     peer_slot: Option<crate::peers::RequestSlot>,
     /// In `Env::peer_waiters`, not read until the loop grants a slot.
     peer_waiting: bool,
+    /// No request head has begun on this connection yet: on a port that
+    /// falls back to raw, its first bytes decide (RAW-2).
+    fresh: bool,
+    /// What arrived is not HTTP and the port falls back to raw: the
+    /// loop is to make the connection raw ([`Step::Raw`]).
+    fallback: bool,
 }
 
 impl H1 {
@@ -191,6 +197,8 @@ impl H1 {
         H1 {
             input: Vec::new(),
             reading: Reading::Head { started: false },
+            fresh: true,
+            fallback: false,
             writing: Writing::Idle,
             tx: TxInfo::default(),
             binding: None,
@@ -243,6 +251,12 @@ impl H1 {
     #[cfg(feature = "tls")]
     pub(crate) fn preload(&mut self, bytes: Vec<u8>) {
         self.input = bytes;
+    }
+
+    /// What was read and not consumed, for a raw role taking over
+    /// (RAW-2).
+    pub(crate) fn take_input(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.input)
     }
 
     /// A word for logs: what the connection was doing.
@@ -457,7 +471,10 @@ impl H1 {
             // PERF: a head can only complete with a new line; while a
             // trickling client sends none, do not re-parse what we have.
             let head = matches!(self.reading, Reading::Head { .. });
-            if head && !rx[..n].contains(&b'\n') && self.input.len() <= sh.limits.max_head {
+            // (Not while a raw fallback is still undecided: a raw
+            // protocol's bytes need not hold new lines.)
+            let sniffing = self.fresh && falls_back(c, sh);
+            if head && !sniffing && !rx[..n].contains(&b'\n') && self.input.len() <= sh.limits.max_head {
                 return Ok(true);
             }
             let input = std::mem::take(&mut self.input);
@@ -479,6 +496,24 @@ impl H1 {
                 Reading::Head { started } => {
                     if !*started && self.peer_slot.is_none() && !self.may_start_request(c, sh) {
                         break;
+                    }
+                    if self.fresh && falls_back(c, sh) {
+                        match crate::http::request::sniff_method(&input[used..]) {
+                            Sniff::Http => self.fresh = false,
+                            Sniff::NotHttp => {
+                                // RAW-2: nothing consumed; the raw role
+                                // gets it all as its first rx.
+                                self.fallback = true;
+                                return Ok(used);
+                            }
+                            Sniff::Maybe => {
+                                if let Reading::Head { started: started @ false } = &mut self.reading {
+                                    *started = true;
+                                    sh.timers.set(c.key, sh.now + sh.limits.header_timeout);
+                                }
+                                break;
+                            }
+                        }
                     }
                     let Reading::Head { started } = &mut self.reading else { break };
                     let limits = HeadLimits { max_head: sh.limits.max_head, max_uri: sh.limits.max_uri };
@@ -816,6 +851,9 @@ impl Role for H1 {
             if self.upgrade.is_some() {
                 return Step::Upgrade;
             }
+            if self.fallback {
+                return Step::Raw;
+            }
             match r {
                 Ok(true) => {}
                 Ok(false) => {
@@ -952,4 +990,15 @@ pub(super) fn raw_path(req: &Request) -> &str {
         0 => "/",
         slashes => &path[slashes - 1..],
     }
+}
+
+/// Whether the port `c` came in on falls back to raw when its first bytes
+/// are not HTTP (RAW-2: the port's first vhost decides). TLS ports do
+/// not: their fallback is RAW-4's, decided before any role.
+fn falls_back(c: &Core, sh: &Env) -> bool {
+    if c.is_tls() {
+        return false;
+    }
+    let first = sh.listeners.get(c.listener).and_then(|l| l.first());
+    first.is_some_and(|&v| sh.vhosts[v].raw_accept.is_some_and(|a| a.fallback))
 }

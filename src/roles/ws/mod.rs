@@ -325,6 +325,16 @@ impl Ws {
         }
     }
 
+    /// The wsi's own timer ([`Cx::set_timer`](crate::protocol::Cx::set_timer))
+    /// came due: its protocol is told.
+    pub(crate) fn user_timer(&mut self, c: &mut Core, sh: &mut Env) -> Step {
+        let (id, peer) = (c.id(), c.peer);
+        match self.dispatch(c, sh, RawEvent::WsiTimer(id, peer)) {
+            Ok(()) => Step::Keep,
+            Err(_) => Step::Close,
+        }
+    }
+
     /// Its close handshake has begun (whoever began it).
     pub(crate) fn closing(&self) -> bool {
         *self.codec.closing() != Closing::Open
