@@ -25,7 +25,21 @@ pub(super) fn apply(file: &Path, at: &str, v: &Vhost, mut vhost: VhostInfo) -> R
     let always = [&v.apply_listen_accept, &v.onlyraw].into_iter().flatten().any(Scalar::truthy);
     let fallback = v.fallback_listen_accept.as_ref().is_some_and(Scalar::truthy);
     match &v.listen_accept_protocol {
-        Some(p) => vhost = vhost.listen_accept_protocol(p.text().trim()),
+        Some(p) => {
+            let p = p.text();
+            let p = p.trim();
+            let names: Vec<&String> = v.ws_protocols.iter().flatten().flat_map(|m| m.keys()).collect();
+            if !names.iter().any(|n| n.as_str() == p) {
+                let listed = names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ");
+                let listed = if listed.is_empty() { "none".to_string() } else { listed };
+                return Err(bad(
+                    file,
+                    &format!("{at}.listen-accept-protocol"),
+                    format!("{p:?} is not one of the vhost's \"ws-protocols\" ({listed})"),
+                ));
+            }
+            vhost = vhost.listen_accept_protocol(p);
+        }
         None if always || fallback => {
             let key = if fallback && !always { "fallback-listen-accept" } else { "apply-listen-accept" };
             return Err(bad(
