@@ -140,6 +140,45 @@ fn without_the_fallback_other_bytes_get_an_http_error() {
     assert!(!text.contains("SSH-2.0"), "{text}");
 }
 
+/// An echo that keeps reading while its answer waits (so the end of
+/// the stream is read in the same turn as the last bytes).
+struct EagerEcho;
+
+impl Protocol for EagerEcho {
+    type Session = EchoSession;
+    fn name(&self) -> &str {
+        "t-eager"
+    }
+    fn callback(&mut self, cx: &mut Cx<'_>, event: Event<'_, EchoSession>) -> Action {
+        match event {
+            Event::RawRx(wsi, data) => {
+                wsi.session.pending.extend_from_slice(data);
+                cx.callback_on_writable(wsi.id);
+            }
+            Event::RawWriteable(wsi, w) => {
+                let _ = w.write(&wsi.session.pending);
+                wsi.session.pending.clear();
+            }
+            _ => {}
+        }
+        Action::Continue
+    }
+}
+
+#[test]
+fn a_half_close_still_gets_its_answer() {
+    // `printf data | nc -N host port`: the peer ends its side after
+    // sending; the echo still comes back, then the server closes.
+    let server = Server::start(
+        ContextInfo::new()
+            .vhost(vhost().protocol(EagerEcho).listen_accept_protocol("t-eager").apply_listen_accept(true)),
+    );
+    let mut s = connect(server.addr);
+    s.write_all(b"said before the end").expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    assert_eq!(read_to_close(&mut s), b"said before the end");
+}
+
 #[test]
 fn a_panic_in_a_raw_callback_costs_its_connection_only() {
     let server = Server::start(

@@ -35,6 +35,9 @@ pub(crate) struct Raw {
     held: Vec<u8>,
     /// [`RawEvent::RawAdopt`] has been delivered.
     adopted: bool,
+    /// The peer ended its side (a read gave 0): nothing more is read,
+    /// and the wsi closes once what its protocol asked to write is out.
+    eof: bool,
 }
 
 /// The address a wsi with no peer (a file) reports.
@@ -46,7 +49,7 @@ impl Raw {
     /// at its first service ([`Raw::service`]), after any TLS handshake.
     pub(crate) fn new(env: &Env, vhost: usize, protocol: usize, kind: RawKind, held: Vec<u8>) -> Raw {
         let session = env.live[vhost].protocols[protocol].new_session();
-        Raw { vhost, protocol, session, kind, held, adopted: false }
+        Raw { vhost, protocol, session, kind, held, adopted: false, eof: false }
     }
 
     /// Bytes read before the role began (a plaintext client on a TLS
@@ -110,6 +113,14 @@ impl Raw {
                 return Err(Close("protocol asked to close".into()));
             }
         }
+        if self.eof {
+            // A half-close (`nc -N`, `shutdown(SHUT_WR)`): the answer to
+            // what came before it still goes out, then the wsi closes.
+            return match c.want_writable || c.out.has_pending() {
+                true => Ok(()),
+                false => Err(Close("end of stream".into())),
+            };
+        }
         if c.rx_paused {
             return Ok(());
         }
@@ -150,7 +161,14 @@ impl Raw {
             }
             match c.read(rx) {
                 Ok(None) => return Ok(()),
-                Ok(Some(0)) => return Err(Close("end of stream".into())),
+                Ok(Some(0)) => {
+                    self.eof = true;
+                    if c.want_writable || c.out.has_pending() {
+                        // Served again when it can write.
+                        return Ok(());
+                    }
+                    return Err(Close("end of stream".into()));
+                }
                 Ok(Some(n)) => {
                     let (id, peer) = (c.id(), c.peer);
                     self.dispatch(c, env, RawEvent::RawRx(id, peer, &rx[..n]))?;
