@@ -25,6 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(usize::MAX - 1);
+/// Events taken from the poll per turn.
+const EVENTS: usize = 1024;
 /// Connections accepted per readiness event before others get a turn.
 const ACCEPT_BUDGET: usize = 64;
 /// Descriptors kept back from the connection limit: listeners, epoll,
@@ -113,6 +115,10 @@ pub(crate) struct Service {
     open_conns: usize,
     /// Slots vacated this turn, freed at its end.
     vacated: Vec<usize>,
+    /// A turn's scratch lists, kept to reuse their allocations: the
+    /// forced-service list being served, and the timers that expired.
+    turn_forced: Vec<usize>,
+    turn_expired: Vec<usize>,
     generation: u32,
     factory: Option<crate::context::FopsFactory>,
     /// Listening sockets handed over, until a vhost takes each.
@@ -271,6 +277,8 @@ impl Service {
             total_conns: conns.1,
             open_conns: 0,
             vacated: Vec::new(),
+            turn_forced: Vec::new(),
+            turn_expired: Vec::new(),
             generation: 0,
             factory: None,
             inherited: Vec::new(),
@@ -457,11 +465,26 @@ impl Service {
     }
 
     pub(crate) fn run(mut self) -> io::Result<()> {
+        self.start();
+        let mut events = Events::with_capacity(EVENTS);
+        let result = loop {
+            let timeout = self.next_timeout();
+            match self.turn(&mut events, timeout) {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                // The same ending as a stop: connections closed, CGI
+                // groups ended, whoever waits told.
+                Err(e) => break Err(e),
+            }
+        };
+        self.finish();
+        result
+    }
+
+    /// What a loop does before its first turn: every protocol hears
+    /// `ProtocolInit`.
+    pub(crate) fn start(&mut self) {
         self.broadcast(|| RawEvent::ProtocolInit);
-        let mut events = Events::with_capacity(1024);
-        let mut forced = Vec::new();
-        let mut expired = Vec::new();
-        let mut failed = None;
         if self.tsi == 0 {
             log::info!("serving on {:?}, up to {} connections", self.addrs, self.total_conns);
         }
@@ -471,165 +494,179 @@ impl Service {
                 self.total_conns
             );
         }
-        loop {
-            let timeout = if self.sh.forced.is_empty() {
-                let now = Instant::now();
-                let wheel = self.sh.timers.next_timeout(now);
-                let wheel = match (wheel, self.wsi_timers.next_timeout(now)) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                let protocol = self.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
-                // The reaper's deadlines (signals due; exits come as pidfd
-                // events, polled only where pidfds are missing: no SIGCHLD
-                // handler, the process may not be ours to take it over),
-                // and kept FastCGI connections' idle ends.
+    }
+
+    /// How long the next poll may wait: until the nearest deadline (the
+    /// connections' timers, the wsis' own, protocol timers, the reaper's
+    /// and kept FastCGI connections', a drain's next step); zero while the
+    /// forced-service list has work; `None` when nothing is due.
+    pub(crate) fn next_timeout(&self) -> Option<Duration> {
+        if !self.sh.forced.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let wheel = self.sh.timers.next_timeout(now);
+        let wheel = match (wheel, self.wsi_timers.next_timeout(now)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let protocol = self.protocol_timers.iter().map(|t| t.0.saturating_duration_since(now)).min();
+        // The reaper's deadlines (signals due; exits come as pidfd
+        // events, polled only where pidfds are missing: no SIGCHLD
+        // handler, the process may not be ours to take it over),
+        // and kept FastCGI connections' idle ends.
+        #[cfg(feature = "cgi")]
+        let protocol = match self.sh.reaper.next_wake(now).into_iter().chain(self.sh.fcgi.next_expiry()).min() {
+            Some(at) => {
+                let wake = at.saturating_duration_since(now);
+                Some(protocol.map_or(wake, |p| p.min(wake)))
+            }
+            None => protocol,
+        };
+        let drain = self.drain.as_ref().map(|d| d.next_step().saturating_duration_since(now));
+        [wheel, protocol, drain].into_iter().flatten().min()
+    }
+
+    /// One turn of the loop: poll (waiting at most `timeout`), serve each
+    /// wsi with an event, then the forced-service list, then whatever
+    /// timers are due, then what the wake-up asked for. False when the
+    /// loop is to end (a stop, or the end of a drain); an error when it
+    /// cannot poll.
+    pub(crate) fn turn(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<bool> {
+        if let Err(e) = self.poll.poll(events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(true);
+            }
+            return Err(e);
+        }
+        self.sh.now = Instant::now();
+        self.sh.date.refresh();
+        // Before any event is served: a line logged after the reopen
+        // was asked for goes to the new file.
+        if self.tsi == 0 && self.sh.handle.inner.reopen_logs.swap(false, Ordering::AcqRel) {
+            self.access_logs.reopen();
+        }
+        let mut woken = false;
+        for ev in events.iter() {
+            let key = ev.token().0;
+            if ev.token() == WAKER {
+                woken = true;
+                continue;
+            }
+            match self.wsis.get_mut(key) {
+                Some(Wsi::Conn(c)) => {
+                    c.core.note_readiness(ev);
+                    self.service_conn(key);
+                }
+                Some(Wsi::Listen(_)) => self.accept(key),
                 #[cfg(feature = "cgi")]
-                let protocol = match self.sh.reaper.next_wake(now).into_iter().chain(self.sh.fcgi.next_expiry()).min() {
-                    Some(at) => {
-                        let wake = at.saturating_duration_since(now);
-                        Some(protocol.map_or(wake, |p| p.min(wake)))
-                    }
-                    None => protocol,
-                };
-                let drain = self.drain.as_ref().map(|d| d.next_step().saturating_duration_since(now));
-                [wheel, protocol, drain].into_iter().flatten().min()
-            } else {
-                Some(Duration::ZERO)
-            };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                Some(&mut Wsi::Cgi(w)) => {
+                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                    self.cgi_event(key, w, readable, writable)
                 }
-                // The same ending as a stop: connections closed, CGI
-                // groups ended, whoever waits told.
-                failed = Some(e);
-                break;
-            }
-            self.sh.now = Instant::now();
-            self.sh.date.refresh();
-            // Before any event is served: a line logged after the reopen
-            // was asked for goes to the new file.
-            if self.tsi == 0 && self.sh.handle.inner.reopen_logs.swap(false, Ordering::AcqRel) {
-                self.access_logs.reopen();
-            }
-            let mut woken = false;
-            for ev in events.iter() {
-                let key = ev.token().0;
-                if ev.token() == WAKER {
-                    woken = true;
-                    continue;
-                }
-                match self.wsis.get_mut(key) {
-                    Some(Wsi::Conn(c)) => {
-                        c.core.note_readiness(ev);
-                        self.service_conn(key);
-                    }
-                    Some(Wsi::Listen(_)) => self.accept(key),
-                    #[cfg(feature = "cgi")]
-                    Some(&mut Wsi::Cgi(w)) => {
-                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                        let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
-                        self.cgi_event(key, w, readable, writable)
-                    }
-                    // Sporadic events for a closed wsi happen; ignore them.
-                    Some(Wsi::Vacated) | None => {}
-                }
-            }
-            std::mem::swap(&mut forced, &mut self.sh.forced);
-            for key in forced.drain(..) {
-                match self.wsis.get_mut(key) {
-                    Some(Wsi::Conn(c)) => {
-                        c.core.forced = false;
-                        self.service_conn(key);
-                    }
-                    Some(Wsi::Listen(l)) => {
-                        l.forced = false;
-                        self.accept(key);
-                    }
-                    _ => {}
-                }
-            }
-            self.fire_protocol_timers();
-            self.sh.timers.expire(self.sh.now, &mut expired);
-            for key in expired.drain(..) {
-                match self.wsis.get(key) {
-                    Some(Wsi::Conn(_)) => self.conn_timer(key),
-                    Some(Wsi::Listen(_)) => self.accept(key),
-                    _ => {}
-                }
-            }
-            self.wsi_timers.expire(self.sh.now, &mut expired);
-            for key in expired.drain(..) {
-                self.wsi_timer(key);
-            }
-            #[cfg(feature = "cgi")]
-            self.cgi_turn();
-            if self.sh.limits.peer_requests > 0 {
-                let peers = &self.sh.handle.inner.peers;
-                peers.set_waiting(self.tsi, !self.sh.peer_waiters.is_empty());
-                if peers.take_freed(self.tsi) && !self.sh.peer_waiters.is_empty() {
-                    self.wake_peer_waiters();
-                    self.sh.handle.inner.peers.set_waiting(self.tsi, !self.sh.peer_waiters.is_empty());
-                }
-            }
-            for key in self.vacated.drain(..) {
-                if matches!(self.wsis.get(key), Some(Wsi::Vacated)) {
-                    self.wsis.remove(key);
-                }
-            }
-            if woken {
-                let inner = Arc::clone(&self.sh.handle.inner);
-                let Some(signals) = inner.loops.get(self.tsi) else { break };
-                if signals.cancels.swap(0, Ordering::AcqRel) > 0 {
-                    self.broadcast(|| RawEvent::EventWaitCancelled);
-                }
-                if signals.files_ready.swap(false, Ordering::AcqRel) {
-                    // Requests waiting for a file open again, as their
-                    // timer would have them do.
-                    let waiting: Vec<usize> = self
-                        .wsis
-                        .iter()
-                        .filter(|(_, w)| matches!(w, Wsi::Conn(c) if c.waits_for_file()))
-                        .map(|(k, _)| k)
-                        .collect();
-                    for key in waiting {
-                        self.conn_timer(key);
-                    }
-                }
-                if inner.stop.load(Ordering::Acquire) {
-                    break;
-                }
-                let asked = signals.drain.lock().unwrap_or_else(|e| e.into_inner()).take();
-                match (asked, self.drain.as_mut()) {
-                    (Some(request), None) => self.start_drain(request),
-                    (Some(request), Some(d)) => d.tighten(request, self.sh.now),
-                    (None, _) => {}
-                }
-                if self.tsi == 0 {
-                    self.attach_new_vhosts();
-                } else {
-                    self.take_replicas();
-                }
-                self.take_handed();
-                self.take_writable_all();
-            }
-            if self.drain.is_some() && self.drain_turn() {
-                break;
+                // Sporadic events for a closed wsi happen; ignore them.
+                Some(Wsi::Vacated) | None => {}
             }
         }
+        let mut forced = std::mem::take(&mut self.turn_forced);
+        std::mem::swap(&mut forced, &mut self.sh.forced);
+        for key in forced.drain(..) {
+            match self.wsis.get_mut(key) {
+                Some(Wsi::Conn(c)) => {
+                    c.core.forced = false;
+                    self.service_conn(key);
+                }
+                Some(Wsi::Listen(l)) => {
+                    l.forced = false;
+                    self.accept(key);
+                }
+                _ => {}
+            }
+        }
+        self.turn_forced = forced;
+        self.fire_protocol_timers();
+        let mut expired = std::mem::take(&mut self.turn_expired);
+        self.sh.timers.expire(self.sh.now, &mut expired);
+        for key in expired.drain(..) {
+            match self.wsis.get(key) {
+                Some(Wsi::Conn(_)) => self.conn_timer(key),
+                Some(Wsi::Listen(_)) => self.accept(key),
+                _ => {}
+            }
+        }
+        self.wsi_timers.expire(self.sh.now, &mut expired);
+        for key in expired.drain(..) {
+            self.wsi_timer(key);
+        }
+        self.turn_expired = expired;
+        #[cfg(feature = "cgi")]
+        self.cgi_turn();
+        if self.sh.limits.peer_requests > 0 {
+            let peers = &self.sh.handle.inner.peers;
+            peers.set_waiting(self.tsi, !self.sh.peer_waiters.is_empty());
+            if peers.take_freed(self.tsi) && !self.sh.peer_waiters.is_empty() {
+                self.wake_peer_waiters();
+                self.sh.handle.inner.peers.set_waiting(self.tsi, !self.sh.peer_waiters.is_empty());
+            }
+        }
+        for key in self.vacated.drain(..) {
+            if matches!(self.wsis.get(key), Some(Wsi::Vacated)) {
+                self.wsis.remove(key);
+            }
+        }
+        if woken {
+            let inner = Arc::clone(&self.sh.handle.inner);
+            let Some(signals) = inner.loops.get(self.tsi) else { return Ok(false) };
+            if signals.cancels.swap(0, Ordering::AcqRel) > 0 {
+                self.broadcast(|| RawEvent::EventWaitCancelled);
+            }
+            if signals.files_ready.swap(false, Ordering::AcqRel) {
+                // Requests waiting for a file open again, as their
+                // timer would have them do.
+                let waiting: Vec<usize> = self
+                    .wsis
+                    .iter()
+                    .filter(|(_, w)| matches!(w, Wsi::Conn(c) if c.waits_for_file()))
+                    .map(|(k, _)| k)
+                    .collect();
+                for key in waiting {
+                    self.conn_timer(key);
+                }
+            }
+            if inner.stop.load(Ordering::Acquire) {
+                return Ok(false);
+            }
+            let asked = signals.drain.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match (asked, self.drain.as_mut()) {
+                (Some(request), None) => self.start_drain(request),
+                (Some(request), Some(d)) => d.tighten(request, self.sh.now),
+                (None, _) => {}
+            }
+            if self.tsi == 0 {
+                self.attach_new_vhosts();
+            } else {
+                self.take_replicas();
+            }
+            self.take_handed();
+            self.take_writable_all();
+        }
+        Ok(!(self.drain.is_some() && self.drain_turn()))
+    }
+
+    /// How a loop ends, whatever ended it: connections closed, the
+    /// listening sockets closed and whoever waits for that told, CGI
+    /// groups ended, and every protocol hears `ProtocolDestroy`.
+    pub(crate) fn finish(&mut self) {
         self.end_handing();
         for key in self.conn_keys() {
             self.close(key);
         }
+        self.drop_listeners();
         self.listeners_closed();
         #[cfg(feature = "cgi")]
         self.sh.reaper.finish();
         self.broadcast(|| RawEvent::ProtocolDestroy);
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
     }
 
     /// The slab keys of the connections.
@@ -650,6 +687,18 @@ impl Service {
         let ws_close_at = if request.keep_websockets { until } else { now };
         self.drain = Some(Drain { until, ws_close_at, ws_told: false, hard_end: None });
         self.sh.draining = true;
+        self.drop_listeners();
+        self.listeners_closed();
+        log::info!(
+            "draining {} connections: no new ones; what is in flight has {:?} to finish",
+            self.open_conns,
+            request.grace
+        );
+        self.tell_conns(false);
+    }
+
+    /// Deregisters and closes this loop's listening sockets.
+    fn drop_listeners(&mut self) {
         let listeners: Vec<usize> =
             self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Listen(_))).map(|(k, _)| k).collect();
         for key in listeners {
@@ -663,13 +712,6 @@ impl Service {
                 self.vacated.push(key);
             }
         }
-        self.listeners_closed();
-        log::info!(
-            "draining {} connections: no new ones; what is in flight has {:?} to finish",
-            self.open_conns,
-            request.grace
-        );
-        self.tell_conns(false);
     }
 
     /// The listeners are closed (a drain began, or the loop ends): their
