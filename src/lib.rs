@@ -5,7 +5,10 @@
 //!
 //! - [`Context`]: built from a [`ContextInfo`] (vhosts, mounts, protocols,
 //!   limits); binds its sockets in [`Context::new`] and serves in
-//!   [`Context::run`], one event loop on the calling thread.
+//!   [`Context::run`], one event loop on the calling thread; or
+//!   [`Context::embed`] hands that loop to a host's own event loop
+//!   (tokio, calloop, glib) as an [`Embedded`]: a descriptor to watch and
+//!   a non-blocking [`Embedded::service`].
 //! - [`Mount`]: an area of a vhost's URL space and what serves it: files
 //!   through a [`warren_vfs::Fops`], or a [`Protocol`] of your own.
 //! - [`Protocol`]: your code, called with [`protocol::Event`]s. It writes
@@ -74,8 +77,8 @@ pub use check::{CgiReport, ListenerReport, MountKind, MountReport, Report, TlsRe
 pub use error::{Error, Result};
 
 pub use context::{
-    bind_listener, bind_reuse_port_listener, Context, ContextHandle, ContextInfo, FopsFactory, Limits, Listening,
-    Stats, VhostInfo, DEFAULT_WS_HANGUP, DEFAULT_WS_PING, MAX_THREADS, MAX_TIMEOUT,
+    bind_listener, bind_reuse_port_listener, Context, ContextHandle, ContextInfo, Embedded, FopsFactory, Limits,
+    Listening, Serviced, Stats, VhostInfo, DEFAULT_WS_HANGUP, DEFAULT_WS_PING, MAX_THREADS, MAX_TIMEOUT,
 };
 pub use http::Request;
 pub use metrics::Metrics;

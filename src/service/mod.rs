@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(usize::MAX - 1);
 /// Events taken from the poll per turn.
-const EVENTS: usize = 1024;
+pub(crate) const EVENTS: usize = 1024;
 /// Connections accepted per readiness event before others get a turn.
 const ACCEPT_BUDGET: usize = 64;
 /// Descriptors kept back from the connection limit: listeners, epoll,
@@ -667,6 +667,22 @@ impl Service {
         #[cfg(feature = "cgi")]
         self.sh.reaper.finish();
         self.broadcast(|| RawEvent::ProtocolDestroy);
+    }
+
+    /// Takes what the poll holds without serving it: for a loop that has
+    /// ended, whose only source left is its waker.
+    pub(crate) fn clear_wakes(&mut self, events: &mut Events) -> io::Result<()> {
+        match self.poll.poll(events, Some(Duration::ZERO)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The loop's descriptor for `epoll` (its `Poll`'s): readable when
+    /// some wsi of the loop has an event, or the loop was woken.
+    pub(crate) fn poll_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.poll.registry().as_fd()
     }
 
     /// The slab keys of the connections.
