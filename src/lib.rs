@@ -95,3 +95,9 @@ pub use ws::{CloseCode, WriteKind, WsWriter};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// docs/embedding.md's code blocks (the embedding examples in short),
+/// compiled as doc tests so they stay true.
+#[cfg(all(doctest, feature = "appliance"))]
+#[doc = include_str!("../docs/embedding.md")]
+pub struct EmbeddingDoctests;
