@@ -65,11 +65,19 @@ fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
     buf
 }
 
-/// Reads until the peer closes.
+/// Reads until the peer closes (a reset counts); a read that times out
+/// (20 s) fails the test: the connection was left open.
 fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out
+    let mut buf = [0; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!("not closed: {e} (after {} bytes)", out.len()),
+        }
+    }
 }
 
 #[test]
@@ -548,4 +556,166 @@ fn raw_keys_that_cannot_work_are_config_errors() {
     let e = config_error(&site(r#""apply-listen-accept": "1", "listen-accept-protocol": "nope""#));
     assert!(e.contains("vhosts[0].listen-accept-protocol") && e.contains("\"nope\""), "{e}");
     assert!(e.contains("protocol-lws-raw-test"), "{e}");
+}
+
+#[test]
+fn a_flood_of_empty_lines_on_a_fallback_port_is_not_kept() {
+    // Empty lines may come before a request (RFC 9112 §2.2), so they
+    // leave the fallback undecided; past what a head may hold, the HTTP
+    // path's limits take them instead of the buffer growing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = r#""fallback-listen-accept": "1", "listen-accept-protocol": "protocol-lws-raw-test","#;
+    let (warren, port, _log) = start_config(dir.path(), &raw_test_site(dir.path(), "", keys));
+    let baseline = warren.peak_rss_kib();
+    let mut s = connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    s.set_write_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let lines = b"\r\n".repeat(32 * 1024);
+    let total: usize = 128 << 20;
+    let mut written = 0;
+    while written < total {
+        match s.write(&lines) {
+            Ok(n) => written += n,
+            Err(_) => break,
+        }
+    }
+    let grew = warren.peak_rss_kib().saturating_sub(baseline);
+    assert!(grew < 16 * 1024, "the server grew by {grew} KiB after {written} bytes of empty lines");
+    // The connection is refused as a head too big (what the HTTP path
+    // does with so many empty lines), not left to the header timeout.
+    let answer = read_to_close(&mut s);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+}
+
+#[test]
+fn a_raw_ports_connection_over_the_limit_is_closed_without_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = r#""apply-listen-accept": "1", "listen-accept-protocol": "protocol-lws-raw-test","#;
+    let site = raw_test_site(dir.path(), "", keys);
+    std::fs::create_dir_all(dir.path().join("conf.d")).expect("mkdir");
+    std::fs::write(dir.path().join("conf"), "{}").expect("write");
+    std::fs::write(dir.path().join("conf.d/site"), site).expect("write");
+    let (warren, port, log) =
+        support::start_warren_with_fd_limit(&["--config", dir.path().to_str().expect("utf-8")], 64);
+    let line = log.iter().find(|l| l.contains("up to")).expect("the limit line");
+    let limit: usize =
+        line.split("up to ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).expect("limit");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Each is echoed once served, so that all count before the next.
+    let mut held = Vec::new();
+    for _ in 0..limit {
+        let mut s = connect(addr);
+        s.write_all(b"x").expect("write");
+        assert_eq!(read_n(&mut s, 1), b"x");
+        held.push(s);
+    }
+    let mut over = connect(addr);
+    let _ = over.write_all(b"SSH-2.0-x\r\n");
+    let answer = read_to_close(&mut over);
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
+    drop(warren);
+}
+
+#[test]
+fn a_silent_raw_connection_closes_after_the_io_timeout() {
+    let limits = warren::Limits { io_timeout: Duration::from_secs(1), ..warren::Limits::default() };
+    let server = Server::start(
+        ContextInfo::new()
+            .limits(limits)
+            .vhost(vhost().protocol(Echo).listen_accept_protocol("t-echo").apply_listen_accept(true)),
+    );
+    let mut s = connect(server.addr);
+    s.write_all(b"one").expect("write");
+    assert_eq!(read_n(&mut s, 3), b"one");
+    // Then nothing either way: closed by the server.
+    assert!(read_to_close(&mut s).is_empty());
+}
+
+/// One UDP datagram from port 0 of 127.0.0.1 to `to`, sent through a
+/// raw socket (the kernel will not send from port 0 otherwise).
+fn datagram_from_port_zero(to: SocketAddr, payload: &[u8]) {
+    // SAFETY: a raw IPv4 socket for UDP; the kernel adds the IP header.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP) };
+    assert!(fd >= 0, "a raw socket (needs root): {}", std::io::Error::last_os_error());
+    // SAFETY: fd was just made and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut packet = Vec::new();
+    packet.extend_from_slice(&0u16.to_be_bytes()); // source port 0
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    packet.extend_from_slice(&0u16.to_be_bytes()); // no checksum (IPv4 allows it)
+    packet.extend_from_slice(payload);
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes([127, 0, 0, 1]) },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: the buffer and the address are locals of the sizes given.
+    let n = unsafe {
+        libc::sendto(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(n, packet.len() as isize, "{}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_datagram_that_cannot_be_answered_does_not_close_the_udp_echo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = raw_test_site(dir.path(), r#", "udp": "127.0.0.1:0""#, "");
+    let (_warren, _port, log) = start_config(dir.path(), &site);
+    let line = wait_log(&log, "UDP echo on ");
+    let addr: SocketAddr = line.rsplit("UDP echo on ").next().expect("addr").trim().parse().expect("address");
+    datagram_from_port_zero(addr, b"forged");
+    let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    a.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    a.send_to(b"after", addr).expect("send");
+    let mut buf = [0; 16];
+    let (n, _) = a.recv_from(&mut buf).expect("the echo still answers");
+    assert_eq!(&buf[..n], b"after");
+}
+
+#[test]
+fn a_reload_keeps_the_raw_test_plugins_fifo_and_udp_echo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("raw-fifo");
+    let options = format!(r#", "fifo-path": "{}", "udp": "127.0.0.1:0""#, fifo.display());
+    std::fs::create_dir_all(dir.path().join("conf.d")).expect("mkdir");
+    std::fs::write(dir.path().join("conf"), "{}").expect("write");
+    std::fs::write(dir.path().join("conf.d/site"), raw_test_site(dir.path(), &options, "")).expect("write");
+    let (warren, _port, log) =
+        support::start_warren_logged(&["--config", dir.path().to_str().expect("utf-8"), "--grace", "1"]);
+    let line = wait_log(&log, "UDP echo on ");
+    let addr: SocketAddr = line.rsplit("UDP echo on ").next().expect("addr").trim().parse().expect("address");
+    // The new configuration binds the same address (port 0 was made
+    // concrete: give it the one the first got).
+    let site = raw_test_site(dir.path(), &format!(r#", "fifo-path": "{}", "udp": "{addr}""#, fifo.display()), "");
+    std::fs::write(dir.path().join("conf.d/site"), site).expect("write");
+    // SAFETY: a signal to the child we started.
+    unsafe { libc::kill(warren.0.id() as libc::pid_t, libc::SIGHUP) };
+    wait_log(&log, "reloaded: serving");
+    // The first configuration is gone once its instance says so.
+    wait_log(&log, "raw-test: done");
+    let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    a.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    a.send_to(b"after the reload", addr).expect("send");
+    let mut buf = [0; 32];
+    let (n, _) = a.recv_from(&mut buf).expect("the echo answers after the reload");
+    assert_eq!(&buf[..n], b"after the reload");
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::symlink_metadata(&fifo).expect("the FIFO is still there").file_type();
+    assert!(kind.is_fifo());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf 'after reload\\n' > '{}'", fifo.display()))
+        .status()
+        .expect("sh");
+    assert!(status.success());
+    wait_log(&log, "raw-test: fifo: after reload");
 }

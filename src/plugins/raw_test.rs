@@ -2,15 +2,19 @@
 //! that name: raw wsis through the event loop.
 //!
 //! - Option `fifo-path`: at start the plugin makes a FIFO there (unless
-//!   one is there already; anything else there is left alone and
-//!   reported), opens it and adopts it; every line written to it is
-//!   logged at info level (`raw-test: fifo: ...`). Try
-//!   `echo hello > /tmp/warren-raw-test`.
+//!   one is there already; anything else there, a symbolic link
+//!   included, is left alone and reported), opens it and adopts it; each
+//!   line written to it is logged at info level (`raw-test: fifo: ...`).
+//!   Try `echo hello > /tmp/warren-raw-test`. The FIFO stays when the
+//!   server stops: a reload's new configuration reads the same one.
 //! - As a vhost's `listen-accept-protocol` (with `apply-listen-accept` or
 //!   `fallback-listen-accept`): echoes what a raw connection sends, e.g.
 //!   typed into `telnet` or `nc`.
 //! - Option `udp`: an address (`127.0.0.1:7682`) where it binds a UDP
-//!   socket and sends each datagram back to whoever sent it.
+//!   socket and sends each datagram back to whoever sent it. The socket
+//!   has `SO_REUSEPORT`, so a reload's new configuration binds beside the
+//!   old one while that drains. A datagram that cannot be answered (a
+//!   forged sender, port 0) is dropped; the socket stays.
 //! - Option `raw`: taken for lwsws configurations, which mark the raw
 //!   protocol with `"raw": "1"`; name it in `listen-accept-protocol`.
 //!
@@ -42,8 +46,8 @@ pub struct RawTest {
     udp: Option<SocketAddr>,
     /// Shared by the loops' instances: the descriptors are adopted once.
     claimed: Arc<AtomicBool>,
-    /// This instance made the FIFO (and removes it at the end).
-    made_fifo: bool,
+    /// This instance adopted them.
+    owner: bool,
 }
 
 /// A raw wsi's state: what it is and what waits to go back.
@@ -84,11 +88,12 @@ impl RawTest {
     }
 
     fn adopt_descriptors(&mut self, cx: &mut Cx<'_>) {
+        self.owner = true;
         if let Some(path) = self.fifo.clone() {
             self.open_fifo(cx, &path);
         }
         if let Some(addr) = self.udp {
-            match cx.adopt_udp(addr) {
+            match udp_socket(addr).and_then(|(sock, at)| cx.adopt_udp_socket(sock).map(|()| at)) {
                 Ok(at) => log::info!("raw-test: UDP echo on {at}"),
                 Err(e) => log::error!("raw-test: UDP {addr}: {e}"),
             }
@@ -110,15 +115,17 @@ impl RawTest {
                     log::error!("raw-test: mkfifo {}: {}", path.display(), std::io::Error::last_os_error());
                     return;
                 }
-                self.made_fifo = true;
             }
         }
         let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return };
         // Read and write: the FIFO then never reads as ended when a
-        // writer goes, and needs no reopening.
+        // writer goes, and needs no reopening. No following a link put
+        // there since the look; and adopt_file refuses anything but a
+        // FIFO, a pipe or a device.
         // SAFETY: a NUL-terminated path; the descriptor returned is owned
         // by the OwnedFd made of it.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        let flags = libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+        let fd = unsafe { libc::open(c.as_ptr(), flags) };
         if fd < 0 {
             log::error!("raw-test: open {}: {}", path.display(), std::io::Error::last_os_error());
             return;
@@ -142,11 +149,7 @@ impl Protocol for RawTest {
     fn callback(&mut self, cx: &mut Cx<'_>, event: Event<'_, RawTestSession>) -> Action {
         match event {
             Event::ProtocolInit if self.wants_descriptors() => self.adopt_descriptors(cx),
-            Event::ProtocolDestroy => {
-                if let (true, Some(path)) = (self.made_fifo, &self.fifo) {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
+            Event::ProtocolDestroy if self.owner => log::info!("raw-test: done; its FIFO and UDP socket close"),
             Event::RawAdopt(wsi, kind) => {
                 wsi.session.kind = Some(kind);
                 if kind == RawKind::Socket {
@@ -157,10 +160,13 @@ impl Protocol for RawTest {
                 let s = wsi.session;
                 match s.kind {
                     Some(RawKind::File) => {
+                        // A line per log record, what a read gave being
+                        // any number of lines (or part of one).
                         let text = String::from_utf8_lossy(data);
-                        let line = text.trim_end();
-                        let cut = line.char_indices().nth(LOG_MAX).map_or(line.len(), |(i, _)| i);
-                        log::info!("raw-test: fifo: {}", line[..cut].escape_debug());
+                        for line in text.lines().filter(|l| !l.is_empty()) {
+                            let cut = line.char_indices().nth(LOG_MAX).map_or(line.len(), |(i, _)| i);
+                            log::info!("raw-test: fifo: {}", line[..cut].escape_debug());
+                        }
                     }
                     _ => {
                         // Echo: held until written back, reading paused
@@ -183,15 +189,19 @@ impl Protocol for RawTest {
                     _ => writer.write(&s.pending),
                 };
                 match r {
-                    Ok(()) => {
-                        s.pending.clear();
-                        s.to = None;
-                        cx.rx_flow_control(wsi.id, true);
-                    }
                     // Refused for now: the writeable event comes again.
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Action::Continue,
+                    // A datagram that cannot go (a forged sender, port 0):
+                    // dropped; the socket serves the others.
+                    Err(e) if s.kind == Some(RawKind::Udp) => {
+                        log::debug!("raw-test: UDP: no answer to {:?}: {e}", s.to);
+                    }
                     Err(_) => return Action::Close,
+                    Ok(()) => {}
                 }
+                s.pending.clear();
+                s.to = None;
+                cx.rx_flow_control(wsi.id, true);
             }
             Event::RawClose(wsi) if wsi.session.kind == Some(RawKind::Socket) => {
                 log::info!("raw-test: {}: closed", wsi.peer);
@@ -200,4 +210,15 @@ impl Protocol for RawTest {
         }
         Action::Continue
     }
+}
+
+/// A UDP socket bound to `addr` with `SO_REUSEPORT` (a reload's new
+/// configuration binds beside the old one), and the address it got.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, SocketAddr)> {
+    let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+    sock.set_reuse_port(true)?;
+    sock.bind(&addr.into())?;
+    let sock = std::net::UdpSocket::from(sock);
+    let at = sock.local_addr()?;
+    Ok((sock, at))
 }

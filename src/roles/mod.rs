@@ -57,6 +57,9 @@ impl Conn {
         counted: crate::metrics::ConnRole,
     ) -> Conn {
         let raw = raw::Raw::new(env, vhost, protocol, kind, Vec::new());
+        // A raw port's connection (not a descriptor a protocol adopted)
+        // closes when idle for the io timeout, unless its protocol says.
+        let raw = if core.adopted { raw } else { raw.idle_timeout(env.limits.io_timeout) };
         Conn { core, role: Role::Raw(raw), counted, listed: None }
     }
 
@@ -79,7 +82,8 @@ impl Conn {
         let Some(&first) = env.listeners.get(self.core.listener).and_then(|l| l.first()) else { return false };
         let Some(accept) = env.vhosts[first].raw_accept else { return false };
         let held = h1.take_input();
-        self.role = Role::Raw(raw::Raw::new(env, first, accept.protocol, crate::protocol::RawKind::Socket, held));
+        let raw = raw::Raw::new(env, first, accept.protocol, crate::protocol::RawKind::Socket, held);
+        self.role = Role::Raw(raw.idle_timeout(env.limits.io_timeout));
         self.core.vhost = first;
         true
     }

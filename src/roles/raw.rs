@@ -38,6 +38,10 @@ pub(crate) struct Raw {
     /// The peer ended its side (a read gave 0): nothing more is read,
     /// and the wsi closes once what its protocol asked to write is out.
     eof: bool,
+    /// Closed after this long without a byte either way (a raw port's
+    /// connections: `Limits::io_timeout`), until its protocol sets a
+    /// timeout of its own ([`Cx::set_timeout`]).
+    idle: Option<std::time::Duration>,
 }
 
 /// The address a wsi with no peer (a file) reports.
@@ -49,7 +53,22 @@ impl Raw {
     /// at its first service ([`Raw::service`]), after any TLS handshake.
     pub(crate) fn new(env: &Env, vhost: usize, protocol: usize, kind: RawKind, held: Vec<u8>) -> Raw {
         let session = env.live[vhost].protocols[protocol].new_session();
-        Raw { vhost, protocol, session, kind, held, adopted: false, eof: false }
+        Raw { vhost, protocol, session, kind, held, adopted: false, eof: false, idle: None }
+    }
+
+    /// Closed after `idle` without traffic unless its protocol sets a
+    /// timeout of its own: a connection from a port, which any client
+    /// can open, must not hold its slot for ever by saying nothing.
+    pub(crate) fn idle_timeout(mut self, idle: std::time::Duration) -> Raw {
+        self.idle = Some(idle);
+        self
+    }
+
+    /// Traffic moved: the idle timeout starts again.
+    fn progressed(&self, c: &Core, env: &mut Env) {
+        if let Some(idle) = self.idle {
+            env.timers.set(c.key, env.now + idle);
+        }
     }
 
     /// Bytes read before the role began (a plaintext client on a TLS
@@ -77,8 +96,15 @@ impl Raw {
     fn apply_command(&mut self, c: &mut Core, cmd: Command, env: &mut Env) {
         let Some(cmd) = c.apply(cmd, env) else { return };
         match cmd {
-            Command::Timeout(_, Some(after)) => env.timers.set(c.key, env.now + after),
-            Command::Timeout(_, None) => env.timers.clear(c.key),
+            // The protocol's own timeout replaces the idle one.
+            Command::Timeout(_, Some(after)) => {
+                self.idle = None;
+                env.timers.set(c.key, env.now + after)
+            }
+            Command::Timeout(_, None) => {
+                self.idle = None;
+                env.timers.clear(c.key)
+            }
             _ => {}
         }
     }
@@ -86,6 +112,7 @@ impl Raw {
     fn serve(&mut self, c: &mut Core, env: &mut Env) -> Result<(), Close> {
         if !self.adopted {
             self.adopted = true;
+            self.progressed(c, env);
             let (id, peer, kind) = (c.id(), c.peer, self.kind);
             self.dispatch(c, env, RawEvent::RawAdopt(id, peer, kind))?;
         }
@@ -93,6 +120,7 @@ impl Raw {
         // wsi holds nothing (the one-write rule).
         if c.out.has_pending() && c.out.writable {
             c.out.flush()?;
+            self.progressed(c, env);
         }
         if c.want_writable && c.out.writable && !c.out.has_pending() {
             c.want_writable = false;
@@ -106,6 +134,7 @@ impl Raw {
                 RawEvent::RawWriteable(id, peer, writer),
                 Some(&mut self.session),
             );
+            self.progressed(c, env);
             for cmd in env.take_commands_for(id) {
                 self.apply_command(c, cmd, env);
             }
@@ -170,6 +199,7 @@ impl Raw {
                     return Err(Close("end of stream".into()));
                 }
                 Ok(Some(n)) => {
+                    self.progressed(c, env);
                     let (id, peer) = (c.id(), c.peer);
                     self.dispatch(c, env, RawEvent::RawRx(id, peer, &rx[..n]))?;
                 }
@@ -204,9 +234,13 @@ impl crate::conn::Role for Raw {
         }
     }
 
-    /// A timeout the protocol set ([`Cx::set_timeout`]) passed.
+    /// A timeout the protocol set ([`Cx::set_timeout`]) passed, or the
+    /// idle one.
     fn on_timer(&mut self, c: &mut Core, _env: &mut Env) -> Step {
-        log::debug!("{}: raw: timed out", c.peer);
+        match self.idle {
+            Some(idle) => log::debug!("{}: raw: nothing either way for {idle:?}; closing", c.peer),
+            None => log::debug!("{}: raw: timed out", c.peer),
+        }
         Step::Close
     }
 

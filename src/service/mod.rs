@@ -886,8 +886,11 @@ impl Service {
             let Some(target) = target else {
                 inc(&self.sh.handle.inner.metrics.refused);
                 // A TLS client would read an HTTP answer as a broken
-                // record: it gets the close alone.
-                if !tls {
+                // record, and a raw port's client (RAW-1) speaks no HTTP:
+                // they get the close alone.
+                let first = self.sh.listeners[index].first().map(|&v| &self.sh.vhosts[v]);
+                let raw_port = first.is_some_and(|v| v.raw_accept.is_some_and(|a| a.always));
+                if !tls && !raw_port {
                     refuse(stream);
                 }
                 continue;

@@ -506,6 +506,11 @@ impl H1 {
                                 self.fallback = true;
                                 return Ok(used);
                             }
+                            // Empty lines alone, past what a head may
+                            // hold: no more sniffing; the HTTP path's
+                            // limits take them (a flood of CRLFs must
+                            // not grow the buffer).
+                            Sniff::Maybe if input.len() - used > sh.limits.max_head => self.fresh = false,
                             Sniff::Maybe => {
                                 if let Reading::Head { started: started @ false } = &mut self.reading {
                                     *started = true;
