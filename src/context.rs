@@ -174,6 +174,7 @@ pub struct VhostInfo {
     pub(crate) listen_accept_protocol: Option<String>,
     pub(crate) apply_listen_accept: bool,
     pub(crate) fallback_listen_accept: bool,
+    pub(crate) bind_device: Option<String>,
 }
 
 impl VhostInfo {
@@ -207,7 +208,20 @@ impl VhostInfo {
             listen_accept_protocol: None,
             apply_listen_accept: false,
             fallback_listen_accept: false,
+            bind_device: None,
         }
+    }
+
+    /// Binds this vhost's listening socket to one network device
+    /// (`SO_BINDTODEVICE`, seed "BINDTODEV"; lwsws `bind-to-device`):
+    /// only connections that come in through `device` reach the port,
+    /// and what it sends leaves through it. The port's first vhost
+    /// decides for every vhost on it. Needs `CAP_NET_RAW` (root has it;
+    /// `keep-capabilities` keeps it after a drop of privileges). A device
+    /// that does not exist fails the vhost with the kernel's `ENODEV`.
+    pub fn bind_to_device(mut self, device: impl Into<String>) -> VhostInfo {
+        self.bind_device = Some(device.into());
+        self
     }
 
     /// The protocol raw connections on this vhost's port are bound to

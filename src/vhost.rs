@@ -46,6 +46,9 @@ pub(crate) struct Vhost {
     /// What its port's connections become raw for (when it is the
     /// port's first vhost): RAW-1, RAW-2.
     pub(crate) raw_accept: Option<RawAccept>,
+    /// The network device its port is bound to (when it is the port's
+    /// first vhost): `SO_BINDTODEVICE`.
+    pub(crate) bind_device: Option<String>,
     /// Its TLS, when it has a certificate.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::VhostTls>,
@@ -328,6 +331,7 @@ pub(crate) fn build(
         listen_accept_protocol,
         apply_listen_accept,
         fallback_listen_accept,
+        bind_device,
         ..
     } = v;
     let raw_accept = match (listen_accept_protocol, apply_listen_accept || fallback_listen_accept) {
@@ -376,6 +380,7 @@ pub(crate) fn build(
         ws_deflate,
         protocol_names: protocols.iter().map(|p| p.name().to_string()).collect(),
         raw_accept,
+        bind_device,
         #[cfg(feature = "tls")]
         tls,
         #[cfg(feature = "tls")]
@@ -513,6 +518,19 @@ pub(crate) fn plain_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 255
         && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+}
+
+/// Binds `sock` to the network device `device` (`SO_BINDTODEVICE`), for
+/// vhost `name`'s port.
+pub(crate) fn bind_device(sock: &std::net::TcpListener, name: &str, device: &str) -> crate::Result<()> {
+    socket2::SockRef::from(sock).bind_device(Some(device.as_bytes())).map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(libc::ENODEV) => "no such network device".to_string(),
+            Some(libc::EPERM) => "not permitted (binding to a device needs CAP_NET_RAW)".to_string(),
+            _ => e.to_string(),
+        };
+        crate::Error::invalid_input(format!("vhost {name:?}: bind-to-device {device:?}: {why}"))
+    })
 }
 
 #[cfg(test)]

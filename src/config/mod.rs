@@ -418,6 +418,9 @@ struct Vhost {
     noipv6: Option<serde_json::Value>,
     ipv6only: Option<serde_json::Value>,
     strict_host_check: Option<serde_json::Value>,
+    /// warren's own (seed "BINDTODEV"): the network device the vhost's
+    /// port is bound to.
+    bind_to_device: Option<Scalar>,
     // RAW-1, RAW-2 (config/raw.rs):
     listen_accept_role: Option<Scalar>,
     listen_accept_protocol: Option<Scalar>,
@@ -864,6 +867,14 @@ fn build_vhost(
     }
     if let Some((time, probes, interval)) = ka {
         vhost = vhost.tcp_keepalive(time, probes, interval);
+    }
+    if let Some(d) = &v.bind_to_device {
+        let d = d.text();
+        // IFNAMSIZ: 15 bytes and a NUL.
+        if d.is_empty() || d.len() > 15 || d.contains(['/', ' ', '\0']) {
+            return Err(bad(file, &format!("{at}.bind-to-device"), format!("{d:?}: expected a network device name")));
+        }
+        vhost = vhost.bind_to_device(d);
     }
     for (i, map) in v.headers.unwrap_or_default().into_iter().enumerate() {
         for (k, val) in map {

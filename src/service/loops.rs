@@ -9,6 +9,7 @@ use crate::protocol::{Cx, RawEvent};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
 use slab::Slab;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -58,7 +59,7 @@ impl Service {
             // A socket of its own on the port, or a copy of the first
             // loop's (one queue, handed out by load).
             let copy = if l.own {
-                crate::context::reuse_port_listener(self.addrs[l.index])?
+                self.own_socket(l.index)?
             } else {
                 std::net::TcpListener::from(std::os::fd::AsFd::as_fd(&l.sock).try_clone_to_owned()?)
             };
@@ -130,11 +131,8 @@ impl Service {
             let live = self.sh.live[vi].with_protocols(protocols);
             let li = self.vhost_listener[vi];
             let new_listener = if self.sh.listeners.len() > listeners_before {
-                let addr = self.addrs[li];
                 let sock = self.wsis.iter().find_map(|(_, w)| match w {
-                    Wsi::Listen(l) if l.index == li && l.own => {
-                        Some(crate::context::reuse_port_listener(addr).map(|s| (s, true)))
-                    }
+                    Wsi::Listen(l) if l.index == li && l.own => Some(self.own_socket(li).map(|s| (s, true))),
                     Wsi::Listen(l) if l.index == li => Some(
                         std::os::fd::AsFd::as_fd(&l.sock)
                             .try_clone_to_owned()
@@ -207,6 +205,17 @@ impl Service {
                 self.sh.handle.inner.peers.left(peer.ip());
             }
         }
+    }
+
+    /// A socket of another loop's own on listener `index`'s port
+    /// (`SO_REUSEPORT`), bound to the port's device if it has one.
+    fn own_socket(&self, index: usize) -> io::Result<std::net::TcpListener> {
+        let sock = crate::context::reuse_port_listener(self.addrs[index])?;
+        let first = self.sh.listeners[index].first().map(|&v| &self.sh.vhosts[v]);
+        if let Some((v, device)) = first.and_then(|v| Some((v, v.bind_device.as_ref()?))) {
+            crate::vhost::bind_device(&sock, &v.name, device).map_err(|e| io::Error::other(e.to_string()))?;
+        }
+        Ok(sock)
     }
 
     /// Connections another loop accepted for this one.

@@ -307,6 +307,15 @@ impl Service {
             Some(li) => {
                 let first = &self.sh.vhosts[self.sh.listeners[li][0]];
                 crate::vhost::check_shared_port(&v.name, v.listen, tls, (&first.name, self.listener_tls[li]))?;
+                if v.bind_device.is_some() && v.bind_device != first.bind_device {
+                    log::warn!(
+                        "vhost {:?}: its bind-to-device has no effect: the first vhost of {}, {:?}, decides the \
+                         port's device",
+                        v.name,
+                        v.listen,
+                        first.name
+                    );
+                }
                 #[cfg(feature = "tls")]
                 if v.plain_on_tls != crate::tls::PlainOnTls::Drop && first.plain_on_tls == crate::tls::PlainOnTls::Drop
                 {
@@ -332,6 +341,11 @@ impl Service {
                     None if self.reuse_port => (crate::context::bind_reuse_port_listener(v.listen)?, true),
                     None => (crate::context::bind_listener(v.listen)?, false),
                 };
+                // Set on a socket handed over too: the configuration may
+                // name another device now.
+                if let Some(device) = &v.bind_device {
+                    crate::vhost::bind_device(&std_sock, &v.name, device)?;
+                }
                 std_sock.set_nonblocking(true)?;
                 let copy = std_sock.try_clone()?;
                 let mut sock = TcpListener::from_std(std_sock);
