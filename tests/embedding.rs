@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::ws::{WsClient, BINARY, TEXT};
@@ -90,9 +90,14 @@ fn any_port() -> SocketAddr {
 
 /// One GET on a new connection.
 fn get(addr: SocketAddr, path: &str) -> support::Response {
+    get_from(addr, "localhost", path)
+}
+
+/// One GET of `host`'s `path` on a new connection.
+fn get_from(addr: SocketAddr, host: &str, path: &str) -> support::Response {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).expect("write");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).expect("write");
     Reader::new(s).response(false).expect("response")
 }
 
@@ -178,6 +183,20 @@ fn drive(e: &mut Embedded, what: &str, mut done: impl FnMut() -> bool) -> Servic
     }
 }
 
+/// Runs `client` on a thread of its own. Its answer is sent, then the
+/// loops are woken (`cancel_service`): the last event of its exchange
+/// may come before the answer is ready, or be another loop's, and the
+/// wake makes a host waiting on the descriptor look again.
+fn client<T: Send + 'static>(handle: &ContextHandle, client: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
+    let (tx, rx) = mpsc::channel();
+    let handle = handle.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(client());
+        handle.cancel_service();
+    });
+    rx
+}
+
 /// What a protocol heard of the loop, by name.
 #[derive(Default)]
 struct Heard(Arc<Mutex<Vec<&'static str>>>);
@@ -245,9 +264,13 @@ fn service_follows_the_descriptor_and_ends_after_stop() {
     assert_eq!(count(&heard, "cancelled"), 1);
 
     // A connection is served by the same means.
-    let served = std::thread::spawn(move || get(addr, "/missing").status);
-    assert_eq!(drive(&mut e, "a request", || served.is_finished()), Serviced::Running);
-    assert_eq!(served.join().expect("client"), 404);
+    let served = client(&handle, move || get(addr, "/missing").status);
+    let mut status = None;
+    let s = drive(&mut e, "a request", || {
+        status = served.try_recv().ok();
+        status.is_some()
+    });
+    assert_eq!((s, status), (Serviced::Running, Some(404)));
 
     handle.stop();
     assert!(readable(&e, Some(PATIENCE)), "stop did not wake the descriptor");
@@ -257,6 +280,33 @@ fn service_follows_the_descriptor_and_ends_after_stop() {
     assert_eq!(e.service().expect("service"), Serviced::Stopped, "Stopped stays Stopped");
     drop(e);
     assert_eq!(count(&heard, "destroy"), 1, "ended twice");
+}
+
+/// `ContextHandle::add_vhost` reaches an embedded loop through its
+/// descriptor: the answer comes once the host serves, and the new vhost
+/// serves on its own port.
+#[test]
+fn a_vhost_added_while_embedded_is_served() {
+    let (context, _heard) = heard_context(1);
+    let handle = context.handle();
+    let mut e = context.embed().expect("embed");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("index.html"), "added\n").expect("write");
+    let answer = handle.add_vhost(VhostInfo::new("added", any_port()).mount(support::files_mount("/", dir.path())));
+    let mut added = None;
+    drive(&mut e, "the vhost's answer", || {
+        added = answer.try_recv().ok();
+        added.is_some()
+    });
+    let addr = added.expect("answer").expect("the vhost was added");
+    let served = client(&handle, move || get_from(addr, "added", "/"));
+    let mut r = None;
+    drive(&mut e, "a request to the new vhost", || {
+        r = served.try_recv().ok();
+        r.is_some()
+    });
+    let r = r.expect("response");
+    assert_eq!((r.status, r.text()), (200, "added\n".to_string()));
 }
 
 /// Dropping an `Embedded` that still serves ends it as a stop would: its
@@ -284,9 +334,13 @@ fn a_second_loop_runs_on_its_thread_and_a_drain_ends_both() {
     let addr = context.local_addr(0).expect("addr");
     let handle = context.handle();
     let mut e = context.embed().expect("embed");
-    let clients = std::thread::spawn(move || (0..8).map(|_| get(addr, "/missing").status).collect::<Vec<_>>());
-    drive(&mut e, "the requests", || clients.is_finished());
-    assert_eq!(clients.join().expect("clients"), vec![404; 8]);
+    let clients = client(&handle, move || (0..8).map(|_| get(addr, "/missing").status).collect::<Vec<_>>());
+    let mut statuses = None;
+    drive(&mut e, "the requests", || {
+        statuses = clients.try_recv().ok();
+        statuses.is_some()
+    });
+    assert_eq!(statuses, Some(vec![404; 8]));
     assert_eq!(handle.stats().requests, 8);
 
     let closed = handle.drain(Duration::from_secs(1));
