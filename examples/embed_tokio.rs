@@ -67,11 +67,11 @@ pub async fn drive(embedded: Embedded) -> io::Result<()> {
             // it: an event that comes during the call brings a new edge.
             Some(timeout) => {
                 tokio::select! {
-                    ready = warren.readable() => ready?.clear_ready(),
+                    ready = warren.readable_mut() => ready?.clear_ready(),
                     () = tokio::time::sleep(timeout) => {}
                 }
             }
-            None => warren.readable().await?.clear_ready(),
+            None => warren.readable_mut().await?.clear_ready(),
         }
     }
 }

@@ -709,6 +709,10 @@ pub(crate) struct HandleInner {
     /// What each peer address holds, while a peer limit is set.
     pub(crate) peers: crate::peers::Peers,
     pub(crate) new_vhosts: std::sync::Mutex<Vec<NewVhost>>,
+    /// The first loop has ended: a vhost added now is refused at once.
+    /// Set and read with `new_vhosts` locked, so none is queued after
+    /// the loop took the last.
+    pub(crate) vhosts_closed: AtomicBool,
     /// [`ContextHandle::reopen_logs`] was called (the first loop reopens
     /// the files every loop writes to).
     pub(crate) reopen_logs: AtomicBool,
@@ -770,7 +774,14 @@ impl ContextHandle {
             Some(Ok(built)) => VhostInfo { built_tls: Some(built), ..vhost },
             None => vhost,
         };
-        self.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner()).push((vhost, tx));
+        let mut queue = self.inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner());
+        if self.inner.vhosts_closed.load(Ordering::Acquire) {
+            let why = format!("vhost {:?}: the context has stopped; it takes no new vhost", vhost.name);
+            let _ = tx.send(Err(crate::Error::invalid_input(why)));
+            return rx;
+        }
+        queue.push((vhost, tx));
+        drop(queue);
         // The first loop attaches it, then hands it to the others.
         if let Some(first) = self.inner.loops.first() {
             first.wake();
@@ -1364,12 +1375,8 @@ impl Listening {
 /// [`is_bind`](crate::Error::is_bind): the address cannot be bound; the
 /// message names it.
 pub fn bind_listener(addr: SocketAddr) -> crate::Result<std::net::TcpListener> {
-    let sock = mio::net::TcpListener::bind(addr)
-        .map_err(|e| crate::Error::bind(io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))))?;
-    use std::os::fd::{FromRawFd, IntoRawFd};
-    // SAFETY: the descriptor was just taken from a listener that gives up
-    // its ownership; nothing else holds it.
-    Ok(unsafe { std::net::TcpListener::from_raw_fd(sock.into_raw_fd()) })
+    stream_listener(addr, false)
+        .map_err(|e| crate::Error::bind(io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))))
 }
 
 /// [`bind_listener`] with `SO_REUSEPORT` set, for a context with
@@ -1388,12 +1395,23 @@ pub fn bind_reuse_port_listener(addr: SocketAddr) -> crate::Result<std::net::Tcp
 /// A listening socket on `addr` that other sockets may share
 /// (`SO_REUSEPORT`; [`ContextInfo::reuse_port`]), non-blocking.
 pub(crate) fn reuse_port_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    stream_listener(addr, true)
+}
+
+/// A non-blocking, close-on-exec listening socket on `addr` with address
+/// reuse (and `SO_REUSEPORT` if `reuse_port`), and the kernel's largest
+/// accept queue: a backlog past `net.core.somaxconn` is cut to it, so
+/// connections a busy or paused loop has not accepted yet wait in the
+/// kernel rather than being refused (mio's own bind asks for 128).
+fn stream_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
     s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    s.listen(1024)?;
+    s.listen(65535)?;
     Ok(s.into())
 }
 

@@ -278,8 +278,15 @@ fn service_follows_the_descriptor_and_ends_after_stop() {
     assert_eq!(count(&heard, "destroy"), 1);
     assert!(TcpStream::connect(addr).is_err(), "the port still takes connections after Stopped");
     assert_eq!(e.service().expect("service"), Serviced::Stopped, "Stopped stays Stopped");
+    // A vhost asked for now is refused at once, not left unanswered.
+    let late = handle.add_vhost(warren::VhostInfo::new("late", any_port()));
+    let answer = late.recv_timeout(PATIENCE).expect("add_vhost after the stop was never answered");
+    let why = answer.expect_err("a stopped context took a vhost").to_string();
+    assert!(why.contains("late") && why.contains("stopped"), "{why}");
     drop(e);
     assert_eq!(count(&heard, "destroy"), 1, "ended twice");
+    let answer = handle.add_vhost(warren::VhostInfo::new("later", any_port())).recv_timeout(PATIENCE);
+    assert!(answer.expect("answered after the drop").is_err());
 }
 
 /// `ContextHandle::add_vhost` reaches an embedded loop through its

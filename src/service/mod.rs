@@ -200,6 +200,7 @@ impl Service {
                 metrics: info.metrics.take().unwrap_or_default(),
                 peers: Default::default(),
                 new_vhosts: Default::default(),
+                vhosts_closed: Default::default(),
                 reopen_logs: Default::default(),
                 #[cfg(feature = "tls")]
                 certs: Default::default(),
@@ -672,6 +673,17 @@ impl Service {
     /// listening sockets closed and whoever waits for that told, CGI
     /// groups ended, and every protocol hears `ProtocolDestroy`.
     pub(crate) fn finish(&mut self) {
+        if self.tsi == 0 {
+            // Vhosts asked for and not attached, or asked for from now
+            // on: refused, so no caller waits for ever.
+            let inner = &self.sh.handle.inner;
+            let mut queue = inner.new_vhosts.lock().unwrap_or_else(|e| e.into_inner());
+            inner.vhosts_closed.store(true, Ordering::Release);
+            for (v, reply) in queue.drain(..) {
+                let why = format!("vhost {:?}: the context has stopped; it takes no new vhost", v.name);
+                let _ = reply.send(Err(crate::Error::invalid_input(why)));
+            }
+        }
         self.end_handing();
         for key in self.conn_keys() {
             self.close(key);
