@@ -66,7 +66,8 @@ pub struct Limits {
     /// upgrade). Soft: a connection whose request would be one more is
     /// not read until one of its peer's requests ends (in arrival order
     /// among this loop's), counted in `warren_peer_waits_total`; waiting,
-    /// it keeps its idle or header timeout. 0 (the default): no limit.
+    /// it keeps its idle or header timeout, and one still waiting then is
+    /// answered 503 with `Retry-After: 1`. 0 (the default): no limit.
     pub peer_requests: usize,
     /// The largest WebSocket message (after inflation) a protocol accepts
     /// unless it says otherwise ([`Protocol::max_message_size`]); bigger

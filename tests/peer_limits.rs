@@ -140,3 +140,30 @@ fn a_request_over_the_peer_limit_waits_for_one_to_end() {
     let r = Reader::new(second).response(false).expect("the waiting one is answered");
     assert_eq!(r.status, 200);
 }
+
+/// A request that waits for its peer's slot until its header timeout is
+/// answered 503 with `Retry-After`, not closed unanswered.
+#[test]
+fn a_request_still_waiting_at_its_deadline_gets_503() {
+    let (_t, root) = site();
+    let big = 32usize << 20;
+    std::fs::write(root.join("big.bin"), vec![b'x'; big]).expect("big");
+    // The first response outlives the second's header timeout whatever
+    // the machine's speed: its own io timeout is far longer.
+    let limits = Limits {
+        peer_requests: 1,
+        header_timeout: Duration::from_secs(1),
+        io_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let server = Server::start(ContextInfo::new().limits(limits).vhost(vhost().mount(files_mount("/", &root))));
+    let mut first = connect_from("127.0.0.1", server.addr);
+    first.write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let mut peek = [0u8; 1];
+    assert_eq!(first.peek(&mut peek).expect("the response begins"), 1);
+    let mut second = connect_from("127.0.0.1", server.addr);
+    second.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let r = Reader::new(second).response(false).expect("an answer at the deadline");
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("1")));
+    drop(first);
+}

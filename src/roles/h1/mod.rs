@@ -246,6 +246,23 @@ impl H1 {
         false
     }
 
+    /// Its peer's other requests held every slot (`Limits::peer_requests`)
+    /// until this one's deadline: it is told so, with when to try again,
+    /// rather than cut off in silence. Its head was never read, so the
+    /// answer is HTTP/1.1 and the connection closes after it.
+    fn peer_wait_expired(&mut self, c: &mut Core, sh: &mut Env) -> Step {
+        self.peer_waiting = false;
+        sh.peer_waiters.retain(|&(key, _)| key != c.key);
+        log::info!("{}: still waiting for its peer's request slot at its deadline; 503", c.peer);
+        self.tx = TxInfo { version: Version::Http11, keep_alive: false, head_only: false, status: 0 };
+        self.reading = Reading::Done;
+        self.uncounted = true;
+        self.send_simple(c, sh, 503, &[("Retry-After", "1")], true);
+        sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
+        sh.force(c);
+        Step::Keep
+    }
+
     /// Bytes a plaintext client sent a TLS port (RAW-4), read before the
     /// role began: they are its first request.
     #[cfg(feature = "tls")]
@@ -910,6 +927,9 @@ impl Role for H1 {
                     // writes could move.
                     sh.timers.set(c.key, sh.now + sh.limits.io_timeout);
                     return Step::Keep;
+                }
+                if self.peer_waiting {
+                    return self.peer_wait_expired(c, sh);
                 }
                 log::debug!("{}: timed out in {}", c.peer, self.phase());
                 Step::Close
