@@ -47,8 +47,10 @@ mod check;
 pub mod config;
 mod conn;
 mod context;
+mod embed;
 mod error;
 pub mod http;
+mod listen;
 pub mod metrics;
 mod mount;
 #[cfg(feature = "appliance")]
@@ -77,10 +79,12 @@ pub use check::{CgiReport, ListenerReport, MountKind, MountReport, Report, TlsRe
 pub use error::{Error, Result};
 
 pub use context::{
-    bind_listener, bind_reuse_port_listener, Context, ContextHandle, ContextInfo, Embedded, FopsFactory, Limits,
-    Listening, Serviced, Stats, VhostInfo, DEFAULT_WS_HANGUP, DEFAULT_WS_PING, MAX_THREADS, MAX_TIMEOUT,
+    Context, ContextHandle, ContextInfo, FopsFactory, Limits, Listening, Stats, VhostInfo, DEFAULT_WS_HANGUP,
+    DEFAULT_WS_PING, MAX_THREADS, MAX_TIMEOUT,
 };
+pub use embed::{Embedded, Serviced};
 pub use http::Request;
+pub use listen::{bind_listener, bind_reuse_port_listener};
 pub use metrics::Metrics;
 pub use mount::{default_fops, default_fops_with, DenyRule, FcgiAddr, Mount, Origin, OPEN_CACHE_FILES, OPEN_CACHE_TTL};
 pub use protocol::{Action, Cx, Event, HtmlChunk, Protocol, Writer, Wsi, WsiId};

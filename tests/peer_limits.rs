@@ -102,22 +102,28 @@ fn waits(m: &warren::Metrics) -> String {
     m.render().lines().find(|l| l.starts_with("warren_peer_waits_total ")).expect("the counter").to_string()
 }
 
-/// `Limits::peer_requests` (lwsws's `ip-limit-ah`) is soft: a request
-/// from a peer that has as many in progress waits, unread, and is
-/// answered once one of them ends; another address is served meanwhile.
-#[test]
-fn a_request_over_the_peer_limit_waits_for_one_to_end() {
-    let (_t, root) = site();
-    // Far more than the socket buffers hold: its response stays in
-    // progress while its client does not read.
+/// A server with `limits` whose peer 127.0.0.1 holds one request slot:
+/// a download far bigger than the socket buffers hold, begun and not
+/// read, so its response stays in progress. Returns the server, the site
+/// and the downloading connection, and the download's size.
+fn one_slot_held(limits: Limits) -> (Server, tempfile::TempDir, TcpStream, usize) {
+    let (t, root) = site();
     let big = 32usize << 20;
     std::fs::write(root.join("big.bin"), vec![b'x'; big]).expect("big");
-    let limits = Limits { peer_requests: 1, ..Limits::default() };
     let server = Server::start(ContextInfo::new().limits(limits).vhost(vhost().mount(files_mount("/", &root))));
     let mut first = connect_from("127.0.0.1", server.addr);
     first.write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
     let mut peek = [0u8; 1];
     assert_eq!(first.peek(&mut peek).expect("the response begins"), 1);
+    (server, t, first, big)
+}
+
+/// `Limits::peer_requests` (lwsws's `ip-limit-ah`) is soft: a request
+/// from a peer that has as many in progress waits, unread, and is
+/// answered once one of them ends; another address is served meanwhile.
+#[test]
+fn a_request_over_the_peer_limit_waits_for_one_to_end() {
+    let (server, _t, first, big) = one_slot_held(Limits { peer_requests: 1, ..Limits::default() });
 
     let mut second = connect_from("127.0.0.1", server.addr);
     second.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
@@ -145,9 +151,6 @@ fn a_request_over_the_peer_limit_waits_for_one_to_end() {
 /// answered 503 with `Retry-After`, not closed unanswered.
 #[test]
 fn a_request_still_waiting_at_its_deadline_gets_503() {
-    let (_t, root) = site();
-    let big = 32usize << 20;
-    std::fs::write(root.join("big.bin"), vec![b'x'; big]).expect("big");
     // The first response outlives the second's header timeout whatever
     // the machine's speed: its own io timeout is far longer.
     let limits = Limits {
@@ -156,11 +159,7 @@ fn a_request_still_waiting_at_its_deadline_gets_503() {
         io_timeout: Duration::from_secs(600),
         ..Limits::default()
     };
-    let server = Server::start(ContextInfo::new().limits(limits).vhost(vhost().mount(files_mount("/", &root))));
-    let mut first = connect_from("127.0.0.1", server.addr);
-    first.write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
-    let mut peek = [0u8; 1];
-    assert_eq!(first.peek(&mut peek).expect("the response begins"), 1);
+    let (server, _t, first, _) = one_slot_held(limits);
     let mut second = connect_from("127.0.0.1", server.addr);
     second.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
     let r = Reader::new(second).response(false).expect("an answer at the deadline");

@@ -210,7 +210,7 @@ impl Service {
     /// A socket of another loop's own on listener `index`'s port
     /// (`SO_REUSEPORT`), bound to the port's device if it has one.
     fn own_socket(&self, index: usize) -> io::Result<std::net::TcpListener> {
-        let sock = crate::context::reuse_port_listener(self.addrs[index])?;
+        let sock = crate::listen::reuse_port_listener(self.addrs[index])?;
         let first = self.sh.listeners[index].first().map(|&v| &self.sh.vhosts[v]);
         if let Some((v, device)) = first.and_then(|v| Some((v, v.bind_device.as_ref()?))) {
             crate::vhost::bind_device(&sock, &v.name, device).map_err(|e| io::Error::other(e.to_string()))?;

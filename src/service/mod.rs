@@ -2,19 +2,22 @@
 //! wheel, a waker, and the forced-service list. The only module that
 //! polls or registers.
 
+mod accept;
 #[cfg(feature = "cgi")]
 mod cgi;
+mod drain;
 mod loops;
 mod raw;
 
+use drain::Drain;
 pub(crate) use loops::Replica;
 
-use crate::conn::{Core, Env, Link, PlainTcp, Step};
+use crate::conn::{Env, Step};
 use crate::context::{check_context, ContextHandle, ContextInfo, HandleInner, VhostInfo};
-use crate::metrics::{inc, ConnRole};
+use crate::metrics::ConnRole;
 use crate::protocol::{Command, Cx, RawEvent};
 use crate::roles::Conn;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io;
@@ -132,20 +135,6 @@ pub(crate) struct Service {
     /// The access log of vhosts that name none
     /// ([`ContextInfo::default_access_log`]).
     default_access_log: Option<std::path::PathBuf>,
-}
-
-/// A drain under way ([`ContextHandle::drain`]).
-#[derive(Debug, Clone, Copy)]
-struct Drain {
-    /// When what is left is closed.
-    until: Instant,
-    /// When WebSockets are told to go away (at once for a stop; at the
-    /// end of the grace for a reload), and whether they have been.
-    ws_close_at: Instant,
-    ws_told: bool,
-    /// Past the grace: only WebSocket close handshakes are left, until
-    /// this (their close timeout).
-    hard_end: Option<Instant>,
 }
 
 impl std::fmt::Debug for Service {
@@ -339,8 +328,8 @@ impl Service {
                         let own = self.reuse_port && socket2::SockRef::from(&l).reuse_port().unwrap_or(false);
                         (l, own)
                     }
-                    None if self.reuse_port => (crate::context::bind_reuse_port_listener(v.listen)?, true),
-                    None => (crate::context::bind_listener(v.listen)?, false),
+                    None if self.reuse_port => (crate::listen::bind_reuse_port_listener(v.listen)?, true),
+                    None => (crate::listen::bind_listener(v.listen)?, false),
                 };
                 // Set on a socket handed over too: the configuration may
                 // name another device now.
@@ -716,124 +705,6 @@ impl Service {
         self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Conn(_))).map(|(k, _)| k).collect()
     }
 
-    /// Begins a drain: the listeners close (their copies for
-    /// [`ContextHandle::listeners`] too: a socket left open would queue
-    /// connections nobody serves), and each connection is told.
-    fn start_drain(&mut self, request: crate::context::DrainRequest) {
-        // No connection is handed to this loop from now on; those handed
-        // before are served (`drain_turn` takes them).
-        self.sh.handle.inner.loops[self.tsi].close_hands();
-        self.take_handed();
-        let now = self.sh.now;
-        let until = now + request.grace.min(crate::context::MAX_TIMEOUT);
-        let ws_close_at = if request.keep_websockets { until } else { now };
-        self.drain = Some(Drain { until, ws_close_at, ws_told: false, hard_end: None });
-        self.sh.draining = true;
-        self.drop_listeners();
-        self.listeners_closed();
-        log::info!(
-            "draining {} connections: no new ones; what is in flight has {:?} to finish",
-            self.open_conns,
-            request.grace
-        );
-        self.tell_conns(false);
-    }
-
-    /// Deregisters and closes this loop's listening sockets.
-    fn drop_listeners(&mut self) {
-        let listeners: Vec<usize> =
-            self.wsis.iter().filter(|(_, w)| matches!(w, Wsi::Listen(_))).map(|(k, _)| k).collect();
-        for key in listeners {
-            if let Some(slot) = self.wsis.get_mut(key) {
-                if let Wsi::Listen(mut l) = std::mem::replace(slot, Wsi::Vacated) {
-                    if let Err(e) = self.poll.registry().deregister(&mut l.sock) {
-                        log::debug!("deregister a listener: {e}");
-                    }
-                }
-                self.sh.timers.clear(key);
-                self.vacated.push(key);
-            }
-        }
-    }
-
-    /// The listeners are closed (a drain began, or the loop ends): their
-    /// copies go, and whoever waits for it is told.
-    fn listeners_closed(&mut self) {
-        self.sh.handle.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        let mut drain = self.sh.handle.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(closed) = drain.closed.get_mut(self.tsi) {
-            *closed = true;
-        }
-        // Told once every loop has closed its copies.
-        if drain.all_closed() {
-            for waiter in drain.waiters.drain(..) {
-                let _ = waiter.send(());
-            }
-        }
-    }
-
-    /// Tells every connection a drain is on (`websockets`: WebSockets are
-    /// to go away now), and acts on what each answers.
-    fn tell_conns(&mut self, websockets: bool) {
-        for key in self.conn_keys() {
-            let sh = &mut self.sh;
-            let step = match self.wsis.get_mut(key) {
-                Some(Wsi::Conn(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| c.drain(sh, websockets))),
-                _ => continue,
-            };
-            let step = step.unwrap_or_else(|_| {
-                log::error!("panic while telling a connection of the drain; connection dropped");
-                self.sh.heal();
-                Step::Close
-            });
-            match step {
-                Step::Close => self.close(key),
-                _ => self.after_service(key),
-            }
-            self.reindex(key);
-            self.apply_commands();
-        }
-    }
-
-    /// A drain's turn: WebSockets told when their time comes, what is
-    /// left closed at the end of the grace. True when the loop is done.
-    fn drain_turn(&mut self) -> bool {
-        let Some(mut d) = self.drain else { return false };
-        let now = self.sh.now;
-        // Handed before the drain began, and not yet taken: served too.
-        self.take_handed();
-        if self.open_conns == 0 {
-            return true;
-        }
-        if !d.ws_told && now >= d.ws_close_at {
-            d.ws_told = true;
-            self.drain = Some(d);
-            self.tell_conns(true);
-        }
-        if d.hard_end.is_none() && now >= d.until {
-            // Only WebSockets in their close handshake may go on, within
-            // their close timeout.
-            let keys: Vec<usize> = self
-                .wsis
-                .iter()
-                .filter(|(_, w)| matches!(w, Wsi::Conn(c) if !c.ws_closing()))
-                .map(|(k, _)| k)
-                .collect();
-            if !keys.is_empty() {
-                log::info!("drain: the grace has passed; closing {} connections still open", keys.len());
-            }
-            for key in keys {
-                self.close(key);
-            }
-            d.hard_end = Some(now + self.sh.limits.ws_close_timeout);
-            self.drain = Some(d);
-        }
-        if d.hard_end.is_some_and(|end| now >= end) {
-            return true;
-        }
-        self.open_conns == 0
-    }
-
     /// Delivers the protocol timers that are due.
     fn fire_protocol_timers(&mut self) {
         let now = self.sh.now;
@@ -862,141 +733,6 @@ impl Service {
         self.apply_commands();
     }
 
-    fn accept(&mut self, key: usize) {
-        for _ in 0..ACCEPT_BUDGET {
-            let Some(Wsi::Listen(l)) = self.wsis.get(key) else { return };
-            let (index, tls, own) = (l.index, l.tls, l.own);
-            let (stream, peer) = match l.sock.accept() {
-                Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) =>
-                {
-                    // Out of descriptors: the listener stays readable, so
-                    // retry from a timer rather than spin.
-                    // Said once a minute at most per loop (a client
-                    // holding the process at its limit must not fill
-                    // the log), with how many more there were.
-                    let now = self.sh.now;
-                    if self.out_of_fds.is_none_or(|(at, _)| now.duration_since(at) >= OUT_OF_FDS_LOG_EVERY) {
-                        let more = self.out_of_fds.map_or(0, |(_, n)| n);
-                        log::warn!(
-                            "accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?} ({more} more times since the last \
-                             such warning)"
-                        );
-                        self.out_of_fds = Some((now, 0));
-                    } else if let Some((_, n)) = self.out_of_fds.as_mut() {
-                        *n += 1;
-                    }
-                    self.sh.timers.set(key, self.sh.now + ACCEPT_BACKOFF);
-                    return;
-                }
-                Err(e) => {
-                    log::debug!("accept: {e}");
-                    continue;
-                }
-            };
-            // Contexts sharing their metrics (a reload's old and new
-            // configurations) share the process's descriptors: the limit
-            // counts the connections of all of them.
-            let shared = usize::try_from(self.sh.handle.inner.metrics.open_total()).unwrap_or(usize::MAX);
-            // The loop with the fewest connections serves it (lws's
-            // least-loaded thread): this one, or another it is handed to.
-            let target = match shared < self.total_conns {
-                // Its own socket on a shared port: served here while this
-                // loop is below its share.
-                true if own && self.open_conns < self.max_conns => Some(self.tsi),
-                true => self.least_loaded(),
-                false => None,
-            };
-            let Some(target) = target else {
-                inc(&self.sh.handle.inner.metrics.refused);
-                // A TLS client would read an HTTP answer as a broken
-                // record, and a raw port's client (RAW-1) speaks no HTTP:
-                // they get the close alone.
-                let first = self.sh.listeners[index].first().map(|&v| &self.sh.vhosts[v]);
-                let raw_port = first.is_some_and(|v| v.raw_accept.is_some_and(|a| a.always));
-                if !tls && !raw_port {
-                    refuse(stream);
-                }
-                continue;
-            };
-            let per_peer = self.sh.limits.peer_connections;
-            if per_peer > 0 && !self.sh.handle.inner.peers.admit(peer.ip(), per_peer) {
-                // CORE-9: closed at once, with no answer.
-                inc(&self.sh.handle.inner.metrics.peer_refused);
-                log::debug!("{peer}: already has {per_peer} connections; closed");
-                continue;
-            }
-            if target != self.tsi {
-                let handed = crate::signals::Handed { stream, peer, listener: index, tls };
-                match self.sh.handle.inner.loops[target].hand(handed) {
-                    Ok(()) => continue,
-                    // That loop has ended: served here after all.
-                    Err(back) => {
-                        let crate::signals::Handed { stream, peer, .. } = back;
-                        self.adopt_counted(stream, peer, index, tls, true);
-                        continue;
-                    }
-                }
-            }
-            self.adopt_counted(stream, peer, index, tls, true);
-        }
-        // More may be waiting; come back after others had a turn.
-        if let Some(Wsi::Listen(l)) = self.wsis.get_mut(key) {
-            if !l.forced {
-                l.forced = true;
-                self.sh.forced.push(key);
-            }
-        }
-    }
-
-    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, listener: usize, tls: bool) -> io::Result<()> {
-        stream.set_nodelay(true)?;
-        if let Some(ka) = self.sh.listeners[listener].first().and_then(|&v| self.sh.vhosts[v].tcp_keepalive) {
-            ka.apply(&stream)?;
-        }
-        let entry = self.wsis.vacant_entry();
-        let key = entry.key();
-        self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)?;
-        self.generation = self.generation.wrapping_add(1);
-        let vhost = self.sh.listeners[listener][0];
-        let (link, first_timeout) = match tls {
-            #[cfg(feature = "tls")]
-            true => (Link::Tls(Box::new(crate::conn::tls::TlsLink::new(stream))), self.sh.limits.tls_handshake_timeout),
-            _ => (Link::Plain(PlainTcp(stream)), self.sh.limits.header_timeout),
-        };
-        let core = Core::new(key, self.generation, link, peer, listener, vhost);
-        // RAW-1: the port's first vhost may make every connection raw.
-        let raw = self.sh.vhosts[vhost].raw_accept.filter(|a| a.always).map(|a| (vhost, a.protocol));
-        let counted = match (tls, raw) {
-            (true, _) => ConnRole::TlsHandshake,
-            (false, Some(_)) => ConnRole::Raw,
-            (false, None) => ConnRole::Http,
-        };
-        let conn = match raw {
-            Some(bound) => {
-                let mut conn = Conn::new_raw(core, &self.sh, bound, crate::protocol::RawKind::Socket, counted);
-                // Its protocol hears of it now, not at its first byte.
-                self.sh.force(&mut conn.core);
-                conn
-            }
-            None => Conn::new(core, counted),
-        };
-        entry.insert(Wsi::Conn(conn));
-        // A raw connection has no timeout but the handshake's and those
-        // its protocol sets.
-        if tls || raw.is_none() {
-            self.sh.timers.set(key, self.sh.now + first_timeout);
-        }
-        self.open_conns += 1;
-        let metrics = &self.sh.handle.inner.metrics;
-        inc(&metrics.accepted);
-        inc(&self.taken);
-        metrics.conn_opened(counted);
-        Ok(())
-    }
-
     fn service_conn(&mut self, key: usize) {
         let Some(Wsi::Conn(conn)) = self.wsis.get_mut(key) else { return };
         // A bug (ours, a dependency's, a protocol's) that panics on some
@@ -1023,13 +759,21 @@ impl Service {
 
     /// A connection's timer fired: its role decides what that means.
     fn conn_timer(&mut self, key: usize) {
+        self.conn_event(key, "a connection's timer", Conn::on_timer);
+    }
+
+    /// Gives the connection at `key` something other than readiness to
+    /// handle (`what`, for the log: its deadline, its protocol's timer),
+    /// a panic in it costing that connection only; then what every turn
+    /// of a connection ends with.
+    pub(super) fn conn_event(&mut self, key: usize, what: &str, event: fn(&mut Conn, &mut Env) -> Step) {
         let sh = &mut self.sh;
         let step = match self.wsis.get_mut(key) {
-            Some(Wsi::Conn(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| c.on_timer(sh))),
+            Some(Wsi::Conn(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| event(c, sh))),
             _ => return,
         };
         let step = step.unwrap_or_else(|_| {
-            log::error!("panic in a connection's timer; connection dropped");
+            log::error!("panic in {what}; connection dropped");
             self.sh.heal();
             Step::Close
         });
@@ -1204,44 +948,12 @@ impl Drop for Service {
     }
 }
 
-impl Drain {
-    /// A later drain request makes this one stricter, never looser.
-    fn tighten(&mut self, request: crate::context::DrainRequest, now: Instant) {
-        let until = now + request.grace.min(crate::context::MAX_TIMEOUT);
-        if until < self.until && self.hard_end.is_none() {
-            self.until = until;
-        }
-        if !request.keep_websockets {
-            self.ws_close_at = self.ws_close_at.min(now);
-        }
-        self.ws_close_at = self.ws_close_at.min(self.until);
-    }
-
-    /// The next time the drain must act.
-    fn next_step(&self) -> Instant {
-        match self.hard_end {
-            Some(end) => end,
-            None if !self.ws_told => self.ws_close_at.min(self.until),
-            None => self.until,
-        }
-    }
-}
-
 /// Delivers an event that concerns no connection. A protocol that panics
 /// on it costs that one event, not the loop.
 fn dispatch_guarded(p: &mut dyn crate::protocol::AnyProtocol, cx: &mut Cx<'_>, event: RawEvent<'_>) {
     if std::panic::catch_unwind(AssertUnwindSafe(|| p.dispatch(cx, event, None))).is_err() {
         log::error!("protocol {:?}: panic in a callback with no connection", p.name());
     }
-}
-
-/// Tells a connection over the limit why it is being dropped, if its
-/// socket takes the few bytes at once; never waits.
-fn refuse(stream: TcpStream) {
-    use std::io::Write;
-    let mut stream = stream;
-    let _ = stream
-        .write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n");
 }
 
 /// A peer that resets while `sendfile(2)` writes to it (which, unlike

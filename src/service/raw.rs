@@ -10,12 +10,11 @@
 
 use super::{Service, Wsi};
 use crate::conn::rawio::{FileLink, UdpLink};
-use crate::conn::{Core, Link, PlainTcp, Step};
+use crate::conn::{Core, Link, PlainTcp};
 use crate::metrics::ConnRole;
 use crate::protocol::{Adoptee, RawKind, WsiId};
 use crate::roles::Conn;
 use mio::{Interest, Token};
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 impl Service {
@@ -51,22 +50,7 @@ impl Service {
 
     /// The timer of the wsi at `key` came due.
     pub(super) fn wsi_timer(&mut self, key: usize) {
-        let sh = &mut self.sh;
-        let step = match self.wsis.get_mut(key) {
-            Some(Wsi::Conn(c)) => std::panic::catch_unwind(AssertUnwindSafe(|| c.user_timer(sh))),
-            _ => return,
-        };
-        let step = step.unwrap_or_else(|_| {
-            log::error!("panic in a wsi's timer callback; connection dropped");
-            self.sh.heal();
-            Step::Close
-        });
-        match step {
-            Step::Close => self.close(key),
-            _ => self.after_service(key),
-        }
-        self.reindex(key);
-        self.apply_commands();
+        self.conn_event(key, "a wsi's timer callback", Conn::user_timer);
     }
 
     /// Makes a raw wsi of a descriptor a protocol adopted, bound to that
