@@ -14,7 +14,6 @@ pub(crate) use loops::Replica;
 
 use crate::conn::{Env, Step};
 use crate::context::{check_context, ContextHandle, ContextInfo, HandleInner, VhostInfo};
-use crate::metrics::ConnRole;
 use crate::protocol::{Command, Cx, RawEvent};
 use crate::roles::Conn;
 use mio::net::TcpListener;
@@ -808,7 +807,7 @@ impl Service {
             return;
         };
         self.sh.timers.clear(key);
-        c.became(&self.sh, ConnRole::Ws);
+        c.became(&self.sh, crate::metrics::ConnRole::Ws);
         let sh = &mut self.sh;
         let step = std::panic::catch_unwind(AssertUnwindSafe(|| c.established(sh, &request))).unwrap_or_else(|_| {
             log::error!("panic in a WebSocket's established callback; connection dropped");
