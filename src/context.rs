@@ -472,7 +472,7 @@ pub struct ContextInfo {
     pub(crate) vhosts: Vec<VhostInfo>,
     pub(crate) limits: Limits,
     pub(crate) fops_factory: Option<FopsFactory>,
-    /// Listening sockets bound already (by [`bind_listener`], systemd
+    /// Listening sockets bound already (by [`bind_listener`](crate::bind_listener), systemd
     /// socket activation, or a context this one replaces).
     pub(crate) inherited: Vec<std::net::TcpListener>,
     pub(crate) metrics: Option<Arc<Metrics>>,
@@ -528,7 +528,7 @@ impl ContextInfo {
     /// configuration reload keeps its ports (the new context gets the old
     /// one's [`ContextHandle::listeners`]), how systemd socket activation
     /// passes ports that need privileges (`LISTEN_FDS`), and how several
-    /// addresses share one port chosen by the system ([`bind_listener`]
+    /// addresses share one port chosen by the system ([`bind_listener`](crate::bind_listener)
     /// with port 0, then the others on the port it got). Failing an exact
     /// match, a socket on `[::]:P` also serves a vhost asking for
     /// `0.0.0.0:P` (a systemd `ListenStream=80` is `[::]:80`, dual-stack,
@@ -603,7 +603,7 @@ impl ContextInfo {
     /// where the default's single queue per port loses none. Sockets
     /// handed over ([`listener`](Self::listener), a reload, systemd) are
     /// shared too unless they have `SO_REUSEPORT` set
-    /// ([`bind_reuse_port_listener`]). Off by default; `--reuse-port`.
+    /// ([`bind_reuse_port_listener`](crate::bind_reuse_port_listener)). Off by default; `--reuse-port`.
     pub fn reuse_port(mut self, on: bool) -> ContextInfo {
         self.reuse_port = on;
         self
@@ -833,7 +833,7 @@ impl ContextHandle {
     /// arrives meanwhile is still answered); WebSockets get a close frame
     /// with 1001 (going away) and finish their close handshake. CGI
     /// programs may finish their responses too. [`Context::run`] returns
-    /// (an [`Embedded`] loop's `service` returns [`Serviced::Stopped`])
+    /// (an [`Embedded`](crate::Embedded) loop's `service` returns [`Serviced::Stopped`](crate::Serviced::Stopped))
     /// when no connection is left, or when `grace` has passed: then what
     /// remains is closed as by [`stop`](Self::stop) (CGI programs are
     /// ended with their whole process group). Calling it again, or
@@ -906,8 +906,8 @@ impl ContextHandle {
     }
 
     /// Asks the loop to stop at once; [`Context::run`] then returns (an
-    /// [`Embedded`] loop's descriptor becomes readable, and its next
-    /// `service` returns [`Serviced::Stopped`]).
+    /// [`Embedded`](crate::Embedded) loop's descriptor becomes readable, and its next
+    /// `service` returns [`Serviced::Stopped`](crate::Serviced::Stopped)).
     /// Connections are closed where they are; CGI programs are ended with
     /// their process groups.
     pub fn stop(&self) {

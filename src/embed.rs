@@ -18,7 +18,7 @@ impl Context {
     /// [`Embedded::next_timeout`] has passed; see `docs/embedding.md`,
     /// `examples/embed_tokio.rs` and `examples/embed_calloop.rs`.
     ///
-    /// The other loops of a context with [`ContextInfo::threads`] above
+    /// The other loops of a context with [`ContextInfo::threads`](crate::ContextInfo::threads) above
     /// one run on threads of their own, as with [`run`](Self::run): only
     /// the first is the caller's. A context that is never embedded nor
     /// run serves nothing.
